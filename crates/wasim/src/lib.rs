@@ -1,1 +1,219 @@
+//! wasim: a protocol-level WhatsApp simulator.
+//!
+//! It speaks the real wire protocol (Noise over WebSocket, binary nodes,
+//! protobuf, Signal) so that the real `whatsapp-rust` client links, chats and
+//! fails against it on loopback. [`Simulator::start`] runs one in-process;
+//! the `wasim` binary runs one standalone with an admin HTTP API.
 
+mod admin;
+mod conn;
+mod error;
+mod faults;
+mod iq;
+mod media;
+mod noise;
+mod pair_code;
+mod pairing;
+mod phone;
+mod prekeys;
+mod relay;
+mod server;
+mod stanza;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+pub use error::SimError;
+pub use faults::StatsSnapshot;
+use server::Server;
+
+/// Settings of one simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// How many QR refs a new device gets (WhatsApp sends 6).
+    pub qr_refs: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            qr_refs: 6,
+        }
+    }
+}
+
+/// A linked device as the admin API reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceInfo {
+    pub phone: String,
+    pub device: u16,
+    pub jid: String,
+    pub push_name: String,
+    pub platform: String,
+    pub connected: bool,
+    pub last_seen: u64,
+}
+
+/// A running simulator. Dropping it stops it.
+pub struct Simulator {
+    addr: SocketAddr,
+    handle: SimHandle,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    pub async fn start(config: SimConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        let server = Arc::new(Server::new(config));
+        server.world().media_host = addr.to_string();
+        let app = router(server.clone());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            handle: SimHandle { server },
+            shutdown,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL a client's WebSocket transport dials.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// The base URL of the admin API and the media endpoint.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn handle(&self) -> SimHandle {
+        self.handle.clone()
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        self.handle.drop_all();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/ws/chat", get(chat_socket))
+        .merge(admin::routes())
+        .with_state(server)
+}
+
+async fn chat_socket(State(server): State<Arc<Server>>, ws: WebSocketUpgrade) -> Response {
+    if server.faults.in_outage() {
+        server.stats.connection_refused();
+        return (StatusCode::SERVICE_UNAVAILABLE, "outage").into_response();
+    }
+    ws.max_message_size(16 << 20)
+        .on_upgrade(move |socket| conn::serve(socket, server))
+}
+
+/// Control over a running simulator: the fake phones' actions and the faults.
+#[derive(Clone)]
+pub struct SimHandle {
+    server: Arc<Server>,
+}
+
+impl SimHandle {
+    /// The phone `phone` scans a QR code a client showed.
+    pub fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        self.server.scan_qr(phone, qr)
+    }
+
+    /// Drops one device's connection, as a network failure would.
+    pub fn drop_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        self.server.drop_device(phone, device)
+    }
+
+    /// Drops every connection; returns how many there were.
+    pub fn drop_all(&self) -> usize {
+        self.server.drop_all()
+    }
+
+    /// Refuses new connections for `duration` (zero ends the outage).
+    pub fn outage(&self, duration: Duration) {
+        self.server.faults.start_outage(duration);
+    }
+
+    /// Sends `<stream:error code=..>` to a device and closes its connection.
+    pub fn stream_error(&self, phone: &str, device: u16, code: u16) -> Result<(), SimError> {
+        self.server.stream_error(phone, device, code)
+    }
+
+    /// Unlinks a device, as "Log out" on the phone does.
+    pub fn logout_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        self.server.logout_device(phone, device)
+    }
+
+    /// Bans the account temporarily (`None` lifts the ban).
+    pub fn ban(&self, phone: &str, seconds: Option<u64>) -> Result<(), SimError> {
+        self.server.ban(phone, seconds)
+    }
+
+    /// Delays every stanza the server sends.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.server.faults.set_response_delay(delay);
+    }
+
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.server.devices()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.server.stats.snapshot()
+    }
+}
+
+/// Phone numbers are digits only, in international format.
+fn check_phone(phone: &str) -> Result<(), SimError> {
+    let ok = (7..=15).contains(&phone.len())
+        && phone.bytes().all(|b| b.is_ascii_digit())
+        && !phone.starts_with('0');
+    if ok {
+        Ok(())
+    } else {
+        Err(SimError::InvalidPhone(
+            "use 7 to 15 digits, international format, no + or spaces".into(),
+        ))
+    }
+}

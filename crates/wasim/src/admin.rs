@@ -1,0 +1,170 @@
+//! The admin HTTP API: drive the fake phones and inject faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::SimHandle;
+use crate::error::SimError;
+use crate::server::Server;
+
+pub fn routes() -> Router<Arc<Server>> {
+    Router::new()
+        .route("/admin/phones/{phone}/scan", post(scan))
+        .route("/admin/phones/{phone}/ban", post(ban))
+        .route("/admin/devices", get(devices))
+        .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
+        .route("/admin/devices/{phone}/{device}/stream-error", post(stream_error))
+        .route("/admin/devices/{phone}/{device}/logout", post(logout))
+        .route("/admin/faults/drop-all", post(drop_all))
+        .route("/admin/faults/outage", post(outage))
+        .route("/admin/faults/delay", post(delay))
+        .route("/admin/stats", get(stats))
+}
+
+fn handle(server: Arc<Server>) -> SimHandle {
+    SimHandle { server }
+}
+
+/// Admin errors: `{"error": {"code", "message"}}` with a 4xx status.
+pub struct AdminError(StatusCode, &'static str, String);
+
+impl From<SimError> for AdminError {
+    fn from(e: SimError) -> Self {
+        let status = match e {
+            SimError::NoSuchPhone | SimError::NoSuchDevice | SimError::NoPendingCode => {
+                StatusCode::NOT_FOUND
+            }
+            SimError::StaleQr | SimError::QrAlreadyUsed | SimError::DeviceOffline => {
+                StatusCode::CONFLICT
+            }
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self(status, e.code(), e.to_string())
+    }
+}
+
+impl From<JsonRejection> for AdminError {
+    fn from(e: JsonRejection) -> Self {
+        Self(e.status(), "invalid_body", e.body_text())
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.1, "message": self.2}});
+        (self.0, Json(body)).into_response()
+    }
+}
+
+type Reply = Result<Json<serde_json::Value>, AdminError>;
+
+fn ok() -> Reply {
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+struct ScanBody {
+    qr: String,
+}
+
+async fn scan(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<ScanBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).scan_qr(&phone, &body.qr)?;
+    ok()
+}
+
+#[derive(Deserialize)]
+struct BanBody {
+    /// How long the ban lasts; null lifts it.
+    seconds: Option<u64>,
+}
+
+async fn ban(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<BanBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).ban(&phone, body.seconds)?;
+    ok()
+}
+
+async fn devices(State(s): State<Arc<Server>>) -> Json<serde_json::Value> {
+    Json(json!({ "devices": handle(s).devices() }))
+}
+
+async fn stats(State(s): State<Arc<Server>>) -> Json<serde_json::Value> {
+    Json(json!(handle(s).stats()))
+}
+
+async fn drop_device(
+    State(s): State<Arc<Server>>,
+    Path((phone, device)): Path<(String, u16)>,
+) -> Reply {
+    handle(s).drop_device(&phone, device)?;
+    ok()
+}
+
+#[derive(Deserialize)]
+struct StreamErrorBody {
+    code: u16,
+}
+
+async fn stream_error(
+    State(s): State<Arc<Server>>,
+    Path((phone, device)): Path<(String, u16)>,
+    body: Result<Json<StreamErrorBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).stream_error(&phone, device, body.code)?;
+    ok()
+}
+
+async fn logout(
+    State(s): State<Arc<Server>>,
+    Path((phone, device)): Path<(String, u16)>,
+) -> Reply {
+    handle(s).logout_device(&phone, device)?;
+    ok()
+}
+
+async fn drop_all(State(s): State<Arc<Server>>) -> Reply {
+    let dropped = handle(s).drop_all();
+    Ok(Json(json!({ "dropped": dropped })))
+}
+
+#[derive(Deserialize)]
+struct MillisBody {
+    millis: u64,
+}
+
+async fn outage(
+    State(s): State<Arc<Server>>,
+    body: Result<Json<MillisBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).outage(Duration::from_millis(body.millis));
+    ok()
+}
+
+async fn delay(
+    State(s): State<Arc<Server>>,
+    body: Result<Json<MillisBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).set_response_delay(Duration::from_millis(body.millis));
+    ok()
+}

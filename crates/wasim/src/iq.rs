@@ -1,0 +1,106 @@
+//! Answers to the IQs a client sends. Each answer is the smallest one the
+//! real client accepts without stalling; see `docs/ARCHITECTURE.md`.
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::stanza::{self, attr, child, children, iq_error, iq_result};
+use crate::world::{ConnId, Role, World};
+use crate::{pair_code, pairing, prekeys, relay};
+
+pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
+    let id = attr(iq, "id").unwrap_or_default();
+    let kind = attr(iq, "type").unwrap_or_default();
+    if kind == "result" || kind == "error" {
+        // The client answering one of ours (pair-device ack, pair-success).
+        pairing::on_answer(w, conn, iq);
+        return;
+    }
+    let xmlns = attr(iq, "xmlns").unwrap_or_default();
+    let first = children(iq).first().map(|c| c.tag.as_ref()).unwrap_or("");
+    let reply = match (xmlns.as_str(), kind.as_str(), first) {
+        ("w:p", _, _) | ("urn:xmpp:ping", _, _) => NodeBuilder::new("iq")
+            .attr("id", id.as_str())
+            .attr("type", "result")
+            .attr("from", stanza::SERVER)
+            .attr("t", stanza::now_secs().to_string())
+            .build(),
+        ("passive", _, "active") => {
+            w.send(conn, iq_result(&id, vec![]));
+            relay::flush_offline(w, conn);
+            return;
+        }
+        ("passive", _, _) => iq_result(&id, vec![]),
+        ("encrypt", "set", "rotate") => {
+            prekeys::rotate(w, conn, iq);
+            iq_result(&id, vec![])
+        }
+        ("encrypt", "set", _) => {
+            prekeys::upload(w, conn, iq);
+            iq_result(&id, vec![])
+        }
+        ("encrypt", "get", "count") => iq_result(
+            &id,
+            vec![
+                NodeBuilder::new("count")
+                    .attr("value", prekeys::count(w, conn).to_string())
+                    .build(),
+            ],
+        ),
+        // A missing digest would make the client re-upload all its prekeys;
+        // "unavailable" is the answer it skips quietly.
+        ("encrypt", "get", "digest") => iq_error(&id, 503, "service-unavailable"),
+        ("encrypt", "get", "key") => prekeys::fetch(w, &id, iq),
+        ("usync", _, _) => relay::usync(w, &id, iq),
+        ("w:sync:app:state", _, _) => app_state_sync(&id, iq),
+        ("abt", _, _) => iq_result(
+            &id,
+            vec![
+                NodeBuilder::new("props")
+                    .attr("protocol", "1")
+                    .attr("hash", "wasim")
+                    .build(),
+            ],
+        ),
+        ("blocklist", _, _) => iq_result(&id, vec![NodeBuilder::new("list").build()]),
+        ("privacy", _, _) => iq_result(&id, vec![NodeBuilder::new("privacy").build()]),
+        ("md", _, "link_code_companion_reg") => pair_code::on_companion_iq(w, conn, &id, iq),
+        ("w:m", _, "media_conn") => crate::media::media_conn(w, &id),
+        _ => {
+            tracing::debug!(%xmlns, %kind, child = first, "answering unknown iq with an empty result");
+            iq_result(&id, vec![])
+        }
+    };
+    w.send(conn, reply);
+}
+
+/// Every collection is empty: the client needs no keys for it and is done.
+fn app_state_sync(id: &str, iq: &Node) -> Node {
+    let collections = child(iq, "sync")
+        .map(|s| {
+            children(s)
+                .iter()
+                .filter(|c| c.tag == "collection")
+                .filter_map(|c| attr(c, "name"))
+                .map(|name| {
+                    NodeBuilder::new("collection")
+                        .attr("name", name)
+                        .attr("version", "0")
+                        .build()
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    iq_result(
+        id,
+        vec![NodeBuilder::new("sync").children(collections).build()],
+    )
+}
+
+/// The account and device a connection is logged in as.
+pub fn device_of(w: &World, conn: ConnId) -> Option<(String, u16)> {
+    match w.conns.get(&conn)?.role.as_ref()? {
+        Role::Device { phone, device } => Some((phone.clone(), *device)),
+        Role::Pairing(_) => None,
+    }
+}

@@ -1,0 +1,123 @@
+//! The prekey directory: bundles devices upload, handed out to whoever wants
+//! to start a Signal session with them.
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+
+use crate::iq::device_of;
+use crate::stanza::{attr, child, child_bytes, children, iq_result};
+use crate::world::{ConnId, PreKeys, World};
+
+fn be(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+}
+
+fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
+    let (phone, device) = device_of(w, conn)?;
+    Some(&mut w.accounts.get_mut(&phone)?.devices.get_mut(&device)?.prekeys)
+}
+
+pub fn upload(w: &mut World, conn: ConnId, iq: &Node) {
+    let Some(p) = prekeys_mut(w, conn) else {
+        return;
+    };
+    if let Some(r) = child_bytes(iq, "registration") {
+        p.registration_id = be(r);
+    }
+    if let Some(i) = child_bytes(iq, "identity") {
+        p.identity = i.to_vec();
+    }
+    if let Some(skey) = child(iq, "skey") {
+        set_signed(p, skey);
+    }
+    if let Some(list) = child(iq, "list") {
+        for key in children(list).iter().filter(|k| k.tag == "key") {
+            if let (Some(id), Some(value)) = (child_bytes(key, "id"), child_bytes(key, "value")) {
+                p.one_time.push_back((be(id), value.to_vec()));
+            }
+        }
+    }
+}
+
+pub fn rotate(w: &mut World, conn: ConnId, iq: &Node) {
+    if let (Some(p), Some(skey)) = (
+        prekeys_mut(w, conn),
+        child(iq, "rotate").and_then(|r| child(r, "skey")),
+    ) {
+        set_signed(p, skey);
+    }
+}
+
+fn set_signed(p: &mut PreKeys, skey: &Node) {
+    if let (Some(id), Some(value), Some(sig)) = (
+        child_bytes(skey, "id"),
+        child_bytes(skey, "value"),
+        child_bytes(skey, "signature"),
+    ) {
+        p.signed_id = be(id);
+        p.signed_pub = value.to_vec();
+        p.signed_sig = sig.to_vec();
+    }
+}
+
+pub fn count(w: &mut World, conn: ConnId) -> usize {
+    prekeys_mut(w, conn).map_or(0, |p| p.one_time.len())
+}
+
+/// Answers `<key><user jid=../>..</key>` with one bundle per device, each
+/// consuming a one-time prekey as WhatsApp does.
+pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
+    let users = child(iq, "key").map(children).unwrap_or(&[]);
+    let list = users
+        .iter()
+        .filter_map(|u| attr(u, "jid"))
+        .map(|jid| match crate::relay::resolve_device_mut(w, &jid) {
+            Some(p) => bundle_node(&jid, p),
+            None => NodeBuilder::new("user")
+                .attr("jid", jid)
+                .children([NodeBuilder::new("error")
+                    .attr("code", "406")
+                    .attr("text", "not-acceptable")
+                    .build()])
+                .build(),
+        })
+        .collect::<Vec<_>>();
+    iq_result(id, vec![NodeBuilder::new("list").children(list).build()])
+}
+
+fn id3(id: u32) -> Vec<u8> {
+    id.to_be_bytes()[1..].to_vec()
+}
+
+fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
+    let mut parts = vec![
+        NodeBuilder::new("registration")
+            .bytes(p.registration_id.to_be_bytes().to_vec())
+            .build(),
+        NodeBuilder::new("type").bytes(vec![5u8]).build(),
+        NodeBuilder::new("identity").bytes(p.identity.clone()).build(),
+        NodeBuilder::new("skey")
+            .children([
+                NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
+                NodeBuilder::new("value").bytes(p.signed_pub.clone()).build(),
+                NodeBuilder::new("signature")
+                    .bytes(p.signed_sig.clone())
+                    .build(),
+            ])
+            .build(),
+    ];
+    if let Some((kid, value)) = p.one_time.pop_front() {
+        parts.push(
+            NodeBuilder::new("key")
+                .children([
+                    NodeBuilder::new("id").bytes(id3(kid)).build(),
+                    NodeBuilder::new("value").bytes(value).build(),
+                ])
+                .build(),
+        );
+    }
+    NodeBuilder::new("user")
+        .attr("jid", jid.to_owned())
+        .children(parts)
+        .build()
+}

@@ -1,0 +1,270 @@
+//! The simulated WhatsApp server: who is connected, and what happens to each
+//! stanza a client sends.
+
+use std::sync::{Mutex, MutexGuard};
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use waproto::whatsapp as wa;
+
+use crate::conn::{Outbound, OutboundTx};
+use crate::error::SimError;
+use crate::faults::{Faults, Stats};
+use crate::noise::ServerIdentity;
+use crate::stanza;
+use crate::world::{Conn, Role, World};
+use crate::{SimConfig, iq, pairing, relay};
+
+pub use crate::world::ConnId;
+
+pub struct Server {
+    pub identity: ServerIdentity,
+    pub stats: Stats,
+    pub faults: Faults,
+    pub config: SimConfig,
+    world: Mutex<World>,
+}
+
+impl Server {
+    pub fn new(config: SimConfig) -> Self {
+        Self {
+            identity: ServerIdentity::generate(),
+            stats: Stats::default(),
+            faults: Faults::default(),
+            config,
+            world: Mutex::new(World::default()),
+        }
+    }
+
+    /// The world's lock. A panic while holding it would be a simulator bug;
+    /// recovering the data keeps the other connections served regardless.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, tx: OutboundTx) -> ConnId {
+        let mut w = self.world();
+        w.next_conn += 1;
+        let id = w.next_conn;
+        w.conns.insert(id, Conn { tx, role: None });
+        id
+    }
+
+    pub fn deregister(&self, conn: ConnId) {
+        let mut w = self.world();
+        let Some(c) = w.conns.remove(&conn) else {
+            return;
+        };
+        match c.role {
+            Some(Role::Device { phone, device }) => {
+                if let Some(d) = w
+                    .accounts
+                    .get_mut(&phone)
+                    .and_then(|a| a.devices.get_mut(&device))
+                    && d.connection == Some(conn)
+                {
+                    d.connection = None;
+                    d.last_seen = stanza::now_secs();
+                }
+            }
+            Some(Role::Pairing(p)) => {
+                for r in &p.refs {
+                    w.refs.remove(r);
+                }
+                w.code_requests.retain(|_, c| *c != conn);
+            }
+            None => {}
+        }
+    }
+
+    /// The handshake is done: either a new device wants to link, or a linked
+    /// one logs in.
+    pub fn on_login(&self, conn: ConnId, client_static: [u8; 32], payload: wa::ClientPayload) {
+        let mut w = self.world();
+        if let Some(reg) = payload.device_pairing_data.as_option() {
+            pairing::start(&mut w, conn, client_static, reg, self.config.qr_refs);
+            return;
+        }
+        let (Some(username), Some(device)) = (payload.username, payload.device) else {
+            close_with(&w, conn, failure("401", &[]));
+            return;
+        };
+        let phone = username.to_string();
+        let device = u16::try_from(device).unwrap_or(u16::MAX);
+        let Some(account) = w.accounts.get_mut(&phone) else {
+            close_with(&w, conn, failure("401", &[]));
+            return;
+        };
+        if let Some(secs) = account.banned_for_secs {
+            let expire = secs.to_string();
+            close_with(
+                &w,
+                conn,
+                failure("402", &[("code", "101"), ("expire", expire.as_str())]),
+            );
+            return;
+        }
+        let lid = account.lid_jid();
+        let Some(d) = account.devices.get_mut(&device) else {
+            close_with(&w, conn, failure("401", &[]));
+            return;
+        };
+        if d.noise_pub != client_static {
+            close_with(&w, conn, failure("401", &[]));
+            return;
+        }
+        // A second connection for the same device replaces the first, as on WhatsApp.
+        let replaced = d.connection.replace(conn);
+        d.last_seen = stanza::now_secs();
+        if let Some(name) = payload.push_name.as_deref().filter(|n| !n.is_empty()) {
+            d.push_name = name.to_owned();
+        }
+        if let Some(c) = w.conns.get_mut(&conn) {
+            c.role = Some(Role::Device {
+                phone: phone.clone(),
+                device,
+            });
+        }
+        if let Some(old) = replaced.filter(|old| *old != conn) {
+            let conflict = NodeBuilder::new("stream:error")
+                .children([NodeBuilder::new("conflict").attr("type", "replaced").build()])
+                .build();
+            close_with(&w, old, conflict);
+        }
+        w.send(
+            conn,
+            NodeBuilder::new("success")
+                .attr("t", stanza::now_secs().to_string())
+                .attr("lid", lid)
+                .attr("props", "1")
+                .build(),
+        );
+    }
+
+    pub fn on_node(&self, conn: ConnId, node: Node) {
+        let mut w = self.world();
+        match node.tag.as_ref() {
+            "iq" => iq::handle(&mut w, conn, &node),
+            "message" => relay::on_message(&mut w, conn, &node),
+            "receipt" => relay::on_receipt(&mut w, conn, &node),
+            "ack" => relay::on_ack(&mut w, conn, &node),
+            // Acks of what we delivered, presence, chat state, unified session
+            // markers: nothing the simulator needs to act on.
+            _ => {}
+        }
+    }
+
+    // ---- operations the admin API and the library handle expose ----
+
+    pub fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
+        pairing::scan(&mut self.world(), phone, qr)
+    }
+
+    pub fn drop_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        let w = self.world();
+        let conn = connection_of(&w, phone, device)?;
+        if let Some(c) = w.conns.get(&conn) {
+            let _ = c.tx.send(Outbound::Drop);
+        }
+        Ok(())
+    }
+
+    pub fn drop_all(&self) -> usize {
+        let w = self.world();
+        for c in w.conns.values() {
+            let _ = c.tx.send(Outbound::Drop);
+        }
+        w.conns.len()
+    }
+
+    pub fn stream_error(&self, phone: &str, device: u16, code: u16) -> Result<(), SimError> {
+        let w = self.world();
+        let conn = connection_of(&w, phone, device)?;
+        close_with(&w, conn, stanza::stream_error(code));
+        Ok(())
+    }
+
+    /// Removes the device from its account (as "Log out" on the phone does)
+    /// and tells it so if it is online.
+    pub fn logout_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        let mut w = self.world();
+        let removed = w
+            .accounts
+            .get_mut(phone)
+            .and_then(|a| a.devices.remove(&device))
+            .ok_or(SimError::NoSuchDevice)?;
+        if let Some(conn) = removed.connection {
+            let removed = NodeBuilder::new("stream:error")
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "device_removed")
+                    .build()])
+                .build();
+            close_with(&w, conn, removed);
+        }
+        Ok(())
+    }
+
+    /// From now on, logins of this phone's devices get a temporary ban; those
+    /// online are disconnected so they see it.
+    pub fn ban(&self, phone: &str, secs: Option<u64>) -> Result<(), SimError> {
+        let mut w = self.world();
+        let account = w.accounts.get_mut(phone).ok_or(SimError::NoSuchPhone)?;
+        account.banned_for_secs = secs;
+        let online: Vec<ConnId> = account
+            .devices
+            .values()
+            .filter_map(|d| d.connection)
+            .collect();
+        if secs.is_some() {
+            for conn in online {
+                if let Some(c) = w.conns.get(&conn) {
+                    let _ = c.tx.send(Outbound::Drop);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn devices(&self) -> Vec<crate::DeviceInfo> {
+        let w = self.world();
+        let mut out: Vec<_> = w
+            .accounts
+            .values()
+            .flat_map(|a| {
+                a.devices.values().map(|d| crate::DeviceInfo {
+                    phone: a.phone.clone(),
+                    device: d.id,
+                    jid: format!("{}:{}@s.whatsapp.net", a.phone, d.id),
+                    push_name: d.push_name.clone(),
+                    platform: d.platform.clone(),
+                    connected: d.connection.is_some(),
+                    last_seen: d.last_seen,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.phone, a.device).cmp(&(&b.phone, b.device)));
+        out
+    }
+}
+
+fn connection_of(w: &World, phone: &str, device: u16) -> Result<ConnId, SimError> {
+    let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+    let d = account.devices.get(&device).ok_or(SimError::NoSuchDevice)?;
+    d.connection.ok_or(SimError::DeviceOffline)
+}
+
+pub(crate) fn close_with(w: &World, conn: ConnId, node: Node) {
+    if let Some(c) = w.conns.get(&conn) {
+        let _ = c.tx.send(Outbound::NodeThenClose(node));
+    }
+}
+
+fn failure(reason: &str, extra: &[(&'static str, &str)]) -> Node {
+    let mut b = NodeBuilder::new("failure")
+        .attr("reason", reason)
+        .attr("location", "sim");
+    for (k, v) in extra {
+        b = b.attr(k, *v);
+    }
+    b.build()
+}

@@ -1,0 +1,155 @@
+//! What the simulated WhatsApp knows: accounts (one per phone number), their
+//! linked devices, and the connections currently open.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use wacore_binary::Node;
+use wacore_libsignal::protocol::KeyPair;
+
+use crate::conn::OutboundTx;
+
+pub type ConnId = u64;
+
+/// A phone number's account. Its primary device (id 0) is the fake phone.
+pub struct Account {
+    pub phone: String,
+    pub lid: String,
+    pub push_name: String,
+    /// The primary device's identity key: it signs every companion it links.
+    pub identity: KeyPair,
+    /// ADV raw id: stays fixed for the life of the account.
+    pub raw_id: u32,
+    pub devices: BTreeMap<u16, Device>,
+    pub next_device_id: u16,
+    /// A login with a temporary ban is refused with a 402.
+    pub banned_for_secs: Option<u64>,
+    /// The phone's own prekeys, once it has Signal keys (see [`crate::phone`]).
+    pub phone_prekeys: Option<PreKeys>,
+    /// Stanzas addressed to the phone itself.
+    pub phone_inbox: Vec<Node>,
+}
+
+impl Account {
+    pub fn jid(&self) -> String {
+        format!("{}@s.whatsapp.net", self.phone)
+    }
+
+    pub fn lid_jid(&self) -> String {
+        format!("{}@lid", self.lid)
+    }
+
+    pub fn key_indexes(&self) -> Vec<u32> {
+        self.devices.values().map(|d| d.key_index).collect()
+    }
+}
+
+/// The public half of a Signal prekey bundle a device uploaded.
+#[derive(Clone, Default)]
+pub struct PreKeys {
+    pub registration_id: u32,
+    pub identity: Vec<u8>,
+    pub signed_id: u32,
+    pub signed_pub: Vec<u8>,
+    pub signed_sig: Vec<u8>,
+    pub one_time: VecDeque<(u32, Vec<u8>)>,
+}
+
+/// A linked companion device (device id >= 1).
+pub struct Device {
+    pub id: u16,
+    pub key_index: u32,
+    /// The Noise static key the device authenticates with.
+    pub noise_pub: [u8; 32],
+    pub prekeys: PreKeys,
+    /// The signed device identity as the device returned it at pairing.
+    pub signed_identity: Vec<u8>,
+    pub platform: String,
+    pub push_name: String,
+    pub connection: Option<ConnId>,
+    pub last_seen: u64,
+    /// Stanzas waiting for the device to come online.
+    pub offline: VecDeque<Node>,
+}
+
+/// What a connection is, as far as the server knows.
+pub enum Role {
+    /// A new device showing QR codes (and maybe asking for a pairing code).
+    Pairing(Box<PairingConn>),
+    /// A linked device that logged in.
+    Device { phone: String, device: u16 },
+}
+
+pub struct Conn {
+    pub tx: OutboundTx,
+    pub role: Option<Role>,
+}
+
+/// What an unregistered client told us about itself.
+pub struct PairingConn {
+    pub noise_pub: [u8; 32],
+    pub prekeys: PreKeys,
+    pub refs: Vec<String>,
+    pub platform: String,
+    /// Set while a pairing-code flow is running on this connection.
+    pub code: Option<crate::pair_code::CodeFlow>,
+}
+
+/// A pair-success we sent and whose signed answer we await.
+pub struct PendingLink {
+    pub conn: ConnId,
+    pub phone: String,
+    pub device: u16,
+    pub key_index: u32,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub conns: HashMap<ConnId, Conn>,
+    pub accounts: HashMap<String, Account>,
+    /// QR ref -> the connection that showed it.
+    pub refs: HashMap<String, ConnId>,
+    /// Refs a phone already scanned: scanning one again is refused.
+    pub used_refs: std::collections::HashSet<String>,
+    /// Server-initiated iq id -> link waiting for the client's signature.
+    pub pending_links: HashMap<String, PendingLink>,
+    /// Phone number -> the connection that asked for a pairing code for it.
+    pub code_requests: HashMap<String, ConnId>,
+    pub next_conn: ConnId,
+    pub next_lid: u64,
+    pub next_iq: u64,
+    /// `host:port` of the media endpoint handed out in `media_conn`.
+    pub media_host: String,
+}
+
+impl World {
+    pub fn send(&self, conn: ConnId, node: Node) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(crate::conn::Outbound::Node(node));
+        }
+    }
+
+    pub fn next_iq_id(&mut self) -> String {
+        self.next_iq += 1;
+        format!("sim-{}", self.next_iq)
+    }
+
+    /// The account for `phone`, created the first time a phone is used.
+    pub fn account_mut(&mut self, phone: &str) -> &mut Account {
+        let next_lid = &mut self.next_lid;
+        self.accounts.entry(phone.to_owned()).or_insert_with(|| {
+            *next_lid += 1;
+            Account {
+                phone: phone.to_owned(),
+                lid: format!("{}", 200_000_000_000_000u64 + *next_lid),
+                push_name: format!("Phone {phone}"),
+                identity: KeyPair::generate(&mut rand::rng()),
+                raw_id: rand::random::<u32>() >> 1,
+                devices: BTreeMap::new(),
+                next_device_id: 1,
+                banned_for_secs: None,
+                phone_prekeys: None,
+                phone_inbox: Vec::new(),
+            }
+        })
+    }
+}
