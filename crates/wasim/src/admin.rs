@@ -20,6 +20,10 @@ pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/admin/phones/{phone}/scan", post(scan))
         .route("/admin/phones/{phone}/ban", post(ban))
+        .route(
+            "/admin/phones/{phone}/messages",
+            get(phone_messages).post(phone_send),
+        )
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
         .route("/admin/devices/{phone}/{device}/stream-error", post(stream_error))
@@ -84,6 +88,32 @@ async fn scan(
     let Json(body) = body?;
     handle(s).scan_qr(&phone, &body.qr)?;
     ok()
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    /// A phone number or JID.
+    to: String,
+    text: String,
+}
+
+/// `{"ok": true, "id": "<message id>"}` once the message is on its way.
+async fn phone_send(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<SendBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let id = handle(s)
+        .phone_send_text(&phone, &body.to, &body.text)
+        .await?;
+    Ok(Json(json!({ "ok": true, "id": id })))
+}
+
+/// `{"messages": [..]}`: what the phone received, decrypted, oldest first.
+async fn phone_messages(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let messages = handle(s).phone_messages(&phone)?;
+    Ok(Json(json!({ "messages": messages })))
 }
 
 #[derive(Deserialize)]

@@ -14,10 +14,26 @@ fn be(bytes: &[u8]) -> u32 {
 
 fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
     let (phone, device) = device_of(w, conn)?;
-    Some(&mut w.accounts.get_mut(&phone)?.devices.get_mut(&device)?.prekeys)
+    Some(
+        &mut w
+            .accounts
+            .get_mut(&phone)?
+            .devices
+            .get_mut(&device)?
+            .prekeys,
+    )
 }
 
+/// Stores a device's prekey upload. A companion's first upload is its first
+/// login after linking: that is when the phone shares its app-state key.
 pub fn upload(w: &mut World, conn: ConnId, iq: &Node) {
+    store_upload(w, conn, iq);
+    if let Some((phone, device)) = device_of(w, conn) {
+        crate::phone::share_app_state_key(w, &phone, device);
+    }
+}
+
+fn store_upload(w: &mut World, conn: ConnId, iq: &Node) {
     let Some(p) = prekeys_mut(w, conn) else {
         return;
     };
@@ -95,11 +111,15 @@ fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
             .bytes(p.registration_id.to_be_bytes().to_vec())
             .build(),
         NodeBuilder::new("type").bytes(vec![5u8]).build(),
-        NodeBuilder::new("identity").bytes(p.identity.clone()).build(),
+        NodeBuilder::new("identity")
+            .bytes(p.identity.clone())
+            .build(),
         NodeBuilder::new("skey")
             .children([
                 NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
-                NodeBuilder::new("value").bytes(p.signed_pub.clone()).build(),
+                NodeBuilder::new("value")
+                    .bytes(p.signed_pub.clone())
+                    .build(),
                 NodeBuilder::new("signature")
                     .bytes(p.signed_sig.clone())
                     .build(),
