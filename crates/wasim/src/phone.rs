@@ -477,8 +477,7 @@ async fn send_message(
     message: &wa::Message,
 ) -> String {
     let id = new_message_id();
-    let chat = device_jid(to, 0);
-    let (mut targets, own, lid, push_name) = {
+    let (chat, mut targets, own, lid, push_name) = {
         let mut w = server.world();
         w.sent_by.insert(id.clone(), (phone.to_owned(), 0));
         let devices = |p: &str| -> Vec<u16> {
@@ -497,7 +496,12 @@ async fn send_message(
         let account = w.accounts.get(phone);
         let lid = account.map(|a| a.lid_jid()).unwrap_or_default();
         let push_name = account.map(|a| a.push_name.clone()).unwrap_or_default();
-        (targets, own, lid, push_name)
+        let chat = w
+            .accounts
+            .get(to)
+            .map(|a| a.jid())
+            .unwrap_or_else(|| device_jid(to, 0));
+        (chat, targets, own, lid, push_name)
     };
     if to == phone {
         // "Message yourself": the phone's own copy is the message.

@@ -88,7 +88,7 @@ pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
         .iter()
         .filter_map(|u| attr(u, "jid"))
         .map(|jid| match crate::relay::resolve_device_mut(w, &jid) {
-            Some(p) => bundle_node(&jid, p),
+            Some((p, identity)) => bundle_node(&jid, p, identity),
             None => NodeBuilder::new("user")
                 .attr("jid", jid)
                 .children([NodeBuilder::new("error")
@@ -105,7 +105,10 @@ fn id3(id: u32) -> Vec<u8> {
     id.to_be_bytes()[1..].to_vec()
 }
 
-fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
+/// A companion's bundle carries the signed device identity it got at
+/// linking: the client checks it against the account key before trusting
+/// the bundle (and only warns when it is missing).
+fn bundle_node(jid: &str, p: &mut PreKeys, device_identity: Option<&[u8]>) -> Node {
     let mut parts = vec![
         NodeBuilder::new("registration")
             .bytes(p.registration_id.to_be_bytes().to_vec())
@@ -133,6 +136,13 @@ fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
                     NodeBuilder::new("id").bytes(id3(kid)).build(),
                     NodeBuilder::new("value").bytes(value).build(),
                 ])
+                .build(),
+        );
+    }
+    if let Some(identity) = device_identity {
+        parts.push(
+            NodeBuilder::new("device-identity")
+                .bytes(identity.to_vec())
                 .build(),
         );
     }

@@ -53,8 +53,12 @@ pub fn phone_of(w: &World, addr: &Addr) -> Option<String> {
     }
 }
 
-/// The prekeys of the device a JID names, for a prekey fetch.
-pub fn resolve_device_mut<'a>(w: &'a mut World, jid: &str) -> Option<&'a mut PreKeys> {
+/// The prekeys of the device a JID names, for a prekey fetch, with a
+/// companion's signed device identity (the phone has none).
+pub fn resolve_device_mut<'a>(
+    w: &'a mut World,
+    jid: &str,
+) -> Option<(&'a mut PreKeys, Option<&'a [u8]>)> {
     let addr = parse_jid(jid)?;
     let phone = phone_of(w, &addr)?;
     if addr.device == 0 {
@@ -62,12 +66,12 @@ pub fn resolve_device_mut<'a>(w: &'a mut World, jid: &str) -> Option<&'a mut Pre
     }
     let account = w.accounts.get_mut(&phone)?;
     if addr.device == 0 {
-        return account.phone_prekeys.as_mut();
+        return account.phone_prekeys.as_mut().map(|p| (p, None));
     }
-    account
-        .devices
-        .get_mut(&addr.device)
-        .map(|d| &mut d.prekeys)
+    account.devices.get_mut(&addr.device).map(|d| {
+        let identity = (!d.signed_identity.is_empty()).then_some(d.signed_identity.as_slice());
+        (&mut d.prekeys, identity)
+    })
 }
 
 /// Device lists (and LIDs) for each user asked about.
