@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/messages",
             get(phone_messages).post(phone_send),
         )
+        .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
         .route("/admin/devices/{phone}/{device}/stream-error", post(stream_error))
@@ -50,6 +51,7 @@ impl From<SimError> for AdminError {
             SimError::StaleQr | SimError::QrAlreadyUsed | SimError::DeviceOffline => {
                 StatusCode::CONFLICT
             }
+            SimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self(status, e.code(), e.to_string())
@@ -88,6 +90,23 @@ async fn scan(
     let Json(body) = body?;
     handle(s).scan_qr(&phone, &body.qr)?;
     ok()
+}
+
+#[derive(Deserialize)]
+struct EnterCodeBody {
+    code: String,
+}
+
+/// Answers once the phone knows the outcome: `{"ok": true, "outcome":
+/// "accepted" | "wrong_code" | "no_answer"}`.
+async fn enter_code(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<EnterCodeBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let outcome = handle(s).enter_code(&phone, &body.code).await?;
+    Ok(Json(json!({ "ok": true, "outcome": outcome })))
 }
 
 #[derive(Deserialize)]

@@ -64,7 +64,12 @@ pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
         ),
         ("blocklist", _, _) => iq_result(&id, vec![NodeBuilder::new("list").build()]),
         ("privacy", _, _) => iq_result(&id, vec![NodeBuilder::new("privacy").build()]),
-        ("md", _, "link_code_companion_reg") => pair_code::on_companion_iq(w, conn, &id, iq),
+        // Answers itself: a `companion_finish` result must precede the
+        // `pair-success` it may trigger.
+        ("md", _, "link_code_companion_reg") => {
+            pair_code::on_companion_iq(w, conn, &id, iq);
+            return;
+        }
         ("w:m", _, "media_conn") => crate::media::media_conn(w, &id),
         _ => {
             tracing::debug!(%xmlns, %kind, child = first, "answering unknown iq with an empty result");

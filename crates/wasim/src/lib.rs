@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
+pub use pair_code::CodeOutcome;
 pub use phone::PhoneMessage;
 use server::Server;
 
@@ -168,6 +169,14 @@ impl SimHandle {
     pub fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
         check_phone(phone)?;
         self.server.scan_qr(phone, qr)
+    }
+
+    /// The phone `phone`'s user enters a pairing code a client showed (with or
+    /// without its dash, any case). Resolves once the phone knows whether the
+    /// code worked; a wrong code is an outcome, not an error.
+    pub async fn enter_code(&self, phone: &str, code: &str) -> Result<CodeOutcome, SimError> {
+        check_phone(phone)?;
+        pair_code::enter(&self.server, phone, code).await
     }
 
     /// Drops one device's connection, as a network failure would.
