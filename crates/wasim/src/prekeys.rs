@@ -12,7 +12,7 @@ fn be(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
-fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
+fn prekeys_mut(w: &mut World, conn: ConnId) -> Option<&mut PreKeys> {
     let (phone, device) = device_of(w, conn)?;
     Some(
         &mut w

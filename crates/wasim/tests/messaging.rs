@@ -48,8 +48,7 @@ async fn send_and_confirm(sender: &mut TestClient, to: &str, text: &str) -> Stri
                     Some(())
                 }
                 Event::Receipt(r)
-                    if r.message_ids.iter().any(|m| *m == id)
-                        && r.r#type == ReceiptType::Delivered =>
+                    if r.message_ids.contains(&id) && r.r#type == ReceiptType::Delivered =>
                 {
                     delivered = true;
                     Some(())
