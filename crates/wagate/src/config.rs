@@ -216,10 +216,7 @@ mod tests {
         let config = Config::load_from(None, &base(), no_env())?;
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.data_dir, PathBuf::from("./data"));
-        assert_eq!(
-            config.database_url().expose(),
-            "sqlite://./data/wagate.db"
-        );
+        assert_eq!(config.database_url().expose(), "sqlite://./data/wagate.db");
         assert_eq!(config.link_timeout(), Duration::from_secs(300));
         assert_eq!(config.retry_budget(), Duration::from_secs(600));
         Ok(())
@@ -243,7 +240,11 @@ mod tests {
             };
             let config = Config::load_from(Some(file.path()), &overrides, Env::prefixed("WAGATE_"))
                 .map_err(|e| e.to_string())?;
-            assert_eq!(config.listen.to_string(), "127.0.0.1:9001", "file beats default");
+            assert_eq!(
+                config.listen.to_string(),
+                "127.0.0.1:9001",
+                "file beats default"
+            );
             assert_eq!(config.link_timeout_secs, 90, "env beats file");
             assert_eq!(config.retry_budget_secs, 120, "flag beats env");
             assert_eq!(config.data_dir, PathBuf::from("/srv/wagate"));
@@ -258,7 +259,11 @@ mod tests {
         writeln!(file, "lisen = \"127.0.0.1:9001\"")?;
         assert!(Config::load_from(Some(file.path()), &base(), no_env()).is_err());
         assert!(matches!(
-            Config::load_from(Some(Path::new("/nonexistent/wagate.toml")), &base(), no_env()),
+            Config::load_from(
+                Some(Path::new("/nonexistent/wagate.toml")),
+                &base(),
+                no_env()
+            ),
             Err(ConfigError::MissingFile(_))
         ));
         Ok(())

@@ -319,7 +319,9 @@ mod tests {
         let hub = hub(8);
         let (org, other) = (OrgId::new(), OrgId::new());
         let (s1, s2) = (SessionId::new(), SessionId::new());
-        let mut all = hub.subscribe(org, Filter::default()).map_err(|_| Closed::HubClosed)?;
+        let mut all = hub
+            .subscribe(org, Filter::default())
+            .map_err(|_| Closed::HubClosed)?;
         let mut only_s2_qr = hub
             .subscribe(
                 org,

@@ -7,8 +7,8 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_FILTER: &str = "info,whatsapp_rust=warn,wacore=warn,sqlx=warn";
 
 pub fn init() {
-    let filter = EnvFilter::try_from_env("WAGATE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_env("WAGATE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // A second initialisation (tests) is harmless, so its error is ignored.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -64,7 +64,10 @@ mod tests {
     #[test]
     fn accepts_digits_in_international_format() {
         for ok in ["628123456789", "15551234567", "4915123456789", "12345678"] {
-            assert_eq!(Phone::try_from(ok).map(|p| p.to_string()), Ok(ok.to_string()));
+            assert_eq!(
+                Phone::try_from(ok).map(|p| p.to_string()),
+                Ok(ok.to_string())
+            );
         }
     }
 

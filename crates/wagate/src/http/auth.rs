@@ -44,7 +44,9 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     };
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(ApiError::InvalidToken),
@@ -54,7 +56,10 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?.ok_or(ApiError::MissingToken)?;
         let auth = authenticate(state.store.as_ref(), token).await?;
         tracing::Span::current().record("org_id", tracing::field::display(auth.org_id));

@@ -2,8 +2,8 @@
 //! `{"error": {"code", "message", "details"}}`; a 5xx never says why, the
 //! cause is logged once by [`log_server_errors`].
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::Request;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -54,6 +54,8 @@ pub enum ApiError {
     },
     #[error("too many realtime connections for this organization")]
     TooManyConnections,
+    #[error("this endpoint only speaks WebSocket; send an upgrade request")]
+    UpgradeRequired,
     #[error("WhatsApp did not complete the request: {0}")]
     Upstream(String),
     #[error("the gateway is shutting down")]
@@ -97,6 +99,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +121,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation { code, .. } | Self::Conflict { code, .. } => code,
             Self::TooManyConnections => "too_many_connections",
+            Self::UpgradeRequired => "upgrade_required",
             Self::Upstream(_) => "whatsapp_error",
             Self::Unavailable => "unavailable",
             Self::Internal(_) => "internal_error",
@@ -172,11 +176,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = if status.is_server_error() && !matches!(self, Self::Unavailable | Self::Upstream(_)) {
-            "internal error".to_string()
-        } else {
-            self.to_string()
-        };
+        let message =
+            if status.is_server_error() && !matches!(self, Self::Unavailable | Self::Upstream(_)) {
+                "internal error".to_string()
+            } else {
+                self.to_string()
+            };
         let body = json!({
             "error": {
                 "code": self.code(),

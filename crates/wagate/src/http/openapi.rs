@@ -62,7 +62,11 @@ mod tests {
     #[test]
     fn the_document_is_openapi_3_1_and_lists_every_endpoint() -> Result<(), serde_json::Error> {
         let doc = serde_json::to_value(ApiDoc::openapi())?;
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
         for path in [
             "/sessions",
             "/sessions/{id}",

@@ -148,7 +148,10 @@ pub async fn pairing_code(
         field: "phone",
         message: e.to_string(),
     })?;
-    let code = state.sessions.pairing_code(auth.org_id(), id, phone).await?;
+    let code = state
+        .sessions
+        .pairing_code(auth.org_id(), id, phone)
+        .await?;
     Ok(Json(code.into()))
 }
 

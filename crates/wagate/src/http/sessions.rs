@@ -287,7 +287,9 @@ pub async fn restart(
     auth: Authenticated,
     Path(id): Path<SessionId>,
 ) -> Result<Json<Session>, ApiError> {
-    Ok(Json(state.sessions.restart(auth.org_id(), id).await?.into()))
+    Ok(Json(
+        state.sessions.restart(auth.org_id(), id).await?.into(),
+    ))
 }
 
 /// Unlink the device and wipe its keys; `start` links again.

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -70,9 +71,11 @@ pub async fn subscribe(
             },
         )
         .map_err(|SubscribeError::TooManyClients| ApiError::TooManyConnections)?;
+    // Only now, so a client without credentials learns that first.
+    let ws = upgrade.ws.map_err(|_| ApiError::UpgradeRequired)?;
     let ping_every = state.ws_ping_interval;
     let shutdown = state.shutdown.clone();
-    Ok(upgrade.ws.on_upgrade(move |socket: WebSocket| async move {
+    Ok(ws.on_upgrade(move |socket: WebSocket| async move {
         let (sink, stream) = socket.split();
         pump(sink, stream, subscription, ping_every, shutdown).await;
     }))
@@ -81,18 +84,19 @@ pub async fn subscribe(
 /// The upgrade plus the optional bearer header, extracted together so the
 /// handler can accept either credential.
 pub struct WsUpgrade {
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     bearer: Option<String>,
 }
 
 impl FromRequestParts<AppState> for WsUpgrade {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let bearer = bearer(parts)?.map(str::to_string);
-        let ws = WebSocketUpgrade::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::InvalidQuery(format!("expected a WebSocket upgrade: {rejection}")))?;
+        let ws = WebSocketUpgrade::from_request_parts(parts, state).await;
         Ok(Self { ws, bearer })
     }
 }
@@ -215,7 +219,9 @@ mod tests {
         ));
 
         let first = sent.next().await;
-        assert!(matches!(first, Some(Message::Text(ref t)) if t.as_str().contains("session.status")));
+        assert!(
+            matches!(first, Some(Message::Text(ref t)) if t.as_str().contains("session.status"))
+        );
         match sent.next().await {
             Some(Message::Close(Some(frame))) => {
                 assert_eq!(frame.code, close_code::POLICY);
@@ -246,7 +252,9 @@ mod tests {
         ));
         assert!(matches!(sent.next().await, Some(Message::Ping(_))));
         match sent.next().await {
-            Some(Message::Close(Some(frame))) => assert_eq!(frame.reason.as_str(), "no pong received"),
+            Some(Message::Close(Some(frame))) => {
+                assert_eq!(frame.reason.as_str(), "no pong received")
+            }
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
@@ -254,7 +262,10 @@ mod tests {
     #[test]
     fn event_type_filters_are_validated() {
         assert!(matches!(parse_types(Some("session.qr, session.status")), Ok(t) if t.len() == 2));
-        assert!(matches!(parse_types(Some("session.message")), Err(ApiError::InvalidQuery(_))));
+        assert!(matches!(
+            parse_types(Some("session.message")),
+            Err(ApiError::InvalidQuery(_))
+        ));
         assert!(matches!(parse_types(None), Ok(t) if t.is_empty()));
     }
 }

@@ -15,17 +15,27 @@ use crate::domain::{Phone, SessionId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineEvent {
     /// A QR code to show; it rotates after `valid_for`.
-    QrCode { code: String, valid_for: Duration },
+    QrCode {
+        code: String,
+        valid_for: Duration,
+    },
     /// The server's QR codes for this connection are used up.
     QrCodesExhausted,
-    PairingCode { code: String, valid_for: Duration },
+    PairingCode {
+        code: String,
+        valid_for: Duration,
+    },
     /// A phone linked this device; a reconnect follows.
-    Paired { phone: String },
+    Paired {
+        phone: String,
+    },
     /// Logged in and live.
     Connected,
     /// The device was unlinked (from the phone, or on connect).
     LoggedOut,
-    TemporarilyBanned { expires_in: Duration },
+    TemporarilyBanned {
+        expires_in: Duration,
+    },
     ClientOutdated,
 }
 

@@ -138,7 +138,11 @@ impl SessionManager {
             .ok_or(ManagerError::NotFound)
     }
 
-    pub async fn list(&self, org: OrgId, query: &SessionQuery) -> Result<SessionPage, ManagerError> {
+    pub async fn list(
+        &self,
+        org: OrgId,
+        query: &SessionQuery,
+    ) -> Result<SessionPage, ManagerError> {
         Ok(self.inner.store.list_sessions(org, query).await?)
     }
 

@@ -321,11 +321,16 @@ impl Supervisor {
                 // Off the loop: the round trip must not hold up events.
                 let link = Arc::clone(&active.link);
                 tokio::spawn(async move {
-                    let result =
-                        tokio::time::timeout(PAIRING_CODE_TIMEOUT, link.request_pairing_code(&phone))
-                            .await;
+                    let result = tokio::time::timeout(
+                        PAIRING_CODE_TIMEOUT,
+                        link.request_pairing_code(&phone),
+                    )
+                    .await;
                     let result = match result {
-                        Ok(Ok(code)) => Ok(Expiring::valid_for(format_pairing_code(&code), PAIRING_CODE_TTL)),
+                        Ok(Ok(code)) => Ok(Expiring::valid_for(
+                            format_pairing_code(&code),
+                            PAIRING_CODE_TTL,
+                        )),
                         Ok(Err(error)) => Err(CommandError::PairingCode(error.to_string())),
                         Err(_) => Err(CommandError::PairingCode("no answer from WhatsApp".into())),
                     };
@@ -499,7 +504,8 @@ impl Supervisor {
         if let Err(error) = self.store.set_identity(self.id, None, None).await {
             tracing::error!(%error, "could not clear the linked identity");
         }
-        self.set_status(SessionStatus::LoggedOut, Some(reason)).await;
+        self.set_status(SessionStatus::LoggedOut, Some(reason))
+            .await;
     }
 
     async fn wipe(&self) {

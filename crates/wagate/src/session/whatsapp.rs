@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use url::Url;
 use whatsapp_rust::pair_code::PairCodeOptions;
-use whatsapp_rust::prelude::{Bot, Client, Event, EventHandler, EventInterest, EventKind, SqliteStore};
+use whatsapp_rust::prelude::{
+    Bot, Client, Event, EventHandler, EventInterest, EventKind, SqliteStore,
+};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
 use super::engine::{Engine, EngineError, EngineEvent, Identity, Link};
@@ -65,7 +67,9 @@ impl Engine for WhatsAppEngine {
             .skip_history_sync();
         let builder = match &self.server {
             Some(url) => builder
-                .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url.as_str()))
+                .with_transport_factory(
+                    TokioWebSocketTransportFactory::new().with_url(url.as_str()),
+                )
                 // Fetching the current version needs HTTPS to WhatsApp,
                 // which a custom server cannot stand in for.
                 .with_version(PINNED_WHATSAPP_VERSION),
@@ -118,7 +122,11 @@ struct WhatsAppLink {
 #[async_trait]
 impl Link for WhatsAppLink {
     fn connect(&self) -> BoxFuture<'static, ()> {
-        let bot = self.bot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let bot = self
+            .bot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let client = Arc::clone(&self.client);
         Box::pin(async move {
             match bot {

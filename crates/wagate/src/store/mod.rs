@@ -9,11 +9,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::domain::{
-    Label, OrgId, SessionId, SessionStatus, StatusReason, TokenHash, TokenId,
-};
+use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason, TokenHash, TokenId};
 use crate::secret::Secret;
 
 pub use sqlite::SqliteStore;
@@ -183,11 +181,19 @@ pub trait Store: Send + Sync + 'static {
 /// never a silent fallback.
 pub async fn connect(url: &Secret<String>) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.expose();
-    let scheme = url.split_once(':').map_or(url.as_str(), |(scheme, _)| scheme);
+    let scheme = url
+        .split_once(':')
+        .map_or(url.as_str(), |(scheme, _)| scheme);
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
         other => Err(StoreError::UnsupportedScheme(other.to_string())),
     }
+}
+
+/// Now, at the precision the store keeps, so a record returned from a write
+/// equals the same record read back.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {

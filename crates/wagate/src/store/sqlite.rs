@@ -6,20 +6,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
 
 use super::{
     Cursor, NewSession, Organization, SessionPage, SessionQuery, SessionRecord, Store, StoreError,
-    TokenRecord, from_millis, millis,
+    TokenRecord, from_millis, millis, now,
 };
-use crate::domain::{
-    Label, OrgId, SessionId, SessionStatus, StatusReason, TokenHash, TokenId,
-};
+use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason, TokenHash, TokenId};
 
 /// Expands to a string literal so queries stay `&'static str`, which sqlx
 /// requires as proof that no input was spliced into the SQL.
@@ -111,7 +108,7 @@ impl Store for SqliteStore {
         let org = Organization {
             id: OrgId::new(),
             name: name.to_string(),
-            created_at: Utc::now(),
+            created_at: now(),
         };
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(org.id.to_string())
@@ -158,7 +155,7 @@ impl Store for SqliteStore {
         .bind(id.to_string())
         .bind(org.to_string())
         .bind(hash.as_str())
-        .bind(millis(Utc::now()))
+        .bind(millis(now()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -182,17 +179,18 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: TokenId) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(millis(Utc::now()))
-                .bind(id.to_string())
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(millis(now()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
-        let now = Utc::now();
+        let now = now();
         let record = SessionRecord {
             id: new.id,
             org_id: new.org_id,
@@ -225,13 +223,13 @@ impl Store for SqliteStore {
         id: SessionId,
     ) -> Result<Option<SessionRecord>, StoreError> {
         sqlx::query(select_sessions!("WHERE id = $1 AND org_id = $2"))
-        .bind(id.to_string())
-        .bind(org.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(session)
-        .transpose()
+            .bind(id.to_string())
+            .bind(org.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(session)
+            .transpose()
     }
 
     async fn list_sessions(
@@ -241,9 +239,9 @@ impl Store for SqliteStore {
     ) -> Result<SessionPage, StoreError> {
         // Fetch one extra row to learn whether another page exists.
         let fetch = i64::from(query.limit) + 1;
-        let (after_ms, after_id) = query
-            .after
-            .map_or((i64::MIN, String::new()), |c| (c.created_at_ms, c.id.to_string()));
+        let (after_ms, after_id) = query.after.map_or((i64::MIN, String::new()), |c| {
+            (c.created_at_ms, c.id.to_string())
+        });
         let rows = sqlx::query(select_sessions!(
             "WHERE org_id = $1 AND ($2 IS NULL OR status = $2) "
             "AND (created_at > $3 OR (created_at = $3 AND id > $4)) "
@@ -276,7 +274,7 @@ impl Store for SqliteStore {
             "UPDATE sessions SET label = $1, updated_at = $2 WHERE id = $3 AND org_id = $4",
         )
         .bind(label.map(Label::as_str))
-        .bind(millis(Utc::now()))
+        .bind(millis(now()))
         .bind(id.to_string())
         .bind(org.to_string())
         .execute(&self.pool)
@@ -298,11 +296,11 @@ impl Store for SqliteStore {
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         sqlx::query(select_sessions!("ORDER BY created_at, id"))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(session)
-        .collect()
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(session)
+            .collect()
     }
 
     async fn set_status(
@@ -316,7 +314,7 @@ impl Store for SqliteStore {
         )
         .bind(status.as_str())
         .bind(reason.map(StatusReason::as_str))
-        .bind(millis(Utc::now()))
+        .bind(millis(now()))
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
@@ -334,7 +332,7 @@ impl Store for SqliteStore {
         )
         .bind(phone)
         .bind(push_name)
-        .bind(millis(Utc::now()))
+        .bind(millis(now()))
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
@@ -357,7 +355,10 @@ mod tests {
     async fn organization_names_are_unique_and_findable_by_name_or_id() -> Result<(), StoreError> {
         let store = store().await;
         let org = store.create_org("acme").await?;
-        assert!(matches!(store.create_org("acme").await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.create_org("acme").await,
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(store.find_org("acme").await?, Some(org.clone()));
         assert_eq!(store.find_org(&org.id.to_string()).await?, Some(org));
         assert_eq!(store.find_org("nope").await?, None);
@@ -382,8 +383,14 @@ mod tests {
             })
         );
         assert!(store.revoke_token(id).await?);
-        assert!(!store.revoke_token(id).await?, "revoking twice reports nothing to revoke");
-        assert_eq!(store.find_token(&hash).await?.map(|t| t.revoked), Some(true));
+        assert!(
+            !store.revoke_token(id).await?,
+            "revoking twice reports nothing to revoke"
+        );
+        assert_eq!(
+            store.find_token(&hash).await?.map(|t| t.revoked),
+            Some(true)
+        );
         Ok(())
     }
 
@@ -451,8 +458,9 @@ mod tests {
         let mut walked = seen.clone();
         walked.sort();
         walked.dedup();
-        ids.sort();
-        assert_eq!(walked, ids, "every session exactly once");
+        let mut all = ids.clone();
+        all.sort();
+        assert_eq!(walked, all, "every session exactly once");
 
         let starting = store
             .list_sessions(
@@ -464,7 +472,10 @@ mod tests {
                 },
             )
             .await?;
-        assert_eq!(starting.sessions.iter().map(|s| s.id).collect::<Vec<_>>(), vec![ids[1]]);
+        assert_eq!(
+            starting.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![ids[1]]
+        );
         Ok(())
     }
 
