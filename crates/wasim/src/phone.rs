@@ -93,7 +93,22 @@ pub struct PhoneSignal {
     prekeys: store::PreKeys,
     signed: store::SignedPreKeys,
     app_state_key: AppStateKey,
+    /// What the phone sent lately, for resending on a retry receipt.
+    sent: VecDeque<Outgoing>,
 }
+
+/// A message the phone sent, kept to re-encrypt it for a device that could
+/// not decrypt it.
+struct Outgoing {
+    id: String,
+    /// The recipient account's phone number.
+    to: String,
+    message: wa::Message,
+    t: u64,
+}
+
+/// How many sent messages a phone remembers for retries.
+const RESENDABLE: usize = 256;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -158,6 +173,7 @@ impl PhoneSignal {
                 raw_id,
                 timestamp_ms: now_ms() as i64,
             },
+            sent: VecDeque::new(),
         };
         Some((signal, public))
     }
@@ -476,84 +492,127 @@ async fn send_message(
     to: &str,
     message: &wa::Message,
 ) -> String {
-    let id = new_message_id();
-    let (chat, mut targets, own, lid, push_name) = {
+    let out = Outgoing {
+        id: new_message_id(),
+        to: to.to_owned(),
+        message: message.clone(),
+        t: stanza::now_secs(),
+    };
+    let targets: Vec<(String, u16)> = {
         let mut w = server.world();
-        w.sent_by.insert(id.clone(), (phone.to_owned(), 0));
-        let devices = |p: &str| -> Vec<u16> {
+        w.sent_by.insert(out.id.clone(), (phone.to_owned(), 0));
+        let devices = |p: &str| -> Vec<(String, u16)> {
             w.accounts
                 .get(p)
-                .map(|a| a.devices.keys().copied().collect())
+                .map(|a| a.devices.keys().map(|d| (p.to_owned(), *d)).collect())
                 .unwrap_or_default()
         };
-        let mut targets: Vec<u16> = vec![0];
-        targets.extend(devices(to));
-        let own = if to == phone {
-            Vec::new()
-        } else {
-            devices(phone)
-        };
-        let account = w.accounts.get(phone);
-        let lid = account.map(|a| a.lid_jid()).unwrap_or_default();
-        let push_name = account.map(|a| a.push_name.clone()).unwrap_or_default();
-        let chat = w
-            .accounts
-            .get(to)
-            .map(|a| a.jid())
-            .unwrap_or_else(|| device_jid(to, 0));
-        (chat, targets, own, lid, push_name)
+        let mut targets = Vec::new();
+        if to != phone {
+            targets.push((to.to_owned(), 0));
+            targets.extend(devices(to));
+        }
+        // The phone's own companions get their copy; for "message yourself"
+        // that copy is all there is.
+        targets.extend(devices(phone));
+        targets
     };
-    if to == phone {
-        // "Message yourself": the phone's own copy is the message.
-        targets.retain(|d| *d != 0);
+    for (target, device) in targets {
+        send_copy(server, phone, signal, &out, &target, device).await;
     }
-    let now = stanza::now_secs().to_string();
-    let kind = stanza_type(message);
-    let plain = MessageUtils::encode_and_pad(message);
-    for device in targets {
-        match encrypt(server, signal, to, device, &plain).await {
-            Ok((enc, ciphertext)) => {
-                let mut b = NodeBuilder::new("message")
-                    .attr("from", device_jid(phone, 0))
-                    .attr("id", id.as_str())
-                    .attr("t", now.as_str())
-                    .attr("type", kind)
-                    .attr("sender_lid", lid.as_str());
-                if !push_name.is_empty() {
-                    b = b.attr("notify", push_name.as_str());
-                }
-                let node = b.children([enc_node(enc, ciphertext)]).build();
-                relay::deliver(&mut server.world(), to, device, node);
-            }
-            Err(e) => tracing::warn!(%phone, %to, device, error = %e, "phone message not sent"),
-        }
+    let id = out.id.clone();
+    if signal.sent.len() >= RESENDABLE {
+        signal.sent.pop_front();
     }
-    if !own.is_empty() {
-        let copy = wacore::messages::wrap_device_sent(message.clone(), chat.clone());
-        let plain = MessageUtils::encode_and_pad(&copy);
-        for device in own {
-            match encrypt(server, signal, phone, device, &plain).await {
-                Ok((enc, ciphertext)) => {
-                    let node = NodeBuilder::new("message")
-                        .attr("from", device_jid(phone, 0))
-                        .attr("recipient", chat.as_str())
-                        .attr("id", id.as_str())
-                        .attr("t", now.as_str())
-                        .attr("type", kind)
-                        .children([enc_node(enc, ciphertext)])
-                        .build();
-                    relay::deliver(&mut server.world(), phone, device, node);
-                }
-                Err(e) => tracing::warn!(%phone, device, error = %e, "own-device copy not sent"),
-            }
-        }
-    }
+    signal.sent.push_back(out);
     id
 }
 
+/// Encrypts and delivers one device's copy of `out`: the message itself
+/// for the recipient's devices, a device-sent wrapper for the phone's own.
+async fn send_copy(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    out: &Outgoing,
+    target: &str,
+    device: u16,
+) {
+    let (chat, lid, push_name) = {
+        let w = server.world();
+        let chat = w
+            .accounts
+            .get(&out.to)
+            .map(|a| a.jid())
+            .unwrap_or_else(|| device_jid(&out.to, 0));
+        let account = w.accounts.get(phone);
+        let lid = account.map(|a| a.lid_jid()).unwrap_or_default();
+        let push_name = account.map(|a| a.push_name.clone()).unwrap_or_default();
+        (chat, lid, push_name)
+    };
+    let own = target == phone;
+    let plain = if own {
+        let copy = wacore::messages::wrap_device_sent(out.message.clone(), chat.clone());
+        MessageUtils::encode_and_pad(&copy)
+    } else {
+        MessageUtils::encode_and_pad(&out.message)
+    };
+    let (enc, ciphertext) = match encrypt(server, signal, target, device, &plain).await {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            tracing::warn!(%phone, %target, device, error = %e, "phone message not sent");
+            return;
+        }
+    };
+    let mut b = NodeBuilder::new("message")
+        .attr("from", device_jid(phone, 0))
+        .attr("id", out.id.as_str())
+        .attr("t", out.t.to_string())
+        .attr("type", stanza_type(&out.message));
+    if own {
+        b = b.attr("recipient", chat);
+    } else {
+        b = b.attr("sender_lid", lid);
+        if !push_name.is_empty() {
+            b = b.attr("notify", push_name);
+        }
+    }
+    let node = b.children([enc_node(enc, ciphertext)]).build();
+    relay::deliver(&mut server.world(), target, device, node);
+}
+
+/// A device could not decrypt a message the phone sent: start a fresh
+/// session with it from its current bundle and send that message again.
+async fn on_retry(server: &Server, phone: &str, signal: &mut PhoneSignal, receipt: &Node) {
+    let (Some(id), Some(from)) = (attr(receipt, "id"), attr(receipt, "from")) else {
+        return;
+    };
+    let Some(addr) = parse_jid(&from) else {
+        return;
+    };
+    let Some(target) = phone_of(&server.world(), &addr) else {
+        return;
+    };
+    let Some(index) = signal.sent.iter().position(|o| o.id == id) else {
+        tracing::debug!(%phone, %id, "retry for a message the phone no longer has");
+        return;
+    };
+    // Taken out and put back so the resend can borrow the phone mutably.
+    let Some(out) = signal.sent.remove(index) else {
+        return;
+    };
+    signal.sessions.0.remove(&address(&target, addr.device));
+    send_copy(server, phone, signal, &out, &target, addr.device).await;
+    signal.sent.insert(index, out);
+}
+
 async fn on_stanza(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
+    if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
+        on_retry(server, phone, signal, &node).await;
+        return;
+    }
     if node.tag != "message" {
-        // Receipts for what the phone sent: nothing waits on them.
+        // Delivery and read receipts for what the phone sent: nothing waits on them.
         return;
     }
     let id = attr(&node, "id").unwrap_or_default();
