@@ -31,6 +31,8 @@ pub struct AppState {
     pub ws_ping_interval: Duration,
     /// Cancelled on shutdown; long-lived connections watch it.
     pub shutdown: CancellationToken,
+    /// The web dashboard's own state (sign-in limits, the sandbox).
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             body_limit: config.body_limit_bytes,
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
+            dashboard: crate::dashboard::Dashboard::default(),
         }
     }
 }
@@ -76,12 +79,19 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     bootstrap: Option<IssuedToken>,
+    bootstrap_user: Option<crate::dashboard::accounts::IssuedUser>,
     shutdown_timeout: Duration,
+    /// The in-process simulator and throwaway data of `serve --sandbox`;
+    /// held so they live exactly as long as the gateway.
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::dashboard::sandbox::SandboxEnv>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        #[cfg(feature = "sandbox")]
+        let (config, sandbox) = crate::dashboard::sandbox::SandboxEnv::prepare(config).await?;
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -91,11 +101,19 @@ impl Application {
         let bootstrap = admin::bootstrap(store.as_ref())
             .await
             .context("creating the first organization")?;
+        let bootstrap_user = crate::dashboard::accounts::bootstrap(store.as_ref())
+            .await
+            .context("creating the first dashboard user")?;
         let engine = Arc::new(WhatsAppEngine::new(
             config.sessions_dir(),
             config.whatsapp_url.clone(),
         ));
-        let state = AppState::new(&config, store, engine, CancellationToken::new());
+        #[allow(unused_mut)] // Only a sandbox build changes it.
+        let mut state = AppState::new(&config, store, engine, CancellationToken::new());
+        #[cfg(feature = "sandbox")]
+        if let Some(sandbox) = &sandbox {
+            state.dashboard = crate::dashboard::Dashboard::with_sandbox(sandbox.handle());
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -105,7 +123,10 @@ impl Application {
             addr,
             state,
             bootstrap,
+            bootstrap_user,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            #[cfg(feature = "sandbox")]
+            sandbox,
         })
     }
 
@@ -126,6 +147,18 @@ impl Application {
         self.bootstrap.take()
     }
 
+    /// The dashboard user created on first start (with its one-time
+    /// password), if this was one.
+    pub fn take_bootstrap_user(&mut self) -> Option<crate::dashboard::accounts::IssuedUser> {
+        self.bootstrap_user.take()
+    }
+
+    /// The simulated phones of a `--sandbox` gateway.
+    #[cfg(feature = "sandbox")]
+    pub fn sandbox(&self) -> Option<wasim::SimHandle> {
+        self.sandbox.as_ref().map(|s| s.handle())
+    }
+
     /// Cancelling this token stops the application gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
@@ -139,6 +172,9 @@ impl Application {
             addr,
             state,
             shutdown_timeout,
+            // Kept until the end: sessions must stop before their simulator.
+            #[cfg(feature = "sandbox")]
+                sandbox: _sandbox,
             ..
         } = self;
         let shutdown = state.shutdown.clone();

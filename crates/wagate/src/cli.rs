@@ -11,6 +11,8 @@ use anyhow::Context;
 use crate::admin::{self, IssuedToken};
 use crate::app::Application;
 use crate::config::{Config, Overrides};
+use crate::dashboard::accounts::{self, IssuedUser};
+use crate::domain::Role;
 use crate::domain::TokenId;
 use crate::secret::Secret;
 use crate::store;
@@ -21,7 +23,7 @@ environment variable named after it: WAGATE_LISTEN, WAGATE_DATA_DIR, \
 WAGATE_DATABASE_URL, WAGATE_WHATSAPP_URL, WAGATE_LINK_TIMEOUT_SECS, \
 WAGATE_RETRY_BUDGET_SECS, WAGATE_BODY_LIMIT_BYTES, WAGATE_WS_CLIENT_BUFFER, \
 WAGATE_WS_PING_INTERVAL_SECS, WAGATE_WS_MAX_CLIENTS_PER_ORG, \
-WAGATE_SHUTDOWN_TIMEOUT_SECS. Precedence: flag > environment > file > default. \
+WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX. Precedence: flag > environment > file > default. \
 Log verbosity: WAGATE_LOG (e.g. WAGATE_LOG=debug).";
 
 #[derive(Debug, Parser)]
@@ -57,6 +59,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +78,11 @@ pub struct ServeArgs {
     /// Seconds of consecutive connection failures before a session fails [default: 600].
     #[arg(long, value_name = "SECS")]
     pub retry_budget_secs: Option<u64>,
+    /// Try it without a phone: run the built-in WhatsApp simulator and
+    /// connect every session to it, with a throwaway database. Needs a
+    /// build with `--features sandbox`.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +91,23 @@ pub enum OrgCommand {
     Create {
         /// Organization name (unique).
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user to an organization; a new account gets a generated
+    /// password, printed once.
+    Create {
+        /// Organization name or id.
+        #[arg(long)]
+        org: String,
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// owner, admin or member.
+        #[arg(long, default_value = "member")]
+        role: Role,
     },
 }
 
@@ -112,6 +139,7 @@ impl Cli {
             overrides.whatsapp_url = serve.whatsapp_url.clone();
             overrides.link_timeout_secs = serve.link_timeout_secs;
             overrides.retry_budget_secs = serve.retry_budget_secs;
+            overrides.sandbox = serve.sandbox.then_some(true);
         }
         overrides
     }
@@ -133,6 +161,12 @@ impl Cli {
                 let store = open_store(&config).await?;
                 let issued = admin::create_token(store.as_ref(), &org).await?;
                 print_token(&issued);
+                Ok(())
+            }
+            Command::User(UserCommand::Create { org, email, role }) => {
+                let store = open_store(&config).await?;
+                let issued = accounts::create_user(store.as_ref(), &org, &email, role).await?;
+                print_user(&issued);
                 Ok(())
             }
             Command::Token(TokenCommand::Revoke { id }) => {
@@ -163,11 +197,40 @@ fn print_token(issued: &IssuedToken) {
     );
 }
 
+/// Like [`print_token`]: stdout only, once.
+fn print_user(issued: &IssuedUser) {
+    match &issued.password {
+        Some(password) => println!(
+            "Dashboard user {} ({} of organization {}); sign in with this password, it will not be shown again:\n\n    {}\n",
+            issued.email,
+            issued.role,
+            issued.org.name,
+            password.expose()
+        ),
+        None => println!(
+            "Existing dashboard user {} added to organization {} as {}; they keep their password.",
+            issued.email, issued.org.name, issued.role
+        ),
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let sandbox = config.sandbox;
     let mut app = Application::build(config).await?;
     if let Some(issued) = app.take_bootstrap_token() {
         println!("First start: created organization \"{}\".", issued.org.name);
         print_token(&issued);
+    }
+    if let Some(user) = app.take_bootstrap_user() {
+        print_user(&user);
+    }
+    let dashboard = format!("http://{}/", app.addr());
+    if sandbox {
+        println!(
+            "Sandbox: sessions connect to a built-in WhatsApp simulator; nothing is kept.\nOpen {dashboard} and sign in with the user above.\n"
+        );
+    } else {
+        println!("Dashboard: {dashboard}");
     }
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {

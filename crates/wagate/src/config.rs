@@ -41,6 +41,10 @@ pub struct Config {
     pub ws_max_clients_per_org: usize,
     /// Seconds to wait for sessions and connections to wind down on exit.
     pub shutdown_timeout_secs: u64,
+    /// Run the WhatsApp simulator in-process and connect every session to
+    /// it, with a throwaway database (`serve --sandbox`; needs a build with
+    /// the `sandbox` feature).
+    pub sandbox: bool,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             ws_ping_interval_secs: 20,
             ws_max_clients_per_org: 32,
             shutdown_timeout_secs: 10,
+            sandbox: false,
         }
     }
 }
@@ -77,6 +82,14 @@ pub enum ConfigError {
     SimulatorNeedsLoopback,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error(
+        "this build has no sandbox; build with it: cargo run -p wagate --features sandbox -- serve --sandbox"
+    )]
+    SandboxNotBuilt,
+    #[error(
+        "the sandbox connects only to its own built-in simulator; remove whatsapp_url (or drop --sandbox)"
+    )]
+    SandboxOwnServer,
 }
 
 /// Command-line values; `None` leaves the lower layers in charge.
@@ -94,6 +107,8 @@ pub struct Overrides {
     pub link_timeout_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_budget_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
 }
 
 impl Config {
@@ -138,6 +153,17 @@ impl Config {
         }
         if self.ws_client_buffer == 0 {
             return Err(ConfigError::Zero("ws_client_buffer"));
+        }
+        if self.sandbox {
+            if !cfg!(feature = "sandbox") {
+                return Err(ConfigError::SandboxNotBuilt);
+            }
+            // The simulator's address is only known once it runs; the
+            // sandbox sets it itself and accepts no other.
+            if self.whatsapp_url.is_some() {
+                return Err(ConfigError::SandboxOwnServer);
+            }
+            return Ok(());
         }
         if let Some(url) = &self.whatsapp_url
             && !matches!(url.scheme(), "ws" | "wss")
@@ -330,5 +356,24 @@ mod tests {
             ..Overrides::default()
         };
         Config::load_from(None, &overrides, no_env()).map(|_| ())
+    }
+
+    #[test]
+    fn the_sandbox_needs_its_feature_and_accepts_no_other_server() {
+        let sandbox = Overrides {
+            sandbox: Some(true),
+            ..Overrides::default()
+        };
+        let result = Config::load_from(None, &sandbox, no_env());
+        if cfg!(feature = "sandbox") {
+            assert!(result.is_ok(), "{result:?}");
+        } else {
+            assert!(matches!(result, Err(ConfigError::SandboxNotBuilt)));
+        }
+        let elsewhere = Overrides {
+            whatsapp_url: Some(simulator_url()),
+            ..sandbox
+        };
+        assert!(Config::load_from(None, &elsewhere, no_env()).is_err());
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! The crate is laid out by layer: `domain` holds the validated types,
 //! `store` the persistence seam, `session` the per-session supervisors and
-//! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API.
+//! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API;
+//! `dashboard` is the web UI served at `/`.
 //! `app` wires them together; `cli` and `config` are the process's edges.
 
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod events;
 pub mod http;

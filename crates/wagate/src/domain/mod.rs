@@ -1,12 +1,14 @@
 //! Validated domain types. A value of one of these types is valid by
 //! construction, so handlers parse input into them before doing any work.
 
+mod account;
 mod ids;
 mod label;
 mod phone;
 mod session_status;
 mod token;
 
+pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
 pub use ids::{OrgId, ParseIdError, SessionId, TokenId};
 pub use label::{InvalidLabel, Label};
 pub use phone::{InvalidPhone, Phone};

@@ -3,6 +3,7 @@
 //! URL at start-up by [`connect`].
 
 mod sqlite;
+mod users;
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +16,7 @@ use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason, TokenH
 use crate::secret::Secret;
 
 pub use sqlite::SqliteStore;
+pub use users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -175,6 +177,9 @@ pub trait Store: Send + Sync + 'static {
         phone: Option<&str>,
         push_name: Option<&str>,
     ) -> Result<(), StoreError>;
+
+    /// Dashboard accounts, kept behind their own trait.
+    fn users(&self) -> &dyn UserStore;
 }
 
 /// Opens the store named by `url`. An unknown scheme is a start-up error,

@@ -32,7 +32,8 @@ macro_rules! select_sessions {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    // Shared with the accounts queries in `store/users.rs`.
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -104,6 +105,10 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn users(&self) -> &dyn super::UserStore {
+        self
+    }
+
     async fn create_org(&self, name: &str) -> Result<Organization, StoreError> {
         let org = Organization {
             id: OrgId::new(),

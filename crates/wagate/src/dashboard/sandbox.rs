@@ -1,0 +1,261 @@
+//! Sandbox builds: buttons on the session page that act as a simulated
+//! phone, so the whole linking flow can be seen without one. The phones
+//! are wasim's, in this process; sessions of a sandbox gateway connect
+//! nowhere else.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use rand::Rng;
+use serde::Deserialize;
+
+use super::auth::CurrentUser;
+use super::csrf::CsrfForm;
+use super::error::DashError;
+use super::html::{csrf_field, esc};
+use super::session::{Extras, describe, parse_id, render};
+use crate::app::AppState;
+use crate::domain::{Phone, SessionStatus};
+use crate::store::SessionRecord;
+
+/// The simulated phone types slowly (the code's key derivation is costly
+/// on purpose); give it room on a busy machine.
+const ENTER_CODE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A random US-style test number (+1 555 01xx xxxx), so repeated demos do
+/// not collide in the simulator.
+fn demo_number() -> String {
+    format!("1555{:07}", rand::rng().random_range(0..10_000_000))
+}
+
+pub fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
+    if !state.dashboard.is_sandbox() {
+        return String::new();
+    }
+    format!(
+        r#"<div class="sandbox-box"><p><strong>Sandbox:</strong> no phone needed.</p>
+<form method="post" action="/sessions/{id}/sandbox/scan" class="inline-form">{csrf}
+<input type="hidden" name="phone" value="{phone}">
+<button type="submit" class="button sandbox" data-sandbox-scan>Scan with a simulated phone</button>
+</form></div>"#,
+        id = record.id,
+        csrf = csrf_field(user),
+        phone = demo_number(),
+    )
+}
+
+pub fn enter_code_form(
+    state: &AppState,
+    user: &CurrentUser,
+    record: &SessionRecord,
+    number: &Phone,
+    code: &str,
+) -> String {
+    if !state.dashboard.is_sandbox() {
+        return String::new();
+    }
+    format!(
+        r#"<div class="sandbox-box"><form method="post" action="/sessions/{id}/sandbox/enter-code" class="inline-form">{csrf}
+<input type="hidden" name="phone" value="{phone}"><input type="hidden" name="code" value="{code}">
+<button type="submit" class="button sandbox" data-sandbox-enter-code>Enter the code on a simulated phone</button>
+</form></div>"#,
+        id = record.id,
+        csrf = csrf_field(user),
+        phone = esc(number.as_str()),
+        code = esc(code),
+    )
+}
+
+pub fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
+    if !state.dashboard.is_sandbox() || record.phone.is_none() {
+        return String::new();
+    }
+    format!(
+        r#"<section class="card sandbox-card"><h2>Sandbox: send a message from a simulated contact</h2>
+<form method="post" action="/sessions/{id}/sandbox/message" class="create-form" novalidate>{csrf}
+<div class="field"><label for="from">Contact's number</label><input id="from" name="from" type="text" inputmode="numeric" value="{from}"></div>
+<div class="field grow"><label for="text">Message</label><input id="text" name="text" type="text" value="Hello from the sandbox 👋"></div>
+<button type="submit" class="button sandbox" data-sandbox-message>Send</button>
+</form></section>"#,
+        id = record.id,
+        csrf = csrf_field(user),
+        from = demo_number(),
+    )
+}
+
+fn sim(state: &AppState) -> Result<&wasim::SimHandle, DashError> {
+    state.dashboard.sim().ok_or(DashError::NotFound)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ScanForm {
+    phone: String,
+}
+
+async fn page_with(
+    state: &AppState,
+    user: &CurrentUser,
+    record: &SessionRecord,
+    status: StatusCode,
+    extras: Extras,
+) -> Result<Response, DashError> {
+    let record = state.sessions.get(user.org().id, record.id).await?;
+    Ok(render(state, user, &record, status, &extras).await)
+}
+
+fn failed(message: String) -> Extras {
+    Extras {
+        error: Some(message),
+        ..Extras::default()
+    }
+}
+
+pub async fn scan(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { user, form }: CsrfForm<ScanForm>,
+) -> Result<Response, DashError> {
+    let sim = sim(&state)?;
+    let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
+    let phone = Phone::try_from(form.phone.trim()).map_err(|_| DashError::NotFound)?;
+    // The code the page shows right now, as the phone's camera would see it.
+    let code = match state.sessions.qr(user.org().id, record.id).await {
+        Ok(code) => code,
+        Err(error) => {
+            let extras = failed(describe(error)?);
+            return page_with(&state, &user, &record, StatusCode::CONFLICT, extras).await;
+        }
+    };
+    if let Err(error) = sim.scan_qr(phone.as_str(), &code.code) {
+        let extras = failed(format!("The simulated phone could not scan: {error}."));
+        return page_with(&state, &user, &record, StatusCode::CONFLICT, extras).await;
+    }
+    tracing::info!(session_id = %record.id, "sandbox phone scanned the QR code");
+    Ok(Redirect::to(&format!("/sessions/{}", record.id)).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EnterCodeForm {
+    phone: String,
+    code: String,
+}
+
+pub async fn enter_code(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { user, form }: CsrfForm<EnterCodeForm>,
+) -> Result<Response, DashError> {
+    let sim = sim(&state)?;
+    let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
+    let phone = Phone::try_from(form.phone.trim()).map_err(|_| DashError::NotFound)?;
+    let outcome = tokio::time::timeout(
+        ENTER_CODE_TIMEOUT,
+        sim.enter_code(phone.as_str(), &form.code),
+    )
+    .await;
+    let message = match outcome {
+        Ok(Ok(outcome)) => {
+            tracing::info!(session_id = %record.id, ?outcome, "sandbox phone entered the pairing code");
+            return Ok(Redirect::to(&format!("/sessions/{}", record.id)).into_response());
+        }
+        Ok(Err(error)) => format!("The simulated phone could not enter the code: {error}."),
+        Err(_) => "The simulated phone did not finish entering the code in time.".to_string(),
+    };
+    page_with(
+        &state,
+        &user,
+        &record,
+        StatusCode::CONFLICT,
+        failed(message),
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct MessageForm {
+    from: String,
+    text: String,
+}
+
+pub async fn message(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { user, form }: CsrfForm<MessageForm>,
+) -> Result<Response, DashError> {
+    let sim = sim(&state)?;
+    let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
+    let (Some(to), SessionStatus::Working) = (record.phone.clone(), record.status) else {
+        let extras = failed("The session must be linked and working to receive a message.".into());
+        return page_with(&state, &user, &record, StatusCode::CONFLICT, extras).await;
+    };
+    let Ok(from) = Phone::try_from(form.from.trim()) else {
+        let extras =
+            failed("Enter the contact's number in international format, like 15550101234.".into());
+        return page_with(
+            &state,
+            &user,
+            &record,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            extras,
+        )
+        .await;
+    };
+    let text = if form.text.trim().is_empty() {
+        "Hello from the sandbox"
+    } else {
+        form.text.trim()
+    };
+    let extras = match sim.phone_send_text(from.as_str(), &to, text).await {
+        Ok(message_id) => Extras {
+            notice: Some(format!(
+                "+{from} sent “{text}” to +{to} (message id {message_id}). The gateway receives it like any WhatsApp message."
+            )),
+            ..Extras::default()
+        },
+        Err(error) => failed(format!("The simulated contact could not send: {error}.")),
+    };
+    page_with(&state, &user, &record, StatusCode::OK, extras).await
+}
+
+/// What `serve --sandbox` runs besides the gateway: the simulator, and a
+/// temporary directory for the sessions' device keys. The database is in
+/// memory, so every sandbox starts fresh and prints a fresh sign-in.
+pub struct SandboxEnv {
+    sim: wasim::Simulator,
+    _dir: tempfile::TempDir,
+}
+
+impl SandboxEnv {
+    /// Starts the simulator when `config` asks for the sandbox and points
+    /// the configuration at it; otherwise leaves `config` alone.
+    pub async fn prepare(
+        mut config: crate::config::Config,
+    ) -> anyhow::Result<(crate::config::Config, Option<Self>)> {
+        use anyhow::Context;
+
+        if !config.sandbox {
+            return Ok((config, None));
+        }
+        let sim = wasim::Simulator::start(wasim::SimConfig::default())
+            .await
+            .context("starting the sandbox's WhatsApp simulator")?;
+        let dir = tempfile::Builder::new()
+            .prefix("wagate-sandbox-")
+            .tempdir()
+            .context("creating the sandbox's data directory")?;
+        config.whatsapp_url = Some(url::Url::parse(&sim.ws_url()).context("the simulator's URL")?);
+        config.data_dir = dir.path().to_path_buf();
+        config.database_url = Some(crate::secret::Secret::new("sqlite::memory:".to_string()));
+        tracing::info!(simulator = %sim.ws_url(), "sandbox: sessions connect to the built-in simulator");
+        Ok((config, Some(Self { sim, _dir: dir })))
+    }
+
+    pub fn handle(&self) -> wasim::SimHandle {
+        self.sim.handle()
+    }
+}

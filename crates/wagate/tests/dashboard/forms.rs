@@ -1,0 +1,114 @@
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_forms_say_what_is_wrong_next_to_the_field() {
+    let _slot = slot().await;
+    let gateway = Gateway::start().await;
+    let browser = Browser::start().await;
+
+    // Signed out, every page leads to the sign-in form.
+    browser.goto(&gateway.url("/sessions")).await;
+    browser.find("form[action='/login']").await;
+    assert_eq!(browser.path().await, "/login");
+
+    // A wrong password.
+    browser.fill("#email", &gateway.owner_email).await;
+    browser.fill("#password", "not-the-password").await;
+    browser.click("form[action='/login'] button").await;
+    assert_eq!(
+        browser.text("#password-error").await,
+        "Wrong email or password."
+    );
+    browser.screenshot("sign-in-wrong-password").await;
+
+    // A malformed email.
+    browser.fill("#email", "not an email").await;
+    browser.fill("#password", "whatever").await;
+    browser.click("form[action='/login'] button").await;
+    assert!(browser.text("#email-error").await.contains("email address"));
+
+    browser
+        .sign_in(&gateway, &gateway.owner_email, &gateway.owner_password)
+        .await;
+    assert_eq!(browser.path().await, "/sessions");
+    browser.screenshot("sessions-empty").await;
+
+    // A label over 100 characters.
+    browser.fill("#label", &"x".repeat(101)).await;
+    browser
+        .click("form[action='/sessions'] button[type=submit]")
+        .await;
+    let error = browser.text("#label-error").await;
+    assert!(error.contains("100 characters"), "{error}");
+    assert!(
+        !browser.exists("tr[data-session-id]").await,
+        "nothing created"
+    );
+    browser.screenshot("session-label-too-long").await;
+
+    // A malformed member email.
+    browser.goto(&gateway.url("/members")).await;
+    browser.fill("#member-email", "mia-at-example").await;
+    browser
+        .click("form[action='/members'] button[type=submit]")
+        .await;
+    assert!(
+        browser
+            .text("#member-email-error")
+            .await
+            .contains("email address")
+    );
+
+    // A token without a name.
+    browser.goto(&gateway.url("/tokens")).await;
+    browser
+        .click("form[action='/tokens'] button[type=submit]")
+        .await;
+    assert!(browser.text("#token-name-error").await.contains("name"));
+
+    browser.close().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_email_for_a_while() {
+    let gateway = Gateway::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        // Each attempt gets its form token the way a browser would.
+        let form = client
+            .get(gateway.url("/login"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cookie = form
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+            .unwrap_or_default();
+        let token = cookie
+            .split_once('=')
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let response = client
+            .post(gateway.url("/login"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "_csrf={token}&email={}&password=wrong",
+                gateway.owner_email
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
+    gateway.stop().await;
+}

@@ -1,0 +1,329 @@
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wagate::app::Application;
+use wagate::config::Config;
+use wagate::store::Store;
+
+/// Generous: two cores run Chromium, the gateway, the simulator and the
+/// client's crypto at once.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Two browsers at a time: more only thrashes a two-core machine.
+static SLOTS: Semaphore = Semaphore::const_new(2);
+
+pub async fn slot() -> SemaphorePermit<'static> {
+    SLOTS
+        .acquire()
+        .await
+        .unwrap_or_else(|e| panic!("test slots: {e}"))
+}
+
+/// A sandbox gateway on a random loopback port.
+pub struct Gateway {
+    pub base: String,
+    pub store: Arc<dyn Store>,
+    pub sim: wasim::SimHandle,
+    pub owner_email: String,
+    pub owner_password: String,
+    pub api_token: String,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Gateway {
+    pub async fn start() -> Self {
+        let config = Config {
+            listen: ([127, 0, 0, 1], 0).into(),
+            sandbox: true,
+            ..Config::default()
+        };
+        let mut app = Application::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway: {e:?}"));
+        let user = app
+            .take_bootstrap_user()
+            .unwrap_or_else(|| panic!("a fresh sandbox bootstraps a user"));
+        let owner_password = user
+            .password
+            .as_ref()
+            .map(|p| p.expose().clone())
+            .unwrap_or_else(|| panic!("the bootstrap user has a new password"));
+        let api_token = app
+            .take_bootstrap_token()
+            .map(|t| t.token.plaintext().expose().clone())
+            .unwrap_or_else(|| panic!("a fresh sandbox bootstraps a token"));
+        let sim = app
+            .sandbox()
+            .unwrap_or_else(|| panic!("a sandbox gateway has a simulator"));
+        let store = app.store();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            base,
+            store,
+            sim,
+            owner_email: user.email.to_string(),
+            owner_password,
+            api_token,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Headless Chromium behind its own chromedriver.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl Browser {
+    pub async fn start() -> Self {
+        for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: the dashboard's browser tests need Debian's `chromium` and \
+                 `chromium-driver` packages (apt-get install chromium chromium-driver; .ci/run \
+                 installs them). Package {package} provides {path}."
+            );
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {CHROMEDRIVER}: {e}"));
+        let profile = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen: retry until it answers.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%error, "chromedriver not ready");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("chromedriver on port {port} did not start Chromium: {error}"),
+            }
+        };
+        Self {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
+    }
+
+    /// Waits up to `timeout` for an element matching `css`.
+    pub async fn find_within(&self, css: &str, timeout: Duration) -> Element {
+        self.client
+            .wait()
+            .at_most(timeout)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("waiting {timeout:?} for {css}: {e}"))
+    }
+
+    pub async fn exists(&self, css: &str) -> bool {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map(|all| !all.is_empty())
+            .unwrap_or(false)
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+    }
+
+    pub async fn fill(&self, css: &str, value: &str) {
+        let field = self.find(css).await;
+        field
+            .clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        field
+            .send_keys(value)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    pub async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|e| panic!("current url: {e}"))
+    }
+
+    pub async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
+    /// Marks the loaded document; [`Browser::same_document`] tells whether
+    /// the page has been reloaded since.
+    pub async fn mark_document(&self) {
+        self.js("window.__wagateMark = 'still here'; return null;")
+            .await;
+    }
+
+    pub async fn same_document(&self) -> bool {
+        self.js("return window.__wagateMark === 'still here';")
+            .await
+            == json!(true)
+    }
+
+    pub async fn sign_in(&self, gateway: &Gateway, email: &str, password: &str) {
+        self.goto(&gateway.url("/login")).await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("form[action='/login'] button[type=submit]")
+            .await;
+        self.find("h1").await;
+    }
+
+    pub async fn sign_out(&self) {
+        self.click("form[action='/logout'] button").await;
+        self.find("form[action='/login']").await;
+    }
+
+    /// Saves a PNG of the viewport to `target/screenshots/<name>.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .unwrap_or_else(|e| panic!("resize: {e}"));
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Creates a session from the sessions page; returns its id once its page
+/// is showing.
+pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -> String {
+    browser.goto(&gateway.url("/sessions")).await;
+    browser.fill("#label", label).await;
+    browser
+        .click("form[action='/sessions'] button[type=submit]")
+        .await;
+    let live = browser.find("[data-live][data-session-id]").await;
+    live.attr("data-session-id")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the session page names its session"))
+}
