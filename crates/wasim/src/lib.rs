@@ -16,6 +16,7 @@ mod pair_code;
 mod pairing;
 mod phone;
 mod prekeys;
+pub mod raw_client;
 mod relay;
 mod server;
 mod stanza;
@@ -199,8 +200,20 @@ impl SimHandle {
         self.server.devices()
     }
 
+    /// Registers a linked device for `phone` that logs in with `noise_pub`,
+    /// skipping the pairing flow (load tests); returns its device id.
+    pub fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> Result<u16, SimError> {
+        check_phone(phone)?;
+        Ok(self.server.provision_device(phone, noise_pub))
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.server.stats.snapshot()
+    }
+
+    /// Waits (without polling) until the connection counters satisfy `ready`.
+    pub async fn wait_for_stats(&self, ready: impl FnMut(&StatsSnapshot) -> bool) {
+        self.server.stats.wait_until(ready).await;
     }
 }
 

@@ -263,7 +263,10 @@ mod tests {
 
     #[test]
     fn qr_parsing_rejects_garbage() {
-        assert!(matches!(parse_qr("nonsense"), Err(SimError::MalformedQr(_))));
+        assert!(matches!(
+            parse_qr("nonsense"),
+            Err(SimError::MalformedQr(_))
+        ));
         assert!(matches!(
             parse_qr("ref,AAAA,BBBB,CCCC"),
             Err(SimError::MalformedQr(_))

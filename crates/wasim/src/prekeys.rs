@@ -14,7 +14,14 @@ fn be(bytes: &[u8]) -> u32 {
 
 fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
     let (phone, device) = device_of(w, conn)?;
-    Some(&mut w.accounts.get_mut(&phone)?.devices.get_mut(&device)?.prekeys)
+    Some(
+        &mut w
+            .accounts
+            .get_mut(&phone)?
+            .devices
+            .get_mut(&device)?
+            .prekeys,
+    )
 }
 
 pub fn upload(w: &mut World, conn: ConnId, iq: &Node) {
@@ -95,11 +102,15 @@ fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
             .bytes(p.registration_id.to_be_bytes().to_vec())
             .build(),
         NodeBuilder::new("type").bytes(vec![5u8]).build(),
-        NodeBuilder::new("identity").bytes(p.identity.clone()).build(),
+        NodeBuilder::new("identity")
+            .bytes(p.identity.clone())
+            .build(),
         NodeBuilder::new("skey")
             .children([
                 NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
-                NodeBuilder::new("value").bytes(p.signed_pub.clone()).build(),
+                NodeBuilder::new("value")
+                    .bytes(p.signed_pub.clone())
+                    .build(),
                 NodeBuilder::new("signature")
                     .bytes(p.signed_sig.clone())
                     .build(),

@@ -47,7 +47,9 @@ pub fn phone_of(w: &World, addr: &Addr) -> Option<String> {
             .find(|a| a.lid == addr.user)
             .map(|a| a.phone.clone())
     } else {
-        w.accounts.contains_key(&addr.user).then(|| addr.user.clone())
+        w.accounts
+            .contains_key(&addr.user)
+            .then(|| addr.user.clone())
     }
 }
 
@@ -84,12 +86,21 @@ pub fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
                 parts.push(device_list(account));
             }
             if wants("lid") {
-                parts.push(NodeBuilder::new("lid").attr("val", account.lid_jid()).build());
+                parts.push(
+                    NodeBuilder::new("lid")
+                        .attr("val", account.lid_jid())
+                        .build(),
+                );
             }
             if wants("contact") {
                 parts.push(NodeBuilder::new("contact").attr("type", "in").build());
             }
-            Some(NodeBuilder::new("user").attr("jid", jid).children(parts).build())
+            Some(
+                NodeBuilder::new("user")
+                    .attr("jid", jid)
+                    .children(parts)
+                    .build(),
+            )
         })
         .collect::<Vec<_>>();
     iq_result(
