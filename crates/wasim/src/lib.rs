@@ -144,7 +144,11 @@ async fn chat_socket(State(server): State<Arc<Server>>, ws: WebSocketUpgrade) ->
         server.stats.connection_refused();
         return (StatusCode::SERVICE_UNAVAILABLE, "outage").into_response();
     }
+    // Small socket buffers: a linked device is idle most of the time, and
+    // thousands of them are the point of a load test.
     ws.max_message_size(16 << 20)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| conn::serve(socket, server))
 }
 
