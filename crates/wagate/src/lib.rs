@@ -1,1 +1,18 @@
+//! wagate: a self-hosted WhatsApp gateway.
+//!
+//! The crate is laid out by layer: `domain` holds the validated types,
+//! `store` the persistence seam, `session` the per-session supervisors and
+//! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API.
+//! `app` wires them together; `cli` and `config` are the process's edges.
 
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod telemetry;

@@ -21,6 +21,11 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/admin/phones/{phone}/scan", post(scan))
         .route("/admin/phones/{phone}/ban", post(ban))
         .route("/admin/phones/{phone}/devices", post(provision))
+        .route(
+            "/admin/phones/{phone}/messages",
+            get(phone_messages).post(phone_send),
+        )
+        .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
         .route(
@@ -50,6 +55,7 @@ impl From<SimError> for AdminError {
             SimError::StaleQr | SimError::QrAlreadyUsed | SimError::DeviceOffline => {
                 StatusCode::CONFLICT
             }
+            SimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self(status, e.code(), e.to_string())
@@ -88,6 +94,49 @@ async fn scan(
     let Json(body) = body?;
     handle(s).scan_qr(&phone, &body.qr)?;
     ok()
+}
+
+#[derive(Deserialize)]
+struct EnterCodeBody {
+    code: String,
+}
+
+/// Answers once the phone knows the outcome: `{"ok": true, "outcome":
+/// "accepted" | "wrong_code" | "no_answer"}`.
+async fn enter_code(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<EnterCodeBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let outcome = handle(s).enter_code(&phone, &body.code).await?;
+    Ok(Json(json!({ "ok": true, "outcome": outcome })))
+}
+
+#[derive(Deserialize)]
+struct SendBody {
+    /// A phone number or JID.
+    to: String,
+    text: String,
+}
+
+/// `{"ok": true, "id": "<message id>"}` once the message is on its way.
+async fn phone_send(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<SendBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let id = handle(s)
+        .phone_send_text(&phone, &body.to, &body.text)
+        .await?;
+    Ok(Json(json!({ "ok": true, "id": id })))
+}
+
+/// `{"messages": [..]}`: what the phone received, decrypted, oldest first.
+async fn phone_messages(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let messages = handle(s).phone_messages(&phone)?;
+    Ok(Json(json!({ "messages": messages })))
 }
 
 #[derive(Deserialize)]

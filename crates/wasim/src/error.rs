@@ -22,6 +22,8 @@ pub enum SimError {
     InvalidPhone(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl SimError {
@@ -38,6 +40,7 @@ impl SimError {
             Self::MalformedCode(_) => "malformed_code",
             Self::InvalidPhone(_) => "invalid_phone",
             Self::Invalid(_) => "invalid_request",
+            Self::Internal(_) => "internal",
         }
     }
 }

@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::SimError;
 pub use faults::StatsSnapshot;
+pub use media::LoopbackHttpClient;
+pub use pair_code::CodeOutcome;
+pub use phone::PhoneMessage;
 use server::Server;
 
 /// Settings of one simulator.
@@ -83,6 +86,13 @@ impl Simulator {
         server.world().media_host = addr.to_string();
         let app = router(server.clone());
         let shutdown = CancellationToken::new();
+        let (phone_tx, phone_rx) = tokio::sync::mpsc::unbounded_channel();
+        server.world().phone_tx = Some(phone_tx);
+        tokio::spawn(phone::run(
+            Arc::downgrade(&server),
+            phone_rx,
+            shutdown.clone(),
+        ));
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
@@ -136,6 +146,7 @@ fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/ws/chat", get(chat_socket))
         .merge(admin::routes())
+        .merge(media::routes())
         .with_state(server)
 }
 
@@ -163,6 +174,14 @@ impl SimHandle {
     pub fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
         check_phone(phone)?;
         self.server.scan_qr(phone, qr)
+    }
+
+    /// The phone `phone`'s user enters a pairing code a client showed (with or
+    /// without its dash, any case). Resolves once the phone knows whether the
+    /// code worked; a wrong code is an outcome, not an error.
+    pub async fn enter_code(&self, phone: &str, code: &str) -> Result<CodeOutcome, SimError> {
+        check_phone(phone)?;
+        pair_code::enter(&self.server, phone, code).await
     }
 
     /// Drops one device's connection, as a network failure would.
@@ -209,6 +228,57 @@ impl SimHandle {
     pub fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> Result<u16, SimError> {
         check_phone(phone)?;
         Ok(self.server.provision_device(phone, noise_pub))
+    }
+
+    /// The phone sends a text message as its primary device to `to` (a phone
+    /// number or a JID), and a copy to its own companions. Returns the
+    /// message id once it is on its way to every device.
+    pub async fn phone_send_text(
+        &self,
+        phone: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let message = waproto::whatsapp::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let answer = phone::send(&mut self.server.world(), phone, to, message)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
+    /// What the phone received, decrypted, oldest first.
+    pub fn phone_messages(&self, phone: &str) -> Result<Vec<PhoneMessage>, SimError> {
+        phone::messages(&self.server.world(), phone).ok_or(SimError::NoSuchPhone)
+    }
+
+    /// Waits up to `timeout` for the phone to have received a message that
+    /// `pick` accepts (one already there counts).
+    pub async fn wait_phone_message(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PhoneMessage) -> bool,
+    ) -> Option<PhoneMessage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let events = self.server.world().phone_events.clone();
+        loop {
+            // Registered before looking, so a message landing in between still wakes us.
+            let woken = events.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let found = phone::messages(&self.server.world(), phone)
+                .and_then(|all| all.into_iter().find(|m| pick(m)));
+            if found.is_some() {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return None;
+            }
+        }
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -78,7 +78,10 @@ pub enum Progress {
         auth: Box<Authenticated>,
     },
     /// Send `reply`, then feed the next client frame to [`PendingXx::finish`].
-    AwaitFinish { reply: Vec<u8>, pending: PendingXx },
+    AwaitFinish {
+        reply: Vec<u8>,
+        pending: Box<PendingXx>,
+    },
 }
 
 pub struct PendingXx {
@@ -133,7 +136,7 @@ fn respond_xx(server: &ServerIdentity, client_eph: &[u8; 32]) -> Result<Progress
     );
     Ok(Progress::AwaitFinish {
         reply,
-        pending: PendingXx { noise, ephemeral },
+        pending: Box::new(PendingXx { noise, ephemeral }),
     })
 }
 

@@ -1,12 +1,755 @@
-//! The fake phones: each account's primary device (device 0).
+//! The fake phones: each account's primary device (device 0), with real
+//! Signal state so that companions and other accounts talk to it end to end.
+//!
+//! The world is a std mutex and the Signal stores are async, so the phones
+//! live in one actor task that owns every phone's Signal state. The sync
+//! side (relay, prekeys, the handle) only sends it [`Command`]s; the actor
+//! takes the world's lock briefly to read bundles and to deliver stanzas,
+//! never across an await. One actor for all phones also keeps every
+//! phone's messages in the order they were routed, which Signal needs.
 
+mod store;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Weak;
+
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use wacore::messages::MessageUtils;
 use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use wacore_libsignal::protocol::{
+    CiphertextMessage, GenericSignedPreKey, IdentityKey, IdentityKeyPair, KeyPair, PreKeyBundle,
+    PreKeyRecord, PreKeySignalMessage, ProtocolAddress, PublicKey, SignalMessage,
+    SignedPreKeyRecord, Timestamp, UsePQRatchet, message_decrypt, message_encrypt,
+    process_prekey_bundle,
+};
+use waproto::whatsapp as wa;
 
-use crate::world::World;
+use crate::error::SimError;
+use crate::relay::{self, device_jid, parse_jid, phone_of};
+use crate::server::Server;
+use crate::stanza::{self, attr, children};
+use crate::world::{PreKeys, World};
+
+/// One-time prekeys each phone publishes. Every session a new peer device
+/// opens with the phone uses one up; past that, bundles go out without one,
+/// which Signal allows.
+const ONE_TIME_PREKEYS: u32 = 100;
+
+/// A message a fake phone received, decrypted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhoneMessage {
+    pub id: String,
+    /// The sending device, e.g. `15550001111:1@s.whatsapp.net`.
+    pub from: String,
+    /// The chat it belongs to: the sender for incoming messages, the
+    /// recipient for what the phone's own companions sent.
+    pub chat: String,
+    /// Sent by one of the phone's own companions (its copy of the message).
+    pub from_me: bool,
+    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `reaction` or `other`.
+    pub kind: String,
+    /// The text, or a media caption.
+    pub text: Option<String>,
+    pub timestamp: u64,
+}
+
+/// What the actor is asked to do.
+pub enum Command {
+    /// Take over a phone's freshly generated Signal state.
+    Install {
+        phone: String,
+        signal: Box<PhoneSignal>,
+    },
+    /// A stanza the server routed to the phone.
+    Receive { phone: String, node: Node },
+    /// Send the phone's app-state sync key to one of its companions.
+    ShareAppStateKey { phone: String, device: u16 },
+    /// Send a message as the phone.
+    Send {
+        phone: String,
+        to: String,
+        message: Box<wa::Message>,
+        reply: oneshot::Sender<Result<String, SimError>>,
+    },
+}
+
+/// The app-state sync key a phone shares with its companions. Nothing is
+/// ever encrypted with it (the simulator's app state is empty); the share
+/// itself is what lets a fresh companion finish logging in without waiting.
+struct AppStateKey {
+    id: Vec<u8>,
+    data: [u8; 32],
+    raw_id: u32,
+    timestamp_ms: i64,
+}
+
+/// A phone's private Signal state.
+pub struct PhoneSignal {
+    identities: store::Identities,
+    sessions: store::Sessions,
+    prekeys: store::PreKeys,
+    signed: store::SignedPreKeys,
+    app_state_key: AppStateKey,
+    /// What the phone sent lately, for resending on a retry receipt.
+    sent: VecDeque<Outgoing>,
+}
+
+/// A message the phone sent, kept to re-encrypt it for a device that could
+/// not decrypt it.
+struct Outgoing {
+    id: String,
+    /// The recipient account's phone number.
+    to: String,
+    message: wa::Message,
+    t: u64,
+}
+
+/// How many sent messages a phone remembers for retries.
+const RESENDABLE: usize = 256;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl PhoneSignal {
+    /// Fresh keys around the account's identity, which must stay the
+    /// phone's Signal identity: it already signed the companions' ADV
+    /// identities, and companions check one against the other.
+    fn generate(identity: &KeyPair, raw_id: u32) -> Option<(Self, PreKeys)> {
+        let mut rng = rand::rng();
+        let registration_id = rand::random::<u32>() & 0x3FFF;
+        let signed_pair = KeyPair::generate(&mut rng);
+        let signature = identity
+            .private_key
+            .calculate_signature(&signed_pair.public_key.serialize(), &mut rng)
+            .map_err(|e| tracing::error!(error = %e, "signing the phone's signed prekey failed"))
+            .ok()?;
+        let signed_id = 1u32;
+        let signed_record = SignedPreKeyRecord::new(
+            signed_id.into(),
+            Timestamp::from_epoch_millis(now_ms()),
+            &signed_pair,
+            &signature,
+        );
+        let mut prekeys = store::PreKeys::default();
+        let mut one_time = VecDeque::new();
+        for id in 1..=ONE_TIME_PREKEYS {
+            let pair = KeyPair::generate(&mut rng);
+            one_time.push_back((id, pair.public_key.public_key_bytes().to_vec()));
+            prekeys
+                .0
+                .insert(id.into(), PreKeyRecord::new(id.into(), &pair));
+        }
+        let mut signed = store::SignedPreKeys::default();
+        signed.0.insert(signed_id.into(), signed_record);
+        let public = PreKeys {
+            registration_id,
+            identity: identity.public_key.public_key_bytes().to_vec(),
+            signed_id,
+            signed_pub: signed_pair.public_key.public_key_bytes().to_vec(),
+            signed_sig: signature.to_vec(),
+            one_time,
+        };
+        let mut key_id = vec![0u8; 2];
+        key_id.extend(rand::random::<[u8; 4]>());
+        let signal = Self {
+            identities: store::Identities {
+                own: IdentityKeyPair::from(identity.clone()),
+                registration_id,
+                known: HashMap::new(),
+            },
+            sessions: Default::default(),
+            prekeys,
+            signed,
+            app_state_key: AppStateKey {
+                id: key_id,
+                data: rand::random(),
+                raw_id,
+                timestamp_ms: now_ms() as i64,
+            },
+            sent: VecDeque::new(),
+        };
+        Some((signal, public))
+    }
+}
+
+// ---- the sync side, called with the world locked ----
+
+/// Gives the phone its Signal keys the first time they are needed, and
+/// publishes its bundle. False if the phone cannot take part in Signal
+/// (no such account, or no actor running).
+pub fn ensure_keys(w: &mut World, phone: &str) -> bool {
+    let Some(tx) = w.phone_tx.clone() else {
+        return false;
+    };
+    let Some(account) = w.accounts.get_mut(phone) else {
+        return false;
+    };
+    if account.phone_prekeys.is_some() {
+        return true;
+    }
+    let Some((signal, public)) = PhoneSignal::generate(&account.identity, account.raw_id) else {
+        return false;
+    };
+    account.phone_prekeys = Some(public);
+    tx.send(Command::Install {
+        phone: phone.to_owned(),
+        signal: Box::new(signal),
+    })
+    .is_ok()
+}
+
+fn command(w: &mut World, phone: &str, cmd: Command) -> bool {
+    if !ensure_keys(w, phone) {
+        return false;
+    }
+    w.phone_tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
+}
 
 /// A stanza addressed to the phone itself.
 pub fn receive(w: &mut World, phone: &str, node: Node) {
-    if let Some(account) = w.accounts.get_mut(phone) {
-        account.phone_inbox.push(node);
+    let cmd = Command::Receive {
+        phone: phone.to_owned(),
+        node,
+    };
+    if !command(w, phone, cmd) {
+        tracing::debug!(%phone, "dropping a stanza for a phone without Signal state");
     }
+}
+
+/// A companion that just published its prekeys gets the app-state key, as a
+/// real phone sends it right after linking. Once per companion.
+pub fn share_app_state_key(w: &mut World, phone: &str, device: u16) {
+    if w.key_shared.insert((phone.to_owned(), device)) {
+        let cmd = Command::ShareAppStateKey {
+            phone: phone.to_owned(),
+            device,
+        };
+        command(w, phone, cmd);
+    }
+}
+
+/// Asks the phone to send `message` to `to` (an existing account); the
+/// message id arrives on the returned channel once it is on its way to every
+/// device.
+pub fn send(
+    w: &mut World,
+    phone: &str,
+    to: &str,
+    message: wa::Message,
+) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
+    // Any number can have a phone: using one creates its account.
+    w.account_mut(phone);
+    let to = resolve_recipient(w, to)
+        .ok_or_else(|| SimError::Invalid(format!("no account has the number or JID {to:?}")))?;
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::Send {
+        phone: phone.to_owned(),
+        to,
+        message: Box::new(message),
+        reply,
+    };
+    if command(w, phone, cmd) {
+        Ok(answer)
+    } else {
+        Err(SimError::Invalid(
+            "this phone has no Signal state (is the simulator running?)".into(),
+        ))
+    }
+}
+
+/// `+1 555 000`, `1555000`, `1555000@s.whatsapp.net` or `<lid>@lid` -> the
+/// account's phone number.
+fn resolve_recipient(w: &World, to: &str) -> Option<String> {
+    let to = to.trim();
+    let jid = if to.contains('@') {
+        to.to_owned()
+    } else {
+        let digits: String = to.chars().filter(char::is_ascii_digit).collect();
+        format!("{digits}@s.whatsapp.net")
+    };
+    phone_of(w, &parse_jid(&jid)?)
+}
+
+/// The phone's messages, oldest first.
+pub fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
+    w.accounts.get(phone).map(|a| a.phone_messages.clone())
+}
+
+// ---- the actor ----
+
+/// Runs every phone until the simulator stops.
+pub async fn run(
+    server: Weak<Server>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    stop: CancellationToken,
+) {
+    let mut phones: HashMap<String, PhoneSignal> = HashMap::new();
+    loop {
+        let cmd = tokio::select! {
+            _ = stop.cancelled() => return,
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => return,
+            },
+        };
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        match cmd {
+            Command::Install { phone, signal } => {
+                phones.insert(phone, *signal);
+            }
+            Command::Receive { phone, node } => {
+                if let Some(signal) = phones.get_mut(&phone) {
+                    on_stanza(&server, &phone, signal, node).await;
+                }
+            }
+            Command::ShareAppStateKey { phone, device } => {
+                if let Some(signal) = phones.get_mut(&phone) {
+                    share_key(&server, &phone, signal, device).await;
+                }
+            }
+            Command::Send {
+                phone,
+                to,
+                message,
+                reply,
+            } => {
+                let result = match phones.get_mut(&phone) {
+                    Some(signal) => Ok(send_message(&server, &phone, signal, &to, &message).await),
+                    None => Err(SimError::NoSuchPhone),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn address(phone: &str, device: u16) -> ProtocolAddress {
+    ProtocolAddress::new(phone, u32::from(device).into())
+}
+
+fn new_message_id() -> String {
+    format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 10]>()))
+}
+
+/// A bundle for one of `phone`'s devices, consuming a one-time prekey.
+fn take_bundle(w: &mut World, phone: &str, device: u16) -> Option<PreKeyBundle> {
+    if device == 0 {
+        ensure_keys(w, phone);
+    }
+    let account = w.accounts.get_mut(phone)?;
+    let keys = if device == 0 {
+        account.phone_prekeys.as_mut()?
+    } else {
+        &mut account.devices.get_mut(&device)?.prekeys
+    };
+    let one_time = keys.one_time.pop_front();
+    let key = |bytes: &[u8]| PublicKey::from_djb_public_key_bytes(bytes).ok();
+    let pre_key = match one_time {
+        Some((id, value)) => Some((id.into(), key(&value)?)),
+        None => None,
+    };
+    PreKeyBundle::new(
+        keys.registration_id,
+        u32::from(device).into(),
+        pre_key,
+        keys.signed_id.into(),
+        key(&keys.signed_pub)?,
+        keys.signed_sig.clone(),
+        IdentityKey::new(key(&keys.identity)?),
+    )
+    .ok()
+}
+
+/// Encrypts `plaintext` for one device, opening a session from its bundle
+/// if there is none yet. Returns the `<enc>` type and the ciphertext.
+async fn encrypt(
+    server: &Server,
+    signal: &mut PhoneSignal,
+    phone: &str,
+    device: u16,
+    plaintext: &[u8],
+) -> Result<(&'static str, Vec<u8>), String> {
+    let addr = address(phone, device);
+    let has_session = signal
+        .sessions
+        .0
+        .get(&addr)
+        .is_some_and(|r| r.session_state().is_some());
+    if !has_session {
+        let bundle = take_bundle(&mut server.world(), phone, device)
+            .ok_or_else(|| format!("no usable prekey bundle for {phone}:{device}"))?;
+        let mut rng: StdRng = rand::make_rng();
+        process_prekey_bundle(
+            &addr,
+            &mut signal.sessions,
+            &mut signal.identities,
+            &bundle,
+            &mut rng,
+            UsePQRatchet::No,
+        )
+        .await
+        .map_err(|e| format!("session with {phone}:{device}: {e}"))?;
+    }
+    let sealed = message_encrypt(
+        plaintext,
+        &addr,
+        &mut signal.sessions,
+        &mut signal.identities,
+    )
+    .await
+    .map_err(|e| format!("encrypting for {phone}:{device}: {e}"))?;
+    match sealed {
+        CiphertextMessage::PreKeySignalMessage(m) => Ok(("pkmsg", m.serialized().to_vec())),
+        CiphertextMessage::SignalMessage(m) => Ok(("msg", m.serialized().to_vec())),
+        _ => Err("libsignal produced an unexpected message kind".into()),
+    }
+}
+
+fn enc_node(kind: &str, ciphertext: Vec<u8>) -> Node {
+    NodeBuilder::new("enc")
+        .attr("v", "2")
+        .attr("type", kind)
+        .bytes(ciphertext)
+        .build()
+}
+
+fn key_share(key: &AppStateKey) -> wa::Message {
+    wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            r#type: Some(wa::message::protocol_message::Type::AppStateSyncKeyShare),
+            app_state_sync_key_share: buffa::MessageField::some(
+                wa::message::AppStateSyncKeyShare {
+                    keys: vec![wa::message::AppStateSyncKey {
+                        key_id: buffa::MessageField::some(wa::message::AppStateSyncKeyId {
+                            key_id: Some(key.id.clone()),
+                        }),
+                        key_data: buffa::MessageField::some(wa::message::AppStateSyncKeyData {
+                            key_data: Some(key.data.to_vec()),
+                            fingerprint: buffa::MessageField::some(
+                                wa::message::AppStateSyncKeyFingerprint {
+                                    raw_id: Some(key.raw_id),
+                                    current_index: Some(0),
+                                    device_indexes: vec![0],
+                                },
+                            ),
+                            timestamp: Some(key.timestamp_ms),
+                        }),
+                    }],
+                },
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Sends the app-state key to a companion as a peer message: from the
+/// account's device 0, which is what the client requires of a key share.
+async fn share_key(server: &Server, phone: &str, signal: &mut PhoneSignal, device: u16) {
+    let plaintext = MessageUtils::encode_and_pad(&key_share(&signal.app_state_key));
+    let (kind, ciphertext) = match encrypt(server, signal, phone, device, &plaintext).await {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            tracing::warn!(%phone, device, error = %e, "app-state key share not sent");
+            return;
+        }
+    };
+    let node = NodeBuilder::new("message")
+        .attr("from", device_jid(phone, 0))
+        .attr("id", new_message_id())
+        .attr("t", stanza::now_secs().to_string())
+        .attr("type", "protocol")
+        .attr("category", "peer")
+        .children([enc_node(kind, ciphertext)])
+        .build();
+    relay::deliver(&mut server.world(), phone, device, node);
+}
+
+fn stanza_type(message: &wa::Message) -> &'static str {
+    let media = message.image_message.is_set()
+        || message.video_message.is_set()
+        || message.audio_message.is_set()
+        || message.document_message.is_set()
+        || message.sticker_message.is_set();
+    if media { "media" } else { "text" }
+}
+
+/// Sends `message` from the phone to every device of `to`, and a copy to
+/// the phone's own companions. Returns the message id.
+async fn send_message(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    to: &str,
+    message: &wa::Message,
+) -> String {
+    let out = Outgoing {
+        id: new_message_id(),
+        to: to.to_owned(),
+        message: message.clone(),
+        t: stanza::now_secs(),
+    };
+    let targets: Vec<(String, u16)> = {
+        let mut w = server.world();
+        w.sent_by.insert(out.id.clone(), (phone.to_owned(), 0));
+        let devices = |p: &str| -> Vec<(String, u16)> {
+            w.accounts
+                .get(p)
+                .map(|a| a.devices.keys().map(|d| (p.to_owned(), *d)).collect())
+                .unwrap_or_default()
+        };
+        let mut targets = Vec::new();
+        if to != phone {
+            targets.push((to.to_owned(), 0));
+            targets.extend(devices(to));
+        }
+        // The phone's own companions get their copy; for "message yourself"
+        // that copy is all there is.
+        targets.extend(devices(phone));
+        targets
+    };
+    for (target, device) in targets {
+        send_copy(server, phone, signal, &out, &target, device).await;
+    }
+    let id = out.id.clone();
+    if signal.sent.len() >= RESENDABLE {
+        signal.sent.pop_front();
+    }
+    signal.sent.push_back(out);
+    id
+}
+
+/// Encrypts and delivers one device's copy of `out`: the message itself
+/// for the recipient's devices, a device-sent wrapper for the phone's own.
+async fn send_copy(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    out: &Outgoing,
+    target: &str,
+    device: u16,
+) {
+    let (chat, lid, push_name) = {
+        let w = server.world();
+        let chat = w
+            .accounts
+            .get(&out.to)
+            .map(|a| a.jid())
+            .unwrap_or_else(|| device_jid(&out.to, 0));
+        let account = w.accounts.get(phone);
+        let lid = account.map(|a| a.lid_jid()).unwrap_or_default();
+        let push_name = account.map(|a| a.push_name.clone()).unwrap_or_default();
+        (chat, lid, push_name)
+    };
+    let own = target == phone;
+    let plain = if own {
+        let copy = wacore::messages::wrap_device_sent(out.message.clone(), chat.clone());
+        MessageUtils::encode_and_pad(&copy)
+    } else {
+        MessageUtils::encode_and_pad(&out.message)
+    };
+    let (enc, ciphertext) = match encrypt(server, signal, target, device, &plain).await {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            tracing::warn!(%phone, %target, device, error = %e, "phone message not sent");
+            return;
+        }
+    };
+    let mut b = NodeBuilder::new("message")
+        .attr("from", device_jid(phone, 0))
+        .attr("id", out.id.as_str())
+        .attr("t", out.t.to_string())
+        .attr("type", stanza_type(&out.message));
+    if own {
+        b = b.attr("recipient", chat);
+    } else {
+        b = b.attr("sender_lid", lid);
+        if !push_name.is_empty() {
+            b = b.attr("notify", push_name);
+        }
+    }
+    let node = b.children([enc_node(enc, ciphertext)]).build();
+    relay::deliver(&mut server.world(), target, device, node);
+}
+
+/// A device could not decrypt a message the phone sent: start a fresh
+/// session with it from its current bundle and send that message again.
+async fn on_retry(server: &Server, phone: &str, signal: &mut PhoneSignal, receipt: &Node) {
+    let (Some(id), Some(from)) = (attr(receipt, "id"), attr(receipt, "from")) else {
+        return;
+    };
+    let Some(addr) = parse_jid(&from) else {
+        return;
+    };
+    let Some(target) = phone_of(&server.world(), &addr) else {
+        return;
+    };
+    let Some(index) = signal.sent.iter().position(|o| o.id == id) else {
+        tracing::debug!(%phone, %id, "retry for a message the phone no longer has");
+        return;
+    };
+    // Taken out and put back so the resend can borrow the phone mutably.
+    let Some(out) = signal.sent.remove(index) else {
+        return;
+    };
+    signal.sessions.0.remove(&address(&target, addr.device));
+    send_copy(server, phone, signal, &out, &target, addr.device).await;
+    signal.sent.insert(index, out);
+}
+
+async fn on_stanza(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
+    if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
+        on_retry(server, phone, signal, &node).await;
+        return;
+    }
+    if node.tag != "message" {
+        // Delivery and read receipts for what the phone sent: nothing waits on them.
+        return;
+    }
+    let id = attr(&node, "id").unwrap_or_default();
+    let from = attr(&node, "from").unwrap_or_default();
+    let Some(sender) = parse_jid(&from) else {
+        return;
+    };
+    let Some(sender_phone) = phone_of(&server.world(), &sender) else {
+        return;
+    };
+    let from_me = sender_phone == phone;
+    for enc in children(&node).iter().filter(|c| c.tag == "enc") {
+        let Some(message) = decrypt(signal, &sender_phone, sender.device, enc).await else {
+            continue;
+        };
+        let chat = if from_me {
+            message
+                .device_sent_message
+                .as_option()
+                .and_then(|d| d.destination_jid.clone())
+                .or_else(|| attr(&node, "recipient"))
+                .unwrap_or_else(|| device_jid(phone, 0))
+        } else {
+            device_jid(&sender_phone, 0)
+        };
+        let message = wacore::messages::unwrap_device_sent(message);
+        if let Some(request) = message
+            .protocol_message
+            .as_option()
+            .and_then(|p| p.app_state_sync_key_request.as_option())
+        {
+            if from_me {
+                tracing::debug!(%phone, device = sender.device, keys = request.key_ids.len(),
+                    "companion asked for app-state keys");
+                share_key(server, phone, signal, sender.device).await;
+            }
+            continue;
+        }
+        if message.protocol_message.is_set() || message.sender_key_distribution_message.is_set() {
+            continue;
+        }
+        let (kind, text) = describe(&message);
+        let t = attr(&node, "t")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(stanza::now_secs);
+        let mut w = server.world();
+        if let Some(account) = w.accounts.get_mut(phone) {
+            account.phone_messages.push(PhoneMessage {
+                id: id.clone(),
+                from: from.clone(),
+                chat,
+                from_me,
+                kind: kind.to_owned(),
+                text,
+                timestamp: t,
+            });
+        }
+        w.phone_events.notify_waiters();
+    }
+    if !from_me {
+        let receipt = NodeBuilder::new("receipt")
+            .attr("from", device_jid(phone, 0))
+            .attr("id", id)
+            .attr("t", stanza::now_secs().to_string())
+            .build();
+        relay::deliver(&mut server.world(), &sender_phone, sender.device, receipt);
+    }
+}
+
+async fn decrypt(
+    signal: &mut PhoneSignal,
+    sender_phone: &str,
+    device: u16,
+    enc: &Node,
+) -> Option<wa::Message> {
+    let bytes = stanza::bytes(enc)?;
+    let kind = attr(enc, "type").unwrap_or_default();
+    let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2u8);
+    let ciphertext = match kind.as_str() {
+        "pkmsg" => PreKeySignalMessage::try_from(bytes).map(CiphertextMessage::PreKeySignalMessage),
+        "msg" => SignalMessage::try_from(bytes).map(CiphertextMessage::SignalMessage),
+        // Group sender-key messages: the simulator routes no groups.
+        _ => return None,
+    };
+    let ciphertext = ciphertext
+        .map_err(|e| tracing::warn!(%sender_phone, device, error = %e, "unparsable ciphertext"))
+        .ok()?;
+    let addr = address(sender_phone, device);
+    let mut rng: StdRng = rand::make_rng();
+    let result = message_decrypt(
+        &ciphertext,
+        &addr,
+        &mut signal.sessions,
+        &mut signal.identities,
+        &mut signal.prekeys,
+        &signal.signed,
+        &mut rng,
+        UsePQRatchet::No,
+    )
+    .await
+    .map_err(|e| tracing::warn!(%sender_phone, device, error = %e, "phone could not decrypt"))
+    .ok()?;
+    if let Some(used) = result.consumed_prekey_id {
+        signal.prekeys.0.remove(&used);
+    }
+    wacore::messages::decode_plaintext(&result.plaintext, version)
+        .map_err(|e| tracing::warn!(%sender_phone, device, error = %e, "undecodable plaintext"))
+        .ok()
+}
+
+fn describe(m: &wa::Message) -> (&'static str, Option<String>) {
+    if let Some(text) = &m.conversation {
+        return ("text", Some(text.clone()));
+    }
+    if let Some(ext) = m.extended_text_message.as_option() {
+        return ("text", ext.text.clone());
+    }
+    if let Some(img) = m.image_message.as_option() {
+        return ("image", img.caption.clone());
+    }
+    if let Some(video) = m.video_message.as_option() {
+        return ("video", video.caption.clone());
+    }
+    if m.audio_message.is_set() {
+        return ("audio", None);
+    }
+    if let Some(doc) = m.document_message.as_option() {
+        return (
+            "document",
+            doc.caption.clone().or_else(|| doc.file_name.clone()),
+        );
+    }
+    if m.sticker_message.is_set() {
+        return ("sticker", None);
+    }
+    if let Some(reaction) = m.reaction_message.as_option() {
+        return ("reaction", reaction.text.clone());
+    }
+    ("other", None)
 }

@@ -12,7 +12,7 @@ fn be(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
-fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
+fn prekeys_mut(w: &mut World, conn: ConnId) -> Option<&mut PreKeys> {
     let (phone, device) = device_of(w, conn)?;
     Some(
         &mut w
@@ -24,7 +24,16 @@ fn prekeys_mut<'a>(w: &'a mut World, conn: ConnId) -> Option<&'a mut PreKeys> {
     )
 }
 
+/// Stores a device's prekey upload. A companion's first upload is its first
+/// login after linking: that is when the phone shares its app-state key.
 pub fn upload(w: &mut World, conn: ConnId, iq: &Node) {
+    store_upload(w, conn, iq);
+    if let Some((phone, device)) = device_of(w, conn) {
+        crate::phone::share_app_state_key(w, &phone, device);
+    }
+}
+
+fn store_upload(w: &mut World, conn: ConnId, iq: &Node) {
     let Some(p) = prekeys_mut(w, conn) else {
         return;
     };
@@ -79,7 +88,7 @@ pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
         .iter()
         .filter_map(|u| attr(u, "jid"))
         .map(|jid| match crate::relay::resolve_device_mut(w, &jid) {
-            Some(p) => bundle_node(&jid, p),
+            Some((p, identity)) => bundle_node(&jid, p, identity),
             None => NodeBuilder::new("user")
                 .attr("jid", jid)
                 .children([NodeBuilder::new("error")
@@ -96,7 +105,10 @@ fn id3(id: u32) -> Vec<u8> {
     id.to_be_bytes()[1..].to_vec()
 }
 
-fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
+/// A companion's bundle carries the signed device identity it got at
+/// linking: the client checks it against the account key before trusting
+/// the bundle (and only warns when it is missing).
+fn bundle_node(jid: &str, p: &mut PreKeys, device_identity: Option<&[u8]>) -> Node {
     let mut parts = vec![
         NodeBuilder::new("registration")
             .bytes(p.registration_id.to_be_bytes().to_vec())
@@ -124,6 +136,13 @@ fn bundle_node(jid: &str, p: &mut PreKeys) -> Node {
                     NodeBuilder::new("id").bytes(id3(kid)).build(),
                     NodeBuilder::new("value").bytes(value).build(),
                 ])
+                .build(),
+        );
+    }
+    if let Some(identity) = device_identity {
+        parts.push(
+            NodeBuilder::new("device-identity")
+                .bytes(identity.to_vec())
                 .build(),
         );
     }

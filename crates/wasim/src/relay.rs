@@ -53,18 +53,25 @@ pub fn phone_of(w: &World, addr: &Addr) -> Option<String> {
     }
 }
 
-/// The prekeys of the device a JID names, for a prekey fetch.
-pub fn resolve_device_mut<'a>(w: &'a mut World, jid: &str) -> Option<&'a mut PreKeys> {
+/// The prekeys of the device a JID names, for a prekey fetch, with a
+/// companion's signed device identity (the phone has none).
+pub fn resolve_device_mut<'a>(
+    w: &'a mut World,
+    jid: &str,
+) -> Option<(&'a mut PreKeys, Option<&'a [u8]>)> {
     let addr = parse_jid(jid)?;
     let phone = phone_of(w, &addr)?;
+    if addr.device == 0 {
+        crate::phone::ensure_keys(w, &phone);
+    }
     let account = w.accounts.get_mut(&phone)?;
     if addr.device == 0 {
-        return account.phone_prekeys.as_mut();
+        return account.phone_prekeys.as_mut().map(|p| (p, None));
     }
-    account
-        .devices
-        .get_mut(&addr.device)
-        .map(|d| &mut d.prekeys)
+    account.devices.get_mut(&addr.device).map(|d| {
+        let identity = (!d.signed_identity.is_empty()).then_some(d.signed_identity.as_slice());
+        (&mut d.prekeys, identity)
+    })
 }
 
 /// Device lists (and LIDs) for each user asked about.
@@ -149,15 +156,45 @@ fn device_list(account: &Account) -> Node {
         .build()
 }
 
+/// A device's JID as the server writes it in `from`: device 0 bare.
+pub fn device_jid(phone: &str, device: u16) -> String {
+    if device == 0 {
+        format!("{phone}@s.whatsapp.net")
+    } else {
+        format!("{phone}:{device}@s.whatsapp.net")
+    }
+}
+
 /// After the client went active: everything queued for it, then the marker
 /// that ends offline delivery (the client waits for it before sending).
+/// From here on the connection gets its stanzas live.
 pub fn flush_offline(w: &mut World, conn: ConnId) {
-    let queued: Vec<Node> = device_of(w, conn)
-        .and_then(|(phone, device)| {
-            let d = w.accounts.get_mut(&phone)?.devices.get_mut(&device)?;
-            Some(d.offline.iter().cloned().collect())
-        })
-        .unwrap_or_default();
+    let Some((phone, device)) = device_of(w, conn) else {
+        return;
+    };
+    let Some(account) = w.accounts.get(&phone) else {
+        return;
+    };
+    let Some(d) = account.devices.get(&device) else {
+        return;
+    };
+    let mut queued: Vec<Node> = d.offline.iter().cloned().collect();
+    // A client without a push name takes the slow initial-sync path at every
+    // login; the account's name is what a real server would tell it.
+    let push_name = (d.push_name.is_empty() && !account.push_name.is_empty())
+        .then(|| account.push_name.clone());
+    if let Some(name) = push_name {
+        let id = w.next_iq_id();
+        queued.push(
+            NodeBuilder::new("notification")
+                .attr("from", stanza::SERVER)
+                .attr("id", id)
+                .attr("t", stanza::now_secs().to_string())
+                .attr("type", "account_sync")
+                .attr("pushname", name)
+                .build(),
+        );
+    }
     let count = queued.len();
     for mut node in queued {
         node.attrs.insert("offline", "1");
@@ -171,10 +208,14 @@ pub fn flush_offline(w: &mut World, conn: ConnId) {
                 .build()])
             .build(),
     );
+    if let Some(c) = w.conns.get_mut(&conn) {
+        c.active = true;
+    }
 }
 
-/// Delivers `node` to a device now if it is online; it stays queued until
-/// the device acknowledges it either way.
+/// Queues `node` for a device until it acknowledges it, and sends it now if
+/// the device is online and past its offline flush (before that, the flush
+/// will carry it; sending it twice would make the client decrypt it twice).
 pub fn deliver(w: &mut World, phone: &str, device: u16, node: Node) {
     if device == 0 {
         crate::phone::receive(w, phone, node);
@@ -188,23 +229,34 @@ pub fn deliver(w: &mut World, phone: &str, device: u16, node: Node) {
         return;
     };
     d.offline.push_back(node.clone());
-    if let Some(conn) = d.connection {
+    let live = d
+        .connection
+        .filter(|c| w.conns.get(c).is_some_and(|c| c.active));
+    if let Some(conn) = live {
         w.send(conn, node);
     }
 }
 
-/// Drops from a device's queue what it acknowledged.
-fn acknowledged(w: &mut World, conn: ConnId, ids: &[String]) {
+/// Drops from a device's queue what it acknowledged. `tag` narrows it to
+/// one kind of stanza: a message and the receipt for it share an id.
+fn acknowledged(w: &mut World, conn: ConnId, tag: Option<&str>, ids: &[String]) {
     if let Some((phone, device)) = device_of(w, conn)
         && let Some(d) = w
             .accounts
             .get_mut(&phone)
             .and_then(|a| a.devices.get_mut(&device))
     {
-        d.offline
-            .retain(|n| attr(n, "id").is_none_or(|id| !ids.contains(&id)));
+        d.offline.retain(|n| {
+            let matches =
+                tag.is_none_or(|t| n.tag == t) && attr(n, "id").is_some_and(|id| ids.contains(&id));
+            !matches
+        });
     }
 }
+
+/// Bounds the message-id index: receipts for messages older than this many
+/// sends fall back to their `to` attribute.
+const SENT_INDEX_LIMIT: usize = 100_000;
 
 /// Fans a `<message>` out to the devices named in its `<participants>`, and
 /// acknowledges it to the sender.
@@ -218,7 +270,7 @@ pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
     let Some(sender) = w.accounts.get(&sender_phone) else {
         return;
     };
-    let from = format!("{sender_phone}:{sender_device}@s.whatsapp.net");
+    let from = device_jid(&sender_phone, sender_device);
     let sender_lid = format!("{}:{sender_device}@lid", sender.lid);
     let push_name = sender
         .devices
@@ -238,6 +290,11 @@ pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
             Some((phone, addr.device, child(t, "enc")?.clone()))
         })
         .collect();
+    if w.sent_by.len() >= SENT_INDEX_LIMIT {
+        w.sent_by.clear();
+    }
+    w.sent_by
+        .insert(id.clone(), (sender_phone.clone(), sender_device));
     let now = stanza::now_secs().to_string();
     for (phone, device, enc) in targets {
         let mut b = NodeBuilder::new("message")
@@ -275,9 +332,16 @@ pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
 
 /// A device confirmed it got a stanza we delivered.
 pub fn on_ack(w: &mut World, conn: ConnId, ack: &Node) {
-    if let Some(id) = attr(ack, "id") {
-        acknowledged(w, conn, &[id]);
-    }
+    let Some(id) = attr(ack, "id") else {
+        return;
+    };
+    let tag = match attr(ack, "class").as_deref() {
+        Some("message") => Some("message"),
+        Some("receipt") => Some("receipt"),
+        Some("notification") => Some("notification"),
+        _ => None,
+    };
+    acknowledged(w, conn, tag, &[id]);
 }
 
 /// A device acknowledged messages; tell their senders.
@@ -290,28 +354,32 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
     if let Some(list) = child(receipt, "list") {
         ids.extend(children(list).iter().filter_map(|i| attr(i, "id")));
     }
-    acknowledged(w, conn, &ids);
+    acknowledged(w, conn, Some("message"), &ids);
     let kind = attr(receipt, "type");
+    let me = device_jid(&phone, device);
     w.send(
         conn,
         NodeBuilder::new("ack")
             .attr("class", "receipt")
             .attr("id", id.as_str())
-            .attr("from", format!("{phone}:{device}@s.whatsapp.net"))
+            .attr("from", me.as_str())
             .build(),
     );
     // Receipts about our own devices' copies stay between them.
     if matches!(kind.as_deref(), Some("sender" | "peer_msg" | "read-self")) {
         return;
     }
-    let Some(target) = attr(receipt, "to").and_then(|t| parse_jid(&t)) else {
-        return;
-    };
-    let Some(target_phone) = phone_of(w, &target) else {
+    // The sender is known by the message id; a read receipt names only the
+    // chat, so `to` is the fallback for messages the index forgot.
+    let target = w.sent_by.get(&id).cloned().or_else(|| {
+        let addr = parse_jid(&attr(receipt, "to")?)?;
+        Some((phone_of(w, &addr)?, addr.device))
+    });
+    let Some((target_phone, target_device)) = target else {
         return;
     };
     let mut b = NodeBuilder::new("receipt")
-        .attr("from", format!("{phone}:{device}@s.whatsapp.net"))
+        .attr("from", me)
         .attr("id", id)
         .attr("t", stanza::now_secs().to_string());
     // "inactive" only says the reader's app was in the background: to the
@@ -319,9 +387,10 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
     if let Some(k) = kind.filter(|k| k != "inactive") {
         b = b.attr("type", k);
     }
-    if let Some(list) = child(receipt, "list") {
-        b = b.children([list.clone()]);
+    // Aggregates (`<list>`) and retry requests (`<retry>`, keys) go through.
+    let extra = children(receipt).to_vec();
+    if !extra.is_empty() {
+        b = b.children(extra);
     }
-    let node = b.build();
-    deliver(w, &target_phone, target.device, node);
+    deliver(w, &target_phone, target_device, b.build());
 }

@@ -46,7 +46,14 @@ impl Server {
         let mut w = self.world();
         w.next_conn += 1;
         let id = w.next_conn;
-        w.conns.insert(id, Conn { tx, role: None });
+        w.conns.insert(
+            id,
+            Conn {
+                tx,
+                role: None,
+                active: false,
+            },
+        );
         id
     }
 

@@ -25,8 +25,8 @@ pub struct Account {
     pub banned_for_secs: Option<u64>,
     /// The phone's own prekeys, once it has Signal keys (see [`crate::phone`]).
     pub phone_prekeys: Option<PreKeys>,
-    /// Stanzas addressed to the phone itself.
-    pub phone_inbox: Vec<Node>,
+    /// What the phone received, decrypted (see [`crate::phone`]).
+    pub phone_messages: Vec<crate::phone::PhoneMessage>,
 }
 
 impl Account {
@@ -82,6 +82,9 @@ pub enum Role {
 pub struct Conn {
     pub tx: OutboundTx,
     pub role: Option<Role>,
+    /// The device left passive mode: stanzas for it go out live from now on
+    /// instead of waiting for the offline flush.
+    pub active: bool,
 }
 
 /// What an unregistered client told us about itself.
@@ -119,6 +122,18 @@ pub struct World {
     pub next_iq: u64,
     /// `host:port` of the media endpoint handed out in `media_conn`.
     pub media_host: String,
+    /// The fake phones' Signal actor (see [`crate::phone`]); `None` until
+    /// the simulator starts it.
+    pub phone_tx: Option<tokio::sync::mpsc::UnboundedSender<crate::phone::Command>>,
+    /// Woken whenever a phone's received messages change.
+    pub phone_events: std::sync::Arc<tokio::sync::Notify>,
+    /// Companions the phone already shared its app-state key with.
+    pub key_shared: std::collections::HashSet<(String, u16)>,
+    /// Message id -> the device that sent it, to route receipts addressed
+    /// to a bare chat (read receipts) back to that device.
+    pub sent_by: HashMap<String, (String, u16)>,
+    /// Uploaded media blobs by direct path.
+    pub blobs: HashMap<String, bytes::Bytes>,
 }
 
 impl World {
@@ -148,7 +163,7 @@ impl World {
                 next_device_id: 1,
                 banned_for_secs: None,
                 phone_prekeys: None,
-                phone_inbox: Vec::new(),
+                phone_messages: Vec::new(),
             }
         })
     }

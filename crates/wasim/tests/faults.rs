@@ -143,3 +143,14 @@ async fn delayed_responses_still_link() {
     client.link(&sim.handle(), PHONE).await;
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_logout_unlinks_its_device() {
+    let (sim, client) = linked().await;
+    client.client.logout().await;
+    assert!(
+        sim.handle().devices().iter().all(|d| d.phone != PHONE),
+        "device still linked after logout"
+    );
+    client.stop().await;
+}

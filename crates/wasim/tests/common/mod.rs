@@ -12,9 +12,10 @@ use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::client::Client;
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust_tokio_transport::TokioWebSocketTransportFactory;
-use whatsapp_rust_ureq_http_client::UreqHttpClient;
 
 pub use wasim::{SimConfig, SimHandle, Simulator};
+// Media URLs are always https://; this reaches the simulator's plain http.
+pub use wasim::LoopbackHttpClient;
 
 /// Waits long enough for a loaded 2-core machine, short enough to fail fast.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -56,7 +57,7 @@ impl TestClient {
         let bot = Bot::builder()
             .with_backend_arc(store.clone())
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(sim.ws_url()))
-            .with_http_client(UreqHttpClient::new())
+            .with_http_client(LoopbackHttpClient::new())
             .with_version((2, 3000, 1_029_000_000))
             .skip_history_sync()
             .on_event(move |event, _client| {

@@ -1,0 +1,66 @@
+//! Organization and token administration, shared by the CLI and the
+//! first-start bootstrap.
+
+use crate::domain::{ApiToken, TokenId};
+use crate::store::{Organization, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no organization named {0:?}")]
+    UnknownOrg(String),
+    #[error("no live token with id {0}")]
+    UnknownToken(TokenId),
+    #[error("organization name must be 1 to 100 characters")]
+    InvalidOrgName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A token as shown to the user exactly once.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub id: TokenId,
+    pub org: Organization,
+    pub token: ApiToken,
+}
+
+pub async fn create_org(store: &dyn Store, name: &str) -> Result<Organization, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(AdminError::InvalidOrgName);
+    }
+    Ok(store.create_org(name).await?)
+}
+
+pub async fn create_token(store: &dyn Store, org: &str) -> Result<IssuedToken, AdminError> {
+    let org = store
+        .find_org(org)
+        .await?
+        .ok_or_else(|| AdminError::UnknownOrg(org.to_string()))?;
+    issue_token(store, org).await
+}
+
+pub async fn revoke_token(store: &dyn Store, id: TokenId) -> Result<(), AdminError> {
+    if store.revoke_token(id).await? {
+        Ok(())
+    } else {
+        Err(AdminError::UnknownToken(id))
+    }
+}
+
+/// On a fresh install there is nobody to run `org create`, so the first
+/// `serve` makes an organization and a token itself.
+pub async fn bootstrap(store: &dyn Store) -> Result<Option<IssuedToken>, AdminError> {
+    if store.count_orgs().await? > 0 {
+        return Ok(None);
+    }
+    let org = store.create_org("default").await?;
+    issue_token(store, org).await.map(Some)
+}
+
+async fn issue_token(store: &dyn Store, org: Organization) -> Result<IssuedToken, AdminError> {
+    let id = TokenId::new();
+    let token = ApiToken::generate();
+    store.insert_token(id, org.id, &token.hash()).await?;
+    Ok(IssuedToken { id, org, token })
+}

@@ -1,0 +1,179 @@
+//! Wiring: builds the state from configuration, binds the listener, and
+//! runs everything until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, IssuedToken};
+use crate::config::Config;
+use crate::events::{EventHub, HubLimits};
+use crate::http;
+use crate::session::backoff::RetryPolicy;
+use crate::session::engine::Engine;
+use crate::session::whatsapp::WhatsAppEngine;
+use crate::session::{SessionManager, SupervisorPolicy};
+use crate::store::{self, Store};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub sessions: SessionManager,
+    pub hub: EventHub,
+    pub body_limit: usize,
+    pub ws_ping_interval: Duration,
+    /// Cancelled on shutdown; long-lived connections watch it.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        engine: Arc<dyn Engine>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let hub = EventHub::new(HubLimits {
+            client_buffer: config.ws_client_buffer,
+            max_clients_per_org: config.ws_max_clients_per_org,
+        });
+        let sessions = SessionManager::new(
+            Arc::clone(&store),
+            engine,
+            hub.clone(),
+            SupervisorPolicy {
+                link_timeout: config.link_timeout(),
+                retry: RetryPolicy::with_budget(config.retry_budget()),
+            },
+            shutdown.child_token(),
+        );
+        Self {
+            store,
+            sessions,
+            hub,
+            body_limit: config.body_limit_bytes,
+            ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
+            shutdown,
+        }
+    }
+}
+
+pub fn build_app(state: AppState) -> Router {
+    http::router(state)
+}
+
+/// A bound, ready-to-run gateway. Binding happens in [`Application::build`],
+/// so a test can ask for port 0 and read the real one from [`Application::port`].
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    bootstrap: Option<IssuedToken>,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let store = store::connect(&config.database_url())
+            .await
+            .context("opening the database")?;
+        let bootstrap = admin::bootstrap(store.as_ref())
+            .await
+            .context("creating the first organization")?;
+        let engine = Arc::new(WhatsAppEngine::new(
+            config.sessions_dir(),
+            config.whatsapp_url.clone(),
+        ));
+        let state = AppState::new(&config, store, engine, CancellationToken::new());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            state,
+            bootstrap,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.state.store)
+    }
+
+    /// The organization and token created on first start, if this was one.
+    pub fn take_bootstrap_token(&mut self) -> Option<IssuedToken> {
+        self.bootstrap.take()
+    }
+
+    /// Cancelling this token stops the application gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Resumes sessions, serves until the shutdown token is cancelled, then
+    /// drains connections and sessions within the shutdown timeout.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            addr,
+            state,
+            shutdown_timeout,
+            ..
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let sessions = state.sessions.clone();
+        let resumed = sessions.resume_all().await.context("resuming sessions")?;
+        tracing::info!(%addr, resumed, "wagate listening");
+
+        let mut tasks = JoinSet::new();
+        let server_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, build_app(state))
+                .with_graceful_shutdown(server_shutdown.cancelled_owned())
+                .await
+                .context("HTTP server failed")
+        });
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+
+        if !sessions.shutdown(shutdown_timeout).await {
+            tracing::warn!("some sessions did not stop in time");
+        }
+        let drained = tokio::time::timeout(shutdown_timeout, async {
+            while let Some(joined) = tasks.join_next().await {
+                joined.context("server task panicked")??;
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match drained {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("HTTP connections did not drain in time");
+                tasks.abort_all();
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Configuration, layered: embedded defaults, then an optional TOML file,
+//! then `WAGATE_*` environment variables, then command-line flags.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::secret::Secret;
+
+/// The version string the client announces when it cannot fetch the current
+/// one over HTTPS, i.e. whenever it talks to a custom server.
+pub const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory for the database and the per-session device keys.
+    pub data_dir: PathBuf,
+    /// Defaults to `sqlite://<data_dir>/wagate.db`. May hold a password.
+    pub database_url: Option<Secret<String>>,
+    /// WhatsApp server to connect to; unset means WhatsApp itself.
+    pub whatsapp_url: Option<Url>,
+    /// How long a session may wait for a phone to link before it fails.
+    pub link_timeout_secs: u64,
+    /// How long a session keeps retrying a lost connection before it fails.
+    pub retry_budget_secs: u64,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Events buffered per realtime client before it counts as too slow.
+    pub ws_client_buffer: usize,
+    /// Seconds between WebSocket pings.
+    pub ws_ping_interval_secs: u64,
+    /// Realtime connections allowed per organization.
+    pub ws_max_clients_per_org: usize,
+    /// Seconds to wait for sessions and connections to wind down on exit.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            whatsapp_url: None,
+            link_timeout_secs: 300,
+            retry_budget_secs: 600,
+            body_limit_bytes: 64 * 1024,
+            ws_client_buffer: 64,
+            ws_ping_interval_secs: 20,
+            ws_max_clients_per_org: 32,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("whatsapp_url must be a ws:// or wss:// URL, got {0}")]
+    UnsupportedScheme(String),
+    #[error(
+        "this build has the `simulator` feature, which skips WhatsApp's certificate checks; \
+         it only connects to a server on a loopback address, so set whatsapp_url to one \
+         (e.g. ws://127.0.0.1:PORT/ws/chat)"
+    )]
+    SimulatorNeedsLoopback,
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+/// Command-line values; `None` leaves the lower layers in charge.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<Secret<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp_url: Option<Url>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_timeout_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_secs: Option<u64>,
+}
+
+impl Config {
+    /// Layers defaults, `file`, the environment and `overrides`, then
+    /// validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("WAGATE_"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::MissingFile(file.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // WAGATE_CONFIG names the file; it is not a setting itself.
+        let env = env.ignore(&["CONFIG", "LOG"]);
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("link_timeout_secs", self.link_timeout_secs),
+            ("retry_budget_secs", self.retry_budget_secs),
+            ("ws_ping_interval_secs", self.ws_ping_interval_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.ws_client_buffer == 0 {
+            return Err(ConfigError::Zero("ws_client_buffer"));
+        }
+        if let Some(url) = &self.whatsapp_url
+            && !matches!(url.scheme(), "ws" | "wss")
+        {
+            return Err(ConfigError::UnsupportedScheme(url.to_string()));
+        }
+        check_server_allowed(self.whatsapp_url.as_ref())
+    }
+
+    pub fn database_url(&self) -> Secret<String> {
+        self.database_url.clone().unwrap_or_else(|| {
+            Secret::new(format!(
+                "sqlite://{}",
+                self.data_dir.join("wagate.db").display()
+            ))
+        })
+    }
+
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.data_dir.join("sessions")
+    }
+
+    pub fn link_timeout(&self) -> Duration {
+        Duration::from_secs(self.link_timeout_secs)
+    }
+
+    pub fn retry_budget(&self) -> Duration {
+        Duration::from_secs(self.retry_budget_secs)
+    }
+}
+
+/// A build that skips certificate checks must never reach a server off this
+/// machine. Checked at start-up and again by the WhatsApp adapter before
+/// every session connects.
+pub fn check_server_allowed(url: Option<&Url>) -> Result<(), ConfigError> {
+    if cfg!(feature = "simulator") && !url.is_some_and(is_loopback) {
+        return Err(ConfigError::SimulatorNeedsLoopback);
+    }
+    Ok(())
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("WAGATE_TEST_UNSET_PREFIX_")
+    }
+
+    fn simulator_url() -> Url {
+        Url::parse("ws://127.0.0.1:9000/ws/chat").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds with the simulator feature refuse to start without a loopback
+    /// server, so tests that are about layering give them one.
+    fn base() -> Overrides {
+        Overrides {
+            whatsapp_url: cfg!(feature = "simulator").then(simulator_url),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() -> Result<(), ConfigError> {
+        let config = Config::load_from(None, &base(), no_env())?;
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.database_url().expose(), "sqlite://./data/wagate.db");
+        assert_eq!(config.link_timeout(), Duration::from_secs(300));
+        assert_eq!(config.retry_budget(), Duration::from_secs(600));
+        Ok(())
+    }
+
+    #[test]
+    // The closure's error type is figment's, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    fn file_then_env_then_flags_override_each_other() -> Result<(), Box<dyn std::error::Error>> {
+        let mut file = tempfile::NamedTempFile::new()?;
+        writeln!(
+            file,
+            "listen = \"127.0.0.1:9001\"\nlink_timeout_secs = 60\nretry_budget_secs = 30\ndata_dir = \"/srv/wagate\""
+        )?;
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WAGATE_LINK_TIMEOUT_SECS", "90");
+            jail.set_env("WAGATE_RETRY_BUDGET_SECS", "45");
+            let overrides = Overrides {
+                retry_budget_secs: Some(120),
+                ..base()
+            };
+            let config = Config::load_from(Some(file.path()), &overrides, Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.listen.to_string(),
+                "127.0.0.1:9001",
+                "file beats default"
+            );
+            assert_eq!(config.link_timeout_secs, 90, "env beats file");
+            assert_eq!(config.retry_budget_secs, 120, "flag beats env");
+            assert_eq!(config.data_dir, PathBuf::from("/srv/wagate"));
+            Ok(())
+        });
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() -> Result<(), Box<dyn std::error::Error>> {
+        let mut file = tempfile::NamedTempFile::new()?;
+        writeln!(file, "lisen = \"127.0.0.1:9001\"")?;
+        assert!(Config::load_from(Some(file.path()), &base(), no_env()).is_err());
+        assert!(matches!(
+            Config::load_from(
+                Some(Path::new("/nonexistent/wagate.toml")),
+                &base(),
+                no_env()
+            ),
+            Err(ConfigError::MissingFile(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn zero_durations_are_rejected() {
+        let overrides = Overrides {
+            link_timeout_secs: Some(0),
+            ..base()
+        };
+        assert!(matches!(
+            Config::load_from(None, &overrides, no_env()),
+            Err(ConfigError::Zero("link_timeout_secs"))
+        ));
+    }
+
+    #[test]
+    fn the_database_url_is_redacted_in_debug_output() -> Result<(), ConfigError> {
+        let overrides = Overrides {
+            database_url: Some(Secret::new("postgres://user:hunter2@db/wagate".into())),
+            ..base()
+        };
+        let config = Config::load_from(None, &overrides, no_env())?;
+        assert!(!format!("{config:?}").contains("hunter2"));
+        Ok(())
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for (url, loopback) in [
+            ("ws://127.0.0.1:1/ws/chat", true),
+            ("ws://127.8.0.1:1/", true),
+            ("ws://[::1]:1/", true),
+            ("ws://localhost:1/", true),
+            ("wss://web.whatsapp.com/ws/chat", false),
+            ("ws://10.0.0.1/", false),
+        ] {
+            let parsed = Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(is_loopback(&parsed), loopback, "{url}");
+        }
+    }
+
+    #[cfg(feature = "simulator")]
+    #[test]
+    fn a_simulator_build_refuses_non_loopback_servers() {
+        for url in [None, Some("wss://web.whatsapp.com/ws/chat")] {
+            let overrides = Overrides {
+                whatsapp_url: url.map(|u| Url::parse(u).unwrap_or_else(|e| panic!("{e}"))),
+                ..Overrides::default()
+            };
+            assert!(matches!(
+                Config::load_from(None, &overrides, no_env()),
+                Err(ConfigError::SimulatorNeedsLoopback)
+            ));
+        }
+    }
+
+    #[cfg(not(feature = "simulator"))]
+    #[test]
+    fn a_default_build_accepts_any_server() -> Result<(), ConfigError> {
+        let overrides = Overrides {
+            whatsapp_url: Url::parse("wss://example.org/ws/chat").ok(),
+            ..Overrides::default()
+        };
+        Config::load_from(None, &overrides, no_env()).map(|_| ())
+    }
+}

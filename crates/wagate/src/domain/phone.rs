@@ -1,0 +1,98 @@
+//! A phone number in the international format WhatsApp pairing expects.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// E.164 allows at most 15 digits; the shortest real numbers with a country
+/// code have 8.
+const MIN_DIGITS: usize = 8;
+const MAX_DIGITS: usize = 15;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "phone must be in international format: digits only, no '+' and no spaces, \
+     {MIN_DIGITS} to {MAX_DIGITS} digits starting with the country code (for example 628123456789)"
+)]
+pub struct InvalidPhone;
+
+/// A phone number as digits only, country code first: `628123456789`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Phone {
+    type Error = InvalidPhone;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let well_formed = (MIN_DIGITS..=MAX_DIGITS).contains(&value.len())
+            && value.bytes().all(|b| b.is_ascii_digit())
+            // A leading zero is a national trunk prefix, never a country code.
+            && !value.starts_with('0');
+        if well_formed {
+            Ok(Self(value))
+        } else {
+            Err(InvalidPhone)
+        }
+    }
+}
+
+impl TryFrom<&str> for Phone {
+    type Error = InvalidPhone;
+
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::try_from(value.to_string())
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_digits_in_international_format() {
+        for ok in ["628123456789", "15551234567", "4915123456789", "12345678"] {
+            assert_eq!(
+                Phone::try_from(ok).map(|p| p.to_string()),
+                Ok(ok.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_anything_but_bare_international_digits() {
+        for bad in [
+            "",
+            "+628123456789",
+            "62 812 3456 789",
+            "62-812-3456-789",
+            "0812345678",
+            "1234567",
+            "1234567890123456",
+            "62812345678a",
+            "６２８１２３４５６７８９",
+        ] {
+            assert_eq!(Phone::try_from(bad), Err(InvalidPhone), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_error_says_what_the_format_is() {
+        let message = InvalidPhone.to_string();
+        assert!(message.contains("digits only"));
+        assert!(message.contains("no '+'"));
+        assert!(message.contains("no spaces"));
+    }
+}

@@ -1,0 +1,260 @@
+//! The six statuses a session can be in, and which moves between them are
+//! legal. The supervisor asks [`SessionStatus::transition`] before every
+//! change, so an impossible sequence is caught where it happens.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Connecting to WhatsApp.
+    Starting,
+    /// Waiting for a phone to scan the QR code or enter the pairing code.
+    ScanQrCode,
+    /// Linked and live.
+    Working,
+    /// Stopped on purpose; reconnects when started.
+    Stopped,
+    /// The gateway stopped retrying.
+    Failed,
+    /// The link was removed; needs re-linking.
+    LoggedOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal session status transition from {from} to {to}")]
+pub struct IllegalTransition {
+    pub from: SessionStatus,
+    pub to: SessionStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl SessionStatus {
+    pub const ALL: [Self; 6] = [
+        Self::Starting,
+        Self::ScanQrCode,
+        Self::Working,
+        Self::Stopped,
+        Self::Failed,
+        Self::LoggedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::ScanQrCode => "scan_qr_code",
+            Self::Working => "working",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+            Self::LoggedOut => "logged_out",
+        }
+    }
+
+    /// Whether a supervisor is (or should be) holding a connection.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Starting | Self::ScanQrCode | Self::Working)
+    }
+
+    pub fn can_transition_to(self, next: Self) -> bool {
+        use SessionStatus::*;
+        matches!(
+            (self, next),
+            // `start` always tries again, whatever ended the last run.
+            (Stopped | Failed | LoggedOut, Starting)
+                | (Starting, ScanQrCode | Working)
+                // A scan completes, or the linking connection drops.
+                | (ScanQrCode, Working | Starting)
+                // A dropped connection reconnects.
+                | (Working, Starting)
+                | (Starting | ScanQrCode | Working, Stopped | Failed)
+                // The phone, a ban or the API can remove the link at any
+                // time; only an already logged-out session cannot be again.
+                | (Starting | ScanQrCode | Working | Stopped | Failed, LoggedOut)
+        )
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, IllegalTransition> {
+        if self.can_transition_to(next) {
+            Ok(next)
+        } else {
+            Err(IllegalTransition {
+                from: self,
+                to: next,
+            })
+        }
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SessionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// Why a session is in its current status, when the status alone does not
+/// say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusReason {
+    /// Nobody linked a phone before the link timeout.
+    LinkTimeout,
+    /// WhatsApp stayed unreachable for the whole retry budget.
+    ConnectionFailed,
+    /// The connection dropped; the gateway is reconnecting.
+    ConnectionLost,
+    /// The device was removed from the phone's linked devices.
+    LoggedOutFromPhone,
+    /// The device was unlinked through the API.
+    LogoutRequested,
+    /// WhatsApp temporarily banned the number.
+    TemporarilyBanned,
+    /// WhatsApp rejected this client version.
+    ClientOutdated,
+    /// The session was stopped through the API.
+    StopRequested,
+    /// The session's device keys could not be opened.
+    DeviceStoreUnavailable,
+}
+
+impl StatusReason {
+    const ALL: [Self; 9] = [
+        Self::LinkTimeout,
+        Self::ConnectionFailed,
+        Self::ConnectionLost,
+        Self::LoggedOutFromPhone,
+        Self::LogoutRequested,
+        Self::TemporarilyBanned,
+        Self::ClientOutdated,
+        Self::StopRequested,
+        Self::DeviceStoreUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LinkTimeout => "link_timeout",
+            Self::ConnectionFailed => "connection_failed",
+            Self::ConnectionLost => "connection_lost",
+            Self::LoggedOutFromPhone => "logged_out_from_phone",
+            Self::LogoutRequested => "logout_requested",
+            Self::TemporarilyBanned => "temporarily_banned",
+            Self::ClientOutdated => "client_outdated",
+            Self::StopRequested => "stop_requested",
+            Self::DeviceStoreUnavailable => "device_store_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for StatusReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StatusReason {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_linking_happy_path_is_legal() {
+        let path = [Stopped, Starting, ScanQrCode, Working];
+        for pair in path.windows(2) {
+            assert_eq!(pair[0].transition(pair[1]), Ok(pair[1]));
+        }
+    }
+
+    #[test]
+    fn a_dropped_connection_reconnects_and_can_give_up() {
+        assert!(Working.can_transition_to(Starting));
+        assert!(Starting.can_transition_to(Working));
+        assert!(Starting.can_transition_to(Failed));
+        assert!(ScanQrCode.can_transition_to(Failed));
+    }
+
+    #[test]
+    fn start_always_tries_again() {
+        for from in [Stopped, Failed, LoggedOut] {
+            assert!(from.can_transition_to(Starting), "{from}");
+        }
+    }
+
+    #[test]
+    fn nothing_skips_connecting() {
+        for from in [Stopped, Failed, LoggedOut] {
+            assert!(!from.can_transition_to(Working), "{from}");
+            assert!(!from.can_transition_to(ScanQrCode), "{from}");
+        }
+        assert!(!Working.can_transition_to(ScanQrCode));
+    }
+
+    #[test]
+    fn a_status_never_transitions_to_itself() {
+        for status in SessionStatus::ALL {
+            assert_eq!(
+                status.transition(status),
+                Err(IllegalTransition {
+                    from: status,
+                    to: status
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn terminal_statuses_only_leave_through_start_or_logout() {
+        for from in [Failed, LoggedOut, Stopped] {
+            for to in SessionStatus::ALL {
+                let allowed = to == Starting || (to == LoggedOut && from != LoggedOut);
+                assert_eq!(from.can_transition_to(to), allowed, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_wire_names() {
+        for status in SessionStatus::ALL {
+            assert_eq!(status.as_str().parse(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(serde_json::Value::String(status.as_str().into()))
+            );
+        }
+        for reason in StatusReason::ALL {
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+            assert_eq!(
+                serde_json::to_value(reason).ok(),
+                Some(serde_json::Value::String(reason.as_str().into()))
+            );
+        }
+        assert!("linked".parse::<SessionStatus>().is_err());
+    }
+}

@@ -1,0 +1,68 @@
+//! Bearer-token authentication. A handler that takes [`Authenticated`] can
+//! only run for a live token, and only sees that token's organization.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::domain::{OrgId, TokenHash, TokenId};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated {
+    org_id: OrgId,
+    token_id: TokenId,
+}
+
+impl Authenticated {
+    pub fn org_id(&self) -> OrgId {
+        self.org_id
+    }
+
+    pub fn token_id(&self) -> TokenId {
+        self.token_id
+    }
+}
+
+/// Checks a presented token against the stored hashes.
+pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Authenticated, ApiError> {
+    match store.find_token(&TokenHash::of(presented)).await? {
+        Some(token) if !token.revoked => Ok(Authenticated {
+            org_id: token.org_id,
+            token_id: token.id,
+        }),
+        _ => Err(ApiError::InvalidToken),
+    }
+}
+
+/// The token in an `Authorization: Bearer` header, if any.
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::InvalidToken),
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?.ok_or(ApiError::MissingToken)?;
+        let auth = authenticate(state.store.as_ref(), token).await?;
+        tracing::Span::current().record("org_id", tracing::field::display(auth.org_id));
+        Ok(auth)
+    }
+}

@@ -1,0 +1,310 @@
+//! `/sessions`: create, list, read, relabel, delete, and the lifecycle
+//! actions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Authenticated;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path, Query};
+use crate::app::AppState;
+use crate::domain::{Label, SessionId, SessionStatus, StatusReason};
+use crate::store::{Cursor, SessionQuery, SessionRecord};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: SessionId,
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Label>,
+    pub status: SessionStatus,
+    pub status_reason: Option<StatusReason>,
+    /// The linked number, once a phone has linked.
+    pub phone: Option<String>,
+    /// The linked account's profile name, once known.
+    pub push_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<SessionRecord> for Session {
+    fn from(record: SessionRecord) -> Self {
+        Self {
+            id: record.id,
+            label: record.label,
+            status: record.status,
+            status_reason: record.status_reason,
+            phone: record.phone,
+            push_name: record.push_name,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Up to 100 characters.
+    pub label: Option<String>,
+    /// Connect right away (default) or leave the session `stopped`.
+    pub start: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    /// New label; `null` clears it, absent leaves it unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub label: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 100 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+    /// Only sessions in this status.
+    pub status: Option<SessionStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub data: Vec<Session>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn parse_label(label: Option<String>) -> Result<Option<Label>, ApiError> {
+    label
+        .filter(|l| !l.is_empty())
+        .map(Label::try_from)
+        .transpose()
+        .map_err(|e| ApiError::Validation {
+            code: "invalid_label",
+            field: "label",
+            message: e.to_string(),
+        })
+}
+
+/// Create a session.
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Created; with `start` it reaches `scan_qr_code` on its own", body = Session),
+        (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<CreateSession>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let label = parse_label(body.label)?;
+    let record = state
+        .sessions
+        .create(auth.org_id(), label, body.start.unwrap_or(true))
+        .await?;
+    tracing::info!(session_id = %record.id, "session created");
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// List sessions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    params(ListParams),
+    responses((status = 200, body = SessionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(params): Query<ListParams>,
+) -> Result<Json<SessionList>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation {
+            code: "invalid_limit",
+            field: "limit",
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let after = params
+        .cursor
+        .map(|c| c.parse::<Cursor>())
+        .transpose()
+        .map_err(|_| ApiError::Validation {
+            code: "invalid_cursor",
+            field: "cursor",
+            message: "cursor must be a next_cursor value returned by this endpoint".into(),
+        })?;
+    let page = state
+        .sessions
+        .list(
+            auth.org_id(),
+            &SessionQuery {
+                status: params.status,
+                limit,
+                after,
+            },
+        )
+        .await?;
+    Ok(Json(SessionList {
+        data: page.sessions.into_iter().map(Session::from).collect(),
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+/// Get a session.
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.sessions.get(auth.org_id(), id).await?.into()))
+}
+
+/// Change a session's label.
+#[utoipa::path(
+    patch,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    request_body = UpdateSession,
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+    Json(body): Json<UpdateSession>,
+) -> Result<Json<Session>, ApiError> {
+    let record = match body.label {
+        Some(label) => {
+            let label = parse_label(label)?;
+            state.sessions.relabel(auth.org_id(), id, label).await?
+        }
+        None => state.sessions.get(auth.org_id(), id).await?,
+    };
+    Ok(Json(record.into()))
+}
+
+/// Delete a session: unlinks the device if linked and wipes its keys.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.delete(auth.org_id(), id).await?;
+    tracing::info!(session_id = %id, "session deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start (or retry) a session.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/start",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn start(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.sessions.start(auth.org_id(), id).await?.into()))
+}
+
+/// Stop a session; it keeps its link.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/stop",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn stop(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.sessions.stop(auth.org_id(), id).await?.into()))
+}
+
+/// Reconnect a session from scratch.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/restart",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn restart(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(
+        state.sessions.restart(auth.org_id(), id).await?.into(),
+    ))
+}
+
+/// Unlink the device and wipe its keys; `start` links again.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/logout",
+    tag = "sessions",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 409, description = "`not_linked`", body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(state.sessions.logout(auth.org_id(), id).await?.into()))
+}

@@ -1,0 +1,278 @@
+//! Owns the session supervisors: spawns one per session, routes API
+//! operations to it, resumes sessions at start-up and stops them all on
+//! shutdown.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::engine::Engine;
+use super::supervisor::{
+    Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy,
+};
+use crate::domain::{Label, OrgId, Phone, SessionId, SessionStatus};
+use crate::events::EventHub;
+use crate::store::{NewSession, SessionPage, SessionQuery, SessionRecord, Store, StoreError};
+
+/// Commands are handled one at a time; a short queue is plenty.
+const COMMAND_QUEUE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("session not found")]
+    NotFound,
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("the session is {0}, so it has no QR code")]
+    NoQrCode(SessionStatus),
+    #[error("the next QR code is not ready yet")]
+    QrNotReady,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Handle {
+    commands: mpsc::Sender<Command>,
+    live: watch::Receiver<Live>,
+}
+
+#[derive(Clone)]
+pub struct SessionManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    engine: Arc<dyn Engine>,
+    hub: EventHub,
+    policy: SupervisorPolicy,
+    handles: Mutex<HashMap<SessionId, Handle>>,
+    // A tracker rather than a JoinSet: supervisors come and go with their
+    // sessions and nobody consumes their results, and a JoinSet would keep
+    // every finished one until reaped.
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("sessions", &self.inner.handles().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    // Held only for map operations, never across an await.
+    fn handles(&self) -> MutexGuard<'_, HashMap<SessionId, Handle>> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SessionManager {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<dyn Engine>,
+        hub: EventHub,
+        policy: SupervisorPolicy,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                hub,
+                policy,
+                handles: Mutex::default(),
+                tasks: TaskTracker::new(),
+                cancel,
+            }),
+        }
+    }
+
+    /// Spawns a supervisor for every stored session and restarts the ones
+    /// that were meant to be connected when the gateway last stopped.
+    pub async fn resume_all(&self) -> Result<usize, StoreError> {
+        let mut resumed = 0;
+        for record in self.inner.store.all_sessions().await? {
+            self.spawn(&record);
+            if record.status.is_active() {
+                self.send(record.id, Command::Start).await.ok();
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    pub async fn create(
+        &self,
+        org: OrgId,
+        label: Option<Label>,
+        start: bool,
+    ) -> Result<SessionRecord, ManagerError> {
+        let record = self
+            .inner
+            .store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org,
+                label,
+            })
+            .await?;
+        self.spawn(&record);
+        if start {
+            self.send(record.id, Command::Start).await?;
+        }
+        self.get(org, record.id).await
+    }
+
+    pub async fn get(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
+        self.inner
+            .store
+            .get_session(org, id)
+            .await?
+            .ok_or(ManagerError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        org: OrgId,
+        query: &SessionQuery,
+    ) -> Result<SessionPage, ManagerError> {
+        Ok(self.inner.store.list_sessions(org, query).await?)
+    }
+
+    pub async fn relabel(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        label: Option<Label>,
+    ) -> Result<SessionRecord, ManagerError> {
+        self.inner
+            .store
+            .set_label(org, id, label.as_ref())
+            .await?
+            .ok_or(ManagerError::NotFound)
+    }
+
+    pub async fn start(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
+        self.command(org, id, Command::Start).await
+    }
+
+    pub async fn stop(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
+        self.command(org, id, Command::Stop).await
+    }
+
+    pub async fn restart(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
+        self.command(org, id, Command::Restart).await
+    }
+
+    pub async fn logout(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
+        self.get(org, id).await?;
+        self.send(id, Command::Logout).await??;
+        self.get(org, id).await
+    }
+
+    pub async fn delete(&self, org: OrgId, id: SessionId) -> Result<(), ManagerError> {
+        self.get(org, id).await?;
+        self.send(id, Command::Delete).await?;
+        self.inner.handles().remove(&id);
+        if self.inner.store.delete_session(org, id).await? {
+            Ok(())
+        } else {
+            Err(ManagerError::NotFound)
+        }
+    }
+
+    pub async fn qr(&self, org: OrgId, id: SessionId) -> Result<Expiring, ManagerError> {
+        let record = self.get(org, id).await?;
+        if record.status != SessionStatus::ScanQrCode {
+            return Err(ManagerError::NoQrCode(record.status));
+        }
+        let live = self
+            .inner
+            .handles()
+            .get(&id)
+            .map(|handle| handle.live.borrow().clone())
+            .unwrap_or_default();
+        live.qr.ok_or(ManagerError::QrNotReady)
+    }
+
+    pub async fn pairing_code(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        phone: Phone,
+    ) -> Result<Expiring, ManagerError> {
+        self.get(org, id).await?;
+        Ok(self
+            .send(id, |reply| Command::PairingCode { phone, reply })
+            .await??)
+    }
+
+    /// Stops every supervisor (they disconnect but keep their status, so
+    /// they resume on the next start) and waits up to `timeout` for them.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        tokio::time::timeout(timeout, self.inner.tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    async fn command(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        command: impl FnOnce(oneshot::Sender<()>) -> Command,
+    ) -> Result<SessionRecord, ManagerError> {
+        self.get(org, id).await?;
+        self.send(id, command).await?;
+        self.get(org, id).await
+    }
+
+    /// Sends a command to the session's supervisor and waits for its reply.
+    async fn send<T>(
+        &self,
+        id: SessionId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ManagerError> {
+        let sender = self
+            .inner
+            .handles()
+            .get(&id)
+            .map(|handle| handle.commands.clone())
+            .ok_or(ManagerError::NotFound)?;
+        let (reply, response) = oneshot::channel();
+        sender
+            .send(command(reply))
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        Ok(response.await.map_err(|_| CommandError::ShuttingDown)?)
+    }
+
+    fn spawn(&self, record: &SessionRecord) {
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (live_tx, live) = watch::channel(Live::default());
+        let supervisor = Supervisor::new(
+            record,
+            SupervisorDeps {
+                store: Arc::clone(&self.inner.store),
+                engine: Arc::clone(&self.inner.engine),
+                hub: self.inner.hub.clone(),
+                policy: self.inner.policy,
+            },
+            live_tx,
+            receiver,
+            self.inner.cancel.child_token(),
+        );
+        self.inner
+            .handles()
+            .insert(record.id, Handle { commands, live });
+        self.inner.tasks.spawn(supervisor.run());
+    }
+}

@@ -1,0 +1,13 @@
+//! Sessions at run time: one supervised task per session
+//! ([`supervisor`]), the [`manager`] that owns them, and the seam
+//! ([`engine`]) between the supervisor and the WhatsApp protocol, which
+//! [`whatsapp`] implements with whatsapp-rust.
+
+pub mod backoff;
+pub mod engine;
+pub mod manager;
+pub mod supervisor;
+pub mod whatsapp;
+
+pub use manager::{ManagerError, SessionManager};
+pub use supervisor::{Expiring, Live, SupervisorPolicy};

@@ -1,0 +1,568 @@
+//! One task per session. It owns the session's status: every change goes
+//! through [`SessionStatus::transition`], is persisted, then published.
+//!
+//! Reconnects are driven here rather than by whatsapp-rust's own loop: the
+//! library retries forever with no event per failed attempt, so neither the
+//! retry budget nor an immediate first retry could be enforced on top of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::{Retry, RetryPolicy};
+use super::engine::{Engine, EngineEvent, Link};
+use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
+use crate::events::{Envelope, EventData, EventHub};
+use crate::store::{SessionRecord, Store};
+
+/// How long WhatsApp honours a pairing code (the protocol says ~180 s).
+const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
+/// Upper bound on a pairing-code round trip to WhatsApp.
+const PAIRING_CODE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an unlink of a stopped session waits to reach WhatsApp.
+const UNLINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy)]
+pub struct SupervisorPolicy {
+    pub link_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// A code with its expiry, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Expiring {
+    fn valid_for(code: String, ttl: Duration) -> Self {
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
+        Self {
+            code,
+            expires_at: Utc::now() + ttl,
+        }
+    }
+}
+
+/// What a session shows while linking; not persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    pub qr: Option<Expiring>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the session has no linked device")]
+    NotLinked,
+    #[error("the session is {0}, not waiting for a phone to link")]
+    NotLinking(SessionStatus),
+    #[error("WhatsApp did not provide a pairing code: {0}")]
+    PairingCode(String),
+    #[error("the session is shutting down")]
+    ShuttingDown,
+}
+
+pub type Reply<T> = oneshot::Sender<T>;
+
+#[derive(Debug)]
+pub enum Command {
+    Start(Reply<()>),
+    Stop(Reply<()>),
+    Restart(Reply<()>),
+    Logout(Reply<Result<(), CommandError>>),
+    /// Unlinks if linked, wipes the keys, and ends the task.
+    Delete(Reply<()>),
+    PairingCode {
+        phone: Phone,
+        reply: Reply<Result<Expiring, CommandError>>,
+    },
+}
+
+/// Whether the supervisor goes back to waiting for commands or ends.
+enum Exit {
+    Idle,
+    Terminate,
+}
+
+enum Flow {
+    Continue,
+    Exit(Exit),
+}
+
+/// The state of a session that is meant to be connected.
+struct Active {
+    link: Arc<dyn Link>,
+    events: mpsc::UnboundedReceiver<EngineEvent>,
+    connection: Option<BoxFuture<'static, ()>>,
+    retry_at: Option<Instant>,
+    retry: Retry,
+    link_deadline: Option<Instant>,
+    /// The current connection is ending by design (QR codes exhausted, or
+    /// the restart that follows pairing): reconnect at once, no failure.
+    expected_end: bool,
+}
+
+pub struct Supervisor {
+    id: SessionId,
+    org_id: OrgId,
+    status: SessionStatus,
+    linked: bool,
+    store: Arc<dyn Store>,
+    engine: Arc<dyn Engine>,
+    hub: EventHub,
+    live: watch::Sender<Live>,
+    commands: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+    policy: SupervisorPolicy,
+}
+
+pub struct SupervisorDeps {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<dyn Engine>,
+    pub hub: EventHub,
+    pub policy: SupervisorPolicy,
+}
+
+impl Supervisor {
+    pub fn new(
+        record: &SessionRecord,
+        deps: SupervisorDeps,
+        live: watch::Sender<Live>,
+        commands: mpsc::Receiver<Command>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            id: record.id,
+            org_id: record.org_id,
+            status: record.status,
+            linked: record.is_linked(),
+            store: deps.store,
+            engine: deps.engine,
+            hub: deps.hub,
+            live,
+            commands,
+            cancel,
+            policy: deps.policy,
+        }
+    }
+
+    #[tracing::instrument(name = "session", skip_all, fields(session_id = %self.id))]
+    pub async fn run(mut self) {
+        loop {
+            let command = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return,
+                command = self.commands.recv() => command,
+            };
+            let Some(command) = command else { return };
+            let exit = match command {
+                Command::Start(reply) | Command::Restart(reply) => {
+                    self.set_status(SessionStatus::Starting, None).await;
+                    let _ = reply.send(());
+                    self.run_active().await
+                }
+                Command::Stop(reply) => {
+                    let _ = reply.send(());
+                    Exit::Idle
+                }
+                Command::Logout(reply) => {
+                    let result = self.unlink_while_idle(StatusReason::LogoutRequested).await;
+                    let _ = reply.send(result);
+                    Exit::Idle
+                }
+                Command::Delete(reply) => {
+                    if self.linked {
+                        let _ = self.unlink_while_idle(StatusReason::LogoutRequested).await;
+                    }
+                    self.wipe().await;
+                    let _ = reply.send(());
+                    Exit::Terminate
+                }
+                Command::PairingCode { reply, .. } => {
+                    let _ = reply.send(Err(CommandError::NotLinking(self.status)));
+                    Exit::Idle
+                }
+            };
+            if let Exit::Terminate = exit {
+                return;
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Option<Active> {
+        let (tx, events) = mpsc::unbounded_channel();
+        match self.engine.open(self.id, tx).await {
+            Ok(link) => Some(Active {
+                connection: Some(link.connect()),
+                link,
+                events,
+                retry_at: None,
+                retry: Retry::new(self.policy.retry),
+                link_deadline: None,
+                expected_end: false,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "could not open the session's device store");
+                self.set_status(
+                    SessionStatus::Failed,
+                    Some(StatusReason::DeviceStoreUnavailable),
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    /// Keeps the session connected until a command, the protocol or the
+    /// budgets end it.
+    async fn run_active(&mut self) -> Exit {
+        let Some(mut active) = self.open().await else {
+            return Exit::Idle;
+        };
+        loop {
+            let flow = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    // The status is left as it is so the session resumes
+                    // when the gateway comes back.
+                    active.link.disconnect().await;
+                    Flow::Exit(Exit::Terminate)
+                }
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command, &mut active).await,
+                    None => {
+                        active.link.disconnect().await;
+                        Flow::Exit(Exit::Terminate)
+                    }
+                },
+                Some(event) = active.events.recv() => self.on_event(event, &mut active).await,
+                () = wait_until(active.link_deadline) => {
+                    tracing::info!("nobody linked a phone in time");
+                    active.link.disconnect().await;
+                    self.set_status(SessionStatus::Failed, Some(StatusReason::LinkTimeout)).await;
+                    Flow::Exit(Exit::Idle)
+                }
+                () = wait_for(&mut active.connection) => self.on_connection_end(&mut active).await,
+                () = wait_until(active.retry_at) => {
+                    active.retry_at = None;
+                    active.connection = Some(active.link.connect());
+                    Flow::Continue
+                }
+            };
+            if let Flow::Exit(exit) = flow {
+                self.live.send_replace(Live::default());
+                return exit;
+            }
+        }
+    }
+
+    async fn on_command(&mut self, command: Command, active: &mut Active) -> Flow {
+        match command {
+            Command::Start(reply) => {
+                // Already running; a session waiting out a backoff tries now.
+                if active.retry_at.is_some() {
+                    active.retry.reset();
+                    active.retry_at = Some(Instant::now());
+                }
+                let _ = reply.send(());
+                Flow::Continue
+            }
+            Command::Restart(reply) => {
+                active.link.disconnect().await;
+                self.live.send_replace(Live::default());
+                self.set_status(SessionStatus::Starting, None).await;
+                let _ = reply.send(());
+                match self.open().await {
+                    Some(fresh) => {
+                        *active = fresh;
+                        Flow::Continue
+                    }
+                    None => Flow::Exit(Exit::Idle),
+                }
+            }
+            Command::Stop(reply) => {
+                active.link.disconnect().await;
+                self.set_status(SessionStatus::Stopped, Some(StatusReason::StopRequested))
+                    .await;
+                let _ = reply.send(());
+                Flow::Exit(Exit::Idle)
+            }
+            Command::Logout(reply) => {
+                if !self.linked {
+                    let _ = reply.send(Err(CommandError::NotLinked));
+                    return Flow::Continue;
+                }
+                active.link.logout().await;
+                self.forget_device(StatusReason::LogoutRequested).await;
+                let _ = reply.send(Ok(()));
+                Flow::Exit(Exit::Idle)
+            }
+            Command::Delete(reply) => {
+                if self.linked {
+                    active.link.logout().await;
+                } else {
+                    active.link.disconnect().await;
+                }
+                self.wipe().await;
+                let _ = reply.send(());
+                Flow::Exit(Exit::Terminate)
+            }
+            Command::PairingCode { phone, reply } => {
+                if self.status != SessionStatus::ScanQrCode {
+                    let _ = reply.send(Err(CommandError::NotLinking(self.status)));
+                    return Flow::Continue;
+                }
+                // Off the loop: the round trip must not hold up events.
+                let link = Arc::clone(&active.link);
+                tokio::spawn(async move {
+                    let result = tokio::time::timeout(
+                        PAIRING_CODE_TIMEOUT,
+                        link.request_pairing_code(&phone),
+                    )
+                    .await;
+                    let result = match result {
+                        Ok(Ok(code)) => Ok(Expiring::valid_for(
+                            format_pairing_code(&code),
+                            PAIRING_CODE_TTL,
+                        )),
+                        Ok(Err(error)) => Err(CommandError::PairingCode(error.to_string())),
+                        Err(_) => Err(CommandError::PairingCode("no answer from WhatsApp".into())),
+                    };
+                    let _ = reply.send(result);
+                });
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> Flow {
+        match event {
+            EngineEvent::QrCode { code, valid_for } => {
+                // Reaching the server is progress, whatever the linking does.
+                active.retry.reset();
+                active
+                    .link_deadline
+                    .get_or_insert_with(|| Instant::now() + self.policy.link_timeout);
+                self.set_status(SessionStatus::ScanQrCode, None).await;
+                let qr = Expiring::valid_for(code, valid_for);
+                self.live.send_replace(Live {
+                    qr: Some(qr.clone()),
+                });
+                self.publish(EventData::Qr {
+                    code: qr.code,
+                    expires_at: qr.expires_at,
+                });
+            }
+            EngineEvent::QrCodesExhausted => {
+                tracing::debug!("QR codes exhausted, starting a new linking round");
+                self.live.send_replace(Live::default());
+                active.expected_end = true;
+            }
+            EngineEvent::PairingCode { code, valid_for } => {
+                let code = Expiring::valid_for(format_pairing_code(&code), valid_for);
+                self.publish(EventData::PairingCode {
+                    code: code.code,
+                    expires_at: code.expires_at,
+                });
+            }
+            EngineEvent::Paired { phone } => {
+                tracing::info!("a phone linked this session");
+                self.linked = true;
+                active.link_deadline = None;
+                active.expected_end = true;
+                self.live.send_replace(Live::default());
+                if let Err(error) = self.store.set_identity(self.id, Some(&phone), None).await {
+                    tracing::error!(%error, "could not record the linked phone");
+                }
+            }
+            EngineEvent::Connected => {
+                active.retry.reset();
+                active.link_deadline = None;
+                self.live.send_replace(Live::default());
+                let identity = active.link.identity();
+                if identity.phone.is_some() {
+                    self.linked = true;
+                    if let Err(error) = self
+                        .store
+                        .set_identity(
+                            self.id,
+                            identity.phone.as_deref(),
+                            identity.push_name.as_deref(),
+                        )
+                        .await
+                    {
+                        tracing::error!(%error, "could not record the linked identity");
+                    }
+                }
+                self.set_status(SessionStatus::Working, None).await;
+            }
+            EngineEvent::LoggedOut => {
+                tracing::info!("the device was unlinked");
+                active.link.disconnect().await;
+                self.forget_device(StatusReason::LoggedOutFromPhone).await;
+                return Flow::Exit(Exit::Idle);
+            }
+            EngineEvent::TemporarilyBanned { expires_in } => {
+                tracing::warn!(?expires_in, "WhatsApp temporarily banned this number");
+                active.link.disconnect().await;
+                self.set_status(SessionStatus::Failed, Some(StatusReason::TemporarilyBanned))
+                    .await;
+                return Flow::Exit(Exit::Idle);
+            }
+            EngineEvent::ClientOutdated => {
+                tracing::error!("WhatsApp rejected this client version");
+                active.link.disconnect().await;
+                self.set_status(SessionStatus::Failed, Some(StatusReason::ClientOutdated))
+                    .await;
+                return Flow::Exit(Exit::Idle);
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn on_connection_end(&mut self, active: &mut Active) -> Flow {
+        active.connection = None;
+        // Events dispatched just before the end decide what it means (a
+        // logout, a ban, a finished pairing), so they go first.
+        while let Ok(event) = active.events.try_recv() {
+            if let Flow::Exit(exit) = self.on_event(event, active).await {
+                return Flow::Exit(exit);
+            }
+        }
+        if std::mem::take(&mut active.expected_end) {
+            active.connection = Some(active.link.connect());
+            return Flow::Continue;
+        }
+        self.live.send_replace(Live::default());
+        if self.status != SessionStatus::Starting {
+            self.set_status(SessionStatus::Starting, Some(StatusReason::ConnectionLost))
+                .await;
+        }
+        let now = Instant::now();
+        match active.retry.next_delay(now) {
+            Some(delay) => {
+                tracing::info!(?delay, "connection ended, reconnecting");
+                active.retry_at = Some(now + delay);
+                Flow::Continue
+            }
+            None => {
+                tracing::warn!("retry budget spent, giving up");
+                active.link.disconnect().await;
+                self.set_status(SessionStatus::Failed, Some(StatusReason::ConnectionFailed))
+                    .await;
+                Flow::Exit(Exit::Idle)
+            }
+        }
+    }
+
+    /// Logs a linked session out while no connection is held: connects just
+    /// long enough to tell WhatsApp, then forgets the device either way.
+    async fn unlink_while_idle(&mut self, reason: StatusReason) -> Result<(), CommandError> {
+        if !self.linked {
+            return Err(CommandError::NotLinked);
+        }
+        let (tx, mut events) = mpsc::unbounded_channel();
+        match self.engine.open(self.id, tx).await {
+            Ok(link) => {
+                let mut connection = link.connect();
+                let connected = tokio::time::timeout(UNLINK_CONNECT_TIMEOUT, async {
+                    loop {
+                        tokio::select! {
+                            event = events.recv() => match event {
+                                Some(EngineEvent::Connected) => return true,
+                                Some(EngineEvent::LoggedOut) | None => return false,
+                                Some(_) => {}
+                            },
+                            () = &mut connection => return false,
+                        }
+                    }
+                })
+                .await
+                .unwrap_or(false);
+                if !connected {
+                    tracing::warn!(
+                        "could not reach WhatsApp to unlink; the phone may still list this device"
+                    );
+                }
+                link.logout().await;
+            }
+            Err(error) => tracing::error!(%error, "could not open the device store to unlink"),
+        }
+        self.forget_device(reason).await;
+        Ok(())
+    }
+
+    async fn forget_device(&mut self, reason: StatusReason) {
+        self.wipe().await;
+        self.linked = false;
+        if let Err(error) = self.store.set_identity(self.id, None, None).await {
+            tracing::error!(%error, "could not clear the linked identity");
+        }
+        self.set_status(SessionStatus::LoggedOut, Some(reason))
+            .await;
+    }
+
+    async fn wipe(&self) {
+        if let Err(error) = self.engine.wipe(self.id).await {
+            tracing::error!(%error, "could not delete the session's device keys");
+        }
+    }
+
+    async fn set_status(&mut self, next: SessionStatus, reason: Option<StatusReason>) {
+        let previous = self.status;
+        if previous == next {
+            return;
+        }
+        if let Err(illegal) = previous.transition(next) {
+            // A bug in the supervisor, not something a peer can cause.
+            tracing::error!(%illegal, "refusing status change");
+            return;
+        }
+        if let Err(error) = self.store.set_status(self.id, next, reason).await {
+            tracing::error!(%error, status = %next, "could not persist the status");
+        }
+        self.status = next;
+        tracing::info!(%previous, status = %next, reason = reason.map(StatusReason::as_str), "status changed");
+        self.publish(EventData::Status {
+            status: next,
+            previous,
+            reason,
+        });
+    }
+
+    fn publish(&self, data: EventData) {
+        self.hub.publish(Envelope::new(self.org_id, self.id, data));
+    }
+}
+
+/// WhatsApp shows pairing codes as two groups of four: `ABCD-1234`.
+fn format_pairing_code(code: &str) -> String {
+    if code.len() == 8 && code.is_ascii() && !code.contains('-') {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code.to_string()
+    }
+}
+
+async fn wait_until(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for(connection: &mut Option<BoxFuture<'static, ()>>) {
+    match connection {
+        Some(connection) => connection.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

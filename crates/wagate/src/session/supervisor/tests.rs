@@ -1,0 +1,506 @@
+//! The supervisor's state machine against a scripted engine. The fake only
+//! stands in for the protocol here; the gateway's end-to-end tests use the
+//! real client against the simulator.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+use crate::domain::Label;
+use crate::events::{Filter, HubLimits, Subscription};
+use crate::session::engine::{EngineError, Identity};
+use crate::store::{NewSession, SqliteStore};
+
+const WAIT: Duration = Duration::from_secs(10);
+const PHONE: &str = "628123456789";
+
+/// One connection the supervisor opened; dropping it ends the connection.
+struct Attempt {
+    _end: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct FakeEngine {
+    attempts: Mutex<Option<mpsc::UnboundedSender<Attempt>>>,
+    events: Mutex<Option<mpsc::UnboundedSender<EngineEvent>>>,
+    wipes: AtomicUsize,
+    logouts: Arc<AtomicUsize>,
+}
+
+struct FakeLink {
+    attempts: Option<mpsc::UnboundedSender<Attempt>>,
+    logouts: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Engine for FakeEngine {
+    async fn open(
+        &self,
+        _session: SessionId,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) -> Result<Arc<dyn Link>, EngineError> {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(events);
+        Ok(Arc::new(FakeLink {
+            attempts: self
+                .attempts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            logouts: Arc::clone(&self.logouts),
+        }))
+    }
+
+    async fn wipe(&self, _session: SessionId) -> Result<(), EngineError> {
+        self.wipes.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Link for FakeLink {
+    fn connect(&self) -> BoxFuture<'static, ()> {
+        let (end, ended) = oneshot::channel();
+        if let Some(attempts) = &self.attempts {
+            let _ = attempts.send(Attempt { _end: end });
+        }
+        Box::pin(async move {
+            let _ = ended.await;
+        })
+    }
+
+    async fn request_pairing_code(&self, _phone: &Phone) -> Result<String, EngineError> {
+        Ok("ABCD1234".into())
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            phone: Some(PHONE.into()),
+            push_name: Some("Sales".into()),
+        }
+    }
+
+    async fn logout(&self) {
+        self.logouts.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn disconnect(&self) {}
+}
+
+struct Harness {
+    store: Arc<dyn Store>,
+    engine: Arc<FakeEngine>,
+    commands: mpsc::Sender<Command>,
+    live: watch::Receiver<Live>,
+    events: Subscription,
+    attempts: UnboundedReceiver<Attempt>,
+    session: SessionRecord,
+    cancel: CancellationToken,
+}
+
+fn fast_policy() -> SupervisorPolicy {
+    SupervisorPolicy {
+        link_timeout: Duration::from_secs(30),
+        retry: RetryPolicy {
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            budget: Duration::from_secs(30),
+        },
+    }
+}
+
+async fn harness(policy: SupervisorPolicy) -> Harness {
+    let store: Arc<dyn Store> = match SqliteStore::connect("sqlite::memory:").await {
+        Ok(store) => Arc::new(store),
+        Err(e) => panic!("store: {e:?}"),
+    };
+    let session = async {
+        let org = store.create_org("acme").await?;
+        store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org.id,
+                label: Label::try_from("test".to_string()).ok(),
+            })
+            .await
+    }
+    .await
+    .unwrap_or_else(|e| panic!("seed: {e:?}"));
+
+    let (attempt_tx, attempts) = mpsc::unbounded_channel();
+    let engine = Arc::new(FakeEngine {
+        attempts: Mutex::new(Some(attempt_tx)),
+        ..FakeEngine::default()
+    });
+    let hub = EventHub::new(HubLimits {
+        client_buffer: 256,
+        max_clients_per_org: 4,
+    });
+    let events = hub
+        .subscribe(session.org_id, Filter::default())
+        .unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let (commands, receiver) = mpsc::channel(8);
+    let (live_tx, live) = watch::channel(Live::default());
+    let cancel = CancellationToken::new();
+    let supervisor = Supervisor::new(
+        &session,
+        SupervisorDeps {
+            store: Arc::clone(&store),
+            engine: Arc::clone(&engine) as Arc<dyn Engine>,
+            hub,
+            policy,
+        },
+        live_tx,
+        receiver,
+        cancel.clone(),
+    );
+    tokio::spawn(supervisor.run());
+    Harness {
+        store,
+        engine,
+        commands,
+        live,
+        events,
+        attempts,
+        session,
+        cancel,
+    }
+}
+
+impl Harness {
+    async fn send<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> T {
+        let (reply, response) = oneshot::channel();
+        if self.commands.send(command(reply)).await.is_err() {
+            panic!("supervisor gone");
+        }
+        match tokio::time::timeout(WAIT, response).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(_)) => panic!("supervisor dropped the reply"),
+            Err(_) => panic!("no reply in time"),
+        }
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        let sender = self
+            .engine
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match sender {
+            Some(sender) if sender.send(event).is_ok() => {}
+            _ => panic!("no open link to emit on"),
+        }
+    }
+
+    async fn attempt(&mut self) -> Attempt {
+        match tokio::time::timeout(WAIT, self.attempts.recv()).await {
+            Ok(Some(attempt)) => attempt,
+            other => panic!("no connection attempt: {:?}", other.is_ok()),
+        }
+    }
+
+    /// Waits for the next status change and returns it with its reason.
+    async fn status(&mut self) -> (SessionStatus, Option<StatusReason>) {
+        loop {
+            let published = match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Ok(published)) => published,
+                other => panic!("no status event: {other:?}"),
+            };
+            if let EventData::Status { status, reason, .. } = published.envelope.data {
+                return (status, reason);
+            }
+        }
+    }
+
+    async fn stored(&self) -> SessionRecord {
+        match self
+            .store
+            .get_session(self.session.org_id, self.session.id)
+            .await
+        {
+            Ok(Some(record)) => record,
+            other => panic!("session not stored: {other:?}"),
+        }
+    }
+
+    /// Start, get a QR code, pair and connect: the session is `working`.
+    async fn link(&mut self) -> Attempt {
+        self.send(Command::Start).await;
+        assert_eq!(self.status().await.0, SessionStatus::Starting);
+        let first = self.attempt().await;
+        self.emit(EngineEvent::QrCode {
+            code: "2@qr".into(),
+            valid_for: Duration::from_secs(20),
+        });
+        assert_eq!(self.status().await.0, SessionStatus::ScanQrCode);
+        self.emit(EngineEvent::Paired {
+            phone: PHONE.into(),
+        });
+        // The server restarts the stream after pairing.
+        drop(first);
+        let second = self.attempt().await;
+        self.emit(EngineEvent::Connected);
+        assert_eq!(self.status().await.0, SessionStatus::Working);
+        second
+    }
+}
+
+#[tokio::test]
+async fn links_by_qr_and_persists_status_and_identity() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    let stored = h.stored().await;
+    assert_eq!(stored.status, SessionStatus::Working);
+    assert_eq!(stored.phone.as_deref(), Some(PHONE));
+    assert_eq!(stored.push_name.as_deref(), Some("Sales"));
+    assert_eq!(h.live.borrow().qr, None, "no QR code once linked");
+}
+
+#[tokio::test]
+async fn shows_the_rotating_qr_code_and_publishes_it() {
+    let mut h = harness(fast_policy()).await;
+    h.send(Command::Start).await;
+    let _attempt = h.attempt().await;
+    for code in ["2@first", "2@second"] {
+        h.emit(EngineEvent::QrCode {
+            code: code.into(),
+            valid_for: Duration::from_secs(20),
+        });
+        loop {
+            let published = match tokio::time::timeout(WAIT, h.events.recv()).await {
+                Ok(Ok(published)) => published,
+                other => panic!("no event: {other:?}"),
+            };
+            if let EventData::Qr { code: shown, .. } = &published.envelope.data {
+                assert_eq!(shown, code);
+                break;
+            }
+        }
+        assert_eq!(
+            h.live.borrow().qr.as_ref().map(|q| q.code.as_str()),
+            Some(code)
+        );
+    }
+}
+
+#[tokio::test]
+async fn exhausted_qr_codes_start_a_new_round_at_once() {
+    let mut h = harness(fast_policy()).await;
+    h.send(Command::Start).await;
+    let first = h.attempt().await;
+    h.emit(EngineEvent::QrCode {
+        code: "2@qr".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    h.emit(EngineEvent::QrCodesExhausted);
+    drop(first);
+    let _second = h.attempt().await;
+    h.emit(EngineEvent::QrCode {
+        code: "2@next".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    // Everything published until the new code shows: the round change is
+    // not a connection failure, so the status never went back to starting.
+    let mut statuses = Vec::new();
+    loop {
+        let published = match tokio::time::timeout(WAIT, h.events.recv()).await {
+            Ok(Ok(published)) => published,
+            other => panic!("no event: {other:?}"),
+        };
+        match &published.envelope.data {
+            EventData::Status { status, .. } => statuses.push(*status),
+            EventData::Qr { code, .. } if code == "2@next" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        statuses,
+        [SessionStatus::Starting, SessionStatus::ScanQrCode]
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_reconnects_at_once() {
+    let mut h = harness(fast_policy()).await;
+    let connection = h.link().await;
+    drop(connection);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Starting, Some(StatusReason::ConnectionLost))
+    );
+    let _again = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    assert_eq!(h.status().await, (SessionStatus::Working, None));
+}
+
+#[tokio::test]
+async fn gives_up_after_the_retry_budget() {
+    let mut h = harness(SupervisorPolicy {
+        retry: RetryPolicy {
+            base: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            budget: Duration::from_millis(300),
+        },
+        ..fast_policy()
+    })
+    .await;
+    h.send(Command::Start).await;
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+    // Every attempt fails straight away.
+    let (_, idle) = mpsc::unbounded_channel();
+    let mut attempts = std::mem::replace(&mut h.attempts, idle);
+    let failing = tokio::spawn(async move {
+        while let Some(attempt) = attempts.recv().await {
+            drop(attempt);
+        }
+    });
+    let (status, reason) = loop {
+        let published = match tokio::time::timeout(WAIT, h.events.recv()).await {
+            Ok(Ok(published)) => published,
+            other => panic!("no event: {other:?}"),
+        };
+        if let EventData::Status { status, reason, .. } = published.envelope.data {
+            break (status, reason);
+        }
+    };
+    assert_eq!(
+        (status, reason),
+        (SessionStatus::Failed, Some(StatusReason::ConnectionFailed))
+    );
+    failing.abort();
+}
+
+#[tokio::test]
+async fn fails_when_nobody_links_in_time() {
+    let mut h = harness(SupervisorPolicy {
+        link_timeout: Duration::from_millis(200),
+        ..fast_policy()
+    })
+    .await;
+    h.send(Command::Start).await;
+    let _attempt = h.attempt().await;
+    h.emit(EngineEvent::QrCode {
+        code: "2@qr".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+    assert_eq!(h.status().await.0, SessionStatus::ScanQrCode);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Failed, Some(StatusReason::LinkTimeout))
+    );
+    assert_eq!(h.live.borrow().qr, None);
+    // `start` always tries again.
+    h.send(Command::Start).await;
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+}
+
+#[tokio::test]
+async fn a_logout_from_the_phone_wipes_the_keys() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    h.emit(EngineEvent::LoggedOut);
+    assert_eq!(
+        h.status().await,
+        (
+            SessionStatus::LoggedOut,
+            Some(StatusReason::LoggedOutFromPhone)
+        )
+    );
+    assert_eq!(h.engine.wipes.load(Ordering::SeqCst), 1);
+    let stored = h.stored().await;
+    assert_eq!(stored.phone, None);
+    assert_eq!(stored.status, SessionStatus::LoggedOut);
+}
+
+#[tokio::test]
+async fn a_temporary_ban_fails_the_session() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    h.emit(EngineEvent::TemporarilyBanned {
+        expires_in: Duration::from_secs(3600),
+    });
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Failed, Some(StatusReason::TemporarilyBanned))
+    );
+}
+
+#[tokio::test]
+async fn stop_and_logout_through_commands() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    h.send(Command::Stop).await;
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Stopped, Some(StatusReason::StopRequested))
+    );
+    // A stopped, linked session connects just long enough to unlink.
+    let (reply, unlinked) = oneshot::channel();
+    if h.commands.send(Command::Logout(reply)).await.is_err() {
+        panic!("supervisor gone");
+    }
+    let _connection = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    let unlinked = tokio::time::timeout(WAIT, unlinked).await;
+    assert!(matches!(unlinked, Ok(Ok(Ok(())))), "{unlinked:?}");
+    assert_eq!(
+        h.status().await,
+        (
+            SessionStatus::LoggedOut,
+            Some(StatusReason::LogoutRequested)
+        )
+    );
+    assert_eq!(h.engine.logouts.load(Ordering::SeqCst), 1);
+    assert_eq!(h.engine.wipes.load(Ordering::SeqCst), 1);
+    assert_eq!(h.send(Command::Logout).await, Err(CommandError::NotLinked));
+}
+
+#[tokio::test]
+async fn pairing_codes_only_while_linking() {
+    let mut h = harness(fast_policy()).await;
+    let phone = Phone::try_from(PHONE).unwrap_or_else(|e| panic!("{e}"));
+    let refused = h
+        .send(|reply| Command::PairingCode {
+            phone: phone.clone(),
+            reply,
+        })
+        .await;
+    assert_eq!(
+        refused,
+        Err(CommandError::NotLinking(SessionStatus::Stopped))
+    );
+
+    h.send(Command::Start).await;
+    let _attempt = h.attempt().await;
+    h.emit(EngineEvent::QrCode {
+        code: "2@qr".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+    assert_eq!(h.status().await.0, SessionStatus::ScanQrCode);
+    let code = h
+        .send(|reply| Command::PairingCode { phone, reply })
+        .await
+        .map(|c| c.code);
+    assert_eq!(code.as_deref(), Ok("ABCD-1234"));
+}
+
+#[tokio::test]
+async fn shutdown_keeps_the_status_so_the_session_resumes() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    h.cancel.cancel();
+    h.commands.closed().await;
+    assert_eq!(h.stored().await.status, SessionStatus::Working);
+}
+
+#[test]
+fn pairing_codes_are_shown_in_two_groups() {
+    assert_eq!(format_pairing_code("ABCD1234"), "ABCD-1234");
+    assert_eq!(format_pairing_code("ABCD-1234"), "ABCD-1234");
+    assert_eq!(format_pairing_code("ABC"), "ABC");
+}

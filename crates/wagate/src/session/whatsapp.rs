@@ -1,0 +1,211 @@
+//! The [`Engine`] backed by whatsapp-rust: one `Bot` per session, each with
+//! its own SQLite device store under `<data_dir>/sessions/<id>.db`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use url::Url;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::prelude::{
+    Bot, Client, Event, EventHandler, EventInterest, EventKind, SqliteStore,
+};
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+
+use super::engine::{Engine, EngineError, EngineEvent, Identity, Link};
+use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
+use crate::domain::{Phone, SessionId};
+
+#[derive(Debug, Clone)]
+pub struct WhatsAppEngine {
+    sessions_dir: PathBuf,
+    /// `None` is WhatsApp itself, with the library's defaults.
+    server: Option<Url>,
+}
+
+impl WhatsAppEngine {
+    pub fn new(sessions_dir: PathBuf, server: Option<Url>) -> Self {
+        Self {
+            sessions_dir,
+            server,
+        }
+    }
+
+    fn store_path(&self, session: SessionId) -> PathBuf {
+        self.sessions_dir.join(format!("{session}.db"))
+    }
+}
+
+#[async_trait]
+impl Engine for WhatsAppEngine {
+    async fn open(
+        &self,
+        session: SessionId,
+        events: mpsc::UnboundedSender<EngineEvent>,
+    ) -> Result<Arc<dyn Link>, EngineError> {
+        // Checked here too, not only at start-up: this is the last point
+        // before a session with certificate checks off opens a socket.
+        check_server_allowed(self.server.as_ref())?;
+        tokio::fs::create_dir_all(&self.sessions_dir)
+            .await
+            .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+        let path = self.store_path(session);
+        let path = path
+            .to_str()
+            .ok_or_else(|| EngineError::DeviceStore("data directory path is not UTF-8".into()))?;
+        let store = SqliteStore::new(path)
+            .await
+            .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+
+        let builder = Bot::builder()
+            .with_backend(store)
+            .with_event_handler(Forwarder { events })
+            // The gateway relays live traffic; old chats are not its business.
+            .skip_history_sync();
+        let builder = match &self.server {
+            Some(url) => builder
+                .with_transport_factory(
+                    TokioWebSocketTransportFactory::new().with_url(url.as_str()),
+                )
+                // Fetching the current version needs HTTPS to WhatsApp,
+                // which a custom server cannot stand in for.
+                .with_version(PINNED_WHATSAPP_VERSION),
+            None => builder,
+        };
+        let bot = builder
+            .build()
+            .await
+            .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+        let client = bot.client();
+        // The supervisor owns reconnecting; see session::supervisor.
+        client.enable_auto_reconnect.store(false, Ordering::Relaxed);
+        Ok(Arc::new(WhatsAppLink {
+            client,
+            bot: Mutex::new(Some(bot)),
+        }))
+    }
+
+    async fn wipe(&self, session: SessionId) -> Result<(), EngineError> {
+        let path = self.store_path(session);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            remove_if_present(&append(&path, suffix))
+                .await
+                .map_err(EngineError::Wipe)?;
+        }
+        Ok(())
+    }
+}
+
+fn append(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+async fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+struct WhatsAppLink {
+    client: Arc<Client>,
+    /// The first connection goes through `Bot::spawn`, which also starts the
+    /// bot's background workers; later ones only rerun the client.
+    bot: Mutex<Option<Bot>>,
+}
+
+#[async_trait]
+impl Link for WhatsAppLink {
+    fn connect(&self) -> BoxFuture<'static, ()> {
+        let bot = self
+            .bot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let client = Arc::clone(&self.client);
+        Box::pin(async move {
+            match bot {
+                Some(bot) => bot.spawn().await,
+                None => client.run().await,
+            }
+        })
+    }
+
+    async fn request_pairing_code(&self, phone: &Phone) -> Result<String, EngineError> {
+        self.client
+            .pair_with_code(PairCodeOptions {
+                phone_number: phone.to_string(),
+                ..PairCodeOptions::default()
+            })
+            .await
+            .map_err(|e| EngineError::PairingCode(e.to_string()))
+    }
+
+    fn identity(&self) -> Identity {
+        let push_name = self.client.push_name();
+        Identity {
+            phone: self.client.pn().map(|jid| jid.user.to_string()),
+            push_name: (!push_name.is_empty()).then_some(push_name),
+        }
+    }
+
+    async fn logout(&self) {
+        self.client.logout().await;
+    }
+
+    async fn disconnect(&self) {
+        self.client.disconnect().await;
+    }
+}
+
+/// Turns the library's events into [`EngineEvent`]s. Called inline by the
+/// event bus, so it only maps and enqueues, in arrival order.
+struct Forwarder {
+    events: mpsc::UnboundedSender<EngineEvent>,
+}
+
+impl EventHandler for Forwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        let mapped = match &*event {
+            Event::PairingQrCode(qr) => EngineEvent::QrCode {
+                code: qr.code.clone(),
+                valid_for: qr.timeout,
+            },
+            Event::PairingQrCodesExhausted(_) => EngineEvent::QrCodesExhausted,
+            Event::PairingCode(code) => EngineEvent::PairingCode {
+                code: code.code.clone(),
+                valid_for: code.timeout,
+            },
+            Event::PairSuccess(success) => EngineEvent::Paired {
+                phone: success.id.user.to_string(),
+            },
+            Event::Connected(_) => EngineEvent::Connected,
+            Event::LoggedOut(_) => EngineEvent::LoggedOut,
+            Event::TemporaryBan(ban) => EngineEvent::TemporarilyBanned {
+                expires_in: ban.expire.to_std().unwrap_or_default(),
+            },
+            Event::ClientOutdated(_) => EngineEvent::ClientOutdated,
+            _ => return,
+        };
+        // A closed channel means the supervisor is gone; nothing to tell.
+        let _ = self.events.send(mapped);
+    }
+
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(&[
+            EventKind::PairingQrCode,
+            EventKind::PairingQrCodesExhausted,
+            EventKind::PairingCode,
+            EventKind::PairSuccess,
+            EventKind::Connected,
+            EventKind::LoggedOut,
+            EventKind::TemporaryBan,
+            EventKind::ClientOutdated,
+        ])
+    }
+}

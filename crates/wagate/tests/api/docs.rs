@@ -1,0 +1,65 @@
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+
+use crate::helpers::TestApp;
+
+async fn get(app: &TestApp, uri: &str) -> crate::helpers::Response {
+    app.send(
+        Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn probes_need_no_token() {
+    let app = TestApp::spawn().await;
+    let health = get(&app, "/healthz").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["status"], "ok");
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert_eq!(ready.json()["status"], "ready");
+}
+
+#[tokio::test]
+async fn serves_the_openapi_document_and_an_embedded_docs_page() {
+    let app = TestApp::spawn().await;
+    let spec = get(&app, "/api/v1/openapi.json").await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert_eq!(spec.content_type.as_deref(), Some("application/json"));
+    let spec = spec.json();
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    assert!(spec["paths"]["/sessions/{id}/pairing-code"]["post"].is_object());
+
+    let docs = get(&app, "/api/v1/docs/").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("text/html"))
+    );
+    let html = String::from_utf8_lossy(&docs.bytes);
+    assert!(html.contains("swagger"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the docs page must not load from a CDN"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_envelope() {
+    let app = TestApp::spawn().await;
+    get(&app, "/api/v1/nope")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "route_not_found");
+    app.call(Method::PUT, "/api/v1/sessions", None)
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}

@@ -1,0 +1,237 @@
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use url::Url;
+use wagate::admin;
+use wagate::app::{AppState, build_app};
+use wagate::config::Config;
+use wagate::session::whatsapp::WhatsAppEngine;
+use wagate::store::{SqliteStore, Store};
+
+/// A port nothing listens on: sessions that do start fail to connect
+/// quickly instead of reaching out anywhere.
+pub const UNREACHABLE_SERVER: &str = "ws://127.0.0.1:9/ws/chat";
+
+pub fn test_config(dir: &TempDir) -> Config {
+    Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: dir.path().to_path_buf(),
+        whatsapp_url: Url::parse(UNREACHABLE_SERVER).ok(),
+        body_limit_bytes: 16 * 1024,
+        ..Config::default()
+    }
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Arc<dyn Store>,
+    pub token: String,
+    pub shutdown: CancellationToken,
+    _dir: TempDir,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    /// Asserts the error envelope and returns its message.
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        let error = &body["error"];
+        assert_eq!(error["code"], code, "{body}");
+        assert!(
+            error["details"].is_object(),
+            "details must be an object: {body}"
+        );
+        match error["message"].as_str() {
+            Some(message) if !message.is_empty() => message.to_string(),
+            _ => panic!("message must be a sentence: {body}"),
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let config = test_config(&dir);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::connect("sqlite::memory:")
+                .await
+                .unwrap_or_else(|e| panic!("store: {e:?}")),
+        );
+        let issued = admin::bootstrap(store.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("bootstrap: {e}"))
+            .unwrap_or_else(|| panic!("fresh store has no organization"));
+        let engine = Arc::new(WhatsAppEngine::new(
+            config.sessions_dir(),
+            config.whatsapp_url.clone(),
+        ));
+        let shutdown = CancellationToken::new();
+        let state = AppState::new(&config, Arc::clone(&store), engine, shutdown.clone());
+        Self {
+            router: build_app(state),
+            store,
+            token: issued.token.plaintext().expose().clone(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// A token of a second, unrelated organization.
+    pub async fn other_org_token(&self) -> String {
+        admin::create_org(self.store.as_ref(), "other")
+            .await
+            .unwrap_or_else(|e| panic!("org: {e}"));
+        admin::create_token(self.store.as_ref(), "other")
+            .await
+            .unwrap_or_else(|e| panic!("token: {e}"))
+            .token
+            .plaintext()
+            .expose()
+            .clone()
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_bytes()
+            .to_vec();
+        assert!(
+            !status.is_server_error(),
+            "never a 5xx, got {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Response {
+            status,
+            content_type,
+            bytes,
+        }
+    }
+
+    /// `method uri` with this app's token and an optional JSON body.
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Response {
+        self.call_as(&self.token.clone(), method, uri, body).await
+    }
+
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.unwrap_or_else(|e| panic!("request: {e}")))
+            .await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> Response {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        self.send(
+            builder
+                .body(body.into())
+                .unwrap_or_else(|e| panic!("request: {e}")),
+        )
+        .await
+    }
+
+    /// Creates a session that does not connect, returning its id.
+    pub async fn stopped_session(&self) -> String {
+        let created = self
+            .call(
+                Method::POST,
+                "/api/v1/sessions",
+                Some(serde_json::json!({ "label": "test", "start": false })),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        match created.json()["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => panic!("no id"),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Every authenticated endpoint for session `id`, with a valid body where
+/// one is needed.
+pub fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
+    let base = format!("/api/v1/sessions/{id}");
+    vec![
+        (Method::GET, base.clone(), None),
+        (
+            Method::PATCH,
+            base.clone(),
+            Some(serde_json::json!({ "label": "x" })),
+        ),
+        (Method::POST, format!("{base}/start"), None),
+        (Method::POST, format!("{base}/stop"), None),
+        (Method::POST, format!("{base}/restart"), None),
+        (Method::POST, format!("{base}/logout"), None),
+        (Method::GET, format!("{base}/qr"), None),
+        (
+            Method::POST,
+            format!("{base}/pairing-code"),
+            Some(serde_json::json!({ "phone": "628123456789" })),
+        ),
+        (Method::DELETE, base, None),
+    ]
+}

@@ -1,0 +1,11 @@
+//! API tests: every endpoint, every way of getting a request wrong. Each
+//! answer must be a 4xx in the error envelope, never a 5xx. Sessions are
+//! created with `start: false`, so nothing here talks to WhatsApp.
+
+mod helpers;
+
+mod auth;
+mod docs;
+mod linking;
+mod realtime;
+mod sessions;

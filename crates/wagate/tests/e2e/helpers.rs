@@ -1,0 +1,210 @@
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use wagate::app::Application;
+use wagate::config::Config;
+use wasim::{SimConfig, Simulator};
+
+/// Generous: two cores run the gateway, the simulator and the client's
+/// crypto at once.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn simulator() -> Simulator {
+    Simulator::start(SimConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("simulator: {e}"))
+}
+
+pub struct Limits {
+    pub link_timeout_secs: u64,
+    pub retry_budget_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            link_timeout_secs: 300,
+            retry_budget_secs: 600,
+        }
+    }
+}
+
+pub struct Gateway {
+    pub base: String,
+    pub ws: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn config(sim: &Simulator, data_dir: &Path, limits: &Limits) -> Config {
+    Config {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: data_dir.to_path_buf(),
+        whatsapp_url: Url::parse(&sim.ws_url()).ok(),
+        link_timeout_secs: limits.link_timeout_secs,
+        retry_budget_secs: limits.retry_budget_secs,
+        ..Config::default()
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway on a fresh data directory; `token` is the one the
+    /// first start prints.
+    pub async fn start(sim: &Simulator, dir: &TempDir, limits: Limits) -> Self {
+        Self::start_with(config(sim, dir.path(), &limits), None).await
+    }
+
+    /// Starts a gateway on `config`; pass the token of an earlier start on
+    /// the same data directory.
+    pub async fn start_with(config: Config, token: Option<String>) -> Self {
+        let mut app = Application::build(config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway: {e:?}"));
+        let token = token
+            .or_else(|| {
+                app.take_bootstrap_token()
+                    .map(|t| t.token.plaintext().expose().clone())
+            })
+            .unwrap_or_else(|| panic!("no token"));
+        let port = app.port();
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            base: format!("http://127.0.0.1:{port}/api/v1"),
+            ws: format!("ws://127.0.0.1:{port}/api/v1/ws"),
+            token,
+            http: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            match tokio::time::timeout(WAIT, task).await {
+                Ok(Ok(Ok(()))) => {}
+                other => panic!("gateway did not stop cleanly: {other:?}"),
+            }
+        }
+    }
+
+    pub async fn events(&self) -> Events {
+        let url = format!("{}?token={}", self.ws, self.token);
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("realtime: {e}"));
+        Events { socket }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn create_session(&self) -> String {
+        let (status, body) = self
+            .call(reqwest::Method::POST, "/sessions", Some(json!({ "label": "e2e" })))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().map(str::to_string).unwrap_or_else(|| panic!("{body}"))
+    }
+
+    pub async fn session(&self, id: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/sessions/{id}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub struct Events {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Events {
+    /// The next event of `session` that `pick` accepts; earlier ones are
+    /// skipped.
+    pub async fn wait(&mut self, what: &str, session: &str, mut pick: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.socket.next()).await;
+            match next {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let event: Value =
+                        serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}"));
+                    if event["session_id"] == session && pick(&event) {
+                        return event;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("realtime stream ended while waiting for {what}: {other:?}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    pub async fn status(&mut self, session: &str, status: &str) -> Value {
+        self.wait(&format!("status {status}"), session, |e| {
+            e["event"] == "session.status" && e["data"]["status"] == status
+        })
+        .await
+    }
+
+    pub async fn qr(&mut self, session: &str) -> String {
+        let event = self
+            .wait("a QR code", session, |e| e["event"] == "session.qr")
+            .await;
+        event["data"]["code"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{event}"))
+    }
+}
+
+/// Creates a session, scans its QR code with `phone` and waits for
+/// `working`.
+pub async fn link_by_qr(gateway: &Gateway, events: &mut Events, sim: &Simulator, phone: &str) -> String {
+    let id = gateway.create_session().await;
+    let code = events.qr(&id).await;
+    sim.handle()
+        .scan_qr(phone, &code)
+        .unwrap_or_else(|e| panic!("scan: {e}"));
+    events.status(&id, "working").await;
+    id
+}
+
+pub fn device_of(sim: &Simulator, phone: &str) -> u16 {
+    sim.handle()
+        .devices()
+        .into_iter()
+        .find(|d| d.phone == phone)
+        .map(|d| d.device)
+        .unwrap_or_else(|| panic!("{phone} has no linked device"))
+}

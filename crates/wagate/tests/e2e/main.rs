@@ -1,0 +1,8 @@
+//! End to end: the gateway, with the real whatsapp-rust client, against
+//! the wasim simulator on loopback. Everything waits on events with
+//! timeouts; nothing sleeps to synchronise.
+
+mod helpers;
+
+mod linking;
+mod resilience;
