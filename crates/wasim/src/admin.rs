@@ -20,6 +20,7 @@ pub fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/admin/phones/{phone}/scan", post(scan))
         .route("/admin/phones/{phone}/ban", post(ban))
+        .route("/admin/phones/{phone}/devices", post(provision))
         .route(
             "/admin/phones/{phone}/messages",
             get(phone_messages).post(phone_send),
@@ -27,7 +28,10 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
-        .route("/admin/devices/{phone}/{device}/stream-error", post(stream_error))
+        .route(
+            "/admin/devices/{phone}/{device}/stream-error",
+            post(stream_error),
+        )
         .route("/admin/devices/{phone}/{device}/logout", post(logout))
         .route("/admin/faults/drop-all", post(drop_all))
         .route("/admin/faults/outage", post(outage))
@@ -182,10 +186,7 @@ async fn stream_error(
     ok()
 }
 
-async fn logout(
-    State(s): State<Arc<Server>>,
-    Path((phone, device)): Path<(String, u16)>,
-) -> Reply {
+async fn logout(State(s): State<Arc<Server>>, Path((phone, device)): Path<(String, u16)>) -> Reply {
     handle(s).logout_device(&phone, device)?;
     ok()
 }
@@ -216,4 +217,26 @@ async fn delay(
     let Json(body) = body?;
     handle(s).set_response_delay(Duration::from_millis(body.millis));
     ok()
+}
+
+#[derive(Deserialize)]
+struct ProvisionBody {
+    /// The device's Noise static public key, base64.
+    noise_pub: String,
+}
+
+async fn provision(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<ProvisionBody>, JsonRejection>,
+) -> Reply {
+    use base64::Engine as _;
+    let Json(body) = body?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(body.noise_pub.as_bytes())
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .ok_or_else(|| SimError::Invalid("noise_pub must be a base64 32-byte key".into()))?;
+    let device = handle(s).provision_device(&phone, key)?;
+    Ok(Json(json!({ "device": device })))
 }

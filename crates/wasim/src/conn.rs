@@ -33,6 +33,10 @@ pub enum ConnError {
     Handshake(#[from] noise::HandshakeError),
     #[error("socket closed during handshake")]
     ClosedEarly,
+    #[error("stream does not start with the WhatsApp connection header")]
+    NoHeader,
+    #[error("handshake took too long")]
+    HandshakeTimeout,
     #[error("frame could not be decrypted")]
     Decrypt,
     #[error("frame is not a binary node: {0}")]
@@ -57,13 +61,17 @@ impl FrameReader {
         }
     }
 
-    fn feed(&mut self, data: &[u8]) {
+    fn feed(&mut self, data: &[u8]) -> Result<(), ConnError> {
         if self.saw_header {
             self.decoder.feed(data);
         } else {
             self.saw_header = true;
-            self.decoder.feed(noise::strip_conn_header(data));
+            // The simulator never hands out edge-routing info, so a stream
+            // must open with the plain connection header.
+            let rest = noise::strip_conn_header(data).ok_or(ConnError::NoHeader)?;
+            self.decoder.feed(rest);
         }
+        Ok(())
     }
 
     async fn next_handshake_frame(
@@ -75,7 +83,7 @@ impl FrameReader {
                 return Ok(frame);
             }
             match socket.next().await {
-                Some(Ok(WsMessage::Binary(data))) => self.feed(&data),
+                Some(Ok(WsMessage::Binary(data))) => self.feed(&data)?,
                 Some(Ok(WsMessage::Close(_))) | None => return Err(ConnError::ClosedEarly),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(ConnError::Socket(e.to_string())),
@@ -133,8 +141,22 @@ pub async fn serve(mut socket: WebSocket, server: Arc<Server>) {
     server.stats.connection_closed();
 }
 
+/// A client that stalls mid-handshake is cut off after this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
 async fn run(socket: &mut WebSocket, server: &Arc<Server>) -> Result<(), ConnError> {
     let mut reader = FrameReader::new();
+    let auth = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(socket, &mut reader, server))
+        .await
+        .map_err(|_| ConnError::HandshakeTimeout)??;
+    serve_authenticated(socket, reader, server, auth).await
+}
+
+async fn handshake(
+    socket: &mut WebSocket,
+    reader: &mut FrameReader,
+    server: &Server,
+) -> Result<Authenticated, ConnError> {
     let hello = reader.next_handshake_frame(socket).await?;
     let auth = match noise::respond_to_hello(&server.identity, &hello)? {
         Progress::Done { reply, auth } => {
@@ -147,6 +169,15 @@ async fn run(socket: &mut WebSocket, server: &Arc<Server>) -> Result<(), ConnErr
             pending.finish(&finish)?
         }
     };
+    Ok(auth)
+}
+
+async fn serve_authenticated(
+    socket: &mut WebSocket,
+    mut reader: FrameReader,
+    server: &Arc<Server>,
+    auth: Authenticated,
+) -> Result<(), ConnError> {
     let Authenticated {
         client_static,
         payload,
@@ -171,7 +202,7 @@ async fn run(socket: &mut WebSocket, server: &Arc<Server>) -> Result<(), ConnErr
         tokio::select! {
             incoming = socket.next() => match incoming {
                 Some(Ok(WsMessage::Binary(data))) => {
-                    reader.feed(&data);
+                    reader.feed(&data)?;
                     while let Some(frame) = reader.decoder.decode_frame() {
                         let node = cipher.open(frame)?;
                         server.stats.stanza_in();

@@ -12,8 +12,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn set_response_delay(&self, delay: Duration) {
-        self.delay_ms
-            .store(delay.as_millis().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.delay_ms.store(
+            delay.as_millis().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn response_delay(&self) -> Duration {
@@ -47,6 +49,8 @@ pub struct StatsSnapshot {
 
 #[derive(Default)]
 pub struct Stats {
+    /// Woken on every connection change, so tests wait instead of polling.
+    changed: tokio::sync::Notify,
     open: AtomicU64,
     total: AtomicU64,
     refused: AtomicU64,
@@ -58,12 +62,26 @@ impl Stats {
     pub fn connection_opened(&self) {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
     pub fn connection_closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
     }
     pub fn connection_refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once `ready` holds for the counters.
+    pub async fn wait_until(&self, mut ready: impl FnMut(&StatsSnapshot) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            if ready(&self.snapshot()) {
+                return;
+            }
+            changed.await;
+        }
     }
     pub fn stanza_in(&self) {
         self.stanzas_in.fetch_add(1, Ordering::Relaxed);

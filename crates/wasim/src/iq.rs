@@ -66,6 +66,10 @@ pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
         ("privacy", _, _) => iq_result(&id, vec![NodeBuilder::new("privacy").build()]),
         // Answers itself: a `companion_finish` result must precede the
         // `pair-success` it may trigger.
+        ("md", "set", "remove-companion-device") => {
+            unlink_self(w, conn, iq);
+            iq_result(&id, vec![])
+        }
         ("md", _, "link_code_companion_reg") => {
             pair_code::on_companion_iq(w, conn, &id, iq);
             return;
@@ -107,5 +111,21 @@ pub fn device_of(w: &World, conn: ConnId) -> Option<(String, u16)> {
     match w.conns.get(&conn)?.role.as_ref()? {
         Role::Device { phone, device } => Some((phone.clone(), *device)),
         Role::Pairing(_) => None,
+    }
+}
+
+/// A companion logging itself out: forget it, as the phone's device list would.
+fn unlink_self(w: &mut World, conn: ConnId, iq: &Node) {
+    let Some((phone, device)) = device_of(w, conn) else {
+        return;
+    };
+    let named = child(iq, "remove-companion-device")
+        .and_then(|r| attr(r, "jid"))
+        .and_then(|jid| relay::parse_jid(&jid));
+    // A device may only remove itself.
+    if named.is_some_and(|a| a.device == device)
+        && let Some(account) = w.accounts.get_mut(&phone)
+    {
+        account.devices.remove(&device);
     }
 }

@@ -16,6 +16,7 @@ mod pair_code;
 mod pairing;
 mod phone;
 mod prekeys;
+pub mod raw_client;
 mod relay;
 mod server;
 mod stanza;
@@ -154,7 +155,11 @@ async fn chat_socket(State(server): State<Arc<Server>>, ws: WebSocketUpgrade) ->
         server.stats.connection_refused();
         return (StatusCode::SERVICE_UNAVAILABLE, "outage").into_response();
     }
+    // Small socket buffers: a linked device is idle most of the time, and
+    // thousands of them are the point of a load test.
     ws.max_message_size(16 << 20)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| conn::serve(socket, server))
 }
 
@@ -218,6 +223,13 @@ impl SimHandle {
         self.server.devices()
     }
 
+    /// Registers a linked device for `phone` that logs in with `noise_pub`,
+    /// skipping the pairing flow (load tests); returns its device id.
+    pub fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> Result<u16, SimError> {
+        check_phone(phone)?;
+        Ok(self.server.provision_device(phone, noise_pub))
+    }
+
     /// The phone sends a text message as its primary device to `to` (a phone
     /// number or a JID), and a copy to its own companions. Returns the
     /// message id once it is on its way to every device.
@@ -271,6 +283,11 @@ impl SimHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.server.stats.snapshot()
+    }
+
+    /// Waits (without polling) until the connection counters satisfy `ready`.
+    pub async fn wait_for_stats(&self, ready: impl FnMut(&StatsSnapshot) -> bool) {
+        self.server.stats.wait_until(ready).await;
     }
 }
 

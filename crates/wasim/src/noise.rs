@@ -78,7 +78,10 @@ pub enum Progress {
         auth: Box<Authenticated>,
     },
     /// Send `reply`, then feed the next client frame to [`PendingXx::finish`].
-    AwaitFinish { reply: Vec<u8>, pending: PendingXx },
+    AwaitFinish {
+        reply: Vec<u8>,
+        pending: Box<PendingXx>,
+    },
 }
 
 pub struct PendingXx {
@@ -86,9 +89,10 @@ pub struct PendingXx {
     ephemeral: KeyPair,
 }
 
-/// Strips the connection header the client sends in front of its first frame.
-pub fn strip_conn_header(raw: &[u8]) -> &[u8] {
-    raw.strip_prefix(&WA_CONN_HEADER[..]).unwrap_or(raw)
+/// Strips the connection header the client sends in front of its first
+/// frame; `None` when it is not there.
+pub fn strip_conn_header(raw: &[u8]) -> Option<&[u8]> {
+    raw.strip_prefix(&WA_CONN_HEADER[..])
 }
 
 /// Handles the client hello (the first frame's payload).
@@ -125,10 +129,14 @@ fn respond_xx(server: &ServerIdentity, client_eph: &[u8; 32]) -> Result<Progress
     let enc_static = noise.encrypt(server.public())?;
     noise.mix_shared_secret(server.private(), client_eph)?;
     let enc_cert = noise.encrypt(&server.cert_chain)?;
-    let reply = server_hello(ephemeral.public_key.public_key_bytes(), Some(enc_static), enc_cert);
+    let reply = server_hello(
+        ephemeral.public_key.public_key_bytes(),
+        Some(enc_static),
+        enc_cert,
+    );
     Ok(Progress::AwaitFinish {
         reply,
-        pending: PendingXx { noise, ephemeral },
+        pending: Box::new(PendingXx { noise, ephemeral }),
     })
 }
 

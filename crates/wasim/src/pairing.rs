@@ -217,6 +217,10 @@ pub fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
     let Some(id) = attr(iq, "id") else {
         return false;
     };
+    // Only the connection we sent the pair-success to may answer it.
+    if w.pending_links.get(&id).is_none_or(|p| p.conn != conn) {
+        return false;
+    }
     let Some(pending) = w.pending_links.remove(&id) else {
         return false;
     };
@@ -263,7 +267,10 @@ mod tests {
 
     #[test]
     fn qr_parsing_rejects_garbage() {
-        assert!(matches!(parse_qr("nonsense"), Err(SimError::MalformedQr(_))));
+        assert!(matches!(
+            parse_qr("nonsense"),
+            Err(SimError::MalformedQr(_))
+        ));
         assert!(matches!(
             parse_qr("ref,AAAA,BBBB,CCCC"),
             Err(SimError::MalformedQr(_))

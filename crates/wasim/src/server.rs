@@ -134,7 +134,9 @@ impl Server {
         }
         if let Some(old) = replaced.filter(|old| *old != conn) {
             let conflict = NodeBuilder::new("stream:error")
-                .children([NodeBuilder::new("conflict").attr("type", "replaced").build()])
+                .children([NodeBuilder::new("conflict")
+                    .attr("type", "replaced")
+                    .build()])
                 .build();
             close_with(&w, old, conflict);
         }
@@ -230,6 +232,31 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Links a device without the pairing dance, for load tests whose
+    /// clients are raw protocol clients rather than full WhatsApp clients.
+    pub fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> u16 {
+        let mut w = self.world();
+        let account = w.account_mut(phone);
+        let id = account.next_device_id;
+        account.next_device_id += 1;
+        account.devices.insert(
+            id,
+            crate::world::Device {
+                id,
+                key_index: u32::from(id),
+                noise_pub,
+                prekeys: Default::default(),
+                signed_identity: Vec::new(),
+                platform: "provisioned".into(),
+                push_name: String::new(),
+                connection: None,
+                last_seen: 0,
+                offline: Default::default(),
+            },
+        );
+        id
     }
 
     pub fn devices(&self) -> Vec<crate::DeviceInfo> {

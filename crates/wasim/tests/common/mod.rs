@@ -83,7 +83,11 @@ impl TestClient {
     }
 
     /// The first event `pick` accepts, or a panic naming `what` after `WAIT`.
-    pub async fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
@@ -107,8 +111,10 @@ impl TestClient {
     }
 
     pub async fn connected(&mut self) {
-        self.wait_for("Connected", |e| matches!(e, Event::Connected(_)).then_some(()))
-            .await
+        self.wait_for("Connected", |e| {
+            matches!(e, Event::Connected(_)).then_some(())
+        })
+        .await
     }
 
     /// Links this client to `phone` by QR and waits until it is connected.
@@ -117,8 +123,10 @@ impl TestClient {
         if let Err(e) = sim.scan_qr(phone, &qr) {
             panic!("scan refused: {e}");
         }
-        self.wait_for("PairSuccess", |e| matches!(e, Event::PairSuccess(_)).then_some(()))
-            .await;
+        self.wait_for("PairSuccess", |e| {
+            matches!(e, Event::PairSuccess(_)).then_some(())
+        })
+        .await;
         self.connected().await;
     }
 
