@@ -10,6 +10,24 @@ use wacore::types::events::Event;
 
 const PHONE: &str = "15550002222";
 
+async fn disconnected(client: &mut TestClient) {
+    client
+        .wait_for("Disconnected", |e| {
+            matches!(e, Event::Disconnected(_)).then_some(())
+        })
+        .await;
+}
+
+/// Waits for `LoggedOut`; says whether it came at login.
+async fn logged_out(client: &mut TestClient) -> bool {
+    client
+        .wait_for("LoggedOut", |e| match e {
+            Event::LoggedOut(l) => Some(l.on_connect),
+            _ => None,
+        })
+        .await
+}
+
 async fn linked() -> (Simulator, TestClient) {
     let sim = simulator().await;
     let mut client = TestClient::new(&sim).await;
@@ -23,11 +41,7 @@ async fn dropped_connection_disconnects_then_reconnects() {
     sim.handle()
         .drop_device(PHONE, 1)
         .expect("device is online");
-    client
-        .wait_for("Disconnected", |e| {
-            matches!(e, Event::Disconnected(_)).then_some(())
-        })
-        .await;
+    disconnected(&mut client).await;
     client.connected().await;
     client.stop().await;
 }
@@ -38,11 +52,7 @@ async fn outage_refuses_connections_until_it_ends() {
     let handle = sim.handle();
     handle.outage(Duration::from_secs(3600));
     handle.drop_all();
-    client
-        .wait_for("Disconnected", |e| {
-            matches!(e, Event::Disconnected(_)).then_some(())
-        })
-        .await;
+    disconnected(&mut client).await;
     // Let the client be refused at least once, then end the outage.
     tokio::time::timeout(WAIT, handle.wait_for_stats(|s| s.connections_refused > 0))
         .await
@@ -68,11 +78,7 @@ async fn stream_error_503_disconnects_and_client_comes_back() {
     sim.handle()
         .stream_error(PHONE, 1, 503)
         .expect("device is online");
-    client
-        .wait_for("Disconnected", |e| {
-            matches!(e, Event::Disconnected(_)).then_some(())
-        })
-        .await;
+    disconnected(&mut client).await;
     client.connected().await;
     client.stop().await;
 }
@@ -81,11 +87,10 @@ async fn stream_error_503_disconnects_and_client_comes_back() {
 async fn logout_from_the_phone_logs_the_client_out_and_forgets_it() {
     let (sim, mut client) = linked().await;
     sim.handle().logout_device(PHONE, 1).expect("device exists");
-    client
-        .wait_for("LoggedOut", |e| {
-            matches!(e, Event::LoggedOut(_)).then_some(())
-        })
-        .await;
+    assert!(
+        !logged_out(&mut client).await,
+        "a live device is told mid-session"
+    );
     assert!(sim.handle().devices().is_empty(), "device still listed");
     client.stop().await;
 }
@@ -96,11 +101,7 @@ async fn stream_error_401_logs_the_client_out() {
     sim.handle()
         .stream_error(PHONE, 1, 401)
         .expect("device is online");
-    client
-        .wait_for("LoggedOut", |e| {
-            matches!(e, Event::LoggedOut(_)).then_some(())
-        })
-        .await;
+    logged_out(&mut client).await;
     client.stop().await;
 }
 
@@ -125,13 +126,10 @@ async fn unknown_device_is_refused_with_401() {
     client.stop().await;
     sim.handle().logout_device(PHONE, 1).expect("device exists");
     let mut again = TestClient::with_store(&sim, store).await;
-    let on_connect = again
-        .wait_for("LoggedOut", |e| match e {
-            Event::LoggedOut(l) => Some(l.on_connect),
-            _ => None,
-        })
-        .await;
-    assert!(on_connect, "the refusal should come at login");
+    assert!(
+        logged_out(&mut again).await,
+        "the refusal should come at login"
+    );
     again.stop().await;
 }
 

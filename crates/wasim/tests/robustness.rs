@@ -29,30 +29,33 @@ async fn expect_closed_after(sim: &Simulator, bytes: Vec<u8>) {
     assert!(closed.is_ok(), "server kept a garbage connection open");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_closes_only_the_offending_connection() {
-    let sim = simulator().await;
-    let handle = sim.handle();
-
-    // A healthy device stays connected throughout.
+/// A raw client of a freshly provisioned device, past its `<success>`.
+async fn logged_in(sim: &Simulator, phone: u64) -> RawClient {
     let kp = KeyPair::generate(&mut rand::rng());
     let noise_pub: [u8; 32] = kp
         .public_key
         .public_key_bytes()
         .try_into()
         .expect("32 bytes");
-    let device = handle
-        .provision_device("15550003333", noise_pub)
+    let device = sim
+        .handle()
+        .provision_device(&phone.to_string(), noise_pub)
         .expect("valid phone");
-    let mut healthy = RawClient::connect(
-        &sim.ws_url(),
-        kp,
-        &login_payload(15550003333, device.into()),
-    )
-    .await
-    .expect("healthy client connects");
-    let success = healthy.recv_node().await.expect("login answer");
+    let mut client = RawClient::connect(&sim.ws_url(), kp, &login_payload(phone, device.into()))
+        .await
+        .expect("handshake completes");
+    let success = client.recv_node().await.expect("login answer");
     assert_eq!(success.tag, "success");
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_closes_only_the_offending_connection() {
+    let sim = simulator().await;
+    let handle = sim.handle();
+
+    // A healthy device stays connected throughout.
+    let mut healthy = logged_in(&sim, 15550003333).await;
 
     // Not a frame at all, a frame that is not a handshake, a truncated frame.
     expect_closed_after(&sim, b"GET / HTTP/1.1\r\n\r\n".to_vec()).await;
@@ -60,12 +63,11 @@ async fn garbage_closes_only_the_offending_connection() {
     junk_frame.extend([0, 0, 5, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]);
     expect_closed_after(&sim, junk_frame).await;
 
-    // A proper handshake followed by an encrypted frame that is no node.
+    // A proper handshake from a device nobody linked: a 401 failure, then closed.
     let kp = KeyPair::generate(&mut rand::rng());
     let mut rogue = RawClient::connect(&sim.ws_url(), kp, &login_payload(15550009999, 1))
         .await
         .expect("handshake completes");
-    // Unknown device: refused with a 401 failure, then closed.
     let refusal = rogue.recv_node().await.expect("failure node");
     assert_eq!(refusal.tag, "failure");
     assert!(matches!(
@@ -73,23 +75,8 @@ async fn garbage_closes_only_the_offending_connection() {
         Err(RawClientError::Closed | RawClientError::Socket(_))
     ));
 
-    let kp = KeyPair::generate(&mut rand::rng());
-    let noise_pub: [u8; 32] = kp
-        .public_key
-        .public_key_bytes()
-        .try_into()
-        .expect("32 bytes");
-    let device = handle
-        .provision_device("15550004444", noise_pub)
-        .expect("valid phone");
-    let mut rogue = RawClient::connect(
-        &sim.ws_url(),
-        kp,
-        &login_payload(15550004444, device.into()),
-    )
-    .await
-    .expect("handshake completes");
-    assert_eq!(rogue.recv_node().await.expect("success").tag, "success");
+    // A logged-in device whose next frame decrypts to no node at all.
+    let mut rogue = logged_in(&sim, 15550004444).await;
     rogue
         .send_encrypted(&[0x00, 0xf8, 0xff, 0x13, 0x37])
         .await
