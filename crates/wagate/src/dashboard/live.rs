@@ -3,6 +3,7 @@
 //! fragments it swaps in when an event arrives, and the QR image.
 
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
@@ -89,13 +90,21 @@ pub async fn events(
     headers: HeaderMap,
     user: CurrentUser,
     Query(params): Query<EventsParams>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, DashError> {
     if !same_origin(&headers) {
         return Err(DashError::Forbidden(
             "Live updates only work from the gateway's own pages.",
         ));
     }
+    // Checked after the origin, so a refused page learns nothing more.
+    let Ok(upgrade) = upgrade else {
+        return Ok((
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint only speaks WebSocket",
+        )
+            .into_response());
+    };
     let session_id = match params.session_id.as_deref() {
         Some(raw) => {
             let id: SessionId = parse_id(raw)?;

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::auth::{
@@ -227,8 +227,9 @@ pub async fn submit(
     let value = start_session(state.store.as_ref(), user.id, first.org.id).await?;
     let secure = is_https(&headers);
     tracing::info!(user_id = %user.id, "dashboard sign-in");
+    // Appended, not inserted: both are `Set-Cookie`.
     Ok((
-        [
+        AppendHeaders([
             set_cookie(
                 SESSION_COOKIE,
                 &value,
@@ -238,7 +239,7 @@ pub async fn submit(
                 secure,
             ),
             set_cookie(LOGIN_COOKIE, "", "/login", 0, "Strict", secure),
-        ],
+        ]),
         Redirect::to("/sessions"),
     )
         .into_response())

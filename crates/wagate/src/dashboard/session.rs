@@ -60,9 +60,14 @@ pub async fn live_block(
     extras: &Extras,
 ) -> String {
     let mut out = String::new();
-    // A page showing a fresh pairing code is not swapped on reconnect, or
-    // the code would vanish while the user types it.
-    let keep = if extras.pairing.is_some() {
+    // A page answering a form (a fresh pairing code, a message) is not
+    // swapped when the socket connects, or the answer would vanish as it
+    // appears; status changes still swap it.
+    let answers_a_form = extras.pairing.is_some()
+        || extras.phone_error.is_some()
+        || extras.notice.is_some()
+        || extras.error.is_some();
+    let keep = if answers_a_form {
         " data-keep"
     } else {
         ""

@@ -76,7 +76,10 @@ async fn owners_manage_tokens_and_members_and_a_member_cannot() {
     browser.goto(&gateway.url("/tokens")).await;
     assert!(browser.text("h1").await.contains("Not allowed"));
     browser.screenshot("member-tokens-forbidden").await;
-    let forbidden = reqwest::Client::new()
+    let forbidden = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
         .get(gateway.url("/tokens"))
         .send()
         .await

@@ -112,3 +112,95 @@ async fn repeated_wrong_passwords_lock_the_email_for_a_while() {
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
     gateway.stop().await;
 }
+
+/// Signs in like a browser would; returns the session cookie (`name=value`).
+async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
+    let form = client
+        .get(gateway.url("/login"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let login_cookie = set_cookie(&form, "wagate_login");
+    let token = login_cookie
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    let response = client
+        .post(gateway.url("/login"))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "_csrf={token}&email={}&password={}",
+            gateway.owner_email, gateway.owner_password
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 303);
+    let session = set_cookie(&response, "wagate_session");
+    let header = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("wagate_session="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        header.contains("HttpOnly") && header.contains("SameSite=Lax"),
+        "{header}"
+    );
+    assert!(!header.contains("Secure"), "plain http: not Secure");
+    session
+}
+
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_csrf_token_are_refused() {
+    let gateway = Gateway::start().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let session = sign_in_http(&client, &gateway).await;
+
+    let forged = client
+        .post(gateway.url("/sessions"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("label=forged")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forged.status().as_u16(), 403);
+    let sessions = client
+        .get(gateway.url("/api/v1/sessions"))
+        .bearer_auth(&gateway.api_token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let body: serde_json::Value = sessions.json().await.unwrap_or_default();
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(0), "{body}");
+
+    // The realtime socket refuses a page of another origin.
+    let cross_site = client
+        .get(gateway.url("/ui/events"))
+        .header("cookie", &session)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cross_site.status().as_u16(), 403);
+    gateway.stop().await;
+}

@@ -216,12 +216,22 @@ impl Browser {
             .unwrap_or(false)
     }
 
+    /// The text of the first element matching `css`, once there is one.
+    /// Read by script, not through an element reference: the page swaps
+    /// its live part on events, which would leave a reference stale.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css)
+        self.find(css).await;
+        let text = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null;",
+                vec![json!(css)],
+            )
             .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+            .unwrap_or_else(|e| panic!("text of {css}: {e}"));
+        text.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{css} went away"))
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
@@ -236,12 +246,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Clicks the element matching `css`, finding it again if a live
+    /// update replaced it between finding and clicking.
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(error) if tokio::time::Instant::now() < deadline && is_stale(&error) => {}
+                Err(error) => panic!("click {css}: {error}"),
+            }
+        }
     }
 
     pub async fn path(&self) -> String {
@@ -320,10 +335,13 @@ pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -
     browser
         .click("form[action='/sessions'] button[type=submit]")
         .await;
-    let live = browser.find("[data-live][data-session-id]").await;
-    live.attr("data-session-id")
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the session page names its session"))
+    browser.find("[data-live][data-session-id]").await;
+    let path = browser.path().await;
+    path.strip_prefix("/sessions/")
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("expected a session page, at {path}"))
+}
+
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    error.to_string().contains("stale element")
 }
