@@ -67,11 +67,7 @@ pub async fn live_block(
         || extras.phone_error.is_some()
         || extras.notice.is_some()
         || extras.error.is_some();
-    let keep = if answers_a_form {
-        " data-keep"
-    } else {
-        ""
-    };
+    let keep = if answers_a_form { " data-keep" } else { "" };
     let _ = write!(
         out,
         r#"<div data-live data-session-id="{id}" data-status="{status}"{keep}>"#,

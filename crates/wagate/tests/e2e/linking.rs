@@ -14,9 +14,14 @@ async fn a_session_links_by_qr_code_and_reports_the_phone() {
     let id = gateway.create_session().await;
     let shown = events.qr(&id).await;
     // The same code over the API, as JSON and as an image.
-    let (status, qr) = gateway.call(Method::GET, &format!("/sessions/{id}/qr"), None).await;
+    let (status, qr) = gateway
+        .call(Method::GET, &format!("/sessions/{id}/qr"), None)
+        .await;
     assert_eq!(status, 200, "{qr}");
-    assert!(qr["code"].is_string() && qr["expires_at"].is_string(), "{qr}");
+    assert!(
+        qr["code"].is_string() && qr["expires_at"].is_string(),
+        "{qr}"
+    );
     let png = gateway
         .http
         .get(format!("{}/sessions/{id}/qr?format=png", gateway.base))
@@ -26,7 +31,9 @@ async fn a_session_links_by_qr_code_and_reports_the_phone() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(png.status(), 200);
     assert_eq!(
-        png.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        png.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("image/png")
     );
     assert_eq!(gateway.session(&id).await["status"], "scan_qr_code");
@@ -39,7 +46,9 @@ async fn a_session_links_by_qr_code_and_reports_the_phone() {
     let session = gateway.session(&id).await;
     assert_eq!(session["status"], "working");
     assert_eq!(session["phone"], "15550001111");
-    let (status, body) = gateway.call(Method::GET, &format!("/sessions/{id}/qr"), None).await;
+    let (status, body) = gateway
+        .call(Method::GET, &format!("/sessions/{id}/qr"), None)
+        .await;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "already_linked");
     gateway.stop().await;
@@ -68,7 +77,9 @@ async fn a_session_links_with_a_pairing_code() {
         "code shaped like ABCD-1234: {code}"
     );
     events
-        .wait("the pairing code event", &id, |e| e["event"] == "session.pairing_code")
+        .wait("the pairing code event", &id, |e| {
+            e["event"] == "session.pairing_code"
+        })
         .await;
 
     let outcome = sim
@@ -101,7 +112,9 @@ async fn nobody_linking_in_time_fails_the_session_and_start_tries_again() {
     assert_eq!(failed["data"]["reason"], "link_timeout");
     assert_eq!(gateway.session(&id).await["status_reason"], "link_timeout");
 
-    let (status, _) = gateway.call(Method::POST, &format!("/sessions/{id}/start"), None).await;
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{id}/start"), None)
+        .await;
     assert_eq!(status, 200);
     events.status(&id, "scan_qr_code").await;
     gateway.stop().await;
@@ -118,11 +131,16 @@ async fn delete_unlinks_the_device_and_wipes_its_keys() {
     let keys = dir.path().join("sessions").join(format!("{id}.db"));
     assert!(keys.exists());
 
-    let (status, _) = gateway.call(Method::DELETE, &format!("/sessions/{id}"), None).await;
+    let (status, _) = gateway
+        .call(Method::DELETE, &format!("/sessions/{id}"), None)
+        .await;
     assert_eq!(status, 204);
     assert!(!keys.exists(), "device keys wiped");
     assert!(
-        sim.handle().devices().iter().all(|d| d.phone != "15550003333"),
+        sim.handle()
+            .devices()
+            .iter()
+            .all(|d| d.phone != "15550003333"),
         "the phone no longer lists the device"
     );
     gateway.stop().await;
