@@ -44,7 +44,9 @@ async fn an_outage_longer_than_the_retry_budget_fails_the_session() {
     assert_eq!(failed["data"]["reason"], "connection_failed");
 
     sim.handle().outage(Duration::ZERO);
-    let (status, _) = gateway.call(Method::POST, &format!("/sessions/{id}/start"), None).await;
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{id}/start"), None)
+        .await;
     assert_eq!(status, 200);
     events.status(&id, "working").await;
     gateway.stop().await;
@@ -67,9 +69,16 @@ async fn a_logout_from_the_phone_wipes_the_keys_and_start_links_again() {
     assert_eq!(out["data"]["reason"], "logged_out_from_phone");
     let session = gateway.session(&id).await;
     assert!(session["phone"].is_null());
-    assert!(!dir.path().join("sessions").join(format!("{id}.db")).exists());
+    assert!(
+        !dir.path()
+            .join("sessions")
+            .join(format!("{id}.db"))
+            .exists()
+    );
 
-    let (status, _) = gateway.call(Method::POST, &format!("/sessions/{id}/start"), None).await;
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{id}/start"), None)
+        .await;
     assert_eq!(status, 200);
     events.qr(&id).await;
     gateway.stop().await;
