@@ -76,7 +76,7 @@ pub fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord
         r#"<section class="card sandbox-card"><h2>Sandbox: send a message from a simulated contact</h2>
 <form method="post" action="/sessions/{id}/sandbox/message" class="create-form" novalidate>{csrf}
 <div class="field"><label for="from">Contact's number</label><input id="from" name="from" type="text" inputmode="numeric" value="{from}"></div>
-<div class="field grow"><label for="text">Message</label><input id="text" name="text" type="text" value="Hello from the sandbox 👋"></div>
+<div class="field grow"><label for="text">Message</label><input id="text" name="text" type="text" value="Hello from the sandbox!"></div>
 <button type="submit" class="button sandbox" data-sandbox-message>Send</button>
 </form></section>"#,
         id = record.id,
