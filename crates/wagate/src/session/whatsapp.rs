@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 use url::Url;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::{
@@ -128,10 +130,28 @@ impl Link for WhatsAppLink {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let client = Arc::clone(&self.client);
+        // Every connection's run loop gets its own task, as `Bot::spawn`
+        // gives the first one. Run inline in the returned future, a
+        // reconnect's loop only made progress while the supervisor polled
+        // it, and the supervisor stops polling while it awaits
+        // `Client::disconnect`, which waits on the locks that loop holds
+        // during its own teardown: after a stream error (the phone removing
+        // the device) the two waited on each other for ever.
+        // Aborted if the connection is dropped, which is what dropping the
+        // bot's handle already did for the first connection.
+        let run = AbortOnDropHandle::new(tokio::spawn(
+            async move {
+                match bot {
+                    Some(bot) => bot.spawn().await,
+                    None => client.run().await,
+                }
+            }
+            .in_current_span(),
+        ));
         Box::pin(async move {
-            match bot {
-                Some(bot) => bot.spawn().await,
-                None => client.run().await,
+            // A panic in the client ends the connection like any other end.
+            if let Err(error) = run.await {
+                tracing::error!(%error, "the client's run loop failed");
             }
         })
     }

@@ -19,6 +19,13 @@ use wasim::{SimConfig, Simulator};
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub async fn simulator() -> Simulator {
+    // `RUST_LOG=wagate=debug,whatsapp_rust=info cargo test …` shows what a
+    // failing test's gateway and client were doing; the test harness
+    // captures it per test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     Simulator::start(SimConfig::default())
         .await
         .unwrap_or_else(|e| panic!("simulator: {e}"))
@@ -109,7 +116,12 @@ impl Gateway {
         Events { socket }
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -117,22 +129,37 @@ impl Gateway {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap_or_default();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn create_session(&self) -> String {
         let (status, body) = self
-            .call(reqwest::Method::POST, "/sessions", Some(json!({ "label": "e2e" })))
+            .call(
+                reqwest::Method::POST,
+                "/sessions",
+                Some(json!({ "label": "e2e" })),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
-        body["id"].as_str().map(str::to_string).unwrap_or_else(|| panic!("{body}"))
+        body["id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{body}"))
     }
 
     pub async fn session(&self, id: &str) -> Value {
-        let (status, body) = self.call(reqwest::Method::GET, &format!("/sessions/{id}"), None).await;
+        let (status, body) = self
+            .call(reqwest::Method::GET, &format!("/sessions/{id}"), None)
+            .await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -151,7 +178,12 @@ pub struct Events {
 impl Events {
     /// The next event of `session` that `pick` accepts; earlier ones are
     /// skipped.
-    pub async fn wait(&mut self, what: &str, session: &str, mut pick: impl FnMut(&Value) -> bool) -> Value {
+    pub async fn wait(
+        &mut self,
+        what: &str,
+        session: &str,
+        mut pick: impl FnMut(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let next = tokio::time::timeout_at(deadline, self.socket.next()).await;
@@ -190,7 +222,12 @@ impl Events {
 
 /// Creates a session, scans its QR code with `phone` and waits for
 /// `working`.
-pub async fn link_by_qr(gateway: &Gateway, events: &mut Events, sim: &Simulator, phone: &str) -> String {
+pub async fn link_by_qr(
+    gateway: &Gateway,
+    events: &mut Events,
+    sim: &Simulator,
+    phone: &str,
+) -> String {
     let id = gateway.create_session().await;
     let code = events.qr(&id).await;
     sim.handle()

@@ -121,7 +121,6 @@ async fn nobody_linking_in_time_fails_the_session_and_start_tries_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the simulator still lists the device after DELETE; wasim does not yet answer the remove-companion-device IQ that Client::logout sends"]
 async fn delete_unlinks_the_device_and_wipes_its_keys() {
     let sim = simulator().await;
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
