@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use wacore_binary::Node;
 use wacore_noise::NoiseCipher;
@@ -223,9 +223,8 @@ async fn serve_authenticated(
                     Outbound::Node(node) => send_node(socket, &mut cipher, server, &node).await?,
                     Outbound::NodeThenClose(node) => {
                         send_node(socket, &mut cipher, server, &node).await?;
-                        // Give the client a moment to read the node before the close.
-                        let _ = tokio::time::timeout(Duration::from_millis(200), socket.flush()).await;
                         let _ = socket.send(WsMessage::Close(None)).await;
+                        close_gracefully(socket).await;
                         return Ok(());
                     }
                     Outbound::Drop => return Ok(()),
@@ -233,6 +232,16 @@ async fn serve_authenticated(
             }
         }
     }
+}
+
+/// Reads until the client hangs up (or a short while passes) after our
+/// close. Closing a TCP socket with the client's unread stanzas in its
+/// receive buffer makes the kernel answer with a reset, and a reset can
+/// discard the stream error the client has not read yet: it would then see a
+/// network failure and reconnect instead of learning it was logged out.
+async fn close_gracefully(socket: &mut WebSocket) {
+    let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 async fn send_node(
