@@ -103,9 +103,23 @@ struct Active {
     retry_at: Option<Instant>,
     retry: Retry,
     link_deadline: Option<Instant>,
-    /// The current connection is ending by design (QR codes exhausted, or
-    /// the restart that follows pairing): reconnect at once, no failure.
+    /// The current connection is ending by design (its QR codes ran out):
+    /// reconnect at once, no failure.
     expected_end: bool,
+    /// Whether the device was linked when the current connection began. A
+    /// connection that starts unlinked and ends linked ended in the stream
+    /// restart that follows pairing, which is no failure either. Asked of
+    /// the device rather than left to the `Paired` event: the client reports
+    /// pairing from another task, and the restart can end the connection
+    /// before that event arrives.
+    linked_at_connect: bool,
+}
+
+impl Active {
+    fn connect(&mut self) {
+        self.linked_at_connect = self.link.identity().phone.is_some();
+        self.connection = Some(self.link.connect());
+    }
 }
 
 pub struct Supervisor {
@@ -198,15 +212,20 @@ impl Supervisor {
     async fn open(&mut self) -> Option<Active> {
         let (tx, events) = mpsc::unbounded_channel();
         match self.engine.open(self.id, tx).await {
-            Ok(link) => Some(Active {
-                connection: Some(link.connect()),
-                link,
-                events,
-                retry_at: None,
-                retry: Retry::new(self.policy.retry),
-                link_deadline: None,
-                expected_end: false,
-            }),
+            Ok(link) => {
+                let mut active = Active {
+                    connection: None,
+                    link,
+                    events,
+                    retry_at: None,
+                    retry: Retry::new(self.policy.retry),
+                    link_deadline: None,
+                    expected_end: false,
+                    linked_at_connect: false,
+                };
+                active.connect();
+                Some(active)
+            }
             Err(error) => {
                 tracing::error!(%error, "could not open the session's device store");
                 self.set_status(
@@ -251,7 +270,7 @@ impl Supervisor {
                 () = wait_for(&mut active.connection) => self.on_connection_end(&mut active).await,
                 () = wait_until(active.retry_at) => {
                     active.retry_at = None;
-                    active.connection = Some(active.link.connect());
+                    active.connect();
                     Flow::Continue
                 }
             };
@@ -375,7 +394,6 @@ impl Supervisor {
                 tracing::info!("a phone linked this session");
                 self.linked = true;
                 active.link_deadline = None;
-                active.expected_end = true;
                 self.live.send_replace(Live::default());
                 if let Err(error) = self.store.set_identity(self.id, Some(&phone), None).await {
                     tracing::error!(%error, "could not record the linked phone");
@@ -435,8 +453,13 @@ impl Supervisor {
                 return Flow::Exit(exit);
             }
         }
-        if std::mem::take(&mut active.expected_end) {
-            active.connection = Some(active.link.connect());
+        let just_paired = !active.linked_at_connect && active.link.identity().phone.is_some();
+        if std::mem::take(&mut active.expected_end) || just_paired {
+            if just_paired {
+                self.linked = true;
+                active.link_deadline = None;
+            }
+            active.connect();
             return Flow::Continue;
         }
         self.live.send_replace(Live::default());

@@ -3,7 +3,7 @@
 //! real client against the simulator.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -28,11 +28,14 @@ struct FakeEngine {
     events: Mutex<Option<mpsc::UnboundedSender<EngineEvent>>>,
     wipes: AtomicUsize,
     logouts: Arc<AtomicUsize>,
+    /// The device store holds a linked identity, as after pairing.
+    linked: Arc<AtomicBool>,
 }
 
 struct FakeLink {
     attempts: Option<mpsc::UnboundedSender<Attempt>>,
     logouts: Arc<AtomicUsize>,
+    linked: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -50,6 +53,7 @@ impl Engine for FakeEngine {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             logouts: Arc::clone(&self.logouts),
+            linked: Arc::clone(&self.linked),
         }))
     }
 
@@ -76,6 +80,9 @@ impl Link for FakeLink {
     }
 
     fn identity(&self) -> Identity {
+        if !self.linked.load(Ordering::SeqCst) {
+            return Identity::default();
+        }
         Identity {
             phone: Some(PHONE.into()),
             push_name: Some("Sales".into()),
@@ -182,6 +189,11 @@ impl Harness {
         }
     }
 
+    /// The client stores the identity pair-success gave it.
+    fn pair(&self) {
+        self.engine.linked.store(true, Ordering::SeqCst);
+    }
+
     fn emit(&self, event: EngineEvent) {
         let sender = self
             .engine
@@ -236,6 +248,7 @@ impl Harness {
             valid_for: Duration::from_secs(20),
         });
         assert_eq!(self.status().await.0, SessionStatus::ScanQrCode);
+        self.pair();
         self.emit(EngineEvent::Paired {
             phone: PHONE.into(),
         });
@@ -334,6 +347,40 @@ async fn a_dropped_connection_reconnects_at_once() {
     let _again = h.attempt().await;
     h.emit(EngineEvent::Connected);
     assert_eq!(h.status().await, (SessionStatus::Working, None));
+}
+
+/// The real client reports pairing from its own task, so the stream
+/// restart that follows can end the connection before `Paired` arrives.
+/// That restart is still no failure, and it must not leave the next,
+/// real, drop looking like another planned restart.
+#[tokio::test]
+async fn the_restart_after_pairing_is_no_failure_even_before_paired_arrives() {
+    let mut h = harness(fast_policy()).await;
+    h.send(Command::Start).await;
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+    let first = h.attempt().await;
+    h.emit(EngineEvent::QrCode {
+        code: "2@qr".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    assert_eq!(h.status().await.0, SessionStatus::ScanQrCode);
+    h.pair();
+    drop(first);
+    let second = h.attempt().await;
+    h.emit(EngineEvent::Paired {
+        phone: PHONE.into(),
+    });
+    h.emit(EngineEvent::Connected);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Working, None),
+        "straight from scan_qr_code to working"
+    );
+    drop(second);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Starting, Some(StatusReason::ConnectionLost))
+    );
 }
 
 #[tokio::test]
