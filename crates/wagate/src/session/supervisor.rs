@@ -26,6 +26,10 @@ const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
 const PAIRING_CODE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an unlink of a stopped session waits to reach WhatsApp.
 const UNLINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// After pairing, how long the restart waits for the client to report
+/// `PairSuccess` before reconnecting anyway (it normally takes
+/// milliseconds).
+const PAIRED_REPORT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 pub struct SupervisorPolicy {
@@ -113,6 +117,8 @@ struct Active {
     /// pairing from another task, and the restart can end the connection
     /// before that event arrives.
     linked_at_connect: bool,
+    /// The client has reported `PairSuccess` on this link.
+    paired_reported: bool,
 }
 
 impl Active {
@@ -222,6 +228,7 @@ impl Supervisor {
                     link_deadline: None,
                     expected_end: false,
                     linked_at_connect: false,
+                    paired_reported: false,
                 };
                 active.connect();
                 Some(active)
@@ -394,6 +401,11 @@ impl Supervisor {
                 tracing::info!("a phone linked this session");
                 self.linked = true;
                 active.link_deadline = None;
+                active.paired_reported = true;
+                if active.connection.is_none() && active.retry_at.is_some() {
+                    // The restart after pairing was waiting for this.
+                    active.retry_at = Some(Instant::now());
+                }
                 self.live.send_replace(Live::default());
                 if let Err(error) = self.store.set_identity(self.id, Some(&phone), None).await {
                     tracing::error!(%error, "could not record the linked phone");
@@ -453,12 +465,20 @@ impl Supervisor {
                 return Flow::Exit(exit);
             }
         }
-        let just_paired = !active.linked_at_connect && active.link.identity().phone.is_some();
-        if std::mem::take(&mut active.expected_end) || just_paired {
-            if just_paired {
-                self.linked = true;
-                active.link_deadline = None;
+        if !active.linked_at_connect && active.link.identity().phone.is_some() {
+            self.linked = true;
+            active.link_deadline = None;
+            if active.paired_reported {
+                active.connect();
+            } else {
+                // The client marks its next connection end as expected just
+                // before it reports PairSuccess, from another task; a
+                // connection opened before that mark would be cut by it.
+                active.retry_at = Some(Instant::now() + PAIRED_REPORT_GRACE);
             }
+            return Flow::Continue;
+        }
+        if std::mem::take(&mut active.expected_end) {
             active.connect();
             return Flow::Continue;
         }

@@ -209,6 +209,21 @@ impl Events {
         .await
     }
 
+    /// The next status change of `session`, whatever it is: `(status,
+    /// previous)`.
+    pub async fn next_status(&mut self, session: &str) -> (String, String) {
+        let event = self
+            .wait("a status change", session, |e| {
+                e["event"] == "session.status"
+            })
+            .await;
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        (
+            text(&event["data"]["status"]),
+            text(&event["data"]["previous"]),
+        )
+    }
+
     pub async fn qr(&mut self, session: &str) -> String {
         let event = self
             .wait("a QR code", session, |e| e["event"] == "session.qr")

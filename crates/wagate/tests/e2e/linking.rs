@@ -41,7 +41,12 @@ async fn a_session_links_by_qr_code_and_reports_the_phone() {
     sim.handle()
         .scan_qr("15550001111", &shown)
         .unwrap_or_else(|e| panic!("scan: {e}"));
-    events.status(&id, "working").await;
+    // Straight on: the stream restart that follows pairing is no lost
+    // connection.
+    assert_eq!(
+        events.next_status(&id).await,
+        ("working".to_string(), "scan_qr_code".to_string())
+    );
 
     let session = gateway.session(&id).await;
     assert_eq!(session["status"], "working");

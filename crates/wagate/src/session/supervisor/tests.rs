@@ -20,6 +20,8 @@ const PHONE: &str = "628123456789";
 /// One connection the supervisor opened; dropping it ends the connection.
 struct Attempt {
     _end: oneshot::Sender<()>,
+    /// Whether `Paired` had been emitted when this connection was opened.
+    after_paired: bool,
 }
 
 #[derive(Default)]
@@ -30,12 +32,14 @@ struct FakeEngine {
     logouts: Arc<AtomicUsize>,
     /// The device store holds a linked identity, as after pairing.
     linked: Arc<AtomicBool>,
+    paired_emitted: Arc<AtomicBool>,
 }
 
 struct FakeLink {
     attempts: Option<mpsc::UnboundedSender<Attempt>>,
     logouts: Arc<AtomicUsize>,
     linked: Arc<AtomicBool>,
+    paired_emitted: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -54,6 +58,7 @@ impl Engine for FakeEngine {
                 .clone(),
             logouts: Arc::clone(&self.logouts),
             linked: Arc::clone(&self.linked),
+            paired_emitted: Arc::clone(&self.paired_emitted),
         }))
     }
 
@@ -68,7 +73,10 @@ impl Link for FakeLink {
     fn connect(&self) -> BoxFuture<'static, ()> {
         let (end, ended) = oneshot::channel();
         if let Some(attempts) = &self.attempts {
-            let _ = attempts.send(Attempt { _end: end });
+            let _ = attempts.send(Attempt {
+                _end: end,
+                after_paired: self.paired_emitted.load(Ordering::SeqCst),
+            });
         }
         Box::pin(async move {
             let _ = ended.await;
@@ -195,6 +203,9 @@ impl Harness {
     }
 
     fn emit(&self, event: EngineEvent) {
+        if matches!(event, EngineEvent::Paired { .. }) {
+            self.engine.paired_emitted.store(true, Ordering::SeqCst);
+        }
         let sender = self
             .engine
             .events
@@ -351,8 +362,10 @@ async fn a_dropped_connection_reconnects_at_once() {
 
 /// The real client reports pairing from its own task, so the stream
 /// restart that follows can end the connection before `Paired` arrives.
-/// That restart is still no failure, and it must not leave the next,
-/// real, drop looking like another planned restart.
+/// That restart is still no failure; the next connection waits for the
+/// report (the client marks a pending restart just before it, and would cut
+/// a connection opened earlier); and the next, real, drop is not taken for
+/// another planned restart.
 #[tokio::test]
 async fn the_restart_after_pairing_is_no_failure_even_before_paired_arrives() {
     let mut h = harness(fast_policy()).await;
@@ -366,10 +379,14 @@ async fn the_restart_after_pairing_is_no_failure_even_before_paired_arrives() {
     assert_eq!(h.status().await.0, SessionStatus::ScanQrCode);
     h.pair();
     drop(first);
-    let second = h.attempt().await;
     h.emit(EngineEvent::Paired {
         phone: PHONE.into(),
     });
+    let second = h.attempt().await;
+    assert!(
+        second.after_paired,
+        "reconnected before the client reported pairing"
+    );
     h.emit(EngineEvent::Connected);
     assert_eq!(
         h.status().await,
