@@ -11,8 +11,9 @@ use uuid::Uuid;
 pub struct UserId(Uuid);
 
 impl UserId {
+    /// Time-ordered, like the other ids (see `domain::ids`).
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
     }
 }
 

@@ -23,8 +23,10 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
+            /// Time-ordered (UUIDv7): ids sort in creation order, which
+            /// ties between rows created in the same millisecond need.
             pub fn new() -> Self {
-                Self(Uuid::new_v4())
+                Self(Uuid::now_v7())
             }
 
             pub fn as_uuid(&self) -> Uuid {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
@@ -49,7 +49,8 @@ impl Expiring {
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::zero());
         Self {
             code,
-            expires_at: Utc::now() + ttl,
+            // Milliseconds, like every other timestamp the API shows.
+            expires_at: (Utc::now() + ttl).trunc_subsecs(3),
         }
     }
 }

@@ -340,7 +340,7 @@ impl UserStore for SqliteStore {
     async fn list_tokens(&self, org: OrgId) -> Result<Vec<TokenInfo>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, name, created_at, revoked_at FROM api_tokens WHERE org_id = $1 \
-             ORDER BY created_at DESC, id",
+             ORDER BY created_at DESC, id DESC",
         )
         .bind(org.to_string())
         .fetch_all(&self.pool)
