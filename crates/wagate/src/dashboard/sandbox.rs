@@ -223,8 +223,9 @@ pub async fn message(
 }
 
 /// What `serve --sandbox` runs besides the gateway: the simulator, and a
-/// temporary directory for the sessions' device keys. The database is in
-/// memory, so every sandbox starts fresh and prints a fresh sign-in.
+/// temporary directory for the database and the sessions' device keys,
+/// deleted on exit, so every sandbox starts fresh and prints a fresh
+/// sign-in.
 pub struct SandboxEnv {
     sim: wasim::Simulator,
     _dir: tempfile::TempDir,
@@ -250,7 +251,15 @@ impl SandboxEnv {
             .context("creating the sandbox's data directory")?;
         config.whatsapp_url = Some(url::Url::parse(&sim.ws_url()).context("the simulator's URL")?);
         config.data_dir = dir.path().to_path_buf();
-        config.database_url = Some(crate::secret::Secret::new("sqlite::memory:".to_string()));
+        // A file, not `sqlite::memory:`: an in-memory database lives and dies
+        // with its connection, and sqlx closes a connection whose query was
+        // cancelled (a browser giving up on a request), which silently
+        // swapped in an empty database under load.
+        let database = dir.path().join("wagate.db");
+        let database = database
+            .to_str()
+            .context("the sandbox's temporary directory is not UTF-8")?;
+        config.database_url = Some(crate::secret::Secret::new(format!("sqlite://{database}")));
         tracing::info!(simulator = %sim.ws_url(), "sandbox: sessions connect to the built-in simulator");
         Ok((config, Some(Self { sim, _dir: dir })))
     }

@@ -47,9 +47,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         // One connection is the single writer SQLite wants, and the write
-        // volume here (status changes) is tiny. It also keeps a
-        // `sqlite::memory:` database alive: it exists per connection, so the
-        // connection must never be recycled.
+        // volume here (status changes) is tiny. A `sqlite::memory:` database
+        // exists per connection, so it is kept (never recycled); still, sqlx
+        // replaces a connection whose query was cancelled, so in-memory is
+        // for unit tests only, never for a serving gateway.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

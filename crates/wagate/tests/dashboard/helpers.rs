@@ -47,6 +47,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start() -> Self {
+        // `RUST_LOG=wagate=debug cargo test …` shows what a failing test's
+        // gateway was doing; the harness captures it per test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let config = Config {
             listen: ([127, 0, 0, 1], 0).into(),
             sandbox: true,
