@@ -1,9 +1,12 @@
 //! The [`Engine`] backed by whatsapp-rust: one `Bot` per session, each with
 //! its own SQLite device store under `<data_dir>/sessions/<id>.db`.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -11,6 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use url::Url;
+use wacore::runtime::{AbortHandle, Runtime};
+use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::{
     Bot, Client, Event, EventHandler, EventInterest, EventKind, SqliteStore,
@@ -64,6 +69,9 @@ impl Engine for WhatsAppEngine {
 
         let builder = Bot::builder()
             .with_backend(store)
+            .with_runtime(SessionRuntime {
+                span: tracing::Span::current(),
+            })
             .with_event_handler(Forwarder { events })
             // The gateway relays live traffic; old chats are not its business.
             .skip_history_sync();
@@ -180,6 +188,44 @@ impl Link for WhatsAppLink {
 
     async fn disconnect(&self) {
         self.client.disconnect().await;
+    }
+}
+
+/// Tokio, with every task the client spawns (its run loop, the handlers of
+/// what the server sends, keepalives) inside the session's tracing span: in
+/// a gateway holding thousands of sessions, a client log line that does not
+/// say which session it is about is no use.
+struct SessionRuntime {
+    span: tracing::Span,
+}
+
+#[async_trait]
+impl Runtime for SessionRuntime {
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) -> AbortHandle {
+        TokioRuntime.spawn(Box::pin(future.instrument(self.span.clone())))
+    }
+
+    fn spawn_detached(&self, future: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+        TokioRuntime.spawn_detached(Box::pin(future.instrument(self.span.clone())));
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        TokioRuntime.sleep(duration)
+    }
+
+    fn spawn_blocking(
+        &self,
+        f: Box<dyn FnOnce() + Send + 'static>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        TokioRuntime.spawn_blocking(f)
+    }
+
+    fn yield_now(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        TokioRuntime.yield_now()
+    }
+
+    fn yield_frequency(&self) -> u32 {
+        TokioRuntime.yield_frequency()
     }
 }
 
