@@ -79,42 +79,20 @@ async fn repeated_wrong_passwords_lock_the_email_for_a_while() {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        // Each attempt gets its form token the way a browser would.
-        let form = client
-            .get(gateway.url("/login"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let cookie = form
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_string)
-            .unwrap_or_default();
-        let token = cookie
-            .split_once('=')
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default();
-        let response = client
-            .post(gateway.url("/login"))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "_csrf={token}&email={}&password=wrong",
-                gateway.owner_email
-            ))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let response = post_login(&client, &gateway, "wrong").await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 429]);
     gateway.stop().await;
 }
 
-/// Signs in like a browser would; returns the session cookie (`name=value`).
-async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
+/// Submits the sign-in form as the owner with `password`, after getting
+/// the form's CSRF token the way a browser would.
+async fn post_login(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    password: &str,
+) -> reqwest::Response {
     let form = client
         .get(gateway.url("/login"))
         .send()
@@ -125,45 +103,48 @@ async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
         .split_once('=')
         .map(|(_, v)| v.to_string())
         .unwrap_or_default();
-    let response = client
+    client
         .post(gateway.url("/login"))
         .header("cookie", &login_cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
-            "_csrf={token}&email={}&password={}",
-            gateway.owner_email, gateway.owner_password
+            "_csrf={token}&email={}&password={password}",
+            gateway.owner_email
         ))
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Signs in like a browser would; returns the session cookie (`name=value`).
+async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
+    let response = post_login(client, gateway, &gateway.owner_password).await;
     assert_eq!(response.status().as_u16(), 303);
-    let session = set_cookie(&response, "wagate_session");
-    let header = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("wagate_session="))
-        .unwrap_or_default()
-        .to_string();
+    let header = set_cookie_header(&response, "wagate_session");
     assert!(
         header.contains("HttpOnly") && header.contains("SameSite=Lax"),
         "{header}"
     );
     assert!(!header.contains("Secure"), "plain http: not Secure");
-    session
+    set_cookie(&response, "wagate_session")
 }
 
-fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+/// The whole `Set-Cookie` header for cookie `name`, attributes included.
+fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
     response
         .headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
         .find(|v| v.starts_with(&format!("{name}=")))
         .map(str::to_string)
         .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// Cookie `name` as a request sends it back: `name=value`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    let header = set_cookie_header(response, name);
+    header.split(';').next().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,18 @@ pub async fn simulator() -> Simulator {
         .unwrap_or_else(|e| panic!("simulator: {e}"))
 }
 
+/// What most tests begin with: a simulator, a gateway on it keeping its
+/// data in the directory (keep it alive as long as the gateway), and the
+/// gateway's realtime socket, open before anything happens so no event is
+/// missed.
+pub async fn world(limits: Limits) -> (Simulator, TempDir, Gateway, Events) {
+    let sim = simulator().await;
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start(&sim, &dir, limits).await;
+    let events = gateway.events().await;
+    (sim, dir, gateway, events)
+}
+
 pub struct Limits {
     pub link_timeout_secs: u64,
     pub retry_budget_secs: u64,
@@ -70,6 +82,18 @@ impl Gateway {
     /// first start prints.
     pub async fn start(sim: &Simulator, dir: &TempDir, limits: Limits) -> Self {
         Self::start_with(config(sim, dir.path(), &limits), None).await
+    }
+
+    /// `POST /sessions/{id}/start`, which must be accepted.
+    pub async fn start_session(&self, id: &str) {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/sessions/{id}/start"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
     }
 
     /// Starts a gateway on `config`; pass the token of an earlier start on

@@ -1,15 +1,11 @@
 use reqwest::Method;
 use serde_json::json;
-use tempfile::TempDir;
 
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_links_by_qr_code_and_reports_the_phone() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
 
     let id = gateway.create_session().await;
     let shown = events.qr(&id).await;
@@ -61,10 +57,7 @@ async fn a_session_links_by_qr_code_and_reports_the_phone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_links_with_a_pairing_code() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
 
     let id = gateway.create_session().await;
     events.status(&id, "scan_qr_code").await;
@@ -100,37 +93,24 @@ async fn a_session_links_with_a_pairing_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nobody_linking_in_time_fails_the_session_and_start_tries_again() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(
-        &sim,
-        &dir,
-        Limits {
-            link_timeout_secs: 2,
-            ..Limits::default()
-        },
-    )
+    let (_sim, _dir, gateway, mut events) = world(Limits {
+        link_timeout_secs: 2,
+        ..Limits::default()
+    })
     .await;
-    let mut events = gateway.events().await;
     let id = gateway.create_session().await;
     let failed = events.status(&id, "failed").await;
     assert_eq!(failed["data"]["reason"], "link_timeout");
     assert_eq!(gateway.session(&id).await["status_reason"], "link_timeout");
 
-    let (status, _) = gateway
-        .call(Method::POST, &format!("/sessions/{id}/start"), None)
-        .await;
-    assert_eq!(status, 200);
+    gateway.start_session(&id).await;
     events.status(&id, "scan_qr_code").await;
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_unlinks_the_device_and_wipes_its_keys() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, dir, gateway, mut events) = world(Limits::default()).await;
     let id = link_by_qr(&gateway, &mut events, &sim, "15550003333").await;
     let keys = dir.path().join("sessions").join(format!("{id}.db"));
     assert!(keys.exists());

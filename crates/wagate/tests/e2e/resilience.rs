@@ -1,16 +1,10 @@
 use std::time::Duration;
 
-use reqwest::Method;
-use tempfile::TempDir;
-
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_comes_back_on_its_own() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
     let id = link_by_qr(&gateway, &mut events, &sim, "15550004444").await;
 
     assert!(sim.handle().drop_all() >= 1);
@@ -23,18 +17,11 @@ async fn a_dropped_connection_comes_back_on_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_retry_budget_fails_the_session() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(
-        &sim,
-        &dir,
-        Limits {
-            retry_budget_secs: 3,
-            ..Limits::default()
-        },
-    )
+    let (sim, _dir, gateway, mut events) = world(Limits {
+        retry_budget_secs: 3,
+        ..Limits::default()
+    })
     .await;
-    let mut events = gateway.events().await;
     let id = link_by_qr(&gateway, &mut events, &sim, "15550005555").await;
 
     sim.handle().outage(Duration::from_secs(600));
@@ -44,20 +31,14 @@ async fn an_outage_longer_than_the_retry_budget_fails_the_session() {
     assert_eq!(failed["data"]["reason"], "connection_failed");
 
     sim.handle().outage(Duration::ZERO);
-    let (status, _) = gateway
-        .call(Method::POST, &format!("/sessions/{id}/start"), None)
-        .await;
-    assert_eq!(status, 200);
+    gateway.start_session(&id).await;
     events.status(&id, "working").await;
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_from_the_phone_wipes_the_keys_and_start_links_again() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, dir, gateway, mut events) = world(Limits::default()).await;
     let phone = "15550006666";
     let id = link_by_qr(&gateway, &mut events, &sim, phone).await;
 
@@ -75,27 +56,21 @@ async fn a_logout_from_the_phone_wipes_the_keys_and_start_links_again() {
             .exists()
     );
 
-    let (status, _) = gateway
-        .call(Method::POST, &format!("/sessions/{id}/start"), None)
-        .await;
-    assert_eq!(status, 200);
+    gateway.start_session(&id).await;
     events.qr(&id).await;
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_gateway_restart_linked_sessions_resume_without_relinking() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let limits = Limits::default();
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
+    let (sim, dir, gateway, mut events) = world(Limits::default()).await;
     let token = gateway.token.clone();
-    let mut events = gateway.events().await;
     let id = link_by_qr(&gateway, &mut events, &sim, "15550007777").await;
     drop(events);
     gateway.stop().await;
 
-    let again = Gateway::start_with(config(&sim, dir.path(), &limits), Some(token)).await;
+    let config = config(&sim, dir.path(), &Limits::default());
+    let again = Gateway::start_with(config, Some(token)).await;
     // Sessions resume before the API serves, so `starting` is already
     // recorded; subscribing before reading means `working` cannot slip by.
     let mut events = again.events().await;
@@ -115,10 +90,7 @@ async fn after_a_gateway_restart_linked_sessions_resume_without_relinking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_temporary_ban_fails_the_session_and_start_after_it_lifts_works() {
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start(&sim, &dir, Limits::default()).await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
     let phone = "15550008888";
     let id = link_by_qr(&gateway, &mut events, &sim, phone).await;
 
@@ -135,10 +107,7 @@ async fn a_temporary_ban_fails_the_session_and_start_after_it_lifts_works() {
     sim.handle()
         .ban(phone, None)
         .unwrap_or_else(|e| panic!("lift ban: {e}"));
-    let (status, _) = gateway
-        .call(Method::POST, &format!("/sessions/{id}/start"), None)
-        .await;
-    assert_eq!(status, 200);
+    gateway.start_session(&id).await;
     events.status(&id, "working").await;
     gateway.stop().await;
 }

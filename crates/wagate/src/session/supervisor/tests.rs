@@ -249,8 +249,9 @@ impl Harness {
         }
     }
 
-    /// Start, get a QR code, pair and connect: the session is `working`.
-    async fn link(&mut self) -> Attempt {
+    /// Start and get a QR code: the session is `scan_qr_code` on the
+    /// returned connection.
+    async fn show_qr(&mut self) -> Attempt {
         self.send(Command::Start).await;
         assert_eq!(self.status().await.0, SessionStatus::Starting);
         let first = self.attempt().await;
@@ -259,6 +260,12 @@ impl Harness {
             valid_for: Duration::from_secs(20),
         });
         assert_eq!(self.status().await.0, SessionStatus::ScanQrCode);
+        first
+    }
+
+    /// Start, get a QR code, pair and connect: the session is `working`.
+    async fn link(&mut self) -> Attempt {
+        let first = self.show_qr().await;
         self.pair();
         self.emit(EngineEvent::Paired {
             phone: PHONE.into(),
@@ -369,14 +376,7 @@ async fn a_dropped_connection_reconnects_at_once() {
 #[tokio::test]
 async fn the_restart_after_pairing_is_no_failure_even_before_paired_arrives() {
     let mut h = harness(fast_policy()).await;
-    h.send(Command::Start).await;
-    assert_eq!(h.status().await.0, SessionStatus::Starting);
-    let first = h.attempt().await;
-    h.emit(EngineEvent::QrCode {
-        code: "2@qr".into(),
-        valid_for: Duration::from_secs(20),
-    });
-    assert_eq!(h.status().await.0, SessionStatus::ScanQrCode);
+    let first = h.show_qr().await;
     h.pair();
     drop(first);
     h.emit(EngineEvent::Paired {
