@@ -29,11 +29,12 @@ pub async fn create_org(store: &dyn Store, name: &str) -> Result<Organization, A
     if name.is_empty() || name.chars().count() > 100 {
         return Err(AdminError::InvalidOrgName);
     }
-    Ok(store.create_org(name).await?)
+    Ok(store.orgs().create_org(name).await?)
 }
 
 pub async fn create_token(store: &dyn Store, org: &str) -> Result<IssuedToken, AdminError> {
     let org = store
+        .orgs()
         .find_org(org)
         .await?
         .ok_or_else(|| AdminError::UnknownOrg(org.to_string()))?;
@@ -41,7 +42,7 @@ pub async fn create_token(store: &dyn Store, org: &str) -> Result<IssuedToken, A
 }
 
 pub async fn revoke_token(store: &dyn Store, id: TokenId) -> Result<(), AdminError> {
-    if store.revoke_token(id).await? {
+    if store.orgs().revoke_token(id).await? {
         Ok(())
     } else {
         Err(AdminError::UnknownToken(id))
@@ -51,16 +52,16 @@ pub async fn revoke_token(store: &dyn Store, id: TokenId) -> Result<(), AdminErr
 /// On a fresh install there is nobody to run `org create`, so the first
 /// `serve` makes an organization and a token itself.
 pub async fn bootstrap(store: &dyn Store) -> Result<Option<IssuedToken>, AdminError> {
-    if store.count_orgs().await? > 0 {
+    if store.orgs().count_orgs().await? > 0 {
         return Ok(None);
     }
-    let org = store.create_org("default").await?;
+    let org = store.orgs().create_org("default").await?;
     issue_token(store, org).await.map(Some)
 }
 
 async fn issue_token(store: &dyn Store, org: Organization) -> Result<IssuedToken, AdminError> {
     let id = TokenId::new();
     let token = ApiToken::generate();
-    store.insert_token(id, org.id, &token.hash()).await?;
+    store.orgs().insert_token(id, org.id, &token.hash()).await?;
     Ok(IssuedToken { id, org, token })
 }

@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use crate::domain::{OrgId, SessionId, SessionStatus, StatusReason};
+use crate::domain::{
+    EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus, StatusReason,
+};
 
 /// The event names a client can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -24,13 +25,16 @@ pub enum EventType {
     SessionQr,
     #[serde(rename = "session.pairing_code")]
     SessionPairingCode,
+    #[serde(rename = "message.status")]
+    MessageStatus,
 }
 
 impl EventType {
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::SessionPairingCode,
+        Self::MessageStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,6 +42,7 @@ impl EventType {
             Self::SessionStatus => "session.status",
             Self::SessionQr => "session.qr",
             Self::SessionPairingCode => "session.pairing_code",
+            Self::MessageStatus => "message.status",
         }
     }
 
@@ -46,7 +51,7 @@ impl EventType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "event", content = "data")]
 pub enum EventData {
     #[serde(rename = "session.status")]
@@ -65,6 +70,19 @@ pub enum EventData {
         code: String,
         expires_at: DateTime<Utc>,
     },
+    /// An outgoing message changed status (its first event is `pending`).
+    #[serde(rename = "message.status")]
+    MessageStatus {
+        #[schema(value_type = String, format = Uuid)]
+        message_id: MessageId,
+        /// The WhatsApp message id.
+        wa_id: String,
+        chat: String,
+        status: MessageStatus,
+        previous: Option<MessageStatus>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        failure: Option<Failure>,
+    },
 }
 
 impl EventData {
@@ -73,14 +91,17 @@ impl EventData {
             Self::Status { .. } => EventType::SessionStatus,
             Self::Qr { .. } => EventType::SessionQr,
             Self::PairingCode { .. } => EventType::SessionPairingCode,
+            Self::MessageStatus { .. } => EventType::MessageStatus,
         }
     }
 }
 
-/// What a realtime client receives, one JSON text frame per event.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// What a realtime client receives, one JSON text frame per event; also
+/// what the event log keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Envelope {
-    pub id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub id: EventId,
     #[serde(flatten)]
     pub data: EventData,
     #[schema(value_type = String, format = Uuid)]
@@ -91,9 +112,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// A new event. The store stamps the final id and time when it logs
+    /// it, inside the transaction of the change it reports.
     pub fn new(org_id: OrgId, session_id: SessionId, data: EventData) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id: EventId::new(),
             data,
             session_id,
             org_id,

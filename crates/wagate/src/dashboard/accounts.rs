@@ -78,6 +78,7 @@ pub async fn create_user(
 ) -> Result<IssuedUser, AccountError> {
     let email = Email::try_from(email)?;
     let org = store
+        .orgs()
         .find_org(org)
         .await?
         .ok_or_else(|| AccountError::UnknownOrg(org.to_string()))?;
@@ -107,7 +108,7 @@ mod tests {
     async fn bootstrap_creates_one_owner_once_and_cli_adds_more() -> Result<(), AccountError> {
         let store = SqliteStore::connect("sqlite::memory:").await?;
         assert!(bootstrap(&store).await?.is_none(), "no organization yet");
-        store.create_org("default").await?;
+        store.orgs().create_org("default").await?;
         let first = bootstrap(&store).await?;
         let Some(first) = first else {
             panic!("first user");
@@ -120,7 +121,7 @@ mod tests {
         assert!(stored.is_some_and(|u| password::verify(password.expose(), &u.password_hash)));
         assert!(bootstrap(&store).await?.is_none(), "only on first start");
 
-        store.create_org("acme").await?;
+        store.orgs().create_org("acme").await?;
         let added = create_user(&store, "acme", "Admin@Localhost", Role::Member).await?;
         assert!(
             added.password.is_none(),

@@ -74,3 +74,12 @@ uuid_id!(
     /// An API token's public identifier (never the token itself).
     TokenId
 );
+uuid_id!(
+    /// One published event; ids sort in the order events were logged, so a
+    /// client resumes with "everything after the last id I saw".
+    EventId
+);
+uuid_id!(
+    /// A message the gateway sent or received (not its WhatsApp id).
+    MessageId
+);

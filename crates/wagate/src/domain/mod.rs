@@ -4,13 +4,15 @@
 mod account;
 mod ids;
 mod label;
+mod message_status;
 mod phone;
 mod session_status;
 mod token;
 
 pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
-pub use ids::{OrgId, ParseIdError, SessionId, TokenId};
+pub use ids::{EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId};
 pub use label::{InvalidLabel, Label};
+pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
 pub use phone::{InvalidPhone, Phone};
 pub use session_status::{IllegalTransition, SessionStatus, StatusReason, UnknownStatus};
 pub use token::{ApiToken, TokenHash};

@@ -28,7 +28,7 @@ impl Authenticated {
 
 /// Checks a presented token against the stored hashes.
 pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Authenticated, ApiError> {
-    match store.find_token(&TokenHash::of(presented)).await? {
+    match store.orgs().find_token(&TokenHash::of(presented)).await? {
         Some(token) if !token.revoked => Ok(Authenticated {
             org_id: token.org_id,
             token_id: token.id,

@@ -265,6 +265,7 @@ impl From<ManagerError> for ApiError {
             }
             ManagerError::Command(CommandError::PairingCode(reason)) => Self::Upstream(reason),
             ManagerError::Command(CommandError::ShuttingDown) => Self::Unavailable,
+            ManagerError::Command(error @ CommandError::NotSaved) => Self::internal(error),
             ManagerError::Store(error) => Self::internal(error),
         }
     }

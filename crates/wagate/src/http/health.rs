@@ -19,7 +19,7 @@ pub async fn healthz() -> Json<Health> {
 
 /// The gateway can serve requests: its database answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    match state.store.count_orgs().await {
+    match state.store.orgs().count_orgs().await {
         Ok(_) => Ok(Json(Health { status: "ready" })),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::engine::Engine;
 use super::supervisor::{
-    Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy,
+    Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
 use crate::domain::{Label, OrgId, Phone, SessionId, SessionStatus};
 use crate::events::EventHub;
@@ -38,6 +38,7 @@ pub enum ManagerError {
 struct Handle {
     commands: mpsc::Sender<Command>,
     live: watch::Receiver<Live>,
+    working: watch::Receiver<Working>,
 }
 
 #[derive(Clone)]
@@ -98,7 +99,7 @@ impl SessionManager {
     /// that were meant to be connected when the gateway last stopped.
     pub async fn resume_all(&self) -> Result<usize, StoreError> {
         let mut resumed = 0;
-        for record in self.inner.store.all_sessions().await? {
+        for record in self.inner.store.sessions().all_sessions().await? {
             self.spawn(&record);
             if record.status.is_active() {
                 self.send(record.id, Command::Start).await.ok();
@@ -117,6 +118,7 @@ impl SessionManager {
         let record = self
             .inner
             .store
+            .sessions()
             .insert_session(NewSession {
                 id: SessionId::new(),
                 org_id: org,
@@ -133,6 +135,7 @@ impl SessionManager {
     pub async fn get(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
         self.inner
             .store
+            .sessions()
             .get_session(org, id)
             .await?
             .ok_or(ManagerError::NotFound)
@@ -143,7 +146,12 @@ impl SessionManager {
         org: OrgId,
         query: &SessionQuery,
     ) -> Result<SessionPage, ManagerError> {
-        Ok(self.inner.store.list_sessions(org, query).await?)
+        Ok(self
+            .inner
+            .store
+            .sessions()
+            .list_sessions(org, query)
+            .await?)
     }
 
     pub async fn relabel(
@@ -154,6 +162,7 @@ impl SessionManager {
     ) -> Result<SessionRecord, ManagerError> {
         self.inner
             .store
+            .sessions()
             .set_label(org, id, label.as_ref())
             .await?
             .ok_or(ManagerError::NotFound)
@@ -181,7 +190,7 @@ impl SessionManager {
         self.get(org, id).await?;
         self.send(id, Command::Delete).await?;
         self.inner.handles().remove(&id);
-        if self.inner.store.delete_session(org, id).await? {
+        if self.inner.store.sessions().delete_session(org, id).await? {
             Ok(())
         } else {
             Err(ManagerError::NotFound)
@@ -212,6 +221,16 @@ impl SessionManager {
         Ok(self
             .send(id, |reply| Command::PairingCode { phone, reply })
             .await??)
+    }
+
+    /// Watches the session's live connection: `Some` while it is
+    /// `working`. Senders go through it directly, never through the
+    /// supervisor, whose loop waits on store writes and reconnects.
+    pub fn working(&self, id: SessionId) -> Option<watch::Receiver<Working>> {
+        self.inner
+            .handles()
+            .get(&id)
+            .map(|handle| handle.working.clone())
     }
 
     /// Stops every supervisor (they disconnect but keep their status, so
@@ -258,6 +277,7 @@ impl SessionManager {
     fn spawn(&self, record: &SessionRecord) {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (live_tx, live) = watch::channel(Live::default());
+        let (working_tx, working) = watch::channel(None);
         let supervisor = Supervisor::new(
             record,
             SupervisorDeps {
@@ -267,12 +287,18 @@ impl SessionManager {
                 policy: self.inner.policy,
             },
             live_tx,
+            working_tx,
             receiver,
             self.inner.cancel.child_token(),
         );
-        self.inner
-            .handles()
-            .insert(record.id, Handle { commands, live });
+        self.inner.handles().insert(
+            record.id,
+            Handle {
+                commands,
+                live,
+                working,
+            },
+        );
         self.inner.tasks.spawn(supervisor.run());
     }
 }

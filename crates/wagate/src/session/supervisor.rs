@@ -18,7 +18,7 @@ use super::backoff::{Retry, RetryPolicy};
 use super::engine::{Engine, EngineEvent, Link};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
-use crate::store::{SessionRecord, Store};
+use crate::store::{SessionRecord, Store, StoreError};
 
 /// How long WhatsApp honours a pairing code (the protocol says ~180 s).
 const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
@@ -55,6 +55,10 @@ impl Expiring {
     }
 }
 
+/// The live connection of a `working` session, for whoever sends through
+/// it; `None` whenever the session is not `working`.
+pub type Working = Option<Arc<dyn Link>>;
+
 /// What a session shows while linking; not persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Live {
@@ -71,6 +75,8 @@ pub enum CommandError {
     PairingCode(String),
     #[error("the session is shutting down")]
     ShuttingDown,
+    #[error("the change could not be saved")]
+    NotSaved,
 }
 
 pub type Reply<T> = oneshot::Sender<T>;
@@ -100,32 +106,84 @@ enum Flow {
     Exit(Exit),
 }
 
+/// A step of the active loop; a store error ends the connection.
+type StepResult = Result<Flow, StoreError>;
+
+/// Where an active session's connection is. One phase at a time, so a
+/// connection and a pending retry can never both exist.
+enum Phase {
+    /// A connection is open or being opened.
+    Connected {
+        connection: BoxFuture<'static, ()>,
+        /// Whether the device was linked when this connection began. One
+        /// that starts unlinked and ends linked ended in the stream restart
+        /// that follows pairing, which is no failure. Asked of the device
+        /// rather than left to the `Paired` event: the client reports
+        /// pairing from another task, and the restart can end the
+        /// connection before that event arrives.
+        began_linked: bool,
+        /// This connection is ending by design (its QR codes ran out):
+        /// reconnect at once, no failure.
+        end_expected: bool,
+    },
+    /// Waiting out a backoff before the next attempt.
+    Backoff { until: Instant },
+    /// The phone linked and the connection ended in the restart that
+    /// follows. The client marks its next connection end as expected just
+    /// before it reports `PairSuccess`, from another task; a connection
+    /// opened before that mark would be cut by it, so the next one waits
+    /// for the report (or `until`).
+    AwaitingPairReport { until: Instant },
+}
+
+impl Phase {
+    /// When the next connection attempt is due, unless one is open.
+    fn next_attempt(&self) -> Option<Instant> {
+        match self {
+            Self::Connected { .. } => None,
+            Self::Backoff { until } | Self::AwaitingPairReport { until } => Some(*until),
+        }
+    }
+}
+
 /// The state of a session that is meant to be connected.
 struct Active {
     link: Arc<dyn Link>,
     events: mpsc::UnboundedReceiver<EngineEvent>,
-    connection: Option<BoxFuture<'static, ()>>,
-    retry_at: Option<Instant>,
+    phase: Phase,
     retry: Retry,
     link_deadline: Option<Instant>,
-    /// The current connection is ending by design (its QR codes ran out):
-    /// reconnect at once, no failure.
-    expected_end: bool,
-    /// Whether the device was linked when the current connection began. A
-    /// connection that starts unlinked and ends linked ended in the stream
-    /// restart that follows pairing, which is no failure either. Asked of
-    /// the device rather than left to the `Paired` event: the client reports
-    /// pairing from another task, and the restart can end the connection
-    /// before that event arrives.
-    linked_at_connect: bool,
     /// The client has reported `PairSuccess` on this link.
     paired_reported: bool,
 }
 
 impl Active {
+    fn new(
+        link: Arc<dyn Link>,
+        events: mpsc::UnboundedReceiver<EngineEvent>,
+        retry: Retry,
+    ) -> Self {
+        let phase = Self::connection(&link);
+        Self {
+            link,
+            events,
+            phase,
+            retry,
+            link_deadline: None,
+            paired_reported: false,
+        }
+    }
+
+    fn connection(link: &Arc<dyn Link>) -> Phase {
+        Phase::Connected {
+            began_linked: link.identity().phone.is_some(),
+            connection: link.connect(),
+            end_expected: false,
+        }
+    }
+
     fn connect(&mut self) {
-        self.linked_at_connect = self.link.identity().phone.is_some();
-        self.connection = Some(self.link.connect());
+        self.phase = Self::connection(&self.link);
     }
 }
 
@@ -138,6 +196,7 @@ pub struct Supervisor {
     engine: Arc<dyn Engine>,
     hub: EventHub,
     live: watch::Sender<Live>,
+    working: watch::Sender<Working>,
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
     policy: SupervisorPolicy,
@@ -155,6 +214,7 @@ impl Supervisor {
         record: &SessionRecord,
         deps: SupervisorDeps,
         live: watch::Sender<Live>,
+        working: watch::Sender<Working>,
         commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) -> Self {
@@ -167,6 +227,7 @@ impl Supervisor {
             engine: deps.engine,
             hub: deps.hub,
             live,
+            working,
             commands,
             cancel,
             policy: deps.policy,
@@ -184,7 +245,10 @@ impl Supervisor {
             let Some(command) = command else { return };
             let exit = match command {
                 Command::Start(reply) | Command::Restart(reply) => {
-                    self.set_status(SessionStatus::Starting, None).await;
+                    if let Err(error) = self.set_status(SessionStatus::Starting, None).await {
+                        tracing::error!(%error, "could not start the session");
+                        continue;
+                    }
                     let _ = reply.send(());
                     self.run_active().await
                 }
@@ -219,28 +283,18 @@ impl Supervisor {
     async fn open(&mut self) -> Option<Active> {
         let (tx, events) = mpsc::unbounded_channel();
         match self.engine.open(self.id, tx).await {
-            Ok(link) => {
-                let mut active = Active {
-                    connection: None,
-                    link,
-                    events,
-                    retry_at: None,
-                    retry: Retry::new(self.policy.retry),
-                    link_deadline: None,
-                    expected_end: false,
-                    linked_at_connect: false,
-                    paired_reported: false,
-                };
-                active.connect();
-                Some(active)
-            }
+            Ok(link) => Some(Active::new(link, events, Retry::new(self.policy.retry))),
             Err(error) => {
                 tracing::error!(%error, "could not open the session's device store");
-                self.set_status(
-                    SessionStatus::Failed,
-                    Some(StatusReason::DeviceStoreUnavailable),
-                )
-                .await;
+                if let Err(error) = self
+                    .set_status(
+                        SessionStatus::Failed,
+                        Some(StatusReason::DeviceStoreUnavailable),
+                    )
+                    .await
+                {
+                    tracing::error!(%error, "could not record the failure");
+                }
                 None
             }
         }
@@ -253,82 +307,93 @@ impl Supervisor {
             return Exit::Idle;
         };
         loop {
+            let next_attempt = active.phase.next_attempt();
             let flow = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
                     // The status is left as it is so the session resumes
                     // when the gateway comes back.
                     active.link.disconnect().await;
-                    Flow::Exit(Exit::Terminate)
+                    Ok(Flow::Exit(Exit::Terminate))
                 }
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command, &mut active).await,
                     None => {
                         active.link.disconnect().await;
-                        Flow::Exit(Exit::Terminate)
+                        Ok(Flow::Exit(Exit::Terminate))
                     }
                 },
                 Some(event) = active.events.recv() => self.on_event(event, &mut active).await,
                 () = wait_until(active.link_deadline) => {
                     tracing::info!("nobody linked a phone in time");
                     active.link.disconnect().await;
-                    self.set_status(SessionStatus::Failed, Some(StatusReason::LinkTimeout)).await;
-                    Flow::Exit(Exit::Idle)
+                    self.set_status(SessionStatus::Failed, Some(StatusReason::LinkTimeout))
+                        .await
+                        .map(|()| Flow::Exit(Exit::Idle))
                 }
-                () = wait_for(&mut active.connection) => self.on_connection_end(&mut active).await,
-                () = wait_until(active.retry_at) => {
-                    active.retry_at = None;
+                () = wait_for(&mut active.phase) => self.on_connection_end(&mut active).await,
+                () = wait_until(next_attempt) => {
                     active.connect();
-                    Flow::Continue
+                    Ok(Flow::Continue)
                 }
             };
-            if let Flow::Exit(exit) = flow {
-                self.live.send_replace(Live::default());
-                return exit;
-            }
+            let exit = match flow {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Exit(exit)) => exit,
+                // The store could not record what happened: carrying on
+                // would show users a state that was never saved.
+                Err(error) => {
+                    tracing::error!(%error, "could not record a change of the session; disconnecting");
+                    active.link.disconnect().await;
+                    Exit::Idle
+                }
+            };
+            self.live.send_replace(Live::default());
+            self.working.send_replace(None);
+            return exit;
         }
     }
 
-    async fn on_command(&mut self, command: Command, active: &mut Active) -> Flow {
+    async fn on_command(&mut self, command: Command, active: &mut Active) -> StepResult {
         match command {
             Command::Start(reply) => {
                 // Already running; a session waiting out a backoff tries now.
-                if active.retry_at.is_some() {
+                if let Phase::Backoff { until } = &mut active.phase {
                     active.retry.reset();
-                    active.retry_at = Some(Instant::now());
+                    *until = Instant::now();
                 }
                 let _ = reply.send(());
-                Flow::Continue
+                Ok(Flow::Continue)
             }
             Command::Restart(reply) => {
                 active.link.disconnect().await;
                 self.live.send_replace(Live::default());
-                self.set_status(SessionStatus::Starting, None).await;
+                self.set_status(SessionStatus::Starting, None).await?;
                 let _ = reply.send(());
                 match self.open().await {
                     Some(fresh) => {
                         *active = fresh;
-                        Flow::Continue
+                        Ok(Flow::Continue)
                     }
-                    None => Flow::Exit(Exit::Idle),
+                    None => Ok(Flow::Exit(Exit::Idle)),
                 }
             }
             Command::Stop(reply) => {
                 active.link.disconnect().await;
                 self.set_status(SessionStatus::Stopped, Some(StatusReason::StopRequested))
-                    .await;
+                    .await?;
                 let _ = reply.send(());
-                Flow::Exit(Exit::Idle)
+                Ok(Flow::Exit(Exit::Idle))
             }
             Command::Logout(reply) => {
                 if !self.linked {
                     let _ = reply.send(Err(CommandError::NotLinked));
-                    return Flow::Continue;
+                    return Ok(Flow::Continue);
                 }
                 active.link.logout().await;
-                self.forget_device(StatusReason::LogoutRequested).await;
+                self.forget_device(StatusReason::LogoutRequested).await?;
                 let _ = reply.send(Ok(()));
-                Flow::Exit(Exit::Idle)
+                Ok(Flow::Exit(Exit::Idle))
             }
             Command::Delete(reply) => {
                 if self.linked {
@@ -338,12 +403,12 @@ impl Supervisor {
                 }
                 self.wipe().await;
                 let _ = reply.send(());
-                Flow::Exit(Exit::Terminate)
+                Ok(Flow::Exit(Exit::Terminate))
             }
             Command::PairingCode { phone, reply } => {
                 if self.status != SessionStatus::ScanQrCode {
                     let _ = reply.send(Err(CommandError::NotLinking(self.status)));
-                    return Flow::Continue;
+                    return Ok(Flow::Continue);
                 }
                 // Off the loop: the round trip must not hold up events.
                 let link = Arc::clone(&active.link);
@@ -363,12 +428,12 @@ impl Supervisor {
                     };
                     let _ = reply.send(result);
                 });
-                Flow::Continue
+                Ok(Flow::Continue)
             }
         }
     }
 
-    async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> Flow {
+    async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> StepResult {
         match event {
             EngineEvent::QrCode { code, valid_for } => {
                 // Reaching the server is progress, whatever the linking does.
@@ -376,7 +441,7 @@ impl Supervisor {
                 active
                     .link_deadline
                     .get_or_insert_with(|| Instant::now() + self.policy.link_timeout);
-                self.set_status(SessionStatus::ScanQrCode, None).await;
+                self.set_status(SessionStatus::ScanQrCode, None).await?;
                 let qr = Expiring::valid_for(code, valid_for);
                 self.live.send_replace(Live {
                     qr: Some(qr.clone()),
@@ -384,33 +449,38 @@ impl Supervisor {
                 self.publish(EventData::Qr {
                     code: qr.code,
                     expires_at: qr.expires_at,
-                });
+                })
+                .await?;
             }
             EngineEvent::QrCodesExhausted => {
                 tracing::debug!("QR codes exhausted, starting a new linking round");
                 self.live.send_replace(Live::default());
-                active.expected_end = true;
+                if let Phase::Connected { end_expected, .. } = &mut active.phase {
+                    *end_expected = true;
+                }
             }
             EngineEvent::PairingCode { code, valid_for } => {
                 let code = Expiring::valid_for(format_pairing_code(&code), valid_for);
                 self.publish(EventData::PairingCode {
                     code: code.code,
                     expires_at: code.expires_at,
-                });
+                })
+                .await?;
             }
             EngineEvent::Paired { phone } => {
                 tracing::info!("a phone linked this session");
                 self.linked = true;
                 active.link_deadline = None;
                 active.paired_reported = true;
-                if active.connection.is_none() && active.retry_at.is_some() {
+                if let Phase::AwaitingPairReport { until } = &mut active.phase {
                     // The restart after pairing was waiting for this.
-                    active.retry_at = Some(Instant::now());
+                    *until = Instant::now();
                 }
                 self.live.send_replace(Live::default());
-                if let Err(error) = self.store.set_identity(self.id, Some(&phone), None).await {
-                    tracing::error!(%error, "could not record the linked phone");
-                }
+                self.store
+                    .sessions()
+                    .set_identity(self.id, Some(&phone), None)
+                    .await?;
             }
             EngineEvent::Connected => {
                 active.retry.reset();
@@ -419,88 +489,94 @@ impl Supervisor {
                 let identity = active.link.identity();
                 if identity.phone.is_some() {
                     self.linked = true;
-                    if let Err(error) = self
-                        .store
+                    self.store
+                        .sessions()
                         .set_identity(
                             self.id,
                             identity.phone.as_deref(),
                             identity.push_name.as_deref(),
                         )
-                        .await
-                    {
-                        tracing::error!(%error, "could not record the linked identity");
-                    }
+                        .await?;
                 }
-                self.set_status(SessionStatus::Working, None).await;
+                self.set_status(SessionStatus::Working, None).await?;
+                self.working.send_replace(Some(Arc::clone(&active.link)));
             }
             EngineEvent::LoggedOut => {
                 tracing::info!("the device was unlinked");
                 active.link.disconnect().await;
-                self.forget_device(StatusReason::LoggedOutFromPhone).await;
-                return Flow::Exit(Exit::Idle);
+                self.forget_device(StatusReason::LoggedOutFromPhone).await?;
+                return Ok(Flow::Exit(Exit::Idle));
             }
             EngineEvent::TemporarilyBanned { expires_in } => {
                 tracing::warn!(?expires_in, "WhatsApp temporarily banned this number");
                 active.link.disconnect().await;
                 self.set_status(SessionStatus::Failed, Some(StatusReason::TemporarilyBanned))
-                    .await;
-                return Flow::Exit(Exit::Idle);
+                    .await?;
+                return Ok(Flow::Exit(Exit::Idle));
             }
             EngineEvent::ClientOutdated => {
                 tracing::error!("WhatsApp rejected this client version");
                 active.link.disconnect().await;
                 self.set_status(SessionStatus::Failed, Some(StatusReason::ClientOutdated))
-                    .await;
-                return Flow::Exit(Exit::Idle);
+                    .await?;
+                return Ok(Flow::Exit(Exit::Idle));
             }
         }
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
-    async fn on_connection_end(&mut self, active: &mut Active) -> Flow {
-        active.connection = None;
+    async fn on_connection_end(&mut self, active: &mut Active) -> StepResult {
         // Events dispatched just before the end decide what it means (a
-        // logout, a ban, a finished pairing), so they go first.
+        // logout, a ban, a finished pairing, codes used up), so they go
+        // first, while the phase still describes the ended connection.
         while let Ok(event) = active.events.try_recv() {
-            if let Flow::Exit(exit) = self.on_event(event, active).await {
-                return Flow::Exit(exit);
+            if let Flow::Exit(exit) = self.on_event(event, active).await? {
+                return Ok(Flow::Exit(exit));
             }
         }
-        if !active.linked_at_connect && active.link.identity().phone.is_some() {
+        let now = Instant::now();
+        let ended = std::mem::replace(&mut active.phase, Phase::Backoff { until: now });
+        let Phase::Connected {
+            began_linked,
+            end_expected,
+            ..
+        } = ended
+        else {
+            return Ok(Flow::Continue);
+        };
+        if !began_linked && active.link.identity().phone.is_some() {
             self.linked = true;
             active.link_deadline = None;
             if active.paired_reported {
                 active.connect();
             } else {
-                // The client marks its next connection end as expected just
-                // before it reports PairSuccess, from another task; a
-                // connection opened before that mark would be cut by it.
-                active.retry_at = Some(Instant::now() + PAIRED_REPORT_GRACE);
+                active.phase = Phase::AwaitingPairReport {
+                    until: now + PAIRED_REPORT_GRACE,
+                };
             }
-            return Flow::Continue;
+            return Ok(Flow::Continue);
         }
-        if std::mem::take(&mut active.expected_end) {
+        if end_expected {
             active.connect();
-            return Flow::Continue;
+            return Ok(Flow::Continue);
         }
         self.live.send_replace(Live::default());
         if self.status != SessionStatus::Starting {
             self.set_status(SessionStatus::Starting, Some(StatusReason::ConnectionLost))
-                .await;
+                .await?;
         }
-        let now = Instant::now();
         match active.retry.next_delay(now) {
             Some(delay) => {
                 tracing::info!(?delay, "connection ended, reconnecting");
-                active.retry_at = Some(now + delay);
-                Flow::Continue
+                active.phase = Phase::Backoff { until: now + delay };
+                Ok(Flow::Continue)
             }
             None => {
                 tracing::warn!("retry budget spent, giving up");
                 active.link.disconnect().await;
                 self.set_status(SessionStatus::Failed, Some(StatusReason::ConnectionFailed))
-                    .await;
-                Flow::Exit(Exit::Idle)
+                    .await?;
+                Ok(Flow::Exit(Exit::Idle))
             }
         }
     }
@@ -538,18 +614,21 @@ impl Supervisor {
             }
             Err(error) => tracing::error!(%error, "could not open the device store to unlink"),
         }
-        self.forget_device(reason).await;
-        Ok(())
+        self.forget_device(reason).await.map_err(|error| {
+            tracing::error!(%error, "could not record the unlink");
+            CommandError::NotSaved
+        })
     }
 
-    async fn forget_device(&mut self, reason: StatusReason) {
+    async fn forget_device(&mut self, reason: StatusReason) -> Result<(), StoreError> {
         self.wipe().await;
         self.linked = false;
-        if let Err(error) = self.store.set_identity(self.id, None, None).await {
-            tracing::error!(%error, "could not clear the linked identity");
-        }
+        self.store
+            .sessions()
+            .set_identity(self.id, None, None)
+            .await?;
         self.set_status(SessionStatus::LoggedOut, Some(reason))
-            .await;
+            .await
     }
 
     async fn wipe(&self) {
@@ -558,30 +637,51 @@ impl Supervisor {
         }
     }
 
-    async fn set_status(&mut self, next: SessionStatus, reason: Option<StatusReason>) {
+    /// Persists the change with its `session.status` event in one
+    /// transaction, then publishes the event. A failed write changes
+    /// nothing, here or for subscribers.
+    async fn set_status(
+        &mut self,
+        next: SessionStatus,
+        reason: Option<StatusReason>,
+    ) -> Result<(), StoreError> {
         let previous = self.status;
         if previous == next {
-            return;
+            return Ok(());
         }
         if let Err(illegal) = previous.transition(next) {
             // A bug in the supervisor, not something a peer can cause.
             tracing::error!(%illegal, "refusing status change");
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.store.set_status(self.id, next, reason).await {
-            tracing::error!(%error, status = %next, "could not persist the status");
-        }
-        self.status = next;
-        tracing::info!(%previous, status = %next, reason = reason.map(StatusReason::as_str), "status changed");
-        self.publish(EventData::Status {
+        let mut event = self.event(EventData::Status {
             status: next,
             previous,
             reason,
         });
+        self.store
+            .sessions()
+            .set_status(self.id, next, reason, &mut event)
+            .await?;
+        self.status = next;
+        if next != SessionStatus::Working {
+            self.working.send_replace(None);
+        }
+        tracing::info!(%previous, status = %next, reason = reason.map(StatusReason::as_str), "status changed");
+        self.hub.publish(event);
+        Ok(())
     }
 
-    fn publish(&self, data: EventData) {
-        self.hub.publish(Envelope::new(self.org_id, self.id, data));
+    /// Logs an event that reports no stored change, then publishes it.
+    async fn publish(&self, data: EventData) -> Result<(), StoreError> {
+        let mut event = self.event(data);
+        self.store.events().append_event(&mut event).await?;
+        self.hub.publish(event);
+        Ok(())
+    }
+
+    fn event(&self, data: EventData) -> Envelope {
+        Envelope::new(self.org_id, self.id, data)
     }
 }
 
@@ -601,10 +701,11 @@ async fn wait_until(at: Option<Instant>) {
     }
 }
 
-async fn wait_for(connection: &mut Option<BoxFuture<'static, ()>>) {
-    match connection {
-        Some(connection) => connection.await,
-        None => std::future::pending().await,
+/// Resolves when the open connection ends; never while there is none.
+async fn wait_for(phase: &mut Phase) {
+    match phase {
+        Phase::Connected { connection, .. } => connection.await,
+        Phase::Backoff { .. } | Phase::AwaitingPairReport { .. } => std::future::pending().await,
     }
 }
 

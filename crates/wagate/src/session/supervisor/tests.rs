@@ -109,6 +109,7 @@ struct Harness {
     engine: Arc<FakeEngine>,
     commands: mpsc::Sender<Command>,
     live: watch::Receiver<Live>,
+    working: watch::Receiver<Working>,
     events: Subscription,
     attempts: UnboundedReceiver<Attempt>,
     session: SessionRecord,
@@ -132,8 +133,9 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
         Err(e) => panic!("store: {e:?}"),
     };
     let session = async {
-        let org = store.create_org("acme").await?;
+        let org = store.orgs().create_org("acme").await?;
         store
+            .sessions()
             .insert_session(NewSession {
                 id: SessionId::new(),
                 org_id: org.id,
@@ -158,6 +160,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
         .unwrap_or_else(|e| panic!("subscribe: {e}"));
     let (commands, receiver) = mpsc::channel(8);
     let (live_tx, live) = watch::channel(Live::default());
+    let (working_tx, working) = watch::channel(None);
     let cancel = CancellationToken::new();
     let supervisor = Supervisor::new(
         &session,
@@ -168,6 +171,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
             policy,
         },
         live_tx,
+        working_tx,
         receiver,
         cancel.clone(),
     );
@@ -177,6 +181,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
         engine,
         commands,
         live,
+        working,
         events,
         attempts,
         session,
@@ -241,6 +246,7 @@ impl Harness {
     async fn stored(&self) -> SessionRecord {
         match self
             .store
+            .sessions()
             .get_session(self.session.org_id, self.session.id)
             .await
         {
@@ -365,6 +371,59 @@ async fn a_dropped_connection_reconnects_at_once() {
     let _again = h.attempt().await;
     h.emit(EngineEvent::Connected);
     assert_eq!(h.status().await, (SessionStatus::Working, None));
+}
+
+#[tokio::test]
+async fn the_live_connection_is_offered_only_while_working() {
+    let mut h = harness(fast_policy()).await;
+    assert!(h.working.borrow().is_none(), "nothing to send through yet");
+    let connection = h.link().await;
+    assert!(
+        h.working.borrow().is_some(),
+        "working: senders get the link"
+    );
+    drop(connection);
+    assert_eq!(h.status().await.0, SessionStatus::Starting);
+    assert!(
+        h.working.borrow().is_none(),
+        "reconnecting: senders must wait"
+    );
+    let _again = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    assert_eq!(h.status().await.0, SessionStatus::Working);
+    assert!(h.working.borrow().is_some());
+}
+
+#[tokio::test]
+async fn every_published_event_is_in_the_event_log_in_order() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    let logged = match h
+        .store
+        .events()
+        .events_after(h.session.org_id, None, 100)
+        .await
+    {
+        Ok(logged) => logged,
+        Err(e) => panic!("event log: {e:?}"),
+    };
+    // `link` saw each of these published; each was logged first.
+    let shown: Vec<String> = logged
+        .iter()
+        .map(|e| match &e.data {
+            EventData::Status { status, .. } => status.to_string(),
+            other => other.event_type().as_str().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        ["starting", "scan_qr_code", "session.qr", "working"],
+        "the log holds what was published, in order"
+    );
+    let ids: Vec<_> = logged.iter().map(|e| e.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids sort in publication order");
 }
 
 /// The real client reports pairing from its own task, so the stream

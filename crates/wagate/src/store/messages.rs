@@ -1,0 +1,175 @@
+//! Messages: the outbox of what users asked to send, their statuses and
+//! history, and the idempotency keys of send requests.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::{Direction, Failure, MessageId, MessageStatus, OrgId, SessionId};
+use crate::events::Envelope;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub session_id: SessionId,
+    pub direction: Direction,
+    /// The WhatsApp message id.
+    pub wa_id: String,
+    /// The chat's JID.
+    pub chat: String,
+    pub kind: String,
+    /// What was asked for, as JSON (never media bytes).
+    pub content: serde_json::Value,
+    pub status: MessageStatus,
+    pub failure: Option<Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One step of a message's status history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusStep {
+    pub status: MessageStatus,
+    pub failure: Option<Failure>,
+    pub at: DateTime<Utc>,
+}
+
+/// A message to accept into the outbox.
+#[derive(Debug, Clone)]
+pub struct NewOutgoing {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub session_id: SessionId,
+    pub wa_id: String,
+    pub chat: String,
+    pub kind: String,
+    pub content: serde_json::Value,
+    /// Media bytes that came with the request.
+    pub media: Option<Vec<u8>>,
+}
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What accepting a message did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// Stored, with its `pending` event (to publish).
+    Created {
+        message: MessageRecord,
+        event: Box<Envelope>,
+    },
+    /// The idempotency key was used before, for this same request: the
+    /// first message, and nothing new.
+    Replayed(MessageRecord),
+    /// The idempotency key was used before for a different request.
+    KeyReused,
+}
+
+/// An outbox entry due for an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub message: MessageRecord,
+    pub media: Option<Vec<u8>>,
+    /// The prepared WhatsApp message, once built.
+    pub wire: Option<Vec<u8>>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MessageQuery {
+    pub chat: Option<String>,
+    pub status: Option<MessageStatus>,
+    pub limit: u32,
+    /// Only messages older than this one (the previous page's last).
+    pub before: Option<MessageId>,
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Stores an outgoing message with its history's first step and its
+    /// `pending` event, and claims the idempotency key, in one transaction.
+    async fn accept(
+        &self,
+        new: NewOutgoing,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Accepted, StoreError>;
+
+    async fn get_message(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<(MessageRecord, Vec<StatusStep>)>, StoreError>;
+
+    /// Newest first.
+    async fn list_messages(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// Pending outgoing messages due by `now`, oldest first.
+    async fn due(
+        &self,
+        session: SessionId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// The earliest time a pending message of the session is due, if any.
+    async fn next_due(&self, session: SessionId) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Keeps the built WhatsApp message, so every attempt sends the same
+    /// bytes, and drops the request's media bytes.
+    async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError>;
+
+    /// Records an attempt and when the next one is due.
+    async fn record_attempt(
+        &self,
+        id: MessageId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Moves one message to `status`, with its history step and its event,
+    /// in one transaction. Returns the event to publish, or `None` when the
+    /// move is not forward (a late or repeated receipt).
+    async fn advance(
+        &self,
+        session: SessionId,
+        id: MessageId,
+        status: MessageStatus,
+        failure: Option<Failure>,
+    ) -> Result<Option<Envelope>, StoreError>;
+
+    /// Like [`advance`](Self::advance), for outgoing messages named by
+    /// their WhatsApp ids (acks and receipts name them so).
+    async fn advance_by_wa_ids(
+        &self,
+        session: SessionId,
+        wa_ids: &[String],
+        status: MessageStatus,
+        failure: Option<Failure>,
+    ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Whether the session ever sent a message to `chat` (pacing gives new
+    /// chats a lower budget).
+    async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError>;
+
+    /// Fails pending messages accepted before `before` as expired.
+    async fn expire(
+        &self,
+        session: SessionId,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Forgets idempotency keys claimed before `before`.
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,131 @@
+//! Sessions: one linked (or to-be-linked) WhatsApp number each.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::events::Envelope;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub org_id: OrgId,
+    pub label: Option<Label>,
+    pub status: SessionStatus,
+    pub status_reason: Option<StatusReason>,
+    pub phone: Option<String>,
+    pub push_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SessionRecord {
+    /// The gateway learns the phone number when a device links and forgets
+    /// it when the link is removed, so it doubles as "has device keys".
+    pub fn is_linked(&self) -> bool {
+        self.phone.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub org_id: OrgId,
+    pub label: Option<Label>,
+}
+
+/// A position in the `(created_at, id)` order of an organization's
+/// sessions; opaque to API clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub(in crate::store) created_at_ms: i64,
+    pub(in crate::store) id: SessionId,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cursor")]
+pub struct InvalidCursor;
+
+impl Cursor {
+    pub fn after(session: &SessionRecord) -> Self {
+        Self {
+            created_at_ms: session.created_at.timestamp_millis(),
+            id: session.id,
+        }
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at_ms, self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ms, id) = s.split_once('.').ok_or(InvalidCursor)?;
+        Ok(Self {
+            created_at_ms: ms.parse().map_err(|_| InvalidCursor)?,
+            id: id.parse().map_err(|_| InvalidCursor)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionQuery {
+    pub status: Option<SessionStatus>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionRecord>,
+    pub next: Option<Cursor>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError>;
+    async fn get_session(
+        &self,
+        org: OrgId,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn list_sessions(
+        &self,
+        org: OrgId,
+        query: &SessionQuery,
+    ) -> Result<SessionPage, StoreError>;
+    async fn set_label(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        label: Option<&Label>,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, org: OrgId, id: SessionId) -> Result<bool, StoreError>;
+
+    /// Every session of every organization, for resuming at start-up.
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Changes the status and logs the `session.status` event that reports
+    /// it, in one transaction: either both are stored or neither.
+    async fn set_status(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<StatusReason>,
+        event: &mut Envelope,
+    ) -> Result<(), StoreError>;
+    async fn set_identity(
+        &self,
+        id: SessionId,
+        phone: Option<&str>,
+        push_name: Option<&str>,
+    ) -> Result<(), StoreError>;
+}

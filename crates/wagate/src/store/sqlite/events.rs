@@ -1,0 +1,84 @@
+//! The event log on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{Sqlite, Transaction};
+
+use super::{SqliteStore, parse};
+use crate::domain::{EventId, OrgId};
+use crate::events::Envelope;
+use crate::store::{EventStore, StoreError, millis, now};
+
+/// Stamps `event` with its id and time and logs it, inside `tx`: the
+/// transaction of the change it reports. The single writer connection
+/// serialises transactions, so ids stamped here increase in commit order.
+pub(super) async fn append_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &mut Envelope,
+) -> Result<(), StoreError> {
+    event.id = EventId::new();
+    event.at = now();
+    let payload = serde_json::to_string(&*event)
+        .map_err(|e| StoreError::Corrupt(format!("event does not serialize: {e}")))?;
+    sqlx::query(
+        "INSERT INTO events (id, org_id, session_id, type, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event.id.to_string())
+    .bind(event.org_id.to_string())
+    .bind(event.session_id.to_string())
+    .bind(event.data.event_type().as_str())
+    .bind(payload)
+    .bind(millis(event.at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append_event(&self, event: &mut Envelope) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        append_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        org: OrgId,
+        after: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(org.to_string())
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(payload,)| {
+                serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("events.payload: {e}")))
+            })
+            .collect()
+    }
+
+    async fn oldest_event(&self, org: OrgId) -> Result<Option<EventId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar("SELECT MIN(id) FROM events WHERE org_id = $1")
+            .bind(org.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        id.map(|id| parse("events.id", &id)).transpose()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM events WHERE created_at < $1")
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,453 @@
+//! Messages, their history and idempotency keys on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::events::append_event;
+use super::{SqliteStore, parse};
+use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId};
+use crate::events::{Envelope, EventData};
+use crate::store::{
+    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewOutgoing, OutboxItem,
+    StatusStep, StoreError, from_millis, millis, now,
+};
+
+macro_rules! select_messages {
+    ($($rest:literal)*) => {
+        concat!(
+            "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
+             failure_reason, failure_code, created_at, updated_at FROM messages ",
+            $($rest),*
+        )
+    };
+}
+
+fn failure(row: &SqliteRow, reason: &str, code: &str) -> Result<Option<Failure>, StoreError> {
+    let reason: Option<String> = row.try_get(reason)?;
+    let code: Option<i64> = row.try_get(code)?;
+    reason
+        .map(|reason| {
+            Ok(Failure {
+                reason: parse::<FailureReason>("failure_reason", &reason)?,
+                code: code.and_then(|c| u16::try_from(c).ok()),
+            })
+        })
+        .transpose()
+}
+
+fn message(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+    let content: String = row.try_get("content")?;
+    Ok(MessageRecord {
+        id: parse("messages.id", row.try_get("id")?)?,
+        org_id: parse("messages.org_id", row.try_get("org_id")?)?,
+        session_id: parse("messages.session_id", row.try_get("session_id")?)?,
+        direction: parse("messages.direction", row.try_get("direction")?)?,
+        wa_id: row.try_get("wa_id")?,
+        chat: row.try_get("chat")?,
+        kind: row.try_get("kind")?,
+        content: serde_json::from_str(&content)
+            .map_err(|e| StoreError::Corrupt(format!("messages.content: {e}")))?,
+        status: parse("messages.status", row.try_get("status")?)?,
+        failure: failure(row, "failure_reason", "failure_code")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+async fn add_step(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: MessageId,
+    status: MessageStatus,
+    failure: Option<&Failure>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO message_status_history (message_id, status, failure_reason, failure_code, at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(status.as_str())
+    .bind(failure.map(|f| f.reason.as_str()))
+    .bind(failure.and_then(|f| f.code).map(i64::from))
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn status_event(
+    message: &MessageRecord,
+    status: MessageStatus,
+    previous: Option<MessageStatus>,
+    failure: Option<Failure>,
+) -> Envelope {
+    Envelope::new(
+        message.org_id,
+        message.session_id,
+        EventData::MessageStatus {
+            message_id: message.id,
+            wa_id: message.wa_id.clone(),
+            chat: message.chat.clone(),
+            status,
+            previous,
+            failure,
+        },
+    )
+}
+
+/// Moves the message in `tx` if the move is forward; returns its event.
+async fn advance_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    current: MessageRecord,
+    status: MessageStatus,
+    failure: Option<Failure>,
+) -> Result<Option<Envelope>, StoreError> {
+    if !current.status.can_become(status) {
+        return Ok(None);
+    }
+    let at = now();
+    sqlx::query(
+        "UPDATE messages SET status = $1, failure_reason = $2, failure_code = $3, \
+         media = CASE WHEN $1 = 'failed' THEN NULL ELSE media END, updated_at = $4 WHERE id = $5",
+    )
+    .bind(status.as_str())
+    .bind(failure.as_ref().map(|f| f.reason.as_str()))
+    .bind(failure.as_ref().and_then(|f| f.code).map(i64::from))
+    .bind(millis(at))
+    .bind(current.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    add_step(tx, current.id, status, failure.as_ref(), at).await?;
+    let mut event = status_event(&current, status, Some(current.status), failure);
+    append_event(tx, &mut event).await?;
+    Ok(Some(event))
+}
+
+async fn load_by_id(
+    tx: &mut Transaction<'_, Sqlite>,
+    session: SessionId,
+    id: MessageId,
+) -> Result<Option<MessageRecord>, StoreError> {
+    sqlx::query(select_messages!("WHERE id = $1 AND session_id = $2"))
+        .bind(id.to_string())
+        .bind(session.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(message)
+        .transpose()
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn accept(
+        &self,
+        new: NewOutgoing,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Accepted, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        if let Some(claim) = &claim {
+            // The key decides, inside this transaction, whether this
+            // request does the work or returns what the first one did.
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, message_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, idem_key) DO NOTHING",
+            )
+            .bind(new.org_id.to_string())
+            .bind(&claim.key)
+            .bind(&claim.request_hash)
+            .bind(new.id.to_string())
+            .bind(millis(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !claimed {
+                let row = sqlx::query(
+                    "SELECT request_hash, message_id FROM idempotency_keys \
+                     WHERE org_id = $1 AND idem_key = $2",
+                )
+                .bind(new.org_id.to_string())
+                .bind(&claim.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                let hash: String = row.try_get("request_hash")?;
+                if hash != claim.request_hash {
+                    return Ok(Accepted::KeyReused);
+                }
+                let first: MessageId =
+                    parse("idempotency_keys.message_id", row.try_get("message_id")?)?;
+                let found = sqlx::query(select_messages!("WHERE id = $1"))
+                    .bind(first.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                return match found {
+                    Some(row) => Ok(Accepted::Replayed(message(&row)?)),
+                    // The first message's session was deleted since.
+                    None => Ok(Accepted::KeyReused),
+                };
+            }
+        }
+        let record = MessageRecord {
+            id: new.id,
+            org_id: new.org_id,
+            session_id: new.session_id,
+            direction: crate::domain::Direction::Outgoing,
+            wa_id: new.wa_id,
+            chat: new.chat,
+            kind: new.kind,
+            content: new.content,
+            status: MessageStatus::Pending,
+            failure: None,
+            created_at: at,
+            updated_at: at,
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, content, \
+             media, status, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(record.id.to_string())
+        .bind(record.org_id.to_string())
+        .bind(record.session_id.to_string())
+        .bind(record.direction.as_str())
+        .bind(&record.wa_id)
+        .bind(&record.chat)
+        .bind(&record.kind)
+        .bind(record.content.to_string())
+        .bind(new.media)
+        .bind(record.status.as_str())
+        .bind(millis(at))
+        .bind(millis(at))
+        .bind(millis(at))
+        .execute(&mut *tx)
+        .await?;
+        add_step(&mut tx, record.id, MessageStatus::Pending, None, at).await?;
+        let mut event = status_event(&record, MessageStatus::Pending, None, None);
+        append_event(&mut tx, &mut event).await?;
+        tx.commit().await?;
+        Ok(Accepted::Created {
+            message: record,
+            event: Box::new(event),
+        })
+    }
+
+    async fn get_message(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<(MessageRecord, Vec<StatusStep>)>, StoreError> {
+        let Some(row) = sqlx::query(select_messages!(
+            "WHERE id = $1 AND session_id = $2 AND org_id = $3"
+        ))
+        .bind(id.to_string())
+        .bind(session.to_string())
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let record = message(&row)?;
+        let steps = sqlx::query(
+            "SELECT status, failure_reason, failure_code, at FROM message_status_history \
+             WHERE message_id = $1 ORDER BY at, rowid",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StatusStep {
+                status: parse("message_status_history.status", row.try_get("status")?)?,
+                failure: failure(row, "failure_reason", "failure_code")?,
+                at: from_millis(row.try_get("at")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((record, steps)))
+    }
+
+    async fn list_messages(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        // UUIDv7 ids sort in creation order, so the id alone is the cursor.
+        sqlx::query(select_messages!(
+            "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
+            "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+            "ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(org.to_string())
+        .bind(session.to_string())
+        .bind(query.chat.as_deref())
+        .bind(query.status.map(MessageStatus::as_str))
+        .bind(query.before.map(|id| id.to_string()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(message)
+        .collect()
+    }
+
+    async fn due(
+        &self,
+        session: SessionId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        sqlx::query(
+            "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
+             failure_reason, failure_code, created_at, updated_at, media, wire, attempts \
+             FROM messages WHERE session_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(session.to_string())
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let attempts: i64 = row.try_get("attempts")?;
+            Ok(OutboxItem {
+                message: message(row)?,
+                media: row.try_get("media")?,
+                wire: row.try_get("wire")?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+    }
+
+    async fn next_due(&self, session: SessionId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE session_id = $1 AND status = 'pending'",
+        )
+        .bind(session.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        at.map(from_millis).transpose()
+    }
+
+    async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET wire = $1, media = NULL WHERE id = $2")
+            .bind(wire)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_attempt(
+        &self,
+        id: MessageId,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE messages SET attempts = $1, next_attempt_at = $2 WHERE id = $3")
+            .bind(i64::from(attempts))
+            .bind(millis(next_attempt_at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn advance(
+        &self,
+        session: SessionId,
+        id: MessageId,
+        status: MessageStatus,
+        failure: Option<Failure>,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = load_by_id(&mut tx, session, id).await? else {
+            return Ok(None);
+        };
+        let event = advance_in(&mut tx, current, status, failure).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn advance_by_wa_ids(
+        &self,
+        session: SessionId,
+        wa_ids: &[String],
+        status: MessageStatus,
+        failure: Option<Failure>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut events = Vec::new();
+        for wa_id in wa_ids {
+            let found = sqlx::query(select_messages!(
+                "WHERE session_id = $1 AND direction = 'outgoing' AND wa_id = $2"
+            ))
+            .bind(session.to_string())
+            .bind(wa_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = found else { continue };
+            if let Some(event) =
+                advance_in(&mut tx, message(&row)?, status, failure.clone()).await?
+            {
+                events.push(event);
+            }
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM messages WHERE session_id = $1 AND chat = $2 \
+             AND direction = 'outgoing' AND status <> 'pending' AND status <> 'failed' LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(chat)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn expire(
+        &self,
+        session: SessionId,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(select_messages!(
+            "WHERE session_id = $1 AND status = 'pending' AND created_at < $2 ORDER BY id"
+        ))
+        .bind(session.to_string())
+        .bind(millis(before))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut events = Vec::new();
+        for row in &rows {
+            let expired = Some(Failure::new(FailureReason::Expired));
+            if let Some(event) =
+                advance_in(&mut tx, message(row)?, MessageStatus::Failed, expired).await?
+            {
+                events.push(event);
+            }
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,181 @@
+//! Sessions on SQLite.
+
+use async_trait::async_trait;
+
+use super::events::append_event;
+use super::{SqliteStore, session};
+use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::events::Envelope;
+use crate::store::{
+    Cursor, NewSession, SessionPage, SessionQuery, SessionRecord, SessionStore, StoreError, millis,
+    now,
+};
+
+/// Expands to a string literal so queries stay `&'static str`, which sqlx
+/// requires as proof that no input was spliced into the SQL.
+macro_rules! select_sessions {
+    ($($rest:literal)*) => {
+        concat!(
+            "SELECT id, org_id, label, status, status_reason, phone, push_name, created_at, updated_at \
+             FROM sessions ",
+            $($rest),*
+        )
+    };
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
+        let now = now();
+        let record = SessionRecord {
+            id: new.id,
+            org_id: new.org_id,
+            label: new.label,
+            status: SessionStatus::Stopped,
+            status_reason: None,
+            phone: None,
+            push_name: None,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, org_id, label, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(record.id.to_string())
+        .bind(record.org_id.to_string())
+        .bind(record.label.as_ref().map(Label::as_str))
+        .bind(record.status.as_str())
+        .bind(millis(now))
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(record)
+    }
+
+    async fn get_session(
+        &self,
+        org: OrgId,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sqlx::query(select_sessions!("WHERE id = $1 AND org_id = $2"))
+            .bind(id.to_string())
+            .bind(org.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(session)
+            .transpose()
+    }
+
+    async fn list_sessions(
+        &self,
+        org: OrgId,
+        query: &SessionQuery,
+    ) -> Result<SessionPage, StoreError> {
+        // Fetch one extra row to learn whether another page exists.
+        let fetch = i64::from(query.limit) + 1;
+        let (after_ms, after_id) = query.after.map_or((i64::MIN, String::new()), |c| {
+            (c.created_at_ms, c.id.to_string())
+        });
+        let rows = sqlx::query(select_sessions!(
+            "WHERE org_id = $1 AND ($2 IS NULL OR status = $2) "
+            "AND (created_at > $3 OR (created_at = $3 AND id > $4)) "
+            "ORDER BY created_at, id LIMIT $5"
+        ))
+        .bind(org.to_string())
+        .bind(query.status.map(SessionStatus::as_str))
+        .bind(after_ms)
+        .bind(after_id)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sessions = rows.iter().map(session).collect::<Result<Vec<_>, _>>()?;
+        let next = if sessions.len() > query.limit as usize {
+            sessions.truncate(query.limit as usize);
+            sessions.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(SessionPage { sessions, next })
+    }
+
+    async fn set_label(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        label: Option<&Label>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let result = sqlx::query(
+            "UPDATE sessions SET label = $1, updated_at = $2 WHERE id = $3 AND org_id = $4",
+        )
+        .bind(label.map(Label::as_str))
+        .bind(millis(now()))
+        .bind(id.to_string())
+        .bind(org.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_session(org, id).await
+    }
+
+    async fn delete_session(&self, org: OrgId, id: SessionId) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND org_id = $2")
+            .bind(id.to_string())
+            .bind(org.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        sqlx::query(select_sessions!("ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(session)
+            .collect()
+    }
+
+    async fn set_status(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<StatusReason>,
+        event: &mut Envelope,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(reason.map(StatusReason::as_str))
+        .bind(millis(now()))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        append_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_identity(
+        &self,
+        id: SessionId,
+        phone: Option<&str>,
+        push_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET phone = $1, push_name = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(phone)
+        .bind(push_name)
+        .bind(millis(now()))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
