@@ -54,6 +54,7 @@ impl AppState {
                 link_timeout: config.link_timeout(),
                 retry: RetryPolicy::with_budget(config.retry_budget()),
             },
+            config.outbox_policy(),
             shutdown.child_token(),
         );
         Self {

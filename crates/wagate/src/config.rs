@@ -1,6 +1,7 @@
 //! Configuration, layered: embedded defaults, then an optional TOML file,
 //! then `WAGATE_*` environment variables, then command-line flags.
 
+use crate::outbox::{OutboxPolicy, PacingPolicy};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +46,16 @@ pub struct Config {
     /// it, with a throwaway database (`serve --sandbox`; needs a build with
     /// the `sandbox` feature).
     pub sandbox: bool,
+    /// Messages a session sends per minute at most; 0 turns pacing off
+    /// (benchmarks only: an unpaced number gets banned).
+    pub send_per_minute: u32,
+    /// Messages per minute to chats the session never messaged before.
+    pub send_new_chats_per_minute: u32,
+    /// Random stretch of each gap between sends, as a fraction (0 to 0.9).
+    pub send_jitter: f64,
+    /// A message still unsent this long after it was accepted fails as
+    /// `expired`.
+    pub message_expiry_secs: u64,
 }
 
 impl Default for Config {
@@ -62,6 +73,10 @@ impl Default for Config {
             ws_max_clients_per_org: 32,
             shutdown_timeout_secs: 10,
             sandbox: false,
+            send_per_minute: 30,
+            send_new_chats_per_minute: 6,
+            send_jitter: 0.3,
+            message_expiry_secs: 24 * 3600,
         }
     }
 }
@@ -146,6 +161,7 @@ impl Config {
             ("link_timeout_secs", self.link_timeout_secs),
             ("retry_budget_secs", self.retry_budget_secs),
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
+            ("message_expiry_secs", self.message_expiry_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -192,6 +208,18 @@ impl Config {
 
     pub fn retry_budget(&self) -> Duration {
         Duration::from_secs(self.retry_budget_secs)
+    }
+
+    pub fn outbox_policy(&self) -> OutboxPolicy {
+        OutboxPolicy {
+            expiry: Duration::from_secs(self.message_expiry_secs),
+            pacing: (self.send_per_minute > 0).then(|| PacingPolicy {
+                per_minute: self.send_per_minute,
+                new_chats_per_minute: self.send_new_chats_per_minute.max(1),
+                jitter: self.send_jitter,
+            }),
+            ..OutboxPolicy::default()
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod outbox;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -122,8 +122,22 @@ impl MessageStatus {
         }
     }
 
-    pub fn is_final(self) -> bool {
-        matches!(self, Self::Played | Self::Failed)
+    /// The statuses a move from `self` to `next` passes through, `next`
+    /// last: a read receipt that arrives before the server's ack still
+    /// means the message was sent and delivered, and every step is
+    /// reported in order. Empty when the move is not forward.
+    pub fn steps_to(self, next: Self) -> Vec<Self> {
+        if !self.can_become(next) {
+            return Vec::new();
+        }
+        match (self.rank(), next.rank()) {
+            (Some(now), Some(then)) => Self::ALL
+                .iter()
+                .copied()
+                .filter(|s| s.rank().is_some_and(|r| r > now && r <= then))
+                .collect(),
+            _ => vec![next],
+        }
     }
 }
 
@@ -165,6 +179,15 @@ mod tests {
         assert!(Pending.can_become(Failed));
         assert!(!Sent.can_become(Failed));
         assert!(!Failed.can_become(Sent));
+    }
+
+    #[test]
+    fn a_jump_forward_passes_through_every_status_between() {
+        use MessageStatus::*;
+        assert_eq!(Pending.steps_to(Read), [Sent, Delivered, Read]);
+        assert_eq!(Sent.steps_to(Delivered), [Delivered]);
+        assert_eq!(Pending.steps_to(Failed), [Failed]);
+        assert!(Read.steps_to(Delivered).is_empty());
     }
 
     #[test]

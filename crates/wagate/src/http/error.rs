@@ -24,6 +24,8 @@ pub enum ApiError {
     InvalidToken,
     #[error("session not found")]
     SessionNotFound,
+    #[error("message not found")]
+    MessageNotFound,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -89,7 +91,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::SessionNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::SessionNotFound | Self::MessageNotFound | Self::RouteNotFound => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) | Self::InvalidQuery(_) | Self::MalformedJson(_) => {
                 StatusCode::BAD_REQUEST
@@ -111,6 +115,7 @@ impl ApiError {
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::SessionNotFound => "session_not_found",
+            Self::MessageNotFound => "message_not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InvalidPath(_) => "invalid_path",
@@ -266,6 +271,13 @@ impl From<ManagerError> for ApiError {
             ManagerError::Command(CommandError::PairingCode(reason)) => Self::Upstream(reason),
             ManagerError::Command(CommandError::ShuttingDown) => Self::Unavailable,
             ManagerError::Command(error @ CommandError::NotSaved) => Self::internal(error),
+            ManagerError::NotSending(status) => Self::wrong_status(status, "send messages"),
+            ManagerError::MessageNotFound => Self::MessageNotFound,
+            ManagerError::IdempotencyKeyReused => Self::Validation {
+                code: "idempotency_key_reused",
+                field: "Idempotency-Key",
+                message: "this Idempotency-Key was already used for a different request".into(),
+            },
             ManagerError::Store(error) => Self::internal(error),
         }
     }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod messages;
 pub mod openapi;
 pub mod qr;
 pub mod sessions;
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/logout", post(sessions::logout))
         .route("/sessions/{id}/qr", get(qr::qr))
         .route("/sessions/{id}/pairing-code", post(qr::pairing_code))
+        .route(
+            "/sessions/{id}/messages",
+            post(messages::send).get(messages::list),
+        )
+        .route("/sessions/{id}/messages/{message_id}", get(messages::get))
         .route("/ws", get(ws::subscribe));
 
     Router::new()

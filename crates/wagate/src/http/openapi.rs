@@ -3,8 +3,10 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, qr, sessions, ws};
-use crate::domain::{SessionStatus, StatusReason};
+use super::{error, messages, qr, sessions, ws};
+use crate::domain::{
+    Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
+};
 use crate::events::{Envelope, EventData, EventType};
 
 #[derive(OpenApi)]
@@ -23,6 +25,9 @@ use crate::events::{Envelope, EventData, EventType};
         sessions::logout,
         qr::qr,
         qr::pairing_code,
+        messages::send,
+        messages::list,
+        messages::get,
         ws::subscribe,
     ),
     components(schemas(
@@ -33,11 +38,16 @@ use crate::events::{Envelope, EventData, EventType};
         Envelope,
         EventData,
         EventType,
+        MessageStatus,
+        FailureReason,
+        Failure,
+        Direction,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
+        (name = "messages", description = "Sending messages through a linked session"),
         (name = "realtime", description = "Live session events over WebSocket"),
     )
 )]

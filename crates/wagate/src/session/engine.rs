@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::domain::{Phone, SessionId};
+use crate::domain::{MessageStatus, Phone, SessionId};
+use crate::outbox::Messenger;
 
 /// What the protocol reports, reduced to what the supervisor acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,19 @@ pub enum EngineEvent {
     ClientOutdated,
 }
 
+/// What WhatsApp reports about sent messages, by WhatsApp message id. It
+/// goes to the session's outbox, not through the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The server accepted the message, or refused it with `error`.
+    ServerAck { wa_id: String, error: Option<u16> },
+    /// The recipient's phone got, read or played these messages.
+    Receipt {
+        wa_ids: Vec<String>,
+        status: MessageStatus,
+    },
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub phone: Option<String>,
@@ -60,12 +74,14 @@ pub enum EngineError {
 /// Opens per-session connections and owns the sessions' device keys.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
-    /// Prepares a client for `session` whose events go to `events`. Opening
-    /// does not connect.
+    /// Prepares a client for `session` whose events go to `events` and
+    /// whose reports on sent messages go to `deliveries`. Opening does not
+    /// connect.
     async fn open(
         &self,
         session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
+        deliveries: mpsc::UnboundedSender<Delivery>,
     ) -> Result<Arc<dyn Link>, EngineError>;
 
     /// Deletes the session's device keys. The session must have no open link.
@@ -89,4 +105,8 @@ pub trait Link: Send + Sync + 'static {
 
     /// Closes the connection for good, flushing state.
     async fn disconnect(&self);
+
+    /// What sends messages through this link; `None` for links that
+    /// cannot (test doubles).
+    fn messenger(&self) -> Option<Arc<dyn Messenger>>;
 }

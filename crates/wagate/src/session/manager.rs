@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,9 +14,15 @@ use super::engine::Engine;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
-use crate::domain::{Label, OrgId, Phone, SessionId, SessionStatus};
+use crate::domain::{Label, MessageId, OrgId, Phone, SessionId, SessionStatus};
 use crate::events::EventHub;
-use crate::store::{NewSession, SessionPage, SessionQuery, SessionRecord, Store, StoreError};
+use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
+use wacore::request::RequestUtils;
+
+use crate::store::{
+    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession, SessionPage,
+    SessionQuery, SessionRecord, StatusStep, Store, StoreError,
+};
 
 /// Commands are handled one at a time; a short queue is plenty.
 const COMMAND_QUEUE: usize = 16;
@@ -31,14 +37,32 @@ pub enum ManagerError {
     NoQrCode(SessionStatus),
     #[error("the next QR code is not ready yet")]
     QrNotReady,
+    #[error("the session is {0}, so it sends nothing")]
+    NotSending(SessionStatus),
+    #[error("message not found")]
+    MessageNotFound,
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A validated message to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The chat's JID.
+    pub chat: String,
+    pub kind: String,
+    pub content: serde_json::Value,
+    pub media: Option<Vec<u8>>,
 }
 
 struct Handle {
     commands: mpsc::Sender<Command>,
     live: watch::Receiver<Live>,
     working: watch::Receiver<Working>,
+    /// Wakes the session's outbox worker when a message is accepted.
+    outbox: Arc<Notify>,
 }
 
 #[derive(Clone)]
@@ -51,6 +75,7 @@ struct Inner {
     engine: Arc<dyn Engine>,
     hub: EventHub,
     policy: SupervisorPolicy,
+    outbox: OutboxPolicy,
     handles: Mutex<HashMap<SessionId, Handle>>,
     // A tracker rather than a JoinSet: supervisors come and go with their
     // sessions and nobody consumes their results, and a JoinSet would keep
@@ -80,6 +105,7 @@ impl SessionManager {
         engine: Arc<dyn Engine>,
         hub: EventHub,
         policy: SupervisorPolicy,
+        outbox: OutboxPolicy,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -88,6 +114,7 @@ impl SessionManager {
                 engine,
                 hub,
                 policy,
+                outbox,
                 handles: Mutex::default(),
                 tasks: TaskTracker::new(),
                 cancel,
@@ -223,6 +250,83 @@ impl SessionManager {
             .await??)
     }
 
+    /// Accepts a message into the session's outbox: stored (with its
+    /// `pending` event and the idempotency key) before this returns, then
+    /// handed to the session's worker.
+    pub async fn accept_message(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        outgoing: Outgoing,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<(MessageRecord, bool), ManagerError> {
+        let record = self.get(org, session).await?;
+        if matches!(
+            record.status,
+            SessionStatus::LoggedOut | SessionStatus::Stopped
+        ) {
+            return Err(ManagerError::NotSending(record.status));
+        }
+        let accepted = self
+            .inner
+            .store
+            .messages()
+            .accept(
+                NewOutgoing {
+                    id: MessageId::new(),
+                    org_id: org,
+                    session_id: session,
+                    wa_id: RequestUtils::message_id_at(None, wacore::time::now_secs_u64()),
+                    chat: outgoing.chat,
+                    kind: outgoing.kind,
+                    content: outgoing.content,
+                    media: outgoing.media,
+                },
+                claim,
+            )
+            .await?;
+        match accepted {
+            Accepted::Created { message, event } => {
+                self.inner.hub.publish(*event);
+                if let Some(handle) = self.inner.handles().get(&session) {
+                    handle.outbox.notify_one();
+                }
+                Ok((message, false))
+            }
+            Accepted::Replayed(message) => Ok((message, true)),
+            Accepted::KeyReused => Err(ManagerError::IdempotencyKeyReused),
+        }
+    }
+
+    pub async fn message(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<(MessageRecord, Vec<StatusStep>), ManagerError> {
+        self.inner
+            .store
+            .messages()
+            .get_message(org, session, id)
+            .await?
+            .ok_or(ManagerError::MessageNotFound)
+    }
+
+    pub async fn messages(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        query: &MessageQuery,
+    ) -> Result<Vec<MessageRecord>, ManagerError> {
+        self.get(org, session).await?;
+        Ok(self
+            .inner
+            .store
+            .messages()
+            .list_messages(org, session, query)
+            .await?)
+    }
+
     /// Watches the session's live connection: `Some` while it is
     /// `working`. Senders go through it directly, never through the
     /// supervisor, whose loop waits on store writes and reconnects.
@@ -278,6 +382,21 @@ impl SessionManager {
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (live_tx, live) = watch::channel(Live::default());
         let (working_tx, working) = watch::channel(None);
+        let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Notify::new());
+        let cancel = self.inner.cancel.child_token();
+        let worker = OutboxWorker::new(
+            record.id,
+            Arc::clone(&self.inner.store),
+            self.inner.hub.clone(),
+            self.inner.outbox,
+            OutboxInputs {
+                working: working.clone(),
+                deliveries,
+                wake: Arc::clone(&outbox),
+            },
+            cancel.clone(),
+        );
         let supervisor = Supervisor::new(
             record,
             SupervisorDeps {
@@ -288,8 +407,9 @@ impl SessionManager {
             },
             live_tx,
             working_tx,
+            deliveries_tx,
             receiver,
-            self.inner.cancel.child_token(),
+            cancel,
         );
         self.inner.handles().insert(
             record.id,
@@ -297,8 +417,12 @@ impl SessionManager {
                 commands,
                 live,
                 working,
+                outbox,
             },
         );
         self.inner.tasks.spawn(supervisor.run());
+        // The worker also ends when its session is deleted: the supervisor
+        // drops the sending halves of its inputs.
+        self.inner.tasks.spawn(worker.run());
     }
 }

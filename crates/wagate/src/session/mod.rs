@@ -9,5 +9,5 @@ pub mod manager;
 pub mod supervisor;
 pub mod whatsapp;
 
-pub use manager::{ManagerError, SessionManager};
+pub use manager::{ManagerError, Outgoing, SessionManager};
 pub use supervisor::{Expiring, Live, SupervisorPolicy};

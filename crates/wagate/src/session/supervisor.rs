@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Engine, EngineEvent, Link};
+use super::engine::{Delivery, Engine, EngineEvent, Link};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
 use crate::store::{SessionRecord, Store, StoreError};
@@ -197,6 +197,7 @@ pub struct Supervisor {
     hub: EventHub,
     live: watch::Sender<Live>,
     working: watch::Sender<Working>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
     policy: SupervisorPolicy,
@@ -215,6 +216,7 @@ impl Supervisor {
         deps: SupervisorDeps,
         live: watch::Sender<Live>,
         working: watch::Sender<Working>,
+        deliveries: mpsc::UnboundedSender<Delivery>,
         commands: mpsc::Receiver<Command>,
         cancel: CancellationToken,
     ) -> Self {
@@ -228,6 +230,7 @@ impl Supervisor {
             hub: deps.hub,
             live,
             working,
+            deliveries,
             commands,
             cancel,
             policy: deps.policy,
@@ -282,7 +285,7 @@ impl Supervisor {
 
     async fn open(&mut self) -> Option<Active> {
         let (tx, events) = mpsc::unbounded_channel();
-        match self.engine.open(self.id, tx).await {
+        match self.engine.open(self.id, tx, self.deliveries.clone()).await {
             Ok(link) => Some(Active::new(link, events, Retry::new(self.policy.retry))),
             Err(error) => {
                 tracing::error!(%error, "could not open the session's device store");
@@ -588,7 +591,7 @@ impl Supervisor {
             return Err(CommandError::NotLinked);
         }
         let (tx, mut events) = mpsc::unbounded_channel();
-        match self.engine.open(self.id, tx).await {
+        match self.engine.open(self.id, tx, self.deliveries.clone()).await {
             Ok(link) => {
                 let mut connection = link.connect();
                 let connected = tokio::time::timeout(UNLINK_CONNECT_TIMEOUT, async {

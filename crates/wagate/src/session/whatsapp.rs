@@ -15,6 +15,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use url::Url;
 use wacore::runtime::{AbortHandle, Runtime};
+use wacore::types::presence::ReceiptType;
 use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::{
@@ -22,9 +23,10 @@ use whatsapp_rust::prelude::{
 };
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
-use super::engine::{Engine, EngineError, EngineEvent, Identity, Link};
+use super::engine::{Delivery, Engine, EngineError, EngineEvent, Identity, Link};
 use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
-use crate::domain::{Phone, SessionId};
+use crate::domain::{MessageStatus, Phone, SessionId};
+use crate::outbox::{ClientMessenger, Messenger};
 
 #[derive(Debug, Clone)]
 pub struct WhatsAppEngine {
@@ -52,6 +54,7 @@ impl Engine for WhatsAppEngine {
         &self,
         session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
+        deliveries: mpsc::UnboundedSender<Delivery>,
     ) -> Result<Arc<dyn Link>, EngineError> {
         // Checked here too, not only at start-up: this is the last point
         // before a session with certificate checks off opens a socket.
@@ -72,7 +75,7 @@ impl Engine for WhatsAppEngine {
             .with_runtime(SessionRuntime {
                 span: tracing::Span::current(),
             })
-            .with_event_handler(Forwarder { events })
+            .with_event_handler(Forwarder { events, deliveries })
             // The gateway relays live traffic; old chats are not its business.
             .skip_history_sync();
         let builder = match &self.server {
@@ -93,6 +96,7 @@ impl Engine for WhatsAppEngine {
         // The supervisor owns reconnecting; see session::supervisor.
         client.enable_auto_reconnect.store(false, Ordering::Relaxed);
         Ok(Arc::new(WhatsAppLink {
+            messenger: Arc::new(ClientMessenger::new(Arc::clone(&client))),
             client,
             bot: Mutex::new(Some(bot)),
         }))
@@ -124,6 +128,7 @@ async fn remove_if_present(path: &Path) -> std::io::Result<()> {
 
 struct WhatsAppLink {
     client: Arc<Client>,
+    messenger: Arc<ClientMessenger>,
     /// The first connection goes through `Bot::spawn`, which also starts the
     /// bot's background workers; later ones only rerun the client.
     bot: Mutex<Option<Bot>>,
@@ -189,6 +194,10 @@ impl Link for WhatsAppLink {
     async fn disconnect(&self) {
         self.client.disconnect().await;
     }
+
+    fn messenger(&self) -> Option<Arc<dyn Messenger>> {
+        Some(Arc::clone(&self.messenger) as Arc<dyn Messenger>)
+    }
 }
 
 /// Tokio, with every task the client spawns (its run loop, the handlers of
@@ -229,14 +238,52 @@ impl Runtime for SessionRuntime {
     }
 }
 
-/// Turns the library's events into [`EngineEvent`]s. Called inline by the
-/// event bus, so it only maps and enqueues, in arrival order.
+/// Turns the library's events into [`EngineEvent`]s for the supervisor and
+/// [`Delivery`] reports for the outbox. Called inline by the event bus, so
+/// it only maps and enqueues, in arrival order.
 struct Forwarder {
     events: mpsc::UnboundedSender<EngineEvent>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Forwarder {
+    fn delivery(event: &Event) -> Option<Delivery> {
+        match event {
+            Event::ServerAck(ack) if ack.class.as_deref().is_none_or(|c| c == "message") => {
+                Some(Delivery::ServerAck {
+                    wa_id: ack.id.clone(),
+                    // A code that is not a number is still a refusal.
+                    error: ack.error.as_deref().map(|code| code.parse().unwrap_or(0)),
+                })
+            }
+            Event::Receipt(receipt) if !receipt.source.is_from_me => {
+                let status = match receipt.r#type {
+                    ReceiptType::Delivered => MessageStatus::Delivered,
+                    ReceiptType::Read => MessageStatus::Read,
+                    ReceiptType::Played => MessageStatus::Played,
+                    _ => return None,
+                };
+                Some(Delivery::Receipt {
+                    wa_ids: receipt
+                        .message_ids
+                        .iter()
+                        .map(|id| id.to_string())
+                        .collect(),
+                    status,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
+        if let Some(delivery) = Self::delivery(&event) {
+            // A closed channel means the session is going away.
+            let _ = self.deliveries.send(delivery);
+            return;
+        }
         let mapped = match &*event {
             Event::PairingQrCode(qr) => EngineEvent::QrCode {
                 code: qr.code.clone(),
@@ -272,6 +319,8 @@ impl EventHandler for Forwarder {
             EventKind::LoggedOut,
             EventKind::TemporaryBan,
             EventKind::ClientOutdated,
+            EventKind::ServerAck,
+            EventKind::Receipt,
         ])
     }
 }

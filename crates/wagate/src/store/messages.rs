@@ -138,16 +138,17 @@ pub trait MessageStore: Send + Sync {
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Moves one message to `status`, with its history step and its event,
-    /// in one transaction. Returns the event to publish, or `None` when the
-    /// move is not forward (a late or repeated receipt).
+    /// Moves one message to `status` (through every status in between),
+    /// with history steps and events, in one transaction. Returns the
+    /// events to publish: none when the move is not forward (a late or
+    /// repeated receipt).
     async fn advance(
         &self,
         session: SessionId,
         id: MessageId,
         status: MessageStatus,
         failure: Option<Failure>,
-    ) -> Result<Option<Envelope>, StoreError>;
+    ) -> Result<Vec<Envelope>, StoreError>;
 
     /// Like [`advance`](Self::advance), for outgoing messages named by
     /// their WhatsApp ids (acks and receipts name them so).

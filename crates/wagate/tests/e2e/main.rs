@@ -5,4 +5,5 @@
 mod helpers;
 
 mod linking;
+mod messaging;
 mod resilience;

@@ -48,6 +48,7 @@ impl Engine for FakeEngine {
         &self,
         _session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
+        _deliveries: mpsc::UnboundedSender<Delivery>,
     ) -> Result<Arc<dyn Link>, EngineError> {
         *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(events);
         Ok(Arc::new(FakeLink {
@@ -102,6 +103,10 @@ impl Link for FakeLink {
     }
 
     async fn disconnect(&self) {}
+
+    fn messenger(&self) -> Option<Arc<dyn crate::outbox::Messenger>> {
+        None
+    }
 }
 
 struct Harness {
@@ -161,6 +166,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
     let (commands, receiver) = mpsc::channel(8);
     let (live_tx, live) = watch::channel(Live::default());
     let (working_tx, working) = watch::channel(None);
+    let (deliveries, _) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     let supervisor = Supervisor::new(
         &session,
@@ -172,6 +178,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
         },
         live_tx,
         working_tx,
+        deliveries,
         receiver,
         cancel.clone(),
     );

@@ -97,15 +97,17 @@ fn status_event(
     )
 }
 
-/// Moves the message in `tx` if the move is forward; returns its event.
+/// Moves the message in `tx` if the move is forward, through every status
+/// in between; returns their events, in order.
 async fn advance_in(
     tx: &mut Transaction<'_, Sqlite>,
     current: MessageRecord,
     status: MessageStatus,
     failure: Option<Failure>,
-) -> Result<Option<Envelope>, StoreError> {
-    if !current.status.can_become(status) {
-        return Ok(None);
+) -> Result<Vec<Envelope>, StoreError> {
+    let steps = current.status.steps_to(status);
+    if steps.is_empty() {
+        return Ok(Vec::new());
     }
     let at = now();
     sqlx::query(
@@ -119,10 +121,19 @@ async fn advance_in(
     .bind(current.id.to_string())
     .execute(&mut **tx)
     .await?;
-    add_step(tx, current.id, status, failure.as_ref(), at).await?;
-    let mut event = status_event(&current, status, Some(current.status), failure);
-    append_event(tx, &mut event).await?;
-    Ok(Some(event))
+    let mut events = Vec::with_capacity(steps.len());
+    let mut previous = current.status;
+    for step in steps {
+        let failure = (step == MessageStatus::Failed)
+            .then(|| failure.clone())
+            .flatten();
+        add_step(tx, current.id, step, failure.as_ref(), at).await?;
+        let mut event = status_event(&current, step, Some(previous), failure);
+        append_event(tx, &mut event).await?;
+        events.push(event);
+        previous = step;
+    }
+    Ok(events)
 }
 
 async fn load_by_id(
@@ -367,14 +378,14 @@ impl MessageStore for SqliteStore {
         id: MessageId,
         status: MessageStatus,
         failure: Option<Failure>,
-    ) -> Result<Option<Envelope>, StoreError> {
+    ) -> Result<Vec<Envelope>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let Some(current) = load_by_id(&mut tx, session, id).await? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let event = advance_in(&mut tx, current, status, failure).await?;
+        let events = advance_in(&mut tx, current, status, failure).await?;
         tx.commit().await?;
-        Ok(event)
+        Ok(events)
     }
 
     async fn advance_by_wa_ids(
@@ -395,11 +406,7 @@ impl MessageStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = found else { continue };
-            if let Some(event) =
-                advance_in(&mut tx, message(&row)?, status, failure.clone()).await?
-            {
-                events.push(event);
-            }
+            events.extend(advance_in(&mut tx, message(&row)?, status, failure.clone()).await?);
         }
         tx.commit().await?;
         Ok(events)
@@ -433,11 +440,8 @@ impl MessageStore for SqliteStore {
         let mut events = Vec::new();
         for row in &rows {
             let expired = Some(Failure::new(FailureReason::Expired));
-            if let Some(event) =
-                advance_in(&mut tx, message(row)?, MessageStatus::Failed, expired).await?
-            {
-                events.push(event);
-            }
+            events
+                .extend(advance_in(&mut tx, message(row)?, MessageStatus::Failed, expired).await?);
         }
         tx.commit().await?;
         Ok(events)

@@ -1,0 +1,326 @@
+//! `/sessions/{id}/messages`: send (into the durable outbox), read one with
+//! its status history, list.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Authenticated;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path, Query};
+use crate::app::AppState;
+use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
+use crate::session::Outgoing;
+use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 100;
+/// Printable ASCII, as most APIs that take the header accept.
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: MessageId,
+    #[schema(value_type = String, format = Uuid)]
+    pub session_id: SessionId,
+    pub direction: Direction,
+    /// The WhatsApp message id.
+    pub wa_id: String,
+    /// The chat's JID.
+    pub chat: String,
+    pub kind: String,
+    /// What was sent, as it was asked for (media as a reference, never
+    /// the bytes).
+    #[schema(value_type = Object)]
+    pub content: serde_json::Value,
+    pub status: MessageStatus,
+    pub failure: Option<Failure>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Every status the message went through, oldest first (only when
+    /// reading one message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Step>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Step {
+    pub status: MessageStatus,
+    pub failure: Option<Failure>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<MessageRecord> for Message {
+    fn from(record: MessageRecord) -> Self {
+        Self {
+            id: record.id,
+            session_id: record.session_id,
+            direction: record.direction,
+            wa_id: record.wa_id,
+            chat: record.chat,
+            kind: record.kind,
+            content: record.content,
+            status: record.status,
+            failure: record.failure,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            history: None,
+        }
+    }
+}
+
+impl From<StatusStep> for Step {
+    fn from(step: StatusStep) -> Self {
+        Self {
+            status: step.status,
+            failure: step.failure,
+            at: step.at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    pub data: Vec<Message>,
+    /// Pass as `before` to get the next (older) page; `null` on the last.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub next_before: Option<MessageId>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// `next_before` from the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub before: Option<MessageId>,
+    /// Only this chat (a JID).
+    pub chat: Option<String>,
+    /// Only messages in this status.
+    pub status: Option<MessageStatus>,
+}
+
+/// The `Idempotency-Key` header, if sent, as a claim on this request.
+fn idempotency_claim(
+    headers: &HeaderMap,
+    session: SessionId,
+    fingerprint: &[u8],
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::Validation {
+        code: "invalid_idempotency_key",
+        field: "Idempotency-Key",
+        message: format!(
+            "the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters"
+        ),
+    };
+    let key = value.to_str().map_err(|_| invalid())?;
+    if key.is_empty()
+        || key.len() > IDEMPOTENCY_KEY_MAX
+        || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(invalid());
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(session.to_string().as_bytes());
+    hasher.update(fingerprint);
+    Ok(Some(IdempotencyClaim {
+        key: key.to_string(),
+        request_hash: hex::encode(hasher.finalize()),
+    }))
+}
+
+/// Accepts a validated message for `session`, honouring the request's
+/// `Idempotency-Key`: a retry of the same request gets the first answer.
+pub async fn accept(
+    state: &AppState,
+    auth: &Authenticated,
+    session: SessionId,
+    headers: &HeaderMap,
+    outgoing: Outgoing,
+    fingerprint: &[u8],
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let claim = idempotency_claim(headers, session, fingerprint)?;
+    let (message, _replayed) = state
+        .sessions
+        .accept_message(auth.org_id(), session, outgoing, claim)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(message.into())))
+}
+
+/// Read a message with its status history.
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}/messages/{message_id}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Session id"),
+        ("message_id" = String, Path, format = Uuid, description = "Message id"),
+    ),
+    responses(
+        (status = 200, body = Message),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such session or message in this organization", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((session, id)): Path<(SessionId, MessageId)>,
+) -> Result<Json<Message>, ApiError> {
+    let (record, history) = state.sessions.message(auth.org_id(), session, id).await?;
+    let mut message = Message::from(record);
+    message.history = Some(history.into_iter().map(Step::from).collect());
+    Ok(Json(message))
+}
+
+/// List a session's messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/sessions/{id}/messages",
+    tag = "messages",
+    params(("id" = String, Path, format = Uuid, description = "Session id"), ListParams),
+    responses(
+        (status = 200, body = MessageList),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(session): Path<SessionId>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<MessageList>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::Validation {
+            code: "invalid_limit",
+            field: "limit",
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let records = state
+        .sessions
+        .messages(
+            auth.org_id(),
+            session,
+            &MessageQuery {
+                chat: params.chat,
+                status: params.status,
+                limit: limit + 1,
+                before: params.before,
+            },
+        )
+        .await?;
+    let mut data: Vec<Message> = records.into_iter().map(Message::from).collect();
+    let next_before = if data.len() > limit as usize {
+        data.truncate(limit as usize);
+        data.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(Json(MessageList { data, next_before }))
+}
+
+/// A message to send: the recipient and exactly one kind.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// A phone number in international format (digits only), or a JID
+    /// (`…@s.whatsapp.net`, `…@g.us`, `…@lid`).
+    pub to: String,
+    pub text: Option<TextContent>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextContent {
+    #[schema(min_length = 1, max_length = 65536)]
+    pub body: String,
+}
+
+fn parse_send(request: &SendMessage) -> Result<Outgoing, ApiError> {
+    let chat = crate::domain::Phone::try_from(request.to.as_str())
+        .map(|phone| format!("{phone}@s.whatsapp.net"))
+        .map_err(|e| ApiError::Validation {
+            code: "invalid_recipient",
+            field: "to",
+            message: e.to_string(),
+        })?;
+    let Some(text) = &request.text else {
+        return Err(ApiError::Validation {
+            code: "no_message_kind",
+            field: "text",
+            message: "give exactly one message kind".into(),
+        });
+    };
+    if text.body.is_empty() || text.body.chars().count() > 65536 {
+        return Err(ApiError::Validation {
+            code: "invalid_text",
+            field: "text.body",
+            message: "text.body must be 1 to 65536 characters".into(),
+        });
+    }
+    Ok(Outgoing {
+        chat,
+        kind: "text".into(),
+        content: serde_json::json!({ "text": { "body": text.body } }),
+        media: None,
+    })
+}
+
+/// Send a message.
+///
+/// Answers once the message is durably stored in the session's outbox; it
+/// is then sent while the session is `working`, paced, and retried with the
+/// same WhatsApp id until WhatsApp acknowledges it. Watch `message.status`
+/// events (or read the message) for what follows. With an
+/// `Idempotency-Key`, a retried request returns the first answer and sends
+/// nothing new.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/messages",
+    tag = "messages",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Session id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key (per organization, kept at least 24 h) returns the first answer; with a different request it is a 422"),
+    ),
+    request_body = SendMessage,
+    responses(
+        (status = 202, description = "Stored, `pending`", body = Message),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is `logged_out` or `stopped`", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(session): Path<SessionId>,
+    headers: HeaderMap,
+    Json(request): Json<SendMessage>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let outgoing = parse_send(&request)?;
+    let fingerprint = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    accept(&state, &auth, session, &headers, outgoing, &fingerprint).await
+}

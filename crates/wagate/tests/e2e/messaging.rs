@@ -1,0 +1,217 @@
+//! Sending through a linked session: the outbox, statuses, idempotency.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const ALICE: &str = "15550001111";
+const BOB: &str = "15550002222";
+
+impl Events {
+    /// The next `message.status` event of `message` reaching `status`.
+    pub async fn message_status(&mut self, session: &str, message: &str, status: &str) -> Value {
+        self.wait(&format!("message {message} {status}"), session, |e| {
+            e["event"] == "message.status"
+                && e["data"]["message_id"] == message
+                && e["data"]["status"] == status
+        })
+        .await
+    }
+}
+
+/// A phone number that has WhatsApp: the simulator knows an account once
+/// its phone has sent something.
+async fn has_whatsapp(sim: &wasim::Simulator, phone: &str, to: &str) {
+    sim.handle()
+        .phone_send_text(phone, to, "hi")
+        .await
+        .unwrap_or_else(|e| panic!("{phone} could not write to {to}: {e}"));
+}
+
+async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
+    gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/messages"),
+            Some(body),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_reaches_the_phone_once_and_reports_each_status() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB, ALICE).await;
+
+    let (status, accepted) = send(
+        &gateway,
+        &session,
+        json!({ "to": BOB, "text": { "body": "hello from the gateway" } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "pending");
+    let id = accepted["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{accepted}"))
+        .to_string();
+    let wa_id = accepted["wa_id"].as_str().unwrap_or_default().to_string();
+
+    // Every status, in order, as events.
+    let pending = events.message_status(&session, &id, "pending").await;
+    assert_eq!(pending["data"]["previous"], Value::Null);
+    let sent = events.message_status(&session, &id, "sent").await;
+    assert_eq!(sent["data"]["previous"], "pending");
+    events.message_status(&session, &id, "delivered").await;
+
+    let shown = sim
+        .handle()
+        .wait_phone_message(BOB, WAIT, |m| m.id == wa_id)
+        .await
+        .unwrap_or_else(|| panic!("{BOB} never showed {wa_id}"));
+    assert_eq!(shown.text.as_deref(), Some("hello from the gateway"));
+    assert_eq!(
+        sim.handle()
+            .phone_messages(BOB)
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| m.id == wa_id)
+            .count(),
+        1
+    );
+
+    let (status, read) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{read}");
+    let history: Vec<&str> = read["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{read}"))
+        .iter()
+        .filter_map(|s| s["status"].as_str())
+        .collect();
+    assert_eq!(history, ["pending", "sent", "delivered"]);
+    assert_eq!(read["chat"], format!("{BOB}@s.whatsapp.net"));
+
+    let (status, list) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?limit=10"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_idempotency_key_gives_one_message() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB, ALICE).await;
+    let body = json!({ "to": BOB, "text": { "body": "only once" } });
+    let post = |key: &'static str, body: Value| {
+        let gateway = &gateway;
+        let session = session.clone();
+        async move {
+            let response = gateway
+                .http
+                .post(format!("{}/sessions/{session}/messages", gateway.base))
+                .bearer_auth(&gateway.token)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+            (status, body)
+        }
+    };
+    // Twice at once, then once more after.
+    let ((s1, first), (s2, second)) = tokio::join!(
+        post("order-42", body.clone()),
+        post("order-42", body.clone())
+    );
+    let (s3, third) = post("order-42", body.clone()).await;
+    assert_eq!((s1, s2, s3), (202, 202, 202), "{first} {second} {third}");
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(first["id"], third["id"]);
+
+    let (status, reused) = post(
+        "order-42",
+        json!({ "to": BOB, "text": { "body": "other" } }),
+    )
+    .await;
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["error"]["code"], "idempotency_key_reused");
+
+    let id = first["id"].as_str().unwrap_or_default().to_string();
+    events.message_status(&session, &id, "sent").await;
+    let (_, list) = gateway
+        .call(Method::GET, &format!("/sessions/{session}/messages"), None)
+        .await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
+    let (_sim, _dir, gateway, _events) = world(Limits::default()).await;
+    let (status, created) = gateway
+        .call(Method::POST, "/sessions", Some(json!({ "start": false })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let stopped = created["id"].as_str().unwrap_or_default().to_string();
+
+    let text = json!({ "to": BOB, "text": { "body": "hi" } });
+    for (session, body, want_status, want_code) in [
+        (stopped.as_str(), text.clone(), 409, "not_started"),
+        (
+            "0191d6a0-0000-7000-8000-000000000000",
+            text.clone(),
+            404,
+            "session_not_found",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": "+62 812", "text": { "body": "hi" } }),
+            422,
+            "invalid_recipient",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB }),
+            422,
+            "no_message_kind",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "text": { "body": "" } }),
+            422,
+            "invalid_text",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "sms": { "body": "hi" } }),
+            422,
+            "invalid_body",
+        ),
+    ] {
+        let (status, body) = send(&gateway, session, body.clone()).await;
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(body["error"]["code"], want_code, "{body}");
+    }
+    let (_, list) = gateway
+        .call(Method::GET, &format!("/sessions/{stopped}/messages"), None)
+        .await;
+    assert_eq!(list["data"], json!([]), "nothing stored");
+    gateway.stop().await;
+}
