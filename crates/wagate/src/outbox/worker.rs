@@ -115,6 +115,13 @@ impl OutboxWorker {
 
     #[tracing::instrument(name = "outbox", skip_all, fields(session_id = %self.session))]
     pub async fn run(mut self) {
+        // Sent before a crash but never acked: due again at once (same ids,
+        // so the phone still shows each once).
+        match self.store.messages().requeue(self.session, Utc::now()).await {
+            Ok(0) => {}
+            Ok(requeued) => tracing::info!(requeued, "resending messages left unacknowledged"),
+            Err(error) => tracing::error!(%error, "could not requeue unacknowledged messages"),
+        }
         let mut next_wake: Option<Instant> = Some(Instant::now());
         loop {
             tokio::select! {

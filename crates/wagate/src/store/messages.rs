@@ -160,6 +160,10 @@ pub trait MessageStore: Send + Sync {
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError>;
 
+    /// Makes every pending message of the session due by `at`: on start,
+    /// nothing is in flight any more, whatever the last process recorded.
+    async fn requeue(&self, session: SessionId, at: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Whether the session ever sent a message to `chat` (pacing gives new
     /// chats a lower budget).
     async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError>;

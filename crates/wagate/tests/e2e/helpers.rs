@@ -73,6 +73,8 @@ pub fn config(sim: &Simulator, data_dir: &Path, limits: &Limits) -> Config {
         whatsapp_url: Url::parse(&sim.ws_url()).ok(),
         link_timeout_secs: limits.link_timeout_secs,
         retry_budget_secs: limits.retry_budget_secs,
+        // Pacing has its own unit tests; here it would only slow tests.
+        send_per_minute: 0,
         ..Config::default()
     }
 }

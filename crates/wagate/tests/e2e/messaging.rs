@@ -215,3 +215,59 @@ async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
     assert_eq!(list["data"], json!([]), "nothing stored");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_accepted_while_reconnecting_go_out_in_order_once_working() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB, ALICE).await;
+
+    sim.handle().outage(std::time::Duration::from_secs(600));
+    sim.handle().drop_all();
+    events.status(&session, "starting").await;
+    let mut wa_ids = Vec::new();
+    for n in 1..=3 {
+        let (status, accepted) = send(
+            &gateway,
+            &session,
+            json!({ "to": BOB, "text": { "body": format!("queued {n}") } }),
+        )
+        .await;
+        assert_eq!(status, 202, "{accepted}");
+        wa_ids.push(accepted["wa_id"].as_str().unwrap_or_default().to_string());
+    }
+    let (_, list) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?status=pending"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        list["data"].as_array().map(Vec::len),
+        Some(3),
+        "waiting: {list}"
+    );
+
+    sim.handle().outage(std::time::Duration::ZERO);
+    events.status(&session, "working").await;
+    let last = wa_ids.last().cloned().unwrap_or_default();
+    sim.handle()
+        .wait_phone_message(BOB, WAIT, |m| m.id == last)
+        .await
+        .unwrap_or_else(|| panic!("{BOB} never got the last queued message"));
+    let shown: Vec<String> = sim
+        .handle()
+        .phone_messages(BOB)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| wa_ids.contains(&m.id))
+        .map(|m| m.text.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        shown,
+        ["queued 1", "queued 2", "queued 3"],
+        "once each, in order"
+    );
+    gateway.stop().await;
+}

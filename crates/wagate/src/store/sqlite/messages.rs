@@ -412,6 +412,18 @@ impl MessageStore for SqliteStore {
         Ok(events)
     }
 
+    async fn requeue(&self, session: SessionId, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1 \
+             WHERE session_id = $2 AND status = 'pending' AND next_attempt_at > $1",
+        )
+        .bind(millis(at))
+        .bind(session.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM messages WHERE session_id = $1 AND chat = $2 \
