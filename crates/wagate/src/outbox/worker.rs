@@ -117,7 +117,12 @@ impl OutboxWorker {
     pub async fn run(mut self) {
         // Sent before a crash but never acked: due again at once (same ids,
         // so the phone still shows each once).
-        match self.store.messages().requeue(self.session, Utc::now()).await {
+        match self
+            .store
+            .messages()
+            .requeue(self.session, Utc::now())
+            .await
+        {
             Ok(0) => {}
             Ok(requeued) => tracing::info!(requeued, "resending messages left unacknowledged"),
             Err(error) => tracing::error!(%error, "could not requeue unacknowledged messages"),

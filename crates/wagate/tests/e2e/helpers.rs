@@ -123,6 +123,18 @@ impl Gateway {
         }
     }
 
+    /// A gateway running elsewhere (another process) on `port`.
+    pub fn at(port: u16, token: String) -> Self {
+        Self {
+            base: format!("http://127.0.0.1:{port}/api/v1"),
+            ws: format!("ws://127.0.0.1:{port}/api/v1/ws"),
+            token,
+            http: reqwest::Client::new(),
+            shutdown: CancellationToken::new(),
+            task: None,
+        }
+    }
+
     /// Graceful shutdown, as on SIGTERM.
     pub async fn stop(mut self) {
         self.shutdown.cancel();

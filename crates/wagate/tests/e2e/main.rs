@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod crash;
 mod linking;
 mod messaging;
 mod resilience;

@@ -1,0 +1,169 @@
+//! The gateway as a separate process, killed with SIGKILL while messages
+//! are queued: after a restart every accepted message reaches the phone,
+//! once, under the id it was given when it was accepted.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::*;
+
+const ALICE: &str = "15550007777";
+const BOB: &str = "15550008888";
+const MESSAGES: usize = 500;
+
+/// The gateway binary of this build, on `dir`, pointed at the simulator
+/// (a `simulator` build accepts no other server, even for admin commands).
+fn wagate(dir: &Path, sim: &wasim::Simulator) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wagate"));
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("WAGATE_CONFIG")
+        .env("WAGATE_WHATSAPP_URL", sim.ws_url())
+        .env("WAGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs an admin command to completion and returns what it printed.
+async fn admin(dir: &Path, sim: &wasim::Simulator, args: &[&str]) -> String {
+    let output = wagate(dir, sim)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("wagate {args:?}: {e}"));
+    assert!(output.status.success(), "wagate {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Starts `wagate serve` and waits for its "listening" log line.
+async fn serve(dir: &Path, sim: &wasim::Simulator, port: u16) -> Child {
+    let mut child = wagate(dir, sim)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("WAGATE_SEND_PER_MINUTE", "0")
+        .env("WAGATE_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("wagate serve: {e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let (ready, listening) = tokio::sync::oneshot::channel();
+    // Keeps draining the log so the process never blocks on a full pipe.
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut ready = Some(ready);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("wagate listening")
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(());
+            }
+        }
+    });
+    match tokio::time::timeout(WAIT, listening).await {
+        Ok(Ok(())) => child,
+        other => panic!("wagate serve never listened: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
+    let sim = simulator().await;
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    admin(dir.path(), &sim, &["org", "create", "acme"]).await;
+    let printed = admin(dir.path(), &sim, &["token", "create", "--org", "acme"]).await;
+    let token = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("wag_"))
+        .unwrap_or_else(|| panic!("no token in {printed:?}"))
+        .to_string();
+
+    let port = free_port();
+    let mut child = serve(dir.path(), &sim, port).await;
+    let gateway = Gateway::at(port, token.clone());
+    let mut events = gateway.events().await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    sim.handle()
+        .phone_send_text(BOB, ALICE, "hi")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Accept them all, then kill the process mid-delivery.
+    let mut accepted: HashMap<String, String> = HashMap::new();
+    for n in 0..MESSAGES {
+        let text = format!("message {n}");
+        let (status, body) = gateway
+            .call(
+                Method::POST,
+                &format!("/sessions/{session}/messages"),
+                Some(json!({ "to": BOB, "text": { "body": text } })),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let wa_id = body["wa_id"].as_str().unwrap_or_default().to_string();
+        accepted.insert(wa_id, text);
+        if n % 100 == 0 {
+            eprintln!("accepted {n}");
+        }
+    }
+    child
+        .start_kill()
+        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = child.wait().await;
+    drop(events);
+
+    let _child = serve(dir.path(), &sim, port).await;
+    let shown = |sim: &wasim::Simulator| -> Vec<(String, String)> {
+        sim.handle()
+            .phone_messages(BOB)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| accepted.contains_key(&m.id))
+            .map(|m| (m.id, m.text.unwrap_or_default()))
+            .collect()
+    };
+    // Everything arrives: wait for the phone to hold every id.
+    let all: HashSet<String> = accepted.keys().cloned().collect();
+    sim.handle()
+        .wait_phone_message(BOB, WAIT, |_| {
+            let have: HashSet<String> = shown(&sim).into_iter().map(|(id, _)| id).collect();
+            have == all
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "after the restart the phone has {} of {MESSAGES}",
+                shown(&sim).len()
+            )
+        });
+
+    // Once each, and each text under the one id it was accepted with.
+    let shown = shown(&sim);
+    assert_eq!(shown.len(), MESSAGES, "a message shown twice");
+    for (id, text) in &shown {
+        assert_eq!(accepted.get(id), Some(text));
+    }
+    // And none of them failed.
+    let (_, pending) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?status=failed"),
+            None,
+        )
+        .await;
+    assert_eq!(pending["data"], Value::Array(vec![]), "{pending}");
+}
