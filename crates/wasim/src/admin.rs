@@ -18,6 +18,7 @@ use crate::server::Server;
 
 pub fn routes() -> Router<Arc<Server>> {
     Router::new()
+        .route("/admin/phones/{phone}/register", post(register))
         .route("/admin/phones/{phone}/scan", post(scan))
         .route("/admin/phones/{phone}/ban", post(ban))
         .route("/admin/phones/{phone}/devices", post(provision))
@@ -92,6 +93,11 @@ type Reply = Result<Json<serde_json::Value>, AdminError>;
 
 fn ok() -> Reply {
     Ok(Json(json!({"ok": true})))
+}
+
+async fn register(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    handle(s).register_phone(&phone)?;
+    ok()
 }
 
 #[derive(Deserialize)]

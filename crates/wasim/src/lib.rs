@@ -231,6 +231,20 @@ impl SimHandle {
         Ok(self.server.provision_device(phone, noise_pub))
     }
 
+    /// Registers `phone` on the simulated WhatsApp, as installing WhatsApp on
+    /// a phone does: others can then find it (`is_on_whatsapp`), fetch its
+    /// keys and message it. Any other use of a phone registers it too.
+    pub fn register_phone(&self, phone: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        let mut w = self.server.world();
+        w.account_mut(phone);
+        if phone::ensure_keys(&mut w, phone) {
+            Ok(())
+        } else {
+            Err(SimError::Internal("the phones' actor is not running".into()))
+        }
+    }
+
     /// The phone sends a text message as its primary device to `to` (a phone
     /// number or a JID), and a copy to its own companions. Returns the
     /// message id once it is on its way to every device.

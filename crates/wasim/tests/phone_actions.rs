@@ -69,6 +69,9 @@ async fn receipt_of(client: &mut TestClient, id: &str, kind: ReceiptType) {
 async fn the_phone_reads_and_plays_and_the_sender_sees_it() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     let (one, _) = send(&mut alice, BOB, text("one")).await;
@@ -139,6 +142,9 @@ async fn the_phone_reads_and_plays_and_the_sender_sees_it() {
 async fn a_nack_fault_refuses_the_message_and_the_phone_never_sees_it() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     handle
@@ -164,6 +170,9 @@ async fn a_nack_fault_refuses_the_message_and_the_phone_never_sees_it() {
 async fn registration_check_tells_registered_from_unknown_numbers() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let alice = linked(&sim, ALICE).await;
     // Using a phone gives it an account.
     handle
@@ -195,6 +204,9 @@ async fn registration_check_tells_registered_from_unknown_numbers() {
 async fn typing_and_mark_as_read_reach_the_phone() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     let id = handle

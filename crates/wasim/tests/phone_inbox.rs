@@ -63,6 +63,9 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 async fn text_location_contacts_reply_and_link_preview() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     let text = send(
@@ -215,6 +218,9 @@ async fn media_round_trip(
 async fn every_attachment_kind_is_downloaded_and_decrypted() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     let m = media_round_trip(&mut alice, &handle, pattern(150_000, 31), MediaType::Image, |up| {
@@ -346,6 +352,9 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
 async fn reactions_polls_edits_and_revokes() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
     let bob = Jid::pn(BOB);
 
@@ -474,6 +483,9 @@ async fn reactions_polls_edits_and_revokes() {
 async fn a_resent_id_shows_once_and_counts_arrivals() {
     let sim = simulator().await;
     let handle = sim.handle();
+    handle
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
     let id = "3EB0RESENT0000000001";
