@@ -63,9 +63,7 @@ impl From<SimError> for AdminError {
             | SimError::NoSuchDevice
             | SimError::NoPendingCode
             | SimError::NoSuchMessage
-            | SimError::NoMedia => {
-                StatusCode::NOT_FOUND
-            }
+            | SimError::NoMedia => StatusCode::NOT_FOUND,
             SimError::StaleQr | SimError::QrAlreadyUsed | SimError::DeviceOffline => {
                 StatusCode::CONFLICT
             }

@@ -241,7 +241,9 @@ impl SimHandle {
         if phone::ensure_keys(&mut w, phone) {
             Ok(())
         } else {
-            Err(SimError::Internal("the phones' actor is not running".into()))
+            Err(SimError::Internal(
+                "the phones' actor is not running".into(),
+            ))
         }
     }
 

@@ -128,7 +128,10 @@ mod tests {
         ));
         // Without the outer hash, the MAC still catches it.
         media.file_enc_sha256 = None;
-        assert_eq!(open(&blob, &media).map_err(|e| e.code()), Err("invalid_mac"));
+        assert_eq!(
+            open(&blob, &media).map_err(|e| e.code()),
+            Err("invalid_mac")
+        );
     }
 
     #[test]

@@ -704,7 +704,17 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
             continue;
         }
         let sender_jid = device_jid(&sender_phone, 0);
-        keep(server, phone, &id, &from, &sender_jid, chat, from_me, &node, decoded);
+        keep(
+            server,
+            phone,
+            &id,
+            &from,
+            &sender_jid,
+            chat,
+            from_me,
+            &node,
+            decoded,
+        );
     }
     if !from_me {
         let receipt = NodeBuilder::new("receipt")

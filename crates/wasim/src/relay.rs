@@ -421,7 +421,10 @@ pub fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
     let id = attr(receipt, "id").unwrap_or_default();
     let kind = attr(receipt, "type");
     // Receipts about our own devices' copies stay between them.
-    if matches!(kind.as_deref(), Some("sender" | "peer_msg" | "read-self" | "played-self")) {
+    if matches!(
+        kind.as_deref(),
+        Some("sender" | "peer_msg" | "read-self" | "played-self")
+    ) {
         return;
     }
     // The sender is known by the message id; a read receipt names only the

@@ -48,7 +48,10 @@ async fn send(client: &mut TestClient, to: &str, message: wa::Message) -> (Strin
         })
         .await;
     if ack.error.is_none() {
-        assert!(ack.timestamp.is_some(), "a message ack carries the server's t");
+        assert!(
+            ack.timestamp.is_some(),
+            "a message ack carries the server's t"
+        );
     }
     (id, ack.error)
 }
@@ -132,7 +135,10 @@ async fn the_phone_reads_and_plays_and_the_sender_sees_it() {
         .phone_play(BOB, &note)
         .unwrap_or_else(|e| panic!("play failed: {e}"));
     receipt_of(&mut alice, &note, ReceiptType::Played).await;
-    assert!(handle.phone_play(BOB, &one).is_err(), "a text does not play");
+    assert!(
+        handle.phone_play(BOB, &one).is_err(),
+        "a text does not play"
+    );
 
     let shown = handle
         .phone_messages(BOB)
@@ -166,7 +172,10 @@ async fn a_nack_fault_refuses_the_message_and_the_phone_never_sees_it() {
         .await
         .unwrap_or_else(|| panic!("the second message never arrived"));
     // The phone handles its stanzas in order: the refused one would be here.
-    assert!(all.iter().all(|m| m.id != refused), "a nacked message arrived");
+    assert!(
+        all.iter().all(|m| m.id != refused),
+        "a nacked message arrived"
+    );
 
     alice.stop().await;
 }
@@ -200,7 +209,10 @@ async fn registration_check_tells_registered_from_unknown_numbers() {
     assert_eq!(registered(CAROL), Some(true), "{results:?}");
     assert_eq!(registered(NOBODY), Some(false), "{results:?}");
     let carol = results.iter().find(|r| r.jid.user == CAROL);
-    assert!(carol.is_some_and(|r| r.lid.is_some()), "a registered user has a LID");
+    assert!(
+        carol.is_some_and(|r| r.lid.is_some()),
+        "a registered user has a LID"
+    );
 
     alice.stop().await;
 }

@@ -113,7 +113,8 @@ async fn text_location_contacts_reply_and_link_preview() {
         },
     )
     .await;
-    let vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL;waid=15550003333:+1 555 000 3333\nEND:VCARD";
+    let vcard =
+        "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL;waid=15550003333:+1 555 000 3333\nEND:VCARD";
     let contact = send(
         &mut alice,
         wa::Message {
@@ -151,7 +152,10 @@ async fn text_location_contacts_reply_and_link_preview() {
     .await;
 
     let m = at_phone(&handle, &text).await;
-    assert_eq!((m.kind.as_str(), m.text.as_deref()), ("text", Some("plain hello")));
+    assert_eq!(
+        (m.kind.as_str(), m.text.as_deref()),
+        ("text", Some("plain hello"))
+    );
     assert_eq!(m.chat, format!("{ALICE}@s.whatsapp.net"));
     assert_eq!(m.sender, format!("{ALICE}@s.whatsapp.net"));
     assert_eq!(m.arrivals, 1);
@@ -223,8 +227,12 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
         .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
-    let m = media_round_trip(&mut alice, &handle, pattern(150_000, 31), MediaType::Image, |up| {
-        wa::Message {
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(150_000, 31),
+        MediaType::Image,
+        |up| wa::Message {
             image_message: MessageField::some(wa::message::ImageMessage {
                 url: Some(up.url.clone()),
                 direct_path: Some(up.direct_path.clone()),
@@ -237,14 +245,21 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
                 ..Default::default()
             }),
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
-    assert_eq!((m.kind.as_str(), m.text.as_deref()), ("image", Some("a picture")));
+    assert_eq!(
+        (m.kind.as_str(), m.text.as_deref()),
+        ("image", Some("a picture"))
+    );
     assert_eq!(m.content["mimetype"], "image/jpeg");
 
-    let m = media_round_trip(&mut alice, &handle, pattern(90_000, 7), MediaType::Video, |up| {
-        wa::Message {
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(90_000, 7),
+        MediaType::Video,
+        |up| wa::Message {
             video_message: MessageField::some(wa::message::VideoMessage {
                 url: Some(up.url.clone()),
                 direct_path: Some(up.direct_path.clone()),
@@ -258,8 +273,8 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
                 ..Default::default()
             }),
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(m.kind, "video");
     assert_eq!(m.content["caption"], "a clip");
@@ -281,15 +296,33 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
             ..Default::default()
         }
     };
-    let m = media_round_trip(&mut alice, &handle, pattern(20_000, 13), MediaType::Audio, audio(true)).await;
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(20_000, 13),
+        MediaType::Audio,
+        audio(true),
+    )
+    .await;
     assert_eq!(m.kind, "voice");
     assert_eq!(m.content["ptt"], true);
-    let m = media_round_trip(&mut alice, &handle, pattern(21_000, 17), MediaType::Audio, audio(false)).await;
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(21_000, 17),
+        MediaType::Audio,
+        audio(false),
+    )
+    .await;
     assert_eq!(m.kind, "audio");
     assert_eq!(m.content["mimetype"], "audio/ogg; codecs=opus");
 
-    let m = media_round_trip(&mut alice, &handle, pattern(33_333, 3), MediaType::Document, |up| {
-        wa::Message {
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(33_333, 3),
+        MediaType::Document,
+        |up| wa::Message {
             document_message: MessageField::some(wa::message::DocumentMessage {
                 url: Some(up.url.clone()),
                 direct_path: Some(up.direct_path.clone()),
@@ -303,16 +336,20 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
                 ..Default::default()
             }),
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(m.kind, "document");
     assert_eq!(m.content["file_name"], "report.pdf");
     assert_eq!(m.content["caption"], "the report");
     assert_eq!(m.content["mimetype"], "application/pdf");
 
-    let m = media_round_trip(&mut alice, &handle, pattern(8_000, 5), MediaType::Sticker, |up| {
-        wa::Message {
+    let m = media_round_trip(
+        &mut alice,
+        &handle,
+        pattern(8_000, 5),
+        MediaType::Sticker,
+        |up| wa::Message {
             sticker_message: MessageField::some(wa::message::StickerMessage {
                 url: Some(up.url.clone()),
                 direct_path: Some(up.direct_path.clone()),
@@ -324,8 +361,8 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
                 ..Default::default()
             }),
             ..Default::default()
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(m.kind, "sticker");
     assert_eq!(m.content["mimetype"], "image/webp");
@@ -343,7 +380,10 @@ async fn every_attachment_kind_is_downloaded_and_decrypted() {
     .await
     .unwrap_or_else(|e| panic!("admin media: {e}"));
     assert_eq!(got.status_code, 200);
-    assert!(got.body == pattern(8_000, 5), "the admin API served other bytes");
+    assert!(
+        got.body == pattern(8_000, 5),
+        "the admin API served other bytes"
+    );
 
     alice.stop().await;
 }
@@ -462,7 +502,10 @@ async fn reactions_polls_edits_and_revokes() {
         })
         .await
         .unwrap_or_else(|| panic!("the edit and the revoke never applied"));
-    let edited = all.iter().find(|m| m.id == first).map(|m| m.edited_text.clone());
+    let edited = all
+        .iter()
+        .find(|m| m.id == first)
+        .map(|m| m.edited_text.clone());
     assert_eq!(edited, Some(Some("final text".into())));
     let edit = all
         .iter()

@@ -41,7 +41,10 @@ pub fn read(w: &mut World, phone: &str, reading: Reading<'_>) -> Result<Vec<Stri
                     )));
                 }
                 m.read = true;
-                by_sender.entry(m.sender.clone()).or_default().push(id.clone());
+                by_sender
+                    .entry(m.sender.clone())
+                    .or_default()
+                    .push(id.clone());
             }
         }
         Reading::Chat(_) => {
