@@ -26,6 +26,8 @@ pub enum MediaError {
     HashMismatch,
     #[error("file_length says {declared} bytes, the file has {actual}")]
     LengthMismatch { declared: u64, actual: u64 },
+    #[error("decryption was cut short (the simulator is stopping)")]
+    Aborted,
 }
 
 impl MediaError {
@@ -40,6 +42,7 @@ impl MediaError {
             Self::Decrypt(_) => "decryption_failed",
             Self::HashMismatch => "file_sha256_mismatch",
             Self::LengthMismatch { .. } => "file_length_mismatch",
+            Self::Aborted => "aborted",
         }
     }
 }

@@ -657,6 +657,18 @@ fn on_chat_state(server: &Server, phone: &str, node: &Node) {
     w.phone_events.notify_waiters();
 }
 
+/// Who sent a message and where the phone files it.
+struct Envelope {
+    id: String,
+    /// The sending device.
+    from: String,
+    /// The sending account, `<number>@s.whatsapp.net`.
+    sender: String,
+    chat: String,
+    from_me: bool,
+    timestamp: u64,
+}
+
 async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
     let id = attr(&node, "id").unwrap_or_default();
     let from = attr(&node, "from").unwrap_or_default();
@@ -697,24 +709,31 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
         if message.sender_key_distribution_message.is_set() && !has_content(&message) {
             continue;
         }
-        let decoded = content::decode(&message);
+        let envelope = Envelope {
+            id: id.clone(),
+            from: from.clone(),
+            sender: device_jid(&sender_phone, 0),
+            chat,
+            from_me,
+            timestamp: attr(&node, "t")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(stanza::now_secs),
+        };
+        let (decoded, secret_encrypted) = match open_secret_edit(server, phone, &envelope, &message)
+        {
+            Some(inner) => (content::decode(&inner), true),
+            None => (content::decode(&message), false),
+        };
         // Key shares, history-sync notices and other housekeeping are not
         // messages the user sees.
         if message.protocol_message.is_set() && decoded.effect.is_none() {
             continue;
         }
-        let sender_jid = device_jid(&sender_phone, 0);
-        keep(
-            server,
-            phone,
-            &id,
-            &from,
-            &sender_jid,
-            chat,
-            from_me,
-            &node,
-            decoded,
-        );
+        let secret = message
+            .message_context_info
+            .as_option()
+            .and_then(|c| c.message_secret.clone());
+        keep(server, phone, envelope, decoded, secret, secret_encrypted).await;
     }
     if !from_me {
         let receipt = NodeBuilder::new("receipt")
@@ -734,63 +753,111 @@ fn has_content(m: &wa::Message) -> bool {
     bare != wa::Message::default()
 }
 
+/// An edit sent the message-secret way (`secretEncryptedMessage` of type
+/// MESSAGE_EDIT): opened with the secret the edited message carried, as a
+/// receiving phone does; yields the plain edit inside. `None` when it is
+/// not one, or the phone lacks the original or cannot open it (then it
+/// shows as an undecodable edit).
+fn open_secret_edit(
+    server: &Server,
+    phone: &str,
+    envelope: &Envelope,
+    message: &wa::Message,
+) -> Option<wa::Message> {
+    use wa::message::secret_encrypted_message::SecretEncType;
+    let sem = message.secret_encrypted_message.as_option()?;
+    if sem.secret_enc_type != Some(SecretEncType::MessageEdit) {
+        return None;
+    }
+    let target = sem.target_message_key.as_option()?.id.clone()?;
+    let secret = {
+        let w = server.world();
+        let inbox = &w.accounts.get(phone)?.phone_inbox;
+        inbox.secret_of(&envelope.chat, &envelope.sender, &target)?
+    };
+    // You can only edit your own messages: original sender and editor are
+    // the same account.
+    let ctx = wacore::message_edit::MessageEditContext {
+        original_msg_id: &target,
+        original_sender_jid: &envelope.sender,
+        editor_jid: &envelope.sender,
+    };
+    wacore::message_edit::decrypt_message_edit(
+        sem.enc_payload.as_deref()?,
+        sem.enc_iv.as_deref()?,
+        &secret,
+        &ctx,
+    )
+    .map_err(
+        |e| tracing::warn!(%phone, %target, error = %e, "phone could not open an encrypted edit"),
+    )
+    .ok()
+}
+
 /// Stores a decoded message once per (chat, sender, id), downloading and
 /// opening its attachment the first time, as the phone's media
 /// auto-download would.
-#[allow(clippy::too_many_arguments)]
-fn keep(
+async fn keep(
     server: &Server,
     phone: &str,
-    id: &str,
-    from: &str,
-    sender: &str,
-    chat: String,
-    from_me: bool,
-    node: &Node,
+    envelope: Envelope,
     decoded: content::Decoded,
+    message_secret: Option<Vec<u8>>,
+    secret_encrypted: bool,
 ) {
     let blob = {
         let mut w = server.world();
         let Some(account) = w.accounts.get_mut(phone) else {
             return;
         };
-        if account.phone_inbox.arrived_again(&chat, sender, id) {
+        if account
+            .phone_inbox
+            .arrived_again(&envelope.chat, &envelope.sender, &envelope.id)
+        {
             w.phone_events.notify_waiters();
             return;
         }
-        decoded
-            .media
-            .as_ref()
-            .map(|m| media_crypto::fetch(&w, m).map(|blob| (blob, m)))
+        decoded.media.map(|m| {
+            let blob = media_crypto::fetch(&w, &m);
+            (blob, m)
+        })
     };
     let mut content = decoded.content;
+    if secret_encrypted {
+        content["encrypted"] = true.into();
+    }
     let media = match blob {
         None => None,
-        Some(fetched) => match fetched.and_then(|(blob, m)| media_crypto::open(&blob, m)) {
-            Ok(plain) => {
-                content["sha256"] = hex::encode(Sha256::digest(&plain)).into();
-                content["length"] = plain.len().into();
-                Some(bytes::Bytes::from(plain))
+        Some((blob, m)) => {
+            // Decryption is CPU work: off the runtime's few worker threads.
+            let opened = tokio::task::spawn_blocking(move || media_crypto::open(&blob?, &m))
+                .await
+                .unwrap_or(Err(media_crypto::MediaError::Aborted));
+            match opened {
+                Ok(plain) => {
+                    content["sha256"] = hex::encode(Sha256::digest(&plain)).into();
+                    content["length"] = plain.len().into();
+                    Some(bytes::Bytes::from(plain))
+                }
+                Err(e) => {
+                    tracing::warn!(%phone, id = %envelope.id, error = %e,
+                        "phone could not open the attachment");
+                    content["media_error"] = e.code().into();
+                    None
+                }
             }
-            Err(e) => {
-                tracing::warn!(%phone, %id, error = %e, "phone could not open the attachment");
-                content["media_error"] = e.code().into();
-                None
-            }
-        },
+        }
     };
     let message = PhoneMessage {
-        id: id.to_owned(),
-        from: from.to_owned(),
-        sender: sender.to_owned(),
-        chat,
-        from_me,
+        id: envelope.id,
+        from: envelope.from,
+        sender: envelope.sender,
+        chat: envelope.chat,
+        from_me: envelope.from_me,
         kind: decoded.kind.to_owned(),
         text: decoded.text,
         content,
-        timestamp: attr(node, "t")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(stanza::now_secs),
+        timestamp: envelope.timestamp,
         arrivals: 1,
         edited_text: None,
         edits: 0,
@@ -799,6 +866,7 @@ fn keep(
         read: false,
         played: false,
         media,
+        message_secret,
     };
     let mut w = server.world();
     if let Some(account) = w.accounts.get_mut(phone) {

@@ -414,6 +414,20 @@ async fn reactions_polls_edits_and_revokes() {
         },
     )
     .await;
+    // Its own secret, so the test can edit it the message-secret way.
+    let sealed_secret = vec![9u8; 32];
+    let sealed = send(
+        &mut alice,
+        wa::Message {
+            conversation: Some("sealed draft".into()),
+            message_context_info: MessageField::some(wa::MessageContextInfo {
+                message_secret: Some(sealed_secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
     let key = wa::MessageKey {
         remote_jid: Some(bob.to_string()),
         from_me: Some(true),
@@ -495,10 +509,24 @@ async fn reactions_polls_edits_and_revokes() {
         .revoke_message(bob.clone(), doomed.clone(), RevokeType::Sender)
         .await
         .unwrap_or_else(|e| panic!("revoke failed: {e}"));
+    alice
+        .client
+        .edit_message_encrypted(
+            bob.clone(),
+            sealed.clone(),
+            &sealed_secret,
+            wa::Message {
+                conversation: Some("sealed final".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("encrypted edit failed: {e}"));
     let all = handle
         .wait_phone_messages(BOB, WAIT, |all| {
             all.iter().any(|m| m.id == first && m.edits == 1)
                 && all.iter().any(|m| m.id == doomed && m.revoked)
+                && all.iter().any(|m| m.id == sealed && m.edits == 1)
         })
         .await
         .unwrap_or_else(|| panic!("the edit and the revoke never applied"));
@@ -507,9 +535,19 @@ async fn reactions_polls_edits_and_revokes() {
         .find(|m| m.id == first)
         .map(|m| m.edited_text.clone());
     assert_eq!(edited, Some(Some("final text".into())));
+    let sealed_at_phone = all.iter().find(|m| m.id == sealed);
+    assert_eq!(
+        sealed_at_phone.and_then(|m| m.edited_text.as_deref()),
+        Some("sealed final")
+    );
+    let encrypted_edit = all
+        .iter()
+        .find(|m| m.kind == "edit" && m.content["target_id"] == sealed.as_str())
+        .unwrap_or_else(|| panic!("no record of the encrypted edit"));
+    assert_eq!(encrypted_edit.content["encrypted"], true);
     let edit = all
         .iter()
-        .find(|m| m.kind == "edit")
+        .find(|m| m.kind == "edit" && m.content["target_id"] == first.as_str())
         .unwrap_or_else(|| panic!("no edit record"));
     assert_eq!(edit.content["target_id"], first.as_str());
     assert_eq!(edit.content["text"], "final text");

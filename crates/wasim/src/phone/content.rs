@@ -307,6 +307,22 @@ fn decode_kind(m: &wa::Message) -> Decoded {
             _ => {}
         }
     }
+    if let Some(sem) = m.secret_encrypted_message.as_option()
+        && sem.secret_enc_type
+            == Some(wa::message::secret_encrypted_message::SecretEncType::MessageEdit)
+    {
+        // Reaches here only when the phone could not open it.
+        let target = sem
+            .target_message_key
+            .as_option()
+            .and_then(|k| k.id.clone());
+        let content = object(vec![
+            ("target_id", json!(target)),
+            ("encrypted", json!(true)),
+            ("undecryptable", json!(true)),
+        ]);
+        return plain("edit", None, content);
+    }
     plain("other", None, json!({}))
 }
 

@@ -48,6 +48,10 @@ pub struct PhoneMessage {
     /// The decrypted attachment; served separately, never in the JSON.
     #[serde(skip)]
     pub media: Option<Bytes>,
+    /// `messageContextInfo.messageSecret`: what the sender's encrypted
+    /// edits (and poll votes) of this message are keyed with.
+    #[serde(skip)]
+    pub(crate) message_secret: Option<Vec<u8>>,
 }
 
 /// A receipt the server delivered to the phone, for messages it sent.
@@ -161,6 +165,13 @@ impl Inbox {
         self.chat_states.push(state);
     }
 
+    /// The message secret of `sender`'s message `id` in `chat`.
+    pub fn secret_of(&self, chat: &str, sender: &str, id: &str) -> Option<Vec<u8>> {
+        let key = (chat.to_owned(), sender.to_owned(), id.to_owned());
+        let i = *self.index.get(&key)?;
+        self.messages.get(i)?.message_secret.clone()
+    }
+
     pub fn find(&self, id: &str) -> Option<&PhoneMessage> {
         self.messages.iter().find(|m| m.id == id)
     }
@@ -200,6 +211,7 @@ mod tests {
             read: false,
             played: false,
             media: None,
+            message_secret: None,
         }
     }
 
