@@ -24,6 +24,31 @@ async fn linked(sim: &Simulator, phone: &str) -> TestClient {
     client
 }
 
+/// Calls the admin API; returns the status and the JSON body.
+async fn admin(
+    sim: &Simulator,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use wacore::net::{HttpClient, HttpRequest};
+    let url = format!("{}{path}", sim.http_url());
+    let request = match body {
+        Some(body) => HttpRequest::post(url)
+            .with_header("content-type", "application/json")
+            .with_body(body.to_string().into_bytes()),
+        None if method == "POST" => HttpRequest::post(url),
+        None => HttpRequest::get(url),
+    };
+    let response = LoopbackHttpClient::new()
+        .execute(request)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let json = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("{method} {path} answered no JSON: {e}"));
+    (response.status_code, json)
+}
+
 fn text(s: &str) -> wa::Message {
     wa::Message {
         conversation: Some(s.into()),
@@ -112,10 +137,15 @@ async fn the_phone_reads_and_plays_and_the_sender_sees_it() {
     receipt_of(&mut alice, &one, ReceiptType::Read).await;
 
     // Opening the chat reads the rest, in one receipt with a <list>.
-    let read = handle
-        .phone_read_chat(BOB, ALICE)
-        .unwrap_or_else(|e| panic!("read chat failed: {e}"));
-    assert_eq!(read, vec![two.clone(), note.clone()]);
+    let (status, read) = admin(
+        &sim,
+        "POST",
+        &format!("/admin/phones/{BOB}/read"),
+        Some(serde_json::json!({ "chat": ALICE })),
+    )
+    .await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["read"], serde_json::json!([two, note]));
     let ids = alice
         .wait_for("the chat's read receipt", |e| match e {
             Event::Receipt(r) if r.r#type == ReceiptType::Read && r.message_ids.contains(&two) => {
@@ -131,14 +161,23 @@ async fn the_phone_reads_and_plays_and_the_sender_sees_it() {
     // wacore lists the `<list>` items before the stanza id.
     assert_eq!(ids, expected);
 
-    handle
-        .phone_play(BOB, &note)
-        .unwrap_or_else(|e| panic!("play failed: {e}"));
+    let (status, body) = admin(
+        &sim,
+        "POST",
+        &format!("/admin/phones/{BOB}/messages/{note}/play"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     receipt_of(&mut alice, &note, ReceiptType::Played).await;
     assert!(
         handle.phone_play(BOB, &one).is_err(),
         "a text does not play"
     );
+    let path = format!("/admin/phones/{BOB}/messages/nope/play");
+    let (status, body) = admin(&sim, "POST", &path, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "no_such_message");
 
     let shown = handle
         .phone_messages(BOB)
@@ -158,9 +197,14 @@ async fn a_nack_fault_refuses_the_message_and_the_phone_never_sees_it() {
         .unwrap_or_else(|e| panic!("registering bob: {e}"));
     let mut alice = linked(&sim, ALICE).await;
 
-    handle
-        .nack_messages_to(BOB, 1, 463)
-        .unwrap_or_else(|e| panic!("nack fault: {e}"));
+    let (status, body) = admin(
+        &sim,
+        "POST",
+        "/admin/faults/nack",
+        Some(serde_json::json!({ "phone": BOB, "count": 1, "code": 463 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let (refused, error) = send(&mut alice, BOB, text("refused")).await;
     assert_eq!(error.as_deref(), Some("463"));
 
@@ -265,6 +309,21 @@ async fn typing_and_mark_as_read_reach_the_phone() {
         .await
         .unwrap_or_else(|| panic!("the read receipt never reached the phone"));
     assert!(read.from.starts_with(&format!("{ALICE}:")), "{}", read.from);
+
+    // The same records through the admin API.
+    let path = format!("/admin/phones/{BOB}/chat-states");
+    let (_, states) = admin(&sim, "GET", &path, None).await;
+    assert_eq!(states["chat_states"][0]["state"], "composing", "{states}");
+    assert_eq!(states["chat_states"][0]["from"], alice_jid.as_str());
+    let path = format!("/admin/phones/{BOB}/receipts");
+    let (_, receipts) = admin(&sim, "GET", &path, None).await;
+    let listed = receipts["receipts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["type"] == "read" && r["ids"][0] == id.as_str()),
+        "{receipts}"
+    );
 
     alice.stop().await;
 }
