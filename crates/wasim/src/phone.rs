@@ -736,12 +736,14 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
         keep(server, phone, envelope, decoded, secret, secret_encrypted).await;
     }
     if !from_me {
+        // As a client sends it: to the sending device; the server routes it
+        // like any other delivery receipt.
         let receipt = NodeBuilder::new("receipt")
-            .attr("from", device_jid(phone, 0))
+            .attr("to", device_jid(&sender_phone, sender.device))
             .attr("id", id)
             .attr("t", stanza::now_secs().to_string())
             .build();
-        relay::deliver(&mut server.world(), &sender_phone, sender.device, receipt);
+        relay::route_receipt(&mut server.world(), phone, 0, &receipt);
     }
 }
 
