@@ -622,6 +622,7 @@ fn on_receipt(server: &Server, phone: &str, node: &Node) {
         ids,
         from: attr(node, "from").unwrap_or_default(),
         kind: attr(node, "type").unwrap_or_else(|| "delivery".to_owned()),
+        chat: attr(node, "recipient"),
         timestamp: attr(node, "t")
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(stanza::now_secs),
@@ -867,6 +868,8 @@ async fn keep(
         reactions: Default::default(),
         read: false,
         played: false,
+        read_by_companion: false,
+        played_by_companion: false,
         media,
         message_secret,
     };

@@ -420,6 +420,16 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
 pub fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
     let id = attr(receipt, "id").unwrap_or_default();
     let kind = attr(receipt, "type");
+    // What one device read or played, the reader's other devices learn, so
+    // the chat shows as read everywhere: the same receipt from the reader,
+    // naming the chat in `recipient`. The `-self` kinds (read receipts
+    // turned off) go nowhere else.
+    if matches!(
+        kind.as_deref(),
+        Some("read" | "played" | "read-self" | "played-self")
+    ) {
+        sync_to_own_devices(w, phone, device, receipt);
+    }
     // Receipts about our own devices' copies stay between them.
     if matches!(
         kind.as_deref(),
@@ -462,6 +472,35 @@ pub fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
             continue;
         }
         deliver(w, &target_phone, d, node.clone());
+    }
+}
+
+fn sync_to_own_devices(w: &mut World, phone: &str, device: u16, receipt: &Node) {
+    let Some(to) = attr(receipt, "to") else {
+        return;
+    };
+    // The chat as a user JID, whatever device the reader addressed.
+    let chat = parse_jid(&to)
+        .and_then(|addr| phone_of(w, &addr))
+        .map(|p| device_jid(&p, 0))
+        .unwrap_or(to);
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", device_jid(phone, device))
+        .attr("recipient", chat)
+        .attr("id", attr(receipt, "id").unwrap_or_default())
+        .attr("t", stanza::now_secs().to_string());
+    if let Some(kind) = attr(receipt, "type") {
+        b = b.attr("type", kind);
+    }
+    let extra = children(receipt).to_vec();
+    if !extra.is_empty() {
+        b = b.children(extra);
+    }
+    let node = b.build();
+    for d in account_devices(w, phone) {
+        if d != device {
+            deliver(w, phone, d, node.clone());
+        }
     }
 }
 

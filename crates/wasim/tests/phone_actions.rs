@@ -310,6 +310,15 @@ async fn typing_and_mark_as_read_reach_the_phone() {
         .unwrap_or_else(|| panic!("the read receipt never reached the phone"));
     assert!(read.from.starts_with(&format!("{ALICE}:")), "{}", read.from);
 
+    // The reader's own phone learns it too: its copy shows as read.
+    handle
+        .wait_phone_messages(ALICE, WAIT, |all| {
+            all.iter()
+                .any(|m| m.id == id && m.read_by_companion && !m.read)
+        })
+        .await
+        .unwrap_or_else(|| panic!("alice's phone never learned her companion read it"));
+
     // The same records through the admin API.
     let path = format!("/admin/phones/{BOB}/chat-states");
     let (_, states) = admin(&sim, "GET", &path, None).await;

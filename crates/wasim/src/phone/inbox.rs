@@ -45,6 +45,11 @@ pub struct PhoneMessage {
     pub read: bool,
     /// The phone's user played it (a played receipt went to the sender).
     pub played: bool,
+    /// One of the phone's companions read it (`client.mark_as_read`): the
+    /// server told the phone, as it tells every device of the reader.
+    pub read_by_companion: bool,
+    /// One of the phone's companions played it.
+    pub played_by_companion: bool,
     /// The decrypted attachment; served separately, never in the JSON.
     #[serde(skip)]
     pub media: Option<Bytes>,
@@ -64,6 +69,9 @@ pub struct PhoneReceipt {
     /// `delivery`, `read`, `played`, `retry`, ...
     #[serde(rename = "type")]
     pub kind: String,
+    /// Set when one of the phone's own companions read or played messages
+    /// it received: the chat they are in.
+    pub chat: Option<String>,
     pub timestamp: u64,
 }
 
@@ -157,7 +165,21 @@ impl Inbox {
         }
     }
 
+    /// Keeps a receipt; one from the phone's own companion about messages
+    /// in `chat` marks them read (or played) by that companion.
     pub fn add_receipt(&mut self, receipt: PhoneReceipt) {
+        if let Some(chat) = &receipt.chat {
+            let read = receipt.kind.starts_with("read");
+            let played = receipt.kind.starts_with("played");
+            for m in self
+                .messages
+                .iter_mut()
+                .filter(|m| &m.chat == chat && !m.from_me && receipt.ids.contains(&m.id))
+            {
+                m.read_by_companion |= read;
+                m.played_by_companion |= played;
+            }
+        }
         self.receipts.push(receipt);
     }
 
@@ -210,6 +232,8 @@ mod tests {
             reactions: BTreeMap::new(),
             read: false,
             played: false,
+            read_by_companion: false,
+            played_by_companion: false,
             media: None,
             message_secret: None,
         }
