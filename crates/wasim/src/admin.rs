@@ -18,6 +18,7 @@ use crate::server::Server;
 
 pub fn routes() -> Router<Arc<Server>> {
     Router::new()
+        .route("/admin/phones/{phone}/register", post(register))
         .route("/admin/phones/{phone}/scan", post(scan))
         .route("/admin/phones/{phone}/ban", post(ban))
         .route("/admin/phones/{phone}/devices", post(provision))
@@ -25,6 +26,14 @@ pub fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/messages",
             get(phone_messages).post(phone_send),
         )
+        .route(
+            "/admin/phones/{phone}/messages/{id}/media",
+            get(phone_media),
+        )
+        .route("/admin/phones/{phone}/messages/{id}/play", post(phone_play))
+        .route("/admin/phones/{phone}/read", post(phone_read))
+        .route("/admin/phones/{phone}/receipts", get(phone_receipts))
+        .route("/admin/phones/{phone}/chat-states", get(phone_chat_states))
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -36,6 +45,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/admin/faults/drop-all", post(drop_all))
         .route("/admin/faults/outage", post(outage))
         .route("/admin/faults/delay", post(delay))
+        .route("/admin/faults/nack", post(nack))
         .route("/admin/stats", get(stats))
 }
 
@@ -49,9 +59,11 @@ pub struct AdminError(StatusCode, &'static str, String);
 impl From<SimError> for AdminError {
     fn from(e: SimError) -> Self {
         let status = match e {
-            SimError::NoSuchPhone | SimError::NoSuchDevice | SimError::NoPendingCode => {
-                StatusCode::NOT_FOUND
-            }
+            SimError::NoSuchPhone
+            | SimError::NoSuchDevice
+            | SimError::NoPendingCode
+            | SimError::NoSuchMessage
+            | SimError::NoMedia => StatusCode::NOT_FOUND,
             SimError::StaleQr | SimError::QrAlreadyUsed | SimError::DeviceOffline => {
                 StatusCode::CONFLICT
             }
@@ -79,6 +91,11 @@ type Reply = Result<Json<serde_json::Value>, AdminError>;
 
 fn ok() -> Reply {
     Ok(Json(json!({"ok": true})))
+}
+
+async fn register(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    handle(s).register_phone(&phone)?;
+    ok()
 }
 
 #[derive(Deserialize)]
@@ -137,6 +154,90 @@ async fn phone_send(
 async fn phone_messages(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
     let messages = handle(s).phone_messages(&phone)?;
     Ok(Json(json!({ "messages": messages })))
+}
+
+/// The decrypted attachment, as `application/octet-stream` or its mimetype.
+async fn phone_media(
+    State(s): State<Arc<Server>>,
+    Path((phone, id)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let h = handle(s);
+    let bytes = h.phone_media(&phone, &id)?;
+    let mimetype = h
+        .phone_messages(&phone)?
+        .into_iter()
+        .find(|m| m.id == id)
+        .and_then(|m| m.content["mimetype"].as_str().map(str::to_owned))
+        .and_then(|m| axum::http::HeaderValue::from_str(&m).ok())
+        .unwrap_or(axum::http::HeaderValue::from_static(
+            "application/octet-stream",
+        ));
+    Ok(([(axum::http::header::CONTENT_TYPE, mimetype)], bytes).into_response())
+}
+
+async fn phone_play(
+    State(s): State<Arc<Server>>,
+    Path((phone, id)): Path<(String, String)>,
+) -> Reply {
+    handle(s).phone_play(&phone, &id)?;
+    ok()
+}
+
+#[derive(Deserialize)]
+struct ReadBody {
+    /// Read these messages...
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    /// ...or everything unread in this chat (a number or JID).
+    #[serde(default)]
+    chat: Option<String>,
+}
+
+/// `{"ok": true, "read": ["<id>", ..]}`: the ids a read receipt went out for.
+async fn phone_read(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<ReadBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let h = handle(s);
+    let read = match (body.ids, body.chat) {
+        (Some(ids), None) => h.phone_read(&phone, &ids)?,
+        (None, Some(chat)) => h.phone_read_chat(&phone, &chat)?,
+        _ => {
+            return Err(SimError::Invalid("give either \"ids\" or \"chat\"".into()).into());
+        }
+    };
+    Ok(Json(json!({ "ok": true, "read": read })))
+}
+
+async fn phone_receipts(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let receipts = handle(s).phone_receipts(&phone)?;
+    Ok(Json(json!({ "receipts": receipts })))
+}
+
+async fn phone_chat_states(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let states = handle(s).phone_chat_states(&phone)?;
+    Ok(Json(json!({ "chat_states": states })))
+}
+
+#[derive(Deserialize)]
+struct NackBody {
+    phone: String,
+    count: u32,
+    /// WhatsApp's nack code; 463 (missing trusted-contact token) unless given.
+    #[serde(default = "default_nack_code")]
+    code: u16,
+}
+
+fn default_nack_code() -> u16 {
+    463
+}
+
+async fn nack(State(s): State<Arc<Server>>, body: Result<Json<NackBody>, JsonRejection>) -> Reply {
+    let Json(body) = body?;
+    handle(s).nack_messages_to(&body.phone, body.count, body.code)?;
+    ok()
 }
 
 #[derive(Deserialize)]

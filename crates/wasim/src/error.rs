@@ -10,6 +10,10 @@ pub enum SimError {
     QrAlreadyUsed,
     #[error("no such phone")]
     NoSuchPhone,
+    #[error("the phone has no message with that id")]
+    NoSuchMessage,
+    #[error("the message has no attachment the phone could open")]
+    NoMedia,
     #[error("no such device")]
     NoSuchDevice,
     #[error("the device is not connected")]
@@ -34,6 +38,8 @@ impl SimError {
             Self::StaleQr => "stale_qr",
             Self::QrAlreadyUsed => "qr_already_used",
             Self::NoSuchPhone => "no_such_phone",
+            Self::NoSuchMessage => "no_such_message",
+            Self::NoMedia => "no_media",
             Self::NoSuchDevice => "no_such_device",
             Self::DeviceOffline => "device_offline",
             Self::NoPendingCode => "no_pending_code",

@@ -1,5 +1,6 @@
 //! Faults the simulator can be told to inject, and its counters.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +36,37 @@ impl Faults {
             .lock()
             .map(|slot| slot.is_some_and(|until| Instant::now() < until))
             .unwrap_or(false)
+    }
+}
+
+/// Messages the server refuses with an error ack instead of relaying, per
+/// recipient phone: the next `count` of them, with `code` (463: missing
+/// trusted-contact token; 479: malformed; ...). Lives in the world, which
+/// the relay holds locked anyway.
+#[derive(Default)]
+pub struct Nacks {
+    pending: HashMap<String, (u32, u16)>,
+}
+
+impl Nacks {
+    /// Replaces any nack still pending for `phone`; a count of 0 clears it.
+    pub fn set(&mut self, phone: &str, count: u32, code: u16) {
+        if count == 0 {
+            self.pending.remove(phone);
+        } else {
+            self.pending.insert(phone.to_owned(), (count, code));
+        }
+    }
+
+    /// The code to nack the next message to `phone` with, if any; uses one up.
+    pub fn take(&mut self, phone: &str) -> Option<u16> {
+        let (count, code) = self.pending.get_mut(phone)?;
+        let code = *code;
+        *count -= 1;
+        if *count == 0 {
+            self.pending.remove(phone);
+        }
+        Some(code)
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod faults;
 mod iq;
 mod media;
+mod media_crypto;
 mod noise;
 mod pair_code;
 mod pairing;
@@ -37,7 +38,7 @@ pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
-pub use phone::PhoneMessage;
+pub use phone::{PhoneChatState, PhoneMessage, PhoneReceipt};
 use server::Server;
 
 /// Settings of one simulator.
@@ -230,6 +231,22 @@ impl SimHandle {
         Ok(self.server.provision_device(phone, noise_pub))
     }
 
+    /// Registers `phone` on the simulated WhatsApp, as installing WhatsApp on
+    /// a phone does: others can then find it (`is_on_whatsapp`), fetch its
+    /// keys and message it. Any other use of a phone registers it too.
+    pub fn register_phone(&self, phone: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        let mut w = self.server.world();
+        w.account_mut(phone);
+        if phone::ensure_keys(&mut w, phone) {
+            Ok(())
+        } else {
+            Err(SimError::Internal(
+                "the phones' actor is not running".into(),
+            ))
+        }
+    }
+
     /// The phone sends a text message as its primary device to `to` (a phone
     /// number or a JID), and a copy to its own companions. Returns the
     /// message id once it is on its way to every device.
@@ -250,9 +267,64 @@ impl SimHandle {
             .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
     }
 
-    /// What the phone received, decrypted, oldest first.
+    /// What the phone received, decrypted, oldest first; each (chat,
+    /// sender, id) once, with `arrivals` counting repeats.
     pub fn phone_messages(&self, phone: &str) -> Result<Vec<PhoneMessage>, SimError> {
         phone::messages(&self.server.world(), phone).ok_or(SimError::NoSuchPhone)
+    }
+
+    /// The decrypted attachment of the phone's message `id` (the bytes the
+    /// sender uploaded, checked against the message's hashes).
+    pub fn phone_media(&self, phone: &str, id: &str) -> Result<bytes::Bytes, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        let message = account
+            .phone_inbox
+            .find(id)
+            .ok_or(SimError::NoSuchMessage)?;
+        message.media.clone().ok_or(SimError::NoMedia)
+    }
+
+    /// Receipts the server delivered to the phone (for messages it or its
+    /// companions sent), oldest first.
+    pub fn phone_receipts(&self, phone: &str) -> Result<Vec<PhoneReceipt>, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.phone_inbox.receipts().to_vec())
+    }
+
+    /// Typing indicators the server forwarded to the phone, oldest first.
+    pub fn phone_chat_states(&self, phone: &str) -> Result<Vec<PhoneChatState>, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.phone_inbox.chat_states().to_vec())
+    }
+
+    /// The phone's user reads these messages: one `read` receipt per
+    /// sender goes to every device of that sender's account.
+    pub fn phone_read(&self, phone: &str, ids: &[String]) -> Result<Vec<String>, SimError> {
+        phone::read(&mut self.server.world(), phone, phone::Reading::Ids(ids))
+    }
+
+    /// The phone's user opens a chat: everything unread in it is read.
+    /// Returns the ids that were unread.
+    pub fn phone_read_chat(&self, phone: &str, chat: &str) -> Result<Vec<String>, SimError> {
+        phone::read(&mut self.server.world(), phone, phone::Reading::Chat(chat))
+    }
+
+    /// The phone's user plays a voice note (or audio, or video): a
+    /// `played` receipt goes to the sender's devices.
+    pub fn phone_play(&self, phone: &str, id: &str) -> Result<(), SimError> {
+        phone::play(&mut self.server.world(), phone, id)
+    }
+
+    /// The server refuses the next `count` messages addressed to `phone`
+    /// with `<ack class="message" error="{code}">` instead of relaying them
+    /// (0 clears a pending refusal).
+    pub fn nack_messages_to(&self, phone: &str, count: u32, code: u16) -> Result<(), SimError> {
+        check_phone(phone)?;
+        self.server.world().nacks.set(phone, count, code);
+        Ok(())
     }
 
     /// Waits up to `timeout` for the phone to have received a message that
@@ -263,17 +335,72 @@ impl SimHandle {
         timeout: Duration,
         mut pick: impl FnMut(&PhoneMessage) -> bool,
     ) -> Option<PhoneMessage> {
+        self.wait_phone(timeout, |w| {
+            let inbox = &w.accounts.get(phone)?.phone_inbox;
+            inbox.messages().iter().find(|m| pick(m)).cloned()
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until the phone's messages as a whole satisfy
+    /// `ready` (e.g. "three arrived", "the edit applied"); returns them.
+    pub async fn wait_phone_messages(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut ready: impl FnMut(&[PhoneMessage]) -> bool,
+    ) -> Option<Vec<PhoneMessage>> {
+        self.wait_phone(timeout, |w| {
+            let messages = w.accounts.get(phone)?.phone_inbox.messages();
+            ready(messages).then(|| messages.to_vec())
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` for a receipt at the phone that `pick` accepts.
+    pub async fn wait_phone_receipt(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PhoneReceipt) -> bool,
+    ) -> Option<PhoneReceipt> {
+        self.wait_phone(timeout, |w| {
+            let inbox = &w.accounts.get(phone)?.phone_inbox;
+            inbox.receipts().iter().find(|r| pick(r)).cloned()
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` for a chat state at the phone that `pick` accepts.
+    pub async fn wait_phone_chat_state(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PhoneChatState) -> bool,
+    ) -> Option<PhoneChatState> {
+        self.wait_phone(timeout, |w| {
+            let inbox = &w.accounts.get(phone)?.phone_inbox;
+            inbox.chat_states().iter().find(|s| pick(s)).cloned()
+        })
+        .await
+    }
+
+    /// Re-checks `look` each time any phone's records change, until it
+    /// finds something or `timeout` passes.
+    async fn wait_phone<T>(
+        &self,
+        timeout: Duration,
+        mut look: impl FnMut(&world::World) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         let events = self.server.world().phone_events.clone();
         loop {
-            // Registered before looking, so a message landing in between still wakes us.
+            // Registered before looking, so a change landing in between still wakes us.
             let woken = events.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let found = phone::messages(&self.server.world(), phone)
-                .and_then(|all| all.into_iter().find(|m| pick(m)));
-            if found.is_some() {
-                return found;
+            if let Some(found) = look(&self.server.world()) {
+                return Some(found);
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
                 return None;

@@ -8,7 +8,13 @@
 //! never across an await. One actor for all phones also keeps every
 //! phone's messages in the order they were routed, which Signal needs.
 
+pub mod content;
+mod inbox;
+mod receipts;
 mod store;
+
+pub use inbox::{Inbox, PhoneChatState, PhoneMessage, PhoneReceipt};
+pub use receipts::{Reading, play, read};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Weak;
@@ -27,7 +33,10 @@ use wacore_libsignal::protocol::{
 };
 use waproto::whatsapp as wa;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::SimError;
+use crate::media_crypto;
 use crate::relay::{self, device_jid, parse_jid, phone_of};
 use crate::server::Server;
 use crate::stanza::{self, attr, children};
@@ -37,24 +46,6 @@ use crate::world::{PreKeys, World};
 /// opens with the phone uses one up; past that, bundles go out without one,
 /// which Signal allows.
 const ONE_TIME_PREKEYS: u32 = 100;
-
-/// A message a fake phone received, decrypted.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PhoneMessage {
-    pub id: String,
-    /// The sending device, e.g. `15550001111:1@s.whatsapp.net`.
-    pub from: String,
-    /// The chat it belongs to: the sender for incoming messages, the
-    /// recipient for what the phone's own companions sent.
-    pub chat: String,
-    /// Sent by one of the phone's own companions (its copy of the message).
-    pub from_me: bool,
-    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `reaction` or `other`.
-    pub kind: String,
-    /// The text, or a media caption.
-    pub text: Option<String>,
-    pub timestamp: u64,
-}
 
 /// What the actor is asked to do.
 pub enum Command {
@@ -279,7 +270,9 @@ fn resolve_recipient(w: &World, to: &str) -> Option<String> {
 
 /// The phone's messages, oldest first.
 pub fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
-    w.accounts.get(phone).map(|a| a.phone_messages.clone())
+    w.accounts
+        .get(phone)
+        .map(|a| a.phone_inbox.messages().to_vec())
 }
 
 // ---- the actor ----
@@ -607,14 +600,77 @@ async fn on_retry(server: &Server, phone: &str, signal: &mut PhoneSignal, receip
 }
 
 async fn on_stanza(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
-    if node.tag == "receipt" && attr(&node, "type").as_deref() == Some("retry") {
-        on_retry(server, phone, signal, &node).await;
-        return;
+    match node.tag.as_ref() {
+        "message" => on_message(server, phone, signal, node).await,
+        "receipt" if attr(&node, "type").as_deref() == Some("retry") => {
+            on_retry(server, phone, signal, &node).await;
+        }
+        "receipt" => on_receipt(server, phone, &node),
+        "chatstate" => on_chat_state(server, phone, &node),
+        _ => {}
     }
-    if node.tag != "message" {
-        // Delivery and read receipts for what the phone sent: nothing waits on them.
-        return;
+}
+
+/// Delivery, read and played receipts for what the phone (or, fanned out
+/// to every device of the account, its companions) sent.
+fn on_receipt(server: &Server, phone: &str, node: &Node) {
+    let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
+    if let Some(list) = stanza::child(node, "list") {
+        ids.extend(children(list).iter().filter_map(|i| attr(i, "id")));
     }
+    let receipt = PhoneReceipt {
+        ids,
+        from: attr(node, "from").unwrap_or_default(),
+        kind: attr(node, "type").unwrap_or_else(|| "delivery".to_owned()),
+        chat: attr(node, "recipient"),
+        timestamp: attr(node, "t")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(stanza::now_secs),
+    };
+    let mut w = server.world();
+    if let Some(account) = w.accounts.get_mut(phone) {
+        account.phone_inbox.add_receipt(receipt);
+    }
+    w.phone_events.notify_waiters();
+}
+
+/// `<chatstate from><composing/></chatstate>`, `<composing media="audio"/>`
+/// (recording a voice note) or `<paused/>`.
+fn on_chat_state(server: &Server, phone: &str, node: &Node) {
+    let Some(first) = children(node).first() else {
+        return;
+    };
+    let state = match (first.tag.as_ref(), attr(first, "media").as_deref()) {
+        ("composing", Some("audio")) => "recording",
+        ("composing", _) => "composing",
+        ("paused", _) => "paused",
+        _ => return,
+    };
+    let record = PhoneChatState {
+        from: attr(node, "from").unwrap_or_default(),
+        state: state.to_owned(),
+        timestamp: stanza::now_secs(),
+    };
+    let mut w = server.world();
+    if let Some(account) = w.accounts.get_mut(phone) {
+        account.phone_inbox.add_chat_state(record);
+    }
+    w.phone_events.notify_waiters();
+}
+
+/// Who sent a message and where the phone files it.
+struct Envelope {
+    id: String,
+    /// The sending device.
+    from: String,
+    /// The sending account, `<number>@s.whatsapp.net`.
+    sender: String,
+    chat: String,
+    from_me: bool,
+    timestamp: u64,
+}
+
+async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
     let id = attr(&node, "id").unwrap_or_default();
     let from = attr(&node, "from").unwrap_or_default();
     let Some(sender) = parse_jid(&from) else {
@@ -651,35 +707,177 @@ async fn on_stanza(server: &Server, phone: &str, signal: &mut PhoneSignal, node:
             }
             continue;
         }
-        if message.protocol_message.is_set() || message.sender_key_distribution_message.is_set() {
+        if message.sender_key_distribution_message.is_set() && !has_content(&message) {
             continue;
         }
-        let (kind, text) = describe(&message);
-        let t = attr(&node, "t")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(stanza::now_secs);
-        let mut w = server.world();
-        if let Some(account) = w.accounts.get_mut(phone) {
-            account.phone_messages.push(PhoneMessage {
-                id: id.clone(),
-                from: from.clone(),
-                chat,
-                from_me,
-                kind: kind.to_owned(),
-                text,
-                timestamp: t,
-            });
+        let envelope = Envelope {
+            id: id.clone(),
+            from: from.clone(),
+            sender: device_jid(&sender_phone, 0),
+            chat,
+            from_me,
+            timestamp: attr(&node, "t")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(stanza::now_secs),
+        };
+        let (decoded, secret_encrypted) = match open_secret_edit(server, phone, &envelope, &message)
+        {
+            Some(inner) => (content::decode(&inner), true),
+            None => (content::decode(&message), false),
+        };
+        // Key shares, history-sync notices and other housekeeping are not
+        // messages the user sees.
+        if message.protocol_message.is_set() && decoded.effect.is_none() {
+            continue;
         }
-        w.phone_events.notify_waiters();
+        let secret = message
+            .message_context_info
+            .as_option()
+            .and_then(|c| c.message_secret.clone());
+        keep(server, phone, envelope, decoded, secret, secret_encrypted).await;
     }
     if !from_me {
+        // As a client sends it: to the sending device; the server routes it
+        // like any other delivery receipt.
         let receipt = NodeBuilder::new("receipt")
-            .attr("from", device_jid(phone, 0))
+            .attr("to", device_jid(&sender_phone, sender.device))
             .attr("id", id)
             .attr("t", stanza::now_secs().to_string())
             .build();
-        relay::deliver(&mut server.world(), &sender_phone, sender.device, receipt);
+        relay::route_receipt(&mut server.world(), phone, 0, &receipt);
     }
+}
+
+/// A sender-key distribution can ride along with a real message.
+fn has_content(m: &wa::Message) -> bool {
+    let mut bare = m.clone();
+    bare.sender_key_distribution_message = buffa::MessageField::none();
+    bare.message_context_info = buffa::MessageField::none();
+    bare != wa::Message::default()
+}
+
+/// An edit sent the message-secret way (`secretEncryptedMessage` of type
+/// MESSAGE_EDIT): opened with the secret the edited message carried, as a
+/// receiving phone does; yields the plain edit inside. `None` when it is
+/// not one, or the phone lacks the original or cannot open it (then it
+/// shows as an undecodable edit).
+fn open_secret_edit(
+    server: &Server,
+    phone: &str,
+    envelope: &Envelope,
+    message: &wa::Message,
+) -> Option<wa::Message> {
+    use wa::message::secret_encrypted_message::SecretEncType;
+    let sem = message.secret_encrypted_message.as_option()?;
+    if sem.secret_enc_type != Some(SecretEncType::MessageEdit) {
+        return None;
+    }
+    let target = sem.target_message_key.as_option()?.id.clone()?;
+    let secret = {
+        let w = server.world();
+        let inbox = &w.accounts.get(phone)?.phone_inbox;
+        inbox.secret_of(&envelope.chat, &envelope.sender, &target)?
+    };
+    // You can only edit your own messages: original sender and editor are
+    // the same account.
+    let ctx = wacore::message_edit::MessageEditContext {
+        original_msg_id: &target,
+        original_sender_jid: &envelope.sender,
+        editor_jid: &envelope.sender,
+    };
+    wacore::message_edit::decrypt_message_edit(
+        sem.enc_payload.as_deref()?,
+        sem.enc_iv.as_deref()?,
+        &secret,
+        &ctx,
+    )
+    .map_err(
+        |e| tracing::warn!(%phone, %target, error = %e, "phone could not open an encrypted edit"),
+    )
+    .ok()
+}
+
+/// Stores a decoded message once per (chat, sender, id), downloading and
+/// opening its attachment the first time, as the phone's media
+/// auto-download would.
+async fn keep(
+    server: &Server,
+    phone: &str,
+    envelope: Envelope,
+    decoded: content::Decoded,
+    message_secret: Option<Vec<u8>>,
+    secret_encrypted: bool,
+) {
+    let blob = {
+        let mut w = server.world();
+        let Some(account) = w.accounts.get_mut(phone) else {
+            return;
+        };
+        if account
+            .phone_inbox
+            .arrived_again(&envelope.chat, &envelope.sender, &envelope.id)
+        {
+            w.phone_events.notify_waiters();
+            return;
+        }
+        decoded.media.map(|m| {
+            let blob = media_crypto::fetch(&w, &m);
+            (blob, m)
+        })
+    };
+    let mut content = decoded.content;
+    if secret_encrypted {
+        content["encrypted"] = true.into();
+    }
+    let media = match blob {
+        None => None,
+        Some((blob, m)) => {
+            // Decryption is CPU work: off the runtime's few worker threads.
+            let opened = tokio::task::spawn_blocking(move || media_crypto::open(&blob?, &m))
+                .await
+                .unwrap_or(Err(media_crypto::MediaError::Aborted));
+            match opened {
+                Ok(plain) => {
+                    content["sha256"] = hex::encode(Sha256::digest(&plain)).into();
+                    content["length"] = plain.len().into();
+                    Some(bytes::Bytes::from(plain))
+                }
+                Err(e) => {
+                    tracing::warn!(%phone, id = %envelope.id, error = %e,
+                        "phone could not open the attachment");
+                    content["media_error"] = e.code().into();
+                    None
+                }
+            }
+        }
+    };
+    let message = PhoneMessage {
+        id: envelope.id,
+        from: envelope.from,
+        sender: envelope.sender,
+        chat: envelope.chat,
+        from_me: envelope.from_me,
+        kind: decoded.kind.to_owned(),
+        text: decoded.text,
+        content,
+        timestamp: envelope.timestamp,
+        arrivals: 1,
+        edited_text: None,
+        edits: 0,
+        revoked: false,
+        reactions: Default::default(),
+        read: false,
+        played: false,
+        read_by_companion: false,
+        played_by_companion: false,
+        media,
+        message_secret,
+    };
+    let mut w = server.world();
+    if let Some(account) = w.accounts.get_mut(phone) {
+        account.phone_inbox.add(message, decoded.effect);
+    }
+    w.phone_events.notify_waiters();
 }
 
 async fn decrypt(
@@ -721,35 +919,4 @@ async fn decrypt(
     wacore::messages::decode_plaintext(&result.plaintext, version)
         .map_err(|e| tracing::warn!(%sender_phone, device, error = %e, "undecodable plaintext"))
         .ok()
-}
-
-fn describe(m: &wa::Message) -> (&'static str, Option<String>) {
-    if let Some(text) = &m.conversation {
-        return ("text", Some(text.clone()));
-    }
-    if let Some(ext) = m.extended_text_message.as_option() {
-        return ("text", ext.text.clone());
-    }
-    if let Some(img) = m.image_message.as_option() {
-        return ("image", img.caption.clone());
-    }
-    if let Some(video) = m.video_message.as_option() {
-        return ("video", video.caption.clone());
-    }
-    if m.audio_message.is_set() {
-        return ("audio", None);
-    }
-    if let Some(doc) = m.document_message.as_option() {
-        return (
-            "document",
-            doc.caption.clone().or_else(|| doc.file_name.clone()),
-        );
-    }
-    if m.sticker_message.is_set() {
-        return ("sticker", None);
-    }
-    if let Some(reaction) = m.reaction_message.as_option() {
-        return ("reaction", reaction.text.clone());
-    }
-    ("other", None)
 }

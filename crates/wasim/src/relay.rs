@@ -74,7 +74,11 @@ pub fn resolve_device_mut<'a>(
     })
 }
 
-/// Device lists (and LIDs) for each user asked about.
+/// Device lists, LIDs and registration for each user asked about. A user
+/// is named by `jid`, or, in a registration check (`is_on_whatsapp`), by a
+/// phone number in `<contact>+1555...</contact>`; the answer names the
+/// user's JID either way. A number without an account is `type="out"`
+/// and has nothing else to report.
 pub fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
     let Some(sync) = child(iq, "usync") else {
         return iq_result(id, vec![]);
@@ -84,10 +88,39 @@ pub fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
     let users = child(sync, "list").map(children).unwrap_or(&[]);
     let list = users
         .iter()
-        .filter_map(|u| attr(u, "jid"))
-        .filter_map(|jid| {
+        .filter_map(|u| {
+            let asked_number = child(u, "contact")
+                .and_then(stanza::bytes)
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            let jid = attr(u, "jid").or_else(|| {
+                let digits: String = asked_number
+                    .as_deref()?
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                (!digits.is_empty()).then(|| format!("{digits}@s.whatsapp.net"))
+            })?;
             let addr = parse_jid(&jid)?;
-            let account = w.accounts.get(&phone_of(w, &addr)?)?;
+            let account = phone_of(w, &addr).and_then(|p| w.accounts.get(&p));
+            let contact = |kind: &str| {
+                let b = NodeBuilder::new("contact").attr("type", kind);
+                match &asked_number {
+                    Some(number) => b.string_content(number.clone()).build(),
+                    None => b.build(),
+                }
+            };
+            let Some(account) = account else {
+                // Device and key queries only ever name known users.
+                if !wants("contact") {
+                    return None;
+                }
+                return Some(
+                    NodeBuilder::new("user")
+                        .attr("jid", jid)
+                        .children([contact("out")])
+                        .build(),
+                );
+            };
             let mut parts = Vec::new();
             if wants("devices") {
                 parts.push(device_list(account));
@@ -100,7 +133,7 @@ pub fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
                 );
             }
             if wants("contact") {
-                parts.push(NodeBuilder::new("contact").attr("type", "in").build());
+                parts.push(contact("in"));
             }
             Some(
                 NodeBuilder::new("user")
@@ -279,6 +312,20 @@ pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
         .unwrap_or_default();
     let identity = child(msg, "device-identity").cloned();
     let chat = parse_jid(&to).and_then(|a| phone_of(w, &a).map(|p| (a, p)));
+    // An injected refusal: the server nacks instead of relaying, and nobody
+    // gets a copy, the sender's own devices included.
+    if let Some(code) = chat.as_ref().and_then(|(_, p)| w.nacks.take(p)) {
+        w.send(
+            conn,
+            NodeBuilder::new("ack")
+                .attr("class", "message")
+                .attr("id", id)
+                .attr("from", to)
+                .attr("error", code.to_string())
+                .build(),
+        );
+        return;
+    }
     let targets: Vec<(String, u16, Node)> = child(msg, "participants")
         .map(children)
         .unwrap_or(&[])
@@ -355,18 +402,39 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
         ids.extend(children(list).iter().filter_map(|i| attr(i, "id")));
     }
     acknowledged(w, conn, Some("message"), &ids);
-    let kind = attr(receipt, "type");
-    let me = device_jid(&phone, device);
     w.send(
         conn,
         NodeBuilder::new("ack")
             .attr("class", "receipt")
             .attr("id", id.as_str())
-            .attr("from", me.as_str())
+            .attr("from", device_jid(&phone, device))
             .build(),
     );
+    route_receipt(w, &phone, device, receipt);
+}
+
+/// Forwards a receipt a device (or a phone) sent to the devices of the
+/// account whose message it is. A retry request goes to the one device
+/// that must re-encrypt; delivery, read and played receipts go to every
+/// device of the sender's account, so each of them shows the ticks.
+pub fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
+    let id = attr(receipt, "id").unwrap_or_default();
+    let kind = attr(receipt, "type");
+    // What one device read or played, the reader's other devices learn, so
+    // the chat shows as read everywhere: the same receipt from the reader,
+    // naming the chat in `recipient`. The `-self` kinds (read receipts
+    // turned off) go nowhere else.
+    if matches!(
+        kind.as_deref(),
+        Some("read" | "played" | "read-self" | "played-self")
+    ) {
+        sync_to_own_devices(w, phone, device, receipt);
+    }
     // Receipts about our own devices' copies stay between them.
-    if matches!(kind.as_deref(), Some("sender" | "peer_msg" | "read-self")) {
+    if matches!(
+        kind.as_deref(),
+        Some("sender" | "peer_msg" | "read-self" | "played-self")
+    ) {
         return;
     }
     // The sender is known by the message id; a read receipt names only the
@@ -379,12 +447,12 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
         return;
     };
     let mut b = NodeBuilder::new("receipt")
-        .attr("from", me)
+        .attr("from", device_jid(phone, device))
         .attr("id", id)
         .attr("t", stanza::now_secs().to_string());
     // "inactive" only says the reader's app was in the background: to the
     // sender it is a plain delivery.
-    if let Some(k) = kind.filter(|k| k != "inactive") {
+    if let Some(k) = kind.clone().filter(|k| k != "inactive") {
         b = b.attr("type", k);
     }
     // Aggregates (`<list>`) and retry requests (`<retry>`, keys) go through.
@@ -392,5 +460,97 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
     if !extra.is_empty() {
         b = b.children(extra);
     }
-    deliver(w, &target_phone, target_device, b.build());
+    let node = b.build();
+    let devices = if matches!(kind.as_deref(), Some("retry" | "enc_rekey_retry")) {
+        vec![target_device]
+    } else {
+        account_devices(w, &target_phone)
+    };
+    for d in devices {
+        // A reader on the sender's own account needs no receipt from itself.
+        if target_phone == phone && d == device {
+            continue;
+        }
+        deliver(w, &target_phone, d, node.clone());
+    }
+}
+
+fn sync_to_own_devices(w: &mut World, phone: &str, device: u16, receipt: &Node) {
+    let Some(to) = attr(receipt, "to") else {
+        return;
+    };
+    // The chat as a user JID, whatever device the reader addressed.
+    let chat = parse_jid(&to)
+        .and_then(|addr| phone_of(w, &addr))
+        .map(|p| device_jid(&p, 0))
+        .unwrap_or(to);
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", device_jid(phone, device))
+        .attr("recipient", chat)
+        .attr("id", attr(receipt, "id").unwrap_or_default())
+        .attr("t", stanza::now_secs().to_string());
+    if let Some(kind) = attr(receipt, "type") {
+        b = b.attr("type", kind);
+    }
+    let extra = children(receipt).to_vec();
+    if !extra.is_empty() {
+        b = b.children(extra);
+    }
+    let node = b.build();
+    for d in account_devices(w, phone) {
+        if d != device {
+            deliver(w, phone, d, node.clone());
+        }
+    }
+}
+
+/// Every device of an account: the phone (0), then its companions.
+fn account_devices(w: &World, phone: &str) -> Vec<u16> {
+    let mut devices = vec![0];
+    if let Some(account) = w.accounts.get(phone) {
+        devices.extend(account.devices.keys().copied());
+    }
+    devices
+}
+
+/// Typing indicators: forwarded live to every device of the chat's other
+/// account, from the typing account's bare JID. Never queued: a stale
+/// "typing" is worse than none.
+pub fn on_chatstate(w: &mut World, conn: ConnId, node: &Node) {
+    let Some((phone, _)) = device_of(w, conn) else {
+        return;
+    };
+    let Some(to) = attr(node, "to")
+        .and_then(|to| parse_jid(&to))
+        .and_then(|addr| phone_of(w, &addr))
+    else {
+        return;
+    };
+    if to == phone {
+        return;
+    }
+    let forwarded = NodeBuilder::new("chatstate")
+        .attr("from", device_jid(&phone, 0))
+        .children(children(node).to_vec())
+        .build();
+    for d in account_devices(w, &to) {
+        send_live(w, &to, d, forwarded.clone());
+    }
+}
+
+/// Sends `node` to a device only if it is online now; the phone always is.
+fn send_live(w: &mut World, phone: &str, device: u16, node: Node) {
+    if device == 0 {
+        crate::phone::receive(w, phone, node);
+        return;
+    }
+    let live = w
+        .accounts
+        .get(phone)
+        .and_then(|a| a.devices.get(&device))
+        .and_then(|d| d.connection)
+        .filter(|c| w.conns.get(c).is_some_and(|c| c.active));
+    if let Some(conn) = live {
+        w.send(conn, node);
+    }
 }

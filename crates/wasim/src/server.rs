@@ -157,7 +157,8 @@ impl Server {
             "message" => relay::on_message(&mut w, conn, &node),
             "receipt" => relay::on_receipt(&mut w, conn, &node),
             "ack" => relay::on_ack(&mut w, conn, &node),
-            // Acks of what we delivered, presence, chat state, unified session
+            "chatstate" => relay::on_chatstate(&mut w, conn, &node),
+            // Acks of what we delivered, presence, unified session
             // markers: nothing the simulator needs to act on.
             _ => {}
         }

@@ -25,8 +25,8 @@ pub struct Account {
     pub banned_for_secs: Option<u64>,
     /// The phone's own prekeys, once it has Signal keys (see [`crate::phone`]).
     pub phone_prekeys: Option<PreKeys>,
-    /// What the phone received, decrypted (see [`crate::phone`]).
-    pub phone_messages: Vec<crate::phone::PhoneMessage>,
+    /// What reached the phone: messages, receipts, chat states (see [`crate::phone`]).
+    pub phone_inbox: crate::phone::Inbox,
 }
 
 impl Account {
@@ -132,6 +132,8 @@ pub struct World {
     /// Message id -> the device that sent it, to route receipts addressed
     /// to a bare chat (read receipts) back to that device.
     pub sent_by: HashMap<String, (String, u16)>,
+    /// Injected message refusals (see [`crate::faults::Nacks`]).
+    pub nacks: crate::faults::Nacks,
     /// Uploaded media blobs by direct path.
     pub blobs: HashMap<String, bytes::Bytes>,
 }
@@ -163,7 +165,7 @@ impl World {
                 next_device_id: 1,
                 banned_for_secs: None,
                 phone_prekeys: None,
-                phone_messages: Vec::new(),
+                phone_inbox: Default::default(),
             }
         })
     }
