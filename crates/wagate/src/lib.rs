@@ -3,6 +3,7 @@
 //! The crate is laid out by layer: `domain` holds the validated types,
 //! `store` the persistence seam, `session` the per-session supervisors and
 //! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API;
+//! `messages` the content of the messages the API sends;
 //! `dashboard` is the web UI served at `/`.
 //! `app` wires them together; `cli` and `config` are the process's edges.
 
@@ -14,6 +15,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod messages;
 pub mod secret;
 pub mod session;
 pub mod store;
