@@ -246,7 +246,10 @@ impl<T> Content<T> {
 
     /// Replaces a reaction's target by what `resolve` makes of it; every
     /// other kind passes through unchanged.
-    pub fn resolve_target<U, E>(self, resolve: impl FnOnce(T) -> Result<U, E>) -> Result<Content<U>, E> {
+    pub fn resolve_target<U, E>(
+        self,
+        resolve: impl FnOnce(T) -> Result<U, E>,
+    ) -> Result<Content<U>, E> {
         Ok(match self {
             Self::Reaction { target, emoji } => Content::Reaction {
                 target: resolve(target)?,
@@ -362,7 +365,9 @@ impl ValidatedMessage {
     /// The gateway message ids the store must resolve: `reply_to`, then a
     /// reaction's target.
     pub fn referenced_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
-        self.reply_to.into_iter().chain(self.content.target().copied())
+        self.reply_to
+            .into_iter()
+            .chain(self.content.target().copied())
     }
 
     /// Builds what the outbox stores once the store has resolved
@@ -372,9 +377,9 @@ impl ValidatedMessage {
         reply_to: Option<MessageRef>,
         target: Option<MessageRef>,
     ) -> Result<OutgoingMessage, ResolveError> {
-        let content = self.content.resolve_target(|_| {
-            target.ok_or(ResolveError::ReactionChatMismatch)
-        })?;
+        let content = self
+            .content
+            .resolve_target(|_| target.ok_or(ResolveError::ReactionChatMismatch))?;
         if let Some(target) = content.target()
             && target.chat != self.to
         {
@@ -421,7 +426,10 @@ mod tests {
                 Some(serde_json::Value::String(kind.as_str().into()))
             );
         }
-        let replying: Vec<_> = ContentKind::ALL.into_iter().filter(|k| k.can_reply()).collect();
+        let replying: Vec<_> = ContentKind::ALL
+            .into_iter()
+            .filter(|k| k.can_reply())
+            .collect();
         assert_eq!(replying.len(), 7);
         assert!(!ContentKind::Reaction.can_reply());
         assert!(!ContentKind::Poll.can_reply());
@@ -433,7 +441,10 @@ mod tests {
             .into_iter()
             .filter(|k| k.allows_caption())
             .collect();
-        assert_eq!(captioned, [MediaKind::Image, MediaKind::Video, MediaKind::Document]);
+        assert_eq!(
+            captioned,
+            [MediaKind::Image, MediaKind::Video, MediaKind::Document]
+        );
         assert!(MediaKind::Document.allows_file_name());
         assert!(!MediaKind::Image.allows_file_name());
         assert_eq!(MediaKind::Voice.default_mime(), "audio/ogg; codecs=opus");
@@ -508,7 +519,10 @@ mod tests {
             },
         };
         assert_eq!(message.referenced_ids().collect::<Vec<_>>(), [id]);
-        let out = message.clone().resolve(None, Some(reference(bob()))).unwrap();
+        let out = message
+            .clone()
+            .resolve(None, Some(reference(bob())))
+            .unwrap();
         assert_eq!(out.content.target(), Some(&reference(bob())));
 
         let group: Recipient = "120363025246125888@g.us".parse().unwrap();

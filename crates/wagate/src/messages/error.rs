@@ -260,7 +260,10 @@ mod tests {
         let too_large = RequestError::MediaTooLarge { limit: 10 };
         assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(too_large.code(), "media_too_large");
-        assert_eq!(ApiError::from(too_large).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ApiError::from(too_large).status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(
             ApiError::from(RequestError::UnsupportedContentType).status(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -273,8 +276,17 @@ mod tests {
 
     #[test]
     fn media_fields_are_named_after_their_kind() {
-        assert_eq!(RequestError::UnsupportedUrl(MediaKind::Sticker).field(), "sticker.url");
-        assert_eq!(RequestError::InvalidBase64(MediaKind::Document).field(), "document.base64");
-        assert_eq!(RequestError::InvalidMimeType(MediaKind::Audio).field(), "audio.mime_type");
+        assert_eq!(
+            RequestError::UnsupportedUrl(MediaKind::Sticker).field(),
+            "sticker.url"
+        );
+        assert_eq!(
+            RequestError::InvalidBase64(MediaKind::Document).field(),
+            "document.base64"
+        );
+        assert_eq!(
+            RequestError::InvalidMimeType(MediaKind::Audio).field(),
+            "audio.mime_type"
+        );
     }
 }

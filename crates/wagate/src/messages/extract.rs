@@ -13,7 +13,10 @@ use super::error::RequestError;
 use super::request::{FilePart, Limits, ParsedRequest, parse_json, validate};
 
 /// Reads, parses and validates a send request, JSON or multipart.
-pub async fn read_request(request: Request, limits: &Limits) -> Result<ParsedRequest, RequestError> {
+pub async fn read_request(
+    request: Request,
+    limits: &Limits,
+) -> Result<ParsedRequest, RequestError> {
     let content_type = request
         .headers()
         .get(CONTENT_TYPE)
@@ -25,8 +28,8 @@ pub async fn read_request(request: Request, limits: &Limits) -> Result<ParsedReq
         let bytes = read_capped(body.into_data_stream(), limits.max_json_bytes(), |e| {
             RequestError::MalformedJson(format!("could not read the body: {e}"))
         })
-            .await?
-            .ok_or(RequestError::BodyTooLarge)?;
+        .await?
+        .ok_or(RequestError::BodyTooLarge)?;
         let value = serde_json::from_slice(&bytes)
             .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
         validate(parse_json(value)?, None, limits)
@@ -78,8 +81,8 @@ async fn read_multipart(
         .max_media_bytes
         .saturating_add(limits.max_message_part_bytes())
         .saturating_add(64 * 1024);
-    let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream(whole as u64));
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole as u64));
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
 

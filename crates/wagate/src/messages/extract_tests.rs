@@ -68,9 +68,15 @@ async fn a_json_body_is_parsed_and_validated() {
 #[tokio::test]
 async fn other_content_types_and_bad_json_are_refused() {
     let body = r#"{"to": "15551234567", "text": {"body": "hi"}}"#;
-    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
         assert_eq!(
-            read_request(request(content_type, body), &LIMITS).await.err(),
+            read_request(request(content_type, body), &LIMITS)
+                .await
+                .err(),
             Some(RequestError::UnsupportedContentType),
             "{content_type:?}"
         );
@@ -144,7 +150,10 @@ async fn multipart_without_a_message_or_with_strangers_is_refused() {
     );
     let no_boundary = request(Some("multipart/form-data"), "x");
     assert_eq!(
-        read_request(no_boundary, &LIMITS).await.err().map(|e| e.code()),
+        read_request(no_boundary, &LIMITS)
+            .await
+            .err()
+            .map(|e| e.code()),
         Some("invalid_multipart")
     );
 }

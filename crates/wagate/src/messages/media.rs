@@ -132,8 +132,16 @@ impl MediaFetcher {
             .await
             .map_err(|e| FetchError::Unreachable(describe(&e)))?;
         let status = response.status();
+        if status.is_redirection() {
+            // reqwest hands back, unfollowed, a redirect to a non-http URL.
+            return Err(FetchError::Unreachable(format!(
+                "redirect refused: the server answered {status} towards a URL that is not http or https"
+            )));
+        }
         if !status.is_success() {
-            return Err(FetchError::Unreachable(format!("the server answered {status}")));
+            return Err(FetchError::Unreachable(format!(
+                "the server answered {status}"
+            )));
         }
         if response
             .content_length()

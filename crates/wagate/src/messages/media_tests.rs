@@ -37,7 +37,10 @@ async fn serve() -> String {
             "/to-file",
             get(|| async { Redirect::temporary("file:///etc/passwd") }),
         )
-        .route("/missing", get(|| async { StatusCode::NOT_FOUND.into_response() }))
+        .route(
+            "/missing",
+            get(|| async { StatusCode::NOT_FOUND.into_response() }),
+        )
         .route("/hang", get(|| std::future::pending::<()>()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -73,7 +76,11 @@ async fn fetches_bytes_with_the_servers_content_type() {
 async fn a_declared_type_wins_and_unlabelled_bytes_are_sniffed() {
     let base = serve().await;
     let declared = fetcher()
-        .fetch(&url(&base, "/photo"), MediaKind::Document, Some("application/x-custom"))
+        .fetch(
+            &url(&base, "/photo"),
+            MediaKind::Document,
+            Some("application/x-custom"),
+        )
         .await
         .unwrap();
     assert_eq!(declared.mime_type, "application/x-custom");
@@ -89,7 +96,9 @@ async fn a_body_over_the_cap_is_refused_whether_declared_or_streamed() {
     let base = serve().await;
     for path in ["/big", "/stream"] {
         assert_eq!(
-            fetcher().fetch(&url(&base, path), MediaKind::Document, None).await,
+            fetcher()
+                .fetch(&url(&base, path), MediaKind::Document, None)
+                .await,
             Err(FetchError::TooLarge { limit: CAP }),
             "{path}"
         );
@@ -106,10 +115,16 @@ async fn redirects_are_followed_a_few_times_and_only_to_http() {
     assert_eq!(media.bytes, PNG);
 
     for path in ["/loop", "/to-file"] {
-        match fetcher().fetch(&url(&base, path), MediaKind::Image, None).await {
+        match fetcher()
+            .fetch(&url(&base, path), MediaKind::Image, None)
+            .await
+        {
             Err(FetchError::Unreachable(detail)) => {
                 assert!(detail.starts_with("redirect refused"), "{path}: {detail}");
-                assert!(!detail.contains("127.0.0.1"), "no URL in the detail: {detail}");
+                assert!(
+                    !detail.contains("127.0.0.1"),
+                    "no URL in the detail: {detail}"
+                );
             }
             other => panic!("{path}: expected Unreachable, got {other:?}"),
         }
@@ -139,7 +154,11 @@ async fn a_closed_port_is_unreachable() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     match fetcher()
-        .fetch(&url(&format!("http://{addr}"), "/x"), MediaKind::Image, None)
+        .fetch(
+            &url(&format!("http://{addr}"), "/x"),
+            MediaKind::Image,
+            None,
+        )
         .await
     {
         Err(FetchError::Unreachable(detail)) => {
@@ -158,8 +177,13 @@ async fn a_server_that_never_answers_times_out() {
         max_redirects: 0,
     })
     .unwrap();
-    match impatient.fetch(&url(&base, "/hang"), MediaKind::Image, None).await {
-        Err(FetchError::Unreachable(detail)) => assert!(detail.starts_with("timed out"), "{detail}"),
+    match impatient
+        .fetch(&url(&base, "/hang"), MediaKind::Image, None)
+        .await
+    {
+        Err(FetchError::Unreachable(detail)) => {
+            assert!(detail.starts_with("timed out"), "{detail}")
+        }
         other => panic!("expected a timeout, got {other:?}"),
     }
 }

@@ -161,7 +161,10 @@ mod tests {
             Ok(RecipientKind::Person),
             "7 digits is the contract's minimum"
         );
-        assert!(parse("123456789012345").is_ok(), "15 digits is E.164's maximum");
+        assert!(
+            parse("123456789012345").is_ok(),
+            "15 digits is E.164's maximum"
+        );
     }
 
     #[test]
@@ -174,7 +177,11 @@ mod tests {
         ] {
             assert_eq!(parse(to), Ok((to.to_string(), kind)), "{to}");
         }
-        assert!("120363025246125888@g.us".parse::<Recipient>().is_ok_and(|r| r.is_group()));
+        assert!(
+            "120363025246125888@g.us"
+                .parse::<Recipient>()
+                .is_ok_and(|r| r.is_group())
+        );
     }
 
     #[test]

@@ -458,7 +458,10 @@ fn decode_base64(kind: MediaKind, encoded: &str, limits: &Limits) -> Result<Vec<
 fn validate_file_name(name: String) -> Result<String, RequestError> {
     check_length(&name, "document.file_name", MAX_FILE_NAME_CHARS)?;
     // The recipient's phone saves the file under this name.
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) || name == "." || name == ".."
+    if name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+        || name == "."
+        || name == ".."
     {
         return Err(RequestError::InvalidFileName);
     }

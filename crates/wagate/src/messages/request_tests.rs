@@ -126,7 +126,9 @@ fn reply_to_is_a_uuid_and_only_for_text_and_media() {
         .is_ok()
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "reply_to": "42", "text": {"body": "x"}}))),
+        code(parse(
+            json!({"to": "15551234567", "reply_to": "42", "text": {"body": "x"}})
+        )),
         "invalid_reply_to"
     );
     assert_eq!(
@@ -155,7 +157,9 @@ fn text_bodies_are_1_to_65536_characters() {
     let longest = "é".repeat(MAX_TEXT_CHARS);
     assert!(parse(json!({"to": "15551234567", "text": {"body": longest}})).is_ok());
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "text": {"body": "a".repeat(MAX_TEXT_CHARS + 1)}}))),
+        code(parse(
+            json!({"to": "15551234567", "text": {"body": "a".repeat(MAX_TEXT_CHARS + 1)}})
+        )),
         "field_too_long"
     );
     assert_eq!(
@@ -170,7 +174,9 @@ fn text_bodies_are_1_to_65536_characters() {
 #[test]
 fn a_media_url_must_be_http_or_https() {
     assert_eq!(
-        content(json!({"to": "15551234567", "image": {"url": "https://example.com/a.jpg", "caption": "c"}})),
+        content(
+            json!({"to": "15551234567", "image": {"url": "https://example.com/a.jpg", "caption": "c"}})
+        ),
         Content::Media {
             kind: MediaKind::Image,
             source: MediaSource::Url("https://example.com/a.jpg".parse().unwrap()),
@@ -179,8 +185,14 @@ fn a_media_url_must_be_http_or_https() {
             mime_type: None,
         }
     );
-    assert!(parse(json!({"to": "15551234567", "video": {"url": "http://example.com/v.mp4"}})).is_ok());
-    for url in ["ftp://example.com/a.jpg", "file:///etc/passwd", "data:image/png;base64,AAAA"] {
+    assert!(
+        parse(json!({"to": "15551234567", "video": {"url": "http://example.com/v.mp4"}})).is_ok()
+    );
+    for url in [
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "data:image/png;base64,AAAA",
+    ] {
         assert_eq!(
             parse(json!({"to": "15551234567", "image": {"url": url}})).err(),
             Some(RequestError::UnsupportedUrl(MediaKind::Image)),
@@ -188,7 +200,9 @@ fn a_media_url_must_be_http_or_https() {
         );
     }
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "image": {"url": "not a url"}}))),
+        code(parse(
+            json!({"to": "15551234567", "image": {"url": "not a url"}})
+        )),
         "invalid_url"
     );
 }
@@ -200,8 +214,10 @@ fn media_needs_exactly_one_source() {
         Some(RequestError::MissingMediaSource(MediaKind::Audio))
     );
     assert_eq!(
-        parse(json!({"to": "15551234567", "audio": {"url": "https://e.com/a", "base64": b64(b"x")}}))
-            .err(),
+        parse(
+            json!({"to": "15551234567", "audio": {"url": "https://e.com/a", "base64": b64(b"x")}})
+        )
+        .err(),
         Some(RequestError::MultipleMediaSources(MediaKind::Audio))
     );
     let file = FilePart {
@@ -210,7 +226,11 @@ fn media_needs_exactly_one_source() {
         file_name: None,
     };
     assert_eq!(
-        with_file(json!({"to": "15551234567", "audio": {"url": "https://e.com/a"}}), file).err(),
+        with_file(
+            json!({"to": "15551234567", "audio": {"url": "https://e.com/a"}}),
+            file
+        )
+        .err(),
         Some(RequestError::MultipleMediaSources(MediaKind::Audio))
     );
 }
@@ -254,7 +274,10 @@ fn media_over_the_limit_is_refused_however_it_comes() {
         file_name: None,
     };
     assert_eq!(
-        code(with_file(json!({"to": "15551234567", "document": {}}), file)),
+        code(with_file(
+            json!({"to": "15551234567", "document": {}}),
+            file
+        )),
         "media_too_large"
     );
 }
@@ -262,15 +285,19 @@ fn media_over_the_limit_is_refused_however_it_comes() {
 #[test]
 fn captions_only_on_image_video_and_document() {
     for kind in ["audio", "voice", "sticker"] {
-        let result = parse(json!({"to": "15551234567", kind: {"url": "https://e.com/x", "caption": "c"}}));
+        let result =
+            parse(json!({"to": "15551234567", kind: {"url": "https://e.com/x", "caption": "c"}}));
         assert_eq!(code(result), "caption_not_allowed", "{kind}");
     }
     for kind in ["image", "video", "document"] {
-        let result = parse(json!({"to": "15551234567", kind: {"url": "https://e.com/x", "caption": "c"}}));
+        let result =
+            parse(json!({"to": "15551234567", kind: {"url": "https://e.com/x", "caption": "c"}}));
         assert!(result.is_ok(), "{kind}: {result:?}");
     }
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "image": {"url": "https://e.com/x", "caption": "c".repeat(MAX_CAPTION_CHARS + 1)}}))),
+        code(parse(
+            json!({"to": "15551234567", "image": {"url": "https://e.com/x", "caption": "c".repeat(MAX_CAPTION_CHARS + 1)}})
+        )),
         "field_too_long"
     );
 }
@@ -278,25 +305,33 @@ fn captions_only_on_image_video_and_document() {
 #[test]
 fn file_names_only_on_documents_and_plain() {
     assert_eq!(
-        parse(json!({"to": "15551234567", "image": {"url": "https://e.com/x", "file_name": "a.jpg"}}))
-            .err(),
+        parse(
+            json!({"to": "15551234567", "image": {"url": "https://e.com/x", "file_name": "a.jpg"}})
+        )
+        .err(),
         Some(RequestError::FileNameNotAllowed(MediaKind::Image))
     );
     for bad in ["../etc/passwd", "a\\b", "a\nb", ".."] {
         assert_eq!(
-            code(parse(json!({"to": "15551234567", "document": {"url": "https://e.com/x", "file_name": bad}}))),
+            code(parse(
+                json!({"to": "15551234567", "document": {"url": "https://e.com/x", "file_name": bad}})
+            )),
             "invalid_file_name",
             "{bad:?}"
         );
     }
-    let ok = content(json!({"to": "15551234567", "document": {"url": "https://e.com/x", "file_name": "report.pdf"}}));
+    let ok = content(
+        json!({"to": "15551234567", "document": {"url": "https://e.com/x", "file_name": "report.pdf"}}),
+    );
     assert!(matches!(ok, Content::Media { file_name: Some(n), .. } if n == "report.pdf"));
 }
 
 #[test]
 fn a_declared_mime_type_must_parse_and_fit_the_kind() {
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "image": {"url": "https://e.com/x", "mime_type": "jpeg"}}))),
+        code(parse(
+            json!({"to": "15551234567", "image": {"url": "https://e.com/x", "mime_type": "jpeg"}})
+        )),
         "invalid_mime_type"
     );
     assert_eq!(
@@ -320,7 +355,11 @@ fn a_file_part_supplies_bytes_type_and_document_name() {
         content_type: Some("application/octet-stream".into()),
         file_name: Some("scan.png".into()),
     };
-    let parsed = with_file(json!({"to": "15551234567", "document": {"caption": "see"}}), file).unwrap();
+    let parsed = with_file(
+        json!({"to": "15551234567", "document": {"caption": "see"}}),
+        file,
+    )
+    .unwrap();
     assert_eq!(parsed.media.as_deref(), Some(PNG));
     assert_eq!(
         parsed.message.content,
@@ -368,14 +407,26 @@ fn a_file_part_with_a_non_media_kind_is_refused() {
 
 #[test]
 fn mime_resolution_prefers_transport_then_bytes_then_default() {
-    assert_eq!(resolve_mime(MediaKind::Image, Some("image/gif"), PNG), "image/gif");
+    assert_eq!(
+        resolve_mime(MediaKind::Image, Some("image/gif"), PNG),
+        "image/gif"
+    );
     assert_eq!(
         resolve_mime(MediaKind::Image, Some("application/octet-stream"), PNG),
         "image/png"
     );
-    assert_eq!(resolve_mime(MediaKind::Image, Some("text/html"), b"??"), "image/jpeg");
-    assert_eq!(resolve_mime(MediaKind::Voice, None, b"OggS\0\x02rest"), "audio/ogg; codecs=opus");
-    assert_eq!(resolve_mime(MediaKind::Document, None, b"plain"), "application/octet-stream");
+    assert_eq!(
+        resolve_mime(MediaKind::Image, Some("text/html"), b"??"),
+        "image/jpeg"
+    );
+    assert_eq!(
+        resolve_mime(MediaKind::Voice, None, b"OggS\0\x02rest"),
+        "audio/ogg; codecs=opus"
+    );
+    assert_eq!(
+        resolve_mime(MediaKind::Document, None, b"plain"),
+        "application/octet-stream"
+    );
     // A PNG is no sticker: the kind's default stands.
     assert_eq!(resolve_mime(MediaKind::Sticker, None, PNG), "image/webp");
 }
@@ -383,7 +434,9 @@ fn mime_resolution_prefers_transport_then_bytes_then_default() {
 #[test]
 fn locations_are_within_range() {
     assert_eq!(
-        content(json!({"to": "15551234567", "location": {"latitude": -90, "longitude": 180, "name": "Pole"}})),
+        content(
+            json!({"to": "15551234567", "location": {"latitude": -90, "longitude": 180, "name": "Pole"}})
+        ),
         Content::Location {
             latitude: -90.0,
             longitude: 180.0,
@@ -392,15 +445,21 @@ fn locations_are_within_range() {
         }
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "location": {"latitude": 90.5, "longitude": 0}}))),
+        code(parse(
+            json!({"to": "15551234567", "location": {"latitude": 90.5, "longitude": 0}})
+        )),
         "invalid_latitude"
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "location": {"latitude": 0, "longitude": -180.01}}))),
+        code(parse(
+            json!({"to": "15551234567", "location": {"latitude": 0, "longitude": -180.01}})
+        )),
         "invalid_longitude"
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "location": {"latitude": 0}}))),
+        code(parse(
+            json!({"to": "15551234567", "location": {"latitude": 0}})
+        )),
         "missing_field"
     );
 }
@@ -416,11 +475,15 @@ fn contacts_are_1_to_20_vcards() {
     );
     assert!(parse(json!({"to": "15551234567", "contact": {"vcards": vec![card; 20]}})).is_ok());
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "contact": {"vcards": vec![card; 21]}}))),
+        code(parse(
+            json!({"to": "15551234567", "contact": {"vcards": vec![card; 21]}})
+        )),
         "invalid_contact_count"
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "contact": {"vcards": []}}))),
+        code(parse(
+            json!({"to": "15551234567", "contact": {"vcards": []}})
+        )),
         "invalid_contact_count"
     );
     assert_eq!(
@@ -433,27 +496,40 @@ fn contacts_are_1_to_20_vcards() {
 fn reactions_name_a_message_and_one_emoji() {
     let id = Uuid::now_v7();
     assert_eq!(
-        content(json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "👍"}})),
+        content(
+            json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "👍"}})
+        ),
         Content::Reaction {
             target: id,
             emoji: "👍".into()
         }
     );
     assert_eq!(
-        content(json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": ""}})),
+        content(
+            json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": ""}})
+        ),
         Content::Reaction {
             target: id,
             emoji: String::new()
         },
         "an empty emoji removes the reaction"
     );
-    assert!(parse(json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "👨‍👩‍👧‍👦"}})).is_ok());
+    assert!(
+        parse(
+            json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "👨‍👩‍👧‍👦"}})
+        )
+        .is_ok()
+    );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "reaction": {"message_id": "3EB0ABC", "emoji": "👍"}}))),
+        code(parse(
+            json!({"to": "15551234567", "reaction": {"message_id": "3EB0ABC", "emoji": "👍"}})
+        )),
         "invalid_message_id"
     );
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "nice one"}}))),
+        code(parse(
+            json!({"to": "15551234567", "reaction": {"message_id": id.to_string(), "emoji": "nice one"}})
+        )),
         "invalid_emoji"
     );
 }
@@ -461,7 +537,9 @@ fn reactions_name_a_message_and_one_emoji() {
 #[test]
 fn polls_have_2_to_12_distinct_options_and_a_sane_selectable_count() {
     assert_eq!(
-        content(json!({"to": "15551234567", "poll": {"question": "Lunch?", "options": ["pizza", "sushi"]}})),
+        content(
+            json!({"to": "15551234567", "poll": {"question": "Lunch?", "options": ["pizza", "sushi"]}})
+        ),
         Content::Poll {
             question: "Lunch?".into(),
             options: vec!["pizza".into(), "sushi".into()],
@@ -469,7 +547,9 @@ fn polls_have_2_to_12_distinct_options_and_a_sane_selectable_count() {
         }
     );
     let poll = |options: Value, count: u32| {
-        parse(json!({"to": "15551234567", "poll": {"question": "q", "options": options, "selectable_count": count}}))
+        parse(
+            json!({"to": "15551234567", "poll": {"question": "q", "options": options, "selectable_count": count}}),
+        )
     };
     assert!(poll(json!(["a", "b", "c"]), 3).is_ok());
     assert_eq!(code(poll(json!(["a"]), 1)), "invalid_poll_options");
@@ -480,7 +560,9 @@ fn polls_have_2_to_12_distinct_options_and_a_sane_selectable_count() {
     assert_eq!(code(poll(json!(["a", "b"]), 0)), "invalid_selectable_count");
     assert_eq!(code(poll(json!(["a", "b"]), 3)), "invalid_selectable_count");
     assert_eq!(
-        code(parse(json!({"to": "15551234567", "poll": {"question": "", "options": ["a", "b"]}}))),
+        code(parse(
+            json!({"to": "15551234567", "poll": {"question": "", "options": ["a", "b"]}})
+        )),
         "empty_field"
     );
 }

@@ -21,10 +21,10 @@
 
 use whatsapp_rust::Jid;
 use whatsapp_rust::buffa::MessageField;
-use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::wacore::proto_helpers::{
     MessageBuilderExt, MessageExt, build_quote_context_with_info, build_reaction_message,
 };
+use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::content::{Content, MediaKind, MessageRef, OutgoingMessage};
 use super::recipient::RecipientKind;
@@ -227,7 +227,8 @@ pub fn first_link(body: &str) -> Option<&str> {
         .filter_map(|word| {
             let start = word.find("http://").or_else(|| word.find("https://"))?;
             // Sentence punctuation after a link is not part of it.
-            let link = word[start..].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '"', '\'']);
+            let link =
+                word[start..].trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '"', '\'']);
             url::Url::parse(link)
                 .ok()
                 .filter(|u| u.host_str().is_some())
@@ -400,7 +401,12 @@ pub fn vcard_display_name(vcard: &str) -> Option<String> {
     })
 }
 
-fn poll(question: &str, options: &[String], selectable_count: u32, secret: [u8; 32]) -> wa::Message {
+fn poll(
+    question: &str,
+    options: &[String],
+    selectable_count: u32,
+    secret: [u8; 32],
+) -> wa::Message {
     let creation = wa::message::PollCreationMessage {
         name: Some(question.to_string()),
         options: options

@@ -70,7 +70,10 @@ fn plain_text_is_a_conversation() {
         ),
         &WireContext::default(),
     );
-    assert_eq!(built.message.conversation.as_deref(), Some("see https://example.com"));
+    assert_eq!(
+        built.message.conversation.as_deref(),
+        Some("see https://example.com")
+    );
     assert!(built.message.extended_text_message.is_unset());
     assert_eq!(built.message_secret, None);
 }
@@ -88,7 +91,10 @@ fn a_link_preview_marks_the_first_link() {
         &WireContext::default(),
     );
     let ext = built.message.extended_text_message.as_option().unwrap();
-    assert_eq!(ext.matched_text.as_deref(), Some("https://example.com/a?b=1"));
+    assert_eq!(
+        ext.matched_text.as_deref(),
+        Some("https://example.com/a?b=1")
+    );
     assert_eq!(
         ext.text.as_deref(),
         Some("read (https://example.com/a?b=1), then http://x.org")
@@ -123,10 +129,16 @@ fn voice_is_audio_played_as_push_to_talk_with_the_upload() {
         media: Some(&upload),
         ..Default::default()
     };
-    let voice = build_ok(&outgoing(bob(), media_content(MediaKind::Voice, None, None)), &context);
+    let voice = build_ok(
+        &outgoing(bob(), media_content(MediaKind::Voice, None, None)),
+        &context,
+    );
     let audio = voice.message.audio_message.as_option().unwrap();
     assert_eq!(audio.ptt, Some(true));
-    assert_eq!(audio.url.as_deref(), Some("https://mmg.whatsapp.net/v/t62/abc"));
+    assert_eq!(
+        audio.url.as_deref(),
+        Some("https://mmg.whatsapp.net/v/t62/abc")
+    );
     assert_eq!(audio.direct_path.as_deref(), Some("/v/t62/abc"));
     assert_eq!(audio.media_key.as_deref(), Some([1u8; 32].as_slice()));
     assert_eq!(audio.file_sha256.as_deref(), Some([2u8; 32].as_slice()));
@@ -134,10 +146,19 @@ fn voice_is_audio_played_as_push_to_talk_with_the_upload() {
     assert_eq!(audio.file_length, Some(1234));
     assert_eq!(audio.media_key_timestamp, Some(1_700_000_000));
     assert_eq!(audio.mimetype.as_deref(), Some("audio/ogg; codecs=opus"));
-    assert_eq!(audio.streaming_sidecar.as_deref(), Some([9u8, 9].as_slice()));
+    assert_eq!(
+        audio.streaming_sidecar.as_deref(),
+        Some([9u8, 9].as_slice())
+    );
 
-    let plain = build_ok(&outgoing(bob(), media_content(MediaKind::Audio, None, None)), &context);
-    assert_eq!(plain.message.audio_message.as_option().unwrap().ptt, Some(false));
+    let plain = build_ok(
+        &outgoing(bob(), media_content(MediaKind::Audio, None, None)),
+        &context,
+    );
+    assert_eq!(
+        plain.message.audio_message.as_option().unwrap().ptt,
+        Some(false)
+    );
 }
 
 #[test]
@@ -147,24 +168,42 @@ fn each_media_kind_fills_its_own_message() {
         media: Some(&upload),
         ..Default::default()
     };
-    let image = build_ok(&outgoing(bob(), media_content(MediaKind::Image, Some("cap"), None)), &context);
+    let image = build_ok(
+        &outgoing(bob(), media_content(MediaKind::Image, Some("cap"), None)),
+        &context,
+    );
     let image = image.message.image_message.as_option().unwrap();
     assert_eq!(image.caption.as_deref(), Some("cap"));
     assert_eq!(image.file_length, Some(1234));
 
-    let video = build_ok(&outgoing(bob(), media_content(MediaKind::Video, Some("v"), None)), &context);
+    let video = build_ok(
+        &outgoing(bob(), media_content(MediaKind::Video, Some("v"), None)),
+        &context,
+    );
     let video = video.message.video_message.as_option().unwrap();
     assert_eq!(video.caption.as_deref(), Some("v"));
     assert!(video.streaming_sidecar.is_some());
 
-    let sticker = build_ok(&outgoing(bob(), media_content(MediaKind::Sticker, None, None)), &context);
+    let sticker = build_ok(
+        &outgoing(bob(), media_content(MediaKind::Sticker, None, None)),
+        &context,
+    );
     assert_eq!(
-        sticker.message.sticker_message.as_option().unwrap().direct_path.as_deref(),
+        sticker
+            .message
+            .sticker_message
+            .as_option()
+            .unwrap()
+            .direct_path
+            .as_deref(),
         Some("/v/t62/abc")
     );
 
     let document = build_ok(
-        &outgoing(bob(), media_content(MediaKind::Document, None, Some("a.pdf"))),
+        &outgoing(
+            bob(),
+            media_content(MediaKind::Document, None, Some("a.pdf")),
+        ),
         &context,
     );
     let document = document.message.document_message.as_option().unwrap();
@@ -175,7 +214,10 @@ fn each_media_kind_fills_its_own_message() {
 #[test]
 fn a_captioned_document_is_wrapped_and_a_reply_goes_inside() {
     let upload = upload();
-    let mut message = outgoing(bob(), media_content(MediaKind::Document, Some("here"), None));
+    let mut message = outgoing(
+        bob(),
+        media_content(MediaKind::Document, Some("here"), None),
+    );
     message.reply_to = Some(received(bob(), None));
     let built = build_ok(
         &message,
@@ -185,7 +227,11 @@ fn a_captioned_document_is_wrapped_and_a_reply_goes_inside() {
         },
     );
     assert!(built.message.document_message.is_unset());
-    let wrapper = built.message.document_with_caption_message.as_option().unwrap();
+    let wrapper = built
+        .message
+        .document_with_caption_message
+        .as_option()
+        .unwrap();
     let document = wrapper
         .message
         .as_option()
@@ -232,10 +278,16 @@ fn a_reply_quotes_by_id_and_author() {
     assert_eq!(ext.text.as_deref(), Some("agreed"));
     let quote = ext.context_info.as_option().unwrap();
     assert_eq!(quote.stanza_id.as_deref(), Some("3EB0QUOTED"));
-    assert_eq!(quote.participant.as_deref(), Some("15550001111@s.whatsapp.net"));
+    assert_eq!(
+        quote.participant.as_deref(),
+        Some("15550001111@s.whatsapp.net")
+    );
     assert_eq!(quote.remote_jid, None, "same chat");
     assert_eq!(
-        quote.quoted_message.as_option().and_then(|m| m.conversation.as_deref()),
+        quote
+            .quoted_message
+            .as_option()
+            .and_then(|m| m.conversation.as_deref()),
         Some("shall we?")
     );
 }
@@ -328,13 +380,19 @@ fn a_reaction_keys_its_target_naming_the_author_only_in_groups() {
     assert_eq!(reaction.text.as_deref(), Some("👍"));
     assert!(reaction.sender_timestamp_ms.is_some_and(|t| t > 0));
     let key = reaction.key.as_option().unwrap();
-    assert_eq!(key.remote_jid.as_deref(), Some("15551234567@s.whatsapp.net"));
+    assert_eq!(
+        key.remote_jid.as_deref(),
+        Some("15551234567@s.whatsapp.net")
+    );
     assert_eq!(key.from_me, Some(false));
     assert_eq!(key.id.as_deref(), Some("3EB0QUOTED"));
     assert_eq!(key.participant, None);
 
     let key = reaction_key(&received(group(), Some("15550001111:2@s.whatsapp.net"))).unwrap();
-    assert_eq!(key.participant.as_deref(), Some("15550001111@s.whatsapp.net"));
+    assert_eq!(
+        key.participant.as_deref(),
+        Some("15550001111@s.whatsapp.net")
+    );
     let own = reaction_key(&MessageRef {
         from_me: true,
         ..received(group(), None)
@@ -365,7 +423,11 @@ fn an_empty_reaction_removes() {
         &WireContext::default(),
     );
     assert_eq!(
-        built.message.reaction_message.as_option().and_then(|r| r.text.as_deref()),
+        built
+            .message
+            .reaction_message
+            .as_option()
+            .and_then(|r| r.text.as_deref()),
         Some("")
     );
 }
@@ -396,7 +458,12 @@ fn one_vcard_is_a_contact_several_are_an_array() {
     let ada = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ada Lovelace\r\nEND:VCARD".to_string();
     let bob = "BEGIN:VCARD\nN:;;;;\nEND:VCARD".to_string();
     let one = build_ok(
-        &outgoing(self::bob(), Content::Contacts { vcards: vec![ada.clone()] }),
+        &outgoing(
+            self::bob(),
+            Content::Contacts {
+                vcards: vec![ada.clone()],
+            },
+        ),
         &WireContext::default(),
     );
     let contact = one.message.contact_message.as_option().unwrap();
@@ -404,7 +471,12 @@ fn one_vcard_is_a_contact_several_are_an_array() {
     assert_eq!(contact.vcard.as_deref(), Some(ada.as_str()));
 
     let two = build_ok(
-        &outgoing(self::bob(), Content::Contacts { vcards: vec![ada, bob] }),
+        &outgoing(
+            self::bob(),
+            Content::Contacts {
+                vcards: vec![ada, bob],
+            },
+        ),
         &WireContext::default(),
     );
     assert!(two.message.contact_message.is_unset());
@@ -442,7 +514,11 @@ fn a_poll_carries_its_options_and_a_fresh_secret() {
     assert!(single.message.poll_creation_message.is_unset());
     let poll = single.message.poll_creation_message_v3.as_option().unwrap();
     assert_eq!(poll.name.as_deref(), Some("Lunch?"));
-    let options: Vec<_> = poll.options.iter().map(|o| o.option_name.as_deref()).collect();
+    let options: Vec<_> = poll
+        .options
+        .iter()
+        .map(|o| o.option_name.as_deref())
+        .collect();
     assert_eq!(options, [Some("pizza"), Some("sushi"), Some("salad")]);
     assert_eq!(poll.selectable_options_count, Some(1));
     let secret = single.message_secret.unwrap();
@@ -465,7 +541,11 @@ fn a_poll_carries_its_options_and_a_fresh_secret() {
             .and_then(|p| p.selectable_options_count),
         Some(2)
     );
-    assert_ne!(multi.message_secret, Some(secret), "each poll its own secret");
+    assert_ne!(
+        multi.message_secret,
+        Some(secret),
+        "each poll its own secret"
+    );
 }
 
 #[test]
