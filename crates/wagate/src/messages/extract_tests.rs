@@ -17,8 +17,10 @@ fn request(content_type: Option<&str>, body: impl Into<Body>) -> Request {
     builder.body(body.into()).unwrap()
 }
 
-/// A multipart body from (name, optional filename and content type, bytes).
-fn multipart(parts: &[(&str, Option<(&str, &str)>, &[u8])]) -> Request {
+/// A part: its name, its optional filename and content type, its bytes.
+type Part<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a [u8]);
+
+fn multipart(parts: &[Part<'_>]) -> Request {
     let mut body = Vec::new();
     for (name, file, bytes) in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());

@@ -41,7 +41,7 @@ async fn serve() -> String {
             "/missing",
             get(|| async { StatusCode::NOT_FOUND.into_response() }),
         )
-        .route("/hang", get(|| std::future::pending::<()>()));
+        .route("/hang", get(std::future::pending::<()>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
