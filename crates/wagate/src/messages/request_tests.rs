@@ -575,3 +575,25 @@ fn json_body_cap_leaves_room_for_the_base64_media() {
     assert!(limits.max_json_bytes() >= 4 * 1024 * 1024);
     assert!(limits.max_json_bytes() < 5 * 1024 * 1024);
 }
+
+#[test]
+fn the_schema_states_the_limits_the_server_enforces() {
+    use utoipa::PartialSchema;
+    let schema = |s: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+        serde_json::to_value(s).unwrap()
+    };
+    let request = schema(SendMessageRequest::schema());
+    assert!(request["properties"]["to"]["pattern"].is_string());
+    assert_eq!(request["required"], json!(["to"]));
+    let text = schema(TextPayload::schema());
+    assert_eq!(text["properties"]["body"]["maxLength"], MAX_TEXT_CHARS);
+    assert_eq!(text["properties"]["body"]["minLength"], 1);
+    let location = schema(LocationPayload::schema());
+    assert_eq!(location["properties"]["latitude"]["maximum"], 90.0);
+    assert_eq!(location["properties"]["longitude"]["minimum"], -180.0);
+    let contact = schema(ContactPayload::schema());
+    assert_eq!(contact["properties"]["vcards"]["maxItems"], MAX_VCARDS);
+    let poll = schema(PollPayload::schema());
+    assert_eq!(poll["properties"]["options"]["minItems"], MIN_POLL_OPTIONS);
+    assert_eq!(poll["properties"]["options"]["maxItems"], MAX_POLL_OPTIONS);
+}
