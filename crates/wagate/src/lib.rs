@@ -3,6 +3,8 @@
 //! The crate is laid out by layer: `domain` holds the validated types,
 //! `store` the persistence seam, `session` the per-session supervisors and
 //! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API;
+//! `messages` the content of the messages the API sends, `outbox` the
+//! per-session workers that send them;
 //! `dashboard` is the web UI served at `/`.
 //! `app` wires them together; `cli` and `config` are the process's edges.
 
@@ -14,6 +16,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod messages;
 pub mod outbox;
 pub mod secret;
 pub mod session;
