@@ -28,6 +28,8 @@ pub struct AppState {
     pub sessions: SessionManager,
     pub hub: EventHub,
     pub body_limit: usize,
+    /// Caps on what a send request may carry.
+    pub media_limits: crate::messages::Limits,
     pub ws_ping_interval: Duration,
     /// Cancelled on shutdown; long-lived connections watch it.
     pub shutdown: CancellationToken,
@@ -62,6 +64,9 @@ impl AppState {
             sessions,
             hub,
             body_limit: config.body_limit_bytes,
+            media_limits: crate::messages::Limits {
+                max_media_bytes: config.media_limit_bytes,
+            },
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
             dashboard: crate::dashboard::Dashboard::default(),

@@ -56,6 +56,9 @@ pub struct Config {
     /// A message still unsent this long after it was accepted fails as
     /// `expired`.
     pub message_expiry_secs: u64,
+    /// Largest media file a message may carry (in the request, or fetched
+    /// from its `url`), in bytes.
+    pub media_limit_bytes: usize,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             send_new_chats_per_minute: 6,
             send_jitter: 0.3,
             message_expiry_secs: 24 * 3600,
+            media_limit_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -167,6 +171,9 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if self.media_limit_bytes == 0 {
+            return Err(ConfigError::Zero("media_limit_bytes"));
+        }
         if self.ws_client_buffer == 0 {
             return Err(ConfigError::Zero("ws_client_buffer"));
         }
@@ -213,6 +220,7 @@ impl Config {
     pub fn outbox_policy(&self) -> OutboxPolicy {
         OutboxPolicy {
             expiry: Duration::from_secs(self.message_expiry_secs),
+            media_limit_bytes: self.media_limit_bytes,
             pacing: (self.send_per_minute > 0).then(|| PacingPolicy {
                 per_minute: self.send_per_minute,
                 new_chats_per_minute: self.send_new_chats_per_minute.max(1),

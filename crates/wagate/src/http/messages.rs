@@ -1,7 +1,7 @@
 //! `/sessions/{id}/messages`: send (into the durable outbox), read one with
 //! its status history, list.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
 use crate::app::AppState;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
-use crate::session::Outgoing;
+use crate::messages::{MessageRef, ParsedRequest, Recipient, SendMessageRequest, read_request};
+use crate::session::{ManagerError, Outgoing};
 use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
 
 const DEFAULT_PAGE: u32 = 50;
@@ -237,51 +238,37 @@ pub async fn list(
     Ok(Json(MessageList { data, next_before }))
 }
 
-/// A message to send: the recipient and exactly one kind.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SendMessage {
-    /// A phone number in international format (digits only), or a JID
-    /// (`…@s.whatsapp.net`, `…@g.us`, `…@lid`).
-    pub to: String,
-    pub text: Option<TextContent>,
-}
-
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TextContent {
-    #[schema(min_length = 1, max_length = 65536)]
-    pub body: String,
-}
-
-fn parse_send(request: &SendMessage) -> Result<Outgoing, ApiError> {
-    let chat = crate::domain::Phone::try_from(request.to.as_str())
-        .map(|phone| format!("{phone}@s.whatsapp.net"))
-        .map_err(|e| ApiError::Validation {
-            code: "invalid_recipient",
-            field: "to",
-            message: e.to_string(),
-        })?;
-    let Some(text) = &request.text else {
-        return Err(ApiError::Validation {
-            code: "no_message_kind",
-            field: "text",
-            message: "give exactly one message kind".into(),
-        });
+/// Looks up a message this session sent (or received) that a reply
+/// quotes or a reaction points at.
+async fn reference(
+    state: &AppState,
+    org: crate::domain::OrgId,
+    session: SessionId,
+    id: Option<uuid::Uuid>,
+    field: &'static str,
+) -> Result<Option<MessageRef>, ApiError> {
+    let Some(id) = id else { return Ok(None) };
+    let unknown = || ApiError::Validation {
+        code: "unknown_message",
+        field,
+        message: format!("{field} names no message of this session"),
     };
-    if text.body.is_empty() || text.body.chars().count() > 65536 {
-        return Err(ApiError::Validation {
-            code: "invalid_text",
-            field: "text.body",
-            message: "text.body must be 1 to 65536 characters".into(),
-        });
-    }
-    Ok(Outgoing {
+    let (record, _) = match state
+        .sessions
+        .message(org, session, MessageId::from(id))
+        .await
+    {
+        Ok(found) => found,
+        Err(ManagerError::MessageNotFound) => return Err(unknown()),
+        Err(other) => return Err(other.into()),
+    };
+    let chat: Recipient = record.chat.parse().map_err(|_| unknown())?;
+    Ok(Some(MessageRef {
+        wa_id: record.wa_id,
         chat,
-        kind: "text".into(),
-        content: serde_json::json!({ "text": { "body": text.body } }),
-        media: None,
-    })
+        from_me: record.direction == Direction::Outgoing,
+        sender: None,
+    }))
 }
 
 /// Send a message.
@@ -300,7 +287,13 @@ fn parse_send(request: &SendMessage) -> Result<Outgoing, ApiError> {
         ("id" = String, Path, format = Uuid, description = "Session id"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key (per organization, kept at least 24 h) returns the first answer; with a different request it is a 422"),
     ),
-    request_body = SendMessage,
+    request_body(
+        content(
+            (SendMessageRequest = "application/json"),
+            (SendMessageRequest = "multipart/form-data"),
+        ),
+        description = "JSON; or multipart/form-data with the same JSON in a `message` part (its media object without `url` or `base64`) and the bytes in a `file` part"
+    ),
     responses(
         (status = 202, description = "Stored, `pending`", body = Message),
         (status = 400, body = ErrorBody),
@@ -318,9 +311,38 @@ pub async fn send(
     auth: Authenticated,
     Path(session): Path<SessionId>,
     headers: HeaderMap,
-    Json(request): Json<SendMessage>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let outgoing = parse_send(&request)?;
-    let fingerprint = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    let ParsedRequest { message, media } = read_request(request, &state.media_limits).await?;
+    let org = auth.org_id();
+    let reply_to = reference(&state, org, session, message.reply_to, "reply_to").await?;
+    let target = reference(
+        &state,
+        org,
+        session,
+        message.content.target().copied(),
+        "reaction.message_id",
+    )
+    .await?;
+    let outgoing = message
+        .resolve(reply_to, target)
+        .map_err(|e| ApiError::Validation {
+            code: e.code(),
+            field: "reaction.message_id",
+            message: e.to_string(),
+        })?;
+    let content = serde_json::to_value(&outgoing).map_err(ApiError::internal)?;
+    // What makes two requests "the same" for an Idempotency-Key: the
+    // validated message and the media bytes.
+    let mut fingerprint = content.to_string().into_bytes();
+    if let Some(media) = &media {
+        fingerprint.extend_from_slice(&Sha256::digest(media));
+    }
+    let outgoing = Outgoing {
+        chat: outgoing.to.to_string(),
+        kind: outgoing.content.kind().as_str().to_string(),
+        content,
+        media,
+    };
     accept(&state, &auth, session, &headers, outgoing, &fingerprint).await
 }

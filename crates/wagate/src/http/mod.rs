@@ -41,7 +41,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/pairing-code", post(qr::pairing_code))
         .route(
             "/sessions/{id}/messages",
-            post(messages::send).get(messages::list),
+            // Media can come in the body; the handler caps it itself, as
+            // it reads (see `messages::read_request`).
+            post(messages::send)
+                .layer(DefaultBodyLimit::disable())
+                .get(messages::list),
         )
         .route("/sessions/{id}/messages/{message_id}", get(messages::get))
         .route("/ws", get(ws::subscribe));

@@ -42,6 +42,7 @@ use crate::events::{Envelope, EventData, EventType};
         FailureReason,
         Failure,
         Direction,
+        crate::messages::SendMessageRequest,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -10,6 +10,8 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 
+use crate::messages::{MediaKind, UploadedMedia};
+
 /// Why an attempt to send failed, as the outbox acts on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendFailure {
@@ -26,6 +28,17 @@ pub trait Messenger: Send + Sync {
     /// Sends `message` to `chat` under the WhatsApp id `wa_id`. Sending the
     /// same id again is what a resend is: the recipient shows it once.
     async fn send(&self, chat: &Jid, wa_id: &str, message: wa::Message) -> Result<(), SendFailure>;
+
+    /// This account's own JID (no device): the author of what it sent.
+    fn own_jid(&self) -> Option<Jid>;
+
+    /// Encrypts and uploads a media file to WhatsApp's CDN.
+    async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        kind: MediaKind,
+        mime_type: String,
+    ) -> Result<UploadedMedia, SendFailure>;
 }
 
 pub struct ClientMessenger {
@@ -50,6 +63,23 @@ impl Messenger for ClientMessenger {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+
+    fn own_jid(&self) -> Option<Jid> {
+        self.client.pn().map(|jid| jid.to_non_ad())
+    }
+
+    async fn upload(
+        &self,
+        bytes: Vec<u8>,
+        kind: MediaKind,
+        mime_type: String,
+    ) -> Result<UploadedMedia, SendFailure> {
+        // A failed upload (the CDN unreachable, a dropped connection) is
+        // worth another try; nothing was sent yet.
+        crate::messages::upload(&self.client, bytes, kind, mime_type)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
     }
 }
 

@@ -18,9 +18,10 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::messenger::{Messenger, SendFailure};
 use super::pacing::{Pacer, PacingPolicy};
-use super::prepare::{self, Prepared};
+use super::prepare::{self, PrepareError};
 use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, SessionId};
 use crate::events::{Envelope, EventHub};
+use crate::messages::MediaFetcher;
 use crate::session::engine::Delivery;
 use crate::session::supervisor::Working;
 use crate::store::{OutboxItem, Store, StoreError};
@@ -39,6 +40,8 @@ pub struct OutboxPolicy {
     /// First retry delay after a transient failure; doubles per attempt.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// The largest media download.
+    pub media_limit_bytes: usize,
     /// `None` turns pacing off (benchmarks).
     pub pacing: Option<PacingPolicy>,
 }
@@ -50,6 +53,7 @@ impl Default for OutboxPolicy {
             ack_timeout: Duration::from_secs(30),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            media_limit_bytes: 16 * 1024 * 1024,
             pacing: Some(PacingPolicy::default()),
         }
     }
@@ -77,6 +81,8 @@ pub struct OutboxWorker {
     policy: OutboxPolicy,
     inputs: OutboxInputs,
     pacer: Pacer,
+    /// Downloads `url` media; `None` if no HTTP client could be made.
+    fetcher: Option<Arc<MediaFetcher>>,
     /// Sent on the current connection and not yet acked, by WhatsApp id:
     /// the message and its attempts so far.
     in_flight: HashMap<String, (MessageId, u32)>,
@@ -97,6 +103,7 @@ impl OutboxWorker {
         store: Arc<dyn Store>,
         hub: EventHub,
         policy: OutboxPolicy,
+        fetcher: Option<Arc<MediaFetcher>>,
         inputs: OutboxInputs,
         cancel: CancellationToken,
     ) -> Self {
@@ -104,6 +111,7 @@ impl OutboxWorker {
             session,
             store,
             hub,
+            fetcher,
             pacer: Pacer::new(policy.pacing),
             policy,
             inputs,
@@ -245,31 +253,32 @@ impl OutboxWorker {
         new_chat: bool,
     ) -> Result<bool, StoreError> {
         let id = item.message.id;
-        let message = match self.wire(&item).await? {
+        let attempts = item.attempts.saturating_add(1);
+        let message = match self.wire(&item, messenger).await? {
             Ok(message) => message,
-            Err(failure) => {
+            Err(PrepareError::Fail(failure)) => {
                 self.fail(id, failure).await?;
                 return Ok(true);
+            }
+            Err(PrepareError::Retry(reason)) => {
+                self.retry_later(id, attempts, &reason).await?;
+                return Ok(false);
             }
         };
         let Ok(chat) = item.message.chat.parse::<Jid>() else {
             self.fail(id, Failure::new(FailureReason::Invalid)).await?;
             return Ok(true);
         };
-        let attempts = item.attempts.saturating_add(1);
         let sent = messenger.send(&chat, &item.message.wa_id, message).await;
-        let now = Instant::now();
         match sent {
             Ok(()) => {
-                self.pacer.sent(new_chat, now);
+                self.pacer.sent(new_chat, Instant::now());
                 self.in_flight
                     .insert(item.message.wa_id.clone(), (id, attempts));
                 self.known_chats.insert(item.message.chat.clone());
                 // Due again only if no ack comes in time: then it is sent
                 // again under the same id.
-                let again = Utc::now()
-                    + chrono::Duration::from_std(self.policy.ack_timeout)
-                        .unwrap_or(chrono::Duration::MAX);
+                let again = Utc::now() + to_chrono(self.policy.ack_timeout);
                 self.store
                     .messages()
                     .record_attempt(id, attempts, again)
@@ -277,14 +286,7 @@ impl OutboxWorker {
                 Ok(true)
             }
             Err(SendFailure::Transient(reason)) => {
-                tracing::warn!(message_id = %id, attempts, %reason, "send failed, will retry");
-                let again = Utc::now()
-                    + chrono::Duration::from_std(self.policy.retry_delay(attempts))
-                        .unwrap_or(chrono::Duration::MAX);
-                self.store
-                    .messages()
-                    .record_attempt(id, attempts, again)
-                    .await?;
+                self.retry_later(id, attempts, &reason).await?;
                 Ok(false)
             }
             Err(SendFailure::Invalid(reason)) => {
@@ -295,22 +297,40 @@ impl OutboxWorker {
         }
     }
 
+    async fn retry_later(
+        &self,
+        id: MessageId,
+        attempts: u32,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        tracing::warn!(message_id = %id, attempts, %reason, "send failed, will retry");
+        let again = Utc::now() + to_chrono(self.policy.retry_delay(attempts));
+        self.store
+            .messages()
+            .record_attempt(id, attempts, again)
+            .await
+    }
+
     /// The message to put on the wire: built once, stored, then reused by
     /// every attempt so a resend is byte-for-byte the same message.
-    async fn wire(&self, item: &OutboxItem) -> Result<Result<wa::Message, Failure>, StoreError> {
+    async fn wire(
+        &self,
+        item: &OutboxItem,
+        messenger: &dyn Messenger,
+    ) -> Result<Result<wa::Message, PrepareError>, StoreError> {
         if let Some(wire) = &item.wire {
             return Ok(wa::Message::decode(&mut wire.as_slice())
-                .map_err(|_| Failure::new(FailureReason::Invalid)));
+                .map_err(|_| PrepareError::Fail(Failure::new(FailureReason::Invalid))));
         }
-        match prepare::prepare(item).await {
-            Ok(Prepared { message }) => {
+        match prepare::prepare(item, messenger, self.fetcher.as_deref()).await {
+            Ok(message) => {
                 self.store
                     .messages()
                     .set_wire(item.message.id, &message.encode_to_vec())
                     .await?;
                 Ok(Ok(message))
             }
-            Err(failure) => Ok(Err(failure)),
+            Err(error) => Ok(Err(error)),
         }
     }
 
@@ -369,6 +389,10 @@ impl OutboxWorker {
         }
         Ok(())
     }
+}
+
+fn to_chrono(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 async fn wait_until(at: Option<Instant>) {

@@ -16,6 +16,7 @@ use super::supervisor::{
 };
 use crate::domain::{Label, MessageId, OrgId, Phone, SessionId, SessionStatus};
 use crate::events::EventHub;
+use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
 
@@ -76,6 +77,8 @@ struct Inner {
     hub: EventHub,
     policy: SupervisorPolicy,
     outbox: OutboxPolicy,
+    /// Shared by every session's worker: one HTTP connection pool.
+    fetcher: Option<Arc<MediaFetcher>>,
     handles: Mutex<HashMap<SessionId, Handle>>,
     // A tracker rather than a JoinSet: supervisors come and go with their
     // sessions and nobody consumes their results, and a JoinSet would keep
@@ -108,6 +111,18 @@ impl SessionManager {
         outbox: OutboxPolicy,
         cancel: CancellationToken,
     ) -> Self {
+        let fetcher = match MediaFetcher::new(&FetchConfig {
+            max_bytes: outbox.media_limit_bytes,
+            ..FetchConfig::default()
+        }) {
+            Ok(fetcher) => Some(Arc::new(fetcher)),
+            Err(error) => {
+                // Only `url` media needs it; those messages fail with
+                // media_unreachable instead of the gateway not starting.
+                tracing::error!(%error, "no HTTP client for media downloads");
+                None
+            }
+        };
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -115,6 +130,7 @@ impl SessionManager {
                 hub,
                 policy,
                 outbox,
+                fetcher,
                 handles: Mutex::default(),
                 tasks: TaskTracker::new(),
                 cancel,
@@ -390,6 +406,7 @@ impl SessionManager {
             Arc::clone(&self.inner.store),
             self.inner.hub.clone(),
             self.inner.outbox,
+            self.inner.fetcher.clone(),
             OutboxInputs {
                 working: working.clone(),
                 deliveries,

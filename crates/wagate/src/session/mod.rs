@@ -5,6 +5,8 @@
 
 pub mod backoff;
 pub mod engine;
+#[cfg(feature = "simulator")]
+mod loopback_http;
 pub mod manager;
 pub mod supervisor;
 pub mod whatsapp;

@@ -79,6 +79,17 @@ impl Engine for WhatsAppEngine {
             // The gateway relays live traffic; old chats are not its business.
             .skip_history_sync();
         let builder = match &self.server {
+            #[cfg(feature = "simulator")]
+            Some(url) => builder
+                .with_transport_factory(
+                    TokioWebSocketTransportFactory::new().with_url(url.as_str()),
+                )
+                // The simulator serves media over plain http.
+                .with_http_client(super::loopback_http::LoopbackHttp::new())
+                // Fetching the current version needs HTTPS to WhatsApp,
+                // which a custom server cannot stand in for.
+                .with_version(PINNED_WHATSAPP_VERSION),
+            #[cfg(not(feature = "simulator"))]
             Some(url) => builder
                 .with_transport_factory(
                     TokioWebSocketTransportFactory::new().with_url(url.as_str()),

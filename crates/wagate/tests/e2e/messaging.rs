@@ -194,13 +194,13 @@ async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
             stopped.as_str(),
             json!({ "to": BOB, "text": { "body": "" } }),
             422,
-            "invalid_text",
+            "empty_field",
         ),
         (
             stopped.as_str(),
             json!({ "to": BOB, "sms": { "body": "hi" } }),
             422,
-            "invalid_body",
+            "unknown_message_kind",
         ),
     ] {
         let (status, body) = send(&gateway, session, body.clone()).await;
@@ -267,5 +267,149 @@ async fn messages_accepted_while_reconnecting_go_out_in_order_once_working() {
         ["queued 1", "queued 2", "queued 3"],
         "once each, in order"
     );
+    gateway.stop().await;
+}
+
+/// Every kind the API sends, as the phone shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_kind_arrives_intact() {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB);
+    let image: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    let voice: Vec<u8> = (0..9_000u32).map(|i| (i % 13) as u8).collect();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    let (_, first) = send(
+        &gateway,
+        &session,
+        json!({ "to": BOB, "text": { "body": "first" } }),
+    )
+    .await;
+    let first_id = first["id"].as_str().unwrap_or_default().to_string();
+    let first_wa = first["wa_id"].as_str().unwrap_or_default().to_string();
+    events.message_status(&session, &first_id, "sent").await;
+
+    let requests = [
+        json!({ "to": BOB, "reply_to": first_id, "text": { "body": "a reply" } }),
+        json!({ "to": BOB, "image": { "base64": b64(&image), "caption": "a picture", "mime_type": "image/jpeg" } }),
+        json!({ "to": BOB, "voice": { "base64": b64(&voice) } }),
+        json!({ "to": BOB, "document": { "base64": b64(b"%PDF-1.4 tiny"), "file_name": "tiny.pdf", "mime_type": "application/pdf" } }),
+        json!({ "to": BOB, "location": { "latitude": -6.2, "longitude": 106.8, "name": "Jakarta" } }),
+        json!({ "to": BOB, "contact": { "vcards": ["BEGIN:VCARD\nVERSION:3.0\nFN:Ada Lovelace\nTEL:+15550009999\nEND:VCARD"] } }),
+        json!({ "to": BOB, "poll": { "question": "Lunch?", "options": ["yes", "no"], "selectable_count": 1 } }),
+        json!({ "to": BOB, "reaction": { "message_id": first_id, "emoji": "👍" } }),
+    ];
+    let mut sent = Vec::new();
+    for request in requests {
+        let (status, accepted) = send(&gateway, &session, request.clone()).await;
+        assert_eq!(status, 202, "{request}: {accepted}");
+        let id = accepted["id"].as_str().unwrap_or_default().to_string();
+        events.message_status(&session, &id, "sent").await;
+        sent.push(accepted["wa_id"].as_str().unwrap_or_default().to_string());
+    }
+    let all = sim
+        .handle()
+        .wait_phone_messages(BOB, WAIT, |all| {
+            sent.iter().all(|id| all.iter().any(|m| &m.id == id))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{BOB} did not get every kind"));
+    let shown = |wa_id: &str| {
+        all.iter()
+            .find(|m| m.id == wa_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{wa_id} not shown"))
+    };
+    let reply = shown(&sent[0]);
+    assert_eq!(reply.text.as_deref(), Some("a reply"));
+    assert_eq!(reply.content["reply_to"], first_wa.as_str());
+    let picture = shown(&sent[1]);
+    assert_eq!(picture.kind, "image");
+    assert_eq!(picture.content["caption"], "a picture");
+    assert_eq!(
+        picture.content["sha256"],
+        hex::encode(Sha256::digest(&image)),
+        "{:?}",
+        picture.content
+    );
+    let note = shown(&sent[2]);
+    assert_eq!(note.kind, "voice");
+    assert_eq!(note.content["sha256"], hex::encode(Sha256::digest(&voice)));
+    let document = shown(&sent[3]);
+    assert_eq!(document.kind, "document");
+    assert_eq!(document.content["file_name"], "tiny.pdf");
+    let place = shown(&sent[4]);
+    assert_eq!(place.kind, "location");
+    assert_eq!(place.content["name"], "Jakarta");
+    let card = shown(&sent[5]);
+    assert_eq!(card.kind, "contact");
+    assert_eq!(card.content["display_name"], "Ada Lovelace");
+    let poll = shown(&sent[6]);
+    assert_eq!(poll.kind, "poll");
+    assert_eq!(poll.content["question"], "Lunch?");
+    assert_eq!(poll.content["options"], json!(["yes", "no"]));
+    let reaction = shown(&sent[7]);
+    assert_eq!(reaction.kind, "reaction");
+    assert_eq!(reaction.content["target_id"], first_wa.as_str());
+    assert_eq!(reaction.content["emoji"], "👍");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_played_receipts_move_the_status_on_and_a_nack_fails_it() {
+    use base64::Engine as _;
+
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB);
+
+    let voice = base64::engine::general_purpose::STANDARD.encode([7u8; 4000]);
+    let (_, note) = send(
+        &gateway,
+        &session,
+        json!({ "to": BOB, "voice": { "base64": voice } }),
+    )
+    .await;
+    let id = note["id"].as_str().unwrap_or_default().to_string();
+    let wa_id = note["wa_id"].as_str().unwrap_or_default().to_string();
+    events.message_status(&session, &id, "delivered").await;
+    sim.handle()
+        .phone_read(BOB, std::slice::from_ref(&wa_id))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    events.message_status(&session, &id, "read").await;
+    sim.handle()
+        .phone_play(BOB, &wa_id)
+        .unwrap_or_else(|e| panic!("play: {e}"));
+    let played = events.message_status(&session, &id, "played").await;
+    assert_eq!(played["data"]["previous"], "read");
+
+    sim.handle()
+        .nack_messages_to(BOB, 1, 463)
+        .unwrap_or_else(|e| panic!("nack: {e}"));
+    let (_, refused) = send(
+        &gateway,
+        &session,
+        json!({ "to": BOB, "text": { "body": "refused" } }),
+    )
+    .await;
+    let refused_id = refused["id"].as_str().unwrap_or_default().to_string();
+    let failed = events.message_status(&session, &refused_id, "failed").await;
+    assert_eq!(
+        failed["data"]["failure"],
+        json!({ "reason": "rejected", "code": 463 })
+    );
+    let (_, read) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages/{refused_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(read["status"], "failed");
+    assert_eq!(read["failure"]["code"], 463);
     gateway.stop().await;
 }
