@@ -155,10 +155,9 @@ impl OutboxWorker {
                     if changed.is_err() {
                         return;
                     }
-                    if self.inputs.working.borrow().is_none() {
-                        if let Err(error) = self.on_connection_lost().await {
-                            tracing::error!(%error, "could not requeue in-flight messages");
-                        }
+                    let lost = self.inputs.working.borrow().is_none();
+                    if lost && let Err(error) = self.on_connection_lost().await {
+                        tracing::error!(%error, "could not requeue in-flight messages");
                     }
                 }
                 () = self.inputs.wake.notified() => {}
