@@ -32,124 +32,230 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+mod send;
+
 #[derive(Parser)]
 #[command(about = "Gateway benchmark against a separate wasim process")]
 struct Args {
+    /// Without a scenario: link times, memory per session, reconnect
+    /// after drop-all.
+    #[command(subcommand)]
+    scenario: Option<Scenario>,
     /// Sessions to create, link and keep.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, global = true, default_value_t = 100)]
     sessions: usize,
     /// Sessions being created and linked at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, global = true, default_value_t = 8)]
     concurrency: usize,
-    /// How long the linked sessions sit idle before the RSS is read.
-    #[arg(long, default_value_t = 15)]
+    /// How long the linked sessions sit idle before the RSS is read (not
+    /// used by `send`).
+    #[arg(long, global = true, default_value_t = 15)]
     settle_secs: u64,
     /// Longest wait for any one step before the run is abandoned.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, global = true, default_value_t = 600)]
     timeout_secs: u64,
-    /// Skip the drop-all reconnect measurement.
-    #[arg(long)]
+    /// Skip the drop-all reconnect measurement (not used by `send`).
+    #[arg(long, global = true)]
     no_drop: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Scenario {
+    /// Send text messages through the REST API (pacing off) and time the
+    /// 202 and the server's ack (`message.status` `sent`).
+    Send(send::SendArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let timeout = Duration::from_secs(args.timeout_secs);
-    let bin_dir = std::env::current_exe()?
-        .parent()
-        .context("this program has no directory")?
-        .to_path_buf();
-    let http = reqwest::Client::new();
-
-    let sim_port = free_port()?;
-    let sim_base = format!("http://127.0.0.1:{sim_port}");
-    let mut sim = spawn(
-        Command::new(bin_dir.join("wasim"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{sim_port}"))
-            .env("RUST_LOG", "wasim=warn")
-            .stdout(Stdio::null()),
-        "wasim",
-        &bin_dir,
-    )?;
-    wait_http_ok(&http, &format!("{sim_base}/admin/stats"), timeout).await?;
-
-    let data = tempfile::tempdir()?;
-    let gw_port = free_port()?;
-    let mut gateway = spawn(
-        Command::new(bin_dir.join("wagate"))
-            .arg("serve")
-            .env("WAGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
-            .env("WAGATE_DATA_DIR", data.path())
-            .env(
-                "WAGATE_WHATSAPP_URL",
-                format!("ws://127.0.0.1:{sim_port}/ws/chat"),
-            )
-            // Every session's events go to the one benchmark socket; 1,000
-            // sessions reconnecting at once must not overflow it.
-            .env("WAGATE_WS_CLIENT_BUFFER", "1000000")
-            // Quiet unless asked: `WAGATE_LOG=info wagate-bench ...`.
-            .env(
-                "WAGATE_LOG",
-                std::env::var("WAGATE_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped()),
-        "wagate",
-        &bin_dir,
-    )?;
-    let gw_pid = gateway.id().context("wagate exited at once")?;
-    let token = read_token(&mut gateway).await?;
-    let api = format!("http://127.0.0.1:{gw_port}/api/v1");
-    wait_http_ok(
-        &http,
-        &format!("http://127.0.0.1:{gw_port}/readyz"),
-        timeout,
-    )
-    .await?;
-    let gw = Gateway {
-        http: http.clone(),
-        api: api.clone(),
-        token: token.clone(),
+    let extra_env: &[(&str, &str)] = match &args.scenario {
+        None => &[],
+        // Pacing off: this measures the gateway, not its anti-ban spacing.
+        Some(Scenario::Send(_)) => &[("WAGATE_SEND_PER_MINUTE", "0")],
     };
+    let mut stack = Stack::start(&args, extra_env).await?;
+    let result = match &args.scenario {
+        None => link_scenario(&args, &stack).await,
+        Some(Scenario::Send(send_args)) => send::run(&args, send_args, &stack).await,
+    };
+    stack.stop().await;
+    result
+}
 
-    let events = Events::default();
-    let (socket, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{gw_port}/api/v1/ws?token={token}"
+/// The two processes under test and the benchmark's view of them.
+struct Stack {
+    sim: Child,
+    gateway: Child,
+    gw_pid: u32,
+    sim_base: String,
+    gw: Gateway,
+    events: Events,
+    reader: tokio::task::JoinHandle<()>,
+    timeout: Duration,
+    /// Keeps the gateway's data directory until the end.
+    _data: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(args: &Args, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(args.timeout_secs);
+        let bin_dir = std::env::current_exe()?
+            .parent()
+            .context("this program has no directory")?
+            .to_path_buf();
+        // A pool big enough for the send scenario's concurrent requests.
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1024)
+            .build()?;
+
+        let sim_port = free_port()?;
+        let sim_base = format!("http://127.0.0.1:{sim_port}");
+        let sim = spawn(
+            Command::new(bin_dir.join("wasim"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{sim_port}"))
+                .env("RUST_LOG", "wasim=warn")
+                .stdout(Stdio::null()),
+            "wasim",
+            &bin_dir,
+        )?;
+        wait_http_ok(&http, &format!("{sim_base}/admin/stats"), timeout).await?;
+
+        let data = tempfile::tempdir()?;
+        let gw_port = free_port()?;
+        let mut gateway = spawn(
+            Command::new(bin_dir.join("wagate"))
+                .arg("serve")
+                .env("WAGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
+                .env("WAGATE_DATA_DIR", data.path())
+                .env(
+                    "WAGATE_WHATSAPP_URL",
+                    format!("ws://127.0.0.1:{sim_port}/ws/chat"),
+                )
+                // Every session's events go to the one benchmark socket; 1,000
+                // sessions reconnecting at once must not overflow it.
+                .env("WAGATE_WS_CLIENT_BUFFER", "1000000")
+                // Quiet unless asked: `WAGATE_LOG=info wagate-bench ...`.
+                .env(
+                    "WAGATE_LOG",
+                    std::env::var("WAGATE_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .envs(extra_env.iter().copied())
+                .stdout(Stdio::piped()),
+            "wagate",
+            &bin_dir,
+        )?;
+        let gw_pid = gateway.id().context("wagate exited at once")?;
+        let token = read_token(&mut gateway).await?;
+        let api = format!("http://127.0.0.1:{gw_port}/api/v1");
+        wait_http_ok(
+            &http,
+            &format!("http://127.0.0.1:{gw_port}/readyz"),
+            timeout,
+        )
+        .await?;
+        let gw = Gateway {
+            http: http.clone(),
+            api: api.clone(),
+            token: token.clone(),
+        };
+
+        let events = Events::default();
+        let (socket, _) = tokio_tungstenite::connect_async(format!(
+            "ws://127.0.0.1:{gw_port}/api/v1/ws?token={token}"
+        ))
+        .await
+        .context("realtime socket")?;
+        let reader = tokio::spawn(events.clone().read(socket));
+        Ok(Self {
+            sim,
+            gateway,
+            gw_pid,
+            sim_base,
+            gw,
+            events,
+            reader,
+            timeout,
+            _data: data,
+        })
+    }
+
+    async fn stop(&mut self) {
+        self.reader.abort();
+        stop(&mut self.gateway).await;
+        stop(&mut self.sim).await;
+    }
+}
+
+/// Creates and links `sessions` sessions, `concurrency` at a time, the
+/// phone of session `i` being `15560000000 + i`. Returns them in that order.
+async fn link_sessions(
+    stack: &Stack,
+    sessions: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Linked>, Duration)> {
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..sessions {
+        let gate = Arc::clone(&gate);
+        let gw = stack.gw.clone();
+        let events = stack.events.clone();
+        let http = stack.gw.http.clone();
+        let sim_base = stack.sim_base.clone();
+        let timeout = stack.timeout;
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            let phone = session_phone(i);
+            link_one(&gw, &events, &http, &sim_base, &phone, timeout)
+                .await
+                .map(|linked| (i, linked))
+        });
+    }
+    let mut linked = Vec::with_capacity(sessions);
+    while let Some(result) = tasks.join_next().await {
+        linked.push(result??);
+    }
+    linked.sort_by_key(|(i, _)| *i);
+    Ok((
+        linked.into_iter().map(|(_, l)| l).collect(),
+        started.elapsed(),
     ))
-    .await
-    .context("realtime socket")?;
-    let reader = tokio::spawn(events.clone().read(socket));
+}
+
+/// The simulated phone that session `i` is linked to.
+fn session_phone(i: usize) -> String {
+    format!("{}", 15_560_000_000u64 + i as u64)
+}
+
+async fn link_scenario(args: &Args, stack: &Stack) -> anyhow::Result<()> {
+    let Stack {
+        sim,
+        gw_pid,
+        sim_base,
+        gw,
+        events,
+        timeout,
+        ..
+    } = stack;
+    let (gw_pid, timeout) = (*gw_pid, *timeout);
+    let http = &gw.http;
 
     let rss_empty = rss_kib(gw_pid)?;
     println!("gateway RSS with no sessions: {}", mib(rss_empty));
 
     // 1. Create and link.
-    let started = Instant::now();
-    let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..args.sessions {
-        let gate = Arc::clone(&gate);
-        let gw = gw.clone();
-        let events = events.clone();
-        let http = http.clone();
-        let sim_base = sim_base.clone();
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await?;
-            let phone = format!("{}", 15_560_000_000u64 + i as u64);
-            link_one(&gw, &events, &http, &sim_base, &phone, timeout).await
-        });
-    }
-    let mut ids = Vec::with_capacity(args.sessions);
-    let mut to_qr = Vec::with_capacity(args.sessions);
-    let mut to_working = Vec::with_capacity(args.sessions);
-    while let Some(result) = tasks.join_next().await {
-        let linked = result??;
+    let (linked, link_wall) = link_sessions(stack, args.sessions, args.concurrency).await?;
+    let mut ids = Vec::with_capacity(linked.len());
+    let mut to_qr = Vec::with_capacity(linked.len());
+    let mut to_working = Vec::with_capacity(linked.len());
+    for linked in linked {
         to_qr.push(linked.to_qr);
         to_working.push(linked.to_working);
         ids.push(linked.id);
     }
-    let link_wall = started.elapsed();
     println!(
         "linked {} sessions in {:.1} s ({} at a time)",
         ids.len(),
@@ -219,10 +325,6 @@ async fn main() -> anyhow::Result<()> {
         );
         println!("gateway RSS after the reconnect: {}", mib(rss_kib(gw_pid)?));
     }
-
-    reader.abort();
-    stop(&mut gateway).await;
-    stop(&mut sim).await;
     Ok(())
 }
 
@@ -331,9 +433,20 @@ impl Track {
     }
 }
 
+/// What the realtime socket said about one message, stamped on arrival.
+#[derive(Default, Clone)]
+struct MessageTrack {
+    sent: Option<Instant>,
+    delivered: Option<Instant>,
+    read: Option<Instant>,
+    failed: Option<String>,
+}
+
 #[derive(Clone)]
 struct Events {
     tracks: Arc<Mutex<HashMap<String, Track>>>,
+    /// `message.status` events by message id.
+    messages: Arc<Mutex<HashMap<String, MessageTrack>>>,
     changed: Arc<watch::Sender<u64>>,
 }
 
@@ -341,6 +454,7 @@ impl Default for Events {
     fn default() -> Self {
         Self {
             tracks: Arc::default(),
+            messages: Arc::default(),
             changed: Arc::new(watch::channel(0).0),
         }
     }
@@ -368,6 +482,10 @@ impl Events {
             let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
             };
+            if event["event"].as_str() == Some("message.status") {
+                self.on_message_status(&event, at);
+                continue;
+            }
             let Some(id) = event["session_id"].as_str() else {
                 continue;
             };
@@ -389,6 +507,75 @@ impl Events {
             self.changed.send_modify(|n| *n += 1);
         }
         eprintln!("the realtime socket closed");
+    }
+
+    fn on_message_status(&self, event: &Value, at: Instant) {
+        let data = &event["data"];
+        let (Some(id), Some(status)) = (data["message_id"].as_str(), data["status"].as_str())
+        else {
+            return;
+        };
+        {
+            let mut messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+            let track = messages.entry(id.to_string()).or_default();
+            match status {
+                "sent" => {
+                    track.sent.get_or_insert(at);
+                }
+                "delivered" => {
+                    track.delivered.get_or_insert(at);
+                }
+                "read" => {
+                    track.read.get_or_insert(at);
+                }
+                "failed" => {
+                    track
+                        .failed
+                        .get_or_insert_with(|| data["failure"].to_string());
+                }
+                _ => return,
+            }
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A copy of what was seen for these messages.
+    fn message_tracks<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> HashMap<String, MessageTrack> {
+        let messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.filter_map(|id| messages.get(id).map(|t| (id.to_string(), t.clone())))
+            .collect()
+    }
+
+    /// Waits until every one of `ids` is `sent` or `failed`, or until
+    /// `deadline`. Returns how many are still open.
+    async fn wait_acked(&self, ids: &[String], deadline: tokio::time::Instant) -> usize {
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let open = {
+                let messages = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+                ids.iter()
+                    .filter(|id| {
+                        messages
+                            .get(id.as_str())
+                            .is_none_or(|t| t.sent.is_none() && t.failed.is_none())
+                    })
+                    .count()
+            };
+            if open == 0 {
+                return 0;
+            }
+            // Events arrive in thousands a second: look again at most
+            // every 50 ms rather than on every one.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return open,
+            }
+        }
     }
 
     /// The statuses seen for a session, with their time relative to `since`.
