@@ -28,6 +28,8 @@ use crate::store::{OutboxItem, Store, StoreError};
 
 /// Messages fetched per pass.
 const BATCH: u32 = 64;
+/// How often unsent messages are checked for expiry.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxPolicy {
@@ -88,6 +90,7 @@ pub struct OutboxWorker {
     in_flight: HashMap<String, (MessageId, u32)>,
     /// Chats this session has sent to (a chat never leaves this set).
     known_chats: HashSet<String>,
+    next_expiry_check: Instant,
     cancel: CancellationToken,
 }
 
@@ -117,6 +120,7 @@ impl OutboxWorker {
             inputs,
             in_flight: HashMap::new(),
             known_chats: HashSet::new(),
+            next_expiry_check: Instant::now(),
             cancel,
         }
     }
@@ -177,15 +181,19 @@ impl OutboxWorker {
     /// session is working and pacing allows. Returns when to look again.
     pub async fn process(&mut self) -> Result<Option<Instant>, OutboxError> {
         let now = Utc::now();
-        let expiry =
-            chrono::Duration::from_std(self.policy.expiry).unwrap_or(chrono::Duration::MAX);
-        for event in self
-            .store
-            .messages()
-            .expire(self.session, now - expiry)
-            .await?
-        {
-            self.hub.publish(event);
+        // Expiry is measured in hours: looking once a minute is plenty, and
+        // spares every pass a write transaction.
+        if self.next_expiry_check <= Instant::now() {
+            self.next_expiry_check = Instant::now() + EXPIRY_CHECK;
+            let expiry = to_chrono(self.policy.expiry);
+            for event in self
+                .store
+                .messages()
+                .expire(self.session, now - expiry)
+                .await?
+            {
+                self.hub.publish(event);
+            }
         }
         let Some(messenger) = self.messenger() else {
             // Not working: messages wait; a connection change wakes us.
