@@ -24,3 +24,22 @@ pub struct Path<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
+
+/// Page size when a list request gives none.
+const DEFAULT_PAGE: u32 = 50;
+/// The largest page any list returns.
+const MAX_PAGE: u32 = 100;
+
+/// A list request's `limit`, defaulted, or a 422 when out of range.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::Validation {
+            code: "invalid_limit",
+            field: "limit",
+            message: format!("limit must be between 1 and {MAX_PAGE}"),
+        })
+    }
+}

@@ -10,15 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
 use crate::messages::{MessageRef, ParsedRequest, Recipient, SendMessageRequest, read_request};
 use crate::session::{ManagerError, Outgoing};
 use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
 
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
 /// Printable ASCII, as most APIs that take the header accept.
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
@@ -207,14 +205,7 @@ pub async fn list(
     Path(session): Path<SessionId>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<MessageList>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation {
-            code: "invalid_limit",
-            field: "limit",
-            message: format!("limit must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = page_limit(params.limit)?;
     let records = state
         .sessions
         .messages(

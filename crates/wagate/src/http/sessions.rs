@@ -9,13 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{Label, SessionId, SessionStatus, StatusReason};
 use crate::store::{Cursor, SessionQuery, SessionRecord};
-
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
@@ -143,14 +140,7 @@ pub async fn list(
     auth: Authenticated,
     Query(params): Query<ListParams>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::Validation {
-            code: "invalid_limit",
-            field: "limit",
-            message: format!("limit must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = page_limit(params.limit)?;
     let after = params
         .cursor
         .map(|c| c.parse::<Cursor>())

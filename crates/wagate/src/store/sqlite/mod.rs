@@ -309,4 +309,52 @@ mod tests {
         assert!(loaded.is_linked());
         Ok(())
     }
+
+    /// A database made by the schema before the event log and messages
+    /// (migrations up to 0010) keeps its rows and gains the new tables.
+    #[tokio::test]
+    async fn a_database_of_the_previous_schema_upgrades_in_place() -> Result<(), StoreError> {
+        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        {
+            let options = SqliteConnectOptions::from_str(&url)?.create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(options).await?;
+            let mut previous = sqlx::migrate!("./migrations");
+            previous.migrations = previous
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into();
+            previous.run(&pool).await?;
+            sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'acme', 0)")
+                .bind(OrgId::new().to_string())
+                .execute(&pool)
+                .await?;
+            pool.close().await;
+        }
+        let store = SqliteStore::connect(&url).await?;
+        let org = store
+            .find_org("acme")
+            .await?
+            .ok_or(StoreError::Corrupt("org lost".into()))?;
+        let session = store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org.id,
+                label: None,
+            })
+            .await?;
+        store
+            .set_status(
+                session.id,
+                SessionStatus::Starting,
+                None,
+                &mut status_event(org.id, session.id, SessionStatus::Starting),
+            )
+            .await?;
+        assert_eq!(store.events_after(org.id, None, 10).await?.len(), 1);
+        Ok(())
+    }
 }
