@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, messages, qr, sessions, ws};
+use super::{chats, error, messages, qr, sessions, ws};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
@@ -28,6 +28,11 @@ use crate::events::{Envelope, EventData, EventType};
         messages::send,
         messages::list,
         messages::get,
+        messages::edit,
+        messages::revoke,
+        chats::mark_read,
+        chats::typing,
+        chats::check_contacts,
         ws::subscribe,
     ),
     components(schemas(
@@ -49,6 +54,7 @@ use crate::events::{Envelope, EventData, EventType};
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Sending messages through a linked session"),
+        (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
         (name = "realtime", description = "Live session events over WebSocket"),
     )
 )]

@@ -25,5 +25,5 @@ pub use error::RequestError;
 pub use extract::read_request;
 pub use media::{FetchConfig, FetchError, FetchedMedia, MediaFetcher, UploadError, upload};
 pub use recipient::{InvalidRecipient, Recipient, RecipientKind};
-pub use request::{FilePart, Limits, ParsedRequest, SendMessageRequest};
+pub use request::{FilePart, Limits, MAX_TEXT_CHARS, ParsedRequest, SendMessageRequest};
 pub use wire::{Built, UploadedMedia, WireContext, WireError, build, edit_text, reaction_key};

@@ -21,13 +21,13 @@ impl Events {
 }
 
 /// A phone number that has WhatsApp.
-fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
+pub fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
     sim.handle()
         .register_phone(phone)
         .unwrap_or_else(|e| panic!("register {phone}: {e}"));
 }
 
-async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
+pub async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
     gateway
         .call(
             Method::POST,
