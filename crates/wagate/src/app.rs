@@ -1,9 +1,12 @@
 //! Wiring: builds the state from configuration, binds the listener, and
 //! runs everything until shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use anyhow::Context;
 use axum::Router;
@@ -87,6 +90,9 @@ pub struct Application {
     bootstrap: Option<IssuedToken>,
     bootstrap_user: Option<crate::dashboard::accounts::IssuedUser>,
     shutdown_timeout: Duration,
+    /// Long-lived workers that run beside the HTTP server (see
+    /// [`Application::add_task`]).
+    tasks: Vec<(&'static str, BoxFuture<'static, anyhow::Result<()>>)>,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -131,6 +137,7 @@ impl Application {
             bootstrap,
             bootstrap_user,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            tasks: Vec::new(),
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -165,6 +172,18 @@ impl Application {
         self.sandbox.as_ref().map(|s| s.handle())
     }
 
+    /// Runs `task` beside the HTTP server for the gateway's whole life. It
+    /// must run until the shutdown token is cancelled: if it ends before
+    /// (returns or panics), the gateway shuts down and
+    /// [`Application::run_until_stopped`] returns an error naming it.
+    pub fn add_task(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        self.tasks.push((name, Box::pin(task)));
+    }
+
     /// Cancelling this token stops the application gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.state.shutdown.clone()
@@ -178,6 +197,7 @@ impl Application {
             addr,
             state,
             shutdown_timeout,
+            tasks: extra,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -189,14 +209,35 @@ impl Application {
         tracing::info!(%addr, resumed, "wagate listening");
 
         let mut tasks = JoinSet::new();
+        let mut names = HashMap::new();
         let server_shutdown = shutdown.clone();
-        tasks.spawn(async move {
+        let server = tasks.spawn(async move {
             axum::serve(listener, build_app(state))
                 .with_graceful_shutdown(server_shutdown.cancelled_owned())
                 .await
                 .context("HTTP server failed")
         });
-        shutdown.cancelled().await;
+        names.insert(server.id(), "HTTP server");
+        for (name, task) in extra {
+            names.insert(tasks.spawn(task).id(), name);
+        }
+        // A top-level task that ends on its own leaves a process that looks
+        // alive and does nothing: stop everything and exit non-zero, so a
+        // service manager restarts the gateway.
+        let died = tokio::select! {
+            () = shutdown.cancelled() => None,
+            Some(ended) = tasks.join_next_with_id() => {
+                let (name, why) = match ended {
+                    Ok((id, Ok(()))) => (names.get(&id), "stopped on its own".to_string()),
+                    Ok((id, Err(error))) => (names.get(&id), format!("failed: {error:#}")),
+                    Err(join) => (names.get(&join.id()), format!("panicked: {join}")),
+                };
+                let name = name.copied().unwrap_or("a top-level task");
+                tracing::error!(task = name, reason = %why, "a top-level task ended; shutting down");
+                shutdown.cancel();
+                Some(anyhow::anyhow!("{name} {why}"))
+            }
+        };
         tracing::info!("shutting down");
 
         if !sessions.shutdown(shutdown_timeout).await {
@@ -204,18 +245,22 @@ impl Application {
         }
         let drained = tokio::time::timeout(shutdown_timeout, async {
             while let Some(joined) = tasks.join_next().await {
-                joined.context("server task panicked")??;
+                joined.context("a top-level task panicked")??;
             }
             anyhow::Ok(())
         })
         .await;
-        match drained {
+        let drained = match drained {
             Ok(result) => result,
             Err(_) => {
                 tracing::warn!("HTTP connections did not drain in time");
                 tasks.abort_all();
                 Ok(())
             }
+        };
+        match died {
+            Some(error) => Err(error),
+            None => drained,
         }
     }
 }

@@ -4,7 +4,7 @@
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
-use crate::stanza::{self, attr, child, children, iq_error, iq_result};
+use crate::stanza::{self, attr, child, children, iq_result};
 use crate::world::{ConnId, Role, World};
 use crate::{pair_code, pairing, prekeys, relay};
 
@@ -47,9 +47,7 @@ pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
                     .build(),
             ],
         ),
-        // A missing digest would make the client re-upload all its prekeys;
-        // "unavailable" is the answer it skips quietly.
-        ("encrypt", "get", "digest") => iq_error(&id, 503, "service-unavailable"),
+        ("encrypt", "get", "digest") => prekeys::digest(w, conn, &id),
         ("encrypt", "get", "key") => prekeys::fetch(w, &id, iq),
         ("usync", _, _) => relay::usync(w, &id, iq),
         ("w:sync:app:state", _, _) => app_state_sync(&id, iq),

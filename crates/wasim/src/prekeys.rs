@@ -5,7 +5,9 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
 use crate::iq::device_of;
-use crate::stanza::{attr, child, child_bytes, children, iq_result};
+use sha1::{Digest, Sha1};
+
+use crate::stanza::{attr, child, child_bytes, children, iq_error, iq_result};
 use crate::world::{ConnId, PreKeys, World};
 
 fn be(bytes: &[u8]) -> u32 {
@@ -74,6 +76,59 @@ fn set_signed(p: &mut PreKeys, skey: &Node) {
         p.signed_pub = value.to_vec();
         p.signed_sig = sig.to_vec();
     }
+}
+
+/// Answers the digest query a device sends after login to check that the
+/// server holds the keys it uploaded: the bundle as stored, the ids of the
+/// one-time prekeys not yet handed out, and a SHA-1 over the public parts
+/// (identity, signed prekey, its signature, then each listed prekey), as
+/// WhatsApp computes it. A device that never uploaded gets 404, which makes
+/// it upload again.
+pub fn digest(w: &mut World, conn: ConnId, id: &str) -> Node {
+    match prekeys_mut(w, conn).filter(|p| !p.identity.is_empty()) {
+        Some(p) => iq_result(id, vec![digest_node(p)]),
+        None => iq_error(id, 404, "item-not-found"),
+    }
+}
+
+fn digest_node(p: &PreKeys) -> Node {
+    let mut hash = Sha1::new();
+    hash.update(&p.identity);
+    hash.update(&p.signed_pub);
+    hash.update(&p.signed_sig);
+    for (_, value) in &p.one_time {
+        hash.update(value);
+    }
+    let ids = p
+        .one_time
+        .iter()
+        .map(|(kid, _)| NodeBuilder::new("id").bytes(id3(*kid)).build());
+    NodeBuilder::new("digest")
+        .children([
+            NodeBuilder::new("registration")
+                .bytes(p.registration_id.to_be_bytes().to_vec())
+                .build(),
+            NodeBuilder::new("type").bytes(vec![5u8]).build(),
+            NodeBuilder::new("identity")
+                .bytes(p.identity.clone())
+                .build(),
+            NodeBuilder::new("skey")
+                .children([
+                    NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
+                    NodeBuilder::new("value")
+                        .bytes(p.signed_pub.clone())
+                        .build(),
+                    NodeBuilder::new("signature")
+                        .bytes(p.signed_sig.clone())
+                        .build(),
+                ])
+                .build(),
+            NodeBuilder::new("list").children(ids).build(),
+            NodeBuilder::new("hash")
+                .bytes(hash.finalize().to_vec())
+                .build(),
+        ])
+        .build()
 }
 
 pub fn count(w: &mut World, conn: ConnId) -> usize {
@@ -150,4 +205,38 @@ fn bundle_node(jid: &str, p: &mut PreKeys, device_identity: Option<&[u8]>) -> No
         .attr("jid", jid.to_owned())
         .children(parts)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use wacore::iq::prekeys::DigestKeyBundleSpec;
+    use wacore::iq::spec::IqSpec;
+
+    use super::*;
+
+    #[test]
+    fn the_digest_is_what_the_client_parses_and_computes() {
+        let p = PreKeys {
+            registration_id: 4242,
+            identity: vec![1; 32],
+            signed_id: 7,
+            signed_pub: vec![2; 32],
+            signed_sig: vec![3; 64],
+            one_time: [(100, vec![4; 32]), (101, vec![5; 32])].into(),
+        };
+        let answer = iq_result("1", vec![digest_node(&p)]);
+        let parsed = DigestKeyBundleSpec::new()
+            .parse_response(&answer.as_node_ref())
+            .unwrap_or_else(|e| panic!("the client cannot parse it: {e}"));
+        assert_eq!(parsed.reg_id, 4242);
+        assert_eq!(parsed.skey_id, 7);
+        assert_eq!(parsed.prekey_ids, [100, 101]);
+        let expected = wacore::prekeys::compute_key_bundle_digest(
+            &p.identity,
+            &p.signed_pub,
+            &p.signed_sig,
+            &[&[4; 32], &[5; 32]],
+        );
+        assert_eq!(parsed.hash, expected);
+    }
 }

@@ -132,10 +132,13 @@ pub enum StatusReason {
     StopRequested,
     /// The session's device keys could not be opened.
     DeviceStoreUnavailable,
+    /// The session's task failed unexpectedly (a bug, logged); start it
+    /// again.
+    InternalError,
 }
 
 impl StatusReason {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::LinkTimeout,
         Self::ConnectionFailed,
         Self::ConnectionLost,
@@ -145,6 +148,7 @@ impl StatusReason {
         Self::ClientOutdated,
         Self::StopRequested,
         Self::DeviceStoreUnavailable,
+        Self::InternalError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +162,7 @@ impl StatusReason {
             Self::ClientOutdated => "client_outdated",
             Self::StopRequested => "stop_requested",
             Self::DeviceStoreUnavailable => "device_store_unavailable",
+            Self::InternalError => "internal_error",
         }
     }
 }

@@ -14,8 +14,10 @@ use super::engine::Engine;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
-use crate::domain::{Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus};
-use crate::events::EventHub;
+use crate::domain::{
+    Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus, StatusReason,
+};
+use crate::events::{Envelope, EventData, EventHub};
 use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{Messenger, OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
@@ -358,6 +360,55 @@ impl SessionManager {
     /// Watches the session's live connection: `Some` while it is
     /// `working`. Senders go through it directly, never through the
     /// supervisor, whose loop waits on store writes and reconnects.
+    async fn on_supervisor_panic(&self, spawned: SessionRecord) {
+        let id = spawned.id;
+        tracing::error!(session_id = %id, "the session's task panicked; failing the session");
+        let current = match self
+            .inner
+            .store
+            .sessions()
+            .get_session(spawned.org_id, id)
+            .await
+        {
+            Ok(Some(record)) => record,
+            // Deleted meanwhile: nothing to fail.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(session_id = %id, %error, "could not read the panicked session");
+                spawned
+            }
+        };
+        let mut event = Envelope::new(
+            current.org_id,
+            id,
+            EventData::Status {
+                status: SessionStatus::Failed,
+                previous: current.status,
+                reason: Some(StatusReason::InternalError),
+            },
+        );
+        let failed = SessionRecord {
+            status: SessionStatus::Failed,
+            status_reason: Some(StatusReason::InternalError),
+            ..current
+        };
+        match self
+            .inner
+            .store
+            .sessions()
+            .set_status(id, failed.status, failed.status_reason, &mut event)
+            .await
+        {
+            Ok(()) => self.inner.hub.publish(event),
+            Err(error) => {
+                tracing::error!(session_id = %id, %error, "could not record the failure");
+            }
+        }
+        if !self.inner.cancel.is_cancelled() {
+            self.spawn(&failed);
+        }
+    }
+
     /// The live connection of a `working` session of `org`, for the calls
     /// that go straight to WhatsApp instead of through the outbox.
     pub async fn live_messenger(
@@ -467,9 +518,170 @@ impl SessionManager {
                 pace: pace_tx,
             },
         );
-        self.inner.tasks.spawn(supervisor.run());
+        // A panic in the supervisor (a bug) must not leave a session that
+        // says `working` and does nothing: it fails, with a reason, and gets
+        // a fresh supervisor that a start brings back.
+        let supervised = tokio::spawn(supervisor.run());
+        let manager = self.clone();
+        let record = record.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(join) = supervised.await
+                && join.is_panic()
+            {
+                manager.on_supervisor_panic(record).await;
+            }
+        });
         // The worker also ends when its session is deleted: the supervisor
         // drops the sending halves of its inputs.
         self.inner.tasks.spawn(worker.run());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use async_trait::async_trait;
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::events::{Filter, HubLimits};
+    use crate::session::SupervisorPolicy;
+    use crate::session::backoff::RetryPolicy;
+    use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, Link};
+    use crate::store::SqliteStore;
+
+    /// Opens a link that connects forever, except for the sessions it was
+    /// told to break: there, opening panics (a bug in the session's task).
+    #[derive(Default)]
+    struct BuggyEngine {
+        broken: Mutex<HashSet<SessionId>>,
+    }
+
+    struct Idle;
+
+    #[async_trait]
+    impl Engine for BuggyEngine {
+        async fn open(
+            &self,
+            session: SessionId,
+            _events: mpsc::UnboundedSender<EngineEvent>,
+            _deliveries: mpsc::UnboundedSender<Delivery>,
+        ) -> Result<Arc<dyn Link>, EngineError> {
+            let broken = self
+                .broken
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&session);
+            assert!(!broken, "a bug in session {session}");
+            Ok(Arc::new(Idle))
+        }
+
+        async fn wipe(&self, _session: SessionId) -> Result<(), EngineError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Link for Idle {
+        fn connect(&self) -> BoxFuture<'static, ()> {
+            Box::pin(std::future::pending())
+        }
+        async fn request_pairing_code(&self, _phone: &Phone) -> Result<String, EngineError> {
+            Err(EngineError::PairingCode("not here".into()))
+        }
+        fn identity(&self) -> Identity {
+            Identity::default()
+        }
+        async fn logout(&self) {}
+        async fn disconnect(&self) {}
+        fn messenger(&self) -> Option<Arc<dyn Messenger>> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_one_session_fails_it_and_leaves_the_others_running()
+    -> Result<(), ManagerError> {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::connect("sqlite::memory:")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let org = store
+            .orgs()
+            .create_org("acme")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id;
+        let engine = Arc::new(BuggyEngine::default());
+        let hub = EventHub::new(HubLimits {
+            client_buffer: 64,
+            max_clients_per_org: 4,
+        });
+        let mut events = hub
+            .subscribe(org, Filter::default())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let manager = SessionManager::new(
+            Arc::clone(&store),
+            Arc::clone(&engine) as Arc<dyn Engine>,
+            hub,
+            SupervisorPolicy {
+                link_timeout: Duration::from_secs(300),
+                retry: RetryPolicy::with_budget(Duration::from_secs(300)),
+            },
+            OutboxPolicy::default(),
+            CancellationToken::new(),
+        );
+        let healthy = manager
+            .create(org, None, SessionPace::default(), false)
+            .await?;
+        let buggy = manager
+            .create(org, None, SessionPace::default(), false)
+            .await?;
+        engine
+            .broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(buggy.id);
+        manager.start(org, healthy.id).await?;
+        // The start is accepted; the panic comes when the supervisor opens.
+        manager.start(org, buggy.id).await.ok();
+
+        let failed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let Ok(event) = events.recv().await else {
+                    return None;
+                };
+                if event.envelope.session_id == buggy.id
+                    && let EventData::Status { status, reason, .. } = &event.envelope.data
+                    && *status == SessionStatus::Failed
+                {
+                    return Some(*reason);
+                }
+            }
+        })
+        .await;
+        assert_eq!(failed, Ok(Some(Some(StatusReason::InternalError))));
+        assert_eq!(
+            manager.get(org, buggy.id).await?.status_reason,
+            Some(StatusReason::InternalError)
+        );
+        // The other session's supervisor still answers, and so does a fresh
+        // one for the failed session.
+        assert_eq!(
+            manager.stop(org, healthy.id).await?.status,
+            SessionStatus::Stopped
+        );
+        engine
+            .broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        assert_ne!(
+            manager.start(org, buggy.id).await?.status,
+            SessionStatus::Failed
+        );
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod docs;
+mod lifecycle;
 mod linking;
 mod realtime;
 mod sessions;
