@@ -10,9 +10,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, IssuedToken};
 use crate::config::Config;
+use crate::egress::EgressPolicy;
 use crate::events::{EventHub, HubLimits};
 use crate::http;
 use crate::session::backoff::RetryPolicy;
@@ -20,6 +22,7 @@ use crate::session::engine::Engine;
 use crate::session::whatsapp::WhatsAppEngine;
 use crate::session::{SessionManager, SupervisorPolicy};
 use crate::store::{self, Store};
+use crate::webhooks::Dispatcher;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,6 +38,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The web dashboard's own state (sign-in limits, the sandbox).
     pub dashboard: crate::dashboard::Dashboard,
+    /// Which addresses webhook URLs may point at.
+    pub egress: EgressPolicy,
 }
 
 impl AppState {
@@ -70,6 +75,27 @@ impl AppState {
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
             dashboard: crate::dashboard::Dashboard::default(),
+            egress: config.egress_policy(),
+        }
+    }
+}
+
+/// How often old events (and their webhook deliveries) are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes events older than `retention`, and with them their webhook
+/// deliveries, now and then every [`PRUNE_INTERVAL`], until `cancel`.
+async fn prune_events(store: Arc<dyn Store>, retention: Duration, cancel: CancellationToken) {
+    loop {
+        let before = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        match store.events().prune_events(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old events pruned"),
+            Err(error) => tracing::error!(%error, "could not prune old events"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_INTERVAL) => {}
         }
     }
 }
@@ -87,6 +113,8 @@ pub struct Application {
     bootstrap: Option<IssuedToken>,
     bootstrap_user: Option<crate::dashboard::accounts::IssuedUser>,
     shutdown_timeout: Duration,
+    webhooks: Dispatcher,
+    event_retention: Duration,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -120,6 +148,11 @@ impl Application {
         if let Some(sandbox) = &sandbox {
             state.dashboard = crate::dashboard::Dashboard::with_sandbox(sandbox.handle());
         }
+        let webhooks = Dispatcher::new(
+            Arc::clone(&state.store),
+            state.hub.clone(),
+            config.delivery_policy(),
+        )?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -131,6 +164,8 @@ impl Application {
             bootstrap,
             bootstrap_user,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            webhooks,
+            event_retention: config.event_retention(),
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -178,6 +213,8 @@ impl Application {
             addr,
             state,
             shutdown_timeout,
+            webhooks,
+            event_retention,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -188,6 +225,7 @@ impl Application {
         let resumed = sessions.resume_all().await.context("resuming sessions")?;
         tracing::info!(%addr, resumed, "wagate listening");
 
+        let store = Arc::clone(&state.store);
         let mut tasks = JoinSet::new();
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -196,8 +234,24 @@ impl Application {
                 .await
                 .context("HTTP server failed")
         });
+        // Background work that stops with the token; an attempt cut off
+        // is made again after the next start.
+        let background = TaskTracker::new();
+        background.spawn(webhooks.run(shutdown.child_token()));
+        background.spawn(prune_events(
+            store,
+            event_retention,
+            shutdown.child_token(),
+        ));
+        background.close();
         shutdown.cancelled().await;
         tracing::info!("shutting down");
+        if tokio::time::timeout(shutdown_timeout, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhook deliveries did not stop in time");
+        }
 
         if !sessions.shutdown(shutdown_timeout).await {
             tracing::warn!("some sessions did not stop in time");

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod openapi;
 pub mod qr;
 pub mod sessions;
+pub mod webhooks;
 pub mod ws;
 
 use axum::Router;
@@ -48,7 +49,20 @@ pub fn router(state: AppState) -> Router {
                 .get(messages::list),
         )
         .route("/sessions/{id}/messages/{message_id}", get(messages::get))
-        .route("/ws", get(ws::subscribe));
+        .route("/ws", get(ws::subscribe))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
+        );
 
     Router::new()
         .nest("/api/v1", api)

@@ -46,6 +46,8 @@ pub struct OutboxPolicy {
     pub media_limit_bytes: usize,
     /// `None` turns pacing off (benchmarks).
     pub pacing: Option<PacingPolicy>,
+    /// Which addresses media URLs may point at.
+    pub egress: crate::egress::EgressPolicy,
 }
 
 impl Default for OutboxPolicy {
@@ -57,6 +59,7 @@ impl Default for OutboxPolicy {
             retry_max: Duration::from_secs(300),
             media_limit_bytes: 16 * 1024 * 1024,
             pacing: Some(PacingPolicy::default()),
+            egress: crate::egress::EgressPolicy::default(),
         }
     }
 }

@@ -9,3 +9,5 @@ mod docs;
 mod linking;
 mod realtime;
 mod sessions;
+mod webhook_delivery;
+mod webhooks;
