@@ -238,11 +238,7 @@ impl Application {
         // is made again after the next start.
         let background = TaskTracker::new();
         background.spawn(webhooks.run(shutdown.child_token()));
-        background.spawn(prune_events(
-            store,
-            event_retention,
-            shutdown.child_token(),
-        ));
+        background.spawn(prune_events(store, event_retention, shutdown.child_token()));
         background.close();
         shutdown.cancelled().await;
         tracing::info!("shutting down");

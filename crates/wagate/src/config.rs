@@ -205,7 +205,10 @@ impl Config {
             ("webhook_retry_window_secs", self.webhook_retry_window_secs),
             ("webhook_backoff_base_ms", self.webhook_backoff_base_ms),
             ("webhook_backoff_max_secs", self.webhook_backoff_max_secs),
-            ("webhook_disable_after_secs", self.webhook_disable_after_secs),
+            (
+                "webhook_disable_after_secs",
+                self.webhook_disable_after_secs,
+            ),
             ("webhook_poll_interval_ms", self.webhook_poll_interval_ms),
         ] {
             if value == 0 {

@@ -180,9 +180,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         // Documentation 2001:db8::/32.
         0x2001 if segments[1] == 0x0db8 => false,
         // 6to4 carries an IPv4 address in its second and third segments.
-        0x2002 => {
-            is_public_v4(Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2])))
-        }
+        0x2002 => is_public_v4(Ipv4Addr::from(
+            (u32::from(segments[1]) << 16) | u32::from(segments[2]),
+        )),
         // NAT64 64:ff9b::/96 reaches the embedded IPv4 address.
         0x0064 if segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0] => {
             is_public_v4(embedded_v4())

@@ -10,9 +10,7 @@ mod session_status;
 mod token;
 
 pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
-pub use ids::{
-    DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
-};
+pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
 pub use label::{InvalidLabel, Label};
 pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
 pub use phone::{InvalidPhone, Phone};

@@ -57,7 +57,10 @@ pub fn router(state: AppState) -> Router {
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
-        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/webhooks/{id}/deliveries/{delivery_id}/retry",

@@ -15,9 +15,9 @@ use whatsapp_rust::download::MediaType;
 use whatsapp_rust::upload::UploadOptions;
 
 use super::content::MediaKind;
-use crate::egress::{self, EgressPolicy};
 use super::request::resolve_mime;
 use super::wire::UploadedMedia;
+use crate::egress::{self, EgressPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchConfig {
@@ -141,15 +141,15 @@ impl MediaFetcher {
         let too_large = FetchError::TooLarge {
             limit: self.max_bytes,
         };
-        let mut response = self
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| match egress::refusal(&e) {
-                Some(refused) => FetchError::Forbidden(refused.to_string()),
-                None => FetchError::Unreachable(describe(&e)),
-            })?;
+        let mut response =
+            self.client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| match egress::refusal(&e) {
+                    Some(refused) => FetchError::Forbidden(refused.to_string()),
+                    None => FetchError::Unreachable(describe(&e)),
+                })?;
         let status = response.status();
         if status.is_redirection() {
             // reqwest hands back, unfollowed, a redirect to a non-http URL.

@@ -69,7 +69,10 @@ impl DeliveryPolicy {
     /// retries of many deliveries spread out without coming too early.
     pub fn backoff(&self, failures: u32) -> Duration {
         let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
-        let step = self.backoff_base.saturating_mul(factor).min(self.backoff_max);
+        let step = self
+            .backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max);
         let half = step / 2;
         half + half.mul_f64(rand::random::<f64>())
     }

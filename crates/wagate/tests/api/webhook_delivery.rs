@@ -65,6 +65,49 @@ impl Received {
     }
 }
 
+/// The PyPI `standardwebhooks` verifier, where this machine has it
+/// (`pip install standardwebhooks`); `None` where it does not. Every run
+/// checks with the Rust crate above; this adds a second, independent
+/// implementation without making the tests need Python.
+fn python_verifies(received: &Received, secret: &str) -> Option<bool> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let available = Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !available {
+        return None;
+    }
+    let header = |name: &str| {
+        received
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let headers = json!({
+        "webhook-id": header("webhook-id"),
+        "webhook-timestamp": header("webhook-timestamp"),
+        "webhook-signature": header("webhook-signature"),
+    });
+    let script = "import sys, json\n\
+                  from standardwebhooks.webhooks import Webhook\n\
+                  Webhook(sys.argv[1]).verify(sys.stdin.buffer.read(), json.loads(sys.argv[2]))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, secret, &headers.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(&received.body).ok()?;
+    Some(child.wait().ok()?.success())
+}
+
 /// Decides the answer from the request and every earlier one.
 type Answer = dyn Fn(&Received, &[Received]) -> StatusCode + Send + Sync;
 
@@ -105,7 +148,10 @@ impl Receiver {
         }
     }
 
-    fn answer(&self, answer: impl Fn(&Received, &[Received]) -> StatusCode + Send + Sync + 'static) {
+    fn answer(
+        &self,
+        answer: impl Fn(&Received, &[Received]) -> StatusCode + Send + Sync + 'static,
+    ) {
         *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(answer);
     }
 
@@ -130,7 +176,11 @@ impl Receiver {
     }
 }
 
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let mut received = Received {
         headers,
         body,
@@ -203,7 +253,11 @@ impl Gateway {
             request = request.json(&body);
         }
         let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         response.json().await.unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -295,7 +349,11 @@ async fn signed_deliveries_are_retried_with_the_same_id_and_kept_in_order_per_se
     assert!(ids.contains(&b1.as_str()), "b1 waited for a1: {ids:?}");
 
     for received in &got {
-        assert!(received.verifies_with(&secret), "signature of {}", received.id());
+        assert!(
+            received.verifies_with(&secret),
+            "signature of {}",
+            received.id()
+        );
         assert_eq!(received.signatures(), 1);
         let body = received.json();
         assert_eq!(body["id"], received.id(), "webhook-id is the event id");
@@ -303,11 +361,27 @@ async fn signed_deliveries_are_retried_with_the_same_id_and_kept_in_order_per_se
         assert!(body["data"]["code"].is_string());
     }
     assert!(!got[0].verifies_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    match python_verifies(&got[0], &secret) {
+        Some(verified) => {
+            assert!(verified, "the PyPI standardwebhooks verifier refused it");
+            assert_eq!(
+                python_verifies(&got[0], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                Some(false)
+            );
+        }
+        None => {
+            eprintln!("python3 with standardwebhooks not found: checked with the Rust crate only")
+        }
+    }
 
     // The log tells the story: a1 delivered after several attempts, the
     // last answer kept.
     let log = gateway
-        .call(reqwest::Method::GET, &format!("/webhooks/{hook}/deliveries"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{hook}/deliveries"),
+            None,
+        )
         .await;
     let a1_entry = log["data"]
         .as_array()
@@ -381,7 +455,11 @@ async fn gone_disables_the_webhook_and_says_so_on_the_websocket() {
     gateway.event(org, session, "while disabled").await;
     receiver.answer(|_, _| StatusCode::NO_CONTENT);
     let log = gateway
-        .call(reqwest::Method::GET, &format!("/webhooks/{hook}/deliveries"), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{hook}/deliveries"),
+            None,
+        )
         .await;
     assert_eq!(log["data"].as_array().map(Vec::len), Some(1), "{log}");
     assert_eq!(log["data"][0]["status"], "pending");
@@ -452,7 +530,10 @@ async fn during_a_rotation_both_secrets_sign() {
     assert_eq!(received.id(), id);
     assert_eq!(received.signatures(), 2);
     assert!(received.verifies_with(&new), "the new secret verifies");
-    assert!(received.verifies_with(&old), "the old one too, during the grace");
+    assert!(
+        received.verifies_with(&old),
+        "the old one too, during the grace"
+    );
 
     // Rotated again without grace: only the newest signs.
     let rotated = gateway

@@ -11,9 +11,7 @@ use crate::helpers::TestApp;
 const PUBLIC_URL: &str = "https://93.184.215.14/hooks/wagate";
 
 async fn create(app: &TestApp, body: Value) -> Value {
-    let created = app
-        .call(Method::POST, "/api/v1/webhooks", Some(body))
-        .await;
+    let created = app.call(Method::POST, "/api/v1/webhooks", Some(body)).await;
     assert_eq!(
         created.status,
         StatusCode::CREATED,
@@ -40,7 +38,10 @@ async fn create_shows_the_secret_once_and_defaults_to_everything() {
         .await;
     assert_eq!(fetched.status, StatusCode::OK);
     let fetched = fetched.json();
-    assert!(fetched.get("secret").is_none(), "shown only once: {fetched}");
+    assert!(
+        fetched.get("secret").is_none(),
+        "shown only once: {fetched}"
+    );
     assert_eq!(fetched["id"], body["id"]);
     let listed = app.call(Method::GET, "/api/v1/webhooks", None).await;
     assert_eq!(listed.json()["data"][0]["id"], body["id"]);
@@ -64,7 +65,10 @@ async fn filters_and_updates_round_trip() {
     assert_eq!(body["events"], json!(["message.status", "session.status"]));
     assert_eq!(body["sessions"], json!([session]));
     assert_eq!(body["enabled"], false);
-    let uri = format!("/api/v1/webhooks/{}", body["id"].as_str().unwrap_or_default());
+    let uri = format!(
+        "/api/v1/webhooks/{}",
+        body["id"].as_str().unwrap_or_default()
+    );
 
     let patched = app
         .call(
@@ -106,24 +110,57 @@ async fn bad_input_is_a_422_with_a_code() {
     let cases = [
         (json!({ "url": "not a url" }), "invalid_url"),
         (json!({ "url": long }), "url_too_long"),
-        (json!({ "url": "ftp://93.184.215.14/x" }), "unsupported_url_scheme"),
-        (json!({ "url": "file:///etc/passwd" }), "unsupported_url_scheme"),
-        (json!({ "url": "http://127.0.0.1:8080/x" }), "private_address"),
+        (
+            json!({ "url": "ftp://93.184.215.14/x" }),
+            "unsupported_url_scheme",
+        ),
+        (
+            json!({ "url": "file:///etc/passwd" }),
+            "unsupported_url_scheme",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:8080/x" }),
+            "private_address",
+        ),
         (json!({ "url": "http://localhost/x" }), "private_address"),
         (json!({ "url": "http://10.0.0.8/x" }), "private_address"),
-        (json!({ "url": "http://169.254.169.254/latest" }), "private_address"),
+        (
+            json!({ "url": "http://169.254.169.254/latest" }),
+            "private_address",
+        ),
         (json!({ "url": "http://[::1]/x" }), "private_address"),
-        (json!({ "url": PUBLIC_URL, "events": [] }), "empty_event_filter"),
-        (json!({ "url": PUBLIC_URL, "events": many_types }), "too_many_event_types"),
-        (json!({ "url": PUBLIC_URL, "events": ["message.sent"] }), "unknown_event_type"),
-        (json!({ "url": PUBLIC_URL, "sessions": [] }), "empty_session_filter"),
-        (json!({ "url": PUBLIC_URL, "sessions": many_sessions }), "too_many_sessions"),
-        (json!({ "url": PUBLIC_URL, "sessions": ["nope"] }), "invalid_session_id"),
+        (
+            json!({ "url": PUBLIC_URL, "events": [] }),
+            "empty_event_filter",
+        ),
+        (
+            json!({ "url": PUBLIC_URL, "events": many_types }),
+            "too_many_event_types",
+        ),
+        (
+            json!({ "url": PUBLIC_URL, "events": ["message.sent"] }),
+            "unknown_event_type",
+        ),
+        (
+            json!({ "url": PUBLIC_URL, "sessions": [] }),
+            "empty_session_filter",
+        ),
+        (
+            json!({ "url": PUBLIC_URL, "sessions": many_sessions }),
+            "too_many_sessions",
+        ),
+        (
+            json!({ "url": PUBLIC_URL, "sessions": ["nope"] }),
+            "invalid_session_id",
+        ),
         (
             json!({ "url": PUBLIC_URL, "sessions": ["0190d7a0-0000-7000-8000-000000000000"] }),
             "unknown_session",
         ),
-        (json!({ "url": PUBLIC_URL, "secret": "mine" }), "invalid_body"),
+        (
+            json!({ "url": PUBLIC_URL, "secret": "mine" }),
+            "invalid_body",
+        ),
         (json!({ "events": ["*"] }), "invalid_body"),
     ];
     for (body, code) in cases {
@@ -137,10 +174,17 @@ async fn bad_input_is_a_422_with_a_code() {
     assert_eq!(listed.json()["data"], json!([]), "nothing was created");
 
     let hook = create(&app, json!({ "url": PUBLIC_URL })).await;
-    let uri = format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap_or_default());
-    app.call(Method::PATCH, &uri, Some(json!({ "url": "http://192.168.1.1/" })))
-        .await
-        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "private_address");
+    let uri = format!(
+        "/api/v1/webhooks/{}",
+        hook["id"].as_str().unwrap_or_default()
+    );
+    app.call(
+        Method::PATCH,
+        &uri,
+        Some(json!({ "url": "http://192.168.1.1/" })),
+    )
+    .await
+    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "private_address");
     app.call(Method::PATCH, &uri, Some(json!({ "events": ["nope"] })))
         .await
         .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type");
@@ -175,8 +219,15 @@ async fn rotation_returns_a_new_secret_and_the_grace_period() {
     assert_eq!(rotated.status, StatusCode::OK);
     let rotated = rotated.json();
     assert_ne!(rotated["secret"], hook["secret"]);
-    assert!(rotated["secret"].as_str().is_some_and(|s| s.starts_with("whsec_")));
-    assert!(rotated["previous_secret_expires_at"].is_string(), "{rotated}");
+    assert!(
+        rotated["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    assert!(
+        rotated["previous_secret_expires_at"].is_string(),
+        "{rotated}"
+    );
     // A zero grace period ends the old secret now.
     let immediate = app
         .call(Method::POST, &uri, Some(json!({ "grace_period_secs": 0 })))
@@ -217,7 +268,11 @@ async fn the_delivery_log_lists_and_replays() {
         .unwrap_or_else(|e| panic!("{e:?}"));
 
     let log = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{id}/deliveries"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/webhooks/{id}/deliveries"),
+            None,
+        )
         .await;
     assert_eq!(log.status, StatusCode::OK);
     let log = log.json();
@@ -266,7 +321,11 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
     let base = format!("/api/v1/webhooks/{id}");
     let endpoints = [
         (Method::GET, base.clone(), None),
-        (Method::PATCH, base.clone(), Some(json!({ "enabled": false }))),
+        (
+            Method::PATCH,
+            base.clone(),
+            Some(json!({ "enabled": false })),
+        ),
         (Method::POST, format!("{base}/rotate-secret"), None),
         (Method::GET, format!("{base}/deliveries"), None),
         (
@@ -284,7 +343,9 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "invalid_token");
     }
-    let listed = app.call_as(&other, Method::GET, "/api/v1/webhooks", None).await;
+    let listed = app
+        .call_as(&other, Method::GET, "/api/v1/webhooks", None)
+        .await;
     assert_eq!(listed.json()["data"], json!([]));
     // A session filter naming another organization's session is unknown.
     let session = app.stopped_session().await;
@@ -297,5 +358,8 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
     .await
     .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_session");
     // Still there for its owner.
-    assert_eq!(app.call(Method::GET, &base, None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.call(Method::GET, &base, None).await.status,
+        StatusCode::OK
+    );
 }

@@ -16,21 +16,37 @@ use crate::store::{
 };
 use crate::webhooks::{DeliveryStatus, DisabledReason};
 
-const SELECT_WEBHOOK: &str = "SELECT id, org_id, url, event_types, session_ids, enabled, \
-     disabled_reason, secret, previous_secret, previous_expires_at, failing_since, created_at, \
-     updated_at FROM webhooks ";
+macro_rules! select_webhooks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, org_id, url, event_types, session_ids, enabled, disabled_reason, secret, \
+             previous_secret, previous_expires_at, failing_since, created_at, updated_at \
+             FROM webhooks ",
+            $rest
+        )
+    };
+}
 
-const SELECT_DELIVERY: &str = "SELECT d.id, d.webhook_id, d.event_id, d.session_id, \
-     d.event_type, d.status, d.attempts, d.next_attempt_at, d.last_attempt_at, \
-     d.last_status_code, d.last_error, d.last_response, d.delivered_at, d.created_at, \
-     d.updated_at FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id ";
+macro_rules! select_deliveries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT d.id, d.webhook_id, d.event_id, d.session_id, d.event_type, d.status, \
+             d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_error, \
+             d.last_response, d.delivered_at, d.created_at, d.updated_at \
+             FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id ",
+            $rest
+        )
+    };
+}
 
 fn json_list<T: serde::de::DeserializeOwned>(
     column: &str,
     value: Option<String>,
 ) -> Result<Option<Vec<T>>, StoreError> {
     value
-        .map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{column}: {e}"))))
+        .map(|v| {
+            serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        })
         .transpose()
 }
 
@@ -152,8 +168,7 @@ async fn fetch_webhook(
     org: OrgId,
     id: WebhookId,
 ) -> Result<Option<WebhookRecord>, StoreError> {
-    let sql = format!("{SELECT_WEBHOOK} WHERE org_id = $1 AND id = $2");
-    sqlx::query(&sql)
+    sqlx::query(select_webhooks!("WHERE org_id = $1 AND id = $2"))
         .bind(org.to_string())
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
@@ -223,16 +238,17 @@ impl WebhookStore for SqliteStore {
         limit: u32,
         after: Option<WebhookId>,
     ) -> Result<Vec<WebhookRecord>, StoreError> {
-        let sql = format!("{SELECT_WEBHOOK} WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
-        sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(after.map(|id| id.to_string()).unwrap_or_default())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(webhook)
-            .collect()
+        sqlx::query(select_webhooks!(
+            "WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(org.to_string())
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(webhook)
+        .collect()
     }
 
     async fn update_webhook(
@@ -324,20 +340,26 @@ impl WebhookStore for SqliteStore {
         webhook: WebhookId,
         query: &DeliveryQuery,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        // The optional filters are spelled into the SQL rather than
-        // passed as NULL parameters, which PostgreSQL cannot type.
-        let mut sql = format!("{SELECT_DELIVERY} WHERE w.org_id = $1 AND d.webhook_id = $2");
-        let mut next = 3;
-        if query.before.is_some() {
-            sql.push_str(&format!(" AND d.id < ${next}"));
-            next += 1;
-        }
-        if query.status.is_some() {
-            sql.push_str(&format!(" AND d.status = ${next}"));
-            next += 1;
-        }
-        sql.push_str(&format!(" ORDER BY d.id DESC LIMIT ${next}"));
-        let mut select = sqlx::query(&sql)
+        // One literal query per combination of the optional filters:
+        // PostgreSQL cannot type a NULL parameter in `$n IS NULL`.
+        let sql = match (query.before.is_some(), query.status.is_some()) {
+            (false, false) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 ORDER BY d.id DESC LIMIT $3"
+            ),
+            (true, false) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id < $3 \
+                 ORDER BY d.id DESC LIMIT $4"
+            ),
+            (false, true) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.status = $3 \
+                 ORDER BY d.id DESC LIMIT $4"
+            ),
+            (true, true) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id < $3 AND d.status = $4 \
+                 ORDER BY d.id DESC LIMIT $5"
+            ),
+        };
+        let mut select = sqlx::query(sql)
             .bind(org.to_string())
             .bind(webhook.to_string());
         if let Some(before) = query.before {
@@ -361,16 +383,17 @@ impl WebhookStore for SqliteStore {
         webhook: WebhookId,
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let sql = format!("{SELECT_DELIVERY} WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id = $3");
-        sqlx::query(&sql)
-            .bind(org.to_string())
-            .bind(webhook.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(delivery)
-            .transpose()
+        sqlx::query(select_deliveries!(
+            "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id = $3"
+        ))
+        .bind(org.to_string())
+        .bind(webhook.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(delivery)
+        .transpose()
     }
 
     async fn retry_delivery(
@@ -396,8 +419,7 @@ impl WebhookStore for SqliteStore {
         if result.rows_affected() == 0 {
             return Ok(None);
         }
-        let sql = format!("{SELECT_DELIVERY} WHERE d.id = $1");
-        let record = sqlx::query(&sql)
+        let record = sqlx::query(select_deliveries!("WHERE d.id = $1"))
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?
@@ -557,6 +579,7 @@ impl WebhookStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
+    use url::Url;
 
     use super::*;
     use crate::domain::{SessionStatus, StatusReason};
@@ -607,7 +630,11 @@ mod tests {
         )
     }
 
-    async fn all_deliveries(store: &SqliteStore, org: OrgId, hook: WebhookId) -> Vec<DeliveryRecord> {
+    async fn all_deliveries(
+        store: &SqliteStore,
+        org: OrgId,
+        hook: WebhookId,
+    ) -> Vec<DeliveryRecord> {
         store
             .list_deliveries(
                 org,
@@ -645,11 +672,16 @@ mod tests {
             })
             .await?;
         let all = hook(&store, org.id, None, None, true).await;
-        let status_only =
-            hook(&store, org.id, Some(vec![EventType::SessionStatus]), None, true).await;
+        let status_only = hook(
+            &store,
+            org.id,
+            Some(vec![EventType::SessionStatus]),
+            None,
+            true,
+        )
+        .await;
         let qr_only = hook(&store, org.id, Some(vec![EventType::SessionQr]), None, true).await;
-        let other_session =
-            hook(&store, org.id, None, Some(vec![SessionId::new()]), true).await;
+        let other_session = hook(&store, org.id, None, Some(vec![SessionId::new()]), true).await;
         let this_session = hook(&store, org.id, None, Some(vec![session.id]), true).await;
         let disabled = hook(&store, org.id, None, None, false).await;
         let foreign = hook(&store, other.id, None, None, true).await;
@@ -688,7 +720,11 @@ mod tests {
                 assert_eq!(delivery.status, DeliveryStatus::Pending);
             }
         }
-        assert!(all_deliveries(&store, other.id, foreign.id).await.is_empty());
+        assert!(
+            all_deliveries(&store, other.id, foreign.id)
+                .await
+                .is_empty()
+        );
 
         // An event whose transaction rolls back leaves no delivery behind.
         let mut tx = store.pool.begin().await?;
@@ -714,7 +750,7 @@ mod tests {
         let now = Utc::now() + Duration::seconds(1);
         let due = store.due_deliveries(now, 10).await?;
         assert_eq!(heads(due.clone()), vec![events[0], events[2]]);
-        assert_eq!(due[0].payload.contains(&events[0].to_string()), true);
+        assert!(due[0].payload.contains(&events[0].to_string()));
 
         // The head fails and waits: the session's later events wait too,
         // the other session does not.
@@ -780,16 +816,16 @@ mod tests {
             .await?;
         assert_eq!(older.len(), 2);
 
-        // A replay makes it pending and due again, ahead of the rest.
+        // A replay makes it pending and due again, ahead of its session's
+        // later events.
         let replayed = store
             .retry_delivery(org.id, webhook.id, given_up.id)
             .await?
             .unwrap_or_else(|| panic!("found"));
         assert_eq!(replayed.status, DeliveryStatus::Pending);
-        assert_eq!(
-            heads(store.due_deliveries(now, 10).await?),
-            vec![events[0], events[2]]
-        );
+        let mut due = heads(store.due_deliveries(now, 10).await?);
+        due.sort();
+        assert_eq!(due, vec![events[0], events[2]]);
         let other = store.create_org("other").await?;
         assert!(
             store
@@ -805,7 +841,14 @@ mod tests {
         let store = store().await;
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
-        let watcher = hook(&store, org.id, Some(vec![EventType::WebhookDisabled]), None, true).await;
+        let watcher = hook(
+            &store,
+            org.id,
+            Some(vec![EventType::WebhookDisabled]),
+            None,
+            true,
+        )
+        .await;
         let (a, b) = (SessionId::new(), SessionId::new());
         store.append_event(&mut qr(org.id, a)).await?;
         store.append_event(&mut qr(org.id, b)).await?;
@@ -829,7 +872,9 @@ mod tests {
                     .await?,
             );
         }
-        let event = disabled[0].clone().unwrap_or_else(|| panic!("first disables"));
+        let event = disabled[0]
+            .clone()
+            .unwrap_or_else(|| panic!("first disables"));
         assert!(disabled[1].is_none(), "already disabled: no second event");
         assert_eq!(
             event.data,
@@ -878,7 +923,9 @@ mod tests {
         let store = store().await;
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
-        store.append_event(&mut qr(org.id, SessionId::new())).await?;
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
         let new = generate_secret();
         let grace_ends = Utc::now() + Duration::hours(1);
         let rotated = store
@@ -888,9 +935,13 @@ mod tests {
         assert_eq!(rotated.secret, new);
         assert_eq!(rotated.previous_secret.as_ref(), Some(&webhook.secret));
         let secrets = |due: Vec<DueDelivery>| due[0].secrets.clone();
-        let during = store.due_deliveries(Utc::now() + Duration::seconds(1), 10).await?;
+        let during = store
+            .due_deliveries(Utc::now() + Duration::seconds(1), 10)
+            .await?;
         assert_eq!(secrets(during), vec![new.clone(), webhook.secret.clone()]);
-        let after = store.due_deliveries(grace_ends + Duration::seconds(1), 10).await?;
+        let after = store
+            .due_deliveries(grace_ends + Duration::seconds(1), 10)
+            .await?;
         assert_eq!(secrets(after), vec![new]);
         let other = store.create_org("other").await?;
         assert!(
@@ -907,12 +958,21 @@ mod tests {
         let store = store().await;
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
-        store.append_event(&mut qr(org.id, SessionId::new())).await?;
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
         assert_eq!(all_deliveries(&store, org.id, webhook.id).await.len(), 1);
-        assert_eq!(store.prune_events(Utc::now() + Duration::seconds(1)).await?, 1);
+        assert_eq!(
+            store
+                .prune_events(Utc::now() + Duration::seconds(1))
+                .await?,
+            1
+        );
         assert!(all_deliveries(&store, org.id, webhook.id).await.is_empty());
         // Deleting the webhook takes its deliveries along too.
-        store.append_event(&mut qr(org.id, SessionId::new())).await?;
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
         assert!(store.delete_webhook(org.id, webhook.id).await?);
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
             .fetch_one(&store.pool)
