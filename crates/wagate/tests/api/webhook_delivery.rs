@@ -415,29 +415,14 @@ async fn gone_disables_the_webhook_and_says_so_on_the_websocket() {
     let mut receiver = Receiver::start().await;
     let gateway = Gateway::start(fast(&dir), None).await;
     let (hook, _) = gateway.webhook(&receiver.url, json!(["session.qr"])).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
-        "ws://{}/api/v1/ws?token={}&events=webhook.disabled",
-        gateway.base.trim_start_matches("http://"),
-        gateway.token
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("connect: {e}"));
+    let mut socket = watch(&gateway, "webhook.disabled").await;
     receiver.answer(|_, _| StatusCode::GONE);
     let org = gateway.org().await;
     let session = SessionId::new();
     let first = gateway.event(org, session, "x").await;
     assert_eq!(receiver.next().await.id(), first);
 
-    let disabled = loop {
-        match tokio::time::timeout(WAIT, socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                break serde_json::from_str::<Value>(text.as_str())
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no webhook.disabled event: {other:?}"),
-        }
-    };
+    let disabled = next_event(&mut socket).await;
     assert_eq!(disabled["event"], "webhook.disabled");
     assert_eq!(disabled["data"]["webhook_id"], hook.as_str());
     assert_eq!(disabled["data"]["reason"], "gone");
@@ -549,5 +534,109 @@ async fn during_a_rotation_both_secrets_sign() {
     assert_eq!(received.signatures(), 1);
     assert!(received.verifies_with(&newest));
     assert!(!received.verifies_with(&new));
+    gateway.stop().await;
+}
+
+/// A realtime connection to `gateway` for the `events` types.
+async fn watch(
+    gateway: &Gateway,
+    events: &str,
+) -> impl futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin + use<>
+{
+    let (socket, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/api/v1/ws?token={}&events={events}",
+        gateway.base.trim_start_matches("http://"),
+        gateway.token
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("connect: {e}"));
+    socket
+}
+
+async fn next_event<S>(socket: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(WAIT, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                return serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}"));
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_failing_past_the_retry_window_fails_and_its_session_moves_on() {
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut receiver = Receiver::start().await;
+    let config = Config {
+        webhook_retry_window_secs: 1,
+        ..fast(&dir)
+    };
+    let gateway = Gateway::start(config, None).await;
+    let (hook, _) = gateway.webhook(&receiver.url, json!(["session.qr"])).await;
+    let org = gateway.org().await;
+    let session = SessionId::new();
+    let doomed = gateway.event(org, session, "doomed").await;
+    let next = gateway.event(org, session, "next").await;
+    let refused = doomed.clone();
+    receiver.answer(move |request, _| {
+        if request.id() == refused {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    });
+    let got = receiver.until_delivered(&next).await;
+    let ids: Vec<&str> = got.iter().map(Received::id).collect();
+    assert!(ids.len() >= 2, "{ids:?}");
+    assert!(
+        ids[..ids.len() - 1].iter().all(|id| *id == doomed),
+        "{ids:?}"
+    );
+    let failed = gateway
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{hook}/deliveries?status=failed"),
+            None,
+        )
+        .await;
+    assert_eq!(failed["data"][0]["event_id"], doomed.as_str(), "{failed}");
+    assert_eq!(failed["data"][0]["last_status_code"], 500);
+    assert_eq!(
+        failed["data"][0]["last_error"],
+        "the receiver answered 500 Internal Server Error"
+    );
+    assert!(failed["data"][0]["next_attempt_at"].is_null());
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_failing_for_too_long_is_disabled() {
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut receiver = Receiver::start().await;
+    receiver.answer(|_, _| StatusCode::BAD_GATEWAY);
+    let config = Config {
+        webhook_disable_after_secs: 1,
+        ..fast(&dir)
+    };
+    let gateway = Gateway::start(config, None).await;
+    let (hook, _) = gateway.webhook(&receiver.url, json!(["session.qr"])).await;
+    let mut socket = watch(&gateway, "webhook.disabled").await;
+    let org = gateway.org().await;
+    let event = gateway.event(org, SessionId::new(), "x").await;
+    assert_eq!(receiver.next().await.id(), event);
+    let disabled = next_event(&mut socket).await;
+    assert_eq!(disabled["data"]["webhook_id"], hook.as_str());
+    assert_eq!(disabled["data"]["reason"], "failing");
+    assert_eq!(disabled["data"]["status_code"], 502);
+    let shown = gateway
+        .call(reqwest::Method::GET, &format!("/webhooks/{hook}"), None)
+        .await;
+    assert_eq!(shown["enabled"], false);
+    assert_eq!(shown["disabled_reason"], "failing");
     gateway.stop().await;
 }
