@@ -316,7 +316,9 @@ async fn signed_deliveries_are_retried_with_the_same_id_and_kept_in_order_per_se
     let (a, b) = (SessionId::new(), SessionId::new());
 
     // a1 fails until b1 has arrived, and twice at least: b's queue must not
-    // wait for a's, and a2 must wait for a1.
+    // wait for a's, and a2 must wait for a1. Until the ids are known (the
+    // dispatcher may try as soon as they are logged), everything fails.
+    receiver.answer(|_, _| StatusCode::INTERNAL_SERVER_ERROR);
     let a1 = gateway.event(org, a, "a1").await;
     let a2 = gateway.event(org, a, "a2").await;
     let b1 = gateway.event(org, b, "b1").await;
@@ -580,6 +582,8 @@ async fn a_delivery_failing_past_the_retry_window_fails_and_its_session_moves_on
     let (hook, _) = gateway.webhook(&receiver.url, json!(["session.qr"])).await;
     let org = gateway.org().await;
     let session = SessionId::new();
+    // Everything fails until the ids are known.
+    receiver.answer(|_, _| StatusCode::INTERNAL_SERVER_ERROR);
     let doomed = gateway.event(org, session, "doomed").await;
     let next = gateway.event(org, session, "next").await;
     let refused = doomed.clone();
