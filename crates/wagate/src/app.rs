@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, IssuedToken};
 use crate::config::Config;
+use crate::egress::EgressPolicy;
 use crate::events::{EventHub, HubLimits};
 use crate::http;
 use crate::session::backoff::RetryPolicy;
@@ -23,6 +24,7 @@ use crate::session::engine::Engine;
 use crate::session::whatsapp::WhatsAppEngine;
 use crate::session::{SessionManager, SupervisorPolicy};
 use crate::store::{self, Store};
+use crate::webhooks::Dispatcher;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -38,6 +40,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The web dashboard's own state (sign-in limits, the sandbox).
     pub dashboard: crate::dashboard::Dashboard,
+    /// Which addresses webhook URLs may point at.
+    pub egress: EgressPolicy,
 }
 
 impl AppState {
@@ -73,6 +77,27 @@ impl AppState {
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
             dashboard: crate::dashboard::Dashboard::default(),
+            egress: config.egress_policy(),
+        }
+    }
+}
+
+/// How often old events (and their webhook deliveries) are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Deletes events older than `retention`, and with them their webhook
+/// deliveries, now and then every [`PRUNE_INTERVAL`], until `cancel`.
+async fn prune_events(store: Arc<dyn Store>, retention: Duration, cancel: CancellationToken) {
+    loop {
+        let before = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        match store.events().prune_events(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old events pruned"),
+            Err(error) => tracing::error!(%error, "could not prune old events"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_INTERVAL) => {}
         }
     }
 }
@@ -93,6 +118,8 @@ pub struct Application {
     /// Long-lived workers that run beside the HTTP server (see
     /// [`Application::add_task`]).
     tasks: Vec<(&'static str, BoxFuture<'static, anyhow::Result<()>>)>,
+    webhooks: Dispatcher,
+    event_retention: Duration,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -126,6 +153,11 @@ impl Application {
         if let Some(sandbox) = &sandbox {
             state.dashboard = crate::dashboard::Dashboard::with_sandbox(sandbox.handle());
         }
+        let webhooks = Dispatcher::new(
+            Arc::clone(&state.store),
+            state.hub.clone(),
+            config.delivery_policy(),
+        )?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -138,6 +170,8 @@ impl Application {
             bootstrap_user,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             tasks: Vec::new(),
+            webhooks,
+            event_retention: config.event_retention(),
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -197,7 +231,9 @@ impl Application {
             addr,
             state,
             shutdown_timeout,
-            tasks: extra,
+            tasks: mut extra,
+            webhooks,
+            event_retention,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -208,6 +244,7 @@ impl Application {
         let resumed = sessions.resume_all().await.context("resuming sessions")?;
         tracing::info!(%addr, resumed, "wagate listening");
 
+        let store = Arc::clone(&state.store);
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         let server_shutdown = shutdown.clone();
@@ -218,6 +255,24 @@ impl Application {
                 .context("HTTP server failed")
         });
         names.insert(server.id(), "HTTP server");
+        // Both run until the token is cancelled; an attempt cut off is made
+        // again after the next start.
+        let dispatcher_stop = shutdown.child_token();
+        extra.push((
+            "webhook dispatcher",
+            Box::pin(async move {
+                webhooks.run(dispatcher_stop).await;
+                Ok(())
+            }),
+        ));
+        let prune_stop = shutdown.child_token();
+        extra.push((
+            "event pruning",
+            Box::pin(async move {
+                prune_events(store, event_retention, prune_stop).await;
+                Ok(())
+            }),
+        ));
         for (name, task) in extra {
             names.insert(tasks.spawn(task).id(), name);
         }
@@ -225,6 +280,8 @@ impl Application {
         // alive and does nothing: stop everything and exit non-zero, so a
         // service manager restarts the gateway.
         let died = tokio::select! {
+            // First: tasks end *because* of a shutdown too.
+            biased;
             () = shutdown.cancelled() => None,
             Some(ended) = tasks.join_next_with_id() => {
                 let (name, why) = match ended {
@@ -253,7 +310,7 @@ impl Application {
         let drained = match drained {
             Ok(result) => result,
             Err(_) => {
-                tracing::warn!("HTTP connections did not drain in time");
+                tracing::warn!("HTTP connections or webhook deliveries did not drain in time");
                 tasks.abort_all();
                 Ok(())
             }

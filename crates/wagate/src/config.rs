@@ -1,7 +1,9 @@
 //! Configuration, layered: embedded defaults, then an optional TOML file,
 //! then `WAGATE_*` environment variables, then command-line flags.
 
+use crate::egress::EgressPolicy;
 use crate::outbox::{OutboxPolicy, PacingPolicy};
+use crate::webhooks::DeliveryPolicy;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +63,25 @@ pub struct Config {
     /// Largest media file a message may carry (in the request, or fetched
     /// from its `url`), in bytes.
     pub media_limit_bytes: usize,
+    /// Let webhooks and media URLs reach loopback, private and link-local
+    /// addresses. Off by default (SSRF); tests and the sandbox turn it on.
+    pub allow_private_network: bool,
+    /// How long events (and with them the webhook delivery log) are kept.
+    pub event_retention_secs: u64,
+    /// One webhook attempt: connect, send and the answer.
+    pub webhook_timeout_secs: u64,
+    /// A delivery failing this long after its event is given up.
+    pub webhook_retry_window_secs: u64,
+    /// First retry delay of a webhook delivery; doubles per failure.
+    pub webhook_backoff_base_ms: u64,
+    /// Longest delay between two attempts of a delivery.
+    pub webhook_backoff_max_secs: u64,
+    /// A webhook whose every attempt failed for this long is disabled.
+    pub webhook_disable_after_secs: u64,
+    /// Webhook attempts in flight at once, across all webhooks.
+    pub webhook_max_in_flight: usize,
+    /// How often the webhook outbox is checked for retries coming due.
+    pub webhook_poll_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -83,6 +104,15 @@ impl Default for Config {
             send_jitter: 0.3,
             message_expiry_secs: 24 * 3600,
             media_limit_bytes: 16 * 1024 * 1024,
+            allow_private_network: false,
+            event_retention_secs: 7 * 24 * 3600,
+            webhook_timeout_secs: 10,
+            webhook_retry_window_secs: 24 * 3600,
+            webhook_backoff_base_ms: 5_000,
+            webhook_backoff_max_secs: 3600,
+            webhook_disable_after_secs: 24 * 3600,
+            webhook_max_in_flight: 64,
+            webhook_poll_interval_ms: 1_000,
         }
     }
 }
@@ -111,6 +141,10 @@ pub enum ConfigError {
         "the sandbox connects only to its own built-in simulator; remove whatsapp_url (or drop --sandbox)"
     )]
     SandboxOwnServer,
+    #[error(
+        "event_retention_secs must be at least webhook_retry_window_secs: a delivery still being retried would lose its event"
+    )]
+    RetentionShorterThanRetries,
 }
 
 /// Command-line values; `None` leaves the lower layers in charge.
@@ -168,6 +202,16 @@ impl Config {
             ("retry_budget_secs", self.retry_budget_secs),
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
             ("message_expiry_secs", self.message_expiry_secs),
+            ("event_retention_secs", self.event_retention_secs),
+            ("webhook_timeout_secs", self.webhook_timeout_secs),
+            ("webhook_retry_window_secs", self.webhook_retry_window_secs),
+            ("webhook_backoff_base_ms", self.webhook_backoff_base_ms),
+            ("webhook_backoff_max_secs", self.webhook_backoff_max_secs),
+            (
+                "webhook_disable_after_secs",
+                self.webhook_disable_after_secs,
+            ),
+            ("webhook_poll_interval_ms", self.webhook_poll_interval_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -178,6 +222,12 @@ impl Config {
         }
         if self.ws_client_buffer == 0 {
             return Err(ConfigError::Zero("ws_client_buffer"));
+        }
+        if self.webhook_max_in_flight == 0 {
+            return Err(ConfigError::Zero("webhook_max_in_flight"));
+        }
+        if self.event_retention_secs < self.webhook_retry_window_secs {
+            return Err(ConfigError::RetentionShorterThanRetries);
         }
         if self.sandbox {
             if !cfg!(feature = "sandbox") {
@@ -219,8 +269,32 @@ impl Config {
         Duration::from_secs(self.retry_budget_secs)
     }
 
+    pub fn egress_policy(&self) -> EgressPolicy {
+        EgressPolicy {
+            allow_private_network: self.allow_private_network,
+        }
+    }
+
+    pub fn event_retention(&self) -> Duration {
+        Duration::from_secs(self.event_retention_secs)
+    }
+
+    pub fn delivery_policy(&self) -> DeliveryPolicy {
+        DeliveryPolicy {
+            timeout: Duration::from_secs(self.webhook_timeout_secs),
+            retry_window: Duration::from_secs(self.webhook_retry_window_secs),
+            backoff_base: Duration::from_millis(self.webhook_backoff_base_ms),
+            backoff_max: Duration::from_secs(self.webhook_backoff_max_secs),
+            disable_after: Duration::from_secs(self.webhook_disable_after_secs),
+            max_in_flight: self.webhook_max_in_flight,
+            poll_interval: Duration::from_millis(self.webhook_poll_interval_ms),
+            egress: self.egress_policy(),
+        }
+    }
+
     pub fn outbox_policy(&self) -> OutboxPolicy {
         OutboxPolicy {
+            egress: self.egress_policy(),
             expiry: Duration::from_secs(self.message_expiry_secs),
             media_limit_bytes: self.media_limit_bytes,
             pacing: PacingPolicy {

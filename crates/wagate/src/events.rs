@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use utoipa::ToSchema;
 
 use crate::domain::{
     EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus, StatusReason,
+    WebhookId,
 };
+use crate::webhooks::DisabledReason;
 
 /// The event names a client can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -27,14 +29,17 @@ pub enum EventType {
     SessionPairingCode,
     #[serde(rename = "message.status")]
     MessageStatus,
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 impl EventType {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::SessionPairingCode,
         Self::MessageStatus,
+        Self::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl EventType {
             Self::SessionQr => "session.qr",
             Self::SessionPairingCode => "session.pairing_code",
             Self::MessageStatus => "message.status",
+            Self::WebhookDisabled => "webhook.disabled",
         }
     }
 
@@ -83,6 +89,18 @@ pub enum EventData {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         failure: Option<Failure>,
     },
+    /// The gateway disabled a webhook: it answered `410 Gone`, or kept
+    /// failing for longer than allowed. Its pending deliveries wait until
+    /// it is enabled again. `session_id` is the session whose delivery
+    /// failed last.
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled {
+        #[schema(value_type = String, format = Uuid)]
+        webhook_id: WebhookId,
+        reason: DisabledReason,
+        /// The receiver's last status code, if it answered.
+        status_code: Option<u16>,
+    },
 }
 
 impl EventData {
@@ -92,6 +110,7 @@ impl EventData {
             Self::Qr { .. } => EventType::SessionQr,
             Self::PairingCode { .. } => EventType::SessionPairingCode,
             Self::MessageStatus { .. } => EventType::MessageStatus,
+            Self::WebhookDisabled { .. } => EventType::WebhookDisabled,
         }
     }
 }
@@ -186,6 +205,9 @@ struct Registry {
 pub struct EventHub {
     registry: Arc<Mutex<Registry>>,
     limits: HubLimits,
+    /// Notified on every publish: an event was committed, so webhook
+    /// deliveries may have been queued with it.
+    committed: Arc<Notify>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -202,7 +224,14 @@ impl EventHub {
         Self {
             registry: Arc::default(),
             limits,
+            committed: Arc::default(),
         }
+    }
+
+    /// Wakes (one waiter) after each published event; a wake-up that finds
+    /// no waiter is kept for the next one, so none is lost.
+    pub fn committed(&self) -> Arc<Notify> {
+        Arc::clone(&self.committed)
     }
 
     // The registry is only touched in short, non-panicking critical sections,
@@ -247,6 +276,7 @@ impl EventHub {
     /// Never blocks: a subscriber whose queue is full is dropped, and its
     /// connection closes with [`Closed::SlowConsumer`].
     pub fn publish(&self, envelope: Envelope) {
+        self.committed.notify_one();
         let json: Arc<str> = match serde_json::to_string(&envelope) {
             Ok(json) => json.into(),
             Err(error) => {

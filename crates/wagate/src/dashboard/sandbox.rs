@@ -260,6 +260,8 @@ impl SandboxEnv {
             .to_str()
             .context("the sandbox's temporary directory is not UTF-8")?;
         config.database_url = Some(crate::secret::Secret::new(format!("sqlite://{database}")));
+        // A sandbox is tried on one machine: its webhook receivers are local.
+        config.allow_private_network = true;
         tracing::info!(simulator = %sim.ws_url(), "sandbox: sessions connect to the built-in simulator");
         Ok((config, Some(Self { sim, _dir: dir })))
     }

@@ -83,3 +83,11 @@ uuid_id!(
     /// A message the gateway sent or received (not its WhatsApp id).
     MessageId
 );
+uuid_id!(
+    /// A webhook endpoint of an organization.
+    WebhookId
+);
+uuid_id!(
+    /// One event's delivery to one webhook, across all its attempts.
+    DeliveryId
+);

@@ -11,7 +11,7 @@ mod session_status;
 mod token;
 
 pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
-pub use ids::{EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId};
+pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
 pub use label::{InvalidLabel, Label};
 pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
 pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};

@@ -26,6 +26,10 @@ pub enum ApiError {
     SessionNotFound,
     #[error("message not found")]
     MessageNotFound,
+    #[error("webhook not found")]
+    WebhookNotFound,
+    #[error("delivery not found")]
+    DeliveryNotFound,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -91,9 +95,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::SessionNotFound | Self::MessageNotFound | Self::RouteNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::SessionNotFound
+            | Self::MessageNotFound
+            | Self::WebhookNotFound
+            | Self::DeliveryNotFound
+            | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) | Self::InvalidQuery(_) | Self::MalformedJson(_) => {
                 StatusCode::BAD_REQUEST
@@ -116,6 +122,8 @@ impl ApiError {
             Self::InvalidToken => "invalid_token",
             Self::SessionNotFound => "session_not_found",
             Self::MessageNotFound => "message_not_found",
+            Self::WebhookNotFound => "webhook_not_found",
+            Self::DeliveryNotFound => "delivery_not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InvalidPath(_) => "invalid_path",
@@ -231,7 +239,7 @@ impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         match rejection {
             PathRejection::FailedToDeserializePathParams(_) => {
-                Self::InvalidPath("the session id must be a UUID".into())
+                Self::InvalidPath("the ids in the path must be UUIDs".into())
             }
             other => Self::InvalidPath(other.body_text()),
         }

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod openapi;
 pub mod qr;
 pub mod sessions;
+pub mod webhooks;
 pub mod ws;
 
 use axum::Router;
@@ -59,7 +60,23 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/chats/{chat}/read", post(chats::mark_read))
         .route("/sessions/{id}/chats/{chat}/typing", post(chats::typing))
         .route("/sessions/{id}/contacts/check", post(chats::check_contacts))
-        .route("/ws", get(ws::subscribe));
+        .route("/ws", get(ws::subscribe))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry),
+        );
 
     Router::new()
         .nest("/api/v1", api)

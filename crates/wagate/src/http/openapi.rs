@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chats, error, messages, qr, sessions, ws};
+use super::{chats, error, messages, qr, sessions, webhooks, ws};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
@@ -34,6 +34,14 @@ use crate::events::{Envelope, EventData, EventType};
         chats::typing,
         chats::check_contacts,
         ws::subscribe,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
+        webhooks::retry,
     ),
     components(schemas(
         error::ErrorBody,
@@ -48,6 +56,16 @@ use crate::events::{Envelope, EventData, EventType};
         Failure,
         Direction,
         crate::messages::SendMessageRequest,
+        webhooks::Webhook,
+        webhooks::WebhookWithSecret,
+        webhooks::CreateWebhook,
+        webhooks::UpdateWebhook,
+        webhooks::RotateSecret,
+        webhooks::WebhookList,
+        webhooks::Delivery,
+        webhooks::DeliveryList,
+        crate::webhooks::DeliveryStatus,
+        crate::webhooks::DisabledReason,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -56,6 +74,17 @@ use crate::events::{Envelope, EventData, EventType};
         (name = "messages", description = "Sending messages through a linked session"),
         (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
         (name = "realtime", description = "Live session events over WebSocket"),
+        (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
+Standard Webhooks specification says, in order per session, retried for at least 24 hours.\n\n\
+Each delivery is `POST <url>` with `Content-Type: application/json`, the event envelope as body \
+(the same JSON as the realtime WebSocket), and the headers:\n\
+- `webhook-id`: the event id; the same on every retry, so duplicates are recognisable.\n\
+- `webhook-timestamp`: unix seconds of the attempt.\n\
+- `webhook-signature`: `v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\">`, \
+keyed with the base64-decoded part of the secret after `whsec_`; during a secret rotation's \
+grace period, one such signature per secret, separated by a space.\n\n\
+A 2xx answer delivers; `410 Gone` disables the webhook (a `webhook.disabled` event follows); \
+anything else is retried with exponential backoff. Redirects are not followed."),
     )
 )]
 pub struct ApiDoc;
@@ -94,6 +123,11 @@ mod tests {
             "/sessions/{id}/qr",
             "/sessions/{id}/pairing-code",
             "/ws",
+            "/webhooks",
+            "/webhooks/{id}",
+            "/webhooks/{id}/rotate-secret",
+            "/webhooks/{id}/deliveries",
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
         ] {
             assert!(doc["paths"].get(path).is_some(), "missing {path}");
         }

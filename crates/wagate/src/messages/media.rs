@@ -2,9 +2,9 @@
 //! streams, so a huge file is cut off, not buffered), then upload the bytes
 //! to WhatsApp's CDN for [`super::wire::build`].
 //!
-//! Any URL a client names is fetched, loopback and private addresses
-//! included: deployments exposed to untrusted API clients should put the
-//! gateway behind an egress policy.
+//! The SSRF guard (`crate::egress`) applies: unless configuration allows
+//! private networks, a URL (or any redirect hop) whose host is or resolves
+//! to a loopback, private or link-local address is refused.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use whatsapp_rust::upload::UploadOptions;
 use super::content::MediaKind;
 use super::request::resolve_mime;
 use super::wire::UploadedMedia;
+use crate::egress::{self, EgressPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchConfig {
@@ -25,6 +26,7 @@ pub struct FetchConfig {
     /// The whole download: connect, redirects, headers and body.
     pub timeout: Duration,
     pub max_redirects: usize,
+    pub egress: EgressPolicy,
 }
 
 impl Default for FetchConfig {
@@ -35,6 +37,7 @@ impl Default for FetchConfig {
             max_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(60),
             max_redirects: 3,
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -48,6 +51,9 @@ pub enum FetchError {
     TooLarge { limit: usize },
     #[error("only http and https URLs can be fetched")]
     UnsupportedUrl,
+    /// The host is, or resolves to, an address the egress policy refuses.
+    #[error("the media URL points at a non-public address: {0}")]
+    Forbidden(String),
     #[error("the HTTP client could not be set up: {0}")]
     Setup(String),
 }
@@ -58,6 +64,7 @@ impl FetchError {
             Self::Unreachable(_) => "media_unreachable",
             Self::TooLarge { .. } => "media_too_large",
             Self::UnsupportedUrl => "unsupported_url",
+            Self::Forbidden(_) => "media_address_forbidden",
             Self::Setup(_) => "internal_error",
         }
     }
@@ -81,23 +88,28 @@ pub struct FetchedMedia {
 pub struct MediaFetcher {
     client: reqwest::Client,
     max_bytes: usize,
+    egress: EgressPolicy,
 }
 
 impl MediaFetcher {
     pub fn new(config: &FetchConfig) -> Result<Self, FetchError> {
         let max_redirects = config.max_redirects;
+        let egress = config.egress;
         // Every hop is checked again: a public https URL must not bounce the
-        // gateway into `file:` or some other scheme.
+        // gateway into `file:`, some other scheme, or a private address.
         let policy = redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > max_redirects {
                 attempt.error(format!("more than {max_redirects} redirects"))
             } else if !is_http(attempt.url()) {
                 attempt.error("redirect to a URL that is not http or https")
+            } else if let Err(refused) = egress.check_url(attempt.url()) {
+                attempt.error(refused)
             } else {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
+        let client = egress
+            .client_builder()
             .redirect(policy)
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -107,6 +119,7 @@ impl MediaFetcher {
         Ok(Self {
             client,
             max_bytes: config.max_bytes,
+            egress,
         })
     }
 
@@ -122,15 +135,21 @@ impl MediaFetcher {
         if !is_http(url) {
             return Err(FetchError::UnsupportedUrl);
         }
+        self.egress
+            .check_url(url)
+            .map_err(|refused| FetchError::Forbidden(refused.to_string()))?;
         let too_large = FetchError::TooLarge {
             limit: self.max_bytes,
         };
-        let mut response = self
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| FetchError::Unreachable(describe(&e)))?;
+        let mut response =
+            self.client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| match egress::refusal(&e) {
+                    Some(refused) => FetchError::Forbidden(refused.to_string()),
+                    None => FetchError::Unreachable(describe(&e)),
+                })?;
         let status = response.status();
         if status.is_redirection() {
             // reqwest hands back, unfollowed, a redirect to a non-http URL.

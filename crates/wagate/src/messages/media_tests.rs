@@ -53,6 +53,10 @@ fn fetcher() -> MediaFetcher {
         max_bytes: CAP,
         timeout: Duration::from_secs(10),
         max_redirects: 3,
+        // The test server is on loopback.
+        egress: EgressPolicy {
+            allow_private_network: true,
+        },
     })
     .unwrap()
 }
@@ -175,6 +179,9 @@ async fn a_server_that_never_answers_times_out() {
         max_bytes: CAP,
         timeout: Duration::from_millis(200),
         max_redirects: 0,
+        egress: EgressPolicy {
+            allow_private_network: true,
+        },
     })
     .unwrap();
     match impatient
@@ -185,6 +192,27 @@ async fn a_server_that_never_answers_times_out() {
             assert!(detail.starts_with("timed out"), "{detail}")
         }
         other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+/// The default egress policy: loopback is refused whether named by
+/// address or by a name that resolves to it, before anything is sent.
+#[tokio::test]
+async fn private_addresses_are_refused_by_default() {
+    let base = serve().await;
+    let guarded = MediaFetcher::new(&FetchConfig {
+        max_bytes: CAP,
+        ..FetchConfig::default()
+    })
+    .unwrap();
+    let by_name = base.replace("127.0.0.1", "localhost");
+    for target in [url(&base, "/photo"), url(&by_name, "/photo")] {
+        let result = guarded.fetch(&target, MediaKind::Image, None).await;
+        assert!(
+            matches!(&result, Err(FetchError::Forbidden(_))),
+            "{target}: {result:?}"
+        );
+        assert!(!result.unwrap_err().is_retriable());
     }
 }
 

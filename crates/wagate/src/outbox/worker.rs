@@ -46,6 +46,8 @@ pub struct OutboxPolicy {
     pub media_limit_bytes: usize,
     /// The gateway's send pace; each session may override it.
     pub pacing: PacingPolicy,
+    /// Which addresses media URLs may point at.
+    pub egress: crate::egress::EgressPolicy,
 }
 
 impl Default for OutboxPolicy {
@@ -57,6 +59,7 @@ impl Default for OutboxPolicy {
             retry_max: Duration::from_secs(300),
             media_limit_bytes: 16 * 1024 * 1024,
             pacing: PacingPolicy::default(),
+            egress: crate::egress::EgressPolicy::default(),
         }
     }
 }

@@ -119,6 +119,7 @@ impl SessionManager {
     ) -> Self {
         let fetcher = match MediaFetcher::new(&FetchConfig {
             max_bytes: outbox.media_limit_bytes,
+            egress: outbox.egress,
             ..FetchConfig::default()
         }) {
             Ok(fetcher) => Some(Arc::new(fetcher)),

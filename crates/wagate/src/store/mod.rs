@@ -8,6 +8,7 @@ mod orgs;
 mod sessions;
 mod sqlite;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -27,6 +28,10 @@ pub use sessions::{
 };
 pub use sqlite::SqliteStore;
 pub use users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
+pub use webhooks::{
+    AfterFailure, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, NewWebhook,
+    WebhookPatch, WebhookRecord, WebhookStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +57,8 @@ pub trait Store: Send + Sync + 'static {
     fn users(&self) -> &dyn UserStore;
     fn events(&self) -> &dyn EventStore;
     fn messages(&self) -> &dyn MessageStore;
+    /// Webhooks and their delivery outbox (queued by the event log).
+    fn webhooks(&self) -> &dyn WebhookStore;
 }
 
 /// Opens the store named by `url`. An unknown scheme is a start-up error,

@@ -10,3 +10,5 @@ mod lifecycle;
 mod linking;
 mod realtime;
 mod sessions;
+mod webhook_delivery;
+mod webhooks;

@@ -75,6 +75,8 @@ pub fn config(sim: &Simulator, data_dir: &Path, limits: &Limits) -> Config {
         retry_budget_secs: limits.retry_budget_secs,
         // Pacing has its own unit tests; here it would only slow tests.
         send_per_minute: 0,
+        // Media hosts and webhook receivers in tests listen on loopback.
+        allow_private_network: true,
         ..Config::default()
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, Transaction};
 
+use super::webhooks::enqueue_deliveries;
 use super::{SqliteStore, parse};
 use crate::domain::{EventId, OrgId};
 use crate::events::Envelope;
@@ -12,6 +13,8 @@ use crate::store::{EventStore, StoreError, millis, now};
 /// Stamps `event` with its id and time and logs it, inside `tx`: the
 /// transaction of the change it reports. The single writer connection
 /// serialises transactions, so ids stamped here increase in commit order.
+/// Every webhook that wants the event gets its delivery queued here too,
+/// so a committed event is never missing from a webhook's outbox.
 pub(super) async fn append_event(
     tx: &mut Transaction<'_, Sqlite>,
     event: &mut Envelope,
@@ -32,6 +35,7 @@ pub(super) async fn append_event(
     .bind(millis(event.at))
     .execute(&mut **tx)
     .await?;
+    enqueue_deliveries(tx, event).await?;
     Ok(())
 }
 

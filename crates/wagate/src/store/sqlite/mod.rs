@@ -7,6 +7,7 @@ mod messages;
 mod orgs;
 mod sessions;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use sqlx::sqlite::{
 
 use super::{
     EventStore, MessageStore, OrgStore, Organization, SessionRecord, SessionStore, Store,
-    StoreError, UserStore, from_millis,
+    StoreError, UserStore, WebhookStore, from_millis,
 };
 use crate::domain::{Label, PerMinute, SessionPace, StatusReason};
 
@@ -130,6 +131,10 @@ impl Store for SqliteStore {
     }
 
     fn messages(&self) -> &dyn MessageStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn WebhookStore {
         self
     }
 }

@@ -1,0 +1,714 @@
+//! `/webhooks`: an organization's webhook endpoints, their secrets and
+//! their delivery log.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Authenticated;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Json, Path, Query, page_limit};
+use crate::app::AppState;
+use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
+use crate::egress::EgressError;
+use crate::events::EventType;
+use crate::store::{DeliveryQuery, DeliveryRecord, NewWebhook, WebhookPatch, WebhookRecord};
+use crate::webhooks::{DeliveryStatus, DisabledReason, generate_secret};
+
+/// Webhooks an organization may have: every event fans out to each.
+const MAX_WEBHOOKS: u64 = 50;
+const MAX_URL_LENGTH: usize = 2048;
+const MAX_EVENT_TYPES: usize = 32;
+const MAX_SESSIONS: usize = 100;
+/// "Every event type", in `events`.
+const ALL_EVENTS: &str = "*";
+const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long creating a webhook waits for DNS to check its host.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A webhook. Each delivery is a `POST` of one event envelope (the same
+/// JSON the realtime WebSocket sends) with the Standard Webhooks headers:
+/// `webhook-id` (the event id, the same on every retry), `webhook-timestamp`
+/// (unix seconds of the attempt) and `webhook-signature` (`v1,<base64
+/// HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">` keyed with
+/// the base64 part of the secret after `whsec_`; during a rotation's grace
+/// period, two such signatures separated by a space). A 2xx answer is a
+/// delivery; anything else is retried with exponential backoff; `410 Gone`
+/// disables the webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Webhook {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: WebhookId,
+    pub url: String,
+    /// Event types delivered; `["*"]` is every type, present and future.
+    pub events: Vec<String>,
+    /// Only these sessions' events; `null` is every session.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sessions: Option<Vec<SessionId>>,
+    pub enabled: bool,
+    /// Set when the gateway disabled it.
+    pub disabled_reason: Option<DisabledReason>,
+    /// Until when the secret before the last rotation still signs.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<WebhookRecord> for Webhook {
+    fn from(record: WebhookRecord) -> Self {
+        let previous_secret_expires_at = record
+            .previous_expires_at
+            .filter(|until| *until > Utc::now() && record.previous_secret.is_some());
+        Self {
+            id: record.id,
+            url: record.url.to_string(),
+            events: match record.event_types {
+                None => vec![ALL_EVENTS.to_string()],
+                Some(types) => types.iter().map(|t| t.as_str().to_string()).collect(),
+            },
+            sessions: record.session_ids,
+            enabled: record.enabled,
+            disabled_reason: record.disabled_reason,
+            previous_secret_expires_at,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+/// A webhook with its signing secret: only shown when created or rotated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_` and base64 of 32 random bytes. Store it: it is not shown
+    /// again.
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An `http` or `https` URL, up to 2048 characters; its host must not
+    /// be (or resolve to) a private address unless the gateway allows it.
+    pub url: String,
+    /// Event types to deliver (up to 32); absent, `null` or `["*"]` for all.
+    pub events: Option<Vec<String>>,
+    /// Only these sessions (up to 100); absent or `null` for all.
+    pub sessions: Option<Vec<String>>,
+    /// Default `true`.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    pub url: Option<String>,
+    /// `null` or `["*"]`: every type; absent leaves it unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub events: Option<Option<Vec<String>>>,
+    /// `null`: every session; absent leaves it unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub sessions: Option<Option<Vec<String>>>,
+    /// Enabling a webhook the gateway disabled resumes its pending
+    /// deliveries, oldest first.
+    pub enabled: Option<bool>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<String>>>, D::Error> {
+    Option::<Vec<String>>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the old secret keeps signing next to the new one, in
+    /// seconds: 0 to 604800 (7 days), default 86400.
+    pub grace_period_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1 to 100 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub data: Vec<Webhook>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryParams {
+    /// Page size, 1 to 100 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+    /// Only deliveries in this status.
+    pub status: Option<DeliveryStatus>,
+}
+
+/// One event's delivery to the webhook, across all its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivery {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: DeliveryId,
+    /// Also the `webhook-id` header of every attempt.
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: EventId,
+    pub event_type: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub session_id: SessionId,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    /// While pending: when it is tried next (or, if an earlier event of the
+    /// same session is still pending, as soon as that one is done).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status, if it answered.
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The first 1024 bytes of the receiver's last answer.
+    pub last_response: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DeliveryRecord> for Delivery {
+    fn from(record: DeliveryRecord) -> Self {
+        Self {
+            id: record.id,
+            event_id: record.event_id,
+            event_type: record.event_type,
+            session_id: record.session_id,
+            status: record.status,
+            attempts: record.attempts,
+            next_attempt_at: record.next_attempt_at,
+            last_attempt_at: record.last_attempt_at,
+            last_status_code: record.last_status_code,
+            last_error: record.last_error,
+            last_response: record.last_response,
+            delivered_at: record.delivered_at,
+            created_at: record.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub data: Vec<Delivery>,
+    /// Pass as `cursor` to get the next (older) page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Validation {
+        code,
+        field,
+        message: message.into(),
+    }
+}
+
+async fn parse_url(state: &AppState, url: &str) -> Result<Url, ApiError> {
+    if url.len() > MAX_URL_LENGTH {
+        return Err(invalid(
+            "url_too_long",
+            "url",
+            format!("url must be at most {MAX_URL_LENGTH} characters"),
+        ));
+    }
+    let parsed = Url::parse(url).map_err(|e| invalid("invalid_url", "url", e.to_string()))?;
+    let refused = |error: EgressError| match error {
+        EgressError::UnsupportedScheme => invalid(
+            "unsupported_url_scheme",
+            "url",
+            "url must be an http or https URL",
+        ),
+        EgressError::NoHost => invalid("invalid_url", "url", "url must name a host"),
+        error @ (EgressError::Forbidden(_) | EgressError::NoAddress) => invalid(
+            "private_address",
+            "url",
+            format!("url is refused: {error}; private networks are not allowed by this gateway"),
+        ),
+    };
+    state.egress.check_url(&parsed).map_err(refused)?;
+    // A name that resolves to a private address is refused now, for a
+    // clear answer; one that does not resolve (yet) is accepted, and each
+    // delivery checks again anyway.
+    match tokio::time::timeout(RESOLVE_TIMEOUT, state.egress.check_resolved(&parsed)).await {
+        Ok(Err(error @ EgressError::Forbidden(_))) => Err(refused(error)),
+        _ => Ok(parsed),
+    }
+}
+
+fn parse_events(events: Option<Vec<String>>) -> Result<Option<Vec<EventType>>, ApiError> {
+    let Some(events) = events else {
+        return Ok(None);
+    };
+    if events.is_empty() {
+        return Err(invalid(
+            "empty_event_filter",
+            "events",
+            "events must name at least one event type, or be [\"*\"] (or absent) for all",
+        ));
+    }
+    if events.len() > MAX_EVENT_TYPES {
+        return Err(invalid(
+            "too_many_event_types",
+            "events",
+            format!("events may name at most {MAX_EVENT_TYPES} types"),
+        ));
+    }
+    if events.iter().any(|e| e == ALL_EVENTS) {
+        return Ok(None);
+    }
+    let mut types = Vec::new();
+    for name in &events {
+        let Some(event_type) = EventType::parse(name) else {
+            let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+            return Err(invalid(
+                "unknown_event_type",
+                "events",
+                format!(
+                    "unknown event type {name:?}; known types: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        if !types.contains(&event_type) {
+            types.push(event_type);
+        }
+    }
+    Ok(Some(types))
+}
+
+async fn parse_sessions(
+    state: &AppState,
+    org: OrgId,
+    sessions: Option<Vec<String>>,
+) -> Result<Option<Vec<SessionId>>, ApiError> {
+    let Some(sessions) = sessions else {
+        return Ok(None);
+    };
+    if sessions.is_empty() {
+        return Err(invalid(
+            "empty_session_filter",
+            "sessions",
+            "sessions must name at least one session, or be absent for all",
+        ));
+    }
+    if sessions.len() > MAX_SESSIONS {
+        return Err(invalid(
+            "too_many_sessions",
+            "sessions",
+            format!("sessions may name at most {MAX_SESSIONS} sessions"),
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    for session in &sessions {
+        let id: SessionId = session.parse().map_err(|_| {
+            invalid(
+                "invalid_session_id",
+                "sessions",
+                format!("{session:?} is not a session id (a UUID)"),
+            )
+        })?;
+        // Another organization's session is as unknown as a missing one.
+        if state.store.sessions().get_session(org, id).await?.is_none() {
+            return Err(invalid(
+                "unknown_session",
+                "sessions",
+                format!("no session {id} in this organization"),
+            ));
+        }
+        ids.insert(id);
+    }
+    Ok(Some(ids.into_iter().collect()))
+}
+
+fn invalid_cursor() -> ApiError {
+    invalid(
+        "invalid_cursor",
+        "cursor",
+        "cursor must be a next_cursor value returned by this endpoint",
+    )
+}
+
+async fn find(state: &AppState, org: OrgId, id: WebhookId) -> Result<WebhookRecord, ApiError> {
+    state
+        .store
+        .webhooks()
+        .get_webhook(org, id)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)
+}
+
+/// Create a webhook.
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = "webhooks",
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Created; the secret is shown this once", body = WebhookWithSecret),
+        (status = 400, description = "`malformed_json`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "`invalid_url`, `url_too_long`, `unsupported_url_scheme`, `private_address`, `empty_event_filter`, `too_many_event_types`, `unknown_event_type`, `empty_session_filter`, `too_many_sessions`, `invalid_session_id`, `unknown_session`, `too_many_webhooks`, `invalid_body`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
+    let org = auth.org_id();
+    let url = parse_url(&state, &body.url).await?;
+    let event_types = parse_events(body.events)?;
+    let session_ids = parse_sessions(&state, org, body.sessions).await?;
+    if state.store.webhooks().count_webhooks(org).await? >= MAX_WEBHOOKS {
+        return Err(invalid(
+            "too_many_webhooks",
+            "url",
+            format!("an organization can have at most {MAX_WEBHOOKS} webhooks"),
+        ));
+    }
+    let secret = generate_secret();
+    let record = state
+        .store
+        .webhooks()
+        .insert_webhook(NewWebhook {
+            id: WebhookId::new(),
+            org_id: org,
+            url,
+            event_types,
+            session_ids,
+            enabled: body.enabled.unwrap_or(true),
+            secret: secret.clone(),
+        })
+        .await?;
+    tracing::info!(webhook_id = %record.id, "webhook created");
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            webhook: record.into(),
+            secret: secret.expose().clone(),
+        }),
+    ))
+}
+
+/// List webhooks, oldest first.
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = "webhooks",
+    params(ListParams),
+    responses(
+        (status = 200, body = WebhookList),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Query(params): Query<ListParams>,
+) -> Result<Json<WebhookList>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let after = params
+        .cursor
+        .map(|c| c.parse::<WebhookId>())
+        .transpose()
+        .map_err(|_| invalid_cursor())?;
+    let records = state
+        .store
+        .webhooks()
+        .list_webhooks(auth.org_id(), limit, after)
+        .await?;
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(WebhookList {
+        data: records.into_iter().map(Webhook::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Get a webhook (without its secret).
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, body = Webhook),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`, also for another organization's", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+) -> Result<Json<Webhook>, ApiError> {
+    Ok(Json(find(&state, auth.org_id(), id).await?.into()))
+}
+
+/// Change a webhook's URL, filters or enabled flag.
+#[utoipa::path(
+    patch,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, body = Webhook),
+        (status = 400, description = "`invalid_path`, `malformed_json`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "as for create", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+    Json(body): Json<UpdateWebhook>,
+) -> Result<Json<Webhook>, ApiError> {
+    let org = auth.org_id();
+    // Not found before invalid: another organization's webhook reveals
+    // nothing, not even what its validation would say.
+    find(&state, org, id).await?;
+    let url = match body.url {
+        Some(url) => Some(parse_url(&state, &url).await?),
+        None => None,
+    };
+    let event_types = body.events.map(parse_events).transpose()?;
+    let session_ids = match body.sessions {
+        Some(sessions) => Some(parse_sessions(&state, org, sessions).await?),
+        None => None,
+    };
+    let record = state
+        .store
+        .webhooks()
+        .update_webhook(
+            org,
+            id,
+            WebhookPatch {
+                url,
+                event_types,
+                session_ids,
+                enabled: body.enabled,
+            },
+        )
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    Ok(Json(record.into()))
+}
+
+/// Delete a webhook and its delivery log.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+) -> Result<StatusCode, ApiError> {
+    if !state
+        .store
+        .webhooks()
+        .delete_webhook(auth.org_id(), id)
+        .await?
+    {
+        return Err(ApiError::WebhookNotFound);
+    }
+    tracing::info!(webhook_id = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate the signing secret. The old secret keeps signing next to the
+/// new one for the grace period, so receivers can switch without
+/// rejecting a delivery. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    request_body(content = RotateSecret, description = "Optional"),
+    responses(
+        (status = 200, description = "The new secret, shown this once", body = WebhookWithSecret),
+        (status = 400, description = "`invalid_path`, `malformed_json`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_grace_period`, `invalid_body`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+    body: Bytes,
+) -> Result<Json<WebhookWithSecret>, ApiError> {
+    let body: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSecret::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+            _ => ApiError::MalformedJson(e.to_string()),
+        })?
+    };
+    let grace = body
+        .grace_period_secs
+        .map_or(DEFAULT_GRACE, Duration::from_secs);
+    if grace > MAX_GRACE {
+        return Err(invalid(
+            "invalid_grace_period",
+            "grace_period_secs",
+            format!(
+                "grace_period_secs must be between 0 and {}",
+                MAX_GRACE.as_secs()
+            ),
+        ));
+    }
+    let until = Utc::now() + chrono::Duration::from_std(grace).unwrap_or_default();
+    let secret = generate_secret();
+    let record = state
+        .store
+        .webhooks()
+        .rotate_secret(auth.org_id(), id, secret.clone(), until)
+        .await?
+        .ok_or(ApiError::WebhookNotFound)?;
+    tracing::info!(webhook_id = %id, grace_secs = grace.as_secs(), "webhook secret rotated");
+    Ok(Json(WebhookWithSecret {
+        webhook: record.into(),
+        secret: secret.expose().clone(),
+    }))
+}
+
+/// The webhook's deliveries, newest first.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid), DeliveryParams),
+    responses(
+        (status = 200, body = DeliveryList),
+        (status = 400, description = "`invalid_path`, `invalid_query`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+    Query(params): Query<DeliveryParams>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let org = auth.org_id();
+    let limit = page_limit(params.limit)?;
+    let before = params
+        .cursor
+        .map(|c| c.parse::<DeliveryId>())
+        .transpose()
+        .map_err(|_| invalid_cursor())?;
+    find(&state, org, id).await?;
+    let records = state
+        .store
+        .webhooks()
+        .list_deliveries(
+            org,
+            id,
+            &DeliveryQuery {
+                status: params.status,
+                limit,
+                before,
+            },
+        )
+        .await?;
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(DeliveryList {
+        data: records.into_iter().map(Delivery::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Deliver again: the delivery becomes pending and due now, whatever its
+/// status (a replay of a delivered one, a second chance for a failed one),
+/// with a fresh retry window. It still waits for earlier pending events
+/// of its session.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/deliveries/{delivery_id}/retry",
+    tag = "webhooks",
+    params(
+        ("id" = String, Path, format = Uuid),
+        ("delivery_id" = String, Path, format = Uuid),
+    ),
+    responses(
+        (status = 202, body = Delivery),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`, `delivery_not_found`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let org = auth.org_id();
+    find(&state, org, id).await?;
+    let record = state
+        .store
+        .webhooks()
+        .retry_delivery(org, id, delivery_id)
+        .await?
+        .ok_or(ApiError::DeliveryNotFound)?;
+    // Wake the dispatcher now rather than at its next poll.
+    state.hub.committed().notify_one();
+    Ok((StatusCode::ACCEPTED, Json(record.into())))
+}

@@ -1,0 +1,984 @@
+//! Webhooks and the delivery outbox on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::events::append_event;
+use super::{SqliteStore, parse};
+use crate::domain::{DeliveryId, OrgId, SessionId, WebhookId};
+use crate::events::{Envelope, EventData, EventType};
+use crate::secret::Secret;
+use crate::store::{
+    AfterFailure, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, NewWebhook,
+    StoreError, WebhookPatch, WebhookRecord, WebhookStore, from_millis, millis, now,
+};
+use crate::webhooks::{DeliveryStatus, DisabledReason};
+
+macro_rules! select_webhooks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, org_id, url, event_types, session_ids, enabled, disabled_reason, secret, \
+             previous_secret, previous_expires_at, failing_since, created_at, updated_at \
+             FROM webhooks ",
+            $rest
+        )
+    };
+}
+
+macro_rules! select_deliveries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT d.id, d.webhook_id, d.event_id, d.session_id, d.event_type, d.status, \
+             d.attempts, d.next_attempt_at, d.last_attempt_at, d.last_status_code, d.last_error, \
+             d.last_response, d.delivered_at, d.created_at, d.updated_at \
+             FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id ",
+            $rest
+        )
+    };
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(
+    column: &str,
+    value: Option<String>,
+) -> Result<Option<Vec<T>>, StoreError> {
+    value
+        .map(|v| {
+            serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        })
+        .transpose()
+}
+
+fn to_json<T: serde::Serialize>(value: &Option<Vec<T>>) -> Result<Option<String>, StoreError> {
+    value
+        .as_ref()
+        .map(|v| {
+            serde_json::to_string(v)
+                .map_err(|e| StoreError::Corrupt(format!("filter does not serialize: {e}")))
+        })
+        .transpose()
+}
+
+fn opt_millis(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(from_millis)
+        .transpose()
+}
+
+fn webhook(row: &SqliteRow) -> Result<WebhookRecord, StoreError> {
+    let reason: Option<&str> = row.try_get("disabled_reason")?;
+    let previous: Option<String> = row.try_get("previous_secret")?;
+    Ok(WebhookRecord {
+        id: parse("webhooks.id", row.try_get("id")?)?,
+        org_id: parse("webhooks.org_id", row.try_get("org_id")?)?,
+        url: parse("webhooks.url", row.try_get("url")?)?,
+        event_types: json_list("webhooks.event_types", row.try_get("event_types")?)?,
+        session_ids: json_list("webhooks.session_ids", row.try_get("session_ids")?)?,
+        enabled: row.try_get("enabled")?,
+        disabled_reason: reason
+            .map(|r| parse("webhooks.disabled_reason", r))
+            .transpose()?,
+        secret: Secret::new(row.try_get("secret")?),
+        previous_secret: previous.map(Secret::new),
+        previous_expires_at: opt_millis(row, "previous_expires_at")?,
+        failing_since: opt_millis(row, "failing_since")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn delivery(row: &SqliteRow) -> Result<DeliveryRecord, StoreError> {
+    let status: DeliveryStatus = parse("webhook_deliveries.status", row.try_get("status")?)?;
+    let code: Option<i64> = row.try_get("last_status_code")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(DeliveryRecord {
+        id: parse("webhook_deliveries.id", row.try_get("id")?)?,
+        webhook_id: parse("webhook_deliveries.webhook_id", row.try_get("webhook_id")?)?,
+        event_id: parse("webhook_deliveries.event_id", row.try_get("event_id")?)?,
+        session_id: parse("webhook_deliveries.session_id", row.try_get("session_id")?)?,
+        event_type: row.try_get("event_type")?,
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_attempt_at: match status {
+            DeliveryStatus::Pending => opt_millis(row, "next_attempt_at")?,
+            _ => None,
+        },
+        last_attempt_at: opt_millis(row, "last_attempt_at")?,
+        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
+        last_error: row.try_get("last_error")?,
+        last_response: row.try_get("last_response")?,
+        delivered_at: opt_millis(row, "delivered_at")?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+/// Whether a webhook with these stored filters wants `event`.
+fn wants(
+    event_types: Option<&str>,
+    session_ids: Option<&str>,
+    event: &Envelope,
+) -> Result<bool, StoreError> {
+    let types: Option<Vec<EventType>> =
+        json_list("webhooks.event_types", event_types.map(str::to_string))?;
+    let sessions: Option<Vec<SessionId>> =
+        json_list("webhooks.session_ids", session_ids.map(str::to_string))?;
+    Ok(types.is_none_or(|t| t.contains(&event.data.event_type()))
+        && sessions.is_none_or(|s| s.contains(&event.session_id)))
+}
+
+/// Queues `event` (already stamped and logged in `tx`) for every enabled
+/// webhook of its organization that wants it: the outbox row commits or
+/// rolls back with the event.
+pub(super) async fn enqueue_deliveries(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: &Envelope,
+) -> Result<(), StoreError> {
+    let hooks: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, event_types, session_ids FROM webhooks WHERE org_id = $1 AND enabled = TRUE",
+    )
+    .bind(event.org_id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let at = millis(event.at);
+    for (webhook_id, types, sessions) in hooks {
+        if !wants(types.as_deref(), sessions.as_deref(), event)? {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, session_id, event_type, \
+             status, attempts, next_attempt_at, retry_from, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6, $6)",
+        )
+        .bind(DeliveryId::new().to_string())
+        .bind(webhook_id)
+        .bind(event.id.to_string())
+        .bind(event.session_id.to_string())
+        .bind(event.data.event_type().as_str())
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn fetch_webhook(
+    tx: &mut Transaction<'_, Sqlite>,
+    org: OrgId,
+    id: WebhookId,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    sqlx::query(select_webhooks!("WHERE org_id = $1 AND id = $2"))
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(webhook)
+        .transpose()
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn count_webhooks(&self, org: OrgId) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
+            .bind(org.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn insert_webhook(&self, new: NewWebhook) -> Result<WebhookRecord, StoreError> {
+        let at = now();
+        sqlx::query(
+            "INSERT INTO webhooks (id, org_id, url, event_types, session_ids, enabled, secret, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(new.id.to_string())
+        .bind(new.org_id.to_string())
+        .bind(new.url.as_str())
+        .bind(to_json(&new.event_types)?)
+        .bind(to_json(&new.session_ids)?)
+        .bind(new.enabled)
+        .bind(new.secret.expose())
+        .bind(millis(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(WebhookRecord {
+            id: new.id,
+            org_id: new.org_id,
+            url: new.url,
+            event_types: new.event_types,
+            session_ids: new.session_ids,
+            enabled: new.enabled,
+            disabled_reason: None,
+            secret: new.secret,
+            previous_secret: None,
+            previous_expires_at: None,
+            failing_since: None,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    async fn get_webhook(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = fetch_webhook(&mut tx, org, id).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn list_webhooks(
+        &self,
+        org: OrgId,
+        limit: u32,
+        after: Option<WebhookId>,
+    ) -> Result<Vec<WebhookRecord>, StoreError> {
+        sqlx::query(select_webhooks!(
+            "WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(org.to_string())
+        .bind(after.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(webhook)
+        .collect()
+    }
+
+    async fn update_webhook(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+        patch: WebhookPatch,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(mut current) = fetch_webhook(&mut tx, org, id).await? else {
+            return Ok(None);
+        };
+        if let Some(url) = patch.url {
+            current.url = url;
+        }
+        if let Some(types) = patch.event_types {
+            current.event_types = types;
+        }
+        if let Some(sessions) = patch.session_ids {
+            current.session_ids = sessions;
+        }
+        if let Some(enabled) = patch.enabled {
+            if enabled && !current.enabled {
+                // A fresh start: the old streak must not disable it again
+                // on the first failure.
+                current.disabled_reason = None;
+                current.failing_since = None;
+            }
+            current.enabled = enabled;
+        }
+        current.updated_at = now();
+        sqlx::query(
+            "UPDATE webhooks SET url = $1, event_types = $2, session_ids = $3, enabled = $4, \
+             disabled_reason = $5, failing_since = $6, updated_at = $7 WHERE id = $8",
+        )
+        .bind(current.url.as_str())
+        .bind(to_json(&current.event_types)?)
+        .bind(to_json(&current.session_ids)?)
+        .bind(current.enabled)
+        .bind(current.disabled_reason.map(DisabledReason::as_str))
+        .bind(current.failing_since.map(millis))
+        .bind(millis(current.updated_at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(current))
+    }
+
+    async fn delete_webhook(&self, org: OrgId, id: WebhookId) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM webhooks WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn rotate_secret(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+        secret: Secret<String>,
+        previous_expires_at: DateTime<Utc>,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE webhooks SET previous_secret = secret, previous_expires_at = $1, secret = $2, \
+             updated_at = $3 WHERE org_id = $4 AND id = $5",
+        )
+        .bind(millis(previous_expires_at))
+        .bind(secret.expose())
+        .bind(millis(now()))
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let record = fetch_webhook(&mut tx, org, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_deliveries(
+        &self,
+        org: OrgId,
+        webhook: WebhookId,
+        query: &DeliveryQuery,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // One literal query per combination of the optional filters:
+        // PostgreSQL cannot type a NULL parameter in `$n IS NULL`.
+        let sql = match (query.before.is_some(), query.status.is_some()) {
+            (false, false) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 ORDER BY d.id DESC LIMIT $3"
+            ),
+            (true, false) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id < $3 \
+                 ORDER BY d.id DESC LIMIT $4"
+            ),
+            (false, true) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.status = $3 \
+                 ORDER BY d.id DESC LIMIT $4"
+            ),
+            (true, true) => select_deliveries!(
+                "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id < $3 AND d.status = $4 \
+                 ORDER BY d.id DESC LIMIT $5"
+            ),
+        };
+        let mut select = sqlx::query(sql)
+            .bind(org.to_string())
+            .bind(webhook.to_string());
+        if let Some(before) = query.before {
+            select = select.bind(before.to_string());
+        }
+        if let Some(status) = query.status {
+            select = select.bind(status.as_str());
+        }
+        select
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(delivery)
+            .collect()
+    }
+
+    async fn get_delivery(
+        &self,
+        org: OrgId,
+        webhook: WebhookId,
+        id: DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        sqlx::query(select_deliveries!(
+            "WHERE w.org_id = $1 AND d.webhook_id = $2 AND d.id = $3"
+        ))
+        .bind(org.to_string())
+        .bind(webhook.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(delivery)
+        .transpose()
+    }
+
+    async fn retry_delivery(
+        &self,
+        org: OrgId,
+        webhook: WebhookId,
+        id: DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let at = millis(now());
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
+             retry_from = $1, delivered_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND webhook_id = $3 \
+             AND webhook_id IN (SELECT id FROM webhooks WHERE org_id = $4)",
+        )
+        .bind(at)
+        .bind(id.to_string())
+        .bind(webhook.to_string())
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let record = sqlx::query(select_deliveries!("WHERE d.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(delivery)
+            .transpose()?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        // The head of a queue is its oldest pending event; event ids are
+        // stamped in commit order, so this is the order events happened.
+        let rows = sqlx::query(
+            "SELECT d.id, d.webhook_id, w.org_id, d.session_id, d.event_id, d.attempts, \
+             d.retry_from, w.url, w.secret, w.previous_secret, w.previous_expires_at, \
+             w.failing_since, e.payload \
+             FROM webhook_deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id \
+             JOIN events e ON e.id = d.event_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.enabled = TRUE \
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+                 WHERE p.webhook_id = d.webhook_id AND p.session_id = d.session_id \
+                 AND p.status = 'pending' AND p.event_id < d.event_id) \
+             ORDER BY d.next_attempt_at, d.event_id LIMIT $2",
+        )
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let mut secrets = vec![Secret::new(row.try_get::<String, _>("secret")?)];
+                let previous: Option<String> = row.try_get("previous_secret")?;
+                let until = opt_millis(row, "previous_expires_at")?;
+                if let (Some(previous), Some(until)) = (previous, until)
+                    && until > now
+                {
+                    secrets.push(Secret::new(previous));
+                }
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(DueDelivery {
+                    id: parse("webhook_deliveries.id", row.try_get("id")?)?,
+                    webhook_id: parse("webhook_deliveries.webhook_id", row.try_get("webhook_id")?)?,
+                    org_id: parse("webhooks.org_id", row.try_get("org_id")?)?,
+                    session_id: parse("webhook_deliveries.session_id", row.try_get("session_id")?)?,
+                    event_id: parse("webhook_deliveries.event_id", row.try_get("event_id")?)?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    retry_from: from_millis(row.try_get("retry_from")?)?,
+                    url: row.try_get("url")?,
+                    secrets,
+                    failing_since: opt_millis(row, "failing_since")?,
+                    payload: row.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivery_succeeded(
+        &self,
+        delivery: &DueDelivery,
+        result: &AttemptResult,
+    ) -> Result<(), StoreError> {
+        let at = millis(result.at);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+             last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
+             delivered_at = $1, updated_at = $1 WHERE id = $4",
+        )
+        .bind(at)
+        .bind(result.status_code.map(i64::from))
+        .bind(result.response.as_deref())
+        .bind(delivery.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if delivery.failing_since.is_some() {
+            sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1")
+                .bind(delivery.webhook_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delivery_failed(
+        &self,
+        delivery: &DueDelivery,
+        result: &AttemptResult,
+        after: AfterFailure,
+        disable: Option<DisabledReason>,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let at = millis(result.at);
+        let (status, next) = match after {
+            AfterFailure::RetryAt(next) => (DeliveryStatus::Pending, millis(next)),
+            AfterFailure::GiveUp => (DeliveryStatus::Failed, at),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
+             next_attempt_at = $2, last_attempt_at = $3, last_status_code = $4, last_error = $5, \
+             last_response = $6, updated_at = $3 WHERE id = $7",
+        )
+        .bind(status.as_str())
+        .bind(next)
+        .bind(at)
+        .bind(result.status_code.map(i64::from))
+        .bind(result.error.as_deref())
+        .bind(result.response.as_deref())
+        .bind(delivery.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhooks SET failing_since = COALESCE(failing_since, $1) WHERE id = $2",
+        )
+        .bind(at)
+        .bind(delivery.webhook_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let mut event = None;
+        if let Some(reason) = disable {
+            // Only the attempt that actually disables it reports it: two
+            // sessions' deliveries failing at once log one event.
+            let disabled = sqlx::query(
+                "UPDATE webhooks SET enabled = FALSE, disabled_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND enabled = TRUE",
+            )
+            .bind(reason.as_str())
+            .bind(at)
+            .bind(delivery.webhook_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if disabled.rows_affected() > 0 {
+                let mut envelope = Envelope::new(
+                    delivery.org_id,
+                    delivery.session_id,
+                    EventData::WebhookDisabled {
+                        webhook_id: delivery.webhook_id,
+                        reason,
+                        status_code: result.status_code,
+                    },
+                );
+                append_event(&mut tx, &mut envelope).await?;
+                event = Some(envelope);
+            }
+        }
+        tx.commit().await?;
+        Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use url::Url;
+
+    use super::*;
+    use crate::domain::{SessionStatus, StatusReason};
+    use crate::events::EventData;
+    use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
+    use crate::webhooks::generate_secret;
+
+    async fn store() -> SqliteStore {
+        match SqliteStore::connect("sqlite::memory:").await {
+            Ok(store) => store,
+            Err(e) => panic!("in-memory store: {e:?}"),
+        }
+    }
+
+    fn url() -> Url {
+        Url::parse("https://hooks.example.org/wagate").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn hook(
+        store: &SqliteStore,
+        org: OrgId,
+        types: Option<Vec<EventType>>,
+        sessions: Option<Vec<SessionId>>,
+        enabled: bool,
+    ) -> WebhookRecord {
+        store
+            .insert_webhook(NewWebhook {
+                id: WebhookId::new(),
+                org_id: org,
+                url: url(),
+                event_types: types,
+                session_ids: sessions,
+                enabled,
+                secret: generate_secret(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("insert webhook: {e:?}"))
+    }
+
+    fn qr(org: OrgId, session: SessionId) -> Envelope {
+        Envelope::new(
+            org,
+            session,
+            EventData::Qr {
+                code: "2@x".into(),
+                expires_at: Utc::now(),
+            },
+        )
+    }
+
+    async fn all_deliveries(
+        store: &SqliteStore,
+        org: OrgId,
+        hook: WebhookId,
+    ) -> Vec<DeliveryRecord> {
+        store
+            .list_deliveries(
+                org,
+                hook,
+                &DeliveryQuery {
+                    status: None,
+                    limit: 100,
+                    before: None,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("list: {e:?}"))
+    }
+
+    fn failed_at(at: DateTime<Utc>) -> AttemptResult {
+        AttemptResult {
+            at,
+            status_code: Some(500),
+            error: Some("the receiver answered 500".into()),
+            response: Some("oops".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_queues_one_delivery_per_matching_enabled_webhook_in_its_transaction()
+    -> Result<(), StoreError> {
+        let store = store().await;
+        let org = store.create_org("acme").await?;
+        let other = store.create_org("other").await?;
+        let session = store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org.id,
+                label: None,
+                pace: Default::default(),
+            })
+            .await?;
+        let all = hook(&store, org.id, None, None, true).await;
+        let status_only = hook(
+            &store,
+            org.id,
+            Some(vec![EventType::SessionStatus]),
+            None,
+            true,
+        )
+        .await;
+        let qr_only = hook(&store, org.id, Some(vec![EventType::SessionQr]), None, true).await;
+        let other_session = hook(&store, org.id, None, Some(vec![SessionId::new()]), true).await;
+        let this_session = hook(&store, org.id, None, Some(vec![session.id]), true).await;
+        let disabled = hook(&store, org.id, None, None, false).await;
+        let foreign = hook(&store, other.id, None, None, true).await;
+
+        // A state change and its event: the delivery commits with them.
+        let mut event = Envelope::new(
+            org.id,
+            session.id,
+            EventData::Status {
+                status: SessionStatus::Failed,
+                previous: SessionStatus::Stopped,
+                reason: None,
+            },
+        );
+        store
+            .set_status(
+                session.id,
+                SessionStatus::Failed,
+                Some(StatusReason::LinkTimeout),
+                &mut event,
+            )
+            .await?;
+        for (webhook, expected) in [
+            (&all, 1),
+            (&status_only, 1),
+            (&qr_only, 0),
+            (&other_session, 0),
+            (&this_session, 1),
+            (&disabled, 0),
+        ] {
+            let queued = all_deliveries(&store, org.id, webhook.id).await;
+            assert_eq!(queued.len(), expected, "{:?}", webhook.event_types);
+            if let Some(delivery) = queued.first() {
+                assert_eq!(delivery.event_id, event.id);
+                assert_eq!(delivery.event_type, "session.status");
+                assert_eq!(delivery.status, DeliveryStatus::Pending);
+            }
+        }
+        assert!(
+            all_deliveries(&store, other.id, foreign.id)
+                .await
+                .is_empty()
+        );
+
+        // An event whose transaction rolls back leaves no delivery behind.
+        let mut tx = store.pool.begin().await?;
+        append_event(&mut tx, &mut qr(org.id, session.id)).await?;
+        tx.rollback().await?;
+        assert_eq!(all_deliveries(&store, org.id, all.id).await.len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), StoreError> {
+        let store = store().await;
+        let org = store.create_org("acme").await?;
+        let webhook = hook(&store, org.id, None, None, true).await;
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let mut events = Vec::new();
+        for session in [a, a, b, a] {
+            let mut event = qr(org.id, session);
+            store.append_event(&mut event).await?;
+            events.push(event.id);
+        }
+        let heads = |due: Vec<DueDelivery>| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
+        let now = Utc::now() + Duration::seconds(1);
+        let due = store.due_deliveries(now, 10).await?;
+        assert_eq!(heads(due.clone()), vec![events[0], events[2]]);
+        assert!(due[0].payload.contains(&events[0].to_string()));
+
+        // The head fails and waits: the session's later events wait too,
+        // the other session does not.
+        let first = due[0].clone();
+        store
+            .delivery_failed(
+                &first,
+                &failed_at(now),
+                AfterFailure::RetryAt(now + Duration::hours(1)),
+                None,
+            )
+            .await?;
+        assert_eq!(heads(store.due_deliveries(now, 10).await?), vec![events[2]]);
+
+        // Given up: the queue moves on to the next event, in order.
+        let first = DueDelivery {
+            attempts: 1,
+            ..first
+        };
+        store
+            .delivery_failed(&first, &failed_at(now), AfterFailure::GiveUp, None)
+            .await?;
+        assert_eq!(
+            heads(store.due_deliveries(now, 10).await?),
+            vec![events[1], events[2]]
+        );
+        let log = all_deliveries(&store, org.id, webhook.id).await;
+        let given_up = log
+            .iter()
+            .find(|d| d.event_id == events[0])
+            .unwrap_or_else(|| panic!("logged"));
+        assert_eq!(given_up.status, DeliveryStatus::Failed);
+        assert_eq!(given_up.attempts, 2);
+        assert_eq!(given_up.last_status_code, Some(500));
+        assert_eq!(given_up.last_response.as_deref(), Some("oops"));
+        assert_eq!(given_up.next_attempt_at, None);
+
+        // Newest first, filterable, pageable.
+        assert_eq!(log.len(), 4);
+        assert!(log.windows(2).all(|w| w[0].id > w[1].id));
+        let failed = store
+            .list_deliveries(
+                org.id,
+                webhook.id,
+                &DeliveryQuery {
+                    status: Some(DeliveryStatus::Failed),
+                    limit: 10,
+                    before: None,
+                },
+            )
+            .await?;
+        assert_eq!(failed.len(), 1);
+        let older = store
+            .list_deliveries(
+                org.id,
+                webhook.id,
+                &DeliveryQuery {
+                    status: None,
+                    limit: 10,
+                    before: Some(log[1].id),
+                },
+            )
+            .await?;
+        assert_eq!(older.len(), 2);
+
+        // A replay makes it pending and due again, ahead of its session's
+        // later events.
+        let replayed = store
+            .retry_delivery(org.id, webhook.id, given_up.id)
+            .await?
+            .unwrap_or_else(|| panic!("found"));
+        assert_eq!(replayed.status, DeliveryStatus::Pending);
+        let mut due = heads(store.due_deliveries(now, 10).await?);
+        due.sort();
+        assert_eq!(due, vec![events[0], events[2]]);
+        let other = store.create_org("other").await?;
+        assert!(
+            store
+                .retry_delivery(other.id, webhook.id, given_up.id)
+                .await?
+                .is_none()
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn disabling_logs_one_event_and_stops_the_queue() -> Result<(), StoreError> {
+        let store = store().await;
+        let org = store.create_org("acme").await?;
+        let webhook = hook(&store, org.id, None, None, true).await;
+        let watcher = hook(
+            &store,
+            org.id,
+            Some(vec![EventType::WebhookDisabled]),
+            None,
+            true,
+        )
+        .await;
+        let (a, b) = (SessionId::new(), SessionId::new());
+        store.append_event(&mut qr(org.id, a)).await?;
+        store.append_event(&mut qr(org.id, b)).await?;
+        let now = Utc::now() + Duration::seconds(1);
+        let due = store.due_deliveries(now, 10).await?;
+        assert_eq!(due.len(), 2);
+        let mut disabled = Vec::new();
+        for delivery in &due {
+            let gone = AttemptResult {
+                status_code: Some(410),
+                ..failed_at(now)
+            };
+            disabled.push(
+                store
+                    .delivery_failed(
+                        delivery,
+                        &gone,
+                        AfterFailure::RetryAt(now),
+                        Some(DisabledReason::Gone),
+                    )
+                    .await?,
+            );
+        }
+        let event = disabled[0]
+            .clone()
+            .unwrap_or_else(|| panic!("first disables"));
+        assert!(disabled[1].is_none(), "already disabled: no second event");
+        assert_eq!(
+            event.data,
+            EventData::WebhookDisabled {
+                webhook_id: webhook.id,
+                reason: DisabledReason::Gone,
+                status_code: Some(410),
+            }
+        );
+        let logged = store.events_after(org.id, None, 10).await?;
+        assert_eq!(logged.last(), Some(&event));
+        let record = store.get_webhook(org.id, webhook.id).await?;
+        let record = record.unwrap_or_else(|| panic!("kept"));
+        assert!(!record.enabled);
+        assert_eq!(record.disabled_reason, Some(DisabledReason::Gone));
+        assert!(record.failing_since.is_some());
+        // Its deliveries stay pending but are not due while disabled; the
+        // watcher gets the `webhook.disabled` event.
+        let due = store.due_deliveries(now + Duration::seconds(1), 10).await?;
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].webhook_id, watcher.id);
+        assert_eq!(due[0].event_id, event.id);
+
+        // Enabled again: the queue resumes, the failure streak is over.
+        let enabled = store
+            .update_webhook(
+                org.id,
+                webhook.id,
+                WebhookPatch {
+                    enabled: Some(true),
+                    ..WebhookPatch::default()
+                },
+            )
+            .await?
+            .unwrap_or_else(|| panic!("kept"));
+        assert_eq!(enabled.disabled_reason, None);
+        assert_eq!(enabled.failing_since, None);
+        let due = store.due_deliveries(now + Duration::seconds(1), 10).await?;
+        assert_eq!(due.iter().filter(|d| d.webhook_id == webhook.id).count(), 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_signs_next_to_the_new_one_until_the_grace_ends()
+    -> Result<(), StoreError> {
+        let store = store().await;
+        let org = store.create_org("acme").await?;
+        let webhook = hook(&store, org.id, None, None, true).await;
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
+        let new = generate_secret();
+        let grace_ends = Utc::now() + Duration::hours(1);
+        let rotated = store
+            .rotate_secret(org.id, webhook.id, new.clone(), grace_ends)
+            .await?
+            .unwrap_or_else(|| panic!("found"));
+        assert_eq!(rotated.secret, new);
+        assert_eq!(rotated.previous_secret.as_ref(), Some(&webhook.secret));
+        let secrets = |due: Vec<DueDelivery>| due[0].secrets.clone();
+        let during = store
+            .due_deliveries(Utc::now() + Duration::seconds(1), 10)
+            .await?;
+        assert_eq!(secrets(during), vec![new.clone(), webhook.secret.clone()]);
+        let after = store
+            .due_deliveries(grace_ends + Duration::seconds(1), 10)
+            .await?;
+        assert_eq!(secrets(after), vec![new]);
+        let other = store.create_org("other").await?;
+        assert!(
+            store
+                .rotate_secret(other.id, webhook.id, generate_secret(), grace_ends)
+                .await?
+                .is_none()
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pruning_events_prunes_their_deliveries() -> Result<(), StoreError> {
+        let store = store().await;
+        let org = store.create_org("acme").await?;
+        let webhook = hook(&store, org.id, None, None, true).await;
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
+        assert_eq!(all_deliveries(&store, org.id, webhook.id).await.len(), 1);
+        assert_eq!(
+            store
+                .prune_events(Utc::now() + Duration::seconds(1))
+                .await?,
+            1
+        );
+        assert!(all_deliveries(&store, org.id, webhook.id).await.is_empty());
+        // Deleting the webhook takes its deliveries along too.
+        store
+            .append_event(&mut qr(org.id, SessionId::new()))
+            .await?;
+        assert!(store.delete_webhook(org.id, webhook.id).await?);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
+            .fetch_one(&store.pool)
+            .await?;
+        assert_eq!(left, 0);
+        Ok(())
+    }
+}

@@ -1,0 +1,448 @@
+//! Delivers the webhook outbox. The queue lives in the database, so a
+//! restart picks up exactly where the last run stopped (an attempt cut
+//! off mid-flight is simply made again: delivery is at least once, and the
+//! `webhook-id` lets receivers drop the duplicate).
+//!
+//! Order: each (webhook, session) is a queue whose head is its oldest
+//! pending event; only heads are attempted, one at a time per queue, so a
+//! session's later event never overtakes an earlier one that is still
+//! being retried. Different queues run in parallel, bounded in total.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::{DisabledReason, sign};
+use crate::domain::{SessionId, WebhookId};
+use crate::egress::EgressPolicy;
+use crate::events::EventHub;
+use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
+
+/// How much of a receiver's answer is kept in the delivery log.
+const RESPONSE_CAP: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveryPolicy {
+    /// One attempt: connect, send, and the answer.
+    pub timeout: Duration,
+    /// A delivery still failing this long after it was queued (or
+    /// replayed) fails for good, and its session's queue moves on.
+    pub retry_window: Duration,
+    /// Delay after the first failure; doubles per failure, up to
+    /// `backoff_max`, with random jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// A webhook whose every attempt failed for this long is disabled.
+    pub disable_after: Duration,
+    /// Attempts in flight at once, across all webhooks.
+    pub max_in_flight: usize,
+    /// How often the queue is looked at when nothing wakes the
+    /// dispatcher (retries coming due).
+    pub poll_interval: Duration,
+    pub egress: EgressPolicy,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_window: Duration::from_secs(24 * 3600),
+            backoff_base: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(3600),
+            disable_after: Duration::from_secs(24 * 3600),
+            max_in_flight: 64,
+            poll_interval: Duration::from_secs(1),
+            egress: EgressPolicy::default(),
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    /// Exponential, capped, with "equal jitter": at least half the step, so
+    /// retries of many deliveries spread out without coming too early.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
+        let step = self
+            .backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max);
+        let half = step / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the webhook HTTP client could not be set up: {0}")]
+pub struct SetupError(String);
+
+/// What an attempt came to, before it is recorded.
+#[derive(Debug)]
+enum Outcome {
+    Delivered(AttemptResult),
+    Failed { result: AttemptResult, gone: bool },
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    hub: EventHub,
+    policy: DeliveryPolicy,
+    client: reqwest::Client,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+type Queue = (WebhookId, SessionId);
+
+/// Frees its queue when the attempt ends, however it ends (even aborted).
+struct InFlight {
+    key: Queue,
+    set: Arc<Mutex<HashSet<Queue>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hub: EventHub,
+        policy: DeliveryPolicy,
+    ) -> Result<Self, SetupError> {
+        let client = policy
+            .egress
+            .client_builder()
+            // A redirect would send the signed body somewhere the user did
+            // not name (and past the address check): refused, it counts as
+            // a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .user_agent(concat!("wagate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SetupError(describe(&e)))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                policy,
+                client,
+            }),
+        })
+    }
+
+    /// Delivers until `cancel`; attempts still in flight then are dropped
+    /// and made again after the next start.
+    pub async fn run(self, cancel: CancellationToken) {
+        let wake: Arc<Notify> = self.inner.hub.committed();
+        let in_flight: Arc<Mutex<HashSet<Queue>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        loop {
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(error) = joined {
+                    tracing::error!(%error, "a webhook delivery task failed");
+                }
+            }
+            let free = self.inner.policy.max_in_flight.saturating_sub(tasks.len());
+            if free > 0 {
+                self.start_due(&mut tasks, &in_flight, free).await;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = tokio::time::sleep(self.inner.policy.poll_interval) => {}
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    /// Starts an attempt for up to `free` due queue heads not already in
+    /// flight.
+    async fn start_due(
+        &self,
+        tasks: &mut JoinSet<()>,
+        in_flight: &Arc<Mutex<HashSet<Queue>>>,
+        free: usize,
+    ) {
+        let busy = in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        // Heads in flight are still pending, so they come back too: ask
+        // for enough to fill every free slot past them.
+        let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
+        let due = match self
+            .inner
+            .store
+            .webhooks()
+            .due_deliveries(Utc::now(), limit)
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "could not read due webhook deliveries");
+                return;
+            }
+        };
+        let mut started = 0;
+        for delivery in due {
+            if started == free {
+                break;
+            }
+            let key = (delivery.webhook_id, delivery.session_id);
+            if !in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key)
+            {
+                continue;
+            }
+            let guard = InFlight {
+                key,
+                set: Arc::clone(in_flight),
+            };
+            let inner = Arc::clone(&self.inner);
+            tasks.spawn(async move {
+                let _guard = guard;
+                if let Err(error) = inner.deliver(delivery).await {
+                    // The row is untouched, so the attempt is made again.
+                    tracing::error!(%error, "could not record a webhook delivery attempt");
+                }
+            });
+            started += 1;
+        }
+    }
+
+    /// Attempts every due queue head once, one after another; returns how
+    /// many were attempted. For tests that drive delivery step by step.
+    pub async fn deliver_due_once(&self) -> Result<usize, StoreError> {
+        let due = self
+            .inner
+            .store
+            .webhooks()
+            .due_deliveries(Utc::now(), 1000)
+            .await?;
+        let count = due.len();
+        for delivery in due {
+            self.inner.deliver(delivery).await?;
+        }
+        Ok(count)
+    }
+}
+
+impl Inner {
+    async fn deliver(&self, delivery: DueDelivery) -> Result<(), StoreError> {
+        let at = Utc::now();
+        let outcome = self.attempt(&delivery, at).await;
+        let webhooks = self.store.webhooks();
+        match outcome {
+            Outcome::Delivered(result) => {
+                tracing::debug!(
+                    webhook_id = %delivery.webhook_id,
+                    event_id = %delivery.event_id,
+                    status = ?result.status_code,
+                    "webhook delivered"
+                );
+                webhooks.delivery_succeeded(&delivery, &result).await
+            }
+            Outcome::Failed { result, gone } => {
+                let (after, disable) = self.after_failure(&delivery, at, gone);
+                tracing::info!(
+                    webhook_id = %delivery.webhook_id,
+                    event_id = %delivery.event_id,
+                    status = ?result.status_code,
+                    error = result.error.as_deref().unwrap_or(""),
+                    ?after,
+                    "webhook delivery failed"
+                );
+                let disabled = webhooks
+                    .delivery_failed(&delivery, &result, after, disable)
+                    .await?;
+                if let Some(event) = disabled {
+                    tracing::warn!(webhook_id = %delivery.webhook_id, ?disable, "webhook disabled");
+                    self.hub.publish(event);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn after_failure(
+        &self,
+        delivery: &DueDelivery,
+        at: DateTime<Utc>,
+        gone: bool,
+    ) -> (AfterFailure, Option<DisabledReason>) {
+        let policy = &self.policy;
+        let elapsed = |since: DateTime<Utc>| (at - since).to_std().unwrap_or_default();
+        let after = if elapsed(delivery.retry_from) >= policy.retry_window {
+            AfterFailure::GiveUp
+        } else if gone {
+            // Kept due: it goes out as soon as the webhook is enabled again.
+            AfterFailure::RetryAt(at)
+        } else {
+            let delay = policy.backoff(delivery.attempts.saturating_add(1));
+            AfterFailure::RetryAt(at + chrono::Duration::from_std(delay).unwrap_or_default())
+        };
+        let disable = if gone {
+            Some(DisabledReason::Gone)
+        } else if delivery
+            .failing_since
+            .is_some_and(|since| elapsed(since) >= policy.disable_after)
+        {
+            Some(DisabledReason::Failing)
+        } else {
+            None
+        };
+        (after, disable)
+    }
+
+    async fn attempt(&self, delivery: &DueDelivery, at: DateTime<Utc>) -> Outcome {
+        let failed = |error: String| Outcome::Failed {
+            result: AttemptResult {
+                at,
+                error: Some(error),
+                ..AttemptResult::default()
+            },
+            gone: false,
+        };
+        let url = match Url::parse(&delivery.url) {
+            Ok(url) => url,
+            Err(_) => return failed("the webhook URL is not valid".into()),
+        };
+        // IP addresses skip the guarded resolver: checked here.
+        if let Err(refused) = self.policy.egress.check_url(&url) {
+            return failed(format!("refused: {refused}"));
+        }
+        let id = delivery.event_id.to_string();
+        let timestamp = at.timestamp();
+        let signature = match sign(
+            &delivery.secrets,
+            &id,
+            timestamp,
+            delivery.payload.as_bytes(),
+        ) {
+            Ok(signature) => signature,
+            Err(error) => return failed(error.to_string()),
+        };
+        let (Ok(id), Ok(signature)) = (
+            HeaderValue::from_str(&id),
+            HeaderValue::from_str(&signature),
+        ) else {
+            return failed("the signature headers could not be built".into());
+        };
+        let response = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp)
+            .header("webhook-signature", signature)
+            .body(delivery.payload.clone())
+            .send()
+            .await;
+        let mut response = match response {
+            Ok(response) => response,
+            Err(error) => return failed(describe(&error)),
+        };
+        let status = response.status();
+        let body = read_capped(&mut response).await;
+        let result = AttemptResult {
+            at,
+            status_code: Some(status.as_u16()),
+            error: None,
+            response: body,
+        };
+        if status.is_success() {
+            Outcome::Delivered(result)
+        } else {
+            Outcome::Failed {
+                result: AttemptResult {
+                    error: Some(format!("the receiver answered {status}")),
+                    ..result
+                },
+                gone: status == reqwest::StatusCode::GONE,
+            }
+        }
+    }
+}
+
+/// The first [`RESPONSE_CAP`] bytes of the answer, as text; the rest is
+/// never read. A body that breaks off keeps what arrived.
+async fn read_capped(response: &mut reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < RESPONSE_CAP {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(RESPONSE_CAP);
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The error and its causes, without the URL (it may carry credentials).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    let mut detail = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let policy = DeliveryPolicy {
+            backoff_base: Duration::from_secs(4),
+            backoff_max: Duration::from_secs(60),
+            ..DeliveryPolicy::default()
+        };
+        for (failures, step) in [(1, 4), (2, 8), (3, 16), (4, 32), (5, 60), (40, 60)] {
+            let step = Duration::from_secs(step);
+            for _ in 0..20 {
+                let delay = policy.backoff(failures);
+                assert!(delay >= step / 2 && delay <= step, "{failures}: {delay:?}");
+            }
+        }
+    }
+}
