@@ -193,6 +193,29 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
 }
 
+/// A request's error and its causes, without the URL: a signed URL's
+/// query string is a credential, and this text ends up in stored rows
+/// (outbox, delivery log) and in logs.
+pub fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    let mut detail = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    detail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,32 +103,39 @@ fn digest_node(p: &PreKeys) -> Node {
         .one_time
         .iter()
         .map(|(kid, _)| NodeBuilder::new("id").bytes(id3(*kid)).build());
-    NodeBuilder::new("digest")
-        .children([
-            NodeBuilder::new("registration")
-                .bytes(p.registration_id.to_be_bytes().to_vec())
-                .build(),
-            NodeBuilder::new("type").bytes(vec![5u8]).build(),
-            NodeBuilder::new("identity")
-                .bytes(p.identity.clone())
-                .build(),
-            NodeBuilder::new("skey")
-                .children([
-                    NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
-                    NodeBuilder::new("value")
-                        .bytes(p.signed_pub.clone())
-                        .build(),
-                    NodeBuilder::new("signature")
-                        .bytes(p.signed_sig.clone())
-                        .build(),
-                ])
-                .build(),
-            NodeBuilder::new("list").children(ids).build(),
-            NodeBuilder::new("hash")
-                .bytes(hash.finalize().to_vec())
-                .build(),
-        ])
-        .build()
+    let mut parts = signed_parts(p);
+    parts.push(NodeBuilder::new("list").children(ids).build());
+    parts.push(
+        NodeBuilder::new("hash")
+            .bytes(hash.finalize().to_vec())
+            .build(),
+    );
+    NodeBuilder::new("digest").children(parts).build()
+}
+
+/// What every bundle and digest starts with: registration id, key type,
+/// identity and the signed prekey.
+fn signed_parts(p: &PreKeys) -> Vec<Node> {
+    vec![
+        NodeBuilder::new("registration")
+            .bytes(p.registration_id.to_be_bytes().to_vec())
+            .build(),
+        NodeBuilder::new("type").bytes(vec![5u8]).build(),
+        NodeBuilder::new("identity")
+            .bytes(p.identity.clone())
+            .build(),
+        NodeBuilder::new("skey")
+            .children([
+                NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
+                NodeBuilder::new("value")
+                    .bytes(p.signed_pub.clone())
+                    .build(),
+                NodeBuilder::new("signature")
+                    .bytes(p.signed_sig.clone())
+                    .build(),
+            ])
+            .build(),
+    ]
 }
 
 pub fn count(w: &mut World, conn: ConnId) -> usize {
@@ -164,26 +171,7 @@ fn id3(id: u32) -> Vec<u8> {
 /// linking: the client checks it against the account key before trusting
 /// the bundle (and only warns when it is missing).
 fn bundle_node(jid: &str, p: &mut PreKeys, device_identity: Option<&[u8]>) -> Node {
-    let mut parts = vec![
-        NodeBuilder::new("registration")
-            .bytes(p.registration_id.to_be_bytes().to_vec())
-            .build(),
-        NodeBuilder::new("type").bytes(vec![5u8]).build(),
-        NodeBuilder::new("identity")
-            .bytes(p.identity.clone())
-            .build(),
-        NodeBuilder::new("skey")
-            .children([
-                NodeBuilder::new("id").bytes(id3(p.signed_id)).build(),
-                NodeBuilder::new("value")
-                    .bytes(p.signed_pub.clone())
-                    .build(),
-                NodeBuilder::new("signature")
-                    .bytes(p.signed_sig.clone())
-                    .build(),
-            ])
-            .build(),
-    ];
+    let mut parts = signed_parts(p);
     if let Some((kid, value)) = p.one_time.pop_front() {
         parts.push(
             NodeBuilder::new("key")

@@ -17,7 +17,7 @@ use whatsapp_rust::upload::UploadOptions;
 use super::content::MediaKind;
 use super::request::resolve_mime;
 use super::wire::UploadedMedia;
-use crate::egress::{self, EgressPolicy};
+use crate::egress::{self, EgressPolicy, describe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchConfig {
@@ -194,28 +194,6 @@ impl MediaFetcher {
 
 fn is_http(url: &Url) -> bool {
     matches!(url.scheme(), "http" | "https")
-}
-
-/// The error and its causes, without the URL: a signed URL's query string
-/// is a credential and this text ends up in the outbox row and the logs.
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_redirect() {
-        "redirect refused"
-    } else {
-        "request failed"
-    };
-    let mut detail = kind.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    detail
 }
 
 /// The CDN bucket each kind is uploaded to.

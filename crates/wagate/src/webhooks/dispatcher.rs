@@ -21,7 +21,7 @@ use url::Url;
 
 use super::{DisabledReason, sign};
 use crate::domain::{SessionId, WebhookId};
-use crate::egress::EgressPolicy;
+use crate::egress::{EgressPolicy, describe};
 use crate::events::EventHub;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 
@@ -403,27 +403,6 @@ async fn read_capped(response: &mut reqwest::Response) -> Option<String> {
     }
     bytes.truncate(RESPONSE_CAP);
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// The error and its causes, without the URL (it may carry credentials).
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else if error.is_redirect() {
-        "redirect refused"
-    } else {
-        "request failed"
-    };
-    let mut detail = kind.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    detail
 }
 
 #[cfg(test)]

@@ -27,6 +27,23 @@ pub fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
         .unwrap_or_else(|e| panic!("register {phone}: {e}"));
 }
 
+/// A world whose gateway takes media of at most 64 KiB, so "too large"
+/// needs no large request.
+async fn small_media_world() -> (wasim::Simulator, tempfile::TempDir, Gateway, Events) {
+    let sim = simulator().await;
+    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start_with(
+        wagate::config::Config {
+            media_limit_bytes: 64 * 1024,
+            ..config(&sim, dir.path(), &Limits::default())
+        },
+        None,
+    )
+    .await;
+    let events = gateway.events().await;
+    (sim, dir, gateway, events)
+}
+
 pub async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
     gateway
         .call(
@@ -164,18 +181,7 @@ async fn the_same_idempotency_key_gives_one_message() {
 async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
     use base64::Engine as _;
 
-    let sim = simulator().await;
-    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    // A small media cap, so "too large" needs no large request.
-    let gateway = Gateway::start_with(
-        wagate::config::Config {
-            media_limit_bytes: 64 * 1024,
-            ..config(&sim, dir.path(), &Limits::default())
-        },
-        None,
-    )
-    .await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = small_media_world().await;
     let (status, created) = gateway
         .call(Method::POST, "/sessions", Some(json!({ "start": false })))
         .await;
@@ -490,17 +496,7 @@ async fn media_host(routes: Vec<(&'static str, &'static str, Vec<u8>)>) -> Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_from_a_url_arrives_intact_or_fails_with_a_reason() {
-    let sim = simulator().await;
-    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start_with(
-        wagate::config::Config {
-            media_limit_bytes: 64 * 1024,
-            ..config(&sim, dir.path(), &Limits::default())
-        },
-        None,
-    )
-    .await;
-    let mut events = gateway.events().await;
+    let (sim, _dir, gateway, mut events) = small_media_world().await;
     let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
     has_whatsapp(&sim, BOB);
     let picture: Vec<u8> = (0..30_000u32).map(|i| (i % 241) as u8).collect();
