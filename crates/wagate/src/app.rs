@@ -15,6 +15,8 @@ use crate::admin::{self, IssuedToken};
 use crate::config::Config;
 use crate::events::{EventHub, HubLimits};
 use crate::http;
+use crate::media_cache::MediaCache;
+use crate::retention::Retention;
 use crate::session::backoff::RetryPolicy;
 use crate::session::engine::Engine;
 use crate::session::whatsapp::WhatsAppEngine;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The web dashboard's own state (sign-in limits, the sandbox).
     pub dashboard: crate::dashboard::Dashboard,
+    /// Downloaded incoming media.
+    pub media_cache: MediaCache,
+    /// How long the event log keeps events.
+    pub event_retention: Duration,
 }
 
 impl AppState {
@@ -70,6 +76,12 @@ impl AppState {
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
             dashboard: crate::dashboard::Dashboard::default(),
+            media_cache: MediaCache::new(
+                config.media_cache_dir(),
+                config.media_cache_bytes,
+                Duration::from_secs(config.media_cache_retention_secs),
+            ),
+            event_retention: Duration::from_secs(config.event_retention_secs),
         }
     }
 }
@@ -189,6 +201,16 @@ impl Application {
         tracing::info!(%addr, resumed, "wagate listening");
 
         let mut tasks = JoinSet::new();
+        let retention = Retention {
+            store: Arc::clone(&state.store),
+            media: state.media_cache.clone(),
+            events_for: state.event_retention,
+        };
+        let retention_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            retention.run(retention_shutdown).await;
+            Ok(())
+        });
         let server_shutdown = shutdown.clone();
         tasks.spawn(async move {
             axum::serve(listener, build_app(state))

@@ -59,6 +59,15 @@ pub struct Config {
     /// Largest media file a message may carry (in the request, or fetched
     /// from its `url`), in bytes.
     pub media_limit_bytes: usize,
+    /// How long the event log keeps events: a realtime client can resume
+    /// (`?since=`) from any event this recent. Default 7 days.
+    pub event_retention_secs: u64,
+    /// Disk space the cache of downloaded incoming media may use
+    /// (`<data_dir>/media`), in bytes; the least recently fetched files go
+    /// first. Default 1 GiB.
+    pub media_cache_bytes: u64,
+    /// How long a downloaded file stays cached. Default 7 days.
+    pub media_cache_retention_secs: u64,
 }
 
 impl Default for Config {
@@ -81,6 +90,9 @@ impl Default for Config {
             send_jitter: 0.3,
             message_expiry_secs: 24 * 3600,
             media_limit_bytes: 16 * 1024 * 1024,
+            event_retention_secs: 7 * 24 * 3600,
+            media_cache_bytes: 1 << 30,
+            media_cache_retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -166,6 +178,11 @@ impl Config {
             ("retry_budget_secs", self.retry_budget_secs),
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
             ("message_expiry_secs", self.message_expiry_secs),
+            ("event_retention_secs", self.event_retention_secs),
+            (
+                "media_cache_retention_secs",
+                self.media_cache_retention_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -203,6 +220,11 @@ impl Config {
                 self.data_dir.join("wagate.db").display()
             ))
         })
+    }
+
+    /// Where downloaded incoming media is cached.
+    pub fn media_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 
     pub fn sessions_dir(&self) -> PathBuf {

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::domain::{
     EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus, StatusReason,
 };
+use crate::messages::{IncomingContent, IncomingMessage};
 
 /// The event names a client can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -27,14 +28,26 @@ pub enum EventType {
     SessionPairingCode,
     #[serde(rename = "message.status")]
     MessageStatus,
+    #[serde(rename = "message.received")]
+    MessageReceived,
+    #[serde(rename = "message.reaction")]
+    MessageReaction,
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    #[serde(rename = "message.revoked")]
+    MessageRevoked,
 }
 
 impl EventType {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 8] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::SessionPairingCode,
         Self::MessageStatus,
+        Self::MessageReceived,
+        Self::MessageReaction,
+        Self::MessageEdited,
+        Self::MessageRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +56,10 @@ impl EventType {
             Self::SessionQr => "session.qr",
             Self::SessionPairingCode => "session.pairing_code",
             Self::MessageStatus => "message.status",
+            Self::MessageReceived => "message.received",
+            Self::MessageReaction => "message.reaction",
+            Self::MessageEdited => "message.edited",
+            Self::MessageRevoked => "message.revoked",
         }
     }
 
@@ -83,6 +100,21 @@ pub enum EventData {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         failure: Option<Failure>,
     },
+    /// A message reached the session (text, media, location, contacts,
+    /// poll), from someone else or from this account's own phone
+    /// (`from_me`). `content.type` says which shape it has.
+    #[serde(rename = "message.received")]
+    MessageReceived(Box<IncomingMessage>),
+    /// Someone reacted to a message (`content.type` is `reaction`; an empty
+    /// `emoji` removes their reaction).
+    #[serde(rename = "message.reaction")]
+    MessageReaction(Box<IncomingMessage>),
+    /// Someone edited a message they sent (`content.type` is `edit`).
+    #[serde(rename = "message.edited")]
+    MessageEdited(Box<IncomingMessage>),
+    /// Someone deleted a message for everyone (`content.type` is `revoke`).
+    #[serde(rename = "message.revoked")]
+    MessageRevoked(Box<IncomingMessage>),
 }
 
 impl EventData {
@@ -92,6 +124,21 @@ impl EventData {
             Self::Qr { .. } => EventType::SessionQr,
             Self::PairingCode { .. } => EventType::SessionPairingCode,
             Self::MessageStatus { .. } => EventType::MessageStatus,
+            Self::MessageReceived(_) => EventType::MessageReceived,
+            Self::MessageReaction(_) => EventType::MessageReaction,
+            Self::MessageEdited(_) => EventType::MessageEdited,
+            Self::MessageRevoked(_) => EventType::MessageRevoked,
+        }
+    }
+
+    /// The event reporting an incoming message, by what it is.
+    pub fn incoming(message: IncomingMessage) -> Self {
+        let message = Box::new(message);
+        match message.content {
+            IncomingContent::Reaction { .. } => Self::MessageReaction(message),
+            IncomingContent::Edit { .. } => Self::MessageEdited(message),
+            IncomingContent::Revoke { .. } => Self::MessageRevoked(message),
+            _ => Self::MessageReceived(message),
         }
     }
 }
@@ -141,7 +188,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, envelope: &Envelope) -> bool {
+    pub fn matches(&self, envelope: &Envelope) -> bool {
         self.session_id.is_none_or(|id| id == envelope.session_id)
             && (self.types.is_empty() || self.types.contains(&envelope.data.event_type()))
     }

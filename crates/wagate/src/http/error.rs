@@ -26,6 +26,10 @@ pub enum ApiError {
     SessionNotFound,
     #[error("message not found")]
     MessageNotFound,
+    #[error("this message has no media to download")]
+    NoMedia,
+    #[error("WhatsApp no longer has this media (it expires some weeks after it was sent)")]
+    MediaExpired,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -91,9 +95,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::SessionNotFound | Self::MessageNotFound | Self::RouteNotFound => {
+            Self::SessionNotFound | Self::MessageNotFound | Self::NoMedia | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
+            Self::MediaExpired => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) | Self::InvalidQuery(_) | Self::MalformedJson(_) => {
                 StatusCode::BAD_REQUEST
@@ -116,6 +121,8 @@ impl ApiError {
             Self::InvalidToken => "invalid_token",
             Self::SessionNotFound => "session_not_found",
             Self::MessageNotFound => "message_not_found",
+            Self::NoMedia => "no_media",
+            Self::MediaExpired => "media_expired",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InvalidPath(_) => "invalid_path",

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod media;
 pub mod messages;
 pub mod openapi;
 pub mod qr;
@@ -48,6 +49,10 @@ pub fn router(state: AppState) -> Router {
                 .get(messages::list),
         )
         .route("/sessions/{id}/messages/{message_id}", get(messages::get))
+        .route(
+            "/sessions/{id}/messages/{message_id}/media",
+            get(media::download),
+        )
         .route("/ws", get(ws::subscribe));
 
     Router::new()

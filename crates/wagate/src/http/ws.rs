@@ -1,5 +1,6 @@
 //! `GET /api/v1/ws`: the realtime event stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -16,8 +17,9 @@ use super::auth::{authenticate, bearer};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::AppState;
-use crate::domain::SessionId;
+use crate::domain::{EventId, OrgId, SessionId};
 use crate::events::{Closed, EventType, Filter, SubscribeError, Subscription};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -28,12 +30,30 @@ pub struct WsParams {
     /// Only this session's events.
     pub session_id: Option<SessionId>,
     /// Comma-separated event types: `session.status`, `session.qr`,
-    /// `session.pairing_code`. Default: all.
+    /// `session.pairing_code`, `message.status`, `message.received`,
+    /// `message.reaction`, `message.edited`, `message.revoked`. Default: all.
     pub events: Option<String>,
+    /// Resume: the id of the last event this client received. Every later
+    /// event (of the chosen types and session) is sent from the event log
+    /// first, then the live stream follows, with no gap and no repeat. An
+    /// id older than the log keeps (see `event_retention_secs`) closes the
+    /// socket with code 4410; an id the log never had, with 4404.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub since: Option<EventId>,
 }
 
-/// Subscribe to the organization's session events. Each frame is a JSON
-/// envelope `{id, event, session_id, org_id, at, data}`.
+/// The close code for a `since` older than the oldest event kept: events
+/// after it were pruned, so a resume would have a gap.
+pub const CLOSE_SINCE_TOO_OLD: u16 = 4410;
+/// The close code for a `since` that names no event of the organization.
+pub const CLOSE_SINCE_UNKNOWN: u16 = 4404;
+/// Events read from the log per query while replaying.
+const REPLAY_PAGE: u32 = 500;
+
+/// Subscribe to the organization's events. Each frame is a JSON envelope
+/// `{id, event, session_id, org_id, at, data}`; `data` per event is
+/// described by `EventData`. Reconnect with `since=<last id>` to get what
+/// was missed.
 #[utoipa::path(
     get,
     path = "/ws",
@@ -67,7 +87,7 @@ pub async fn subscribe(
             auth.org_id(),
             Filter {
                 session_id: params.session_id,
-                types,
+                types: types.clone(),
             },
         )
         .map_err(|SubscribeError::TooManyClients| ApiError::TooManyConnections)?;
@@ -75,9 +95,42 @@ pub async fn subscribe(
     let ws = upgrade.ws.map_err(|_| ApiError::UpgradeRequired)?;
     let ping_every = state.ws_ping_interval;
     let shutdown = state.shutdown.clone();
+    let store = Arc::clone(&state.store);
+    let org = auth.org_id();
+    let filter = Filter {
+        session_id: params.session_id,
+        types,
+    };
     Ok(ws.on_upgrade(move |socket: WebSocket| async move {
-        let (sink, stream) = socket.split();
-        pump(sink, stream, subscription, ping_every, shutdown).await;
+        let (mut sink, stream) = socket.split();
+        // Subscribed (above) before the log is read: whatever commits
+        // after the read is published after the subscription, so it comes
+        // live; what comes both ways is skipped by id in `pump`.
+        let replayed_through = match params.since {
+            None => None,
+            Some(since) => match replay(&mut sink, store.as_ref(), org, since, &filter).await {
+                Ok(last) => Some(last),
+                Err(Replay::Refused(code, reason)) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    return;
+                }
+                Err(Replay::Gone) => return,
+            },
+        };
+        pump(
+            sink,
+            stream,
+            subscription,
+            ping_every,
+            shutdown,
+            replayed_through,
+        )
+        .await;
     }))
 }
 
@@ -111,23 +164,96 @@ fn parse_types(events: Option<&str>) -> Result<Vec<EventType>, ApiError> {
         .filter(|name| !name.is_empty())
         .map(|name| {
             EventType::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
                 ApiError::InvalidQuery(format!(
-                    "unknown event type {name:?}; expected session.status, session.qr or session.pairing_code"
+                    "unknown event type {name:?}; expected one of {}",
+                    known.join(", ")
                 ))
             })
         })
         .collect()
 }
 
+/// Why a replay ended early.
+#[derive(Debug)]
+pub enum Replay {
+    /// The resume point cannot be served: close with this code and reason.
+    Refused(u16, &'static str),
+    /// The client went away.
+    Gone,
+}
+
+/// Sends the organization's logged events after `since` that `filter`
+/// wants, oldest first. Returns the id of the last event read (wanted or
+/// not): the live stream resumes after it.
+pub async fn replay<S>(
+    sink: &mut S,
+    store: &dyn Store,
+    org: OrgId,
+    since: EventId,
+    filter: &Filter,
+) -> Result<EventId, Replay>
+where
+    S: Sink<Message> + Unpin,
+{
+    let internal = |error: StoreError| {
+        tracing::error!(%error, "could not read the event log for a resume");
+        Replay::Refused(close_code::ERROR, "internal error")
+    };
+    let events = store.events();
+    if !events.has_event(org, since).await.map_err(internal)? {
+        let oldest = events.oldest_event(org).await.map_err(internal)?;
+        // UUIDv7 ids order by time: an id before the oldest kept event
+        // was pruned (or is older still); after it, it was never ours.
+        return Err(if oldest.is_none_or(|oldest| since < oldest) {
+            Replay::Refused(
+                CLOSE_SINCE_TOO_OLD,
+                "since is older than the oldest event kept; events were missed, resynchronise and reconnect without since",
+            )
+        } else {
+            Replay::Refused(
+                CLOSE_SINCE_UNKNOWN,
+                "since names no event of this organization",
+            )
+        });
+    }
+    let mut cursor = since;
+    loop {
+        let page = events
+            .events_after(org, Some(cursor), REPLAY_PAGE)
+            .await
+            .map_err(internal)?;
+        let last_page = page.len() < REPLAY_PAGE as usize;
+        for envelope in page {
+            cursor = envelope.id;
+            if !filter.matches(&envelope) {
+                continue;
+            }
+            let json = serde_json::to_string(&envelope).map_err(|error| {
+                tracing::error!(%error, "could not serialize a logged event");
+                Replay::Refused(close_code::ERROR, "internal error")
+            })?;
+            if sink.send(Message::Text(json.into())).await.is_err() {
+                return Err(Replay::Gone);
+            }
+        }
+        if last_page {
+            return Ok(cursor);
+        }
+    }
+}
+
 /// Forwards events to one client until it leaves, stops answering pings,
-/// falls behind, or the gateway shuts down. Generic over the socket halves
-/// so tests can drive it with channels.
+/// falls behind, or the gateway shuts down; skips events up to and
+/// including `replayed_through` (sent from the log already). Generic over
+/// the socket halves so tests can drive it with channels.
 pub async fn pump<S, R>(
     mut sink: S,
     mut stream: R,
     mut subscription: Subscription,
     ping_every: Duration,
     shutdown: CancellationToken,
+    replayed_through: Option<EventId>,
 ) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
@@ -137,6 +263,7 @@ pub async fn pump<S, R>(
     let close = loop {
         tokio::select! {
             event = subscription.recv() => match event {
+                Ok(event) if replayed_through.is_some_and(|last| event.envelope.id <= last) => {}
                 Ok(event) => {
                     if sink.send(Message::Text(event.json.as_ref().into())).await.is_err() {
                         return;
@@ -216,6 +343,7 @@ mod tests {
             subscription,
             Duration::from_secs(3600),
             CancellationToken::new(),
+            None,
         ));
 
         let first = sent.next().await;
@@ -249,6 +377,7 @@ mod tests {
             subscription,
             Duration::from_secs(20),
             CancellationToken::new(),
+            None,
         ));
         assert!(matches!(sent.next().await, Some(Message::Ping(_))));
         match sent.next().await {
@@ -257,6 +386,120 @@ mod tests {
             }
             other => panic!("expected a close frame, got {other:?}"),
         }
+    }
+
+    async fn log_with_session() -> (crate::store::SqliteStore, OrgId, SessionId) {
+        use crate::store::{NewSession, OrgStore, SessionStore};
+        let Ok(store) = crate::store::SqliteStore::connect("sqlite::memory:").await else {
+            panic!("store");
+        };
+        let Ok(org) = store.create_org("acme").await else {
+            panic!("org");
+        };
+        let Ok(session) = store
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org.id,
+                label: None,
+            })
+            .await
+        else {
+            panic!("session");
+        };
+        (store, org.id, session.id)
+    }
+
+    async fn logged(store: &crate::store::SqliteStore, org: OrgId, session: SessionId) -> Envelope {
+        use crate::store::EventStore;
+        let mut event = Envelope::new(
+            org,
+            session,
+            EventData::Status {
+                status: SessionStatus::Starting,
+                previous: SessionStatus::Stopped,
+                reason: None,
+            },
+        );
+        let Ok(()) = store.append_event(&mut event).await else {
+            panic!("append");
+        };
+        event
+    }
+
+    fn ids(sent: &[Message]) -> Vec<String> {
+        sent.iter()
+            .filter_map(|m| match m {
+                Message::Text(t) => serde_json::from_str::<serde_json::Value>(t.as_str())
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_owned)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_resume_replays_the_log_then_goes_live_without_gap_or_repeat() {
+        let (store, org, session) = log_with_session().await;
+        let hub = EventHub::new(HubLimits {
+            client_buffer: 8,
+            max_clients_per_org: 4,
+        });
+        let e1 = logged(&store, org, session).await;
+        let e2 = logged(&store, org, session).await;
+        // Subscribed before the log is read, as the handler does; e3 is
+        // committed before the read but published after the subscription,
+        // so it comes both ways.
+        let Ok(subscription) = hub.subscribe(org, Filter::default()) else {
+            panic!("subscribe");
+        };
+        let e3 = logged(&store, org, session).await;
+        hub.publish(e3.clone());
+
+        let (mut sink, mut sent) = mpsc::unbounded::<Message>();
+        let last = replay(&mut sink, &store, org, e1.id, &Filter::default()).await;
+        assert!(matches!(last, Ok(id) if id == e3.id), "{last:?}");
+
+        let e4 = logged(&store, org, session).await;
+        hub.publish(e4.clone());
+        let (_client, incoming) = mpsc::unbounded::<Result<Message, axum::Error>>();
+        let shutdown = CancellationToken::new();
+        let pump = tokio::spawn(pump(
+            sink,
+            incoming,
+            subscription,
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            Some(e3.id),
+        ));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match sent.next().await {
+                Some(message) => got.push(message),
+                None => break,
+            }
+        }
+        shutdown.cancel();
+        assert!(pump.await.is_ok());
+        assert_eq!(
+            ids(&got),
+            [e2.id, e3.id, e4.id].map(|id| id.to_string()).to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_point_too_old_or_unknown_is_refused_with_its_code() {
+        let (store, org, session) = log_with_session().await;
+        logged(&store, org, session).await;
+        let (mut sink, _sent) = mpsc::unbounded::<Message>();
+        let ancient = EventId::from(uuid::Uuid::from_u128(1));
+        assert!(matches!(
+            replay(&mut sink, &store, org, ancient, &Filter::default()).await,
+            Err(Replay::Refused(CLOSE_SINCE_TOO_OLD, _))
+        ));
+        assert!(matches!(
+            replay(&mut sink, &store, org, EventId::new(), &Filter::default()).await,
+            Err(Replay::Refused(CLOSE_SINCE_UNKNOWN, _))
+        ));
     }
 
     #[test]

@@ -23,9 +23,21 @@ use whatsapp_rust::prelude::{
 };
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
-use super::engine::{Delivery, Engine, EngineError, EngineEvent, Identity, Link};
+use whatsapp_rust::InboundDurabilityHook;
+use whatsapp_rust::Jid;
+use whatsapp_rust::download::{DownloadParams, MediaType};
+use whatsapp_rust::error::ErrorChainExt;
+use whatsapp_rust::types::events::InboundMessage;
+use whatsapp_rust::wacore_binary::JidExt;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use super::engine::{
+    Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity, InboundSink, Link,
+};
 use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{MessageStatus, Phone, SessionId};
+use crate::messages::MediaKind;
+use crate::messages::incoming::{self, Inbound, MediaRef, Sender};
 use crate::outbox::{ClientMessenger, Messenger};
 
 #[derive(Debug, Clone)]
@@ -55,6 +67,7 @@ impl Engine for WhatsAppEngine {
         session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
         deliveries: mpsc::UnboundedSender<Delivery>,
+        inbound: Arc<dyn InboundSink>,
     ) -> Result<Arc<dyn Link>, EngineError> {
         // Checked here too, not only at start-up: this is the last point
         // before a session with certificate checks off opens a socket.
@@ -76,6 +89,9 @@ impl Engine for WhatsAppEngine {
                 span: tracing::Span::current(),
             })
             .with_event_handler(Forwarder { events, deliveries })
+            // WhatsApp is told a message arrived only once it is stored:
+            // a crash in between means it is delivered again, not lost.
+            .with_inbound_durability_hook(DurableInbox { sink: inbound })
             // The gateway relays live traffic; old chats are not its business.
             .skip_history_sync();
         let builder = match &self.server {
@@ -208,6 +224,146 @@ impl Link for WhatsAppLink {
 
     fn messenger(&self) -> Option<Arc<dyn Messenger>> {
         Some(Arc::clone(&self.messenger) as Arc<dyn Messenger>)
+    }
+
+    async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
+        let hex = |s: &str| hex::decode(s).map_err(|_| DownloadError::InvalidReference);
+        let params = DownloadParams::encrypted(
+            media.direct_path.clone(),
+            &hex(&media.media_key)?,
+            &hex(&media.file_sha256)?,
+            &hex(&media.file_enc_sha256)?,
+            media.file_length,
+            media_type(media.kind),
+        );
+        self.client.download(&params).await.map_err(|error| {
+            // The CDN refusing the reference itself (even after the client
+            // refreshed its media credentials) is what expiry looks like.
+            let cause: &(dyn std::error::Error + 'static) = error.as_ref();
+            match cause.http_status() {
+                Some(401 | 403 | 404 | 410) => DownloadError::Expired,
+                _ => DownloadError::Failed(error.to_string()),
+            }
+        })
+    }
+}
+
+fn media_type(kind: MediaKind) -> MediaType {
+    match kind {
+        MediaKind::Image => MediaType::Image,
+        MediaKind::Video => MediaType::Video,
+        MediaKind::Audio | MediaKind::Voice => MediaType::Audio,
+        MediaKind::Document => MediaType::Document,
+        MediaKind::Sticker => MediaType::Sticker,
+    }
+}
+
+/// whatsapp-rust's durability hook: every batch of decrypted messages is
+/// stored (through the session's [`InboundSink`]) before the client acks
+/// it. An error keeps the ack back, so WhatsApp delivers the batch again.
+struct DurableInbox {
+    sink: Arc<dyn InboundSink>,
+}
+
+#[async_trait]
+impl InboundDurabilityHook for DurableInbox {
+    async fn on_messages(
+        &self,
+        client: Arc<Client>,
+        batch: &[InboundMessage],
+    ) -> anyhow::Result<()> {
+        let own: Vec<String> = [client.pn(), client.lid()]
+            .into_iter()
+            .flatten()
+            .map(|jid| jid.user.to_string())
+            .collect();
+        let mut decoded = Vec::with_capacity(batch.len());
+        for item in batch {
+            let Some(mut inbound) = to_inbound(&item.info, &item.message) else {
+                continue;
+            };
+            let from_me = inbound.from_me;
+            if let Some(target) = inbound.content.target_mut() {
+                target.resolve_author(from_me, |user| own.iter().any(|o| o == user));
+            }
+            fill_sender(&client, &mut inbound.sender).await;
+            decoded.push(inbound);
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        self.sink.record(decoded).await?;
+        Ok(())
+    }
+}
+
+/// One message as the gateway records it; `None` for what is not a user
+/// message (key shares, sender keys alone, protocol chatter).
+fn to_inbound(
+    info: &whatsapp_rust::types::message::MessageInfo,
+    message: &wa::Message,
+) -> Option<Inbound> {
+    let (content, media) = incoming::decode(message)?;
+    let source = &info.source;
+    let sender = sender_of(&source.sender, source.sender_alt.as_ref());
+    // A one-to-one chat is named by the other person's number when it is
+    // known, so the same person's chat has one name whichever address
+    // WhatsApp used (and the name outgoing messages use).
+    let chat = if source.is_group || source.chat.is_group() {
+        source.chat.to_non_ad_string()
+    } else if source.is_from_me {
+        source
+            .recipient_alt
+            .as_ref()
+            .or(source.recipient.as_ref())
+            .filter(|jid| jid.is_pn())
+            .map(Jid::to_non_ad_string)
+            .unwrap_or_else(|| source.chat.to_non_ad_string())
+    } else {
+        match &sender.phone {
+            Some(phone) if source.chat.is_lid() => format!("{phone}@s.whatsapp.net"),
+            _ => source.chat.to_non_ad_string(),
+        }
+    };
+    Some(Inbound {
+        wa_id: info.id.clone(),
+        chat,
+        sender,
+        push_name: (!info.push_name.is_empty()).then(|| info.push_name.clone()),
+        timestamp: info.timestamp,
+        from_me: source.is_from_me,
+        reply_to: incoming::reply_to(message),
+        content,
+        media,
+    })
+}
+
+fn sender_of(sender: &Jid, alt: Option<&Jid>) -> Sender {
+    let mut found = Sender::default();
+    for jid in std::iter::once(sender).chain(alt) {
+        if jid.is_lid() && found.lid.is_none() {
+            found.lid = Some(jid.user.to_string());
+        } else if jid.is_pn() && found.phone.is_none() {
+            found.phone = Some(jid.user.to_string());
+        }
+    }
+    found
+}
+
+/// Completes the sender with the client's LID-to-number mapping when the
+/// message named only one of them. Best effort: a failed lookup leaves the
+/// other unknown.
+async fn fill_sender(client: &Client, sender: &mut Sender) {
+    let known = match (&sender.phone, &sender.lid) {
+        (Some(_), Some(_)) | (None, None) => return,
+        (Some(phone), None) => Jid::pn(phone.as_str()),
+        (None, Some(lid)) => Jid::lid(lid.as_str()),
+    };
+    if let Ok(Some(entry)) = client.get_lid_pn_entry(&known).await {
+        sender
+            .phone
+            .get_or_insert_with(|| entry.phone_number.to_string());
+        sender.lid.get_or_insert_with(|| entry.lid.to_string());
     }
 }
 

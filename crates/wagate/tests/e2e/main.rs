@@ -7,4 +7,5 @@ mod helpers;
 mod crash;
 mod linking;
 mod messaging;
+mod receiving;
 mod resilience;
