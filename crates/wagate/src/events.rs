@@ -334,6 +334,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether the hub cut this subscriber off for falling behind (the
+    /// events queued before that are still there to read).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
     /// The next event, or why there will be no more.
     pub async fn recv(&mut self) -> Result<Arc<Published>, Closed> {
         match self.rx.recv().await {

@@ -18,7 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::AppState;
 use crate::domain::{EventId, OrgId, SessionId};
-use crate::events::{Closed, EventType, Filter, SubscribeError, Subscription};
+use crate::events::{Closed, EventHub, EventType, Filter, SubscribeError, Subscription};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -96,6 +96,7 @@ pub async fn subscribe(
     let ping_every = state.ws_ping_interval;
     let shutdown = state.shutdown.clone();
     let store = Arc::clone(&state.store);
+    let hub = state.hub.clone();
     let org = auth.org_id();
     let filter = Filter {
         session_id: params.session_id,
@@ -106,10 +107,20 @@ pub async fn subscribe(
         // Subscribed (above) before the log is read: whatever commits
         // after the read is published after the subscription, so it comes
         // live; what comes both ways is skipped by id in `pump`.
-        let replayed_through = match params.since {
-            None => None,
-            Some(since) => match replay(&mut sink, store.as_ref(), org, since, &filter).await {
-                Ok(last) => Some(last),
+        let (subscription, replayed_through) = match params.since {
+            None => (subscription, None),
+            Some(since) => match catch_up(
+                &mut sink,
+                store.as_ref(),
+                &hub,
+                org,
+                since,
+                &filter,
+                subscription,
+            )
+            .await
+            {
+                Ok((subscription, last)) => (subscription, Some(last)),
                 Err(Replay::Refused(code, reason)) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame {
@@ -183,9 +194,50 @@ pub enum Replay {
     Gone,
 }
 
+/// Replays the log after `since`, then hands over a live subscription
+/// that has kept up: while a long replay runs, live events queue in the
+/// subscription, and if they overflow it, the hub cuts it off. Nothing is
+/// lost by that (every published event is in the log), so the replay goes
+/// on from where it got to with a fresh subscription, until a pass ends
+/// with the subscription still live. Returns it and the id of the last
+/// event read from the log.
+#[allow(clippy::too_many_arguments)]
+pub async fn catch_up<S>(
+    sink: &mut S,
+    store: &dyn Store,
+    hub: &EventHub,
+    org: OrgId,
+    since: EventId,
+    filter: &Filter,
+    mut subscription: Subscription,
+) -> Result<(Subscription, EventId), Replay>
+where
+    S: Sink<Message> + Unpin,
+{
+    let mut cursor = replay(sink, store, org, since, filter).await?;
+    while subscription.overflowed() {
+        // Freed first: the new one counts against the same cap.
+        drop(subscription);
+        subscription = hub.subscribe(org, filter.clone()).map_err(|_| {
+            Replay::Refused(
+                close_code::AGAIN,
+                "too many realtime connections for this organization",
+            )
+        })?;
+        cursor = send_after(sink, store, org, cursor, filter).await?;
+    }
+    Ok((subscription, cursor))
+}
+
+fn internal(error: StoreError) -> Replay {
+    tracing::error!(%error, "could not read the event log for a resume");
+    Replay::Refused(close_code::ERROR, "internal error")
+}
+
 /// Sends the organization's logged events after `since` that `filter`
-/// wants, oldest first. Returns the id of the last event read (wanted or
-/// not): the live stream resumes after it.
+/// wants, oldest first, once `since` is known to be a resume point with
+/// no gap. Returns the id of the last event read (wanted or not): the
+/// live stream resumes after it.
 pub async fn replay<S>(
     sink: &mut S,
     store: &dyn Store,
@@ -196,10 +248,6 @@ pub async fn replay<S>(
 where
     S: Sink<Message> + Unpin,
 {
-    let internal = |error: StoreError| {
-        tracing::error!(%error, "could not read the event log for a resume");
-        Replay::Refused(close_code::ERROR, "internal error")
-    };
     let events = store.events();
     if !events.has_event(org, since).await.map_err(internal)? {
         let oldest = events.oldest_event(org).await.map_err(internal)?;
@@ -217,7 +265,22 @@ where
             )
         });
     }
-    let mut cursor = since;
+    send_after(sink, store, org, since, filter).await
+}
+
+/// Sends the logged events after `cursor` that `filter` wants; returns the
+/// id of the last event read.
+async fn send_after<S>(
+    sink: &mut S,
+    store: &dyn Store,
+    org: OrgId,
+    mut cursor: EventId,
+    filter: &Filter,
+) -> Result<EventId, Replay>
+where
+    S: Sink<Message> + Unpin,
+{
+    let events = store.events();
     loop {
         let page = events
             .events_after(org, Some(cursor), REPLAY_PAGE)
@@ -484,6 +547,53 @@ mod tests {
             ids(&got),
             [e2.id, e3.id, e4.id].map(|id| id.to_string()).to_vec()
         );
+    }
+
+    #[tokio::test]
+    async fn live_events_overflowing_during_a_replay_lose_nothing() {
+        let (store, org, session) = log_with_session().await;
+        let hub = EventHub::new(HubLimits {
+            client_buffer: 1,
+            max_clients_per_org: 1,
+        });
+        let e0 = logged(&store, org, session).await;
+        let Ok(subscription) = hub.subscribe(org, Filter::default()) else {
+            panic!("subscribe");
+        };
+        // A busy organization: more is published than the queue holds
+        // before the replay gets going.
+        let mut expected = Vec::new();
+        for _ in 0..3 {
+            let event = logged(&store, org, session).await;
+            hub.publish(event.clone());
+            expected.push(event.id.to_string());
+        }
+        assert!(subscription.overflowed());
+        let (mut sink, mut sent) = mpsc::unbounded::<Message>();
+        let caught_up = catch_up(
+            &mut sink,
+            &store,
+            &hub,
+            org,
+            e0.id,
+            &Filter::default(),
+            subscription,
+        )
+        .await;
+        let Ok((mut live, last)) = caught_up else {
+            panic!("catch up: {caught_up:?}", caught_up = caught_up.err());
+        };
+        assert_eq!(last.to_string(), expected[2]);
+        assert!(!live.overflowed());
+        let e4 = logged(&store, org, session).await;
+        hub.publish(e4.clone());
+        assert!(matches!(live.recv().await, Ok(p) if p.envelope.id == e4.id));
+        drop(sink);
+        let mut got = Vec::new();
+        while let Some(message) = sent.next().await {
+            got.push(message);
+        }
+        assert_eq!(ids(&got), expected);
     }
 
     #[tokio::test]

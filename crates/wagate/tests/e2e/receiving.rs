@@ -2,7 +2,6 @@
 //! message and one event each; media downloads; the realtime socket
 //! resumes from the event log.
 
-use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -363,37 +362,21 @@ async fn every_kind_a_phone_sends_is_one_event_with_its_content() {
     gateway.stop().await;
 }
 
-/// The ids of the next `count` text frames.
-async fn next_ids(socket: &mut RawEvents, count: usize) -> Vec<String> {
+/// The WhatsApp ids of the next `count` events.
+async fn next_ids(events: &mut Events, count: usize) -> Vec<String> {
     let mut ids = Vec::new();
     while ids.len() < count {
-        let next = tokio::time::timeout(WAIT, socket.next()).await;
-        match next {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let event: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
-                ids.push(
-                    event["data"]["wa_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("stream ended after {ids:?}: {other:?}"),
-        }
+        let event = events
+            .next(&format!("event {} of {count}", ids.len() + 1))
+            .await;
+        ids.push(
+            event["data"]["wa_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     ids
-}
-
-type RawEvents =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(gateway: &Gateway, query: &str) -> RawEvents {
-    let url = format!("{}?token={}&{query}", gateway.ws, gateway.token);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .unwrap_or_else(|e| panic!("realtime: {e}"))
-        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,11 +403,9 @@ async fn a_resumed_socket_gets_exactly_what_it_missed() {
         events.incoming(&session, &id).await;
         missed.push(id);
     }
-    let mut resumed = connect(
-        &gateway,
-        &format!("since={last_seen}&events=message.received"),
-    )
-    .await;
+    let mut resumed = gateway
+        .events_with(&format!("since={last_seen}&events=message.received"))
+        .await;
     // The log's three, then one sent live after the resume: each once,
     // in order.
     let live = phones
@@ -437,9 +418,11 @@ async fn a_resumed_socket_gets_exactly_what_it_missed() {
     assert_eq!(got, expected);
 
     // A resume point older than anything kept: closed, with the reason.
-    let mut stale = connect(&gateway, "since=00000000-0000-7000-8000-000000000001").await;
-    match tokio::time::timeout(WAIT, stale.next()).await {
-        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+    let mut stale = gateway
+        .events_with("since=00000000-0000-7000-8000-000000000001")
+        .await;
+    match stale.frame().await {
+        Some(Message::Close(Some(frame))) => {
             assert_eq!(frame.code, CloseCode::from(4410));
             assert!(
                 frame.reason.contains("older than the oldest event kept"),
