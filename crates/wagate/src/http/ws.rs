@@ -49,6 +49,8 @@ pub const CLOSE_SINCE_TOO_OLD: u16 = 4410;
 pub const CLOSE_SINCE_UNKNOWN: u16 = 4404;
 /// Events read from the log per query while replaying.
 const REPLAY_PAGE: u32 = 500;
+/// How long one replayed event may wait for the client to take it.
+const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Subscribe to the organization's events. Each frame is a JSON envelope
 /// `{id, event, session_id, org_id, at, data}`; `data` per event is
@@ -133,6 +135,12 @@ pub async fn subscribe(
                 Err(Replay::Gone) => return,
             },
         };
+        let backlog = Backlog {
+            store,
+            hub,
+            org,
+            filter,
+        };
         pump(
             sink,
             stream,
@@ -140,6 +148,7 @@ pub async fn subscribe(
             ping_every,
             shutdown,
             replayed_through,
+            Some(backlog),
         )
         .await;
     }))
@@ -214,19 +223,51 @@ pub async fn catch_up<S>(
 where
     S: Sink<Message> + Unpin,
 {
-    let mut cursor = replay(sink, store, org, since, filter).await?;
-    while subscription.overflowed() {
-        // Freed first: the new one counts against the same cap.
-        drop(subscription);
-        subscription = hub.subscribe(org, filter.clone()).map_err(|_| {
+    let cursor = replay(sink, store, org, since, filter).await?;
+    if !subscription.overflowed() {
+        return Ok((subscription, cursor));
+    }
+    // The hub dropped it already, so the new one fits under the cap.
+    drop(subscription);
+    resubscribe_from(sink, store, hub, org, cursor, filter).await
+}
+
+/// A fresh subscription, then the log after `cursor`; again while the
+/// subscription overflows during the replay.
+async fn resubscribe_from<S>(
+    sink: &mut S,
+    store: &dyn Store,
+    hub: &EventHub,
+    org: OrgId,
+    mut cursor: EventId,
+    filter: &Filter,
+) -> Result<(Subscription, EventId), Replay>
+where
+    S: Sink<Message> + Unpin,
+{
+    loop {
+        let subscription = hub.subscribe(org, filter.clone()).map_err(|_| {
             Replay::Refused(
                 close_code::AGAIN,
                 "too many realtime connections for this organization",
             )
         })?;
         cursor = send_after(sink, store, org, cursor, filter).await?;
+        if !subscription.overflowed() {
+            return Ok((subscription, cursor));
+        }
     }
-    Ok((subscription, cursor))
+}
+
+/// What lets [`pump`] serve a client that fell behind the live queue from
+/// the event log instead of cutting it off: a burst (an offline backlog
+/// arriving after a reconnect is one batch) can outrun any queue, and the
+/// log already holds every event, so memory stays bounded either way.
+pub struct Backlog {
+    pub store: Arc<dyn Store>,
+    pub hub: EventHub,
+    pub org: OrgId,
+    pub filter: Filter,
 }
 
 fn internal(error: StoreError) -> Replay {
@@ -296,8 +337,13 @@ where
                 tracing::error!(%error, "could not serialize a logged event");
                 Replay::Refused(close_code::ERROR, "internal error")
             })?;
-            if sink.send(Message::Text(json.into())).await.is_err() {
-                return Err(Replay::Gone);
+            // A client that stops reading must not hold the replay (and its
+            // connection) for ever; pings only run once it is over.
+            match tokio::time::timeout(REPLAY_SEND_TIMEOUT, sink.send(Message::Text(json.into())))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(Replay::Gone),
             }
         }
         if last_page {
@@ -307,21 +353,26 @@ where
 }
 
 /// Forwards events to one client until it leaves, stops answering pings,
-/// falls behind, or the gateway shuts down; skips events up to and
-/// including `replayed_through` (sent from the log already). Generic over
-/// the socket halves so tests can drive it with channels.
+/// or the gateway shuts down; skips events up to and including
+/// `replayed_through` (sent from the log already). A client that falls
+/// behind is served from the log through `backlog`, or without one cut
+/// off. Generic over the socket halves so tests can drive it with
+/// channels.
 pub async fn pump<S, R>(
     mut sink: S,
     mut stream: R,
     mut subscription: Subscription,
     ping_every: Duration,
     shutdown: CancellationToken,
-    replayed_through: Option<EventId>,
+    mut replayed_through: Option<EventId>,
+    backlog: Option<Backlog>,
 ) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    // Where a catch-up from the log starts if this client falls behind.
+    let mut last_sent = replayed_through;
     let mut awaiting_pong = false;
     let close = loop {
         tokio::select! {
@@ -331,9 +382,30 @@ pub async fn pump<S, R>(
                     if sink.send(Message::Text(event.json.as_ref().into())).await.is_err() {
                         return;
                     }
+                    last_sent = last_sent.max(Some(event.envelope.id));
                 }
                 Err(Closed::SlowConsumer) => {
-                    break (close_code::POLICY, "slow consumer: events were not read fast enough");
+                    let (Some(backlog), Some(from)) = (&backlog, last_sent) else {
+                        break (close_code::POLICY, "slow consumer: events were not read fast enough");
+                    };
+                    match resubscribe_from(
+                        &mut sink,
+                        backlog.store.as_ref(),
+                        &backlog.hub,
+                        backlog.org,
+                        from,
+                        &backlog.filter,
+                    )
+                    .await
+                    {
+                        Ok((fresh, cursor)) => {
+                            subscription = fresh;
+                            replayed_through = Some(cursor);
+                            last_sent = Some(cursor);
+                        }
+                        Err(Replay::Refused(code, reason)) => break (code, reason),
+                        Err(Replay::Gone) => return,
+                    }
                 }
                 Err(Closed::HubClosed) => break (close_code::AWAY, "server shutting down"),
             },
@@ -407,6 +479,7 @@ mod tests {
             Duration::from_secs(3600),
             CancellationToken::new(),
             None,
+            None,
         ));
 
         let first = sent.next().await;
@@ -440,6 +513,7 @@ mod tests {
             subscription,
             Duration::from_secs(20),
             CancellationToken::new(),
+            None,
             None,
         ));
         assert!(matches!(sent.next().await, Some(Message::Ping(_))));
@@ -533,6 +607,7 @@ mod tests {
             Duration::from_secs(3600),
             shutdown.clone(),
             Some(e3.id),
+            None,
         ));
         let mut got = Vec::new();
         while got.len() < 3 {
@@ -594,6 +669,84 @@ mod tests {
             got.push(message);
         }
         assert_eq!(ids(&got), expected);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_served_from_the_log() {
+        let (store, org, session) = log_with_session().await;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let hub = EventHub::new(HubLimits {
+            client_buffer: 1,
+            max_clients_per_org: 1,
+        });
+        let Ok(subscription) = hub.subscribe(org, Filter::default()) else {
+            panic!("subscribe");
+        };
+        let mut expected = Vec::new();
+        // A burst: the second overflows the queue of one.
+        for _ in 0..2 {
+            let mut event = Envelope::new(
+                org,
+                session,
+                EventData::Status {
+                    status: SessionStatus::Starting,
+                    previous: SessionStatus::Stopped,
+                    reason: None,
+                },
+            );
+            let Ok(()) = store.events().append_event(&mut event).await else {
+                panic!("append");
+            };
+            hub.publish(event.clone());
+            expected.push(event.id.to_string());
+        }
+        let (sink, mut sent) = mpsc::unbounded::<Message>();
+        let (_client, incoming) = mpsc::unbounded::<Result<Message, axum::Error>>();
+        let shutdown = CancellationToken::new();
+        let pump = tokio::spawn(pump(
+            sink,
+            incoming,
+            subscription,
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            None,
+            Some(Backlog {
+                store: Arc::clone(&store),
+                hub: hub.clone(),
+                org,
+                filter: Filter::default(),
+            }),
+        ));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match sent.next().await {
+                Some(message) => got.push(message),
+                None => break,
+            }
+        }
+        assert_eq!(ids(&got), expected, "{got:?}");
+        // And live again afterwards.
+        let mut event = Envelope::new(
+            org,
+            session,
+            EventData::Status {
+                status: SessionStatus::Working,
+                previous: SessionStatus::Starting,
+                reason: None,
+            },
+        );
+        let Ok(()) = store.events().append_event(&mut event).await else {
+            panic!("append");
+        };
+        // The pump re-subscribed once it caught up: wait for that.
+        while hub.subscriber_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        hub.publish(event.clone());
+        let next = sent.next().await.map(|m| ids(&[m]));
+        assert_eq!(next, Some(vec![event.id.to_string()]));
+        shutdown.cancel();
+        assert!(pump.await.is_ok());
     }
 
     #[tokio::test]
