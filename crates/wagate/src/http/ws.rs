@@ -210,7 +210,6 @@ pub enum Replay {
 /// on from where it got to with a fresh subscription, until a pass ends
 /// with the subscription still live. Returns it and the id of the last
 /// event read from the log.
-#[allow(clippy::too_many_arguments)]
 pub async fn catch_up<S>(
     sink: &mut S,
     store: &dyn Store,
@@ -218,7 +217,7 @@ pub async fn catch_up<S>(
     org: OrgId,
     since: EventId,
     filter: &Filter,
-    mut subscription: Subscription,
+    subscription: Subscription,
 ) -> Result<(Subscription, EventId), Replay>
 where
     S: Sink<Message> + Unpin,
