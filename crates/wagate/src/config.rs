@@ -49,7 +49,9 @@ pub struct Config {
     /// Messages a session sends per minute at most; 0 turns pacing off
     /// (benchmarks only: an unpaced number gets banned).
     pub send_per_minute: u32,
-    /// Messages per minute to chats the session never messaged before.
+    /// Messages per minute to chats the session never messaged before; 0
+    /// gives them no budget of their own. Each session may override both
+    /// (`send_per_minute`, `send_new_chats_per_minute` on the session).
     pub send_new_chats_per_minute: u32,
     /// Random stretch of each gap between sends, as a fraction (0 to 0.9).
     pub send_jitter: f64,
@@ -243,11 +245,11 @@ impl Config {
         OutboxPolicy {
             expiry: Duration::from_secs(self.message_expiry_secs),
             media_limit_bytes: self.media_limit_bytes,
-            pacing: (self.send_per_minute > 0).then(|| PacingPolicy {
+            pacing: PacingPolicy {
                 per_minute: self.send_per_minute,
-                new_chats_per_minute: self.send_new_chats_per_minute.max(1),
+                new_chats_per_minute: self.send_new_chats_per_minute,
                 jitter: self.send_jitter,
-            }),
+            },
             ..OutboxPolicy::default()
         }
     }

@@ -279,6 +279,13 @@ impl From<ManagerError> for ApiError {
             ManagerError::Command(CommandError::ShuttingDown) => Self::Unavailable,
             ManagerError::Command(error @ CommandError::NotSaved) => Self::internal(error),
             ManagerError::NotSending(status) => Self::wrong_status(status, "send messages"),
+            // Recorded `working` but between connections for a moment.
+            ManagerError::NotWorking(SessionStatus::Working) => Self::Conflict {
+                code: "session_reconnecting",
+                message: "the session is reconnecting; try again shortly".into(),
+                status: Some(SessionStatus::Working),
+            },
+            ManagerError::NotWorking(status) => Self::wrong_status(status, "do this until linked"),
             ManagerError::MessageNotFound => Self::MessageNotFound,
             ManagerError::IdempotencyKeyReused => Self::Validation {
                 code: "idempotency_key_reused",

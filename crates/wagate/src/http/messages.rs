@@ -14,7 +14,8 @@ use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
 use crate::messages::{
-    MessageRef, ParsedRequest, Recipient, SendMessageRequest, Sender, read_request,
+    Content, MAX_TEXT_CHARS, MessageRef, OutgoingMessage, ParsedRequest, Recipient,
+    SendMessageRequest, Sender, read_request,
 };
 use crate::session::{ManagerError, Outgoing};
 use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
@@ -380,4 +381,185 @@ pub async fn send(
         media,
     };
     accept(&state, &auth, session, &headers, outgoing, &fingerprint).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditMessageRequest {
+    /// The new text.
+    #[schema(min_length = 1, max_length = 65536)]
+    pub text: String,
+}
+
+/// A message this session sent, that an edit or a revoke acts on.
+async fn own_message(
+    state: &AppState,
+    auth: &Authenticated,
+    session: SessionId,
+    id: MessageId,
+) -> Result<(MessageRecord, MessageRef), ApiError> {
+    let (record, _) = state.sessions.message(auth.org_id(), session, id).await?;
+    if record.direction != Direction::Outgoing {
+        return Err(ApiError::Conflict {
+            code: "not_own_message",
+            message: "only messages this session sent can be edited or deleted".into(),
+            status: None,
+        });
+    }
+    if record.status == MessageStatus::Failed {
+        return Err(ApiError::Conflict {
+            code: "message_failed",
+            message: "the message was never delivered, so there is nothing to change".into(),
+            status: None,
+        });
+    }
+    let chat: Recipient = record
+        .chat
+        .parse()
+        .map_err(|_| ApiError::internal(std::io::Error::other("a stored chat is not a JID")))?;
+    let reference = MessageRef {
+        wa_id: record.wa_id.clone(),
+        chat,
+        from_me: true,
+        sender: None,
+    };
+    Ok((record, reference))
+}
+
+/// Queues `content` (an edit or a revoke of `target`) in the outbox, behind
+/// whatever is still queued for that chat.
+async fn accept_action(
+    state: &AppState,
+    auth: &Authenticated,
+    session: SessionId,
+    headers: &HeaderMap,
+    content: Content,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let Some(target) = content.target() else {
+        return Err(ApiError::internal(std::io::Error::other(
+            "an edit or revoke without a target",
+        )));
+    };
+    let outgoing = OutgoingMessage {
+        to: target.chat.clone(),
+        reply_to: None,
+        content,
+    };
+    let value = serde_json::to_value(&outgoing).map_err(ApiError::internal)?;
+    let fingerprint = value.to_string().into_bytes();
+    let outgoing = Outgoing {
+        chat: outgoing.to.to_string(),
+        kind: outgoing.content.kind().as_str().to_string(),
+        content: value,
+        media: None,
+    };
+    accept(state, auth, session, headers, outgoing, &fingerprint).await
+}
+
+/// Edit a text message this session sent.
+///
+/// Queues the edit in the outbox, after anything still queued for the chat
+/// (so an edit never overtakes its message); it is tracked as a message of
+/// kind `edit` with statuses of its own. WhatsApp shows edits made within
+/// 15 minutes of the original.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/messages/{message_id}/edit",
+    tag = "messages",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Session id"),
+        ("message_id" = String, Path, format = Uuid, description = "The message to edit"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As for sending"),
+    ),
+    request_body = EditMessageRequest,
+    responses(
+        (status = 202, description = "The edit is stored, `pending`", body = Message),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed", body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "Not a text message, or an empty or too long text", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn edit(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((session, id)): Path<(SessionId, MessageId)>,
+    headers: HeaderMap,
+    Json(body): Json<EditMessageRequest>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let chars = body.text.chars().count();
+    if chars == 0 || chars > MAX_TEXT_CHARS {
+        return Err(ApiError::Validation {
+            code: if chars == 0 {
+                "empty_field"
+            } else {
+                "too_long"
+            },
+            field: "text",
+            message: format!("text must be 1 to {MAX_TEXT_CHARS} characters"),
+        });
+    }
+    let (record, target) = own_message(&state, &auth, session, id).await?;
+    if record.kind != "text" {
+        return Err(ApiError::Validation {
+            code: "not_editable",
+            field: "message_id",
+            message: format!(
+                "only text messages can be edited, this one is {}",
+                record.kind
+            ),
+        });
+    }
+    let content = Content::Edit {
+        target,
+        body: body.text,
+    };
+    accept_action(&state, &auth, session, &headers, content).await
+}
+
+/// Delete a message this session sent, for everyone.
+///
+/// Queues the revoke in the outbox, after anything still queued for the
+/// chat; it is tracked as a message of kind `revoke`. The phone shows
+/// "This message was deleted".
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}/messages/{message_id}",
+    tag = "messages",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Session id"),
+        ("message_id" = String, Path, format = Uuid, description = "The message to delete"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As for sending"),
+    ),
+    responses(
+        (status = 202, description = "The revoke is stored, `pending`", body = Message),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((session, id)): Path<(SessionId, MessageId)>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let (record, target) = own_message(&state, &auth, session, id).await?;
+    if matches!(record.kind.as_str(), "edit" | "revoke" | "reaction") {
+        return Err(ApiError::Validation {
+            code: "not_revocable",
+            field: "message_id",
+            message: format!(
+                "a {} cannot be deleted; delete the message itself",
+                record.kind
+            ),
+        });
+    }
+    accept_action(&state, &auth, session, &headers, Content::Revoke { target }).await
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, extractors and the error envelope.
 
 pub mod auth;
+pub mod chats;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -48,7 +49,17 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable())
                 .get(messages::list),
         )
-        .route("/sessions/{id}/messages/{message_id}", get(messages::get))
+        .route(
+            "/sessions/{id}/messages/{message_id}",
+            get(messages::get).delete(messages::revoke),
+        )
+        .route(
+            "/sessions/{id}/messages/{message_id}/edit",
+            post(messages::edit),
+        )
+        .route("/sessions/{id}/chats/{chat}/read", post(chats::mark_read))
+        .route("/sessions/{id}/chats/{chat}/typing", post(chats::typing))
+        .route("/sessions/{id}/contacts/check", post(chats::check_contacts))
         .route(
             "/sessions/{id}/messages/{message_id}/media",
             get(media::download),

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, media, messages, qr, sessions, ws};
+use super::{chats, error, media, messages, qr, sessions, ws};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
@@ -29,6 +29,11 @@ use crate::events::{Envelope, EventData, EventType};
         messages::list,
         messages::get,
         media::download,
+        messages::edit,
+        messages::revoke,
+        chats::mark_read,
+        chats::typing,
+        chats::check_contacts,
         ws::subscribe,
     ),
     components(schemas(
@@ -54,6 +59,7 @@ use crate::events::{Envelope, EventData, EventType};
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Messages sent through a linked session and received by it"),
+        (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
     )
 )]

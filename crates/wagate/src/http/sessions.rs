@@ -11,8 +11,8 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
-use crate::domain::{Label, SessionId, SessionStatus, StatusReason};
-use crate::store::{Cursor, SessionQuery, SessionRecord};
+use crate::domain::{Label, PerMinute, SessionId, SessionPace, SessionStatus, StatusReason};
+use crate::store::{Cursor, SessionChanges, SessionQuery, SessionRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Session {
@@ -26,6 +26,14 @@ pub struct Session {
     pub phone: Option<String>,
     /// The linked account's profile name, once known.
     pub push_name: Option<String>,
+    /// This session's send pace (messages per minute, 0 unpaced); `null`
+    /// follows the gateway's `send_per_minute`.
+    #[schema(value_type = Option<u32>)]
+    pub send_per_minute: Option<PerMinute>,
+    /// Its pace to chats it never messaged; `null` follows the gateway's
+    /// `send_new_chats_per_minute`.
+    #[schema(value_type = Option<u32>)]
+    pub send_new_chats_per_minute: Option<PerMinute>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -39,6 +47,8 @@ impl From<SessionRecord> for Session {
             status_reason: record.status_reason,
             phone: record.phone,
             push_name: record.push_name,
+            send_per_minute: record.pace.per_minute,
+            send_new_chats_per_minute: record.pace.new_chats_per_minute,
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
@@ -52,6 +62,13 @@ pub struct CreateSession {
     pub label: Option<String>,
     /// Connect right away (default) or leave the session `stopped`.
     pub start: Option<bool>,
+    /// Messages per minute this session sends at most, 0 to 600 (0:
+    /// unpaced); absent follows the gateway's setting.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
+    pub send_per_minute: Option<PerMinute>,
+    /// Messages per minute to chats it never messaged, 0 to 600.
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
+    pub send_new_chats_per_minute: Option<PerMinute>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,11 +78,22 @@ pub struct UpdateSession {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub label: Option<Option<String>>,
+    /// 0 to 600 messages per minute; `null` follows the gateway's again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
+    pub send_per_minute: Option<Option<PerMinute>>,
+    /// 0 to 600 messages per minute to new chats; `null` follows the
+    /// gateway's again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
+    pub send_new_chats_per_minute: Option<Option<PerMinute>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -120,7 +148,15 @@ pub async fn create(
     let label = parse_label(body.label)?;
     let record = state
         .sessions
-        .create(auth.org_id(), label, body.start.unwrap_or(true))
+        .create(
+            auth.org_id(),
+            label,
+            SessionPace {
+                per_minute: body.send_per_minute,
+                new_chats_per_minute: body.send_new_chats_per_minute,
+            },
+            body.start.unwrap_or(true),
+        )
         .await?;
     tracing::info!(session_id = %record.id, "session created");
     Ok((StatusCode::CREATED, Json(record.into())))
@@ -184,7 +220,7 @@ pub async fn get(
     Ok(Json(state.sessions.get(auth.org_id(), id).await?.into()))
 }
 
-/// Change a session's label.
+/// Change a session's label or send pace.
 #[utoipa::path(
     patch,
     path = "/sessions/{id}",
@@ -200,13 +236,12 @@ pub async fn update(
     Path(id): Path<SessionId>,
     Json(body): Json<UpdateSession>,
 ) -> Result<Json<Session>, ApiError> {
-    let record = match body.label {
-        Some(label) => {
-            let label = parse_label(label)?;
-            state.sessions.relabel(auth.org_id(), id, label).await?
-        }
-        None => state.sessions.get(auth.org_id(), id).await?,
+    let changes = SessionChanges {
+        label: body.label.map(parse_label).transpose()?,
+        per_minute: body.send_per_minute,
+        new_chats_per_minute: body.send_new_chats_per_minute,
     };
+    let record = state.sessions.update(auth.org_id(), id, &changes).await?;
     Ok(Json(record.into()))
 }
 

@@ -537,6 +537,7 @@ mod tests {
                 id: SessionId::new(),
                 org_id: org.id,
                 label: None,
+                pace: Default::default(),
             })
             .await
         else {

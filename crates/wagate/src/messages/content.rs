@@ -26,9 +26,16 @@ pub enum ContentKind {
     Contact,
     Reaction,
     Poll,
+    /// A new text for a message this session sent (its own endpoint).
+    Edit,
+    /// "Deleted for everyone" for a message this session sent (its own
+    /// endpoint).
+    Revoke,
 }
 
 impl ContentKind {
+    /// The kinds a send request names (`POST …/messages`); edits and
+    /// revokes have endpoints of their own.
     pub const ALL: [Self; 11] = [
         Self::Text,
         Self::Image,
@@ -56,6 +63,8 @@ impl ContentKind {
             Self::Contact => "contact",
             Self::Reaction => "reaction",
             Self::Poll => "poll",
+            Self::Edit => "edit",
+            Self::Revoke => "revoke",
         }
     }
 
@@ -222,6 +231,15 @@ pub enum Content<T = MessageRef> {
         options: Vec<String>,
         selectable_count: u32,
     },
+    /// Replaces the text of `target`, a text message this session sent.
+    Edit {
+        target: T,
+        body: String,
+    },
+    /// Deletes `target`, a message this session sent, for everyone.
+    Revoke {
+        target: T,
+    },
 }
 
 impl<T> Content<T> {
@@ -233,13 +251,18 @@ impl<T> Content<T> {
             Self::Contacts { .. } => ContentKind::Contact,
             Self::Reaction { .. } => ContentKind::Reaction,
             Self::Poll { .. } => ContentKind::Poll,
+            Self::Edit { .. } => ContentKind::Edit,
+            Self::Revoke { .. } => ContentKind::Revoke,
         }
     }
 
-    /// The message a reaction points at, for the store to resolve.
+    /// The message a reaction, an edit or a revoke points at, for the
+    /// store to resolve.
     pub fn target(&self) -> Option<&T> {
         match self {
-            Self::Reaction { target, .. } => Some(target),
+            Self::Reaction { target, .. } | Self::Edit { target, .. } | Self::Revoke { target } => {
+                Some(target)
+            }
             _ => None,
         }
     }
@@ -254,6 +277,13 @@ impl<T> Content<T> {
             Self::Reaction { target, emoji } => Content::Reaction {
                 target: resolve(target)?,
                 emoji,
+            },
+            Self::Edit { target, body } => Content::Edit {
+                target: resolve(target)?,
+                body,
+            },
+            Self::Revoke { target } => Content::Revoke {
+                target: resolve(target)?,
             },
             Self::Text { body, link_preview } => Content::Text { body, link_preview },
             Self::Media {
@@ -304,6 +334,7 @@ impl<T> fmt::Debug for Content<T> {
             Self::Text { body, link_preview } => d
                 .field("body_chars", &body.chars().count())
                 .field("link_preview", link_preview),
+            Self::Edit { body, .. } => d.field("body_chars", &body.chars().count()),
             Self::Media {
                 source,
                 caption,
@@ -321,7 +352,7 @@ impl<T> fmt::Debug for Content<T> {
                 .field("mime_type", mime_type),
             Self::Contacts { vcards } => d.field("vcards", &vcards.len()),
             Self::Poll { options, .. } => d.field("options", &options.len()),
-            Self::Location { .. } | Self::Reaction { .. } => &mut d,
+            Self::Location { .. } | Self::Reaction { .. } | Self::Revoke { .. } => &mut d,
         };
         d.finish_non_exhaustive()
     }

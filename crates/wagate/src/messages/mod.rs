@@ -31,5 +31,5 @@ pub use incoming::{
 };
 pub use media::{FetchConfig, FetchError, FetchedMedia, MediaFetcher, UploadError, upload};
 pub use recipient::{InvalidRecipient, Recipient, RecipientKind};
-pub use request::{FilePart, Limits, ParsedRequest, SendMessageRequest};
+pub use request::{FilePart, Limits, MAX_TEXT_CHARS, ParsedRequest, SendMessageRequest};
 pub use wire::{Built, UploadedMedia, WireContext, WireError, build, edit_text, reaction_key};

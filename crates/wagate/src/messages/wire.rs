@@ -12,12 +12,13 @@
 //! - reactions: prefer `client.send_reaction(chat, reaction_key(target)?, emoji)`,
 //!   which also handles community announcement groups (encrypted reactions);
 //!   [`build`] gives the plain form for everything else.
-//! - edits: `client.edit_message(chat, original_wa_id, edit_text(new_body))`; the
-//!   client wraps it in the protocol message. Only this account's own
-//!   messages, and WhatsApp refuses edits after about 15 minutes.
-//! - deletes: `client.revoke_message(chat, wa_id, RevokeType::Sender)` for
-//!   our own message, `RevokeType::Admin { original_sender: Jid }` for someone
-//!   else's in a group we administer. Both send a fresh stanza id.
+//! - edits and deletes ("revokes") of this account's own messages are built
+//!   here too, in WhatsApp Web's wire shape (a `protocolMessage` naming the
+//!   target by key), and sent like any other message. The library's
+//!   `edit_message`/`revoke_message` would pick a fresh stanza id on every
+//!   call; sending the built message with the outbox's id keeps a resend
+//!   after a crash one edit, and `send_message_with_options` still derives
+//!   the stanza's `edit` attribute from the content.
 
 use whatsapp_rust::Jid;
 use whatsapp_rust::buffa::MessageField;
@@ -120,6 +121,23 @@ pub fn build(outgoing: &OutgoingMessage, context: &WireContext<'_>) -> Result<Bu
             message_secret = Some(secret);
             poll(question, options, *selectable_count, secret)
         }
+        Content::Edit { target, body } => protocol(
+            own_message_key(target, context.own_jid)?,
+            wa::message::protocol_message::Type::MessageEdit,
+            Some(edit_text(body)),
+        ),
+        Content::Revoke { target } => protocol(
+            // A sender's revoke names no participant, in groups too: from_me
+            // says whose message it is.
+            wa::MessageKey {
+                remote_jid: Some(target.chat.to_string()),
+                from_me: Some(true),
+                id: Some(target.wa_id.clone()),
+                participant: None,
+            },
+            wa::message::protocol_message::Type::Revoke,
+            None,
+        ),
     };
     if let Some(reply_to) = &outgoing.reply_to {
         let quote = quote_context(reply_to, outgoing, context)?;
@@ -131,9 +149,57 @@ pub fn build(outgoing: &OutgoingMessage, context: &WireContext<'_>) -> Result<Bu
     })
 }
 
-/// The new content of an edited text message, for `Client::edit_message`.
+/// The new content of an edited text message.
 pub fn edit_text(body: &str) -> wa::Message {
     wa::Message::text(body)
+}
+
+/// The key of a message this account sent, as an edit names it: in a group
+/// the author is named too (this account's phone-number JID; WhatsApp Web
+/// uses the LID in LID-addressed groups).
+fn own_message_key(
+    target: &MessageRef,
+    own_jid: Option<&Jid>,
+) -> Result<wa::MessageKey, WireError> {
+    let participant = if target.chat.is_group() {
+        Some(
+            own_jid
+                .ok_or(WireError::UnknownSender)?
+                .to_non_ad()
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    Ok(wa::MessageKey {
+        remote_jid: Some(target.chat.to_string()),
+        from_me: Some(true),
+        id: Some(target.wa_id.clone()),
+        participant,
+    })
+}
+
+/// A protocol message acting on the message `key` names.
+fn protocol(
+    key: wa::MessageKey,
+    kind: wa::message::protocol_message::Type,
+    edited: Option<wa::Message>,
+) -> wa::Message {
+    // An edit carries when it was made (the phone orders edits by it); a
+    // revoke does not.
+    let timestamp_ms = edited
+        .is_some()
+        .then(whatsapp_rust::wacore::time::now_millis);
+    wa::Message {
+        protocol_message: MessageField::some(wa::message::ProtocolMessage {
+            key: MessageField::some(key),
+            r#type: Some(kind),
+            edited_message: edited.map_or_else(MessageField::none, MessageField::some),
+            timestamp_ms,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The key of the message a reaction points at. As WhatsApp Web does, the

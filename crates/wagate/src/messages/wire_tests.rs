@@ -552,3 +552,99 @@ fn a_poll_carries_its_options_and_a_fresh_secret() {
 fn an_edit_is_the_new_text() {
     assert_eq!(edit_text("fixed").conversation.as_deref(), Some("fixed"));
 }
+
+fn own(chat: Recipient) -> MessageRef {
+    MessageRef {
+        wa_id: "3EB0MINE".into(),
+        chat,
+        from_me: true,
+        sender: None,
+    }
+}
+
+#[test]
+fn an_edit_names_its_message_and_carries_the_new_text() {
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let built = build_ok(
+        &outgoing(
+            bob(),
+            Content::Edit {
+                target: own(bob()),
+                body: "see you at 6".into(),
+            },
+        ),
+        &WireContext::default(),
+    );
+    let protocol = built.message.protocol_message.as_option();
+    assert_eq!(protocol.and_then(|p| p.r#type), Some(Type::MessageEdit));
+    let key = protocol.and_then(|p| p.key.as_option());
+    assert_eq!(key.and_then(|k| k.id.as_deref()), Some("3EB0MINE"));
+    assert_eq!(key.and_then(|k| k.from_me), Some(true));
+    assert_eq!(key.and_then(|k| k.participant.as_deref()), None);
+    assert_eq!(
+        protocol
+            .and_then(|p| p.edited_message.as_option())
+            .and_then(|m| m.conversation.as_deref()),
+        Some("see you at 6")
+    );
+    assert!(protocol.and_then(|p| p.timestamp_ms).is_some());
+    assert_eq!(
+        whatsapp_rust::wacore::types::message::EditAttribute::infer_from_message(&built.message),
+        Some(whatsapp_rust::wacore::types::message::EditAttribute::MessageEdit),
+        "the stanza's edit attribute follows from the content"
+    );
+
+    // In a group the edit names its author: this account.
+    let in_group = outgoing(
+        group(),
+        Content::Edit {
+            target: own(group()),
+            body: "x".into(),
+        },
+    );
+    assert_eq!(
+        build(&in_group, &WireContext::default()).err(),
+        Some(WireError::UnknownSender)
+    );
+    let me: Jid = "15550001111:3@s.whatsapp.net".parse().unwrap();
+    let built = build_ok(
+        &in_group,
+        &WireContext {
+            own_jid: Some(&me),
+            ..WireContext::default()
+        },
+    );
+    assert_eq!(
+        built
+            .message
+            .protocol_message
+            .as_option()
+            .and_then(|p| p.key.as_option())
+            .and_then(|k| k.participant.as_deref()),
+        Some("15550001111@s.whatsapp.net")
+    );
+}
+
+#[test]
+fn a_revoke_is_the_senders_own_delete() {
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let built = build_ok(
+        &outgoing(
+            group(),
+            Content::Revoke {
+                target: own(group()),
+            },
+        ),
+        &WireContext::default(),
+    );
+    let protocol = built.message.protocol_message.as_option();
+    assert_eq!(protocol.and_then(|p| p.r#type), Some(Type::Revoke));
+    let key = protocol.and_then(|p| p.key.as_option());
+    assert_eq!(key.and_then(|k| k.id.as_deref()), Some("3EB0MINE"));
+    assert_eq!(key.and_then(|k| k.from_me), Some(true));
+    assert_eq!(key.and_then(|k| k.participant.as_deref()), None);
+    assert_eq!(
+        whatsapp_rust::wacore::types::message::EditAttribute::infer_from_message(&built.message),
+        Some(whatsapp_rust::wacore::types::message::EditAttribute::SenderRevoke)
+    );
+}

@@ -1,12 +1,17 @@
-//! The narrow face of a live WhatsApp connection that the outbox sends
-//! through. Implemented by whatsapp-rust's `Client`; a test double stands
-//! in for narrow unit tests only.
+//! The narrow face of a live WhatsApp connection: what the outbox sends
+//! through, and the few calls the API makes straight on a `working`
+//! session (read receipts, typing, contact checks). Implemented by
+//! whatsapp-rust's `Client`; a test double stands in for narrow unit tests
+//! only.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid;
+use whatsapp_rust::features::ChatStateType;
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -21,6 +26,31 @@ pub enum SendFailure {
     /// Will never succeed as asked.
     #[error("refused: {0}")]
     Invalid(String),
+}
+
+/// What the chat shows this account doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Typing {
+    /// "typing…"
+    Composing,
+    /// "recording audio…"
+    Recording,
+    /// Stops either.
+    Paused,
+}
+
+/// Whether one number has WhatsApp, as WhatsApp answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ContactCheck {
+    /// The number as asked (digits).
+    pub phone: String,
+    pub on_whatsapp: bool,
+    /// The JID to send to, when it has WhatsApp.
+    pub jid: Option<String>,
+    /// Its LID, when WhatsApp told it.
+    pub lid: Option<String>,
+    pub business: bool,
 }
 
 #[async_trait]
@@ -39,6 +69,21 @@ pub trait Messenger: Send + Sync {
         kind: MediaKind,
         mime_type: String,
     ) -> Result<UploadedMedia, SendFailure>;
+
+    /// Sends read receipts for `wa_ids` in `chat`; in a group, `sender` is
+    /// who wrote them.
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        sender: Option<&Jid>,
+        wa_ids: &[String],
+    ) -> Result<(), SendFailure>;
+
+    /// Shows `typing` in `chat`.
+    async fn typing(&self, chat: &Jid, typing: Typing) -> Result<(), SendFailure>;
+
+    /// Asks WhatsApp which of `phones` (digits) have an account.
+    async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure>;
 }
 
 pub struct ClientMessenger {
@@ -80,6 +125,72 @@ impl Messenger for ClientMessenger {
         crate::messages::upload(&self.client, bytes, kind, mime_type)
             .await
             .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        sender: Option<&Jid>,
+        wa_ids: &[String],
+    ) -> Result<(), SendFailure> {
+        let ids: Vec<&str> = wa_ids.iter().map(String::as_str).collect();
+        self.client
+            .mark_as_read(chat, sender, &ids)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn typing(&self, chat: &Jid, typing: Typing) -> Result<(), SendFailure> {
+        let state = match typing {
+            Typing::Composing => ChatStateType::Composing,
+            Typing::Recording => ChatStateType::Recording,
+            Typing::Paused => ChatStateType::Paused,
+        };
+        self.client
+            .chatstate()
+            .send(chat, state)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure> {
+        let jids: Vec<Jid> = phones.iter().map(|p| Jid::pn(p.as_str())).collect();
+        let found = self
+            .client
+            .contacts()
+            .is_on_whatsapp(&jids)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))?;
+        // One answer per number asked, in the order asked; a number the
+        // server did not mention has no account.
+        Ok(phones
+            .iter()
+            .map(|phone| {
+                let hit = found.iter().find(|r| {
+                    r.jid.user == *phone || r.pn_jid.as_ref().is_some_and(|pn| pn.user == *phone)
+                });
+                match hit {
+                    Some(r) if r.is_registered => ContactCheck {
+                        phone: phone.clone(),
+                        on_whatsapp: true,
+                        jid: Some(r.pn_jid.as_ref().unwrap_or(&r.jid).to_non_ad().to_string()),
+                        lid: r
+                            .lid
+                            .as_ref()
+                            .or(r.jid.is_lid().then_some(&r.jid))
+                            .map(|l| l.to_non_ad().to_string()),
+                        business: r.is_business,
+                    },
+                    _ => ContactCheck {
+                        phone: phone.clone(),
+                        on_whatsapp: false,
+                        jid: None,
+                        lid: None,
+                        business: false,
+                    },
+                }
+            })
+            .collect())
     }
 }
 

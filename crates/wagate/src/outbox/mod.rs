@@ -6,6 +6,6 @@ mod pacing;
 mod prepare;
 mod worker;
 
-pub use messenger::{ClientMessenger, Messenger, SendFailure};
+pub use messenger::{ClientMessenger, ContactCheck, Messenger, SendFailure, Typing};
 pub use pacing::{Pacer, PacingPolicy};
 pub use worker::{OutboxError, OutboxInputs, OutboxPolicy, OutboxWorker};

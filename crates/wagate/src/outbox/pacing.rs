@@ -10,9 +10,15 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::domain::{PerMinute, SessionPace};
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PacingPolicy {
+    /// All sends; 0 turns pacing off altogether, new chats included
+    /// (benchmarks).
     pub per_minute: u32,
+    /// Sends to chats the number never messaged; 0 gives them no budget
+    /// of their own.
     pub new_chats_per_minute: u32,
     /// Each gap is stretched or shrunk by up to this fraction (0.0..=0.9).
     pub jitter: f64,
@@ -29,29 +35,50 @@ impl Default for PacingPolicy {
 }
 
 impl PacingPolicy {
+    /// The gateway's pace with what one session overrides of it.
+    pub fn for_session(self, pace: SessionPace) -> Self {
+        Self {
+            per_minute: pace.per_minute.map_or(self.per_minute, PerMinute::get),
+            new_chats_per_minute: pace
+                .new_chats_per_minute
+                .map_or(self.new_chats_per_minute, PerMinute::get),
+            jitter: self.jitter,
+        }
+    }
+
+    /// The gap after a send against a budget of `per_minute`; none for 0.
     fn gap(&self, per_minute: u32) -> Duration {
-        let base = Duration::from_secs(60) / per_minute.max(1);
+        if per_minute == 0 {
+            return Duration::ZERO;
+        }
+        let base = Duration::from_secs(60) / per_minute;
         let jitter = self.jitter.clamp(0.0, 0.9);
         base.mul_f64(1.0 + rand::rng().random_range(-jitter..=jitter))
     }
 }
 
-/// When the session may send next; `None` policy means no pacing.
+/// When the session may send next.
 #[derive(Debug)]
 pub struct Pacer {
-    policy: Option<PacingPolicy>,
+    policy: PacingPolicy,
     next_any: Instant,
     next_new_chat: Instant,
 }
 
 impl Pacer {
-    pub fn new(policy: Option<PacingPolicy>) -> Self {
+    pub fn new(policy: PacingPolicy) -> Self {
         let now = Instant::now();
         Self {
             policy,
             next_any: now,
             next_new_chat: now,
         }
+    }
+
+    /// A new pace from now on; a wait already begun keeps its end, so
+    /// lowering the pace cannot make a burst.
+    pub fn set_policy(&mut self, policy: PacingPolicy) {
+        self.policy = policy;
     }
 
     /// The earliest time a message (to a new chat or not) may go out.
@@ -65,10 +92,12 @@ impl Pacer {
 
     /// Takes a send's share of the budget.
     pub fn sent(&mut self, new_chat: bool, now: Instant) {
-        let Some(policy) = self.policy else { return };
-        self.next_any = now + policy.gap(policy.per_minute);
+        if self.policy.per_minute == 0 {
+            return;
+        }
+        self.next_any = now + self.policy.gap(self.policy.per_minute);
         if new_chat {
-            self.next_new_chat = now + policy.gap(policy.new_chats_per_minute);
+            self.next_new_chat = now + self.policy.gap(self.policy.new_chats_per_minute);
         }
     }
 }
@@ -84,7 +113,7 @@ mod tests {
             new_chats_per_minute: 6,
             jitter: 0.0,
         };
-        let mut pacer = Pacer::new(Some(policy));
+        let mut pacer = Pacer::new(policy);
         let start = Instant::now();
         assert_eq!(pacer.ready_at(true), start, "the first send goes at once");
         pacer.sent(true, start);
@@ -99,7 +128,7 @@ mod tests {
             new_chats_per_minute: 6,
             jitter: 0.5,
         };
-        let mut pacer = Pacer::new(Some(policy));
+        let mut pacer = Pacer::new(policy);
         for _ in 0..100 {
             let now = Instant::now();
             pacer.sent(false, now);
@@ -112,10 +141,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn no_policy_means_no_waiting() {
-        let mut pacer = Pacer::new(None);
+    async fn a_pace_of_zero_means_no_waiting() {
+        let mut pacer = Pacer::new(PacingPolicy {
+            per_minute: 0,
+            new_chats_per_minute: 6,
+            jitter: 0.3,
+        });
         let now = Instant::now();
         pacer.sent(true, now);
         assert_eq!(pacer.ready_at(true), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_overrides_what_it_sets_and_follows_the_rest() {
+        let gateway = PacingPolicy {
+            per_minute: 0,
+            new_chats_per_minute: 6,
+            jitter: 0.0,
+        };
+        let per_minute = |n| PerMinute::try_from(n).ok();
+        let paced = gateway.for_session(SessionPace {
+            per_minute: per_minute(60),
+            new_chats_per_minute: None,
+        });
+        assert_eq!((paced.per_minute, paced.new_chats_per_minute), (60, 6));
+        assert_eq!(gateway.for_session(SessionPace::default()), gateway);
+
+        // Changed while running: the next gap follows the new pace.
+        let mut pacer = Pacer::new(gateway);
+        let now = Instant::now();
+        pacer.sent(false, now);
+        assert_eq!(pacer.ready_at(false), now);
+        pacer.set_policy(paced);
+        pacer.sent(false, now);
+        assert_eq!(pacer.ready_at(false), now + Duration::from_secs(1));
     }
 }

@@ -19,7 +19,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::messenger::{Messenger, SendFailure};
 use super::pacing::{Pacer, PacingPolicy};
 use super::prepare::{self, PrepareError};
-use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, SessionId};
+use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, SessionId, SessionPace};
 use crate::events::{Envelope, EventHub};
 use crate::messages::MediaFetcher;
 use crate::session::engine::Delivery;
@@ -44,8 +44,8 @@ pub struct OutboxPolicy {
     pub retry_max: Duration,
     /// The largest media download.
     pub media_limit_bytes: usize,
-    /// `None` turns pacing off (benchmarks).
-    pub pacing: Option<PacingPolicy>,
+    /// The gateway's send pace; each session may override it.
+    pub pacing: PacingPolicy,
 }
 
 impl Default for OutboxPolicy {
@@ -56,7 +56,7 @@ impl Default for OutboxPolicy {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             media_limit_bytes: 16 * 1024 * 1024,
-            pacing: Some(PacingPolicy::default()),
+            pacing: PacingPolicy::default(),
         }
     }
 }
@@ -74,6 +74,8 @@ pub struct OutboxInputs {
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     /// Notified when a message is accepted.
     pub wake: Arc<Notify>,
+    /// The session's own send pace, changed by `PATCH /sessions/{id}`.
+    pub pace: watch::Receiver<SessionPace>,
 }
 
 pub struct OutboxWorker {
@@ -110,12 +112,13 @@ impl OutboxWorker {
         inputs: OutboxInputs,
         cancel: CancellationToken,
     ) -> Self {
+        let pace = *inputs.pace.borrow();
         Self {
             session,
             store,
             hub,
             fetcher,
-            pacer: Pacer::new(policy.pacing),
+            pacer: Pacer::new(policy.pacing.for_session(pace)),
             policy,
             inputs,
             in_flight: HashMap::new(),
@@ -163,6 +166,13 @@ impl OutboxWorker {
                     if lost && let Err(error) = self.on_connection_lost().await {
                         tracing::error!(%error, "could not requeue in-flight messages");
                     }
+                }
+                changed = self.inputs.pace.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let pace = *self.inputs.pace.borrow_and_update();
+                    self.pacer.set_policy(self.policy.pacing.for_session(pace));
                 }
                 () = self.inputs.wake.notified() => {}
                 () = wait_until(next_wake) => {}

@@ -98,6 +98,7 @@ mod tests {
                 id: SessionId::new(),
                 org_id: org.id,
                 label: None,
+                pace: Default::default(),
             })
             .await?;
         let hub = EventHub::new(HubLimits {

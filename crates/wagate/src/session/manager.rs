@@ -14,15 +14,15 @@ use super::engine::Engine;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
-use crate::domain::{Label, MessageId, OrgId, Phone, SessionId, SessionStatus};
+use crate::domain::{Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus};
 use crate::events::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
-use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
+use crate::outbox::{Messenger, OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
 
 use crate::store::{
-    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession, SessionPage,
-    SessionQuery, SessionRecord, StatusStep, Store, StoreError,
+    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
+    SessionChanges, SessionPage, SessionQuery, SessionRecord, StatusStep, Store, StoreError,
 };
 
 /// Commands are handled one at a time; a short queue is plenty.
@@ -40,6 +40,8 @@ pub enum ManagerError {
     QrNotReady,
     #[error("the session is {0}, so it sends nothing")]
     NotSending(SessionStatus),
+    #[error("the session is {0}, not working")]
+    NotWorking(SessionStatus),
     #[error("message not found")]
     MessageNotFound,
     #[error("this Idempotency-Key was used for a different request")]
@@ -64,6 +66,8 @@ struct Handle {
     working: watch::Receiver<Working>,
     /// Wakes the session's outbox worker when a message is accepted.
     outbox: Arc<Notify>,
+    /// The session's own send pace, for its outbox worker.
+    pace: watch::Sender<SessionPace>,
 }
 
 #[derive(Clone)]
@@ -156,6 +160,7 @@ impl SessionManager {
         &self,
         org: OrgId,
         label: Option<Label>,
+        pace: SessionPace,
         start: bool,
     ) -> Result<SessionRecord, ManagerError> {
         let record = self
@@ -166,6 +171,7 @@ impl SessionManager {
                 id: SessionId::new(),
                 org_id: org,
                 label,
+                pace,
             })
             .await?;
         self.spawn(&record);
@@ -197,18 +203,24 @@ impl SessionManager {
             .await?)
     }
 
-    pub async fn relabel(
+    /// Relabels or repaces a session; a new pace applies to its next send.
+    pub async fn update(
         &self,
         org: OrgId,
         id: SessionId,
-        label: Option<Label>,
+        changes: &SessionChanges,
     ) -> Result<SessionRecord, ManagerError> {
-        self.inner
+        let record = self
+            .inner
             .store
             .sessions()
-            .set_label(org, id, label.as_ref())
+            .update_session(org, id, changes)
             .await?
-            .ok_or(ManagerError::NotFound)
+            .ok_or(ManagerError::NotFound)?;
+        if let Some(handle) = self.inner.handles().get(&id) {
+            handle.pace.send_replace(record.pace);
+        }
+        Ok(record)
     }
 
     pub async fn start(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
@@ -346,6 +358,21 @@ impl SessionManager {
     /// Watches the session's live connection: `Some` while it is
     /// `working`. Senders go through it directly, never through the
     /// supervisor, whose loop waits on store writes and reconnects.
+    /// The live connection of a `working` session of `org`, for the calls
+    /// that go straight to WhatsApp instead of through the outbox.
+    pub async fn live_messenger(
+        &self,
+        org: OrgId,
+        session: SessionId,
+    ) -> Result<Arc<dyn Messenger>, ManagerError> {
+        let record = self.get(org, session).await?;
+        let link = self
+            .working(session)
+            .and_then(|working| working.borrow().clone());
+        link.and_then(|link| link.messenger())
+            .ok_or(ManagerError::NotWorking(record.status))
+    }
+
     pub fn working(&self, id: SessionId) -> Option<watch::Receiver<Working>> {
         self.inner
             .handles()
@@ -400,6 +427,7 @@ impl SessionManager {
         let (working_tx, working) = watch::channel(None);
         let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         let outbox = Arc::new(Notify::new());
+        let (pace_tx, pace) = watch::channel(record.pace);
         let cancel = self.inner.cancel.child_token();
         let worker = OutboxWorker::new(
             record.id,
@@ -411,6 +439,7 @@ impl SessionManager {
                 working: working.clone(),
                 deliveries,
                 wake: Arc::clone(&outbox),
+                pace,
             },
             cancel.clone(),
         );
@@ -435,6 +464,7 @@ impl SessionManager {
                 live,
                 working,
                 outbox,
+                pace: pace_tx,
             },
         );
         self.inner.tasks.spawn(supervisor.run());

@@ -22,7 +22,8 @@ pub use messages::{
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
 pub use sessions::{
-    Cursor, InvalidCursor, NewSession, SessionPage, SessionQuery, SessionRecord, SessionStore,
+    Cursor, InvalidCursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord,
+    SessionStore,
 };
 pub use sqlite::SqliteStore;
 pub use users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::domain::{Label, OrgId, PerMinute, SessionId, SessionPace, SessionStatus, StatusReason};
 use crate::events::Envelope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct SessionRecord {
     pub status_reason: Option<StatusReason>,
     pub phone: Option<String>,
     pub push_name: Option<String>,
+    /// What this session overrides of the gateway's send pace.
+    pub pace: SessionPace,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -36,6 +38,16 @@ pub struct NewSession {
     pub id: SessionId,
     pub org_id: OrgId,
     pub label: Option<Label>,
+    pub pace: SessionPace,
+}
+
+/// What a `PATCH` changes: `None` leaves a field as it is, `Some(None)`
+/// clears it (a cleared pace follows the gateway's).
+#[derive(Debug, Clone, Default)]
+pub struct SessionChanges {
+    pub label: Option<Option<Label>>,
+    pub per_minute: Option<Option<PerMinute>>,
+    pub new_chats_per_minute: Option<Option<PerMinute>>,
 }
 
 /// A position in the `(created_at, id)` order of an organization's
@@ -103,11 +115,12 @@ pub trait SessionStore: Send + Sync {
         org: OrgId,
         query: &SessionQuery,
     ) -> Result<SessionPage, StoreError>;
-    async fn set_label(
+    /// Applies `changes`; `None` when the organization has no such session.
+    async fn update_session(
         &self,
         org: OrgId,
         id: SessionId,
-        label: Option<&Label>,
+        changes: &SessionChanges,
     ) -> Result<Option<SessionRecord>, StoreError>;
     async fn delete_session(&self, org: OrgId, id: SessionId) -> Result<bool, StoreError>;
 

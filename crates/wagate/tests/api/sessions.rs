@@ -208,6 +208,64 @@ async fn patch_changes_or_clears_the_label() {
 }
 
 #[tokio::test]
+async fn a_session_has_its_own_send_pace_or_follows_the_gateway() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(json!({ "start": false, "send_per_minute": 10 })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let body = created.json();
+    assert_eq!(body["send_per_minute"], 10);
+    assert!(body["send_new_chats_per_minute"].is_null());
+    let uri = format!(
+        "/api/v1/sessions/{}",
+        body["id"].as_str().unwrap_or_default()
+    );
+
+    let repaced = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(json!({ "send_new_chats_per_minute": 2, "label": "Paced" })),
+        )
+        .await
+        .json();
+    assert_eq!(
+        (
+            &repaced["send_per_minute"],
+            &repaced["send_new_chats_per_minute"]
+        ),
+        (&json!(10), &json!(2))
+    );
+    let reread = app.call(Method::GET, &uri, None).await.json();
+    assert_eq!(reread["send_new_chats_per_minute"], 2);
+    let followed = app
+        .call(
+            Method::PATCH,
+            &uri,
+            Some(json!({ "send_per_minute": null })),
+        )
+        .await
+        .json();
+    assert!(followed["send_per_minute"].is_null());
+    assert_eq!(followed["send_new_chats_per_minute"], 2);
+    assert_eq!(followed["label"], "Paced");
+
+    for bad in [
+        json!({ "send_per_minute": 601 }),
+        json!({ "send_per_minute": -1 }),
+    ] {
+        app.call(Method::PATCH, &uri, Some(bad.clone()))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+}
+
+#[tokio::test]
 async fn lifecycle_actions_on_a_stopped_session() {
     let app = TestApp::spawn().await;
     let id = app.stopped_session().await;

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod actions;
 mod crash;
 mod linking;
 mod messaging;

@@ -21,13 +21,13 @@ impl Events {
 }
 
 /// A phone number that has WhatsApp.
-fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
+pub fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
     sim.handle()
         .register_phone(phone)
         .unwrap_or_else(|e| panic!("register {phone}: {e}"));
 }
 
-async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
+pub async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
     gateway
         .call(
             Method::POST,
@@ -162,7 +162,20 @@ async fn the_same_idempotency_key_gives_one_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
-    let (_sim, _dir, gateway, _events) = world(Limits::default()).await;
+    use base64::Engine as _;
+
+    let sim = simulator().await;
+    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    // A small media cap, so "too large" needs no large request.
+    let gateway = Gateway::start_with(
+        wagate::config::Config {
+            media_limit_bytes: 64 * 1024,
+            ..config(&sim, dir.path(), &Limits::default())
+        },
+        None,
+    )
+    .await;
+    let mut events = gateway.events().await;
     let (status, created) = gateway
         .call(Method::POST, "/sessions", Some(json!({ "start": false })))
         .await;
@@ -202,6 +215,33 @@ async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
             422,
             "unknown_message_kind",
         ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "text": { "body": "hi" }, "location": { "latitude": 1.0, "longitude": 2.0 } }),
+            422,
+            "multiple_message_kinds",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "image": { "url": "ftp://example.com/a.jpg" } }),
+            422,
+            "unsupported_url",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "sticker": { "url": "https://example.com/a.webp", "caption": "no" } }),
+            422,
+            "caption_not_allowed",
+        ),
+        (
+            stopped.as_str(),
+            json!({ "to": BOB, "document": {
+                "base64": base64::engine::general_purpose::STANDARD.encode(vec![7u8; 65 * 1024]),
+                "file_name": "big.bin",
+            } }),
+            413,
+            "payload_too_large",
+        ),
     ] {
         let (status, body) = send(&gateway, session, body.clone()).await;
         assert_eq!(status, want_status, "{body}");
@@ -211,6 +251,18 @@ async fn bad_send_requests_get_a_clear_4xx_and_store_nothing() {
         .call(Method::GET, &format!("/sessions/{stopped}/messages"), None)
         .await;
     assert_eq!(list["data"], json!([]), "nothing stored");
+
+    // A logged-out session sends nothing either, and says why.
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{session}/logout"), None)
+        .await;
+    assert_eq!(status, 200);
+    events.status(&session, "logged_out").await;
+    let (status, body) = send(&gateway, &session, text.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "logged_out");
+    assert_eq!(body["error"]["details"]["status"], "logged_out");
     gateway.stop().await;
 }
 
@@ -411,5 +463,92 @@ async fn read_and_played_receipts_move_the_status_on_and_a_nack_fails_it() {
         .await;
     assert_eq!(read["status"], "failed");
     assert_eq!(read["failure"]["code"], 463);
+    gateway.stop().await;
+}
+
+/// Serves `routes` (path → (content type, bytes)) on loopback; anything
+/// else is a 404.
+async fn media_host(routes: Vec<(&'static str, &'static str, Vec<u8>)>) -> String {
+    use axum::http::header::CONTENT_TYPE;
+    let mut app = axum::Router::new();
+    for (path, mime, bytes) in routes {
+        app = app.route(
+            path,
+            axum::routing::get(move || {
+                let bytes = bytes.clone();
+                async move { ([(CONTENT_TYPE, mime)], bytes) }
+            }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_from_a_url_arrives_intact_or_fails_with_a_reason() {
+    let sim = simulator().await;
+    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start_with(
+        wagate::config::Config {
+            media_limit_bytes: 64 * 1024,
+            ..config(&sim, dir.path(), &Limits::default())
+        },
+        None,
+    )
+    .await;
+    let mut events = gateway.events().await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    has_whatsapp(&sim, BOB);
+    let picture: Vec<u8> = (0..30_000u32).map(|i| (i % 241) as u8).collect();
+    let host = media_host(vec![
+        ("/picture.png", "image/png", picture.clone()),
+        ("/huge.png", "image/png", vec![1u8; 65 * 1024]),
+    ])
+    .await;
+
+    let (status, fetched) = send(
+        &gateway,
+        &session,
+        json!({ "to": BOB, "image": { "url": format!("{host}/picture.png"), "caption": "from a url" } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{fetched}");
+    let wa_id = fetched["wa_id"].as_str().unwrap_or_default().to_string();
+    let shown = sim
+        .handle()
+        .wait_phone_message(BOB, WAIT, |m| m.id == wa_id)
+        .await
+        .unwrap_or_else(|| panic!("{BOB} never showed {wa_id}"));
+    assert_eq!(shown.kind, "image");
+    assert_eq!(shown.text.as_deref(), Some("from a url"));
+    let bytes = sim
+        .handle()
+        .phone_media(BOB, &wa_id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        bytes.as_ref(),
+        picture.as_slice(),
+        "decrypted byte for byte"
+    );
+
+    for (path, reason) in [
+        ("/missing.png", "media_unreachable"),
+        ("/huge.png", "media_too_large"),
+    ] {
+        let (status, accepted) = send(
+            &gateway,
+            &session,
+            json!({ "to": BOB, "image": { "url": format!("{host}{path}") } }),
+        )
+        .await;
+        assert_eq!(status, 202, "{accepted}");
+        let id = accepted["id"].as_str().unwrap_or_default().to_string();
+        let failed = events.message_status(&session, &id, "failed").await;
+        assert_eq!(failed["data"]["failure"]["reason"], reason, "{failed}");
+    }
     gateway.stop().await;
 }

@@ -146,6 +146,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
                 id: SessionId::new(),
                 org_id: org.id,
                 label: Label::try_from("test".to_string()).ok(),
+                pace: Default::default(),
             })
             .await
     }

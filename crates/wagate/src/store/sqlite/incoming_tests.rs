@@ -17,6 +17,7 @@ async fn setup() -> Result<(SqliteStore, OrgId, SessionId), StoreError> {
             id: SessionId::new(),
             org_id: org.id,
             label: None,
+            pace: Default::default(),
         })
         .await?;
     Ok((store, org.id, session.id))

@@ -21,7 +21,7 @@ use super::{
     EventStore, MessageStore, OrgStore, Organization, SessionRecord, SessionStore, Store,
     StoreError, UserStore, from_millis,
 };
-use crate::domain::{Label, StatusReason};
+use crate::domain::{Label, PerMinute, SessionPace, StatusReason};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -87,9 +87,25 @@ pub(super) fn session(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
             .transpose()?,
         phone: row.try_get("phone")?,
         push_name: row.try_get("push_name")?,
+        pace: SessionPace {
+            per_minute: pace(row, "send_per_minute")?,
+            new_chats_per_minute: pace(row, "send_new_chats_per_minute")?,
+        },
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
     })
+}
+
+fn pace(row: &SqliteRow, column: &'static str) -> Result<Option<PerMinute>, StoreError> {
+    let value: Option<i64> = row.try_get(column)?;
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .ok()
+                .and_then(|v| PerMinute::try_from(v).ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("sessions.{column}: {v}")))
+        })
+        .transpose()
 }
 
 pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -123,7 +139,7 @@ mod tests {
     use super::*;
     use crate::domain::{OrgId, SessionId, SessionStatus, TokenHash, TokenId};
     use crate::events::{Envelope, EventData};
-    use crate::store::{NewSession, SessionQuery, TokenRecord};
+    use crate::store::{NewSession, SessionChanges, SessionQuery, TokenRecord};
 
     fn status_event(org: OrgId, session: SessionId, status: SessionStatus) -> Envelope {
         Envelope::new(
@@ -197,11 +213,17 @@ mod tests {
                 id: SessionId::new(),
                 org_id: acme.id,
                 label: None,
+                pace: Default::default(),
             })
             .await?;
         assert_eq!(store.get_session(other.id, created.id).await?, None);
         assert!(!store.delete_session(other.id, created.id).await?);
-        assert_eq!(store.set_label(other.id, created.id, None).await?, None);
+        assert_eq!(
+            store
+                .update_session(other.id, created.id, &SessionChanges::default())
+                .await?,
+            None
+        );
         assert_eq!(
             store.get_session(acme.id, created.id).await?.map(|s| s.id),
             Some(created.id)
@@ -221,6 +243,7 @@ mod tests {
                     id: SessionId::new(),
                     org_id: org.id,
                     label: None,
+                    pace: Default::default(),
                 })
                 .await?;
             ids.push(s.id);
@@ -286,6 +309,7 @@ mod tests {
                 id: SessionId::new(),
                 org_id: org.id,
                 label: Label::try_from("sales".to_string()).ok(),
+                pace: Default::default(),
             })
             .await?;
         store
@@ -344,6 +368,7 @@ mod tests {
                 id: SessionId::new(),
                 org_id: org.id,
                 label: None,
+                pace: Default::default(),
             })
             .await?;
         store

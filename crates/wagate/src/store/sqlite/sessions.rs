@@ -4,11 +4,11 @@ use async_trait::async_trait;
 
 use super::events::append_event;
 use super::{SqliteStore, session};
-use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::domain::{Label, OrgId, PerMinute, SessionId, SessionStatus, StatusReason};
 use crate::events::Envelope;
 use crate::store::{
-    Cursor, NewSession, SessionPage, SessionQuery, SessionRecord, SessionStore, StoreError, millis,
-    now,
+    Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
+    StoreError, millis, now,
 };
 
 /// Expands to a string literal so queries stay `&'static str`, which sqlx
@@ -16,7 +16,8 @@ use crate::store::{
 macro_rules! select_sessions {
     ($($rest:literal)*) => {
         concat!(
-            "SELECT id, org_id, label, status, status_reason, phone, push_name, created_at, updated_at \
+            "SELECT id, org_id, label, status, status_reason, phone, push_name, \
+             send_per_minute, send_new_chats_per_minute, created_at, updated_at \
              FROM sessions ",
             $($rest),*
         )
@@ -35,17 +36,21 @@ impl SessionStore for SqliteStore {
             status_reason: None,
             phone: None,
             push_name: None,
+            pace: new.pace,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
-            "INSERT INTO sessions (id, org_id, label, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sessions (id, org_id, label, status, send_per_minute, \
+             send_new_chats_per_minute, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record.id.to_string())
         .bind(record.org_id.to_string())
         .bind(record.label.as_ref().map(Label::as_str))
         .bind(record.status.as_str())
+        .bind(new.pace.per_minute.map(PerMinute::get))
+        .bind(new.pace.new_chats_per_minute.map(PerMinute::get))
         .bind(millis(now))
         .bind(millis(now))
         .execute(&self.pool)
@@ -100,16 +105,27 @@ impl SessionStore for SqliteStore {
         Ok(SessionPage { sessions, next })
     }
 
-    async fn set_label(
+    async fn update_session(
         &self,
         org: OrgId,
         id: SessionId,
-        label: Option<&Label>,
+        changes: &SessionChanges,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        // Each field: a flag saying whether to set it, then its value.
         let result = sqlx::query(
-            "UPDATE sessions SET label = $1, updated_at = $2 WHERE id = $3 AND org_id = $4",
+            "UPDATE sessions SET \
+               label = CASE WHEN $1 THEN $2 ELSE label END, \
+               send_per_minute = CASE WHEN $3 THEN $4 ELSE send_per_minute END, \
+               send_new_chats_per_minute = CASE WHEN $5 THEN $6 ELSE send_new_chats_per_minute END, \
+               updated_at = $7 \
+             WHERE id = $8 AND org_id = $9",
         )
-        .bind(label.map(Label::as_str))
+        .bind(changes.label.is_some())
+        .bind(changes.label.as_ref().and_then(|l| l.as_ref().map(Label::as_str)))
+        .bind(changes.per_minute.is_some())
+        .bind(changes.per_minute.flatten().map(PerMinute::get))
+        .bind(changes.new_chats_per_minute.is_some())
+        .bind(changes.new_chats_per_minute.flatten().map(PerMinute::get))
         .bind(millis(now()))
         .bind(id.to_string())
         .bind(org.to_string())

@@ -1,0 +1,5 @@
+-- A session's own send pace, overriding the gateway's (`send_per_minute`,
+-- `send_new_chats_per_minute`). NULL follows the gateway's setting; 0 turns
+-- that budget off for the session.
+ALTER TABLE sessions ADD COLUMN send_per_minute INTEGER;
+ALTER TABLE sessions ADD COLUMN send_new_chats_per_minute INTEGER;
