@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::egress::EgressPolicy;
 use crate::events::{EventHub, HubLimits};
 use crate::http;
+use crate::media_cache::MediaCache;
+use crate::retention::Retention;
 use crate::session::backoff::RetryPolicy;
 use crate::session::engine::Engine;
 use crate::session::whatsapp::WhatsAppEngine;
@@ -42,6 +44,10 @@ pub struct AppState {
     pub dashboard: crate::dashboard::Dashboard,
     /// Which addresses webhook URLs may point at.
     pub egress: EgressPolicy,
+    /// Downloaded incoming media.
+    pub media_cache: MediaCache,
+    /// How long the event log keeps events (and their webhook deliveries).
+    pub event_retention: Duration,
 }
 
 impl AppState {
@@ -78,26 +84,12 @@ impl AppState {
             shutdown,
             dashboard: crate::dashboard::Dashboard::default(),
             egress: config.egress_policy(),
-        }
-    }
-}
-
-/// How often old events (and their webhook deliveries) are pruned.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Deletes events older than `retention`, and with them their webhook
-/// deliveries, now and then every [`PRUNE_INTERVAL`], until `cancel`.
-async fn prune_events(store: Arc<dyn Store>, retention: Duration, cancel: CancellationToken) {
-    loop {
-        let before = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
-        match store.events().prune_events(before).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "old events pruned"),
-            Err(error) => tracing::error!(%error, "could not prune old events"),
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = tokio::time::sleep(PRUNE_INTERVAL) => {}
+            media_cache: MediaCache::new(
+                config.media_cache_dir(),
+                config.media_cache_bytes,
+                Duration::from_secs(config.media_cache_retention_secs),
+            ),
+            event_retention: config.event_retention(),
         }
     }
 }
@@ -119,7 +111,6 @@ pub struct Application {
     /// [`Application::add_task`]).
     tasks: Vec<(&'static str, BoxFuture<'static, anyhow::Result<()>>)>,
     webhooks: Dispatcher,
-    event_retention: Duration,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -171,7 +162,6 @@ impl Application {
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             tasks: Vec::new(),
             webhooks,
-            event_retention: config.event_retention(),
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -233,7 +223,6 @@ impl Application {
             shutdown_timeout,
             tasks: mut extra,
             webhooks,
-            event_retention,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -244,7 +233,11 @@ impl Application {
         let resumed = sessions.resume_all().await.context("resuming sessions")?;
         tracing::info!(%addr, resumed, "wagate listening");
 
-        let store = Arc::clone(&state.store);
+        let retention = Retention {
+            store: Arc::clone(&state.store),
+            media: state.media_cache.clone(),
+            events_for: state.event_retention,
+        };
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         let server_shutdown = shutdown.clone();
@@ -265,11 +258,11 @@ impl Application {
                 Ok(())
             }),
         ));
-        let prune_stop = shutdown.child_token();
+        let retention_stop = shutdown.child_token();
         extra.push((
-            "event pruning",
+            "retention",
             Box::pin(async move {
-                prune_events(store, event_retention, prune_stop).await;
+                retention.run(retention_stop).await;
                 Ok(())
             }),
         ));

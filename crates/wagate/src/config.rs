@@ -66,7 +66,9 @@ pub struct Config {
     /// Let webhooks and media URLs reach loopback, private and link-local
     /// addresses. Off by default (SSRF); tests and the sandbox turn it on.
     pub allow_private_network: bool,
-    /// How long events (and with them the webhook delivery log) are kept.
+    /// How long the event log keeps events (and with them the webhook
+    /// delivery log): a realtime client can resume (`?since=`) from any
+    /// event this recent. Default 7 days.
     pub event_retention_secs: u64,
     /// One webhook attempt: connect, send and the answer.
     pub webhook_timeout_secs: u64,
@@ -82,6 +84,12 @@ pub struct Config {
     pub webhook_max_in_flight: usize,
     /// How often the webhook outbox is checked for retries coming due.
     pub webhook_poll_interval_ms: u64,
+    /// Disk space the cache of downloaded incoming media may use
+    /// (`<data_dir>/media`), in bytes; the least recently fetched files go
+    /// first. Default 1 GiB.
+    pub media_cache_bytes: u64,
+    /// How long a downloaded file stays cached. Default 7 days.
+    pub media_cache_retention_secs: u64,
 }
 
 impl Default for Config {
@@ -113,6 +121,8 @@ impl Default for Config {
             webhook_disable_after_secs: 24 * 3600,
             webhook_max_in_flight: 64,
             webhook_poll_interval_ms: 1_000,
+            media_cache_bytes: 1 << 30,
+            media_cache_retention_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -212,6 +222,10 @@ impl Config {
                 self.webhook_disable_after_secs,
             ),
             ("webhook_poll_interval_ms", self.webhook_poll_interval_ms),
+            (
+                "media_cache_retention_secs",
+                self.media_cache_retention_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -255,6 +269,11 @@ impl Config {
                 self.data_dir.join("wagate.db").display()
             ))
         })
+    }
+
+    /// Where downloaded incoming media is cached.
+    pub fn media_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("media")
     }
 
     pub fn sessions_dir(&self) -> PathBuf {

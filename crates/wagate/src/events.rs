@@ -16,6 +16,7 @@ use crate::domain::{
     EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus, StatusReason,
     WebhookId,
 };
+use crate::messages::{IncomingContent, IncomingMessage};
 use crate::webhooks::DisabledReason;
 
 /// The event names a client can filter on.
@@ -29,16 +30,28 @@ pub enum EventType {
     SessionPairingCode,
     #[serde(rename = "message.status")]
     MessageStatus,
+    #[serde(rename = "message.received")]
+    MessageReceived,
+    #[serde(rename = "message.reaction")]
+    MessageReaction,
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    #[serde(rename = "message.revoked")]
+    MessageRevoked,
     #[serde(rename = "webhook.disabled")]
     WebhookDisabled,
 }
 
 impl EventType {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 9] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::SessionPairingCode,
         Self::MessageStatus,
+        Self::MessageReceived,
+        Self::MessageReaction,
+        Self::MessageEdited,
+        Self::MessageRevoked,
         Self::WebhookDisabled,
     ];
 
@@ -48,6 +61,10 @@ impl EventType {
             Self::SessionQr => "session.qr",
             Self::SessionPairingCode => "session.pairing_code",
             Self::MessageStatus => "message.status",
+            Self::MessageReceived => "message.received",
+            Self::MessageReaction => "message.reaction",
+            Self::MessageEdited => "message.edited",
+            Self::MessageRevoked => "message.revoked",
             Self::WebhookDisabled => "webhook.disabled",
         }
     }
@@ -89,6 +106,21 @@ pub enum EventData {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         failure: Option<Failure>,
     },
+    /// A message reached the session (text, media, location, contacts,
+    /// poll), from someone else or from this account's own phone
+    /// (`from_me`). `content.type` says which shape it has.
+    #[serde(rename = "message.received")]
+    MessageReceived(Box<IncomingMessage>),
+    /// Someone reacted to a message (`content.type` is `reaction`; an empty
+    /// `emoji` removes their reaction).
+    #[serde(rename = "message.reaction")]
+    MessageReaction(Box<IncomingMessage>),
+    /// Someone edited a message they sent (`content.type` is `edit`).
+    #[serde(rename = "message.edited")]
+    MessageEdited(Box<IncomingMessage>),
+    /// Someone deleted a message for everyone (`content.type` is `revoke`).
+    #[serde(rename = "message.revoked")]
+    MessageRevoked(Box<IncomingMessage>),
     /// The gateway disabled a webhook: it answered `410 Gone`, or kept
     /// failing for longer than allowed. Its pending deliveries wait until
     /// it is enabled again. `session_id` is the session whose delivery
@@ -111,6 +143,21 @@ impl EventData {
             Self::PairingCode { .. } => EventType::SessionPairingCode,
             Self::MessageStatus { .. } => EventType::MessageStatus,
             Self::WebhookDisabled { .. } => EventType::WebhookDisabled,
+            Self::MessageReceived(_) => EventType::MessageReceived,
+            Self::MessageReaction(_) => EventType::MessageReaction,
+            Self::MessageEdited(_) => EventType::MessageEdited,
+            Self::MessageRevoked(_) => EventType::MessageRevoked,
+        }
+    }
+
+    /// The event reporting an incoming message, by what it is.
+    pub fn incoming(message: IncomingMessage) -> Self {
+        let message = Box::new(message);
+        match message.content {
+            IncomingContent::Reaction { .. } => Self::MessageReaction(message),
+            IncomingContent::Edit { .. } => Self::MessageEdited(message),
+            IncomingContent::Revoke { .. } => Self::MessageRevoked(message),
+            _ => Self::MessageReceived(message),
         }
     }
 }
@@ -160,7 +207,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, envelope: &Envelope) -> bool {
+    pub fn matches(&self, envelope: &Envelope) -> bool {
         self.session_id.is_none_or(|id| id == envelope.session_id)
             && (self.types.is_empty() || self.types.contains(&envelope.data.event_type()))
     }
@@ -317,6 +364,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Whether the hub cut this subscriber off for falling behind (the
+    /// events queued before that are still there to read).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
     /// The next event, or why there will be no more.
     pub async fn recv(&mut self) -> Result<Arc<Published>, Closed> {
         match self.rx.recv().await {

@@ -30,6 +30,8 @@ pub fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/messages/{id}/media",
             get(phone_media),
         )
+        .route("/admin/phones/{phone}/media", post(phone_send_media))
+        .route("/admin/media/expire", post(expire_media))
         .route("/admin/phones/{phone}/messages/{id}/play", post(phone_play))
         .route("/admin/phones/{phone}/read", post(phone_read))
         .route("/admin/phones/{phone}/receipts", get(phone_receipts))
@@ -148,6 +150,60 @@ async fn phone_send(
         .phone_send_text(&phone, &body.to, &body.text)
         .await?;
     Ok(Json(json!({ "ok": true, "id": id })))
+}
+
+#[derive(Deserialize)]
+struct SendMediaBody {
+    /// A phone number or JID.
+    to: String,
+    kind: crate::AttachmentKind,
+    /// The file, base64.
+    base64: String,
+    mimetype: String,
+    caption: Option<String>,
+    file_name: Option<String>,
+}
+
+/// `{"ok": true, "id": "<message id>", "direct_path": "..."}` once the
+/// attachment is uploaded and the message on its way.
+async fn phone_send_media(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<SendMediaBody>, JsonRejection>,
+) -> Reply {
+    use base64::Engine as _;
+    let Json(body) = body?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.base64.as_bytes())
+        .map_err(|e| SimError::Invalid(format!("base64: {e}")))?;
+    let attachment = crate::Attachment {
+        kind: body.kind,
+        bytes,
+        mimetype: body.mimetype,
+        caption: body.caption,
+        file_name: body.file_name,
+    };
+    let sent = handle(s)
+        .phone_send_media(&phone, &body.to, &attachment)
+        .await?;
+    Ok(Json(
+        json!({ "ok": true, "id": sent.id, "direct_path": sent.direct_path }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ExpireBody {
+    direct_path: String,
+}
+
+/// The blob store forgets a file: `{"ok": true, "expired": bool}`.
+async fn expire_media(
+    State(s): State<Arc<Server>>,
+    body: Result<Json<ExpireBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let expired = handle(s).expire_media(&body.direct_path);
+    Ok(Json(json!({ "ok": true, "expired": expired })))
 }
 
 /// `{"messages": [..]}`: what the phone received, decrypted, oldest first.

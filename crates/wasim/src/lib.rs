@@ -16,6 +16,7 @@ mod noise;
 mod pair_code;
 mod pairing;
 mod phone;
+mod phone_media;
 mod prekeys;
 pub mod raw_client;
 mod relay;
@@ -39,6 +40,7 @@ pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
 pub use phone::{PhoneChatState, PhoneMessage, PhoneReceipt};
+pub use phone_media::{Attachment, AttachmentKind, SentMedia};
 use server::Server;
 
 /// Settings of one simulator.
@@ -265,6 +267,72 @@ impl SimHandle {
         answer
             .await
             .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
+    /// The phone sends any message as its primary device (a reaction, an
+    /// edit, a poll, ...), as [`phone_send_text`](Self::phone_send_text)
+    /// sends a text.
+    pub async fn phone_send_message(
+        &self,
+        phone: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let answer = phone::send(&mut self.server.world(), phone, to, message)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
+    /// The phone sends `message` again under an id it used before, freshly
+    /// encrypted: what reaches a device twice when an ack was lost.
+    pub async fn phone_resend_message(
+        &self,
+        phone: &str,
+        to: &str,
+        id: &str,
+        message: waproto::whatsapp::Message,
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let answer = phone::send_as(
+            &mut self.server.world(),
+            phone,
+            to,
+            message,
+            Some(id.to_owned()),
+        )?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
+    /// The phone sends an attachment: encrypted and put in the blob store
+    /// first, then the media message that points at it.
+    pub async fn phone_send_media(
+        &self,
+        phone: &str,
+        to: &str,
+        attachment: &Attachment,
+    ) -> Result<SentMedia, SimError> {
+        check_phone(phone)?;
+        let answer = {
+            let mut w = self.server.world();
+            let (message, direct_path) = phone_media::upload(&mut w, attachment)?;
+            (phone::send(&mut w, phone, to, message)?, direct_path)
+        };
+        let (answer, direct_path) = answer;
+        let id = answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))?;
+        Ok(SentMedia { id, direct_path })
+    }
+
+    /// The media store forgets a blob, as WhatsApp's CDN does some weeks
+    /// after a message was sent: downloads of it get a 404. Returns
+    /// whether there was one.
+    pub fn expire_media(&self, direct_path: &str) -> bool {
+        self.server.world().blobs.remove(direct_path).is_some()
     }
 
     /// What the phone received, decrypted, oldest first; each (chat,

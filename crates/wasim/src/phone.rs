@@ -63,6 +63,8 @@ pub enum Command {
         phone: String,
         to: String,
         message: Box<wa::Message>,
+        /// Send under this id (a resend) instead of a fresh one.
+        id: Option<String>,
         reply: oneshot::Sender<Result<String, SimError>>,
     },
 }
@@ -235,6 +237,18 @@ pub fn send(
     to: &str,
     message: wa::Message,
 ) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
+    send_as(w, phone, to, message, None)
+}
+
+/// Like [`send`], under a chosen message id: what a phone does when it
+/// sends a message again (after a retry receipt, or an ack it never got).
+pub fn send_as(
+    w: &mut World,
+    phone: &str,
+    to: &str,
+    message: wa::Message,
+    id: Option<String>,
+) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
     // Any number can have a phone: using one creates its account.
     w.account_mut(phone);
     let to = resolve_recipient(w, to)
@@ -244,6 +258,7 @@ pub fn send(
         phone: phone.to_owned(),
         to,
         message: Box::new(message),
+        id,
         reply,
     };
     if command(w, phone, cmd) {
@@ -313,10 +328,13 @@ pub async fn run(
                 phone,
                 to,
                 message,
+                id,
                 reply,
             } => {
                 let result = match phones.get_mut(&phone) {
-                    Some(signal) => Ok(send_message(&server, &phone, signal, &to, &message).await),
+                    Some(signal) => {
+                        Ok(send_message(&server, &phone, signal, &to, &message, id).await)
+                    }
                     None => Err(SimError::NoSuchPhone),
                 };
                 let _ = reply.send(result);
@@ -484,9 +502,10 @@ async fn send_message(
     signal: &mut PhoneSignal,
     to: &str,
     message: &wa::Message,
+    id: Option<String>,
 ) -> String {
     let out = Outgoing {
-        id: new_message_id(),
+        id: id.unwrap_or_else(new_message_id),
         to: to.to_owned(),
         message: message.clone(),
         t: stanza::now_secs(),

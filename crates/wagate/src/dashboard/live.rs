@@ -131,7 +131,7 @@ pub async fn events(
     let shutdown = state.shutdown.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
         let (sink, stream) = socket.split();
-        pump(sink, stream, subscription, ping_every, shutdown).await;
+        pump(sink, stream, subscription, ping_every, shutdown, None, None).await;
     }))
 }
 

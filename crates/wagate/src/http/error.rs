@@ -30,6 +30,10 @@ pub enum ApiError {
     WebhookNotFound,
     #[error("delivery not found")]
     DeliveryNotFound,
+    #[error("this message has no media to download")]
+    NoMedia,
+    #[error("WhatsApp no longer has this media (it expires some weeks after it was sent)")]
+    MediaExpired,
     #[error("no such route")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -99,7 +103,9 @@ impl ApiError {
             | Self::MessageNotFound
             | Self::WebhookNotFound
             | Self::DeliveryNotFound
+            | Self::NoMedia
             | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MediaExpired => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) | Self::InvalidQuery(_) | Self::MalformedJson(_) => {
                 StatusCode::BAD_REQUEST
@@ -124,6 +130,8 @@ impl ApiError {
             Self::MessageNotFound => "message_not_found",
             Self::WebhookNotFound => "webhook_not_found",
             Self::DeliveryNotFound => "delivery_not_found",
+            Self::NoMedia => "no_media",
+            Self::MediaExpired => "media_expired",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::InvalidPath(_) => "invalid_path",

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
 use crate::messages::{
     Content, MAX_TEXT_CHARS, MessageRef, OutgoingMessage, ParsedRequest, Recipient,
-    SendMessageRequest, read_request,
+    SendMessageRequest, Sender, read_request,
 };
 use crate::session::{ManagerError, Outgoing};
 use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
@@ -35,10 +35,28 @@ pub struct Message {
     /// The chat's JID.
     pub chat: String,
     pub kind: String,
-    /// What was sent, as it was asked for (media as a reference, never
-    /// the bytes).
+    /// Outgoing: what was sent, as it was asked for (media as a
+    /// reference, never the bytes). Incoming: what arrived, in the shape of
+    /// [`IncomingContent`] (media is downloaded from `.../media`).
     #[schema(value_type = Object)]
     pub content: serde_json::Value,
+    /// Incoming messages only: who wrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// Incoming messages only: the sender's profile name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_name: Option<String>,
+    /// Incoming messages only: written by this session's own account
+    /// (from its phone or another linked device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_me: Option<bool>,
+    /// Incoming messages only: when the sender sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Incoming messages only: the WhatsApp id of the message it quotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Incoming messages are `delivered`.
     pub status: MessageStatus,
     pub failure: Option<Failure>,
     pub created_at: DateTime<Utc>,
@@ -58,6 +76,7 @@ pub struct Step {
 
 impl From<MessageRecord> for Message {
     fn from(record: MessageRecord) -> Self {
+        let received = record.received;
         Self {
             id: record.id,
             session_id: record.session_id,
@@ -66,6 +85,11 @@ impl From<MessageRecord> for Message {
             chat: record.chat,
             kind: record.kind,
             content: record.content,
+            sender: received.as_ref().map(|r| r.sender.clone()),
+            push_name: received.as_ref().and_then(|r| r.push_name.clone()),
+            from_me: received.as_ref().map(|r| r.from_me),
+            timestamp: received.as_ref().map(|r| r.sent_at),
+            reply_to: received.and_then(|r| r.reply_to),
             status: record.status,
             failure: record.failure,
             created_at: record.created_at,
@@ -107,6 +131,9 @@ pub struct ListParams {
     pub chat: Option<String>,
     /// Only messages in this status.
     pub status: Option<MessageStatus>,
+    /// Only `outgoing` (sent through the API) or `incoming` (received,
+    /// including what the session's own phone sent) messages.
+    pub direction: Option<Direction>,
 }
 
 /// The `Idempotency-Key` header, if sent, as a claim on this request.
@@ -216,6 +243,7 @@ pub async fn list(
             session,
             &MessageQuery {
                 chat: params.chat,
+                direction: params.direction,
                 status: params.status,
                 limit: limit + 1,
                 before: params.before,
@@ -257,11 +285,25 @@ async fn reference(
         Err(other) => return Err(other.into()),
     };
     let chat: Recipient = record.chat.parse().map_err(|_| unknown())?;
+    // A received message may have been written by this account's own
+    // phone; in a group, the quote or reaction must name its author.
+    let (from_me, sender) = match &record.received {
+        None => (record.direction == Direction::Outgoing, None),
+        Some(received) => (
+            received.from_me,
+            received
+                .sender
+                .phone
+                .as_ref()
+                .map(|phone| format!("{phone}@s.whatsapp.net"))
+                .or_else(|| received.sender.lid.as_ref().map(|lid| format!("{lid}@lid"))),
+        ),
+    };
     Ok(Some(MessageRef {
         wa_id: record.wa_id,
         chat,
-        from_me: record.direction == Direction::Outgoing,
-        sender: None,
+        from_me,
+        sender,
     }))
 }
 

@@ -5,6 +5,7 @@ pub mod chats;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod media;
 pub mod messages;
 pub mod openapi;
 pub mod qr;
@@ -60,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/{id}/chats/{chat}/read", post(chats::mark_read))
         .route("/sessions/{id}/chats/{chat}/typing", post(chats::typing))
         .route("/sessions/{id}/contacts/check", post(chats::check_contacts))
+        .route(
+            "/sessions/{id}/messages/{message_id}/media",
+            get(media::download),
+        )
         .route("/ws", get(ws::subscribe))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route(

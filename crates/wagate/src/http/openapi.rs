@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{chats, error, messages, qr, sessions, webhooks, ws};
+use super::{chats, error, media, messages, qr, sessions, webhooks, ws};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
@@ -28,6 +28,7 @@ use crate::events::{Envelope, EventData, EventType};
         messages::send,
         messages::list,
         messages::get,
+        media::download,
         messages::edit,
         messages::revoke,
         chats::mark_read,
@@ -66,14 +67,18 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::DeliveryList,
         crate::webhooks::DeliveryStatus,
         crate::webhooks::DisabledReason,
+        crate::messages::IncomingMessage,
+        crate::messages::IncomingContent,
+        crate::messages::Sender,
+        crate::messages::Target,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
-        (name = "messages", description = "Sending messages through a linked session"),
+        (name = "messages", description = "Messages sent through a linked session and received by it"),
         (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
-        (name = "realtime", description = "Live session events over WebSocket"),
+        (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
 Standard Webhooks specification says, in order per session, retried for at least 24 hours.\n\n\
 Each delivery is `POST <url>` with `Content-Type: application/json`, the event envelope as body \
@@ -122,6 +127,7 @@ mod tests {
             "/sessions/{id}/logout",
             "/sessions/{id}/qr",
             "/sessions/{id}/pairing-code",
+            "/sessions/{id}/messages/{message_id}/media",
             "/ws",
             "/webhooks",
             "/webhooks/{id}",
@@ -131,6 +137,27 @@ mod tests {
         ] {
             assert!(doc["paths"].get(path).is_some(), "missing {path}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn incoming_events_and_resume_are_described() -> Result<(), serde_json::Error> {
+        let doc = serde_json::to_value(ApiDoc::openapi())?;
+        let schemas = &doc["components"]["schemas"];
+        for name in ["IncomingMessage", "IncomingContent", "Sender", "Target"] {
+            assert!(schemas.get(name).is_some(), "missing schema {name}");
+        }
+        let events = schemas["EventType"].to_string();
+        for name in [
+            "message.received",
+            "message.reaction",
+            "message.edited",
+            "message.revoked",
+        ] {
+            assert!(events.contains(name), "EventType lacks {name}");
+        }
+        let ws = doc["paths"]["/ws"]["get"]["parameters"].to_string();
+        assert!(ws.contains("since"), "the resume parameter: {ws}");
         Ok(())
     }
 }

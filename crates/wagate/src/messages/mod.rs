@@ -8,10 +8,13 @@
 //! - [`error`]: why a request was refused, each reason with its own code.
 //! - [`media`]: the outbox worker's download of a `url` source and upload
 //!   to WhatsApp; [`wire`]: the WhatsApp message for a [`Content`].
+//! - [`incoming`]: what a received message says, decoded for the store and
+//!   the events.
 
 pub mod content;
 pub mod error;
 pub mod extract;
+pub mod incoming;
 pub mod media;
 pub mod recipient;
 pub mod request;
@@ -23,6 +26,9 @@ pub use content::{
 };
 pub use error::RequestError;
 pub use extract::read_request;
+pub use incoming::{
+    Inbound, IncomingContent, IncomingMessage, MediaRef, Sender, Target, TargetKey,
+};
 pub use media::{FetchConfig, FetchError, FetchedMedia, MediaFetcher, UploadError, upload};
 pub use recipient::{InvalidRecipient, Recipient, RecipientKind};
 pub use request::{FilePart, Limits, MAX_TEXT_CHARS, ParsedRequest, SendMessageRequest};

@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use crate::domain::{MessageStatus, Phone, SessionId};
+use crate::messages::{Inbound, MediaRef};
 use crate::outbox::Messenger;
+use crate::store::StoreError;
 
 /// What the protocol reports, reduced to what the supervisor acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,37 @@ pub enum Delivery {
     },
 }
 
+/// Where a session's incoming messages go. The engine calls it before it
+/// tells WhatsApp they arrived, so an `Err` (nothing stored) makes
+/// WhatsApp deliver them again rather than lose them. It must be
+/// idempotent: a message can arrive more than once.
+#[async_trait]
+pub trait InboundSink: Send + Sync + 'static {
+    async fn record(&self, batch: Vec<Inbound>) -> Result<(), InboundError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not record incoming messages")]
+pub struct InboundError(#[from] pub StoreError);
+
+/// Why an attachment could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// WhatsApp's CDN no longer has the file under this reference (it
+    /// expires some weeks after sending).
+    #[error("the media is no longer on WhatsApp's servers")]
+    Expired,
+    /// The stored reference cannot be used (it is not what was stored).
+    #[error("the stored media reference is invalid")]
+    InvalidReference,
+    /// The CDN could not be reached, or the file did not check out.
+    #[error("the download failed: {0}")]
+    Failed(String),
+    /// This link cannot download (test doubles).
+    #[error("this connection cannot download media")]
+    Unsupported,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub phone: Option<String>,
@@ -74,14 +107,15 @@ pub enum EngineError {
 /// Opens per-session connections and owns the sessions' device keys.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
-    /// Prepares a client for `session` whose events go to `events` and
-    /// whose reports on sent messages go to `deliveries`. Opening does not
-    /// connect.
+    /// Prepares a client for `session` whose events go to `events`, whose
+    /// reports on sent messages go to `deliveries` and whose incoming
+    /// messages are stored through `inbound`. Opening does not connect.
     async fn open(
         &self,
         session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
         deliveries: mpsc::UnboundedSender<Delivery>,
+        inbound: Arc<dyn InboundSink>,
     ) -> Result<Arc<dyn Link>, EngineError>;
 
     /// Deletes the session's device keys. The session must have no open link.
@@ -109,4 +143,9 @@ pub trait Link: Send + Sync + 'static {
     /// What sends messages through this link; `None` for links that
     /// cannot (test doubles).
     fn messenger(&self) -> Option<Arc<dyn Messenger>>;
+
+    /// Downloads and decrypts an attachment a message pointed at.
+    async fn download(&self, _media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
+        Err(DownloadError::Unsupported)
+    }
 }

@@ -549,7 +549,7 @@ mod tests {
     use crate::events::{Filter, HubLimits};
     use crate::session::SupervisorPolicy;
     use crate::session::backoff::RetryPolicy;
-    use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, Link};
+    use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};
     use crate::store::SqliteStore;
 
     /// Opens a link that connects forever, except for the sessions it was
@@ -568,6 +568,7 @@ mod tests {
             session: SessionId,
             _events: mpsc::UnboundedSender<EngineEvent>,
             _deliveries: mpsc::UnboundedSender<Delivery>,
+            _inbound: Arc<dyn InboundSink>,
         ) -> Result<Arc<dyn Link>, EngineError> {
             let broken = self
                 .broken

@@ -1,10 +1,12 @@
 //! Sessions at run time: one supervised task per session
 //! ([`supervisor`]), the [`manager`] that owns them, and the seam
 //! ([`engine`]) between the supervisor and the WhatsApp protocol, which
-//! [`whatsapp`] implements with whatsapp-rust.
+//! [`whatsapp`] implements with whatsapp-rust. [`inbox`] stores what a
+//! session receives.
 
 pub mod backoff;
 pub mod engine;
+pub mod inbox;
 #[cfg(feature = "simulator")]
 mod loopback_http;
 pub mod manager;

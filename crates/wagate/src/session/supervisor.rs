@@ -15,7 +15,8 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Delivery, Engine, EngineEvent, Link};
+use super::engine::{Delivery, Engine, EngineEvent, InboundSink, Link};
+use super::inbox::Inbox;
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
 use crate::store::{SessionRecord, Store, StoreError};
@@ -283,9 +284,23 @@ impl Supervisor {
         }
     }
 
+    /// Where the connection stores what the session receives.
+    fn inbox(&self) -> Arc<dyn InboundSink> {
+        Arc::new(Inbox::new(
+            Arc::clone(&self.store),
+            self.hub.clone(),
+            self.org_id,
+            self.id,
+        ))
+    }
+
     async fn open(&mut self) -> Option<Active> {
         let (tx, events) = mpsc::unbounded_channel();
-        match self.engine.open(self.id, tx, self.deliveries.clone()).await {
+        match self
+            .engine
+            .open(self.id, tx, self.deliveries.clone(), self.inbox())
+            .await
+        {
             Ok(link) => Some(Active::new(link, events, Retry::new(self.policy.retry))),
             Err(error) => {
                 tracing::error!(%error, "could not open the session's device store");
@@ -591,7 +606,11 @@ impl Supervisor {
             return Err(CommandError::NotLinked);
         }
         let (tx, mut events) = mpsc::unbounded_channel();
-        match self.engine.open(self.id, tx, self.deliveries.clone()).await {
+        match self
+            .engine
+            .open(self.id, tx, self.deliveries.clone(), self.inbox())
+            .await
+        {
             Ok(link) => {
                 let mut connection = link.connect();
                 let connected = tokio::time::timeout(UNLINK_CONNECT_TIMEOUT, async {

@@ -25,6 +25,8 @@ pub trait EventStore: Send + Sync {
     /// The oldest event still kept, if any: a resume point older than it
     /// has lost events.
     async fn oldest_event(&self, org: OrgId) -> Result<Option<EventId>, StoreError>;
+    /// Whether the organization's log still holds this event.
+    async fn has_event(&self, org: OrgId, id: EventId) -> Result<bool, StoreError>;
     /// Deletes the events logged before `before`; returns how many.
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -1,5 +1,6 @@
 //! Messages: the outbox of what users asked to send, their statuses and
-//! history, and the idempotency keys of send requests.
+//! history, the idempotency keys of send requests, and what the sessions
+//! received.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, OrgId, SessionId};
 use crate::events::Envelope;
+use crate::messages::{Inbound, MediaRef, Sender};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
@@ -23,8 +25,31 @@ pub struct MessageRecord {
     pub content: serde_json::Value,
     pub status: MessageStatus,
     pub failure: Option<Failure>,
+    /// Incoming messages only: who wrote it and when.
+    pub received: Option<Received>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What only an incoming message has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub sender: Sender,
+    pub push_name: Option<String>,
+    pub from_me: bool,
+    /// WhatsApp's timestamp: when the sender sent it.
+    pub sent_at: DateTime<Utc>,
+    /// The WhatsApp id of the message it quotes.
+    pub reply_to: Option<String>,
+}
+
+/// An incoming message to record, with the gateway id it gets if it is new.
+#[derive(Debug, Clone)]
+pub struct NewIncoming {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub session_id: SessionId,
+    pub inbound: Inbound,
 }
 
 /// One step of a message's status history.
@@ -84,6 +109,7 @@ pub struct OutboxItem {
 #[derive(Debug, Clone)]
 pub struct MessageQuery {
     pub chat: Option<String>,
+    pub direction: Option<Direction>,
     pub status: Option<MessageStatus>,
     pub limit: u32,
     /// Only messages older than this one (the previous page's last).
@@ -174,6 +200,22 @@ pub trait MessageStore: Send + Sync {
         session: SessionId,
         before: DateTime<Utc>,
     ) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Records incoming messages with their events, all in one
+    /// transaction (all or nothing, so WhatsApp is told they arrived only
+    /// once all are stored). A message already recorded under the same
+    /// WhatsApp id (redelivered, or seen under both a LID and a phone
+    /// number) is skipped: no row, no event. Returns the events to publish.
+    async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError>;
+
+    /// A message with the reference to its attachment, if it has one the
+    /// gateway can download.
+    async fn media_ref(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<(MessageRecord, Option<MediaRef>)>, StoreError>;
 
     /// Forgets idempotency keys claimed before `before`.
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -18,8 +18,8 @@ use crate::secret::Secret;
 
 pub use events::EventStore;
 pub use messages::{
-    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewOutgoing, OutboxItem,
-    StatusStep,
+    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
+    NewOutgoing, OutboxItem, Received, StatusStep,
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
 pub use sessions::{

@@ -163,3 +163,121 @@ async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
         .await;
     assert_eq!(pending["data"], Value::Array(vec![]), "{pending}");
 }
+
+/// Messages the phone sends while the gateway is killed mid-stream.
+const INBOUND: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_messages_survive_sigkill_each_one_event_and_a_resume_misses_none() {
+    const CAROL: &str = "15550009999";
+    const DAVE: &str = "15550001010";
+    let sim = simulator().await;
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    admin(dir.path(), &sim, &["org", "create", "acme"]).await;
+    let printed = admin(dir.path(), &sim, &["token", "create", "--org", "acme"]).await;
+    let token = printed
+        .split_whitespace()
+        .find(|word| word.starts_with("wag_"))
+        .unwrap_or_else(|| panic!("no token in {printed:?}"))
+        .to_string();
+
+    let port = free_port();
+    let mut child = serve(dir.path(), &sim, port).await;
+    let gateway = Gateway::at(port, token.clone());
+    let mut events = gateway.events().await;
+    let session = link_by_qr(&gateway, &mut events, &sim, CAROL).await;
+    sim.handle()
+        .register_phone(DAVE)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Dave keeps writing, whatever the gateway is doing.
+    let phones = sim.handle();
+    let sender = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(INBOUND);
+        for n in 0..INBOUND {
+            let id = phones
+                .phone_send_text(DAVE, CAROL, &format!("inbound {n}"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            ids.push(id);
+        }
+        ids
+    });
+
+    // Some arrive; the client remembers the last event it saw; SIGKILL.
+    let mut seen: Vec<String> = Vec::new();
+    let mut last_event = String::new();
+    while seen.len() < 20 {
+        let event = events
+            .wait("an incoming message", &session, |e| {
+                e["event"] == "message.received"
+            })
+            .await;
+        seen.push(
+            event["data"]["wa_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        last_event = event["id"].as_str().unwrap_or_default().to_string();
+    }
+    child
+        .start_kill()
+        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = child.wait().await;
+    drop(events);
+
+    let _child = serve(dir.path(), &sim, port).await;
+    let sent: HashSet<String> = sender
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .collect();
+    assert_eq!(sent.len(), INBOUND);
+    // Resumed after the last event seen: the log's events, then live ones,
+    // until every message the phone sent was reported. Each exactly once.
+    let mut resumed = gateway
+        .events_with(&format!(
+            "since={last_event}&events=message.received&session_id={session}"
+        ))
+        .await;
+    let mut all: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(all.len(), seen.len());
+    while all.len() < INBOUND {
+        let event = resumed.next("the rest of the messages").await;
+        let wa_id = event["data"]["wa_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(sent.contains(&wa_id), "an event for a message nobody sent");
+        assert!(all.insert(wa_id.clone()), "{wa_id} reported twice");
+    }
+    // And stored once each.
+    let (status, list) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?direction=incoming&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let mut stored = 0;
+    let mut page = list;
+    loop {
+        stored += page["data"].as_array().map_or(0, Vec::len);
+        let Some(before) = page["next_before"].as_str().map(str::to_string) else {
+            break;
+        };
+        page = gateway
+            .call(
+                Method::GET,
+                &format!(
+                    "/sessions/{session}/messages?direction=incoming&limit=100&before={before}"
+                ),
+                None,
+            )
+            .await
+            .1;
+    }
+    assert_eq!(stored, INBOUND);
+}

@@ -149,7 +149,13 @@ impl Gateway {
     }
 
     pub async fn events(&self) -> Events {
-        let url = format!("{}?token={}", self.ws, self.token);
+        self.events_with("").await
+    }
+
+    /// The realtime socket with extra query parameters (`since=...`,
+    /// `events=...`).
+    pub async fn events_with(&self, query: &str) -> Events {
+        let url = format!("{}?token={}&{query}", self.ws, self.token);
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .unwrap_or_else(|e| panic!("realtime: {e}"));
@@ -216,6 +222,31 @@ pub struct Events {
 }
 
 impl Events {
+    /// The next event, whatever it is.
+    pub async fn next(&mut self, what: &str) -> Value {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return serde_json::from_str(text.as_str()).unwrap_or_else(|e| panic!("{e}"));
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    panic!("realtime stream closed while waiting for {what}: {frame:?}")
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("realtime stream ended while waiting for {what}: {other:?}"),
+                Err(_) => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    /// The next frame, whatever it is (a close frame, say).
+    pub async fn frame(&mut self) -> Option<Message> {
+        match tokio::time::timeout(WAIT, self.socket.next()).await {
+            Ok(Some(Ok(frame))) => Some(frame),
+            _ => None,
+        }
+    }
+
     /// The next event of `session` that `pick` accepts; earlier ones are
     /// skipped.
     pub async fn wait(

@@ -8,4 +8,5 @@ mod actions;
 mod crash;
 mod linking;
 mod messaging;
+mod receiving;
 mod resilience;

@@ -49,6 +49,7 @@ impl Engine for FakeEngine {
         _session: SessionId,
         events: mpsc::UnboundedSender<EngineEvent>,
         _deliveries: mpsc::UnboundedSender<Delivery>,
+        _inbound: Arc<dyn crate::session::engine::InboundSink>,
     ) -> Result<Arc<dyn Link>, EngineError> {
         *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(events);
         Ok(Arc::new(FakeLink {

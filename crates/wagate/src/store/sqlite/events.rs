@@ -78,6 +78,16 @@ impl EventStore for SqliteStore {
         id.map(|id| parse("events.id", &id)).transpose()
     }
 
+    async fn has_event(&self, org: OrgId, id: EventId) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM events WHERE org_id = $1 AND id = $2")
+                .bind(org.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM events WHERE created_at < $1")
             .bind(millis(before))

@@ -7,18 +7,22 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::events::append_event;
 use super::{SqliteStore, parse};
-use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId};
+use crate::domain::{
+    Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
+};
 use crate::events::{Envelope, EventData};
+use crate::messages::{IncomingMessage, MediaRef, Sender};
 use crate::store::{
-    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewOutgoing, OutboxItem,
-    StatusStep, StoreError, from_millis, millis, now,
+    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
+    NewOutgoing, OutboxItem, Received, StatusStep, StoreError, from_millis, millis, now,
 };
 
 macro_rules! select_messages {
     ($($rest:literal)*) => {
         concat!(
             "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
-             failure_reason, failure_code, created_at, updated_at FROM messages ",
+             failure_reason, failure_code, created_at, updated_at, sender_phone, sender_lid, \
+             push_name, from_me, sent_at, reply_to FROM messages ",
             $($rest),*
         )
     };
@@ -39,11 +43,28 @@ fn failure(row: &SqliteRow, reason: &str, code: &str) -> Result<Option<Failure>,
 
 fn message(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
     let content: String = row.try_get("content")?;
+    let direction: Direction = parse("messages.direction", row.try_get("direction")?)?;
+    let received = match direction {
+        Direction::Outgoing => None,
+        Direction::Incoming => {
+            let sent_at: Option<i64> = row.try_get("sent_at")?;
+            Some(Received {
+                sender: Sender {
+                    phone: row.try_get("sender_phone")?,
+                    lid: row.try_get("sender_lid")?,
+                },
+                push_name: row.try_get("push_name")?,
+                from_me: row.try_get("from_me")?,
+                sent_at: from_millis(sent_at.unwrap_or_default())?,
+                reply_to: row.try_get("reply_to")?,
+            })
+        }
+    };
     Ok(MessageRecord {
         id: parse("messages.id", row.try_get("id")?)?,
         org_id: parse("messages.org_id", row.try_get("org_id")?)?,
         session_id: parse("messages.session_id", row.try_get("session_id")?)?,
-        direction: parse("messages.direction", row.try_get("direction")?)?,
+        direction,
         wa_id: row.try_get("wa_id")?,
         chat: row.try_get("chat")?,
         kind: row.try_get("kind")?,
@@ -51,6 +72,7 @@ fn message(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("messages.content: {e}")))?,
         status: parse("messages.status", row.try_get("status")?)?,
         failure: failure(row, "failure_reason", "failure_code")?,
+        received,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
     })
@@ -213,6 +235,7 @@ impl MessageStore for SqliteStore {
             content: new.content,
             status: MessageStatus::Pending,
             failure: None,
+            received: None,
             created_at: at,
             updated_at: at,
         };
@@ -293,6 +316,7 @@ impl MessageStore for SqliteStore {
         sqlx::query(select_messages!(
             "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
             "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+            "AND ($7 IS NULL OR direction = $7) "
             "ORDER BY id DESC LIMIT $6"
         ))
         .bind(org.to_string())
@@ -301,6 +325,7 @@ impl MessageStore for SqliteStore {
         .bind(query.status.map(MessageStatus::as_str))
         .bind(query.before.map(|id| id.to_string()))
         .bind(i64::from(query.limit))
+        .bind(query.direction.map(Direction::as_str))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -316,7 +341,8 @@ impl MessageStore for SqliteStore {
     ) -> Result<Vec<OutboxItem>, StoreError> {
         sqlx::query(
             "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
-             failure_reason, failure_code, created_at, updated_at, media, wire, attempts \
+             failure_reason, failure_code, created_at, updated_at, sender_phone, sender_lid, \
+             push_name, from_me, sent_at, reply_to, media, wire, attempts \
              FROM messages WHERE session_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
              ORDER BY id LIMIT $3",
         )
@@ -459,6 +485,130 @@ impl MessageStore for SqliteStore {
         Ok(events)
     }
 
+    async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await?;
+        let mut events = Vec::new();
+        for new in batch {
+            let NewIncoming {
+                id,
+                org_id,
+                session_id,
+                inbound,
+            } = new;
+            let mut content = inbound.content;
+            // Point a reaction, edit or revoke at the gateway's copy of its
+            // message, whichever way that went.
+            if let Some(target) = content.target_mut() {
+                let found: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM messages WHERE session_id = $1 AND wa_id = $2 \
+                     ORDER BY id LIMIT 1",
+                )
+                .bind(session_id.to_string())
+                .bind(&target.wa_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                target.message_id = found
+                    .map(|id| parse::<MessageId>("messages.id", &id))
+                    .transpose()?;
+            }
+            let content_json = serde_json::to_string(&content)
+                .map_err(|e| StoreError::Corrupt(format!("content does not serialize: {e}")))?;
+            let media_json = inbound
+                .media
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("media does not serialize: {e}")))?;
+            // The unique (session, direction, WhatsApp id) decides whether
+            // this is new: a redelivery or the same message under another
+            // address inserts nothing and reports nothing.
+            let inserted = sqlx::query(
+                "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, \
+                 content, status, next_attempt_at, created_at, updated_at, sender_phone, \
+                 sender_lid, push_name, from_me, sent_at, reply_to, media_ref) \
+                 VALUES ($1, $2, $3, 'incoming', $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, \
+                 $13, $14, $15, $16) \
+                 ON CONFLICT (session_id, direction, wa_id) DO NOTHING",
+            )
+            .bind(id.to_string())
+            .bind(org_id.to_string())
+            .bind(session_id.to_string())
+            .bind(&inbound.wa_id)
+            .bind(&inbound.chat)
+            .bind(content.kind())
+            .bind(content_json)
+            // An incoming message is where it was going: delivered.
+            .bind(MessageStatus::Delivered.as_str())
+            .bind(millis(at))
+            .bind(inbound.sender.phone.as_deref())
+            .bind(inbound.sender.lid.as_deref())
+            .bind(inbound.push_name.as_deref())
+            .bind(inbound.from_me)
+            .bind(millis(inbound.timestamp))
+            .bind(inbound.reply_to.as_deref())
+            .bind(media_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !inserted {
+                continue;
+            }
+            let mut event = Envelope::new(
+                org_id,
+                session_id,
+                EventData::incoming(IncomingMessage {
+                    message_id: id,
+                    wa_id: inbound.wa_id,
+                    chat: inbound.chat,
+                    sender: inbound.sender,
+                    push_name: inbound.push_name,
+                    timestamp: inbound.timestamp,
+                    from_me: inbound.from_me,
+                    kind: content.kind().to_owned(),
+                    content,
+                    reply_to: inbound.reply_to,
+                }),
+            );
+            append_event(&mut tx, &mut event).await?;
+            events.push(event);
+        }
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn media_ref(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<(MessageRecord, Option<MediaRef>)>, StoreError> {
+        let Some(row) = sqlx::query(select_messages!(
+            "WHERE id = $1 AND session_id = $2 AND org_id = $3"
+        ))
+        .bind(id.to_string())
+        .bind(session.to_string())
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let media: Option<String> =
+            sqlx::query_scalar("SELECT media_ref FROM messages WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        let media = media
+            .map(|json| {
+                serde_json::from_str::<MediaRef>(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("messages.media_ref: {e}")))
+            })
+            .transpose()?;
+        Ok(Some((message(&row)?, media)))
+    }
+
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(millis(before))
@@ -467,3 +617,7 @@ impl MessageStore for SqliteStore {
         Ok(result.rows_affected())
     }
 }
+
+#[cfg(test)]
+#[path = "incoming_tests.rs"]
+mod incoming_tests;

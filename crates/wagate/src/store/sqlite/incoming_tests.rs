@@ -1,0 +1,193 @@
+//! Recording incoming messages: one row and one event per WhatsApp id,
+//! all of a batch or nothing.
+
+use chrono::Utc;
+
+use super::*;
+use crate::domain::Direction;
+use crate::events::EventType;
+use crate::messages::{Inbound, IncomingContent, Target};
+use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
+
+async fn setup() -> Result<(SqliteStore, OrgId, SessionId), StoreError> {
+    let store = SqliteStore::connect("sqlite::memory:").await?;
+    let org = store.create_org("acme").await?;
+    let session = store
+        .insert_session(NewSession {
+            id: SessionId::new(),
+            org_id: org.id,
+            label: None,
+            pace: Default::default(),
+        })
+        .await?;
+    Ok((store, org.id, session.id))
+}
+
+fn incoming(org: OrgId, session: SessionId, wa_id: &str, content: IncomingContent) -> NewIncoming {
+    NewIncoming {
+        id: MessageId::new(),
+        org_id: org,
+        session_id: session,
+        inbound: Inbound {
+            wa_id: wa_id.into(),
+            chat: "15550001111@s.whatsapp.net".into(),
+            sender: Sender {
+                phone: Some("15550001111".into()),
+                lid: None,
+            },
+            push_name: Some("Bob".into()),
+            timestamp: Utc::now(),
+            from_me: false,
+            content,
+            media: None,
+            reply_to: None,
+        },
+    }
+}
+
+fn text(body: &str) -> IncomingContent {
+    IncomingContent::Text { body: body.into() }
+}
+
+fn query() -> MessageQuery {
+    MessageQuery {
+        chat: None,
+        direction: None,
+        status: None,
+        limit: 50,
+        before: None,
+    }
+}
+
+#[tokio::test]
+async fn a_message_is_recorded_once_whatever_the_redeliveries() -> Result<(), StoreError> {
+    let (store, org, session) = setup().await?;
+    // Twice in one batch (under a LID and a number), then again later.
+    let events = store
+        .record_incoming(vec![
+            incoming(org, session, "3EB0A", text("hi")),
+            incoming(org, session, "3EB0A", text("hi")),
+        ])
+        .await?;
+    assert_eq!(events.len(), 1);
+    let again = store
+        .record_incoming(vec![incoming(org, session, "3EB0A", text("hi"))])
+        .await?;
+    assert!(again.is_empty(), "a redelivery reports nothing");
+
+    let rows = store.list_messages(org, session, &query()).await?;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.direction, Direction::Incoming);
+    assert_eq!(row.kind, "text");
+    assert_eq!(row.content["body"], "hi");
+    let received = row
+        .received
+        .as_ref()
+        .ok_or(StoreError::Corrupt("no details".into()))?;
+    assert_eq!(received.sender.phone.as_deref(), Some("15550001111"));
+    assert_eq!(received.push_name.as_deref(), Some("Bob"));
+    assert!(!received.from_me);
+
+    let logged = store.events_after(org, None, 10).await?;
+    assert_eq!(logged, events, "the event is logged as returned");
+    assert_eq!(logged[0].data.event_type(), EventType::MessageReceived);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reactions_point_at_the_gateway_copy_of_their_message() -> Result<(), StoreError> {
+    let (store, org, session) = setup().await?;
+    let first = incoming(org, session, "3EB0A", text("hi"));
+    let first_id = first.id;
+    store.record_incoming(vec![first]).await?;
+    let reaction = |wa_id: &str, target: &str| {
+        incoming(
+            org,
+            session,
+            wa_id,
+            IncomingContent::Reaction {
+                target: Target {
+                    wa_id: target.into(),
+                    from_me: false,
+                    message_id: None,
+                    key: Default::default(),
+                },
+                emoji: "👍".into(),
+            },
+        )
+    };
+    let events = store
+        .record_incoming(vec![
+            reaction("3EB0B", "3EB0A"),
+            reaction("3EB0C", "UNKNOWN"),
+        ])
+        .await?;
+    assert_eq!(events.len(), 2);
+    let targets: Vec<_> = events
+        .iter()
+        .map(|e| match &e.data {
+            EventData::MessageReaction(m) => m.content.target().and_then(|t| t.message_id),
+            other => panic!("not a reaction: {other:?}"),
+        })
+        .collect();
+    assert_eq!(targets, [Some(first_id), None]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_part_way_stores_nothing() -> Result<(), StoreError> {
+    let (store, org, session) = setup().await?;
+    // The second row names a session that does not exist: the foreign key
+    // refuses it, and the first row must go with it.
+    let result = store
+        .record_incoming(vec![
+            incoming(org, session, "3EB0A", text("hi")),
+            incoming(org, SessionId::new(), "3EB0B", text("lost?")),
+        ])
+        .await;
+    assert!(result.is_err());
+    assert!(
+        store
+            .list_messages(org, session, &query())
+            .await?
+            .is_empty()
+    );
+    assert!(store.events_after(org, None, 10).await?.is_empty());
+    // WhatsApp redelivers; this time it goes through.
+    let events = store
+        .record_incoming(vec![incoming(org, session, "3EB0A", text("hi"))])
+        .await?;
+    assert_eq!(events.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn listing_filters_by_direction() -> Result<(), StoreError> {
+    let (store, org, session) = setup().await?;
+    store
+        .record_incoming(vec![incoming(org, session, "3EB0A", text("hi"))])
+        .await?;
+    let outgoing = MessageQuery {
+        direction: Some(Direction::Outgoing),
+        ..query()
+    };
+    assert!(
+        store
+            .list_messages(org, session, &outgoing)
+            .await?
+            .is_empty()
+    );
+    let incoming_only = MessageQuery {
+        direction: Some(Direction::Incoming),
+        ..query()
+    };
+    assert_eq!(
+        store
+            .list_messages(org, session, &incoming_only)
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}

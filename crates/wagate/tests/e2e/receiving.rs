@@ -1,0 +1,435 @@
+//! Receiving: what a phone sends to a linked session becomes one stored
+//! message and one event each; media downloads; the realtime socket
+//! resumes from the event log.
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wasim::{Attachment, AttachmentKind};
+use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::wacore::proto_helpers::build_reaction_message;
+use whatsapp_rust::waproto::whatsapp as wa;
+use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
+
+use crate::helpers::*;
+
+/// The linked number.
+const ALICE: &str = "15550003333";
+/// Someone who writes to it.
+const BOB: &str = "15550004444";
+
+const INCOMING: [&str; 4] = [
+    "message.received",
+    "message.reaction",
+    "message.edited",
+    "message.revoked",
+];
+
+impl Events {
+    /// The next incoming-message event of `session` about WhatsApp id
+    /// `wa_id`.
+    pub async fn incoming(&mut self, session: &str, wa_id: &str) -> Value {
+        self.wait(&format!("incoming {wa_id}"), session, |e| {
+            INCOMING.contains(&e["event"].as_str().unwrap_or_default())
+                && e["data"]["wa_id"] == wa_id
+        })
+        .await
+    }
+}
+
+fn jid(phone: &str) -> String {
+    format!("{phone}@s.whatsapp.net")
+}
+
+fn key_of(id: &str, chat: &str, from_me: bool) -> wa::MessageKey {
+    wa::MessageKey {
+        remote_jid: Some(chat.into()),
+        from_me: Some(from_me),
+        id: Some(id.into()),
+        participant: None,
+    }
+}
+
+fn text(body: &str) -> wa::Message {
+    wa::Message {
+        conversation: Some(body.into()),
+        ..Default::default()
+    }
+}
+
+fn protocol(kind: ProtocolType, key: wa::MessageKey, edited: Option<wa::Message>) -> wa::Message {
+    wa::Message {
+        protocol_message: MessageField::some(wa::message::ProtocolMessage {
+            key: MessageField::some(key),
+            r#type: Some(kind),
+            edited_message: edited.map(MessageField::some).unwrap_or_default(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn attachment(kind: AttachmentKind, mimetype: &str, len: usize) -> Attachment {
+    Attachment {
+        kind,
+        // Not all one byte: a decryption slip would show.
+        bytes: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+        mimetype: mimetype.into(),
+        caption: matches!(
+            kind,
+            AttachmentKind::Image | AttachmentKind::Video | AttachmentKind::Document
+        )
+        .then(|| format!("a {kind:?}")),
+        file_name: (kind == AttachmentKind::Document).then(|| "report.pdf".into()),
+    }
+}
+
+async fn media(gateway: &Gateway, session: &str, message: &str) -> (u16, String, Vec<u8>) {
+    let response = gateway
+        .http
+        .get(format!(
+            "{}/sessions/{session}/messages/{message}/media",
+            gateway.base
+        ))
+        .bearer_auth(&gateway.token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = response.bytes().await.unwrap_or_default().to_vec();
+    (status, content_type, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_a_phone_sends_is_one_event_with_its_content() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let phones = sim.handle();
+    phones.register_phone(BOB).unwrap_or_else(|e| panic!("{e}"));
+
+    // Text.
+    let hello = phones
+        .phone_send_text(BOB, ALICE, "hello <b>gateway</b>")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &hello).await;
+    assert_eq!(event["event"], "message.received");
+    let data = &event["data"];
+    assert_eq!(data["kind"], "text");
+    assert_eq!(
+        data["content"],
+        serde_json::json!({"type": "text", "body": "hello <b>gateway</b>"})
+    );
+    assert_eq!(data["chat"], jid(BOB));
+    assert_eq!(data["sender"]["phone"], BOB);
+    assert_eq!(data["from_me"], false);
+    assert!(data["timestamp"].is_string(), "{data}");
+    let hello_id = data["message_id"].as_str().unwrap_or_default().to_string();
+
+    // Every attachment kind, downloadable byte for byte.
+    let kinds = [
+        (AttachmentKind::Image, "image", "image/jpeg"),
+        (AttachmentKind::Video, "video", "video/mp4"),
+        (AttachmentKind::Audio, "audio", "audio/mpeg"),
+        (AttachmentKind::Voice, "voice", "audio/ogg; codecs=opus"),
+        (AttachmentKind::Document, "document", "application/pdf"),
+        (AttachmentKind::Sticker, "sticker", "image/webp"),
+    ];
+    let mut downloads = Vec::new();
+    for (kind, name, mimetype) in kinds {
+        let file = attachment(kind, mimetype, 70_000);
+        let sent = phones
+            .phone_send_media(BOB, ALICE, &file)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let event = events.incoming(&session, &sent.id).await;
+        let data = &event["data"];
+        assert_eq!(data["kind"], name, "{data}");
+        assert_eq!(data["content"]["type"], "media", "{data}");
+        assert_eq!(data["content"]["kind"], name, "{data}");
+        assert_eq!(data["content"]["mime_type"], mimetype, "{data}");
+        assert_eq!(data["content"]["size"], 70_000, "{data}");
+        assert_eq!(
+            data["content"]["caption"].as_str(),
+            file.caption.as_deref(),
+            "{data}"
+        );
+        let id = data["message_id"].as_str().unwrap_or_default().to_string();
+        downloads.push((id, file, sent.direct_path, mimetype));
+    }
+    let (image_id, image, _, _) = &downloads[0];
+    let (status, content_type, bytes) = media(&gateway, &session, image_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/jpeg");
+    assert!(bytes == image.bytes, "the image arrives byte for byte");
+    let (doc_id, doc, _, _) = &downloads[4];
+    let (status, content_type, bytes) = media(&gateway, &session, doc_id).await;
+    assert_eq!((status, content_type.as_str()), (200, "application/pdf"));
+    assert!(bytes == doc.bytes);
+
+    // Location, contacts, poll.
+    let location = wa::Message {
+        location_message: MessageField::some(wa::message::LocationMessage {
+            degrees_latitude: Some(-6.2),
+            degrees_longitude: Some(106.8),
+            name: Some("Monas".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let vcard = "BEGIN:VCARD\nVERSION:3.0\nFN:Carol\nTEL:+15550005555\nEND:VCARD";
+    let contact = wa::Message {
+        contact_message: MessageField::some(wa::message::ContactMessage {
+            display_name: Some("Carol".into()),
+            vcard: Some(vcard.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let poll = wa::Message {
+        poll_creation_message_v3: MessageField::some(wa::message::PollCreationMessage {
+            name: Some("Lunch?".into()),
+            options: ["yes", "no"]
+                .map(|o| wa::message::poll_creation_message::Option {
+                    option_name: Some(o.into()),
+                    ..Default::default()
+                })
+                .to_vec(),
+            selectable_options_count: Some(1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for (message, check) in [
+        (
+            location,
+            serde_json::json!({"type": "location", "latitude": -6.2, "longitude": 106.8, "name": "Monas", "address": null}),
+        ),
+        (
+            contact,
+            serde_json::json!({"type": "contacts", "vcards": [vcard]}),
+        ),
+        (
+            poll,
+            serde_json::json!({"type": "poll", "question": "Lunch?", "options": ["yes", "no"], "selectable_count": 1}),
+        ),
+    ] {
+        let id = phones
+            .phone_send_message(BOB, ALICE, message)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = events.incoming(&session, &id).await;
+        assert_eq!(event["event"], "message.received");
+        assert_eq!(event["data"]["content"], check);
+    }
+
+    // A reaction, an edit and a revoke of the first text, each its own
+    // event pointing at the gateway's copy.
+    let chat = jid(ALICE);
+    let reaction = build_reaction_message(key_of(&hello, &chat, true), "👍", 1);
+    let id = phones
+        .phone_send_message(BOB, ALICE, reaction)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.reaction");
+    assert_eq!(event["data"]["content"]["emoji"], "👍");
+    assert_eq!(event["data"]["content"]["target"]["wa_id"], hello.as_str());
+    assert_eq!(
+        event["data"]["content"]["target"]["message_id"],
+        hello_id.as_str()
+    );
+    assert_eq!(event["data"]["content"]["target"]["from_me"], false);
+
+    let edit = protocol(
+        ProtocolType::MessageEdit,
+        key_of(&hello, &chat, true),
+        Some(text("hello, edited")),
+    );
+    let id = phones
+        .phone_send_message(BOB, ALICE, edit)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.edited");
+    assert_eq!(event["data"]["content"]["body"], "hello, edited");
+    assert_eq!(
+        event["data"]["content"]["target"]["message_id"],
+        hello_id.as_str()
+    );
+
+    let revoke = protocol(ProtocolType::Revoke, key_of(&hello, &chat, true), None);
+    let id = phones
+        .phone_send_message(BOB, ALICE, revoke)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.revoked");
+    assert_eq!(event["data"]["content"]["target"]["wa_id"], hello.as_str());
+
+    // The same message again under its id (as after a lost ack): no new
+    // event. The marker sent after it arrives after it, so if the
+    // redelivery had made an event, it would come first.
+    phones
+        .phone_resend_message(BOB, ALICE, &hello, text("hello <b>gateway</b>"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let marker = phones
+        .phone_send_text(BOB, ALICE, "marker")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let next = events
+        .wait("the marker", &session, |e| {
+            INCOMING.contains(&e["event"].as_str().unwrap_or_default())
+        })
+        .await;
+    assert_eq!(
+        next["data"]["wa_id"],
+        marker.as_str(),
+        "no second event for a redelivery"
+    );
+
+    // What the linked number sends from its own phone is recorded too,
+    // as from_me, in the chat with the recipient.
+    let mine = phones
+        .phone_send_text(ALICE, BOB, "sent from the phone")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &mine).await;
+    assert_eq!(event["data"]["from_me"], true);
+    assert_eq!(event["data"]["chat"], jid(BOB));
+    assert_eq!(event["data"]["content"]["body"], "sent from the phone");
+
+    // The list shows them, incoming, with their content, once each.
+    let (status, list) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?direction=incoming&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let rows = list["data"].as_array().cloned().unwrap_or_default();
+    // text, 6 media, location, contact, poll, reaction, edit, revoke,
+    // marker, from_me.
+    assert_eq!(rows.len(), 15, "{list}");
+    assert!(rows.iter().all(|r| r["direction"] == "incoming"));
+    let first = rows
+        .iter()
+        .find(|r| r["wa_id"] == hello.as_str())
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(first["content"]["body"], "hello <b>gateway</b>");
+    assert_eq!(first["sender"]["phone"], BOB);
+    assert_eq!(first["from_me"], false);
+    let (_, outgoing) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?direction=outgoing"),
+            None,
+        )
+        .await;
+    assert_eq!(outgoing["data"], serde_json::json!([]));
+
+    // WhatsApp forgot the video: a clear 410. Not media: 404.
+    let (video_id, _, video_path, _) = &downloads[1];
+    assert!(phones.expire_media(video_path));
+    let (status, _, body) = media(&gateway, &session, video_id).await;
+    assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("media_expired"));
+    let (status, _, body) = media(&gateway, &session, &hello_id).await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("no_media"));
+
+    // Stopped: what is cached still downloads; what is not cannot.
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{session}/stop"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, bytes) = media(&gateway, &session, image_id).await;
+    assert_eq!(status, 200);
+    assert!(bytes == image.bytes);
+    let (audio_id, _, _, _) = &downloads[2];
+    let (status, _, body) = media(&gateway, &session, audio_id).await;
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("session_not_working"));
+    gateway.stop().await;
+}
+
+/// The WhatsApp ids of the next `count` events.
+async fn next_ids(events: &mut Events, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let event = events
+            .next(&format!("event {} of {count}", ids.len() + 1))
+            .await;
+        ids.push(
+            event["data"]["wa_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_socket_gets_exactly_what_it_missed() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let phones = sim.handle();
+    phones.register_phone(BOB).unwrap_or_else(|e| panic!("{e}"));
+
+    let first = phones
+        .phone_send_text(BOB, ALICE, "one")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seen = events.incoming(&session, &first).await;
+    let last_seen = seen["id"].as_str().unwrap_or_default().to_string();
+
+    // A client that saw `first`, then dropped off while three more came.
+    let mut missed = Vec::new();
+    for body in ["two", "three", "four"] {
+        let id = phones
+            .phone_send_text(BOB, ALICE, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        events.incoming(&session, &id).await;
+        missed.push(id);
+    }
+    let mut resumed = gateway
+        .events_with(&format!("since={last_seen}&events=message.received"))
+        .await;
+    // The log's three, then one sent live after the resume: each once,
+    // in order.
+    let live = phones
+        .phone_send_text(BOB, ALICE, "five")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got = next_ids(&mut resumed, 4).await;
+    let mut expected = missed.clone();
+    expected.push(live);
+    assert_eq!(got, expected);
+
+    // A resume point older than anything kept: closed, with the reason.
+    let mut stale = gateway
+        .events_with("since=00000000-0000-7000-8000-000000000001")
+        .await;
+    match stale.frame().await {
+        Some(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::from(4410));
+            assert!(
+                frame.reason.contains("older than the oldest event kept"),
+                "{frame:?}"
+            );
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    gateway.stop().await;
+}
