@@ -367,12 +367,22 @@ async fn outage(
     ok()
 }
 
+#[derive(Deserialize)]
+struct LatencyBody {
+    millis: u64,
+    #[serde(default)]
+    jitter_millis: u64,
+}
+
 async fn delay(
     State(s): State<Arc<Server>>,
-    body: Result<Json<MillisBody>, JsonRejection>,
+    body: Result<Json<LatencyBody>, JsonRejection>,
 ) -> Reply {
     let Json(body) = body?;
-    handle(s).set_response_delay(Duration::from_millis(body.millis));
+    handle(s).set_latency(
+        Duration::from_millis(body.millis),
+        Duration::from_millis(body.jitter_millis),
+    );
     ok()
 }
 

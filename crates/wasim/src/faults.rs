@@ -8,19 +8,37 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Faults {
     delay_ms: AtomicU64,
+    jitter_ms: AtomicU64,
     outage_until: Mutex<Option<Instant>>,
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Faults {
-    pub fn set_response_delay(&self, delay: Duration) {
-        self.delay_ms.store(
-            delay.as_millis().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
+    /// Every stanza the server sends waits `delay`, give or take up to
+    /// `jitter` (uniform): a network's latency. Stanzas keep their order
+    /// (each connection's writer waits in turn).
+    pub fn set_latency(&self, delay: Duration, jitter: Duration) {
+        self.delay_ms.store(millis(delay), Ordering::Relaxed);
+        self.jitter_ms.store(millis(jitter), Ordering::Relaxed);
     }
 
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.set_latency(delay, Duration::ZERO);
+    }
+
+    /// The wait before the next stanza goes out.
     pub fn response_delay(&self) -> Duration {
-        Duration::from_millis(self.delay_ms.load(Ordering::Relaxed))
+        let delay = self.delay_ms.load(Ordering::Relaxed);
+        let jitter = self.jitter_ms.load(Ordering::Relaxed);
+        if jitter == 0 {
+            return Duration::from_millis(delay);
+        }
+        let low = delay.saturating_sub(jitter);
+        let high = delay.saturating_add(jitter);
+        Duration::from_millis(rand::random_range(low..=high))
     }
 
     /// Refuse every new connection for `duration` (zero ends an outage).
@@ -129,5 +147,26 @@ impl Stats {
             stanzas_in: self.stanzas_in.load(Ordering::Relaxed),
             stanzas_out: self.stanzas_out.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_stays_within_its_jitter() {
+        let faults = Faults::default();
+        assert_eq!(faults.response_delay(), Duration::ZERO);
+        faults.set_latency(Duration::from_millis(100), Duration::from_millis(30));
+        let waits: Vec<Duration> = (0..200).map(|_| faults.response_delay()).collect();
+        assert!(
+            waits.iter().all(|w| (70..=130).contains(&w.as_millis())),
+            "{waits:?}"
+        );
+        assert!(waits.iter().any(|w| *w != waits[0]), "it varies");
+        // Jitter larger than the delay never goes below zero.
+        faults.set_latency(Duration::from_millis(5), Duration::from_millis(50));
+        assert!((0..100).all(|_| faults.response_delay() <= Duration::from_millis(55)));
     }
 }

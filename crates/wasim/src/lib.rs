@@ -50,6 +50,10 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     /// How many QR refs a new device gets (WhatsApp sends 6).
     pub qr_refs: usize,
+    /// Delay of every stanza the server sends, and its jitter: a real
+    /// network's latency for the sandbox and benchmarks (zero by default).
+    pub latency: Duration,
+    pub latency_jitter: Duration,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,8 @@ impl Default for SimConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             qr_refs: 6,
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
         }
     }
 }
@@ -85,7 +91,9 @@ impl Simulator {
     pub async fn start(config: SimConfig) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
+        let (latency, jitter) = (config.latency, config.latency_jitter);
         let server = Arc::new(Server::new(config));
+        server.faults.set_latency(latency, jitter);
         server.world().media_host = addr.to_string();
         let app = router(server.clone());
         let shutdown = CancellationToken::new();
@@ -218,6 +226,11 @@ impl SimHandle {
     }
 
     /// Delays every stanza the server sends.
+    /// Every stanza the server sends waits `delay` ± `jitter`.
+    pub fn set_latency(&self, delay: Duration, jitter: Duration) {
+        self.server.faults.set_latency(delay, jitter);
+    }
+
     pub fn set_response_delay(&self, delay: Duration) {
         self.server.faults.set_response_delay(delay);
     }

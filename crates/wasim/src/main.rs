@@ -15,6 +15,13 @@ struct Args {
     /// QR refs handed to each new device.
     #[arg(long, env = "WASIM_QR_REFS", default_value_t = 6)]
     qr_refs: usize,
+    /// Delay every stanza the server sends by this many milliseconds, to
+    /// look like a real network.
+    #[arg(long, env = "WASIM_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Vary that delay by up to this many milliseconds either way.
+    #[arg(long, env = "WASIM_LATENCY_JITTER_MS", default_value_t = 0)]
+    latency_jitter_ms: u64,
 }
 
 #[tokio::main]
@@ -26,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
     let sim = wasim::Simulator::start(wasim::SimConfig {
         bind: args.listen,
         qr_refs: args.qr_refs,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        latency_jitter: std::time::Duration::from_millis(args.latency_jitter_ms),
     })
     .await?;
     tracing::info!(ws = %sim.ws_url(), admin = %sim.http_url(), "wasim listening");
