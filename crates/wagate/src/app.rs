@@ -68,6 +68,7 @@ impl AppState {
             SupervisorPolicy {
                 link_timeout: config.link_timeout(),
                 retry: RetryPolicy::with_budget(config.retry_budget()),
+                liveness: config.liveness_policy(),
             },
             config.outbox_policy(),
             shutdown.child_token(),

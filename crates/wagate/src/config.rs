@@ -3,6 +3,7 @@
 
 use crate::egress::EgressPolicy;
 use crate::outbox::{OutboxPolicy, PacingPolicy};
+use crate::session::liveness::LivenessPolicy;
 use crate::webhooks::DeliveryPolicy;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,11 @@ pub struct Config {
     pub link_timeout_secs: u64,
     /// How long a session keeps retrying a lost connection before it fails.
     pub retry_budget_secs: u64,
+    /// A `working` connection silent this long is pinged by the gateway.
+    pub liveness_idle_ms: u64,
+    /// A liveness ping unanswered this long drops the connection, which
+    /// is made again (status `starting`, reason `no_response`).
+    pub liveness_timeout_ms: u64,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// Events buffered per realtime client before it counts as too slow.
@@ -101,6 +107,8 @@ impl Default for Config {
             whatsapp_url: None,
             link_timeout_secs: 300,
             retry_budget_secs: 600,
+            liveness_idle_ms: 25_000,
+            liveness_timeout_ms: 10_000,
             body_limit_bytes: 64 * 1024,
             ws_client_buffer: 64,
             ws_ping_interval_secs: 20,
@@ -210,6 +218,8 @@ impl Config {
         for (name, value) in [
             ("link_timeout_secs", self.link_timeout_secs),
             ("retry_budget_secs", self.retry_budget_secs),
+            ("liveness_idle_ms", self.liveness_idle_ms),
+            ("liveness_timeout_ms", self.liveness_timeout_ms),
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
             ("message_expiry_secs", self.message_expiry_secs),
             ("event_retention_secs", self.event_retention_secs),
@@ -286,6 +296,13 @@ impl Config {
 
     pub fn retry_budget(&self) -> Duration {
         Duration::from_secs(self.retry_budget_secs)
+    }
+
+    pub fn liveness_policy(&self) -> LivenessPolicy {
+        LivenessPolicy {
+            idle: Duration::from_millis(self.liveness_idle_ms),
+            timeout: Duration::from_millis(self.liveness_timeout_ms),
+        }
     }
 
     pub fn egress_policy(&self) -> EgressPolicy {

@@ -39,6 +39,7 @@ pub fn routes() -> Router<Arc<Server>> {
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
+        .route("/admin/devices/{phone}/{device}/stall", post(stall_device))
         .route(
             "/admin/devices/{phone}/{device}/stream-error",
             post(stream_error),
@@ -325,6 +326,14 @@ async fn drop_device(
     Path((phone, device)): Path<(String, u16)>,
 ) -> Reply {
     handle(s).drop_device(&phone, device)?;
+    ok()
+}
+
+async fn stall_device(
+    State(s): State<Arc<Server>>,
+    Path((phone, device)): Path<(String, u16)>,
+) -> Reply {
+    handle(s).stall_device(&phone, device)?;
     ok()
 }
 

@@ -23,6 +23,10 @@ pub enum Outbound {
     NodeThenClose(Node),
     /// Drop the connection without a word, as a network failure would.
     Drop,
+    /// Go silent and stay open: nothing more is answered or sent, as when
+    /// a NAT on the way forgets the connection or the server hangs. It
+    /// ends only when the client closes it.
+    Stall,
 }
 
 pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
@@ -228,6 +232,15 @@ async fn serve_authenticated(
                         return Ok(());
                     }
                     Outbound::Drop => return Ok(()),
+                    Outbound::Stall => {
+                        // What the client sends now goes nowhere.
+                        while let Some(Ok(message)) = socket.next().await {
+                            if matches!(message, WsMessage::Close(_)) {
+                                break;
+                            }
+                        }
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -200,6 +200,13 @@ impl SimHandle {
         self.server.drop_device(phone, device)
     }
 
+    /// Makes one device's connection go silent while it stays open (a
+    /// half-open connection): the device must notice by itself. Its next
+    /// connection is served normally.
+    pub fn stall_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        self.server.stall_device(phone, device)
+    }
+
     /// Drops every connection; returns how many there were.
     pub fn drop_all(&self) -> usize {
         self.server.drop_all()

@@ -179,6 +179,15 @@ impl Server {
         Ok(())
     }
 
+    pub fn stall_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+        let w = self.world();
+        let conn = connection_of(&w, phone, device)?;
+        if let Some(c) = w.conns.get(&conn) {
+            let _ = c.tx.send(Outbound::Stall);
+        }
+        Ok(())
+    }
+
     pub fn drop_all(&self) -> usize {
         let w = self.world();
         for c in w.conns.values() {

@@ -120,6 +120,10 @@ pub enum StatusReason {
     ConnectionFailed,
     /// The connection dropped; the gateway is reconnecting.
     ConnectionLost,
+    /// WhatsApp stopped answering on a connection that looked open (no
+    /// frame, no answer to a ping); the gateway dropped it and is
+    /// reconnecting.
+    NoResponse,
     /// The device was removed from the phone's linked devices.
     LoggedOutFromPhone,
     /// The device was unlinked through the API.
@@ -138,10 +142,11 @@ pub enum StatusReason {
 }
 
 impl StatusReason {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::LinkTimeout,
         Self::ConnectionFailed,
         Self::ConnectionLost,
+        Self::NoResponse,
         Self::LoggedOutFromPhone,
         Self::LogoutRequested,
         Self::TemporarilyBanned,
@@ -156,6 +161,7 @@ impl StatusReason {
             Self::LinkTimeout => "link_timeout",
             Self::ConnectionFailed => "connection_failed",
             Self::ConnectionLost => "connection_lost",
+            Self::NoResponse => "no_response",
             Self::LoggedOutFromPhone => "logged_out_from_phone",
             Self::LogoutRequested => "logout_requested",
             Self::TemporarilyBanned => "temporarily_banned",

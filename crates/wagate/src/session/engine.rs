@@ -148,4 +148,26 @@ pub trait Link: Send + Sync + 'static {
     async fn download(&self, _media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
         Err(DownloadError::Unsupported)
     }
+
+    /// Frames received from WhatsApp so far (over every connection of this
+    /// link), for the liveness watch; `None` for links that cannot tell,
+    /// which are then never suspected.
+    fn frames_received(&self) -> Option<u64> {
+        None
+    }
+
+    /// Pings WhatsApp on the open connection; `Err` if no answer came
+    /// within `timeout`.
+    fn ping(&self, _timeout: Duration) -> BoxFuture<'static, Result<(), NoAnswer>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Ends the open connection (the future `connect` gave resolves)
+    /// without ending the session: the supervisor connects again.
+    async fn drop_connection(&self) {}
 }
+
+/// A ping WhatsApp did not answer in time, or could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("WhatsApp did not answer a ping: {0}")]
+pub struct NoAnswer(pub String);

@@ -550,6 +550,7 @@ mod tests {
     use crate::session::SupervisorPolicy;
     use crate::session::backoff::RetryPolicy;
     use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};
+    use crate::session::liveness::LivenessPolicy;
     use crate::store::SqliteStore;
 
     /// Opens a link that connects forever, except for the sessions it was
@@ -631,6 +632,7 @@ mod tests {
             SupervisorPolicy {
                 link_timeout: Duration::from_secs(300),
                 retry: RetryPolicy::with_budget(Duration::from_secs(300)),
+                liveness: LivenessPolicy::default(),
             },
             OutboxPolicy::default(),
             CancellationToken::new(),

@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod engine;
 pub mod inbox;
+pub mod liveness;
 #[cfg(feature = "simulator")]
 mod loopback_http;
 pub mod manager;

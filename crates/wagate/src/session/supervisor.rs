@@ -15,8 +15,9 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Delivery, Engine, EngineEvent, InboundSink, Link};
+use super::engine::{Delivery, Engine, EngineEvent, InboundSink, Link, NoAnswer};
 use super::inbox::Inbox;
+use super::liveness::{Check, LivenessPolicy, Watchdog};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
 use crate::store::{SessionRecord, Store, StoreError};
@@ -36,6 +37,7 @@ const PAIRED_REPORT_GRACE: Duration = Duration::from_secs(5);
 pub struct SupervisorPolicy {
     pub link_timeout: Duration,
     pub retry: RetryPolicy,
+    pub liveness: LivenessPolicy,
 }
 
 /// A code with its expiry, as the API shows it.
@@ -156,6 +158,10 @@ struct Active {
     link_deadline: Option<Instant>,
     /// The client has reported `PairSuccess` on this link.
     paired_reported: bool,
+    /// The watch over a `working` connection; `None` before it works.
+    watchdog: Option<Watchdog>,
+    /// A liveness ping in flight.
+    ping: Option<BoxFuture<'static, Result<(), NoAnswer>>>,
 }
 
 impl Active {
@@ -172,6 +178,8 @@ impl Active {
             retry,
             link_deadline: None,
             paired_reported: false,
+            watchdog: None,
+            ping: None,
         }
     }
 
@@ -185,6 +193,17 @@ impl Active {
 
     fn connect(&mut self) {
         self.phase = Self::connection(&self.link);
+        self.watchdog = None;
+        self.ping = None;
+    }
+
+    /// When the watchdog next looks at the connection; never while a ping
+    /// is out (its answer or timeout comes first).
+    fn next_liveness_check(&self) -> Option<Instant> {
+        match (&self.watchdog, &self.ping) {
+            (Some(dog), None) => Some(dog.next_check()),
+            _ => None,
+        }
     }
 }
 
@@ -326,6 +345,7 @@ impl Supervisor {
         };
         loop {
             let next_attempt = active.phase.next_attempt();
+            let next_liveness_check = active.next_liveness_check();
             let flow = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
@@ -353,6 +373,13 @@ impl Supervisor {
                 () = wait_until(next_attempt) => {
                     active.connect();
                     Ok(Flow::Continue)
+                }
+                () = wait_until(next_liveness_check) => {
+                    self.look_at_connection(&mut active);
+                    Ok(Flow::Continue)
+                }
+                answer = wait_for_ping(&mut active.ping) => {
+                    self.on_ping(answer, &mut active).await.map(|()| Flow::Continue)
                 }
             };
             let exit = match flow {
@@ -518,6 +545,10 @@ impl Supervisor {
                 }
                 self.set_status(SessionStatus::Working, None).await?;
                 self.working.send_replace(Some(Arc::clone(&active.link)));
+                active.watchdog = active
+                    .link
+                    .frames_received()
+                    .map(|frames| Watchdog::new(self.policy.liveness, frames, Instant::now()));
             }
             EngineEvent::LoggedOut => {
                 tracing::info!("the device was unlinked");
@@ -541,6 +572,52 @@ impl Supervisor {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The watchdog's periodic look: a connection silent for too long is
+    /// pinged.
+    fn look_at_connection(&self, active: &mut Active) {
+        let (Some(dog), Some(frames)) = (&mut active.watchdog, active.link.frames_received())
+        else {
+            return;
+        };
+        if dog.check(frames, Instant::now()) == Check::Probe {
+            tracing::debug!(silent_for = ?dog.silent_for(Instant::now()), "pinging a silent connection");
+            active.ping = Some(active.link.ping(dog.policy().timeout));
+        }
+    }
+
+    /// A liveness ping's outcome: an unanswered one means the connection
+    /// only looks open, so it is dropped and made again, and the status
+    /// event says why.
+    async fn on_ping(
+        &mut self,
+        answer: Result<(), NoAnswer>,
+        active: &mut Active,
+    ) -> Result<(), StoreError> {
+        active.ping = None;
+        let Some(dog) = &mut active.watchdog else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if answer.is_ok() {
+            dog.answered(now);
+            return Ok(());
+        }
+        tracing::warn!(
+            silent_for = ?dog.silent_for(now),
+            "WhatsApp stopped answering on this connection; reconnecting"
+        );
+        active.watchdog = None;
+        if let Phase::Connected { end_expected, .. } = &mut active.phase {
+            // The end that follows is ours: reconnect at once.
+            *end_expected = true;
+        }
+        self.live.send_replace(Live::default());
+        self.set_status(SessionStatus::Starting, Some(StatusReason::NoResponse))
+            .await?;
+        active.link.drop_connection().await;
+        Ok(())
     }
 
     async fn on_connection_end(&mut self, active: &mut Active) -> StepResult {
@@ -719,6 +796,16 @@ fn format_pairing_code(code: &str) -> String {
 async fn wait_until(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves with a liveness ping's answer; never while none is out.
+async fn wait_for_ping(
+    ping: &mut Option<BoxFuture<'static, Result<(), NoAnswer>>>,
+) -> Result<(), NoAnswer> {
+    match ping {
+        Some(ping) => ping.await,
         None => std::future::pending().await,
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 use url::Url;
+use wacore::iq::keepalive::KeepaliveSpec;
 use wacore::runtime::{AbortHandle, Runtime};
 use wacore::types::presence::ReceiptType;
 use whatsapp_rust::TokioRuntime;
@@ -33,6 +34,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::engine::{
     Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity, InboundSink, Link,
+    NoAnswer,
 };
 use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{MessageStatus, Phone, SessionId};
@@ -245,6 +247,29 @@ impl Link for WhatsAppLink {
                 _ => DownloadError::Failed(error.to_string()),
             }
         })
+    }
+
+    fn frames_received(&self) -> Option<u64> {
+        Some(self.client.stats().frames_received)
+    }
+
+    fn ping(&self, timeout: Duration) -> BoxFuture<'static, Result<(), NoAnswer>> {
+        let client = Arc::clone(&self.client);
+        Box::pin(async move {
+            let ping = client.execute(KeepaliveSpec::with_timeout(timeout));
+            match tokio::time::timeout(timeout, ping).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(NoAnswer(error.to_string())),
+                Err(_) => Err(NoAnswer(format!("no answer in {timeout:?}"))),
+            }
+        })
+    }
+
+    async fn drop_connection(&self) {
+        // Ends this connection's run loop (auto-reconnect is off, so the
+        // client does not reconnect by itself) after flushing what it
+        // stored, as a dead-socket detection in the client does.
+        self.client.reconnect_immediately().await;
     }
 }
 

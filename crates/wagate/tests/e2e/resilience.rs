@@ -111,3 +111,62 @@ async fn a_temporary_ban_fails_the_session_and_start_after_it_lifts_works() {
     events.status(&id, "working").await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_goes_silent_is_dropped_and_made_again_with_the_reason() {
+    let sim = simulator().await;
+    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    // Short enough for a test; long enough that a healthy link under a
+    // loaded machine always answers (the simulator answers pings at once).
+    let gateway = Gateway::start_with(
+        wagate::config::Config {
+            liveness_idle_ms: 500,
+            liveness_timeout_ms: 2_000,
+            ..config(&sim, dir.path(), &Limits::default())
+        },
+        None,
+    )
+    .await;
+    let mut events = gateway.events().await;
+    let phone = "15550004545";
+    let contact = "15550004646";
+    let id = link_by_qr(&gateway, &mut events, &sim, phone).await;
+    crate::messaging::has_whatsapp(&sim, contact);
+
+    sim.handle()
+        .stall_device(phone, device_of(&sim, phone))
+        .unwrap_or_else(|e| panic!("stall: {e}"));
+    // Sent into the silent connection: it must still arrive, once.
+    let (status, accepted) = crate::messaging::send(
+        &gateway,
+        &id,
+        serde_json::json!({ "to": contact, "text": { "body": "through the silence" } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let wa_id = accepted["wa_id"].as_str().unwrap_or_default().to_string();
+
+    let change = events
+        .wait("a status change", &id, |e| e["event"] == "session.status")
+        .await;
+    assert_eq!(change["data"]["status"], "starting", "{change}");
+    assert_eq!(change["data"]["previous"], "working", "{change}");
+    assert_eq!(change["data"]["reason"], "no_response", "{change}");
+    events.status(&id, "working").await;
+
+    let shown = sim
+        .handle()
+        .wait_phone_message(contact, WAIT, |m| m.id == wa_id)
+        .await
+        .unwrap_or_else(|| panic!("{contact} never showed {wa_id}"));
+    assert_eq!(shown.text.as_deref(), Some("through the silence"));
+    let copies = sim
+        .handle()
+        .phone_messages(contact)
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| m.id == wa_id)
+        .count();
+    assert_eq!(copies, 1);
+    gateway.stop().await;
+}

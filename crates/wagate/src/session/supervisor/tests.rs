@@ -130,6 +130,7 @@ fn fast_policy() -> SupervisorPolicy {
             max_delay: Duration::from_millis(40),
             budget: Duration::from_secs(30),
         },
+        liveness: LivenessPolicy::default(),
     }
 }
 
