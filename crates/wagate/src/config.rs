@@ -109,7 +109,10 @@ impl Default for Config {
             retry_budget_secs: 600,
             liveness_idle_ms: 25_000,
             liveness_timeout_ms: 10_000,
-            body_limit_bytes: 64 * 1024,
+            // Room for the largest body the API document allows outside
+            // media: an edit's 65,536-character text, each character up to
+            // six bytes once JSON-escaped.
+            body_limit_bytes: 512 * 1024,
             ws_client_buffer: 64,
             ws_ping_interval_secs: 20,
             ws_max_clients_per_org: 32,

@@ -18,6 +18,10 @@ macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        // utoipa does not see a variant's `rename` when the name comes
+        // through this macro, so the schema takes its names from here; the
+        // names are the variants' in snake case (a test checks they agree).
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
         }
@@ -166,6 +170,42 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The OpenAPI schema's names are the ones the API speaks.
+    fn schema_names<T: utoipa::PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        schema["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_names_are_the_serialized_ones() {
+        fn names<T: Serialize>(all: &[T], as_str: fn(&T) -> &'static str) -> Vec<String> {
+            all.iter()
+                .map(|v| {
+                    let json = serde_json::to_value(v).unwrap_or_default();
+                    assert_eq!(json, as_str(v), "serde and as_str disagree");
+                    as_str(v).to_string()
+                })
+                .collect()
+        }
+        assert_eq!(
+            schema_names::<MessageStatus>(),
+            names(MessageStatus::ALL, |v| v.as_str())
+        );
+        assert_eq!(
+            schema_names::<FailureReason>(),
+            names(FailureReason::ALL, |v| v.as_str())
+        );
+        assert_eq!(
+            schema_names::<Direction>(),
+            names(Direction::ALL, |v| v.as_str())
+        );
+    }
 
     #[test]
     fn statuses_only_move_forward_and_only_pending_fails() {

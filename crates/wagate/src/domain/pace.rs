@@ -12,7 +12,9 @@ pub struct InvalidPace;
 
 /// Messages per minute, 0 meaning "no limit", at most [`MAX_PER_MINUTE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
+// Read through a JSON number: JSON Schema counts `30.0` as an integer,
+// so a request valid by the document may carry one.
+#[serde(try_from = "serde_json::Number", into = "u32")]
 pub struct PerMinute(u32);
 
 impl PerMinute {
@@ -28,6 +30,23 @@ impl TryFrom<u32> for PerMinute {
         (value <= MAX_PER_MINUTE)
             .then_some(Self(value))
             .ok_or(InvalidPace)
+    }
+}
+
+impl TryFrom<serde_json::Number> for PerMinute {
+    type Error = InvalidPace;
+
+    fn try_from(value: serde_json::Number) -> Result<Self, Self::Error> {
+        let whole = match value.as_u64() {
+            Some(n) => n,
+            None => match value.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => f as u64,
+                _ => return Err(InvalidPace),
+            },
+        };
+        u32::try_from(whole)
+            .map_err(|_| InvalidPace)
+            .and_then(Self::try_from)
     }
 }
 
@@ -49,6 +68,22 @@ pub struct SessionPace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_number_written_as_a_float_is_read_and_a_fraction_is_not() {
+        let read = |json: &str| {
+            serde_json::from_str::<PerMinute>(json)
+                .map(PerMinute::get)
+                .ok()
+        };
+        assert_eq!(read("30"), Some(30));
+        assert_eq!(read("30.0"), Some(30));
+        assert_eq!(read("600"), Some(600));
+        assert_eq!(read("601"), None);
+        assert_eq!(read("30.5"), None);
+        assert_eq!(read("-1"), None);
+        assert_eq!(read("1e30"), None);
+    }
 
     #[test]
     fn a_pace_is_bounded() {

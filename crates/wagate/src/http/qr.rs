@@ -59,6 +59,7 @@ impl From<Expiring> for Code {
 #[serde(deny_unknown_fields)]
 pub struct PairingCodeRequest {
     /// International format, digits only, no `+` and no spaces: `628123456789`.
+    #[schema(pattern = "^[1-9][0-9]{7,14}$")]
     pub phone: String,
 }
 

@@ -58,7 +58,8 @@ impl From<SessionRecord> for Session {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
-    /// Up to 100 characters.
+    /// Up to 100 characters, no control characters.
+    #[schema(max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub label: Option<String>,
     /// Connect right away (default) or leave the session `stopped`.
     pub start: Option<bool>,
@@ -74,9 +75,10 @@ pub struct CreateSession {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
-    /// New label; `null` clears it, absent leaves it unchanged.
+    /// New label (up to 100 characters, no control characters); `null`
+    /// clears it, absent leaves it unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub label: Option<Option<String>>,
     /// 0 to 600 messages per minute; `null` follows the gateway's again.
     #[serde(default, deserialize_with = "present")]
@@ -101,6 +103,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,

@@ -28,6 +28,7 @@ pub struct WsParams {
     /// The API token, for clients that cannot set an `Authorization` header.
     pub token: Option<String>,
     /// Only this session's events.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub session_id: Option<SessionId>,
     /// Comma-separated event types: `session.status`, `session.qr`,
     /// `session.pairing_code`, `message.status`, `message.received`,
@@ -65,6 +66,7 @@ const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
         (status = 101, description = "Switching to WebSocket"),
         (status = 401, body = ErrorBody),
         (status = 404, description = "`session_id` is not one of the organization's sessions", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade request (`upgrade_required`)", body = ErrorBody),
         (status = 429, body = ErrorBody),
     ),
     security(("bearer" = []))

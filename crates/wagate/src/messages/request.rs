@@ -32,7 +32,7 @@ pub const MIN_POLL_OPTIONS: usize = 2;
 pub const MAX_POLL_OPTIONS: usize = 12;
 
 /// The top-level keys that name a kind, in the order the contract lists them.
-const KINDS: [(&str, ContentKind); 11] = [
+pub const KINDS: [(&str, ContentKind); 11] = [
     ("text", ContentKind::Text),
     ("image", ContentKind::Image),
     ("video", ContentKind::Video),
