@@ -43,6 +43,7 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::rotate_secret,
         webhooks::deliveries,
         webhooks::retry,
+        webhooks::retry_since,
     ),
     components(schemas(
         error::ErrorBody,
@@ -65,6 +66,8 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::WebhookList,
         webhooks::Delivery,
         webhooks::DeliveryList,
+        webhooks::RetryDeliveries,
+        webhooks::RetriedDeliveries,
         crate::webhooks::DeliveryStatus,
         crate::webhooks::DisabledReason,
         crate::messages::IncomingMessage,
