@@ -111,18 +111,34 @@ impl std::fmt::Debug for Dispatcher {
 
 type Queue = (WebhookId, SessionId);
 
-/// Frees its queue when the attempt ends, however it ends (even aborted).
+/// The queues with an attempt in flight, and those whose attempt ended
+/// while the due heads were being read: that read may predate the
+/// attempt's record, so its row for that queue is stale (an event already
+/// delivered would be sent again).
+#[derive(Default)]
+struct Flights {
+    in_flight: HashSet<Queue>,
+    ended: HashSet<Queue>,
+}
+
+type SharedFlights = Arc<Mutex<Flights>>;
+
+fn lock(flights: &SharedFlights) -> std::sync::MutexGuard<'_, Flights> {
+    flights.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Frees its queue when the attempt ends, however it ends (even aborted);
+/// the attempt's record is written by then.
 struct InFlight {
     key: Queue,
-    set: Arc<Mutex<HashSet<Queue>>>,
+    flights: SharedFlights,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+        let mut flights = lock(&self.flights);
+        flights.in_flight.remove(&self.key);
+        flights.ended.insert(self.key);
     }
 }
 
@@ -158,7 +174,7 @@ impl Dispatcher {
     /// and made again after the next start.
     pub async fn run(self, cancel: CancellationToken) {
         let wake: Arc<Notify> = self.inner.hub.committed();
-        let in_flight: Arc<Mutex<HashSet<Queue>>> = Arc::default();
+        let flights = SharedFlights::default();
         let mut tasks = JoinSet::new();
         loop {
             while let Some(joined) = tasks.try_join_next() {
@@ -168,7 +184,7 @@ impl Dispatcher {
             }
             let free = self.inner.policy.max_in_flight.saturating_sub(tasks.len());
             if free > 0 {
-                self.start_due(&mut tasks, &in_flight, free).await;
+                self.start_due(&mut tasks, &flights, free).await;
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -182,16 +198,13 @@ impl Dispatcher {
 
     /// Starts an attempt for up to `free` due queue heads not already in
     /// flight.
-    async fn start_due(
-        &self,
-        tasks: &mut JoinSet<()>,
-        in_flight: &Arc<Mutex<HashSet<Queue>>>,
-        free: usize,
-    ) {
-        let busy = in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+    async fn start_due(&self, tasks: &mut JoinSet<()>, flights: &SharedFlights, free: usize) {
+        // Attempts that ended before this read are in what it reads.
+        let busy = {
+            let mut flights = lock(flights);
+            flights.ended.clear();
+            flights.in_flight.len()
+        };
         // Heads in flight are still pending, so they come back too: ask
         // for enough to fill every free slot past them.
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
@@ -214,16 +227,17 @@ impl Dispatcher {
                 break;
             }
             let key = (delivery.webhook_id, delivery.session_id);
-            if !in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key)
             {
-                continue;
+                let mut flights = lock(flights);
+                // One attempt per queue; a queue whose attempt ended during
+                // the read comes back, up to date, in the next round.
+                if flights.ended.contains(&key) || !flights.in_flight.insert(key) {
+                    continue;
+                }
             }
             let guard = InFlight {
                 key,
-                set: Arc::clone(in_flight),
+                flights: Arc::clone(flights),
             };
             let inner = Arc::clone(&self.inner);
             tasks.spawn(async move {
