@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, default_org, log_qr_event};
 
 /// A public address that these tests never contact (the router alone runs).
 const PUBLIC_URL: &str = "https://93.184.215.14/hooks/wagate";
@@ -243,29 +243,7 @@ async fn the_delivery_log_lists_and_replays() {
     // A stopped session logs no event here: one is appended as the
     // supervisor would append a QR code.
     let session = app.stopped_session().await;
-    let org_id = app
-        .store
-        .orgs()
-        .find_org("default")
-        .await
-        .ok()
-        .flatten()
-        .map(|org| org.id)
-        .unwrap_or_else(|| panic!("the bootstrap organization"));
-    let session_id: wagate::domain::SessionId = session.parse().unwrap_or_else(|_| panic!("uuid"));
-    let mut event = wagate::events::Envelope::new(
-        org_id,
-        session_id,
-        wagate::events::EventData::Qr {
-            code: "2@abc".into(),
-            expires_at: chrono::Utc::now(),
-        },
-    );
-    app.store
-        .events()
-        .append_event(&mut event)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let event = log_event(&app, session.parse().unwrap_or_else(|_| panic!("uuid"))).await;
 
     let log = app
         .call(
@@ -371,29 +349,8 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
 
 /// Logs a QR event for `session`, as a supervisor would.
 async fn log_event(app: &TestApp, session: wagate::domain::SessionId) -> wagate::events::Envelope {
-    let org_id = app
-        .store
-        .orgs()
-        .find_org("default")
-        .await
-        .ok()
-        .flatten()
-        .map(|org| org.id)
-        .unwrap_or_else(|| panic!("the bootstrap organization"));
-    let mut event = wagate::events::Envelope::new(
-        org_id,
-        session,
-        wagate::events::EventData::Qr {
-            code: "2@abc".into(),
-            expires_at: chrono::Utc::now(),
-        },
-    );
-    app.store
-        .events()
-        .append_event(&mut event)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    event
+    let org = default_org(app.store.as_ref()).await;
+    log_qr_event(app.store.as_ref(), org, session, "2@abc").await
 }
 
 /// Attempts everything due, as the dispatcher would, with the receiver
