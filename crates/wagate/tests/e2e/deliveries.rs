@@ -2,7 +2,7 @@
 //! simulated phones, exchange every kind of message both ways; each side's
 //! receiver (a real HTTP server) gets what the other sent and the statuses
 //! of what it sent, in order, signed as the PyPI `standardwebhooks`
-//! package verifies.
+//! package verifies. A receiver that goes away for a while loses nothing.
 
 use std::collections::{HashMap, HashSet};
 
@@ -466,5 +466,143 @@ async fn two_sessions_exchange_every_kind_and_each_webhook_gets_its_side() {
 
     alice.assert_in_order();
     bob.assert_in_order();
+    gateway.stop().await;
+}
+
+/// Retries come quickly: a test's outage is over in seconds.
+pub fn quick_retries(config: wagate::config::Config) -> wagate::config::Config {
+    wagate::config::Config {
+        webhook_backoff_base_ms: 50,
+        webhook_backoff_max_secs: 1,
+        webhook_poll_interval_ms: 50,
+        ..config
+    }
+}
+
+/// What a receiver that came back must have got: every `message.received`
+/// for `sent`, each event delivered (2xx) once, a retried event the same
+/// bytes under the same `webhook-id`, and the session's order kept: no
+/// event attempted while an earlier one was still undelivered. Returns how
+/// many requests were retries.
+pub fn assert_all_arrived_once_in_order(side: &Side, sent: &[String]) -> usize {
+    let requests = &side.hook.got;
+    let mut bodies: HashMap<&str, &[u8]> = HashMap::new();
+    for request in requests {
+        let first = *bodies.entry(request.id()).or_insert(&request.body);
+        assert!(
+            first == &request.body[..],
+            "{} changed between attempts",
+            request.id()
+        );
+    }
+    let attempted: Vec<&str> = requests.iter().map(Received::id).collect();
+    assert!(
+        attempted.windows(2).all(|w| w[0] <= w[1]),
+        "an event was attempted before an earlier one was delivered: {attempted:?}"
+    );
+    side.assert_in_order();
+    let received: Vec<String> = side
+        .hook
+        .delivered()
+        .iter()
+        .filter(|e| e["event"] == "message.received")
+        .filter_map(|e| e["data"]["wa_id"].as_str().map(str::to_string))
+        .collect();
+    let unique: HashSet<&String> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "a message reported twice");
+    let expected: HashSet<&String> = sent.iter().collect();
+    assert_eq!(unique, expected, "every message, none other");
+    requests.len() - bodies.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_was_down_gets_every_event_once_in_order() {
+    const COUNT: usize = 30;
+    let sim = simulator().await;
+    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start_with(
+        quick_retries(config(&sim, dir.path(), &Limits::default())),
+        None,
+    )
+    .await;
+    let mut events = gateway.events().await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    sim.handle()
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut alice = Side::subscribe(&gateway, session.clone(), ALICE, &["message.received"]).await;
+
+    // Down: every attempt gets a 503 while Bob keeps writing.
+    alice
+        .hook
+        .answer(|_, _| axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    let mut sent = Vec::new();
+    for n in 0..COUNT {
+        let id = sim
+            .handle()
+            .phone_send_text(BOB, ALICE, &format!("while down {n}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sent.push(id);
+    }
+    for id in &sent {
+        events
+            .wait("the message stored", &session, |e| {
+                e["event"] == "message.received" && e["data"]["wa_id"] == id.as_str()
+            })
+            .await;
+    }
+    // Refused several times (the first event retried), nothing delivered.
+    alice
+        .hook
+        .wait_until("attempts while down", |got| got.len() >= 4)
+        .await;
+    assert!(alice.hook.delivered().is_empty());
+    let first = alice.hook.got[0].id().to_string();
+    assert!(
+        alice.hook.got.iter().all(|r| r.id() == first),
+        "only the head is tried"
+    );
+
+    // Back: everything arrives.
+    alice.hook.answer(|_, _| axum::http::StatusCode::OK);
+    alice
+        .wait_for_messages("every event after the outage", &sent)
+        .await;
+    let retries = assert_all_arrived_once_in_order(&alice, &sent);
+    assert!(retries >= 3, "the first event was retried: {retries}");
+    alice.verify_since(0);
+
+    // The delivery log agrees: nothing pending or failed, the first
+    // event delivered after several attempts.
+    let hooks = gateway.call(Method::GET, "/webhooks", None).await.1;
+    let hook = hooks["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    for status in ["pending", "failed"] {
+        let (_, log) = gateway
+            .call(
+                Method::GET,
+                &format!("/webhooks/{hook}/deliveries?status={status}"),
+                None,
+            )
+            .await;
+        assert_eq!(log["data"], json!([]), "{status}: {log}");
+    }
+    let (_, log) = gateway
+        .call(
+            Method::GET,
+            &format!("/webhooks/{hook}/deliveries?limit=100"),
+            None,
+        )
+        .await;
+    let entry = log["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["event_id"] == first.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("{first} logged: {log}"));
+    assert!(entry["attempts"].as_u64() >= Some(4), "{entry}");
+    assert_eq!(entry["status"], "delivered");
     gateway.stop().await;
 }
