@@ -121,6 +121,27 @@ struct Flights {
     ended: HashSet<Queue>,
 }
 
+impl Flights {
+    /// Before reading the due heads: attempts that ended before now are
+    /// in what the read returns. Returns how many are in flight.
+    fn begin_read(&mut self) -> usize {
+        self.ended.clear();
+        self.in_flight.len()
+    }
+
+    /// Whether an attempt may start on `key` from what the last read
+    /// returned: one per queue, and none on a queue whose attempt ended
+    /// during the read (it comes back, up to date, in the next round).
+    fn start(&mut self, key: Queue) -> bool {
+        !self.ended.contains(&key) && self.in_flight.insert(key)
+    }
+
+    fn end(&mut self, key: Queue) {
+        self.in_flight.remove(&key);
+        self.ended.insert(key);
+    }
+}
+
 type SharedFlights = Arc<Mutex<Flights>>;
 
 fn lock(flights: &SharedFlights) -> std::sync::MutexGuard<'_, Flights> {
@@ -136,9 +157,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut flights = lock(&self.flights);
-        flights.in_flight.remove(&self.key);
-        flights.ended.insert(self.key);
+        lock(&self.flights).end(self.key);
     }
 }
 
@@ -200,11 +219,7 @@ impl Dispatcher {
     /// flight.
     async fn start_due(&self, tasks: &mut JoinSet<()>, flights: &SharedFlights, free: usize) {
         // Attempts that ended before this read are in what it reads.
-        let busy = {
-            let mut flights = lock(flights);
-            flights.ended.clear();
-            flights.in_flight.len()
-        };
+        let busy = lock(flights).begin_read();
         // Heads in flight are still pending, so they come back too: ask
         // for enough to fill every free slot past them.
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
@@ -227,13 +242,8 @@ impl Dispatcher {
                 break;
             }
             let key = (delivery.webhook_id, delivery.session_id);
-            {
-                let mut flights = lock(flights);
-                // One attempt per queue; a queue whose attempt ended during
-                // the read comes back, up to date, in the next round.
-                if flights.ended.contains(&key) || !flights.in_flight.insert(key) {
-                    continue;
-                }
+            if !lock(flights).start(key) {
+                continue;
             }
             let guard = InFlight {
                 key,
@@ -422,6 +432,27 @@ async fn read_capped(response: &mut reqwest::Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_whose_attempt_ended_during_the_read_waits_for_the_next_read() {
+        let mut flights = Flights::default();
+        let (a, b) = (
+            (WebhookId::new(), SessionId::new()),
+            (WebhookId::new(), SessionId::new()),
+        );
+        assert_eq!(flights.begin_read(), 0);
+        assert!(flights.start(a));
+        assert!(!flights.start(a), "one attempt per queue");
+        // The due heads are read while A's attempt records its delivery
+        // and ends: the read's row for A may be stale.
+        assert_eq!(flights.begin_read(), 1);
+        flights.end(a);
+        assert!(!flights.start(a), "a stale head would be sent again");
+        assert!(flights.start(b));
+        // The next read sees A's record.
+        assert_eq!(flights.begin_read(), 1);
+        assert!(flights.start(a));
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
