@@ -79,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
+            "/webhooks/{id}/deliveries/retry",
+            post(webhooks::retry_since),
+        )
+        .route(
             "/webhooks/{id}/deliveries/{delivery_id}/retry",
             post(webhooks::retry),
         );

@@ -46,6 +46,7 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::rotate_secret,
         webhooks::deliveries,
         webhooks::retry,
+        webhooks::retry_since,
     ),
     components(schemas(
         error::ErrorBody,
@@ -68,6 +69,8 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::WebhookList,
         webhooks::Delivery,
         webhooks::DeliveryList,
+        webhooks::RetryDeliveries,
+        webhooks::RetriedDeliveries,
         crate::webhooks::DeliveryStatus,
         crate::webhooks::DisabledReason,
         crate::messages::IncomingMessage,

@@ -714,3 +714,78 @@ pub async fn retry(
     state.hub.committed().notify_one();
     Ok((StatusCode::ACCEPTED, Json(record.into())))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDeliveries {
+    /// An RFC 3339 time: deliveries of events from then on (inclusive).
+    #[schema(format = DateTime, example = "2025-01-31T12:00:00Z")]
+    pub since: String,
+    /// Which deliveries: `failed` (the default), or `delivered` to send
+    /// those again too. `pending` ones are already queued.
+    pub status: Option<DeliveryStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetriedDeliveries {
+    /// How many deliveries were queued again.
+    pub queued: u64,
+}
+
+/// Deliver again every failed (or every delivered) delivery since a time:
+/// each becomes pending and due now, with a fresh retry window. They go
+/// out in order, oldest event first per session, ahead of that session's
+/// newer pending events; a disabled webhook gets them once enabled.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/deliveries/retry",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    request_body = RetryDeliveries,
+    responses(
+        (status = 202, description = "Queued again; `queued` may be 0", body = RetriedDeliveries),
+        (status = 400, description = "`invalid_path`, `malformed_json`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`, also for another organization's", body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, description = "`invalid_since`, `invalid_status`, `invalid_body`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retry_since(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+    Json(body): Json<RetryDeliveries>,
+) -> Result<(StatusCode, Json<RetriedDeliveries>), ApiError> {
+    let org = auth.org_id();
+    // Not found before invalid, as for an update.
+    find(&state, org, id).await?;
+    let since = DateTime::parse_from_rfc3339(&body.since)
+        .map_err(|e| {
+            invalid(
+                "invalid_since",
+                "since",
+                format!("since must be an RFC 3339 time such as 2025-01-31T12:00:00Z: {e}"),
+            )
+        })?
+        .with_timezone(&Utc);
+    let status = body.status.unwrap_or(DeliveryStatus::Failed);
+    if status == DeliveryStatus::Pending {
+        return Err(invalid(
+            "invalid_status",
+            "status",
+            "status must be failed or delivered: pending deliveries are already queued",
+        ));
+    }
+    let queued = state
+        .store
+        .webhooks()
+        .replay_deliveries(org, id, since, status)
+        .await?;
+    tracing::info!(webhook_id = %id, %since, %status, queued, "webhook deliveries queued again");
+    if queued > 0 {
+        state.hub.committed().notify_one();
+    }
+    Ok((StatusCode::ACCEPTED, Json(RetriedDeliveries { queued })))
+}

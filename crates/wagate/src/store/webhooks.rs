@@ -178,6 +178,17 @@ pub trait WebhookStore: Send + Sync {
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError>;
 
+    /// Makes every delivery of the webhook in `status` whose event came at
+    /// or after `since` pending and due now, each with a fresh retry
+    /// window; returns how many. They go out oldest first per session.
+    async fn replay_deliveries(
+        &self,
+        org: OrgId,
+        webhook: WebhookId,
+        since: DateTime<Utc>,
+        status: DeliveryStatus,
+    ) -> Result<u64, StoreError>;
+
     /// Up to `limit` due deliveries of enabled webhooks, each the oldest
     /// pending event of its (webhook, session), soonest due first.
     async fn due_deliveries(

@@ -111,18 +111,53 @@ impl std::fmt::Debug for Dispatcher {
 
 type Queue = (WebhookId, SessionId);
 
-/// Frees its queue when the attempt ends, however it ends (even aborted).
+/// The queues with an attempt in flight, and those whose attempt ended
+/// while the due heads were being read: that read may predate the
+/// attempt's record, so its row for that queue is stale (an event already
+/// delivered would be sent again).
+#[derive(Default)]
+struct Flights {
+    in_flight: HashSet<Queue>,
+    ended: HashSet<Queue>,
+}
+
+impl Flights {
+    /// Before reading the due heads: attempts that ended before now are
+    /// in what the read returns. Returns how many are in flight.
+    fn begin_read(&mut self) -> usize {
+        self.ended.clear();
+        self.in_flight.len()
+    }
+
+    /// Whether an attempt may start on `key` from what the last read
+    /// returned: one per queue, and none on a queue whose attempt ended
+    /// during the read (it comes back, up to date, in the next round).
+    fn start(&mut self, key: Queue) -> bool {
+        !self.ended.contains(&key) && self.in_flight.insert(key)
+    }
+
+    fn end(&mut self, key: Queue) {
+        self.in_flight.remove(&key);
+        self.ended.insert(key);
+    }
+}
+
+type SharedFlights = Arc<Mutex<Flights>>;
+
+fn lock(flights: &SharedFlights) -> std::sync::MutexGuard<'_, Flights> {
+    flights.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Frees its queue when the attempt ends, however it ends (even aborted);
+/// the attempt's record is written by then.
 struct InFlight {
     key: Queue,
-    set: Arc<Mutex<HashSet<Queue>>>,
+    flights: SharedFlights,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+        lock(&self.flights).end(self.key);
     }
 }
 
@@ -158,7 +193,7 @@ impl Dispatcher {
     /// and made again after the next start.
     pub async fn run(self, cancel: CancellationToken) {
         let wake: Arc<Notify> = self.inner.hub.committed();
-        let in_flight: Arc<Mutex<HashSet<Queue>>> = Arc::default();
+        let flights = SharedFlights::default();
         let mut tasks = JoinSet::new();
         loop {
             while let Some(joined) = tasks.try_join_next() {
@@ -168,7 +203,7 @@ impl Dispatcher {
             }
             let free = self.inner.policy.max_in_flight.saturating_sub(tasks.len());
             if free > 0 {
-                self.start_due(&mut tasks, &in_flight, free).await;
+                self.start_due(&mut tasks, &flights, free).await;
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -182,16 +217,9 @@ impl Dispatcher {
 
     /// Starts an attempt for up to `free` due queue heads not already in
     /// flight.
-    async fn start_due(
-        &self,
-        tasks: &mut JoinSet<()>,
-        in_flight: &Arc<Mutex<HashSet<Queue>>>,
-        free: usize,
-    ) {
-        let busy = in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+    async fn start_due(&self, tasks: &mut JoinSet<()>, flights: &SharedFlights, free: usize) {
+        // Attempts that ended before this read are in what it reads.
+        let busy = lock(flights).begin_read();
         // Heads in flight are still pending, so they come back too: ask
         // for enough to fill every free slot past them.
         let limit = u32::try_from(free + busy).unwrap_or(u32::MAX);
@@ -214,16 +242,12 @@ impl Dispatcher {
                 break;
             }
             let key = (delivery.webhook_id, delivery.session_id);
-            if !in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(key)
-            {
+            if !lock(flights).start(key) {
                 continue;
             }
             let guard = InFlight {
                 key,
-                set: Arc::clone(in_flight),
+                flights: Arc::clone(flights),
             };
             let inner = Arc::clone(&self.inner);
             tasks.spawn(async move {
@@ -408,6 +432,27 @@ async fn read_capped(response: &mut reqwest::Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_whose_attempt_ended_during_the_read_waits_for_the_next_read() {
+        let mut flights = Flights::default();
+        let (a, b) = (
+            (WebhookId::new(), SessionId::new()),
+            (WebhookId::new(), SessionId::new()),
+        );
+        assert_eq!(flights.begin_read(), 0);
+        assert!(flights.start(a));
+        assert!(!flights.start(a), "one attempt per queue");
+        // The due heads are read while A's attempt records its delivery
+        // and ends: the read's row for A may be stale.
+        assert_eq!(flights.begin_read(), 1);
+        flights.end(a);
+        assert!(!flights.start(a), "a stale head would be sent again");
+        assert!(flights.start(b));
+        // The next read sees A's record.
+        assert_eq!(flights.begin_read(), 1);
+        assert!(flights.start(a));
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {

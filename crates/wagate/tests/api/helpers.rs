@@ -235,3 +235,39 @@ pub fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::DELETE, base, None),
     ]
 }
+
+/// The organization the first start creates.
+pub async fn default_org(store: &dyn Store) -> wagate::domain::OrgId {
+    store
+        .orgs()
+        .find_org("default")
+        .await
+        .ok()
+        .flatten()
+        .map(|org| org.id)
+        .unwrap_or_else(|| panic!("the bootstrap organization"))
+}
+
+/// Logs a QR event for `session`, as its supervisor would; the webhooks
+/// that want it get a delivery queued with it.
+pub async fn log_qr_event(
+    store: &dyn Store,
+    org: wagate::domain::OrgId,
+    session: wagate::domain::SessionId,
+    code: &str,
+) -> wagate::events::Envelope {
+    let mut event = wagate::events::Envelope::new(
+        org,
+        session,
+        wagate::events::EventData::Qr {
+            code: code.into(),
+            expires_at: chrono::Utc::now(),
+        },
+    );
+    store
+        .events()
+        .append_event(&mut event)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    event
+}

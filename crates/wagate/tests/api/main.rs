@@ -11,4 +11,6 @@ mod linking;
 mod realtime;
 mod sessions;
 mod webhook_delivery;
+#[path = "../support/webhook_receiver.rs"]
+mod webhook_receiver;
 mod webhooks;

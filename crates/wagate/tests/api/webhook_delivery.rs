@@ -1,198 +1,27 @@
 //! Webhook delivery end to end, in-process: a real gateway (Application,
 //! file database) POSTs to a real receiver (axum on 127.0.0.1, port 0).
 //! Signatures are checked by the Standard Webhooks project's own Rust
-//! library, not by the gateway's code. Backoffs and the poll interval are
-//! configured short; every wait is for something the receiver or the
-//! WebSocket reports, bounded by [`WAIT`], never a sleep.
+//! library and its PyPI package, not by the gateway's code. Backoffs and
+//! the poll interval are configured short; every wait is for something
+//! the receiver or the WebSocket reports, bounded, never a sleep.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::StatusCode;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use wagate::app::Application;
 use wagate::config::Config;
 use wagate::domain::{OrgId, SessionId};
-use wagate::events::{Envelope, EventData};
 use wagate::store::Store;
 
-use crate::helpers::test_config;
+use crate::helpers::{default_org, log_qr_event, test_config};
+use crate::webhook_receiver::{Received, Receiver, assert_python_verifies};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-    /// What the receiver answered.
-    answered: StatusCode,
-}
-
-impl Received {
-    fn id(&self) -> &str {
-        self.headers
-            .get("webhook-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is JSON: {e}"))
-    }
-
-    fn signatures(&self) -> usize {
-        self.headers
-            .get("webhook-signature")
-            .and_then(|v| v.to_str().ok())
-            .map_or(0, |v| v.split(' ').count())
-    }
-
-    /// Verified with `standardwebhooks` (timestamp within 5 minutes, any
-    /// of the `v1` signatures).
-    fn verifies_with(&self, secret: &str) -> bool {
-        standardwebhooks::Webhook::new(secret)
-            .and_then(|hook| hook.verify(&self.body, &self.headers))
-            .is_ok()
-    }
-}
-
-/// The PyPI `standardwebhooks` verifier, where this machine has it
-/// (`pip install standardwebhooks`); `None` where it does not. Every run
-/// checks with the Rust crate above; this adds a second, independent
-/// implementation without making the tests need Python.
-fn python_verifies(received: &Received, secret: &str) -> Option<bool> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
-    let available = Command::new("python3")
-        .args(["-c", "import standardwebhooks"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !available {
-        return None;
-    }
-    let header = |name: &str| {
-        received
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let headers = json!({
-        "webhook-id": header("webhook-id"),
-        "webhook-timestamp": header("webhook-timestamp"),
-        "webhook-signature": header("webhook-signature"),
-    });
-    let script = "import sys, json\n\
-                  from standardwebhooks.webhooks import Webhook\n\
-                  Webhook(sys.argv[1]).verify(sys.stdin.buffer.read(), json.loads(sys.argv[2]))\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script, secret, &headers.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    child.stdin.take()?.write_all(&received.body).ok()?;
-    Some(child.wait().ok()?.success())
-}
-
-/// Decides the answer from the request and every earlier one.
-type Answer = dyn Fn(&Received, &[Received]) -> StatusCode + Send + Sync;
-
-#[derive(Clone)]
-struct ReceiverState {
-    answer: Arc<Mutex<Arc<Answer>>>,
-    seen: Arc<Mutex<Vec<Received>>>,
-    tx: mpsc::UnboundedSender<Received>,
-}
-
-struct Receiver {
-    url: String,
-    answer: Arc<Mutex<Arc<Answer>>>,
-    rx: mpsc::UnboundedReceiver<Received>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let answer: Arc<Mutex<Arc<Answer>>> = Arc::new(Mutex::new(Arc::new(|_, _| StatusCode::OK)));
-        let state = ReceiverState {
-            answer: Arc::clone(&answer),
-            seen: Arc::default(),
-            tx,
-        };
-        let app = Router::new()
-            .route("/hook", post(receive))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url: format!("http://{addr}/hook"),
-            answer,
-            rx,
-        }
-    }
-
-    fn answer(
-        &self,
-        answer: impl Fn(&Received, &[Received]) -> StatusCode + Send + Sync + 'static,
-    ) {
-        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(answer);
-    }
-
-    async fn next(&mut self) -> Received {
-        match tokio::time::timeout(WAIT, self.rx.recv()).await {
-            Ok(Some(received)) => received,
-            other => panic!("no delivery arrived: {other:?}"),
-        }
-    }
-
-    /// Requests until one for `event` is answered 2xx; returns them all.
-    async fn until_delivered(&mut self, event: &str) -> Vec<Received> {
-        let mut got = Vec::new();
-        loop {
-            let received = self.next().await;
-            let done = received.id() == event && received.answered.is_success();
-            got.push(received);
-            if done {
-                return got;
-            }
-        }
-    }
-}
-
-async fn receive(
-    State(state): State<ReceiverState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let mut received = Received {
-        headers,
-        body,
-        answered: StatusCode::OK,
-    };
-    let answer = Arc::clone(&*state.answer.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut seen = state.seen.lock().unwrap_or_else(|e| e.into_inner());
-    received.answered = answer(&received, &seen);
-    seen.push(received.clone());
-    let _ = state.tx.send(received.clone());
-    received.answered
-}
 
 fn fast(dir: &TempDir) -> Config {
     Config {
@@ -277,32 +106,15 @@ impl Gateway {
     }
 
     async fn org(&self) -> OrgId {
-        self.store
-            .orgs()
-            .find_org("default")
-            .await
-            .ok()
-            .flatten()
-            .map(|org| org.id)
-            .unwrap_or_else(|| panic!("the bootstrap organization"))
+        default_org(self.store.as_ref()).await
     }
 
     /// Logs a QR event for `session`, as a supervisor does; returns its id.
     async fn event(&self, org: OrgId, session: SessionId, code: &str) -> String {
-        let mut event = Envelope::new(
-            org,
-            session,
-            EventData::Qr {
-                code: code.into(),
-                expires_at: chrono::Utc::now(),
-            },
-        );
-        self.store
-            .events()
-            .append_event(&mut event)
+        log_qr_event(self.store.as_ref(), org, session, code)
             .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        event.id.to_string()
+            .id
+            .to_string()
     }
 }
 
@@ -363,18 +175,7 @@ async fn signed_deliveries_are_retried_with_the_same_id_and_kept_in_order_per_se
         assert!(body["data"]["code"].is_string());
     }
     assert!(!got[0].verifies_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
-    match python_verifies(&got[0], &secret) {
-        Some(verified) => {
-            assert!(verified, "the PyPI standardwebhooks verifier refused it");
-            assert_eq!(
-                python_verifies(&got[0], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-                Some(false)
-            );
-        }
-        None => {
-            eprintln!("python3 with standardwebhooks not found: checked with the Rust crate only")
-        }
-    }
+    assert_python_verifies(&secret, &got.iter().collect::<Vec<_>>());
 
     // The log tells the story: a1 delivered after several attempts, the
     // last answer kept.

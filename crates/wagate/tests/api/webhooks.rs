@@ -5,7 +5,7 @@
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, default_org, log_qr_event};
 
 /// A public address that these tests never contact (the router alone runs).
 const PUBLIC_URL: &str = "https://93.184.215.14/hooks/wagate";
@@ -243,29 +243,7 @@ async fn the_delivery_log_lists_and_replays() {
     // A stopped session logs no event here: one is appended as the
     // supervisor would append a QR code.
     let session = app.stopped_session().await;
-    let org_id = app
-        .store
-        .orgs()
-        .find_org("default")
-        .await
-        .ok()
-        .flatten()
-        .map(|org| org.id)
-        .unwrap_or_else(|| panic!("the bootstrap organization"));
-    let session_id: wagate::domain::SessionId = session.parse().unwrap_or_else(|_| panic!("uuid"));
-    let mut event = wagate::events::Envelope::new(
-        org_id,
-        session_id,
-        wagate::events::EventData::Qr {
-            code: "2@abc".into(),
-            expires_at: chrono::Utc::now(),
-        },
-    );
-    app.store
-        .events()
-        .append_event(&mut event)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let event = log_event(&app, session.parse().unwrap_or_else(|_| panic!("uuid"))).await;
 
     let log = app
         .call(
@@ -333,6 +311,11 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
             format!("{base}/deliveries/0190d7a0-0000-7000-8000-000000000000/retry"),
             None,
         ),
+        (
+            Method::POST,
+            format!("{base}/deliveries/retry"),
+            Some(json!({ "since": "2025-01-31T12:00:00Z" })),
+        ),
         (Method::DELETE, base.clone(), None),
     ];
     for (method, uri, body) in &endpoints {
@@ -362,4 +345,173 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
         app.call(Method::GET, &base, None).await.status,
         StatusCode::OK
     );
+}
+
+/// Logs a QR event for `session`, as a supervisor would.
+async fn log_event(app: &TestApp, session: wagate::domain::SessionId) -> wagate::events::Envelope {
+    let org = default_org(app.store.as_ref()).await;
+    log_qr_event(app.store.as_ref(), org, session, "2@abc").await
+}
+
+/// Attempts everything due, as the dispatcher would, with the receiver
+/// answering 200 for the events in `accepted` and 500 (given up at once)
+/// for the rest, until nothing is due.
+async fn settle(app: &TestApp, accepted: &[wagate::domain::EventId]) {
+    use wagate::store::{AfterFailure, AttemptResult};
+
+    let webhooks = app.store.webhooks();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    loop {
+        let due = webhooks
+            .due_deliveries(later, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        if due.is_empty() {
+            return;
+        }
+        for delivery in due {
+            let result = |code: u16| AttemptResult {
+                at: chrono::Utc::now(),
+                status_code: Some(code),
+                ..AttemptResult::default()
+            };
+            let recorded = if accepted.contains(&delivery.event_id) {
+                webhooks.delivery_succeeded(&delivery, &result(200)).await
+            } else {
+                webhooks
+                    .delivery_failed(&delivery, &result(500), AfterFailure::GiveUp, None)
+                    .await
+                    .map(drop)
+            };
+            recorded.unwrap_or_else(|e| panic!("{e:?}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_failed_delivery_since_a_time_is_queued_again_in_order() {
+    use wagate::domain::SessionId;
+
+    let app = TestApp::spawn().await;
+    let hook = create(&app, json!({ "url": PUBLIC_URL })).await;
+    let other_hook = create(&app, json!({ "url": PUBLIC_URL })).await;
+    let id = hook["id"].as_str().unwrap_or_default().to_string();
+    let uri = format!("/api/v1/webhooks/{id}/deliveries/retry");
+    let (s1, s2) = (SessionId::new(), SessionId::new());
+
+    // One event before the chosen time (stamped at least a millisecond
+    // earlier than the next), then four from it on.
+    let old = log_event(&app, s1).await;
+    let first = loop {
+        let event = log_event(&app, s1).await;
+        if event.at.timestamp_millis() > old.at.timestamp_millis() {
+            break event;
+        }
+    };
+    let second = log_event(&app, s2).await;
+    let delivered = log_event(&app, s1).await;
+    let last = log_event(&app, s2).await;
+    settle(&app, &[delivered.id]).await;
+    let since = first
+        .at
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+
+    let retried = app
+        .call(Method::POST, &uri, Some(json!({ "since": since })))
+        .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED);
+    assert_eq!(retried.json(), json!({ "queued": 3 }));
+
+    let status_of = |log: &Value, event: &wagate::events::Envelope| {
+        log["data"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["event_id"] == event.id.to_string()))
+            .map(|d| d["status"].clone())
+            .unwrap_or_else(|| panic!("{} not logged: {log}", event.id))
+    };
+    let log = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/webhooks/{id}/deliveries"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(status_of(&log, &old), "failed", "before `since`: {log}");
+    for event in [&first, &second, &last] {
+        assert_eq!(status_of(&log, event), "pending", "{log}");
+    }
+    assert_eq!(status_of(&log, &delivered), "delivered");
+    // Another webhook's failures stay failed.
+    let other_log = app
+        .call(
+            Method::GET,
+            &format!(
+                "/api/v1/webhooks/{}/deliveries?status=pending",
+                other_hook["id"].as_str().unwrap_or_default()
+            ),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(other_log["data"], json!([]), "{other_log}");
+
+    // In order: the oldest event of each session is due first, the
+    // delivered one replayed next waits behind its session's older one.
+    let delivered_again = app
+        .call(
+            Method::POST,
+            &uri,
+            Some(json!({ "since": since, "status": "delivered" })),
+        )
+        .await;
+    assert_eq!(delivered_again.status, StatusCode::ACCEPTED);
+    assert_eq!(delivered_again.json()["queued"], 1);
+    let due: Vec<_> = app
+        .store
+        .webhooks()
+        .due_deliveries(chrono::Utc::now() + chrono::Duration::seconds(1), 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .into_iter()
+        .filter(|d| d.webhook_id.to_string() == id)
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(due, vec![first.id, second.id]);
+    // Nothing failed is left since then.
+    let none = app
+        .call(Method::POST, &uri, Some(json!({ "since": since })))
+        .await;
+    assert_eq!(none.json()["queued"], 0);
+
+    let cases = [
+        (json!({ "since": "yesterday" }), "invalid_since"),
+        (json!({ "since": "2025-01-31" }), "invalid_since"),
+        (json!({ "since": "2025-01-31T12:00:00" }), "invalid_since"),
+        (
+            json!({ "since": since, "status": "pending" }),
+            "invalid_status",
+        ),
+        (json!({ "since": since, "status": "lost" }), "invalid_body"),
+        (json!({ "status": "failed" }), "invalid_body"),
+        (json!({ "since": since, "until": since }), "invalid_body"),
+        (json!({ "since": 1_700_000_000 }), "invalid_body"),
+    ];
+    for (body, code) in cases {
+        let message = app
+            .call(Method::POST, &uri, Some(body.clone()))
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, code);
+        assert!(!message.is_empty(), "{body}");
+    }
+    app.raw(Method::POST, &uri, Some("application/json"), "{\"since\":")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "malformed_json");
+    app.call(
+        Method::POST,
+        "/api/v1/webhooks/0190d7a0-0000-7000-8000-000000000000/deliveries/retry",
+        Some(json!({ "since": since })),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "webhook_not_found");
 }

@@ -1,6 +1,8 @@
 //! The gateway as a separate process, killed with SIGKILL while messages
-//! are queued: after a restart every accepted message reaches the phone,
-//! once, under the id it was given when it was accepted.
+//! are queued, arriving, or waiting for a webhook receiver: after a
+//! restart every accepted message reaches the phone once, under the id it
+//! was given when it was accepted; every message that arrived is stored
+//! once; every event reaches the receiver.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -12,6 +14,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::deliveries::{Side, assert_all_arrived_once_in_order};
 use crate::helpers::*;
 
 const ALICE: &str = "15550007777";
@@ -44,6 +47,17 @@ async fn admin(dir: &Path, sim: &wasim::Simulator, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Creates an organization with the admin commands; returns its token.
+async fn org_with_token(dir: &Path, sim: &wasim::Simulator) -> String {
+    admin(dir, sim, &["org", "create", "acme"]).await;
+    let printed = admin(dir, sim, &["token", "create", "--org", "acme"]).await;
+    printed
+        .split_whitespace()
+        .find(|word| word.starts_with("wag_"))
+        .unwrap_or_else(|| panic!("no token in {printed:?}"))
+        .to_string()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -57,6 +71,11 @@ async fn serve(dir: &Path, sim: &wasim::Simulator, port: u16) -> Child {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("WAGATE_SEND_PER_MINUTE", "0")
         .env("WAGATE_LOG", "info")
+        // Webhook receivers listen on loopback; their outages are short.
+        .env("WAGATE_ALLOW_PRIVATE_NETWORK", "true")
+        .env("WAGATE_WEBHOOK_BACKOFF_BASE_MS", "50")
+        .env("WAGATE_WEBHOOK_BACKOFF_MAX_SECS", "1")
+        .env("WAGATE_WEBHOOK_POLL_INTERVAL_MS", "50")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("wagate serve: {e}"));
@@ -80,26 +99,83 @@ async fn serve(dir: &Path, sim: &wasim::Simulator, port: u16) -> Child {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
+/// SIGKILL, and wait until the process is gone.
+async fn sigkill(child: &mut Child) {
+    child
+        .start_kill()
+        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = child.wait().await;
+}
+
+/// `from` sends `to` `count` texts ("{prefix} {n}"), whatever the gateway
+/// is doing; the task returns their ids.
+fn keep_writing(
+    sim: &wasim::Simulator,
+    from: &'static str,
+    to: &'static str,
+    count: usize,
+    prefix: &'static str,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let phones = sim.handle();
+    tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let id = phones
+                .phone_send_text(from, to, &format!("{prefix} {n}"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            ids.push(id);
+        }
+        ids
+    })
+}
+
+/// A `wagate serve` process on a fresh data directory, with a session
+/// linked to one phone number and another number on WhatsApp.
+struct ProcessWorld {
+    sim: wasim::Simulator,
+    dir: TempDir,
+    port: u16,
+    child: Child,
+    gateway: Gateway,
+    events: Events,
+    session: String,
+}
+
+async fn process_world(linked: &str, other: &str) -> ProcessWorld {
     let sim = simulator().await;
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    admin(dir.path(), &sim, &["org", "create", "acme"]).await;
-    let printed = admin(dir.path(), &sim, &["token", "create", "--org", "acme"]).await;
-    let token = printed
-        .split_whitespace()
-        .find(|word| word.starts_with("wag_"))
-        .unwrap_or_else(|| panic!("no token in {printed:?}"))
-        .to_string();
-
+    let token = org_with_token(dir.path(), &sim).await;
     let port = free_port();
-    let mut child = serve(dir.path(), &sim, port).await;
-    let gateway = Gateway::at(port, token.clone());
+    let child = serve(dir.path(), &sim, port).await;
+    let gateway = Gateway::at(port, token);
     let mut events = gateway.events().await;
-    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, linked).await;
     sim.handle()
-        .register_phone(BOB)
+        .register_phone(other)
         .unwrap_or_else(|e| panic!("{e}"));
+    ProcessWorld {
+        sim,
+        dir,
+        port,
+        child,
+        gateway,
+        events,
+        session,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
+    let ProcessWorld {
+        sim,
+        dir,
+        port,
+        mut child,
+        gateway,
+        events,
+        session,
+    } = process_world(ALICE, BOB).await;
 
     // Accept them all, then kill the process mid-delivery.
     let mut accepted: HashMap<String, String> = HashMap::new();
@@ -116,10 +192,7 @@ async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
         let wa_id = body["wa_id"].as_str().unwrap_or_default().to_string();
         accepted.insert(wa_id, text);
     }
-    child
-        .start_kill()
-        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
-    let _ = child.wait().await;
+    sigkill(&mut child).await;
     drop(events);
 
     let _child = serve(dir.path(), &sim, port).await;
@@ -171,38 +244,18 @@ const INBOUND: usize = 200;
 async fn inbound_messages_survive_sigkill_each_one_event_and_a_resume_misses_none() {
     const CAROL: &str = "15550009999";
     const DAVE: &str = "15550001010";
-    let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    admin(dir.path(), &sim, &["org", "create", "acme"]).await;
-    let printed = admin(dir.path(), &sim, &["token", "create", "--org", "acme"]).await;
-    let token = printed
-        .split_whitespace()
-        .find(|word| word.starts_with("wag_"))
-        .unwrap_or_else(|| panic!("no token in {printed:?}"))
-        .to_string();
-
-    let port = free_port();
-    let mut child = serve(dir.path(), &sim, port).await;
-    let gateway = Gateway::at(port, token.clone());
-    let mut events = gateway.events().await;
-    let session = link_by_qr(&gateway, &mut events, &sim, CAROL).await;
-    sim.handle()
-        .register_phone(DAVE)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ProcessWorld {
+        sim,
+        dir,
+        port,
+        mut child,
+        gateway,
+        mut events,
+        session,
+    } = process_world(CAROL, DAVE).await;
 
     // Dave keeps writing, whatever the gateway is doing.
-    let phones = sim.handle();
-    let sender = tokio::spawn(async move {
-        let mut ids = Vec::with_capacity(INBOUND);
-        for n in 0..INBOUND {
-            let id = phones
-                .phone_send_text(DAVE, CAROL, &format!("inbound {n}"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            ids.push(id);
-        }
-        ids
-    });
+    let sender = keep_writing(&sim, DAVE, CAROL, INBOUND, "inbound");
 
     // Some arrive; the client remembers the last event it saw; SIGKILL.
     let mut seen: Vec<String> = Vec::new();
@@ -221,10 +274,7 @@ async fn inbound_messages_survive_sigkill_each_one_event_and_a_resume_misses_non
         );
         last_event = event["id"].as_str().unwrap_or_default().to_string();
     }
-    child
-        .start_kill()
-        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
-    let _ = child.wait().await;
+    sigkill(&mut child).await;
     drop(events);
 
     let _child = serve(dir.path(), &sim, port).await;
@@ -253,31 +303,98 @@ async fn inbound_messages_survive_sigkill_each_one_event_and_a_resume_misses_non
         assert!(all.insert(wa_id.clone()), "{wa_id} reported twice");
     }
     // And stored once each.
-    let (status, list) = gateway
-        .call(
-            Method::GET,
-            &format!("/sessions/{session}/messages?direction=incoming&limit=100"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{list}");
-    let mut stored = 0;
-    let mut page = list;
+    assert_eq!(incoming_wa_ids(&gateway, &session).await.len(), INBOUND);
+}
+
+/// The WhatsApp ids of every message `session` stored as received, newest
+/// first, every page.
+async fn incoming_wa_ids(gateway: &Gateway, session: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut before = String::new();
     loop {
-        stored += page["data"].as_array().map_or(0, Vec::len);
-        let Some(before) = page["next_before"].as_str().map(str::to_string) else {
-            break;
-        };
-        page = gateway
+        let (status, page) = gateway
             .call(
                 Method::GET,
-                &format!(
-                    "/sessions/{session}/messages?direction=incoming&limit=100&before={before}"
-                ),
+                &format!("/sessions/{session}/messages?direction=incoming&limit=100{before}"),
                 None,
             )
-            .await
-            .1;
+            .await;
+        assert_eq!(status, 200, "{page}");
+        ids.extend(
+            page["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["wa_id"].as_str().map(str::to_string)),
+        );
+        match page["next_before"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => return ids,
+        }
     }
-    assert_eq!(stored, INBOUND);
+}
+
+/// Messages the phone sends while webhook deliveries are refused and the
+/// gateway is killed.
+const INBOUND_UNDELIVERED: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_webhook_deliveries_survive_sigkill_and_every_event_arrives_once() {
+    const ERIN: &str = "15550002020";
+    const FRANK: &str = "15550003030";
+    let ProcessWorld {
+        sim,
+        dir,
+        port,
+        mut child,
+        gateway,
+        mut events,
+        session,
+    } = process_world(ERIN, FRANK).await;
+    let mut erin = Side::subscribe(&gateway, session.clone(), ERIN, &["message.received"]).await;
+    // The receiver is down: every delivery stays pending.
+    erin.hook
+        .answer(|_, _| axum::http::StatusCode::SERVICE_UNAVAILABLE);
+
+    let sender = keep_writing(&sim, FRANK, ERIN, INBOUND_UNDELIVERED, "undelivered");
+    // Messages are coming in, their deliveries refused: SIGKILL.
+    for n in 0..20 {
+        events
+            .wait(&format!("incoming message {n}"), &session, |e| {
+                e["event"] == "message.received"
+            })
+            .await;
+    }
+    erin.hook
+        .wait_until("refused attempts", |got| got.len() >= 3)
+        .await;
+    assert!(erin.hook.delivered().is_empty());
+    sigkill(&mut child).await;
+    drop(events);
+    while let Ok(request) = erin.hook.rx.try_recv() {
+        erin.hook.got.push(request);
+    }
+    let before_restart = erin.hook.got.len();
+
+    // Back, receiver and gateway: every message reported once, in order.
+    erin.hook.answer(|_, _| axum::http::StatusCode::OK);
+    let _child = serve(dir.path(), &sim, port).await;
+    let sent = sender.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sent.iter().collect::<HashSet<_>>().len(),
+        INBOUND_UNDELIVERED
+    );
+    erin.wait_for_messages("every event after the restart", &sent)
+        .await;
+    assert_all_arrived_once_in_order(&erin, &sent);
+    // Signed: the fresh ones are checked (the PyPI verifier refuses
+    // timestamps older than five minutes).
+    erin.verify_since(before_restart);
+
+    // Each message the phone sent is stored exactly once.
+    let mut stored = incoming_wa_ids(&gateway, &session).await;
+    stored.sort();
+    let mut expected = sent;
+    expected.sort();
+    assert_eq!(stored, expected);
 }

@@ -6,7 +6,10 @@ mod helpers;
 
 mod actions;
 mod crash;
+mod deliveries;
 mod linking;
 mod messaging;
 mod receiving;
 mod resilience;
+#[path = "../support/webhook_receiver.rs"]
+mod webhook_receiver;

@@ -39,6 +39,21 @@ macro_rules! select_deliveries {
     };
 }
 
+/// Makes the webhook's deliveries that `$rest` picks pending and due now
+/// (`$1`), with a fresh retry window: `$2` is the webhook, `$3` its
+/// organization.
+macro_rules! requeue_deliveries {
+    ($rest:literal) => {
+        concat!(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
+             retry_from = $1, delivered_at = NULL, updated_at = $1 \
+             WHERE webhook_id = $2 \
+             AND webhook_id IN (SELECT id FROM webhooks WHERE org_id = $3) ",
+            $rest
+        )
+    };
+}
+
 fn json_list<T: serde::de::DeserializeOwned>(
     column: &str,
     value: Option<String>,
@@ -404,18 +419,13 @@ impl WebhookStore for SqliteStore {
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let at = millis(now());
         let mut tx = self.pool.begin().await?;
-        let result = sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
-             retry_from = $1, delivered_at = NULL, updated_at = $1 \
-             WHERE id = $2 AND webhook_id = $3 \
-             AND webhook_id IN (SELECT id FROM webhooks WHERE org_id = $4)",
-        )
-        .bind(at)
-        .bind(id.to_string())
-        .bind(webhook.to_string())
-        .bind(org.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let result = sqlx::query(requeue_deliveries!("AND id = $4"))
+            .bind(at)
+            .bind(webhook.to_string())
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         if result.rows_affected() == 0 {
             return Ok(None);
         }
@@ -428,6 +438,27 @@ impl WebhookStore for SqliteStore {
             .transpose()?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    async fn replay_deliveries(
+        &self,
+        org: OrgId,
+        webhook: WebhookId,
+        since: DateTime<Utc>,
+        status: DeliveryStatus,
+    ) -> Result<u64, StoreError> {
+        // One statement: all of them or none. Their order needs nothing
+        // more: pending, they go out as the heads of their sessions'
+        // queues, oldest event first.
+        let result = sqlx::query(requeue_deliveries!("AND status = $4 AND created_at >= $5"))
+            .bind(millis(now()))
+            .bind(webhook.to_string())
+            .bind(org.to_string())
+            .bind(status.as_str())
+            .bind(millis(since))
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
     }
 
     async fn due_deliveries(
