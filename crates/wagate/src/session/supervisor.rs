@@ -19,6 +19,7 @@ use super::engine::{Delivery, Engine, EngineEvent, InboundSink, Link};
 use super::inbox::Inbox;
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
+use crate::metrics::{LinkMethod, ReconnectReason};
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// How long WhatsApp honours a pairing code (the protocol says ~180 s).
@@ -156,6 +157,9 @@ struct Active {
     link_deadline: Option<Instant>,
     /// The client has reported `PairSuccess` on this link.
     paired_reported: bool,
+    /// Since the first QR code of this link, until it is working, and how
+    /// the phone is linking: the link time `/metrics` shows.
+    linking: Option<(Instant, LinkMethod)>,
 }
 
 impl Active {
@@ -172,6 +176,7 @@ impl Active {
             retry,
             link_deadline: None,
             paired_reported: false,
+            linking: None,
         }
     }
 
@@ -459,6 +464,9 @@ impl Supervisor {
                 active
                     .link_deadline
                     .get_or_insert_with(|| Instant::now() + self.policy.link_timeout);
+                active
+                    .linking
+                    .get_or_insert_with(|| (Instant::now(), LinkMethod::QrCode));
                 self.set_status(SessionStatus::ScanQrCode, None).await?;
                 let qr = Expiring::valid_for(code, valid_for);
                 self.live.send_replace(Live {
@@ -478,6 +486,9 @@ impl Supervisor {
                 }
             }
             EngineEvent::PairingCode { code, valid_for } => {
+                if let Some((_, method)) = &mut active.linking {
+                    *method = LinkMethod::PairingCode;
+                }
                 let code = Expiring::valid_for(format_pairing_code(&code), valid_for);
                 self.publish(EventData::PairingCode {
                     code: code.code,
@@ -517,6 +528,9 @@ impl Supervisor {
                         .await?;
                 }
                 self.set_status(SessionStatus::Working, None).await?;
+                if let Some((since, method)) = active.linking.take() {
+                    self.hub.metrics().linked(method, since.elapsed());
+                }
                 self.working.send_replace(Some(Arc::clone(&active.link)));
             }
             EngineEvent::LoggedOut => {
@@ -565,6 +579,9 @@ impl Supervisor {
         if !began_linked && active.link.identity().phone.is_some() {
             self.linked = true;
             active.link_deadline = None;
+            self.hub
+                .metrics()
+                .reconnected(ReconnectReason::AfterPairing);
             if active.paired_reported {
                 active.connect();
             } else {
@@ -575,6 +592,9 @@ impl Supervisor {
             return Ok(Flow::Continue);
         }
         if end_expected {
+            self.hub
+                .metrics()
+                .reconnected(ReconnectReason::QrCodesExhausted);
             active.connect();
             return Ok(Flow::Continue);
         }
@@ -586,6 +606,9 @@ impl Supervisor {
         match active.retry.next_delay(now) {
             Some(delay) => {
                 tracing::info!(?delay, "connection ended, reconnecting");
+                self.hub
+                    .metrics()
+                    .reconnected(ReconnectReason::ConnectionLost);
                 active.phase = Phase::Backoff { until: now + delay };
                 Ok(Flow::Continue)
             }
