@@ -7,6 +7,7 @@ mod helpers;
 mod prometheus;
 
 mod auth;
+mod authz;
 mod docs;
 mod lifecycle;
 mod linking;
