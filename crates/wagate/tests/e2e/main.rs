@@ -3,6 +3,8 @@
 //! timeouts; nothing sleeps to synchronise.
 
 mod helpers;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 mod actions;
 mod crash;
@@ -10,3 +12,4 @@ mod linking;
 mod messaging;
 mod receiving;
 mod resilience;
+mod secrets;
