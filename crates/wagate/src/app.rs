@@ -20,6 +20,7 @@ use crate::egress::EgressPolicy;
 use crate::events::{EventHub, HubLimits};
 use crate::http;
 use crate::media_cache::MediaCache;
+use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::session::backoff::RetryPolicy;
 use crate::session::engine::Engine;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub media_cache: MediaCache,
     /// How long the event log keeps events (and their webhook deliveries).
     pub event_retention: Duration,
+    /// Counters and histograms for `/metrics` (the hub's).
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             shutdown.child_token(),
         );
         Self {
+            metrics: hub.metrics().clone(),
             store,
             sessions,
             hub,
@@ -104,6 +108,8 @@ pub fn build_app(state: AppState) -> Router {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The `/metrics` listener, when `metrics_listen` is set.
+    metrics: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     bootstrap: Option<IssuedToken>,
     bootstrap_user: Option<crate::dashboard::accounts::IssuedUser>,
@@ -154,9 +160,20 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let metrics = match config.metrics_listen {
+            Some(at) => {
+                let listener = TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("binding {at} (metrics_listen)"))?;
+                let addr = listener.local_addr()?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             addr,
+            metrics,
             state,
             bootstrap,
             bootstrap_user,
@@ -174,6 +191,11 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -220,6 +242,7 @@ impl Application {
         let Self {
             listener,
             addr,
+            metrics,
             state,
             shutdown_timeout,
             tasks: mut extra,
@@ -241,6 +264,18 @@ impl Application {
         };
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
+        if let Some((listener, metrics_addr)) = metrics {
+            let app = crate::metrics::router(state.clone());
+            let stop = shutdown.clone();
+            tracing::info!(addr = %metrics_addr, "metrics listening");
+            let server = tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .context("metrics server failed")
+            });
+            names.insert(server.id(), "metrics server");
+        }
         let server_shutdown = shutdown.clone();
         let server = tasks.spawn(async move {
             axum::serve(listener, build_app(state))

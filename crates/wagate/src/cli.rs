@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics (`GET /metrics`, no authentication) on this
+    /// second address; keep it where only the scraper reaches [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// WhatsApp server WebSocket URL [default: WhatsApp itself].
     #[arg(long, value_name = "URL")]
     pub whatsapp_url: Option<Url>,
@@ -136,6 +140,7 @@ impl Cli {
         };
         if let Command::Serve(serve) = &self.command {
             overrides.listen = serve.listen;
+            overrides.metrics_listen = serve.metrics_listen;
             overrides.whatsapp_url = serve.whatsapp_url.clone();
             overrides.link_timeout_secs = serve.link_timeout_secs;
             overrides.retry_budget_secs = serve.retry_budget_secs;

@@ -25,6 +25,11 @@ pub const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
 pub struct Config {
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
+    /// Address of a second listener that serves only `GET /metrics`
+    /// (Prometheus), with no authentication: bind it where only the
+    /// scraper reaches (loopback, a private interface). Unset, the default,
+    /// serves no metrics at all.
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for the database and the per-session device keys.
     pub data_dir: PathBuf,
     /// Defaults to `sqlite://<data_dir>/wagate.db`. May hold a password.
@@ -102,6 +107,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             whatsapp_url: None,
@@ -173,6 +179,8 @@ pub enum ConfigError {
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,7 @@ use crate::domain::{
     WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage};
+use crate::metrics::Metrics;
 use crate::webhooks::DisabledReason;
 
 /// The event names a client can filter on.
@@ -255,6 +256,9 @@ pub struct EventHub {
     /// Notified on every publish: an event was committed, so webhook
     /// deliveries may have been queued with it.
     committed: Arc<Notify>,
+    /// Every committed change is published here, so this is where the
+    /// counts of what happened are kept (see [`Metrics::observe_event`]).
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -272,7 +276,13 @@ impl EventHub {
             registry: Arc::default(),
             limits,
             committed: Arc::default(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The process's instruments, shared by everything that holds the hub.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Wakes (one waiter) after each published event; a wake-up that finds
@@ -324,6 +334,7 @@ impl EventHub {
     /// connection closes with [`Closed::SlowConsumer`].
     pub fn publish(&self, envelope: Envelope) {
         self.committed.notify_one();
+        self.metrics.observe_event(&envelope);
         let json: Arc<str> = match serde_json::to_string(&envelope) {
             Ok(json) => json.into(),
             Err(error) => {

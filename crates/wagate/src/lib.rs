@@ -5,7 +5,8 @@
 //! the whatsapp-rust adapter, `events` the realtime hub, and `http` the API;
 //! `messages` the content of the messages the API sends, `outbox` the
 //! per-session workers that send them;
-//! `dashboard` is the web UI served at `/`.
+//! `dashboard` is the web UI served at `/`; `metrics` what Prometheus
+//! scrapes.
 //! `app` wires them together; `cli` and `config` are the process's edges.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod events;
 pub mod http;
 pub mod media_cache;
 pub mod messages;
+pub mod metrics;
 pub mod outbox;
 pub mod retention;
 pub mod secret;

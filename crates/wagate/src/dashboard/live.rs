@@ -22,6 +22,7 @@ use crate::app::AppState;
 use crate::domain::SessionId;
 use crate::events::{Filter, SubscribeError};
 use crate::http::ws::pump;
+use crate::session::ManagerError;
 
 pub async fn fragment(
     State(state): State<AppState>,
@@ -48,9 +49,12 @@ pub async fn qr_svg(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, DashError> {
-    let Ok(current) = state.sessions.qr(user.org().id, parse_id(&id)?).await else {
+    let current = match state.sessions.qr(user.org().id, parse_id(&id)?).await {
+        Ok(current) => current,
+        // Not this organization's: the same answer as every other page.
+        Err(ManagerError::NotFound) => return Err(DashError::NotFound),
         // Between codes or no longer linking; the script waits for the next event.
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
     };
     let svg = QrCode::new(current.code.as_bytes())
         .map_err(|e| DashError::Internal(e.to_string()))?

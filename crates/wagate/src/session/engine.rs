@@ -144,6 +144,12 @@ pub trait Link: Send + Sync + 'static {
     /// cannot (test doubles).
     fn messenger(&self) -> Option<Arc<dyn Messenger>>;
 
+    /// Estimated heap the client holds in its caches, in bytes; `None`
+    /// for links that cannot tell.
+    async fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Downloads and decrypts an attachment a message pointed at.
     async fn download(&self, _media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
         Err(DownloadError::Unsupported)

@@ -425,6 +425,25 @@ impl SessionManager {
             .ok_or(ManagerError::NotWorking(record.status))
     }
 
+    /// What each `working` session's client holds in memory, by its own
+    /// estimate, in bytes.
+    pub async fn client_memory(&self) -> Vec<(SessionId, u64)> {
+        // Collected first: the map's lock is never held across an await.
+        let links: Vec<_> = self
+            .inner
+            .handles()
+            .iter()
+            .filter_map(|(id, handle)| handle.working.borrow().clone().map(|link| (*id, link)))
+            .collect();
+        let mut memory = Vec::with_capacity(links.len());
+        for (id, link) in links {
+            if let Some(bytes) = link.memory_bytes().await {
+                memory.push((id, bytes));
+            }
+        }
+        memory
+    }
+
     pub fn working(&self, id: SessionId) -> Option<watch::Receiver<Working>> {
         self.inner
             .handles()

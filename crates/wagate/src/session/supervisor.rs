@@ -20,6 +20,7 @@ use super::inbox::Inbox;
 use super::liveness::{Check, LivenessPolicy, Watchdog};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
+use crate::metrics::{LinkMethod, ReconnectReason};
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// How long WhatsApp honours a pairing code (the protocol says ~180 s).
@@ -125,9 +126,10 @@ enum Phase {
         /// pairing from another task, and the restart can end the
         /// connection before that event arrives.
         began_linked: bool,
-        /// This connection is ending by design (its QR codes ran out):
-        /// reconnect at once, no failure.
-        end_expected: bool,
+        /// This connection is ending by design, and why (its QR codes ran
+        /// out; the liveness watch dropped it): reconnect at once, no
+        /// failure.
+        ends_by_design: Option<ReconnectReason>,
     },
     /// Waiting out a backoff before the next attempt.
     Backoff { until: Instant },
@@ -162,6 +164,9 @@ struct Active {
     watchdog: Option<Watchdog>,
     /// A liveness ping in flight.
     ping: Option<BoxFuture<'static, Result<(), NoAnswer>>>,
+    /// Since the first QR code of this link, until it is working, and how
+    /// the phone is linking: the link time `/metrics` shows.
+    linking: Option<(Instant, LinkMethod)>,
 }
 
 impl Active {
@@ -180,6 +185,7 @@ impl Active {
             paired_reported: false,
             watchdog: None,
             ping: None,
+            linking: None,
         }
     }
 
@@ -187,7 +193,7 @@ impl Active {
         Phase::Connected {
             began_linked: link.identity().phone.is_some(),
             connection: link.connect(),
-            end_expected: false,
+            ends_by_design: None,
         }
     }
 
@@ -486,6 +492,9 @@ impl Supervisor {
                 active
                     .link_deadline
                     .get_or_insert_with(|| Instant::now() + self.policy.link_timeout);
+                active
+                    .linking
+                    .get_or_insert_with(|| (Instant::now(), LinkMethod::QrCode));
                 self.set_status(SessionStatus::ScanQrCode, None).await?;
                 let qr = Expiring::valid_for(code, valid_for);
                 self.live.send_replace(Live {
@@ -500,11 +509,14 @@ impl Supervisor {
             EngineEvent::QrCodesExhausted => {
                 tracing::debug!("QR codes exhausted, starting a new linking round");
                 self.live.send_replace(Live::default());
-                if let Phase::Connected { end_expected, .. } = &mut active.phase {
-                    *end_expected = true;
+                if let Phase::Connected { ends_by_design, .. } = &mut active.phase {
+                    *ends_by_design = Some(ReconnectReason::QrCodesExhausted);
                 }
             }
             EngineEvent::PairingCode { code, valid_for } => {
+                if let Some((_, method)) = &mut active.linking {
+                    *method = LinkMethod::PairingCode;
+                }
                 let code = Expiring::valid_for(format_pairing_code(&code), valid_for);
                 self.publish(EventData::PairingCode {
                     code: code.code,
@@ -544,6 +556,9 @@ impl Supervisor {
                         .await?;
                 }
                 self.set_status(SessionStatus::Working, None).await?;
+                if let Some((since, method)) = active.linking.take() {
+                    self.hub.metrics().linked(method, since.elapsed());
+                }
                 self.working.send_replace(Some(Arc::clone(&active.link)));
                 active.watchdog = active
                     .link
@@ -609,9 +624,9 @@ impl Supervisor {
             "WhatsApp stopped answering on this connection; reconnecting"
         );
         active.watchdog = None;
-        if let Phase::Connected { end_expected, .. } = &mut active.phase {
+        if let Phase::Connected { ends_by_design, .. } = &mut active.phase {
             // The end that follows is ours: reconnect at once.
-            *end_expected = true;
+            *ends_by_design = Some(ReconnectReason::NoResponse);
         }
         self.live.send_replace(Live::default());
         self.set_status(SessionStatus::Starting, Some(StatusReason::NoResponse))
@@ -633,7 +648,7 @@ impl Supervisor {
         let ended = std::mem::replace(&mut active.phase, Phase::Backoff { until: now });
         let Phase::Connected {
             began_linked,
-            end_expected,
+            ends_by_design,
             ..
         } = ended
         else {
@@ -642,6 +657,9 @@ impl Supervisor {
         if !began_linked && active.link.identity().phone.is_some() {
             self.linked = true;
             active.link_deadline = None;
+            self.hub
+                .metrics()
+                .reconnected(ReconnectReason::AfterPairing);
             if active.paired_reported {
                 active.connect();
             } else {
@@ -651,7 +669,8 @@ impl Supervisor {
             }
             return Ok(Flow::Continue);
         }
-        if end_expected {
+        if let Some(reason) = ends_by_design {
+            self.hub.metrics().reconnected(reason);
             active.connect();
             return Ok(Flow::Continue);
         }
@@ -663,6 +682,9 @@ impl Supervisor {
         match active.retry.next_delay(now) {
             Some(delay) => {
                 tracing::info!(?delay, "connection ended, reconnecting");
+                self.hub
+                    .metrics()
+                    .reconnected(ReconnectReason::ConnectionLost);
                 active.phase = Phase::Backoff { until: now + delay };
                 Ok(Flow::Continue)
             }

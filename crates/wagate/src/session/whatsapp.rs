@@ -228,6 +228,10 @@ impl Link for WhatsAppLink {
         Some(Arc::clone(&self.messenger) as Arc<dyn Messenger>)
     }
 
+    async fn memory_bytes(&self) -> Option<u64> {
+        Some(self.client.memory_report().await.total_estimated_bytes())
+    }
+
     async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
         let hex = |s: &str| hex::decode(s).map_err(|_| DownloadError::InvalidReference);
         let params = DownloadParams::encrypted(

@@ -106,6 +106,13 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// What the outbox holds, over every session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone)]
 pub struct MessageQuery {
     pub chat: Option<String>,
@@ -193,6 +200,10 @@ pub trait MessageStore: Send + Sync {
     /// Whether the session ever sent a message to `chat` (pacing gives new
     /// chats a lower budget).
     async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError>;
+
+    /// The outbox of every session: how many outgoing messages are still
+    /// pending, and when the oldest of them was accepted.
+    async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError>;
 
     /// Fails pending messages accepted before `before` as expired.
     async fn expire(

@@ -19,7 +19,7 @@ use crate::secret::Secret;
 pub use events::EventStore;
 pub use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
-    NewOutgoing, OutboxItem, Received, StatusStep,
+    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep,
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
 pub use sessions::{

@@ -126,6 +126,9 @@ pub trait SessionStore: Send + Sync {
 
     /// Every session of every organization, for resuming at start-up.
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// How many sessions, of every organization, are in each status (a
+    /// status no session is in is left out).
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError>;
     /// Changes the status and logs the `session.status` event that reports
     /// it, in one transaction: either both are stored or neither.
     async fn set_status(

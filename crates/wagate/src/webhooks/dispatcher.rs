@@ -23,6 +23,7 @@ use super::{DisabledReason, sign};
 use crate::domain::{SessionId, WebhookId};
 use crate::egress::{EgressPolicy, describe};
 use crate::events::EventHub;
+use crate::metrics::DeliveryResult;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 
 /// How much of a receiver's answer is kept in the delivery log.
@@ -291,7 +292,11 @@ impl Inner {
                     status = ?result.status_code,
                     "webhook delivered"
                 );
-                webhooks.delivery_succeeded(&delivery, &result).await
+                webhooks.delivery_succeeded(&delivery, &result).await?;
+                self.hub
+                    .metrics()
+                    .webhook_attempt(delivery.event_id, DeliveryResult::Delivered);
+                Ok(())
             }
             Outcome::Failed { result, gone } => {
                 let (after, disable) = self.after_failure(&delivery, at, gone);
@@ -306,6 +311,13 @@ impl Inner {
                 let disabled = webhooks
                     .delivery_failed(&delivery, &result, after, disable)
                     .await?;
+                let counted = match after {
+                    AfterFailure::RetryAt(_) => DeliveryResult::Retrying,
+                    AfterFailure::GiveUp => DeliveryResult::GaveUp,
+                };
+                self.hub
+                    .metrics()
+                    .webhook_attempt(delivery.event_id, counted);
                 if let Some(event) = disabled {
                     tracing::warn!(webhook_id = %delivery.webhook_id, ?disable, "webhook disabled");
                     self.hub.publish(event);

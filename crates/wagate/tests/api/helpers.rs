@@ -15,6 +15,8 @@ use wagate::config::Config;
 use wagate::session::whatsapp::WhatsAppEngine;
 use wagate::store::{SqliteStore, Store};
 
+pub use crate::prometheus::Metrics;
+
 /// A port nothing listens on: sessions that do start fail to connect
 /// quickly instead of reaching out anywhere.
 pub const UNREACHABLE_SERVER: &str = "ws://127.0.0.1:9/ws/chat";
@@ -31,6 +33,8 @@ pub fn test_config(dir: &TempDir) -> Config {
 
 pub struct TestApp {
     pub router: Router,
+    /// What the `metrics_listen` listener serves, on the same state.
+    pub metrics: Router,
     pub store: Arc<dyn Store>,
     pub token: String,
     pub shutdown: CancellationToken,
@@ -86,6 +90,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let state = AppState::new(&config, Arc::clone(&store), engine, shutdown.clone());
         Self {
+            metrics: wagate::metrics::router(state.clone()),
             router: build_app(state),
             store,
             token: issued.token.plaintext().expose().clone(),
@@ -202,6 +207,41 @@ impl TestApp {
             Some(id) => id.to_string(),
             None => panic!("no id"),
         }
+    }
+}
+
+impl TestApp {
+    /// `GET /metrics`, parsed.
+    pub async fn scrape(&self) -> Metrics {
+        let response = self
+            .metrics
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri(wagate::metrics::PATH)
+                    .body(Body::empty())
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"))
+            .to_bytes();
+        Metrics::parse(&String::from_utf8_lossy(&bytes))
     }
 }
 

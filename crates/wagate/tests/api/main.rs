@@ -3,11 +3,15 @@
 //! created with `start: false`, so nothing here talks to WhatsApp.
 
 mod helpers;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 mod auth;
+mod authz;
 mod docs;
 mod lifecycle;
 mod linking;
+mod metrics;
 mod realtime;
 mod sessions;
 mod webhook_delivery;

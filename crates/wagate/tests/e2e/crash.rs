@@ -6,13 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Stdio;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::deliveries::{Side, assert_all_arrived_once_in_order};
 use crate::helpers::*;
@@ -20,32 +18,6 @@ use crate::helpers::*;
 const ALICE: &str = "15550007777";
 const BOB: &str = "15550008888";
 const MESSAGES: usize = 500;
-
-/// The gateway binary of this build, on `dir`, pointed at the simulator
-/// (a `simulator` build accepts no other server, even for admin commands).
-fn wagate(dir: &Path, sim: &wasim::Simulator) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wagate"));
-    command
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("WAGATE_CONFIG")
-        .env("WAGATE_WHATSAPP_URL", sim.ws_url())
-        .env("WAGATE_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// Runs an admin command to completion and returns what it printed.
-async fn admin(dir: &Path, sim: &wasim::Simulator, args: &[&str]) -> String {
-    let output = wagate(dir, sim)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("wagate {args:?}: {e}"));
-    assert!(output.status.success(), "wagate {args:?}: {output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// Creates an organization with the admin commands; returns its token.
 async fn org_with_token(dir: &Path, sim: &wasim::Simulator) -> String {
@@ -58,45 +30,23 @@ async fn org_with_token(dir: &Path, sim: &wasim::Simulator) -> String {
         .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
-/// Starts `wagate serve` and waits for its "listening" log line.
+/// Starts `wagate serve` and waits for it to listen.
 async fn serve(dir: &Path, sim: &wasim::Simulator, port: u16) -> Child {
-    let mut child = wagate(dir, sim)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("WAGATE_SEND_PER_MINUTE", "0")
-        .env("WAGATE_LOG", "info")
-        // Webhook receivers listen on loopback; their outages are short.
-        .env("WAGATE_ALLOW_PRIVATE_NETWORK", "true")
-        .env("WAGATE_WEBHOOK_BACKOFF_BASE_MS", "50")
-        .env("WAGATE_WEBHOOK_BACKOFF_MAX_SECS", "1")
-        .env("WAGATE_WEBHOOK_POLL_INTERVAL_MS", "50")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("wagate serve: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let (ready, listening) = tokio::sync::oneshot::channel();
-    // Keeps draining the log so the process never blocks on a full pipe.
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        let mut ready = Some(ready);
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("wagate listening")
-                && let Some(ready) = ready.take()
-            {
-                let _ = ready.send(());
-            }
-        }
-    });
-    match tokio::time::timeout(WAIT, listening).await {
-        Ok(Ok(())) => child,
-        other => panic!("wagate serve never listened: {other:?}"),
-    }
+    GatewayProcess::serve(
+        dir,
+        sim,
+        port,
+        &[
+            ("WAGATE_LOG", "info"),
+            // Webhook receivers listen on loopback; their outages are short.
+            ("WAGATE_ALLOW_PRIVATE_NETWORK", "true"),
+            ("WAGATE_WEBHOOK_BACKOFF_BASE_MS", "50"),
+            ("WAGATE_WEBHOOK_BACKOFF_MAX_SECS", "1"),
+            ("WAGATE_WEBHOOK_POLL_INTERVAL_MS", "50"),
+        ],
+    )
+    .await
+    .child
 }
 
 /// SIGKILL, and wait until the process is gone.

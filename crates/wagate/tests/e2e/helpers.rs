@@ -1,10 +1,14 @@
 use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -330,4 +334,126 @@ pub fn device_of(sim: &Simulator, phone: &str) -> u16 {
         .find(|d| d.phone == phone)
         .map(|d| d.device)
         .unwrap_or_else(|| panic!("{phone} has no linked device"))
+}
+
+/// The gateway binary of this build, on `dir`, pointed at the simulator
+/// (a `simulator` build accepts no other server, even for admin commands).
+pub fn wagate(dir: &Path, sim: &Simulator) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wagate"));
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("WAGATE_CONFIG")
+        .env("WAGATE_WHATSAPP_URL", sim.ws_url())
+        .env("WAGATE_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs an admin command to completion and returns what it printed.
+pub async fn admin(dir: &Path, sim: &Simulator, args: &[&str]) -> String {
+    let output = wagate(dir, sim)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("wagate {args:?}: {e}"));
+    assert!(output.status.success(), "wagate {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// `wagate serve` as a process of its own, with everything it prints on
+/// stdout and stderr kept, line by line, in order per stream.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub output: Arc<Mutex<Vec<String>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl GatewayProcess {
+    /// Starts it on `port` with `env` and waits for its "listening" line.
+    pub async fn serve(dir: &Path, sim: &Simulator, port: u16, env: &[(&str, &str)]) -> Self {
+        let mut command = wagate(dir, sim);
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("WAGATE_SEND_PER_MINUTE", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("wagate serve: {e}"));
+        let output: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let ready = Arc::new(Mutex::new(Some(ready)));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        // Each keeps draining its stream so the process never blocks on a
+        // full pipe, and ends when the process has exited.
+        let readers = vec![
+            read_lines(stdout, Arc::clone(&output), Arc::clone(&ready)),
+            read_lines(stderr, Arc::clone(&output), ready),
+        ];
+        match tokio::time::timeout(WAIT, listening).await {
+            Ok(Ok(())) => Self {
+                child,
+                output,
+                readers,
+            },
+            other => panic!("wagate serve never listened: {other:?}"),
+        }
+    }
+
+    /// Stops it as a service manager would (SIGTERM), waits for it to exit
+    /// and returns every line it printed.
+    pub async fn stop(mut self) -> Vec<String> {
+        if let Some(pid) = self.child.id() {
+            let status = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await
+                .unwrap_or_else(|e| panic!("kill: {e}"));
+            assert!(status.success());
+        }
+        match tokio::time::timeout(WAIT, self.child.wait()).await {
+            Ok(Ok(status)) => assert!(status.success(), "wagate exited with {status}"),
+            other => panic!("wagate did not stop: {other:?}"),
+        }
+        for reader in self.readers {
+            let _ = reader.await;
+        }
+        std::mem::take(&mut *self.output.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+type Ready = Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>;
+
+fn read_lines(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    output: Arc<Mutex<Vec<String>>>,
+    ready: Ready,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("wagate listening")
+                && let Some(ready) = ready.lock().unwrap_or_else(PoisonError::into_inner).take()
+            {
+                let _ = ready.send(());
+            }
+            output
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(line);
+        }
+    })
 }

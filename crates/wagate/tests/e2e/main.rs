@@ -3,6 +3,8 @@
 //! timeouts; nothing sleeps to synchronise.
 
 mod helpers;
+#[path = "../common/prometheus.rs"]
+mod prometheus;
 
 mod actions;
 mod crash;
@@ -13,3 +15,4 @@ mod receiving;
 mod resilience;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;
+mod secrets;

@@ -14,7 +14,8 @@ use crate::events::{Envelope, EventData};
 use crate::messages::{IncomingMessage, MediaRef, Sender};
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
-    NewOutgoing, OutboxItem, Received, StatusStep, StoreError, from_millis, millis, now,
+    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, from_millis, millis,
+    now,
 };
 
 macro_rules! select_messages {
@@ -372,6 +373,19 @@ impl MessageStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         at.map(from_millis).transpose()
+    }
+
+    async fn outbox_depth(&self) -> Result<OutboxDepth, StoreError> {
+        let (pending, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM messages \
+             WHERE status = 'pending' AND direction = 'outgoing'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxDepth {
+            pending: u64::try_from(pending).unwrap_or_default(),
+            oldest: oldest.map(from_millis).transpose()?,
+        })
     }
 
     async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::events::append_event;
-use super::{SqliteStore, session};
+use super::{SqliteStore, parse, session};
 use crate::domain::{Label, OrgId, PerMinute, SessionId, SessionStatus, StatusReason};
 use crate::events::Envelope;
 use crate::store::{
@@ -152,6 +152,21 @@ impl SessionStore for SqliteStore {
             .await?
             .iter()
             .map(session)
+            .collect()
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(status, count)| {
+                Ok((
+                    parse("sessions.status", &status)?,
+                    u64::try_from(count).unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 
