@@ -43,6 +43,7 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::rotate_secret,
         webhooks::deliveries,
         webhooks::retry,
+        webhooks::test,
     ),
     components(schemas(
         error::ErrorBody,
