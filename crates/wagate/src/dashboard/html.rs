@@ -4,11 +4,13 @@
 //! (a WhatsApp message, a push name) cannot become markup by omission. A
 //! response can only be built from [`Markup`], never from a string.
 
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::CurrentUser;
+use crate::app::AppState;
 
 /// Finished HTML, sent with headers that keep pages out of shared caches
 /// and scripts limited to our own file.
@@ -95,6 +97,34 @@ pub fn described_by(error: Option<&str>, id: &str) -> Option<String> {
     error.map(|_| format!("{id}-error"))
 }
 
+/// A labelled one-line input of a create form (`div.field.grow`), its
+/// error tied to it.
+pub struct TextField<'a> {
+    pub label: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The input's `type`: `text`, `email`, `url`.
+    pub kind: &'a str,
+    pub placeholder: &'a str,
+    pub value: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl TextField<'_> {
+    pub fn render(&self) -> Markup {
+        html! {
+            div.field.grow {
+                label for=(self.id) { (self.label) }
+                input id=(self.id) name=(self.name) type=(self.kind) placeholder=(self.placeholder)
+                    value=(self.value)
+                    aria-invalid=[self.error.map(|_| "true")]
+                    aria-describedby=[described_by(self.error, self.id)];
+                (field_error(self.error, self.id))
+            }
+        }
+    }
+}
+
 fn tabs(frame: &Frame<'_>, user: &CurrentUser) -> Markup {
     let tab = |nav: Nav, href: &str, label: &str| {
         html! {
@@ -177,6 +207,24 @@ pub fn page(frame: &Frame<'_>, body: Markup) -> Html {
             }
         }
     })
+}
+
+/// A signed-in user's page, answered with `status`.
+pub fn user_page(
+    state: &AppState,
+    user: &CurrentUser,
+    title: &str,
+    nav: Nav,
+    status: StatusCode,
+    body: Markup,
+) -> Response {
+    let frame = Frame {
+        title,
+        nav,
+        user: Some(user),
+        sandbox: state.dashboard.is_sandbox(),
+    };
+    (status, page(&frame, body)).into_response()
 }
 
 #[cfg(test)]

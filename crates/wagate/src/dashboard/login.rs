@@ -11,7 +11,7 @@ use super::auth::{
     CurrentUser, SESSION_COOKIE, SESSION_TTL, cookie, is_https, random_token, set_cookie,
     start_session,
 };
-use super::csrf::{CsrfForm, parse_form, same};
+use super::csrf::{CsrfForm, NoFields, parse_form, same};
 use super::error::DashError;
 use super::html::{Frame, Nav, described_by, field_error, page};
 use super::password;
@@ -240,14 +240,10 @@ pub async fn submit(
         .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Empty {}
-
 pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    CsrfForm { user, .. }: CsrfForm<Empty>,
+    CsrfForm { user, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, DashError> {
     state
         .store

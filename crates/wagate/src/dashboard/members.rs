@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
@@ -11,7 +11,7 @@ use super::accounts::{AccountError, IssuedUser, add_user};
 use super::auth::Manager;
 use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{Frame, Nav, csrf_field, described_by, field_error, page};
+use super::html::{Nav, TextField, csrf_field, described_by, field_error, user_page};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{Email, Role};
@@ -66,14 +66,16 @@ async fn render(
         section.card {
             form.create-form method="post" action="/members" novalidate {
                 (csrf_field(user))
-                div.field.grow {
-                    label for="member-email" { "Email" }
-                    input #member-email name="email" type="email" placeholder="name@example.com"
-                        value=(view.email)
-                        aria-invalid=[view.email_error.map(|_| "true")]
-                        aria-describedby=[described_by(view.email_error, "member-email")];
-                    (field_error(view.email_error, "member-email"))
+                (TextField {
+                    label: "Email",
+                    id: "member-email",
+                    name: "email",
+                    kind: "email",
+                    placeholder: "name@example.com",
+                    value: view.email,
+                    error: view.email_error,
                 }
+                .render())
                 div.field {
                     label for="member-role" { "Role" }
                     select #member-role name="role"
@@ -110,13 +112,14 @@ async fn render(
             }
         }
     };
-    let frame = Frame {
-        title: "Members",
-        nav: Nav::Members,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    Ok((status, page(&frame, body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "Members",
+        Nav::Members,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {

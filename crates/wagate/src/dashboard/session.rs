@@ -8,9 +8,9 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, NoFields};
 use super::error::DashError;
-use super::html::{Frame, Nav, button_form, csrf_field, described_by, field_error, page};
+use super::html::{Nav, button_form, csrf_field, described_by, field_error, user_page};
 use super::view::{badge, explain, phone, sentence, time};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionId, SessionStatus};
@@ -304,13 +304,7 @@ pub async fn render(
         (live)
         (messages)
     };
-    let frame = Frame {
-        title,
-        nav: Nav::Sessions,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    (status, page(&frame, body)).into_response()
+    user_page(state, user, title, Nav::Sessions, status, body)
 }
 
 pub async fn show(
@@ -321,10 +315,6 @@ pub async fn show(
     let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
     Ok(render(&state, &user, &record, StatusCode::OK, &Extras::default()).await)
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NoFields {}
 
 pub async fn action(
     State(state): State<AppState>,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::auth::CurrentUser;
 use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{Frame, Nav, csrf_field, described_by, field_error, page};
+use super::html::{Nav, csrf_field, described_by, field_error, user_page};
 use super::view::{badge, phone, time};
 use crate::app::AppState;
 use crate::domain::Label;
@@ -112,13 +112,14 @@ async fn render(
         }
         div data-live data-list {}
     };
-    let frame = Frame {
-        title: "Sessions",
-        nav: Nav::Sessions,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    Ok((status, page(&frame, body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "Sessions",
+        Nav::Sessions,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, DashError> {

@@ -8,9 +8,9 @@ use maud::html;
 use serde::Deserialize;
 
 use super::auth::Manager;
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, NoFields};
 use super::error::DashError;
-use super::html::{Frame, Nav, button_form, csrf_field, described_by, field_error, page};
+use super::html::{Nav, TextField, button_form, csrf_field, user_page};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{ApiToken, TokenId};
@@ -50,14 +50,16 @@ async fn render(
         section.card {
             form.create-form method="post" action="/tokens" novalidate {
                 (csrf_field(user))
-                div.field.grow {
-                    label for="token-name" { "New token" }
-                    input #token-name name="name" type="text" placeholder="Name, e.g. CRM integration"
-                        value=(view.name)
-                        aria-invalid=[view.error.map(|_| "true")]
-                        aria-describedby=[described_by(view.error, "token-name")];
-                    (field_error(view.error, "token-name"))
+                (TextField {
+                    label: "New token",
+                    id: "token-name",
+                    name: "name",
+                    kind: "text",
+                    placeholder: "Name, e.g. CRM integration",
+                    value: view.name,
+                    error: view.error,
                 }
+                .render())
                 button.button.primary type="submit" { "Create token" }
             }
         }
@@ -107,13 +109,14 @@ async fn render(
             }
         }
     };
-    let frame = Frame {
-        title: "API tokens",
-        nav: Nav::Tokens,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    Ok((status, page(&frame, body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "API tokens",
+        Nav::Tokens,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {
@@ -163,10 +166,6 @@ pub async fn create(
     };
     render(&state, &manager, StatusCode::CREATED, &view).await
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NoFields {}
 
 pub async fn revoke(
     State(state): State<AppState>,

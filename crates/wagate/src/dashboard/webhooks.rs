@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::{CurrentUser, Manager};
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, NoFields};
 use super::error::DashError;
-use super::html::{Frame, Nav, button_form, csrf_field, described_by, field_error, page};
+use super::html::{Nav, TextField, button_form, csrf_field, described_by, field_error, user_page};
 use super::view::{sentence, time};
 use crate::app::AppState;
 use crate::domain::WebhookId;
@@ -117,13 +117,14 @@ async fn render(
         }
         @for card in cards { (card) }
     };
-    let frame = Frame {
-        title: "Webhooks",
-        nav: Nav::Webhooks,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    Ok((status, page(&frame, body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "Webhooks",
+        Nav::Webhooks,
+        status,
+        body,
+    ))
 }
 
 fn create_form(user: &CurrentUser, view: &View<'_>, sessions: &[SessionRecord]) -> Markup {
@@ -139,14 +140,16 @@ fn create_form(user: &CurrentUser, view: &View<'_>, sessions: &[SessionRecord]) 
             h2 { "New webhook" }
             form.webhook-form method="post" action="/webhooks" novalidate {
                 (csrf_field(user))
-                div.field {
-                    label for="webhook-url" { "URL" }
-                    input #webhook-url name="url" type="url" placeholder="https://example.com/hooks/whatsapp"
-                        value=(view.url)
-                        aria-invalid=[url_error.as_ref().map(|_| "true")]
-                        aria-describedby=[described_by(url_error.as_deref(), "webhook-url")];
-                    (field_error(url_error.as_deref(), "webhook-url"))
+                (TextField {
+                    label: "URL",
+                    id: "webhook-url",
+                    name: "url",
+                    kind: "url",
+                    placeholder: "https://example.com/hooks/whatsapp",
+                    value: view.url,
+                    error: url_error.as_deref(),
                 }
+                .render())
                 fieldset.field #webhook-events
                     aria-describedby=[described_by(events_error.as_deref(), "webhook-events")] {
                     legend { "Events" }
@@ -368,10 +371,6 @@ pub async fn create(
         Err(other) => Err(other.into()),
     }
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NoFields {}
 
 pub async fn action(
     State(state): State<AppState>,

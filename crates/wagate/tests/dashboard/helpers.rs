@@ -348,6 +348,28 @@ pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -
         .unwrap_or_else(|| panic!("expected a session page, at {path}"))
 }
 
+/// Creates a session and links it with the sandbox's simulated phone
+/// (the "Scan" button); returns its id and number once the page shows it
+/// working.
+pub async fn link_in_sandbox(
+    browser: &Browser,
+    gateway: &Gateway,
+    label: &str,
+) -> (String, String) {
+    let id = create_session(browser, gateway, label).await;
+    browser.find("img[data-qr-image][data-expires-at]").await;
+    browser.click("[data-sandbox-scan]").await;
+    browser
+        .find("[data-live] .badge[data-status='working']")
+        .await;
+    let number = browser
+        .text("[data-phone]")
+        .await
+        .trim_start_matches('+')
+        .to_string();
+    (id, number)
+}
+
 fn is_stale(error: &fantoccini::error::CmdError) -> bool {
     error.to_string().contains("stale element")
 }

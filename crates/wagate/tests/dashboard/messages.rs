@@ -17,18 +17,8 @@ async fn a_strangers_html_shows_as_text_and_never_becomes_markup() {
     browser
         .sign_in(&gateway, &gateway.owner_email, &gateway.owner_password)
         .await;
-    let id = create_session(&browser, &gateway, "Inbox").await;
-    browser.find("img[data-qr-image][data-expires-at]").await;
-    browser.click("[data-sandbox-scan]").await;
-    browser
-        .find("[data-live] .badge[data-status='working']")
-        .await;
+    let (id, number) = link_in_sandbox(&browser, &gateway, "Inbox").await;
     browser.find("[data-messages] [data-messages-empty]").await;
-    let number = browser
-        .text("[data-phone]")
-        .await
-        .trim_start_matches('+')
-        .to_string();
     browser.find("[data-live-indicator]:not([hidden])").await;
     browser.mark_document().await;
 

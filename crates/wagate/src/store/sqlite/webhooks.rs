@@ -192,6 +192,19 @@ async fn fetch_webhook(
         .transpose()
 }
 
+async fn fetch_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    sqlx::query(select_deliveries!("WHERE d.id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(delivery)
+        .transpose()
+}
+
 #[async_trait]
 impl WebhookStore for SqliteStore {
     async fn count_webhooks(&self, org: OrgId) -> Result<u64, StoreError> {
@@ -433,13 +446,7 @@ impl WebhookStore for SqliteStore {
         if result.rows_affected() == 0 {
             return Ok(None);
         }
-        let record = sqlx::query(select_deliveries!("WHERE d.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(delivery)
-            .transpose()?;
+        let record = fetch_delivery(&mut tx, id).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -462,13 +469,7 @@ impl WebhookStore for SqliteStore {
         );
         append_event(&mut tx, &mut event).await?;
         let delivery_id = insert_delivery(&mut tx, &id.to_string(), &event).await?;
-        let record = sqlx::query(select_deliveries!("WHERE d.id = $1"))
-            .bind(delivery_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(delivery)
-            .transpose()?;
+        let record = fetch_delivery(&mut tx, delivery_id).await?;
         tx.commit().await?;
         Ok(record)
     }
