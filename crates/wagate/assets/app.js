@@ -108,6 +108,20 @@
     tick();
   }
 
+  // The session's messages: refetched whole (50 rows) when one arrives
+  // or changes status; again only the newest refresh may write.
+  let messagesGeneration = 0;
+  async function refreshMessages() {
+    const mine = ++messagesGeneration;
+    const result = await fetchHtml(`/sessions/${sessionId}/messages`);
+    if (mine !== messagesGeneration || !result || result.missing) return;
+    const next = fromHtml(result.html);
+    const current = document.querySelector('[data-messages]');
+    if (!next || !current) return;
+    current.replaceWith(next);
+    localize(next);
+  }
+
   function showQr(expiresAt) {
     const frame = document.querySelector('[data-qr]');
     if (!frame) { refreshLive(); return; }
@@ -149,6 +163,13 @@
     switch (event.event) {
       case 'session.status': refreshLive(); break;
       case 'session.qr': showQr(event.data.expires_at); break;
+      case 'message.received':
+      case 'message.status':
+      case 'message.reaction':
+      case 'message.edited':
+      case 'message.revoked':
+        refreshMessages();
+        break;
       case 'session.pairing_code': {
         const code = document.querySelector('[data-pairing-code]');
         if (code) code.textContent = event.data.code;
@@ -170,6 +191,7 @@
       // page holds a pairing code the user is typing.
       const current = document.querySelector('[data-live]');
       if (sessionId && current && !current.hasAttribute('data-keep')) refreshLive();
+      if (sessionId) refreshMessages();
     };
     socket.onmessage = (message) => {
       let event;

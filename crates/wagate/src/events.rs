@@ -41,9 +41,14 @@ pub enum EventType {
     MessageRevoked,
     #[serde(rename = "webhook.disabled")]
     WebhookDisabled,
+    /// Sent to one webhook on request; never fanned out, never on the
+    /// realtime socket, and not a type a filter can name.
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
 }
 
 impl EventType {
+    /// The types filters can name (every type but `webhook.test`).
     pub const ALL: [Self; 9] = [
         Self::SessionStatus,
         Self::SessionQr,
@@ -67,6 +72,7 @@ impl EventType {
             Self::MessageEdited => "message.edited",
             Self::MessageRevoked => "message.revoked",
             Self::WebhookDisabled => "webhook.disabled",
+            Self::WebhookTest => "webhook.test",
         }
     }
 
@@ -134,6 +140,15 @@ pub enum EventData {
         /// The receiver's last status code, if it answered.
         status_code: Option<u16>,
     },
+    /// A test delivery, asked for with `POST /webhooks/{id}/test` or from
+    /// the dashboard: sent to that webhook only, whatever its filters,
+    /// signed and retried like any event. `session_id` is the nil UUID:
+    /// no session is involved.
+    #[serde(rename = "webhook.test")]
+    WebhookTest {
+        #[schema(value_type = String, format = Uuid)]
+        webhook_id: WebhookId,
+    },
 }
 
 impl EventData {
@@ -144,6 +159,7 @@ impl EventData {
             Self::PairingCode { .. } => EventType::SessionPairingCode,
             Self::MessageStatus { .. } => EventType::MessageStatus,
             Self::WebhookDisabled { .. } => EventType::WebhookDisabled,
+            Self::WebhookTest { .. } => EventType::WebhookTest,
             Self::MessageReceived(_) => EventType::MessageReceived,
             Self::MessageReaction(_) => EventType::MessageReaction,
             Self::MessageEdited(_) => EventType::MessageEdited,

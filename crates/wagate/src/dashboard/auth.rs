@@ -169,7 +169,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 }
 
 /// A [`CurrentUser`] who owns or administers the current organization.
-/// Token and member management take this, so a member's request cannot
+/// Webhook, token and member management take this, so a member's request cannot
 /// reach them.
 #[derive(Debug, Clone)]
 pub struct Manager(pub CurrentUser);
@@ -195,7 +195,7 @@ impl TryFrom<CurrentUser> for Manager {
             Ok(Self(user))
         } else {
             Err(DashError::Forbidden(
-                "Only owners and admins of this organization can manage API tokens and members.",
+                "Only owners and admins of this organization can manage webhooks, API tokens and members.",
             ))
         }
     }

@@ -20,6 +20,11 @@ pub struct CsrfForm<T> {
     pub form: T,
 }
 
+/// The form of a one-button action: nothing but the CSRF token.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct NoFields {}
+
 /// Compares in time independent of where the first difference is.
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()

@@ -2,10 +2,12 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 
-use super::html::{Frame, Nav, esc, page};
+use super::html::{Frame, Nav, page};
 use crate::session::ManagerError;
 use crate::store::StoreError;
+use crate::webhooks::manage::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashError {
@@ -30,6 +32,15 @@ impl From<StoreError> for DashError {
 impl From<super::password::HashError> for DashError {
     fn from(error: super::password::HashError) -> Self {
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<WebhookError> for DashError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::NotFound => Self::NotFound,
+            other => Self::Internal(format!("{other:?}")),
+        }
     }
 }
 
@@ -67,17 +78,19 @@ impl IntoResponse for DashError {
                 )
             }
         };
-        let body = format!(
-            r#"<section class="card narrow error-page"><h1>{}</h1><p>{}</p><p><a class="button" href="/sessions">Back to sessions</a></p></section>"#,
-            esc(title),
-            esc(message)
-        );
+        let body = html! {
+            section.card.narrow.error-page {
+                h1 { (title) }
+                p { (message) }
+                p { a.button href="/sessions" { "Back to sessions" } }
+            }
+        };
         let frame = Frame {
             title,
             nav: Nav::None,
             user: None,
             sandbox: false,
         };
-        (status, page(&frame, &body)).into_response()
+        (status, page(&frame, body)).into_response()
     }
 }

@@ -1,34 +1,26 @@
-//! HTML building: escaping, and the page frame every dashboard page shares.
-//! Pages are plain Rust functions returning [`Html`] strings; nothing here
-//! needs a template engine, and every interpolated value goes through
-//! [`esc`].
+//! The page frame every dashboard page shares and the form pieces they
+//! reuse, written with `maud`: every value spliced into markup is escaped
+//! unless it is explicitly wrapped in `PreEscaped`, so text from a stranger
+//! (a WhatsApp message, a push name) cannot become markup by omission. A
+//! response can only be built from [`Markup`], never from a string.
 
-use std::fmt::Write;
-
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
 
 use super::auth::CurrentUser;
-
-/// Escapes text for an HTML text node or a double-quoted attribute.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::app::AppState;
 
 /// Finished HTML, sent with headers that keep pages out of shared caches
 /// and scripts limited to our own file.
-pub struct Html(pub String);
+pub struct Html(Markup);
+
+impl From<Markup> for Html {
+    fn from(markup: Markup) -> Self {
+        Self(markup)
+    }
+}
 
 impl IntoResponse for Html {
     fn into_response(self) -> Response {
@@ -44,7 +36,7 @@ impl IntoResponse for Html {
                      form-action 'self'; base-uri 'none'",
                 ),
             ],
-            self.0,
+            self.0.into_string(),
         )
             .into_response()
     }
@@ -54,6 +46,7 @@ impl IntoResponse for Html {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
     Sessions,
+    Webhooks,
     Tokens,
     Members,
     None,
@@ -68,11 +61,8 @@ pub struct Frame<'a> {
 }
 
 /// The hidden CSRF field every form carries.
-pub fn csrf_field(user: &CurrentUser) -> String {
-    format!(
-        r#"<input type="hidden" name="_csrf" value="{}">"#,
-        esc(user.csrf())
-    )
+pub fn csrf_field(user: &CurrentUser) -> Markup {
+    html! { input type="hidden" name="_csrf" value=(user.csrf()); }
 }
 
 /// A one-button form posting to `action`, optionally asking first.
@@ -82,126 +72,159 @@ pub fn button_form(
     label: &str,
     class: &str,
     confirm: Option<&str>,
-) -> String {
-    let confirm = confirm
-        .map(|c| format!(r#" data-confirm="{}""#, esc(c)))
-        .unwrap_or_default();
-    format!(
-        r#"<form method="post" action="{action}" class="inline"{confirm}>{csrf}<button type="submit" class="{class}">{label}</button></form>"#,
-        action = esc(action),
-        csrf = csrf_field(user),
-        class = esc(class),
-        label = esc(label),
-    )
-}
-
-/// A form field's error message, rendered next to it.
-pub fn field_error(error: Option<&str>, id: &str) -> String {
-    error
-        .map(|e| {
-            format!(
-                r#"<p class="field-error" id="{id}-error" role="alert">{}</p>"#,
-                esc(e)
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// `aria-invalid` and `aria-describedby` for a field with an error.
-pub fn invalid_attrs(error: Option<&str>, id: &str) -> String {
-    if error.is_some() {
-        format!(r#" aria-invalid="true" aria-describedby="{id}-error""#)
-    } else {
-        String::new()
-    }
-}
-
-pub fn page(frame: &Frame<'_>, body: &str) -> Html {
-    let mut out = String::with_capacity(body.len() + 2048);
-    let _ = write!(
-        out,
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · wagate</title>
-<link rel="stylesheet" href="/assets/app.css">
-<link rel="icon" href="/assets/icon.svg" type="image/svg+xml">
-<script src="/assets/app.js" defer></script>
-</head>
-<body>
-"#,
-        title = esc(frame.title)
-    );
-    if frame.sandbox {
-        out.push_str(
-            r#"<div class="sandbox-banner" role="status"><strong>Sandbox</strong> — every session talks to a built-in WhatsApp simulator. No real phone or account is involved, and nothing here is kept after the gateway stops.</div>
-"#,
-        );
-    }
-    out.push_str(r#"<header class="topbar"><div class="topbar-inner">"#);
-    out.push_str(
-        r#"<a class="brand" href="/sessions"><img src="/assets/icon.svg" width="22" height="22" alt=""><span>wagate</span></a>"#,
-    );
-    if let Some(user) = frame.user {
-        out.push_str(r#"<nav class="tabs">"#);
-        let tab = |out: &mut String, nav: Nav, href: &str, label: &str| {
-            let current = if frame.nav == nav {
-                r#" aria-current="page""#
-            } else {
-                ""
-            };
-            let _ = write!(out, r#"<a href="{href}"{current}>{label}</a>"#);
-        };
-        tab(&mut out, Nav::Sessions, "/sessions", "Sessions");
-        if user.role().can_manage() {
-            tab(&mut out, Nav::Tokens, "/tokens", "API tokens");
-            tab(&mut out, Nav::Members, "/members", "Members");
+) -> Markup {
+    html! {
+        form method="post" action=(action) class="inline" data-confirm=[confirm] {
+            (csrf_field(user))
+            button type="submit" class=(class) { (label) }
         }
-        out.push_str("</nav>");
-        out.push_str(r#"<div class="account">"#);
-        out.push_str(r#"<span class="live-indicator" data-live-indicator hidden>Live</span>"#);
-        if user.memberships().len() > 1 {
-            let _ = write!(
-                out,
-                r#"<form method="post" action="/org" class="org-switch">{}<label class="visually-hidden" for="org-select">Organization</label><select id="org-select" name="org_id" data-autosubmit>"#,
-                csrf_field(user)
-            );
-            for membership in user.memberships() {
-                let selected = if membership.org.id == user.org().id {
-                    " selected"
-                } else {
-                    ""
-                };
-                let _ = write!(
-                    out,
-                    r#"<option value="{}"{selected}>{}</option>"#,
-                    membership.org.id,
-                    esc(&membership.org.name)
-                );
+    }
+}
+
+/// A form field's error message, rendered next to it; the field itself
+/// points at it with `aria-describedby="{id}-error"`.
+pub fn field_error(error: Option<&str>, id: &str) -> Markup {
+    html! {
+        @if let Some(error) = error {
+            p.field-error id={ (id) "-error" } role="alert" { (error) }
+        }
+    }
+}
+
+/// `aria-describedby` for a field with an error (its `aria-invalid` is
+/// `error.map(|_| "true")`).
+pub fn described_by(error: Option<&str>, id: &str) -> Option<String> {
+    error.map(|_| format!("{id}-error"))
+}
+
+/// A labelled one-line input of a create form (`div.field.grow`), its
+/// error tied to it.
+pub struct TextField<'a> {
+    pub label: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// The input's `type`: `text`, `email`, `url`.
+    pub kind: &'a str,
+    pub placeholder: &'a str,
+    pub value: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl TextField<'_> {
+    pub fn render(&self) -> Markup {
+        html! {
+            div.field.grow {
+                label for=(self.id) { (self.label) }
+                input id=(self.id) name=(self.name) type=(self.kind) placeholder=(self.placeholder)
+                    value=(self.value)
+                    aria-invalid=[self.error.map(|_| "true")]
+                    aria-describedby=[described_by(self.error, self.id)];
+                (field_error(self.error, self.id))
             }
-            out.push_str(r#"</select><noscript><button type="submit" class="button small">Switch</button></noscript></form>"#);
-        } else {
-            let _ = write!(
-                out,
-                r#"<span class="org-name" title="Organization">{}</span>"#,
-                esc(&user.org().name)
-            );
         }
-        let _ = write!(
-            out,
-            r#"<span class="user-email" title="Signed in as {email} ({role})">{email}</span>{signout}"#,
-            email = esc(user.email()),
-            role = user.role(),
-            signout = button_form(user, "/logout", "Sign out", "button ghost small", None),
-        );
-        out.push_str("</div>");
     }
-    out.push_str("</div></header>\n<main class=\"container\">\n");
-    out.push_str(body);
-    out.push_str("\n</main>\n</body>\n</html>\n");
-    Html(out)
+}
+
+fn tabs(frame: &Frame<'_>, user: &CurrentUser) -> Markup {
+    let tab = |nav: Nav, href: &str, label: &str| {
+        html! {
+            a href=(href) aria-current=[(frame.nav == nav).then_some("page")] { (label) }
+        }
+    };
+    html! {
+        nav.tabs {
+            (tab(Nav::Sessions, "/sessions", "Sessions"))
+            @if user.role().can_manage() {
+                (tab(Nav::Webhooks, "/webhooks", "Webhooks"))
+                (tab(Nav::Tokens, "/tokens", "API tokens"))
+                (tab(Nav::Members, "/members", "Members"))
+            }
+        }
+    }
+}
+
+fn account(user: &CurrentUser) -> Markup {
+    html! {
+        div.account {
+            span.live-indicator data-live-indicator hidden { "Live" }
+            @if user.memberships().len() > 1 {
+                form.org-switch method="post" action="/org" {
+                    (csrf_field(user))
+                    label.visually-hidden for="org-select" { "Organization" }
+                    select #org-select name="org_id" data-autosubmit {
+                        @for membership in user.memberships() {
+                            option value=(membership.org.id)
+                                selected[membership.org.id == user.org().id] {
+                                (membership.org.name)
+                            }
+                        }
+                    }
+                    noscript { button.button.small type="submit" { "Switch" } }
+                }
+            } @else {
+                span.org-name title="Organization" { (user.org().name) }
+            }
+            span.user-email title={ "Signed in as " (user.email()) " (" (user.role()) ")" } {
+                (user.email())
+            }
+            (button_form(user, "/logout", "Sign out", "button ghost small", None))
+        }
+    }
+}
+
+pub fn page(frame: &Frame<'_>, body: Markup) -> Html {
+    Html(html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (frame.title) " · wagate" }
+                link rel="stylesheet" href="/assets/app.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                @if frame.sandbox {
+                    div.sandbox-banner role="status" {
+                        strong { "Sandbox" }
+                        " — every session talks to a built-in WhatsApp simulator. No real phone or account is involved, and nothing here is kept after the gateway stops."
+                    }
+                }
+                header.topbar {
+                    div.topbar-inner {
+                        a.brand href="/sessions" {
+                            img src="/assets/icon.svg" width="22" height="22" alt="";
+                            span { "wagate" }
+                        }
+                        @if let Some(user) = frame.user {
+                            (tabs(frame, user))
+                            (account(user))
+                        }
+                    }
+                }
+                main.container { (body) }
+            }
+        }
+    })
+}
+
+/// A signed-in user's page, answered with `status`.
+pub fn user_page(
+    state: &AppState,
+    user: &CurrentUser,
+    title: &str,
+    nav: Nav,
+    status: StatusCode,
+    body: Markup,
+) -> Response {
+    let frame = Frame {
+        title,
+        nav,
+        user: Some(user),
+        sandbox: state.dashboard.is_sandbox(),
+    };
+    (status, page(&frame, body)).into_response()
 }
 
 #[cfg(test)]
@@ -209,10 +232,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_quotes() {
+    fn spliced_text_is_escaped_in_text_and_attributes() {
+        let hostile = r#"<script>alert("x")</script> & 'y'"#;
+        let markup = html! { p title=(hostile) { (hostile) } }.into_string();
+        assert!(!markup.contains("<script>"), "{markup}");
+        assert!(markup.contains("&lt;script&gt;"), "{markup}");
+        assert!(markup.contains("&quot;x&quot;"), "{markup}");
+        assert!(markup.contains("&amp;"), "{markup}");
+    }
+
+    #[test]
+    fn a_field_error_is_tied_to_its_field() {
+        let markup = field_error(Some("Too <long>"), "label").into_string();
         assert_eq!(
-            esc(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            markup,
+            r#"<p class="field-error" id="label-error" role="alert">Too &lt;long&gt;</p>"#
+        );
+        assert!(field_error(None, "label").into_string().is_empty());
+        assert_eq!(
+            described_by(Some("x"), "label").as_deref(),
+            Some("label-error")
         );
     }
 }

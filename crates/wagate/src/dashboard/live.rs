@@ -30,9 +30,9 @@ pub async fn fragment(
     Path(id): Path<String>,
 ) -> Result<Html, DashError> {
     let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
-    Ok(Html(
-        live_block(&state, &user, &record, &Extras::default()).await,
-    ))
+    Ok(live_block(&state, &user, &record, &Extras::default())
+        .await
+        .into())
 }
 
 pub async fn row(
@@ -41,7 +41,7 @@ pub async fn row(
     Path(id): Path<String>,
 ) -> Result<Html, DashError> {
     let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
-    Ok(Html(sessions::row(&record)))
+    Ok(sessions::row(&record).into())
 }
 
 pub async fn qr_svg(

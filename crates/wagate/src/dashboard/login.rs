@@ -4,15 +4,16 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use maud::html;
 use serde::Deserialize;
 
 use super::auth::{
     CurrentUser, SESSION_COOKIE, SESSION_TTL, cookie, is_https, random_token, set_cookie,
     start_session,
 };
-use super::csrf::{CsrfForm, parse_form, same};
+use super::csrf::{CsrfForm, NoFields, parse_form, same};
 use super::error::DashError;
-use super::html::{Frame, Nav, esc, field_error, invalid_attrs, page};
+use super::html::{Frame, Nav, described_by, field_error, page};
 use super::password;
 use crate::app::AppState;
 use crate::domain::{Email, OrgId};
@@ -45,42 +46,36 @@ fn render(
     errors: &Errors<'_>,
 ) -> Response {
     let token = random_token();
-    let banner = errors
-        .form
-        .map(|e| {
-            format!(
-                r#"<div class="alert alert-error" role="alert">{}</div>"#,
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
     let password_error = errors.password.as_deref();
-    let body = format!(
-        r#"<section class="card narrow login">
-<h1>Sign in</h1>
-<p class="muted">Manage your WhatsApp sessions.</p>
-{banner}
-<form method="post" action="/login" novalidate>
-<input type="hidden" name="_csrf" value="{token}">
-<div class="field">
-<label for="email">Email</label>
-<input id="email" name="email" type="email" autocomplete="username" required value="{email}"{email_attrs}>
-{email_error}
-</div>
-<div class="field">
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required{password_attrs}>
-{password_error}
-</div>
-<button type="submit" class="button primary wide">Sign in</button>
-</form>
-</section>"#,
-        email = esc(email),
-        email_attrs = invalid_attrs(errors.email, "email"),
-        email_error = field_error(errors.email, "email"),
-        password_attrs = invalid_attrs(password_error, "password"),
-        password_error = field_error(password_error, "password"),
-    );
+    let body = html! {
+        section.card.narrow.login {
+            h1 { "Sign in" }
+            p.muted { "Manage your WhatsApp sessions." }
+            @if let Some(error) = errors.form {
+                div.alert.alert-error role="alert" { (error) }
+            }
+            form method="post" action="/login" novalidate {
+                input type="hidden" name="_csrf" value=(token);
+                div.field {
+                    label for="email" { "Email" }
+                    input #email name="email" type="email" autocomplete="username" required
+                        value=(email)
+                        aria-invalid=[errors.email.map(|_| "true")]
+                        aria-describedby=[described_by(errors.email, "email")];
+                    (field_error(errors.email, "email"))
+                }
+                div.field {
+                    label for="password" { "Password" }
+                    input #password name="password" type="password"
+                        autocomplete="current-password" required
+                        aria-invalid=[password_error.map(|_| "true")]
+                        aria-describedby=[described_by(password_error, "password")];
+                    (field_error(password_error, "password"))
+                }
+                button.button.primary.wide type="submit" { "Sign in" }
+            }
+        }
+    };
     let frame = Frame {
         title: "Sign in",
         nav: Nav::None,
@@ -97,7 +92,7 @@ fn render(
             "Strict",
             is_https(headers),
         )],
-        page(&frame, &body),
+        page(&frame, body),
     )
         .into_response()
 }
@@ -245,14 +240,10 @@ pub async fn submit(
         .into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Empty {}
-
 pub async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    CsrfForm { user, .. }: CsrfForm<Empty>,
+    CsrfForm { user, .. }: CsrfForm<NoFields>,
 ) -> Result<Response, DashError> {
     state
         .store

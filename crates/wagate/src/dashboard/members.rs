@@ -1,18 +1,17 @@
 //! Members of the current organization, and adding people to it. Owners
 //! and admins only; nobody grants a role above their own.
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use maud::html;
 use serde::Deserialize;
 
 use super::accounts::{AccountError, IssuedUser, add_user};
 use super::auth::Manager;
 use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{Frame, Nav, csrf_field, esc, field_error, invalid_attrs, page};
+use super::html::{Nav, TextField, csrf_field, described_by, field_error, user_page};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{Email, Role};
@@ -33,86 +32,94 @@ async fn render(
     view: &View<'_>,
 ) -> Result<Response, DashError> {
     let members = state.store.users().members(user.org().id).await?;
-    let mut rows = String::new();
-    for member in &members {
-        let you = if member.user_id == user.id() {
-            r#" <span class="muted small">(you)</span>"#
-        } else {
-            ""
-        };
-        let _ = write!(
-            rows,
-            r#"<tr><td>{email}{you}</td><td><span class="role role-{role}">{role}</span></td><td>{since}</td></tr>"#,
-            email = esc(member.email.as_str()),
-            role = member.role,
-            since = time(member.since),
-        );
-    }
-    let mut options = String::new();
     let chosen = view.role.unwrap_or(Role::Member);
-    for role in Role::ALL.into_iter().filter(|r| user.role().can_grant(*r)) {
-        let selected = if role == chosen { " selected" } else { "" };
-        let _ = write!(
-            options,
-            r#"<option value="{role}"{selected}>{role}</option>"#
-        );
-    }
-    let added = view
-        .added
-        .map(|added| match &added.password {
-            Some(password) => format!(
-                r#"<div class="alert alert-success secret-once" role="status"><p><strong>{email} can now sign in as {role}.</strong> Give them this password — it is not shown again:</p><code class="secret" data-secret>{password}</code></div>"#,
-                email = esc(added.email.as_str()),
-                role = added.role,
-                password = esc(password.expose()),
-            ),
-            None => format!(
-                r#"<div class="alert alert-success" role="status"><strong>{email}</strong> already had an account and was added as {role}; they sign in with their existing password.</div>"#,
-                email = esc(added.email.as_str()),
-                role = added.role,
-            ),
-        })
-        .unwrap_or_default();
-    let body = format!(
-        r#"<div class="page-head"><div><h1>Members</h1><p class="muted">People who can sign in to <strong>{org}</strong>. Owners and admins manage members and API tokens; members work with sessions.</p></div></div>
-{added}
-<section class="card">
-<form method="post" action="/members" class="create-form" novalidate>
-{csrf}
-<div class="field grow">
-<label for="member-email">Email</label>
-<input id="member-email" name="email" type="email" placeholder="name@example.com" value="{email}"{email_attrs}>
-{email_error}
-</div>
-<div class="field">
-<label for="member-role">Role</label>
-<select id="member-role" name="role"{role_attrs}>{options}</select>
-{role_error}
-</div>
-<button type="submit" class="button primary">Add member</button>
-</form>
-</section>
-<section class="card flush">
-<div class="table-wrap"><table>
-<thead><tr><th>Email</th><th>Role</th><th>Member since</th></tr></thead>
-<tbody>{rows}</tbody>
-</table></div>
-</section>"#,
-        org = esc(&user.org().name),
-        csrf = csrf_field(user),
-        email = esc(view.email),
-        email_attrs = invalid_attrs(view.email_error, "member-email"),
-        email_error = field_error(view.email_error, "member-email"),
-        role_attrs = invalid_attrs(view.role_error, "member-role"),
-        role_error = field_error(view.role_error, "member-role"),
-    );
-    let frame = Frame {
-        title: "Members",
-        nav: Nav::Members,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
+    let body = html! {
+        div.page-head {
+            div {
+                h1 { "Members" }
+                p.muted {
+                    "People who can sign in to " strong { (user.org().name) }
+                    ". Owners and admins manage members, webhooks and API tokens; members work with sessions."
+                }
+            }
+        }
+        @if let Some(added) = view.added {
+            @match &added.password {
+                Some(password) => {
+                    div.alert.alert-success.secret-once role="status" {
+                        p {
+                            strong { (added.email.as_str()) " can now sign in as " (added.role) "." }
+                            " Give them this password — it is not shown again:"
+                        }
+                        code.secret data-secret { (password.expose()) }
+                    }
+                }
+                None => {
+                    div.alert.alert-success role="status" {
+                        strong { (added.email.as_str()) }
+                        " already had an account and was added as " (added.role)
+                        "; they sign in with their existing password."
+                    }
+                }
+            }
+        }
+        section.card {
+            form.create-form method="post" action="/members" novalidate {
+                (csrf_field(user))
+                (TextField {
+                    label: "Email",
+                    id: "member-email",
+                    name: "email",
+                    kind: "email",
+                    placeholder: "name@example.com",
+                    value: view.email,
+                    error: view.email_error,
+                }
+                .render())
+                div.field {
+                    label for="member-role" { "Role" }
+                    select #member-role name="role"
+                        aria-invalid=[view.role_error.map(|_| "true")]
+                        aria-describedby=[described_by(view.role_error, "member-role")] {
+                        @for role in Role::ALL.into_iter().filter(|r| user.role().can_grant(*r)) {
+                            option value=(role) selected[role == chosen] { (role) }
+                        }
+                    }
+                    (field_error(view.role_error, "member-role"))
+                }
+                button.button.primary type="submit" { "Add member" }
+            }
+        }
+        section.card.flush {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Email" } th { "Role" } th { "Member since" } } }
+                    tbody {
+                        @for member in &members {
+                            tr {
+                                td {
+                                    (member.email.as_str())
+                                    @if member.user_id == user.id() {
+                                        " " span.muted.small { "(you)" }
+                                    }
+                                }
+                                td { span class={ "role role-" (member.role) } { (member.role) } }
+                                td { (time(member.since)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
-    Ok((status, page(&frame, &body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "Members",
+        Nav::Members,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {

@@ -5,10 +5,14 @@
 //! - [`auth`]: cookie sessions and the [`auth::CurrentUser`] /
 //!   [`auth::Manager`] extractors; [`csrf`]: the form token check;
 //!   [`ratelimit`]: failed sign-in limiting; [`password`]: argon2id.
+//! - Markup is `maud` (escapes every spliced value): the frame and form
+//!   pieces in [`html`], small shared pieces in [`view`], each page's own
+//!   markup next to its handlers.
 //! - Pages, one file each: [`login`], [`sessions`] (the list),
-//!   [`session`] (one session, linking and actions), [`tokens`],
-//!   [`members`]; [`live`] holds what the page script fetches (the
-//!   realtime socket, fragments, the QR image).
+//!   [`session`] (one session, linking and actions) with [`messages`]
+//!   (its recent messages), [`tokens`], [`members`]; [`live`] holds what
+//!   the page script fetches (the realtime socket, fragments, the QR
+//!   image); [`webhooks`] (list, create, test, deliveries).
 //! - [`sandbox`]: the simulated phone's buttons, in `sandbox` builds.
 //! - [`accounts`]: creating users, shared with the CLI and the bootstrap.
 
@@ -21,6 +25,7 @@ pub mod html;
 mod live;
 mod login;
 mod members;
+mod messages;
 pub mod password;
 pub mod ratelimit;
 #[cfg(feature = "sandbox")]
@@ -29,6 +34,7 @@ mod session;
 mod sessions;
 mod tokens;
 pub mod view;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -106,8 +112,11 @@ pub fn router() -> Router<AppState> {
         .route("/sessions/{id}/pairing-code", post(session::pairing_code))
         .route("/sessions/{id}/live", get(live::fragment))
         .route("/sessions/{id}/row", get(live::row))
+        .route("/sessions/{id}/messages", get(messages::fragment))
         .route("/sessions/{id}/qr.svg", get(live::qr_svg))
         .route("/ui/events", get(live::events))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}/action/{action}", post(webhooks::action))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/members", get(members::list).post(members::add))

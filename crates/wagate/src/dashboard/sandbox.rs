@@ -8,13 +8,14 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
 use rand::Rng;
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
 use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{csrf_field, esc};
+use super::html::csrf_field;
 use super::session::{Extras, describe, parse_id, render};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionStatus};
@@ -30,20 +31,19 @@ fn demo_number() -> String {
     format!("1555{:07}", rand::rng().random_range(0..10_000_000))
 }
 
-pub fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
-    if !state.dashboard.is_sandbox() {
-        return String::new();
+pub fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
+    html! {
+        @if state.dashboard.is_sandbox() {
+            div.sandbox-box {
+                p { strong { "Sandbox:" } " no phone needed." }
+                form.inline-form method="post" action={ "/sessions/" (record.id) "/sandbox/scan" } {
+                    (csrf_field(user))
+                    input type="hidden" name="phone" value=(demo_number());
+                    button.button.sandbox type="submit" data-sandbox-scan { "Scan with a simulated phone" }
+                }
+            }
+        }
     }
-    format!(
-        r#"<div class="sandbox-box"><p><strong>Sandbox:</strong> no phone needed.</p>
-<form method="post" action="/sessions/{id}/sandbox/scan" class="inline-form">{csrf}
-<input type="hidden" name="phone" value="{phone}">
-<button type="submit" class="button sandbox" data-sandbox-scan>Scan with a simulated phone</button>
-</form></div>"#,
-        id = record.id,
-        csrf = csrf_field(user),
-        phone = demo_number(),
-    )
 }
 
 pub fn enter_code_form(
@@ -52,37 +52,43 @@ pub fn enter_code_form(
     record: &SessionRecord,
     number: &Phone,
     code: &str,
-) -> String {
-    if !state.dashboard.is_sandbox() {
-        return String::new();
+) -> Markup {
+    html! {
+        @if state.dashboard.is_sandbox() {
+            div.sandbox-box {
+                form.inline-form method="post" action={ "/sessions/" (record.id) "/sandbox/enter-code" } {
+                    (csrf_field(user))
+                    input type="hidden" name="phone" value=(number.as_str());
+                    input type="hidden" name="code" value=(code);
+                    button.button.sandbox type="submit" data-sandbox-enter-code {
+                        "Enter the code on a simulated phone"
+                    }
+                }
+            }
+        }
     }
-    format!(
-        r#"<div class="sandbox-box"><form method="post" action="/sessions/{id}/sandbox/enter-code" class="inline-form">{csrf}
-<input type="hidden" name="phone" value="{phone}"><input type="hidden" name="code" value="{code}">
-<button type="submit" class="button sandbox" data-sandbox-enter-code>Enter the code on a simulated phone</button>
-</form></div>"#,
-        id = record.id,
-        csrf = csrf_field(user),
-        phone = esc(number.as_str()),
-        code = esc(code),
-    )
 }
 
-pub fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
-    if !state.dashboard.is_sandbox() || record.phone.is_none() {
-        return String::new();
+pub fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
+    html! {
+        @if state.dashboard.is_sandbox() && record.phone.is_some() {
+            section.card.sandbox-card {
+                h2 { "Sandbox: send a message from a simulated contact" }
+                form.create-form method="post" action={ "/sessions/" (record.id) "/sandbox/message" } novalidate {
+                    (csrf_field(user))
+                    div.field {
+                        label for="from" { "Contact's number" }
+                        input #from name="from" type="text" inputmode="numeric" value=(demo_number());
+                    }
+                    div.field.grow {
+                        label for="text" { "Message" }
+                        input #text name="text" type="text" value="Hello from the sandbox!";
+                    }
+                    button.button.sandbox type="submit" data-sandbox-message { "Send" }
+                }
+            }
+        }
     }
-    format!(
-        r#"<section class="card sandbox-card"><h2>Sandbox: send a message from a simulated contact</h2>
-<form method="post" action="/sessions/{id}/sandbox/message" class="create-form" novalidate>{csrf}
-<div class="field"><label for="from">Contact's number</label><input id="from" name="from" type="text" inputmode="numeric" value="{from}"></div>
-<div class="field grow"><label for="text">Message</label><input id="text" name="text" type="text" value="Hello from the sandbox!"></div>
-<button type="submit" class="button sandbox" data-sandbox-message>Send</button>
-</form></section>"#,
-        id = record.id,
-        csrf = csrf_field(user),
-        from = demo_number(),
-    )
 }
 
 fn sim(state: &AppState) -> Result<&wasim::SimHandle, DashError> {

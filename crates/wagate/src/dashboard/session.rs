@@ -1,18 +1,17 @@
 //! One session: its status, linking (QR code or pairing code), and the
 //! start / stop / restart / log out / delete actions.
 
-use std::fmt::Write;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, NoFields};
 use super::error::DashError;
-use super::html::{Frame, Nav, button_form, csrf_field, esc, field_error, invalid_attrs, page};
-use super::view::{badge, explain, phone, time};
+use super::html::{Nav, button_form, csrf_field, described_by, field_error, user_page};
+use super::view::{badge, explain, phone, sentence, time};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionId, SessionStatus};
 use crate::http::error::ApiError;
@@ -42,13 +41,7 @@ pub fn describe(error: ManagerError) -> Result<String, DashError> {
     match error {
         ManagerError::NotFound => Err(DashError::NotFound),
         ManagerError::Store(e) => Err(e.into()),
-        other => {
-            let message = ApiError::from(other).to_string();
-            let mut chars = message.chars();
-            Ok(chars.next().map_or_else(String::new, |first| {
-                format!("{}{}.", first.to_uppercase(), chars.as_str())
-            }))
-        }
+        other => Ok(sentence(&ApiError::from(other).to_string())),
     }
 }
 
@@ -58,8 +51,7 @@ pub async fn live_block(
     user: &CurrentUser,
     record: &SessionRecord,
     extras: &Extras,
-) -> String {
-    let mut out = String::new();
+) -> Markup {
     // A page answering a form (a fresh pairing code, a message) is not
     // swapped when the socket connects, or the answer would vanish as it
     // appears; status changes still swap it.
@@ -67,139 +59,103 @@ pub async fn live_block(
         || extras.phone_error.is_some()
         || extras.notice.is_some()
         || extras.error.is_some();
-    let keep = if answers_a_form { " data-keep" } else { "" };
-    let _ = write!(
-        out,
-        r#"<div data-live data-session-id="{id}" data-status="{status}"{keep}>"#,
-        id = record.id,
-        status = record.status.as_str()
-    );
-    if let Some(notice) = &extras.notice {
-        let _ = write!(
-            out,
-            r#"<div class="alert alert-success" role="status">{}</div>"#,
-            esc(notice)
-        );
-    }
-    if let Some(error) = &extras.error {
-        let _ = write!(
-            out,
-            r#"<div class="alert alert-error" role="alert">{}</div>"#,
-            esc(error)
-        );
-    }
-
-    // Status summary and actions.
-    let linked = match (&record.phone, &record.push_name) {
-        (Some(number), name) => format!(
-            r#"<div class="kv"><span>Phone</span><strong class="phone" data-phone>{}</strong></div>{}"#,
-            phone(number),
-            name.as_ref()
-                .map(|n| format!(
-                    r#"<div class="kv"><span>Name</span><strong>{}</strong></div>"#,
-                    esc(n)
-                ))
-                .unwrap_or_default()
-        ),
-        _ => String::new(),
+    let linking = match record.status {
+        SessionStatus::ScanQrCode => Some(linking(state, user, record, extras).await),
+        _ => None,
     };
-    let _ = write!(
-        out,
-        r#"<section class="card status-card"><div class="status-row"><div class="kv"><span>Status</span>{badge}</div>{linked}<div class="kv"><span>Last change</span>{updated}</div></div><div class="actions">{actions}</div></section>"#,
-        badge = badge(record.status),
-        updated = time(record.updated_at),
-        actions = actions(user, record),
-    );
-
-    if let Some((headline, advice)) = explain(record.status, record.status_reason) {
-        let tone = if record.status == SessionStatus::Failed {
-            "alert-error"
-        } else {
-            "alert-warning"
-        };
-        let _ = write!(
-            out,
-            r#"<div class="alert {tone}" role="alert" data-explain><strong>{}</strong> {}</div>"#,
-            esc(headline),
-            esc(advice)
-        );
-    }
-
-    match record.status {
-        SessionStatus::Starting => out.push_str(
-            r#"<section class="card center"><div class="spinner" aria-hidden="true"></div><p>Connecting to WhatsApp…</p></section>"#,
-        ),
-        SessionStatus::ScanQrCode => {
-            out.push_str(&linking(state, user, record, extras).await);
+    let explained = explain(record.status, record.status_reason);
+    let tone = if record.status == SessionStatus::Failed {
+        "alert alert-error"
+    } else {
+        "alert alert-warning"
+    };
+    html! {
+        div data-live data-session-id=(record.id) data-status=(record.status.as_str())
+            data-keep[answers_a_form] {
+            @if let Some(notice) = &extras.notice {
+                div.alert.alert-success role="status" { (notice) }
+            }
+            @if let Some(error) = &extras.error {
+                div.alert.alert-error role="alert" { (error) }
+            }
+            section.card.status-card {
+                div.status-row {
+                    div.kv { span { "Status" } (badge(record.status)) }
+                    @if let Some(number) = &record.phone {
+                        div.kv { span { "Phone" } strong.phone data-phone { (phone(number)) } }
+                        @if let Some(name) = &record.push_name {
+                            div.kv { span { "Name" } strong { (name) } }
+                        }
+                    }
+                    div.kv { span { "Last change" } (time(record.updated_at)) }
+                }
+                div.actions { (actions(user, record)) }
+            }
+            @if let Some((headline, advice)) = explained {
+                div class=(tone) role="alert" data-explain { strong { (headline) } " " (advice) }
+            }
+            @match record.status {
+                SessionStatus::Starting => {
+                    section.card.center {
+                        div.spinner aria-hidden="true" {}
+                        p { "Connecting to WhatsApp…" }
+                    }
+                }
+                SessionStatus::ScanQrCode => { @if let Some(linking) = linking { (linking) } }
+                SessionStatus::Working => {
+                    section.card {
+                        h2 { "Linked" }
+                        p {
+                            "This session is connected as "
+                            strong.phone { @if let Some(number) = &record.phone { (phone(number)) } }
+                            @if let Some(name) = &record.push_name { " (" (name) ")" }
+                            ". It stays connected and reconnects on its own."
+                        }
+                    }
+                    (sandbox_working(state, user, record))
+                }
+                SessionStatus::Stopped => {
+                    section.card {
+                        p {
+                            "This session is stopped. Press " strong { "Start" }
+                            " to connect; a linked phone reconnects without scanning again."
+                        }
+                    }
+                }
+                SessionStatus::Failed | SessionStatus::LoggedOut => {}
+            }
         }
-        SessionStatus::Working => {
-            let _ = write!(
-                out,
-                r#"<section class="card"><h2>Linked</h2><p>This session is connected as <strong class="phone">{}</strong>{}. It stays connected and reconnects on its own.</p></section>"#,
-                record.phone.as_deref().map(phone).unwrap_or_default(),
-                record
-                    .push_name
-                    .as_ref()
-                    .map(|n| format!(" ({})", esc(n)))
-                    .unwrap_or_default()
-            );
-            out.push_str(&sandbox_working(state, user, record));
-        }
-        SessionStatus::Stopped => out.push_str(
-            r#"<section class="card"><p>This session is stopped. Press <strong>Start</strong> to connect; a linked phone reconnects without scanning again.</p></section>"#,
-        ),
-        SessionStatus::Failed | SessionStatus::LoggedOut => {}
     }
-    out.push_str("</div>");
-    out
 }
 
-fn actions(user: &CurrentUser, record: &SessionRecord) -> String {
+fn actions(user: &CurrentUser, record: &SessionRecord) -> Markup {
     let base = format!("/sessions/{}/action", record.id);
-    let mut out = String::new();
     let status = record.status;
-    if !status.is_active() {
-        out.push_str(&button_form(
+    html! {
+        @if !status.is_active() {
+            (button_form(user, &format!("{base}/start"), "Start", "button primary", None))
+        }
+        @if status.is_active() {
+            (button_form(user, &format!("{base}/stop"), "Stop", "button", None))
+            (button_form(user, &format!("{base}/restart"), "Restart", "button", None))
+        }
+        @if record.is_linked() {
+            (button_form(
+                user,
+                &format!("{base}/logout"),
+                "Log out",
+                "button danger-outline",
+                Some("Log out this session? The phone is unlinked and must be linked again with a new code."),
+            ))
+        }
+        (button_form(
             user,
-            &format!("{base}/start"),
-            "Start",
-            "button primary",
-            None,
-        ));
+            &format!("{base}/delete"),
+            "Delete",
+            "button danger",
+            Some("Delete this session? It is unlinked from the phone and removed for good."),
+        ))
     }
-    if status.is_active() {
-        out.push_str(&button_form(
-            user,
-            &format!("{base}/stop"),
-            "Stop",
-            "button",
-            None,
-        ));
-        out.push_str(&button_form(
-            user,
-            &format!("{base}/restart"),
-            "Restart",
-            "button",
-            None,
-        ));
-    }
-    if record.is_linked() {
-        out.push_str(&button_form(
-            user,
-            &format!("{base}/logout"),
-            "Log out",
-            "button danger-outline",
-            Some("Log out this session? The phone is unlinked and must be linked again with a new code."),
-        ));
-    }
-    out.push_str(&button_form(
-        user,
-        &format!("{base}/delete"),
-        "Delete",
-        "button danger",
-        Some("Delete this session? It is unlinked from the phone and removed for good."),
-    ));
-    out
 }
 
 async fn linking(
@@ -207,82 +163,80 @@ async fn linking(
     user: &CurrentUser,
     record: &SessionRecord,
     extras: &Extras,
-) -> String {
+) -> Markup {
     let id = record.id;
-    let qr = match state.sessions.qr(user.org().id, id).await {
-        Ok(qr) => format!(
-            r#"<img class="qr-image" src="/sessions/{id}/qr.svg?v={v}" alt="QR code to scan with WhatsApp" data-qr-image data-expires-at="{at}">"#,
-            v = qr.expires_at.timestamp_millis(),
-            at = qr.expires_at.to_rfc3339(),
-        ),
-        Err(_) => r#"<div class="qr-placeholder" data-qr-image><div class="spinner" aria-hidden="true"></div><span>Preparing the QR code…</span></div>"#.to_string(),
-    };
-    let pairing = match &extras.pairing {
-        Some((number, code)) => format!(
-            r#"<div class="pairing-result" data-pairing>
-<p class="muted">Pairing code for <strong>{number}</strong></p>
-<div class="pairing-code" data-pairing-code>{code}</div>
-<p class="countdown" data-countdown data-expires-at="{at}"></p>
-<ol class="steps">
-<li>Open <strong>WhatsApp</strong> on the phone with number {number}.</li>
-<li>Go to <strong>Settings → Linked devices → Link a device</strong>.</li>
-<li>Tap <strong>Link with phone number instead</strong>.</li>
-<li>Type the code <strong>{code}</strong>.</li>
-</ol>
-{sandbox}
-</div>"#,
-            number = phone(number.as_str()),
-            code = esc(&code.code),
-            at = code.expires_at.to_rfc3339(),
-            sandbox = sandbox_enter_code(state, user, record, number, &code.code),
-        ),
-        None => String::new(),
-    };
+    let qr = state.sessions.qr(user.org().id, id).await.ok();
     let error = extras.phone_error.as_deref();
-    format!(
-        r#"<div class="link-grid">
-<section class="card qr-card">
-<h2>Scan the QR code</h2>
-<div class="qr-frame" data-qr data-session-id="{id}">{qr}</div>
-<p class="countdown" data-countdown></p>
-<ol class="steps">
-<li>Open <strong>WhatsApp</strong> on the phone.</li>
-<li>Go to <strong>Settings → Linked devices → Link a device</strong>.</li>
-<li>Point the phone at this code. It refreshes about every 20 seconds.</li>
-</ol>
-{sandbox_scan}
-</section>
-<section class="card">
-<h2>Link with phone number instead</h2>
-<p class="muted">If scanning is awkward, get a code to type into the phone.</p>
-<form method="post" action="/sessions/{id}/pairing-code" novalidate>
-{csrf}
-<div class="field">
-<label for="phone">Phone number</label>
-<input id="phone" name="phone" type="text" inputmode="numeric" autocomplete="tel" placeholder="628123456789" value="{phone_value}"{attrs}>
-<p class="hint">International format: country code first, digits only, no + and no spaces.</p>
-{phone_error}
-</div>
-<button type="submit" class="button primary">Get pairing code</button>
-</form>
-{pairing}
-</section>
-</div>"#,
-        csrf = csrf_field(user),
-        phone_value = esc(&extras.phone_input),
-        attrs = invalid_attrs(error, "phone"),
-        phone_error = field_error(error, "phone"),
-        sandbox_scan = sandbox_scan(state, user, record),
-    )
+    html! {
+        div.link-grid {
+            section.card.qr-card {
+                h2 { "Scan the QR code" }
+                div.qr-frame data-qr data-session-id=(id) {
+                    @match &qr {
+                        Some(qr) => {
+                            img.qr-image
+                                src={ "/sessions/" (id) "/qr.svg?v=" (qr.expires_at.timestamp_millis()) }
+                                alt="QR code to scan with WhatsApp" data-qr-image
+                                data-expires-at=(qr.expires_at.to_rfc3339());
+                        }
+                        None => {
+                            div.qr-placeholder data-qr-image {
+                                div.spinner aria-hidden="true" {}
+                                span { "Preparing the QR code…" }
+                            }
+                        }
+                    }
+                }
+                p.countdown data-countdown {}
+                ol.steps {
+                    li { "Open " strong { "WhatsApp" } " on the phone." }
+                    li { "Go to " strong { "Settings → Linked devices → Link a device" } "." }
+                    li { "Point the phone at this code. It refreshes about every 20 seconds." }
+                }
+                (sandbox_scan(state, user, record))
+            }
+            section.card {
+                h2 { "Link with phone number instead" }
+                p.muted { "If scanning is awkward, get a code to type into the phone." }
+                form method="post" action={ "/sessions/" (id) "/pairing-code" } novalidate {
+                    (csrf_field(user))
+                    div.field {
+                        label for="phone" { "Phone number" }
+                        input #phone name="phone" type="text" inputmode="numeric" autocomplete="tel"
+                            placeholder="628123456789" value=(extras.phone_input)
+                            aria-invalid=[error.map(|_| "true")]
+                            aria-describedby=[described_by(error, "phone")];
+                        p.hint { "International format: country code first, digits only, no + and no spaces." }
+                        (field_error(error, "phone"))
+                    }
+                    button.button.primary type="submit" { "Get pairing code" }
+                }
+                @if let Some((number, code)) = &extras.pairing {
+                    div.pairing-result data-pairing {
+                        p.muted { "Pairing code for " strong { (phone(number.as_str())) } }
+                        div.pairing-code data-pairing-code { (code.code) }
+                        p.countdown data-countdown data-expires-at=(code.expires_at.to_rfc3339()) {}
+                        ol.steps {
+                            li { "Open " strong { "WhatsApp" } " on the phone with number " (phone(number.as_str())) "." }
+                            li { "Go to " strong { "Settings → Linked devices → Link a device" } "." }
+                            li { "Tap " strong { "Link with phone number instead" } "." }
+                            li { "Type the code " strong { (code.code) } "." }
+                        }
+                        (sandbox_enter_code(state, user, record, number, &code.code))
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(feature = "sandbox")]
-fn sandbox_scan(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
+fn sandbox_scan(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
     super::sandbox::scan_form(state, user, record)
 }
 #[cfg(not(feature = "sandbox"))]
-fn sandbox_scan(_: &AppState, _: &CurrentUser, _: &SessionRecord) -> String {
-    String::new()
+fn sandbox_scan(_: &AppState, _: &CurrentUser, _: &SessionRecord) -> Markup {
+    html! {}
 }
 
 #[cfg(feature = "sandbox")]
@@ -292,7 +246,7 @@ fn sandbox_enter_code(
     record: &SessionRecord,
     number: &Phone,
     code: &str,
-) -> String {
+) -> Markup {
     super::sandbox::enter_code_form(state, user, record, number, code)
 }
 #[cfg(not(feature = "sandbox"))]
@@ -302,17 +256,17 @@ fn sandbox_enter_code(
     _: &SessionRecord,
     _: &Phone,
     _: &str,
-) -> String {
-    String::new()
+) -> Markup {
+    html! {}
 }
 
 #[cfg(feature = "sandbox")]
-fn sandbox_working(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> String {
+fn sandbox_working(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
     super::sandbox::message_form(state, user, record)
 }
 #[cfg(not(feature = "sandbox"))]
-fn sandbox_working(_: &AppState, _: &CurrentUser, _: &SessionRecord) -> String {
-    String::new()
+fn sandbox_working(_: &AppState, _: &CurrentUser, _: &SessionRecord) -> Markup {
+    html! {}
 }
 
 pub async fn render(
@@ -326,20 +280,31 @@ pub async fn render(
         .label
         .as_ref()
         .map_or("Untitled session", |l| l.as_str());
-    let body = format!(
-        r#"<div class="page-head"><div><a class="back" href="/sessions">← Sessions</a><h1>{title}</h1><p class="muted mono small">{id}</p></div></div>
-{live}"#,
-        title = esc(title),
-        id = record.id,
-        live = live_block(state, user, record, extras).await,
-    );
-    let frame = Frame {
-        title,
-        nav: Nav::Sessions,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
+    let live = live_block(state, user, record, extras).await;
+    let messages = match super::messages::section(state, user, record.id).await {
+        Ok(section) => section,
+        // The session's controls still work without its message list.
+        Err(error) => {
+            tracing::error!(session_id = %record.id, ?error, "could not list messages");
+            html! {
+                div.alert.alert-error role="alert" data-messages {
+                    "The messages could not be loaded. Reload the page to try again."
+                }
+            }
+        }
     };
-    (status, page(&frame, &body)).into_response()
+    let body = html! {
+        div.page-head {
+            div {
+                a.back href="/sessions" { "← Sessions" }
+                h1 { (title) }
+                p.muted.mono.small { (record.id) }
+            }
+        }
+        (live)
+        (messages)
+    };
+    user_page(state, user, title, Nav::Sessions, status, body)
 }
 
 pub async fn show(
@@ -350,10 +315,6 @@ pub async fn show(
     let record = state.sessions.get(user.org().id, parse_id(&id)?).await?;
     Ok(render(&state, &user, &record, StatusCode::OK, &Extras::default()).await)
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NoFields {}
 
 pub async fn action(
     State(state): State<AppState>,

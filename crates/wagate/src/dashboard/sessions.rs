@@ -1,17 +1,16 @@
 //! The sessions page: every session of the current organization, live, and
 //! the form to create one.
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
 use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{Frame, Nav, csrf_field, esc, field_error, invalid_attrs, page};
+use super::html::{Nav, csrf_field, described_by, field_error, user_page};
 use super::view::{badge, phone, time};
 use crate::app::AppState;
 use crate::domain::Label;
@@ -21,26 +20,30 @@ use crate::store::{SessionQuery, SessionRecord};
 const PAGE: u32 = 100;
 
 /// One table row; also served alone so the page script can refresh it.
-pub fn row(session: &SessionRecord) -> String {
-    let label = session.label.as_ref().map_or_else(
-        || r#"<span class="muted">Untitled</span>"#.to_string(),
-        |l| esc(l.as_str()),
-    );
-    let linked = match (&session.phone, &session.push_name) {
-        (Some(number), Some(name)) => format!(
-            r#"<span class="phone">{}</span><span class="push-name">{}</span>"#,
-            phone(number),
-            esc(name)
-        ),
-        (Some(number), None) => format!(r#"<span class="phone">{}</span>"#, phone(number)),
-        _ => r#"<span class="muted">Not linked</span>"#.to_string(),
-    };
-    format!(
-        r#"<tr data-session-id="{id}"><td class="cell-label"><a href="/sessions/{id}">{label}</a></td><td>{badge}</td><td class="cell-phone">{linked}</td><td class="cell-time">{updated}</td></tr>"#,
-        id = session.id,
-        badge = badge(session.status),
-        updated = time(session.updated_at),
-    )
+pub fn row(session: &SessionRecord) -> Markup {
+    html! {
+        tr data-session-id=(session.id) {
+            td.cell-label {
+                a href={ "/sessions/" (session.id) } {
+                    @match &session.label {
+                        Some(label) => (label.as_str()),
+                        None => span.muted { "Untitled" },
+                    }
+                }
+            }
+            td { (badge(session.status)) }
+            td.cell-phone {
+                @match (&session.phone, &session.push_name) {
+                    (Some(number), name) => {
+                        span.phone { (phone(number)) }
+                        @if let Some(name) = name { span.push-name { (name) } }
+                    }
+                    _ => span.muted { "Not linked" },
+                }
+            }
+            td.cell-time { (time(session.updated_at)) }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,60 +69,57 @@ async fn render(
             },
         )
         .await?;
-    let mut rows = String::new();
-    for session in &page_of.sessions {
-        rows.push_str(&row(session));
-    }
-    let empty = if page_of.sessions.is_empty() {
-        r#"<p class="empty" data-empty>No sessions yet. Create one to link a WhatsApp number.</p>"#
-    } else {
-        ""
-    };
-    let more = if page_of.next.is_some() {
-        format!(
-            r#"<p class="muted small">Showing the first {PAGE} sessions; use the API to list the rest.</p>"#
-        )
-    } else {
-        String::new()
-    };
     let error = create.error.as_deref();
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        r#"<div class="page-head"><div><h1>Sessions</h1><p class="muted">Each session is one linked WhatsApp number in <strong>{org}</strong>.</p></div></div>
-<section class="card">
-<form method="post" action="/sessions" class="create-form" novalidate>
-{csrf}
-<div class="field grow">
-<label for="label">New session</label>
-<input id="label" name="label" type="text" placeholder="Label, e.g. Support line" maxlength="400" value="{label}"{attrs}>
-{label_error}
-</div>
-<button type="submit" class="button primary">Create session</button>
-</form>
-</section>
-<section class="card flush">
-<div class="table-wrap"><table class="sessions" data-live-list>
-<thead><tr><th>Label</th><th>Status</th><th>Phone</th><th>Last change</th></tr></thead>
-<tbody data-rows>{rows}</tbody>
-</table></div>
-{empty}
-</section>
-{more}
-<div data-live data-list></div>"#,
-        org = esc(&user.org().name),
-        csrf = csrf_field(user),
-        label = esc(create.label),
-        attrs = invalid_attrs(error, "label"),
-        label_error = field_error(error, "label"),
-    );
-    let frame = Frame {
-        title: "Sessions",
-        nav: Nav::Sessions,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
+    let body = html! {
+        div.page-head {
+            div {
+                h1 { "Sessions" }
+                p.muted {
+                    "Each session is one linked WhatsApp number in "
+                    strong { (user.org().name) } "."
+                }
+            }
+        }
+        section.card {
+            form.create-form method="post" action="/sessions" novalidate {
+                (csrf_field(user))
+                div.field.grow {
+                    label for="label" { "New session" }
+                    input #label name="label" type="text" placeholder="Label, e.g. Support line"
+                        maxlength="400" value=(create.label)
+                        aria-invalid=[error.map(|_| "true")]
+                        aria-describedby=[described_by(error, "label")];
+                    (field_error(error, "label"))
+                }
+                button.button.primary type="submit" { "Create session" }
+            }
+        }
+        section.card.flush {
+            div.table-wrap {
+                table.sessions data-live-list {
+                    thead { tr { th { "Label" } th { "Status" } th { "Phone" } th { "Last change" } } }
+                    tbody data-rows {
+                        @for session in &page_of.sessions { (row(session)) }
+                    }
+                }
+            }
+            @if page_of.sessions.is_empty() {
+                p.empty data-empty { "No sessions yet. Create one to link a WhatsApp number." }
+            }
+        }
+        @if page_of.next.is_some() {
+            p.muted.small { "Showing the first " (PAGE) " sessions; use the API to list the rest." }
+        }
+        div data-live data-list {}
     };
-    Ok((status, page(&frame, &body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "Sessions",
+        Nav::Sessions,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, DashError> {

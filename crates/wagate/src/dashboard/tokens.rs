@@ -1,17 +1,16 @@
 //! API tokens of the current organization: list, create (shown once),
 //! revoke. Owners and admins only: the handlers take [`Manager`].
 
-use std::fmt::Write;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
 use serde::Deserialize;
 
 use super::auth::Manager;
-use super::csrf::CsrfForm;
+use super::csrf::{CsrfForm, NoFields};
 use super::error::DashError;
-use super::html::{Frame, Nav, button_form, csrf_field, esc, field_error, invalid_attrs, page};
+use super::html::{Nav, TextField, button_form, csrf_field, user_page};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{ApiToken, TokenId};
@@ -32,87 +31,92 @@ async fn render(
     view: &View<'_>,
 ) -> Result<Response, DashError> {
     let tokens = state.store.users().list_tokens(user.org().id).await?;
-    let mut rows = String::new();
-    for token in &tokens {
-        let name = token
-            .name
-            .as_deref()
-            .map_or_else(|| r#"<span class="muted">Unnamed</span>"#.to_string(), esc);
-        let (state_cell, action) = match token.revoked_at {
-            Some(at) => (
-                format!(
-                    r#"<span class="badge badge-stopped">Revoked</span> <span class="muted small">{}</span>"#,
-                    time(at)
-                ),
-                String::new(),
-            ),
-            None => (
-                r#"<span class="badge badge-working">Active</span>"#.to_string(),
-                button_form(
-                    user,
-                    &format!("/tokens/{}/revoke", token.id),
-                    "Revoke",
-                    "button danger-outline small",
-                    Some("Revoke this token? Programs using it stop working at once."),
-                ),
-            ),
-        };
-        let _ = write!(
-            rows,
-            r#"<tr data-token-id="{id}"><td>{name}</td><td class="mono small">{id}</td><td>{created}</td><td>{state_cell}</td><td class="cell-actions">{action}</td></tr>"#,
-            id = token.id,
-            created = time(token.created_at),
-        );
-    }
-    let empty = if tokens.is_empty() {
-        r#"<p class="empty">No API tokens yet.</p>"#
-    } else {
-        ""
+    let body = html! {
+        div.page-head {
+            div {
+                h1 { "API tokens" }
+                p.muted {
+                    "Programs use these to call the API of " strong { (user.org().name) }
+                    " as " code { "Authorization: Bearer …" } "."
+                }
+            }
+        }
+        @if let Some((name, token)) = view.issued {
+            div.alert.alert-success.secret-once role="status" data-new-token {
+                p { strong { "Token “" (name) "” created." } " Copy it now — it is not shown again." }
+                code.secret data-secret { (token) }
+            }
+        }
+        section.card {
+            form.create-form method="post" action="/tokens" novalidate {
+                (csrf_field(user))
+                (TextField {
+                    label: "New token",
+                    id: "token-name",
+                    name: "name",
+                    kind: "text",
+                    placeholder: "Name, e.g. CRM integration",
+                    value: view.name,
+                    error: view.error,
+                }
+                .render())
+                button.button.primary type="submit" { "Create token" }
+            }
+        }
+        section.card.flush {
+            div.table-wrap {
+                table {
+                    thead { tr { th { "Name" } th { "Id" } th { "Created" } th { "State" } th {} } }
+                    tbody {
+                        @for token in &tokens {
+                            tr data-token-id=(token.id) {
+                                td {
+                                    @match &token.name {
+                                        Some(name) => (name),
+                                        None => span.muted { "Unnamed" },
+                                    }
+                                }
+                                td.mono.small { (token.id) }
+                                td { (time(token.created_at)) }
+                                @match token.revoked_at {
+                                    Some(at) => {
+                                        td {
+                                            span.badge.badge-stopped { "Revoked" } " "
+                                            span.muted.small { (time(at)) }
+                                        }
+                                        td.cell-actions {}
+                                    }
+                                    None => {
+                                        td { span.badge.badge-working { "Active" } }
+                                        td.cell-actions {
+                                            (button_form(
+                                                user,
+                                                &format!("/tokens/{}/revoke", token.id),
+                                                "Revoke",
+                                                "button danger-outline small",
+                                                Some("Revoke this token? Programs using it stop working at once."),
+                                            ))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if tokens.is_empty() {
+                p.empty { "No API tokens yet." }
+            }
+        }
     };
-    let issued = view
-        .issued
-        .map(|(name, token)| {
-            format!(
-                r#"<div class="alert alert-success secret-once" role="status" data-new-token><p><strong>Token “{}” created.</strong> Copy it now — it is not shown again.</p><code class="secret" data-secret>{}</code></div>"#,
-                esc(name),
-                esc(token)
-            )
-        })
-        .unwrap_or_default();
-    let body = format!(
-        r#"<div class="page-head"><div><h1>API tokens</h1><p class="muted">Programs use these to call the API of <strong>{org}</strong> as <code>Authorization: Bearer …</code>.</p></div></div>
-{issued}
-<section class="card">
-<form method="post" action="/tokens" class="create-form" novalidate>
-{csrf}
-<div class="field grow">
-<label for="token-name">New token</label>
-<input id="token-name" name="name" type="text" placeholder="Name, e.g. CRM integration" value="{name}"{attrs}>
-{name_error}
-</div>
-<button type="submit" class="button primary">Create token</button>
-</form>
-</section>
-<section class="card flush">
-<div class="table-wrap"><table>
-<thead><tr><th>Name</th><th>Id</th><th>Created</th><th>State</th><th></th></tr></thead>
-<tbody>{rows}</tbody>
-</table></div>
-{empty}
-</section>"#,
-        org = esc(&user.org().name),
-        csrf = csrf_field(user),
-        name = esc(view.name),
-        attrs = invalid_attrs(view.error, "token-name"),
-        name_error = field_error(view.error, "token-name"),
-    );
-    let frame = Frame {
-        title: "API tokens",
-        nav: Nav::Tokens,
-        user: Some(user),
-        sandbox: state.dashboard.is_sandbox(),
-    };
-    Ok((status, page(&frame, &body)).into_response())
+    Ok(user_page(
+        state,
+        user,
+        "API tokens",
+        Nav::Tokens,
+        status,
+        body,
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {
@@ -162,10 +166,6 @@ pub async fn create(
     };
     render(&state, &manager, StatusCode::CREATED, &view).await
 }
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct NoFields {}
 
 pub async fn revoke(
     State(state): State<AppState>,

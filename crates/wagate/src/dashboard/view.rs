@@ -2,8 +2,8 @@
 //! phone numbers, and what to tell the user about a status.
 
 use chrono::{DateTime, Utc};
+use maud::{Markup, html};
 
-use super::html::esc;
 use crate::domain::{SessionStatus, StatusReason};
 
 pub fn status_label(status: SessionStatus) -> &'static str {
@@ -19,26 +19,33 @@ pub fn status_label(status: SessionStatus) -> &'static str {
 
 /// The badge carries the API's status name in `data-status` so scripts
 /// and tests can read it, and a human label as its text.
-pub fn badge(status: SessionStatus) -> String {
-    format!(
-        r#"<span class="badge badge-{s}" data-status="{s}" title="{s}">{label}</span>"#,
-        s = status.as_str(),
-        label = status_label(status)
-    )
+pub fn badge(status: SessionStatus) -> Markup {
+    let s = status.as_str();
+    html! {
+        span class={ "badge badge-" (s) } data-status=(s) title=(s) { (status_label(status)) }
+    }
 }
 
 /// A timestamp the page script turns into the viewer's local time.
-pub fn time(at: DateTime<Utc>) -> String {
-    format!(
-        r#"<time datetime="{}" data-local>{}</time>"#,
-        at.to_rfc3339(),
-        at.format("%Y-%m-%d %H:%M UTC")
-    )
+pub fn time(at: DateTime<Utc>) -> Markup {
+    html! {
+        time datetime=(at.to_rfc3339()) data-local { (at.format("%Y-%m-%d %H:%M UTC")) }
+    }
 }
 
 /// `+628123456789`: the international number as people write it.
 pub fn phone(digits: &str) -> String {
-    format!("+{}", esc(digits))
+    format!("+{digits}")
+}
+
+/// A message written for the API ("url must be …") as a sentence for a
+/// page: capitalised, with a full stop.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    chars.next().map_or_else(String::new, |first| {
+        let rest = chars.as_str().trim_end_matches('.');
+        format!("{}{rest}.", first.to_uppercase())
+    })
 }
 
 /// What happened and what to do, for statuses that need a person.

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{id}/rotate-secret",
             post(webhooks::rotate_secret),
         )
+        .route("/webhooks/{id}/test", post(webhooks::test))
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/webhooks/{id}/deliveries/retry",

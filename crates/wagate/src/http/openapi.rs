@@ -47,6 +47,7 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::deliveries,
         webhooks::retry,
         webhooks::retry_since,
+        webhooks::test,
     ),
     components(schemas(
         error::ErrorBody,

@@ -1,7 +1,6 @@
 //! `/webhooks`: an organization's webhook endpoints, their secrets and
 //! their delivery log.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -9,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use url::Url;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
@@ -17,22 +15,15 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
-use crate::egress::EgressError;
-use crate::events::EventType;
-use crate::store::{DeliveryQuery, DeliveryRecord, NewWebhook, WebhookPatch, WebhookRecord};
+use crate::store::{DeliveryQuery, DeliveryRecord, WebhookPatch, WebhookRecord};
+use crate::webhooks::manage::{
+    self, ALL_EVENTS, InvalidWebhook, WebhookError, WebhookInput, parse_events, parse_sessions,
+    parse_url,
+};
 use crate::webhooks::{DeliveryStatus, DisabledReason, generate_secret};
 
-/// Webhooks an organization may have: every event fans out to each.
-const MAX_WEBHOOKS: u64 = 50;
-const MAX_URL_LENGTH: usize = 2048;
-const MAX_EVENT_TYPES: usize = 32;
-const MAX_SESSIONS: usize = 100;
-/// "Every event type", in `events`.
-const ALL_EVENTS: &str = "*";
 const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long creating a webhook waits for DNS to check its host.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A webhook. Each delivery is a `POST` of one event envelope (the same
 /// JSON the realtime WebSocket sends) with the Standard Webhooks headers:
@@ -223,129 +214,37 @@ pub struct DeliveryList {
     pub next_cursor: Option<String>,
 }
 
+impl From<InvalidWebhook> for ApiError {
+    fn from(error: InvalidWebhook) -> Self {
+        Self::Validation {
+            code: error.code,
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Invalid(invalid) => invalid.into(),
+            WebhookError::NotFound => Self::WebhookNotFound,
+            WebhookError::Disabled => Self::Conflict {
+                code: "webhook_disabled",
+                message: WebhookError::Disabled.to_string(),
+                status: None,
+            },
+            WebhookError::Store(error) => error.into(),
+        }
+    }
+}
+
 fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Validation {
         code,
         field,
         message: message.into(),
     }
-}
-
-async fn parse_url(state: &AppState, url: &str) -> Result<Url, ApiError> {
-    if url.len() > MAX_URL_LENGTH {
-        return Err(invalid(
-            "url_too_long",
-            "url",
-            format!("url must be at most {MAX_URL_LENGTH} characters"),
-        ));
-    }
-    let parsed = Url::parse(url).map_err(|e| invalid("invalid_url", "url", e.to_string()))?;
-    let refused = |error: EgressError| match error {
-        EgressError::UnsupportedScheme => invalid(
-            "unsupported_url_scheme",
-            "url",
-            "url must be an http or https URL",
-        ),
-        EgressError::NoHost => invalid("invalid_url", "url", "url must name a host"),
-        error @ (EgressError::Forbidden(_) | EgressError::NoAddress) => invalid(
-            "private_address",
-            "url",
-            format!("url is refused: {error}; private networks are not allowed by this gateway"),
-        ),
-    };
-    state.egress.check_url(&parsed).map_err(refused)?;
-    // A name that resolves to a private address is refused now, for a
-    // clear answer; one that does not resolve (yet) is accepted, and each
-    // delivery checks again anyway.
-    match tokio::time::timeout(RESOLVE_TIMEOUT, state.egress.check_resolved(&parsed)).await {
-        Ok(Err(error @ EgressError::Forbidden(_))) => Err(refused(error)),
-        _ => Ok(parsed),
-    }
-}
-
-fn parse_events(events: Option<Vec<String>>) -> Result<Option<Vec<EventType>>, ApiError> {
-    let Some(events) = events else {
-        return Ok(None);
-    };
-    if events.is_empty() {
-        return Err(invalid(
-            "empty_event_filter",
-            "events",
-            "events must name at least one event type, or be [\"*\"] (or absent) for all",
-        ));
-    }
-    if events.len() > MAX_EVENT_TYPES {
-        return Err(invalid(
-            "too_many_event_types",
-            "events",
-            format!("events may name at most {MAX_EVENT_TYPES} types"),
-        ));
-    }
-    if events.iter().any(|e| e == ALL_EVENTS) {
-        return Ok(None);
-    }
-    let mut types = Vec::new();
-    for name in &events {
-        let Some(event_type) = EventType::parse(name) else {
-            let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-            return Err(invalid(
-                "unknown_event_type",
-                "events",
-                format!(
-                    "unknown event type {name:?}; known types: {}",
-                    known.join(", ")
-                ),
-            ));
-        };
-        if !types.contains(&event_type) {
-            types.push(event_type);
-        }
-    }
-    Ok(Some(types))
-}
-
-async fn parse_sessions(
-    state: &AppState,
-    org: OrgId,
-    sessions: Option<Vec<String>>,
-) -> Result<Option<Vec<SessionId>>, ApiError> {
-    let Some(sessions) = sessions else {
-        return Ok(None);
-    };
-    if sessions.is_empty() {
-        return Err(invalid(
-            "empty_session_filter",
-            "sessions",
-            "sessions must name at least one session, or be absent for all",
-        ));
-    }
-    if sessions.len() > MAX_SESSIONS {
-        return Err(invalid(
-            "too_many_sessions",
-            "sessions",
-            format!("sessions may name at most {MAX_SESSIONS} sessions"),
-        ));
-    }
-    let mut ids = BTreeSet::new();
-    for session in &sessions {
-        let id: SessionId = session.parse().map_err(|_| {
-            invalid(
-                "invalid_session_id",
-                "sessions",
-                format!("{session:?} is not a session id (a UUID)"),
-            )
-        })?;
-        // Another organization's session is as unknown as a missing one.
-        if state.store.sessions().get_session(org, id).await?.is_none() {
-            return Err(invalid(
-                "unknown_session",
-                "sessions",
-                format!("no session {id} in this organization"),
-            ));
-        }
-        ids.insert(id);
-    }
-    Ok(Some(ids.into_iter().collect()))
 }
 
 fn invalid_cursor() -> ApiError {
@@ -385,32 +284,14 @@ pub async fn create(
     auth: Authenticated,
     Json(body): Json<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
-    let org = auth.org_id();
-    let url = parse_url(&state, &body.url).await?;
-    let event_types = parse_events(body.events)?;
-    let session_ids = parse_sessions(&state, org, body.sessions).await?;
-    if state.store.webhooks().count_webhooks(org).await? >= MAX_WEBHOOKS {
-        return Err(invalid(
-            "too_many_webhooks",
-            "url",
-            format!("an organization can have at most {MAX_WEBHOOKS} webhooks"),
-        ));
-    }
-    let secret = generate_secret();
-    let record = state
-        .store
-        .webhooks()
-        .insert_webhook(NewWebhook {
-            id: WebhookId::new(),
-            org_id: org,
-            url,
-            event_types,
-            session_ids,
-            enabled: body.enabled.unwrap_or(true),
-            secret: secret.clone(),
-        })
-        .await?;
-    tracing::info!(webhook_id = %record.id, "webhook created");
+    let input = WebhookInput {
+        url: body.url,
+        events: body.events,
+        sessions: body.sessions,
+        enabled: body.enabled,
+    };
+    let (record, secret) =
+        manage::create(state.store.as_ref(), &state.egress, auth.org_id(), input).await?;
     Ok((
         StatusCode::CREATED,
         Json(WebhookWithSecret {
@@ -509,12 +390,12 @@ pub async fn update(
     // nothing, not even what its validation would say.
     find(&state, org, id).await?;
     let url = match body.url {
-        Some(url) => Some(parse_url(&state, &url).await?),
+        Some(url) => Some(parse_url(&state.egress, &url).await?),
         None => None,
     };
     let event_types = body.events.map(parse_events).transpose()?;
     let session_ids = match body.sessions {
-        Some(sessions) => Some(parse_sessions(&state, org, sessions).await?),
+        Some(sessions) => Some(parse_sessions(state.store.as_ref(), org, sessions).await?),
         None => None,
     };
     let record = state
@@ -788,4 +669,30 @@ pub async fn retry_since(
         state.hub.committed().notify_one();
     }
     Ok((StatusCode::ACCEPTED, Json(RetriedDeliveries { queued })))
+}
+
+/// Send a test event: a `webhook.test` event is queued for this webhook
+/// alone (whatever its filters) and delivered, signed, retried and logged
+/// like any other event; follow it in the delivery log.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{id}/test",
+    tag = "webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 202, description = "Queued; the delivery as it stands now", body = Delivery),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`, also for another organization's", body = ErrorBody),
+        (status = 409, description = "`webhook_disabled`: enable it first", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn test(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<WebhookId>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let delivery = manage::send_test(state.store.as_ref(), &state.hub, auth.org_id(), id).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }

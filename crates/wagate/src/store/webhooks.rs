@@ -188,6 +188,14 @@ pub trait WebhookStore: Send + Sync {
         since: DateTime<Utc>,
         status: DeliveryStatus,
     ) -> Result<u64, StoreError>;
+    /// Logs a `webhook.test` event and queues it for webhook `id` alone,
+    /// due now, in one transaction; `None` if the organization has no such
+    /// webhook.
+    async fn queue_test(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// Up to `limit` due deliveries of enabled webhooks, each the oldest
     /// pending event of its (webhook, session), soonest due first.

@@ -5,6 +5,7 @@
 //! session), signed as the Standard Webhooks specification says.
 
 mod dispatcher;
+pub mod manage;
 mod signature;
 
 use std::fmt;

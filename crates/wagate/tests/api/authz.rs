@@ -144,6 +144,7 @@ fn rest_table() -> Vec<Rest> {
             Resource,
         ),
         rest(Method::GET, "/webhooks/{id}/deliveries", None, Resource),
+        rest(Method::POST, "/webhooks/{id}/test", None, Resource),
         rest(
             Method::POST,
             "/webhooks/{id}/deliveries/retry",

@@ -445,3 +445,68 @@ async fn a_webhook_failing_for_too_long_is_disabled() {
     assert_eq!(shown["disabled_reason"], "failing");
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn a_test_event_reaches_its_webhook_alone_whatever_its_filters() {
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start(fast(&dir), None).await;
+    let mut receiver = Receiver::start().await;
+    // Filters that no test event matches, and a webhook that takes all.
+    let (id, secret) = gateway
+        .webhook(&receiver.url, json!(["message.received"]))
+        .await;
+    let (other, _) = gateway.webhook(&receiver.url, json!(["*"])).await;
+
+    let queued = gateway
+        .call(reqwest::Method::POST, &format!("/webhooks/{id}/test"), None)
+        .await;
+    assert_eq!(queued["event_type"], "webhook.test");
+    assert_eq!(queued["status"], "pending");
+    let received = receiver.next().await;
+    let body = received.json();
+    assert_eq!(body["event"], "webhook.test");
+    assert_eq!(body["data"]["webhook_id"], id.as_str());
+    assert_eq!(
+        received.id(),
+        queued["event_id"].as_str().unwrap_or_default()
+    );
+    assert!(received.verifies_with(&secret), "signed like any delivery");
+    // Queued in the same transaction as its event: the other webhook
+    // would already list it.
+    let others = gateway
+        .call(
+            reqwest::Method::GET,
+            &format!("/webhooks/{other}/deliveries"),
+            None,
+        )
+        .await;
+    assert_eq!(others["data"], json!([]), "the test went to one webhook");
+    // Nor does a realtime client replaying the log see it.
+    let org = gateway.org().await;
+    let logged = gateway
+        .store
+        .events()
+        .events_after(org, None, 100)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(logged.is_empty(), "{logged:?}");
+
+    // A disabled webhook says so instead of holding a test nobody sees.
+    gateway
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/webhooks/{id}"),
+            Some(json!({ "enabled": false })),
+        )
+        .await;
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/v1/webhooks/{id}/test", gateway.base))
+        .bearer_auth(&gateway.token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let error: Value = refused.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(error["error"]["code"], "webhook_disabled");
+    gateway.stop().await;
+}

@@ -305,6 +305,7 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
             Some(json!({ "enabled": false })),
         ),
         (Method::POST, format!("{base}/rotate-secret"), None),
+        (Method::POST, format!("{base}/test"), None),
         (Method::GET, format!("{base}/deliveries"), None),
         (
             Method::POST,

@@ -86,36 +86,6 @@ async fn repeated_wrong_passwords_lock_the_email_for_a_while() {
     gateway.stop().await;
 }
 
-/// Submits the sign-in form as the owner with `password`, after getting
-/// the form's CSRF token the way a browser would.
-async fn post_login(
-    client: &reqwest::Client,
-    gateway: &Gateway,
-    password: &str,
-) -> reqwest::Response {
-    let form = client
-        .get(gateway.url("/login"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let login_cookie = set_cookie(&form, "wagate_login");
-    let token = login_cookie
-        .split_once('=')
-        .map(|(_, v)| v.to_string())
-        .unwrap_or_default();
-    client
-        .post(gateway.url("/login"))
-        .header("cookie", &login_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "_csrf={token}&email={}&password={password}",
-            gateway.owner_email
-        ))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Signs in like a browser would; returns the session cookie (`name=value`).
 async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
     let response = post_login(client, gateway, &gateway.owner_password).await;
@@ -127,24 +97,6 @@ async fn sign_in_http(client: &reqwest::Client, gateway: &Gateway) -> String {
     );
     assert!(!header.contains("Secure"), "plain http: not Secure");
     set_cookie(&response, "wagate_session")
-}
-
-/// The whole `Set-Cookie` header for cookie `name`, attributes included.
-fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("no {name} cookie"))
-}
-
-/// Cookie `name` as a request sends it back: `name=value`.
-fn set_cookie(response: &reqwest::Response, name: &str) -> String {
-    let header = set_cookie_header(response, name);
-    header.split(';').next().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

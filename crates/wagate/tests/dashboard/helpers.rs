@@ -348,6 +348,162 @@ pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -
         .unwrap_or_else(|| panic!("expected a session page, at {path}"))
 }
 
+/// Creates a session and links it with the sandbox's simulated phone
+/// (the "Scan" button); returns its id and number once the page shows it
+/// working.
+pub async fn link_in_sandbox(
+    browser: &Browser,
+    gateway: &Gateway,
+    label: &str,
+) -> (String, String) {
+    let id = create_session(browser, gateway, label).await;
+    browser.find("img[data-qr-image][data-expires-at]").await;
+    browser.click("[data-sandbox-scan]").await;
+    browser
+        .find("[data-live] .badge[data-status='working']")
+        .await;
+    let number = browser
+        .text("[data-phone]")
+        .await
+        .trim_start_matches('+')
+        .to_string();
+    (id, number)
+}
+
 fn is_stale(error: &fantoccini::error::CmdError) -> bool {
     error.to_string().contains("stale element")
+}
+
+/// An HTTP client that shows redirects instead of following them, for
+/// tests that drive the dashboard's forms without a browser.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Submits the sign-in form as the owner with `password`, after getting
+/// the form's CSRF token the way a browser would.
+pub async fn post_login(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    password: &str,
+) -> reqwest::Response {
+    post_login_as(client, gateway, &gateway.owner_email, password).await
+}
+
+/// Submits the sign-in form as `email`.
+pub async fn post_login_as(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let form = client
+        .get(gateway.url("/login"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let login_cookie = set_cookie(&form, "wagate_login");
+    let token = login_cookie
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
+    client
+        .post(gateway.url("/login"))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("_csrf", &token),
+            ("email", email),
+            ("password", password),
+        ]))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Signs in as `email`; returns the session cookie (`name=value`).
+pub async fn session_cookie(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    email: &str,
+    password: &str,
+) -> String {
+    let response = post_login_as(client, gateway, email, password).await;
+    assert_eq!(response.status().as_u16(), 303, "signed in as {email}");
+    set_cookie(&response, "wagate_session")
+}
+
+/// The whole `Set-Cookie` header for cookie `name`, attributes included.
+pub fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+}
+
+/// Cookie `name` as a request sends it back: `name=value`.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+    let header = set_cookie_header(response, name);
+    header.split(';').next().unwrap_or_default().to_string()
+}
+
+/// `application/x-www-form-urlencoded` of `fields`.
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// A page as a signed-in browser gets it: (status, HTML).
+pub async fn get_page(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    cookie: &str,
+    path: &str,
+) -> (u16, String) {
+    let response = client
+        .get(gateway.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// Posts a form as a signed-in browser would: (status, HTML).
+pub async fn post_form(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let response = client
+        .post(gateway.url(path))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(fields))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// The value of the first `name="{name}" value="…"` in `html` (maud writes
+/// attributes in the order the template gives them).
+pub fn input_value(html: &str, name: &str) -> String {
+    let marker = format!(r#"name="{name}" value=""#);
+    html.split_once(&marker)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(value, _)| value.to_string())
+        .unwrap_or_else(|| panic!("no {name} field in the page"))
 }

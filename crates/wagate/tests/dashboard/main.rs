@@ -9,3 +9,5 @@ mod helpers;
 mod access;
 mod forms;
 mod linking;
+mod messages;
+mod webhooks;

@@ -55,7 +55,10 @@ impl EventStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Envelope>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            // Test events are for their webhook only, never replayed to a
+            // realtime client.
+            "SELECT payload FROM events WHERE org_id = $1 AND id > $2 AND type <> 'webhook.test' \
+             ORDER BY id LIMIT $3",
         )
         .bind(org.to_string())
         .bind(after.map(|id| id.to_string()).unwrap_or_default())

@@ -150,32 +150,46 @@ pub(super) async fn enqueue_deliveries(
     tx: &mut Transaction<'_, Sqlite>,
     event: &Envelope,
 ) -> Result<(), StoreError> {
+    // A test names its one webhook (`queue_test`); it never fans out.
+    if event.data.event_type() == EventType::WebhookTest {
+        return Ok(());
+    }
     let hooks: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT id, event_types, session_ids FROM webhooks WHERE org_id = $1 AND enabled = TRUE",
     )
     .bind(event.org_id.to_string())
     .fetch_all(&mut **tx)
     .await?;
-    let at = millis(event.at);
     for (webhook_id, types, sessions) in hooks {
         if !wants(types.as_deref(), sessions.as_deref(), event)? {
             continue;
         }
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, session_id, event_type, \
-             status, attempts, next_attempt_at, retry_from, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6, $6)",
-        )
-        .bind(DeliveryId::new().to_string())
-        .bind(webhook_id)
-        .bind(event.id.to_string())
-        .bind(event.session_id.to_string())
-        .bind(event.data.event_type().as_str())
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+        insert_delivery(tx, &webhook_id, event).await?;
     }
     Ok(())
+}
+
+/// Queues `event` for one webhook, due at once.
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    webhook_id: &str,
+    event: &Envelope,
+) -> Result<DeliveryId, StoreError> {
+    let id = DeliveryId::new();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, session_id, event_type, \
+         status, attempts, next_attempt_at, retry_from, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6, $6)",
+    )
+    .bind(id.to_string())
+    .bind(webhook_id)
+    .bind(event.id.to_string())
+    .bind(event.session_id.to_string())
+    .bind(event.data.event_type().as_str())
+    .bind(millis(event.at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 async fn fetch_webhook(
@@ -190,6 +204,19 @@ async fn fetch_webhook(
         .await?
         .as_ref()
         .map(webhook)
+        .transpose()
+}
+
+async fn fetch_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    sqlx::query(select_deliveries!("WHERE d.id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(delivery)
         .transpose()
 }
 
@@ -429,13 +456,30 @@ impl WebhookStore for SqliteStore {
         if result.rows_affected() == 0 {
             return Ok(None);
         }
-        let record = sqlx::query(select_deliveries!("WHERE d.id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(delivery)
-            .transpose()?;
+        let record = fetch_delivery(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn queue_test(
+        &self,
+        org: OrgId,
+        id: WebhookId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if fetch_webhook(&mut tx, org, id).await?.is_none() {
+            return Ok(None);
+        }
+        // No session is involved: the nil session makes the test a queue
+        // of its own, so it does not wait behind a session's backlog.
+        let mut event = Envelope::new(
+            org,
+            SessionId::from(uuid::Uuid::nil()),
+            EventData::WebhookTest { webhook_id: id },
+        );
+        append_event(&mut tx, &mut event).await?;
+        let delivery_id = insert_delivery(&mut tx, &id.to_string(), &event).await?;
+        let record = fetch_delivery(&mut tx, delivery_id).await?;
         tx.commit().await?;
         Ok(record)
     }
