@@ -237,6 +237,7 @@ impl Metrics {
                     .inc();
             }
             EventData::Status { .. }
+            | EventData::WebhookTest { .. }
             | EventData::Qr { .. }
             | EventData::PairingCode { .. }
             | EventData::WebhookDisabled { .. } => {}
