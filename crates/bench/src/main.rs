@@ -32,6 +32,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+mod inbound;
 mod send;
 
 #[derive(Parser)]
@@ -64,6 +65,9 @@ enum Scenario {
     /// Send text messages through the REST API (pacing off) and time the
     /// 202 and the server's ack (`message.status` `sent`).
     Send(send::SendArgs),
+    /// Simulated contacts send texts to the linked sessions; time each to
+    /// its `message.received` on the realtime socket and at a webhook.
+    Inbound(inbound::InboundArgs),
 }
 
 #[tokio::main]
@@ -73,11 +77,14 @@ async fn main() -> anyhow::Result<()> {
         None => &[],
         // Pacing off: this measures the gateway, not its anti-ban spacing.
         Some(Scenario::Send(_)) => &[("WAGATE_SEND_PER_MINUTE", "0")],
+        // The webhook receiver listens on loopback.
+        Some(Scenario::Inbound(_)) => &[("WAGATE_ALLOW_PRIVATE_NETWORK", "true")],
     };
     let mut stack = Stack::start(&args, extra_env).await?;
     let result = match &args.scenario {
         None => link_scenario(&args, &stack).await,
         Some(Scenario::Send(send_args)) => send::run(&args, send_args, &stack).await,
+        Some(Scenario::Inbound(inbound_args)) => inbound::run(&args, inbound_args, &stack).await,
     };
     stack.stop().await;
     result
@@ -447,6 +454,8 @@ struct Events {
     tracks: Arc<Mutex<HashMap<String, Track>>>,
     /// `message.status` events by message id.
     messages: Arc<Mutex<HashMap<String, MessageTrack>>>,
+    /// `message.received` events by text.
+    received: inbound::Arrivals,
     changed: Arc<watch::Sender<u64>>,
 }
 
@@ -455,6 +464,7 @@ impl Default for Events {
         Self {
             tracks: Arc::default(),
             messages: Arc::default(),
+            received: inbound::Arrivals::default(),
             changed: Arc::new(watch::channel(0).0),
         }
     }
@@ -482,9 +492,16 @@ impl Events {
             let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
             };
-            if event["event"].as_str() == Some("message.status") {
-                self.on_message_status(&event, at);
-                continue;
+            match event["event"].as_str() {
+                Some("message.status") => {
+                    self.on_message_status(&event, at);
+                    continue;
+                }
+                Some("message.received") => {
+                    self.received.note(&event, at);
+                    continue;
+                }
+                _ => {}
             }
             let Some(id) = event["session_id"].as_str() else {
                 continue;

@@ -509,7 +509,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// p50 / p95 / p99 / max, in milliseconds.
-fn p3(samples: &mut [Duration]) -> String {
+pub(crate) fn p3(samples: &mut [Duration]) -> String {
     if samples.is_empty() {
         return "no samples".into();
     }
