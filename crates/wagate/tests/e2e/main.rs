@@ -13,6 +13,6 @@ mod linking;
 mod messaging;
 mod receiving;
 mod resilience;
+mod secrets;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;
-mod secrets;
