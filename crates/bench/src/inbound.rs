@@ -31,7 +31,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::send::p3;
+use crate::send::{Load, Mode, p3};
 use crate::{Args, Stack, link_sessions, session_phone};
 
 #[derive(clap::Args)]
@@ -56,13 +56,6 @@ pub struct InboundArgs {
     /// before they count as lost.
     #[arg(long, default_value_t = 60)]
     arrival_timeout_secs: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Mode {
-    Rate,
-    Saturate,
-    Both,
 }
 
 /// The contact that writes to session `i`.
@@ -270,21 +263,6 @@ async fn contact_send(
         bail!("{url}: {status} {}", reply.text().await.unwrap_or_default());
     }
     Ok(())
-}
-
-#[derive(Clone, Copy)]
-enum Load {
-    Rate(u32),
-    Saturate(usize),
-}
-
-impl Load {
-    fn name(self) -> String {
-        match self {
-            Self::Rate(rate) => format!("rate {rate}/s"),
-            Self::Saturate(n) => format!("saturate ({n} in flight)"),
-        }
-    }
 }
 
 struct Report {

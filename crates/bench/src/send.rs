@@ -55,7 +55,7 @@ pub struct SendArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Mode {
+pub(crate) enum Mode {
     Rate,
     Saturate,
     Both,
@@ -169,11 +169,20 @@ async fn warm_up(stack: &Stack, sessions: &[String], send: &SendArgs) -> anyhow:
 }
 
 #[derive(Clone, Copy)]
-enum Load {
+pub(crate) enum Load {
     /// Messages per second, open loop.
     Rate(u32),
     /// Requests in flight, closed loop.
     Saturate(usize),
+}
+
+impl Load {
+    pub(crate) fn name(self) -> String {
+        match self {
+            Self::Rate(rate) => format!("rate {rate}/s"),
+            Self::Saturate(n) => format!("saturate, {n} in flight"),
+        }
+    }
 }
 
 /// One request: when it started, and its 202 (when, message id) or why not.
@@ -329,10 +338,7 @@ async fn phase(
     load: Load,
 ) -> anyhow::Result<Report> {
     let duration = Duration::from_secs(send.duration_secs);
-    let name = match load {
-        Load::Rate(rate) => format!("rate {rate}/s"),
-        Load::Saturate(n) => format!("saturate, {n} in flight"),
-    };
+    let name = load.name();
     eprintln!("phase {name}: sending for {} s", send.duration_secs);
     let cpu_before = CpuUse::now(stack);
     let started = Instant::now();
