@@ -58,6 +58,13 @@ struct Args {
     /// Skip the drop-all reconnect measurement (not used by `send`).
     #[arg(long, global = true)]
     no_drop: bool,
+    /// A simulated network: the simulator delays every stanza it sends by
+    /// this many milliseconds (0: loopback speed).
+    #[arg(long, global = true, default_value_t = 0)]
+    latency_ms: u64,
+    /// Vary that delay by up to this many milliseconds either way.
+    #[arg(long, global = true, default_value_t = 0)]
+    latency_jitter_ms: u64,
 }
 
 #[derive(clap::Subcommand)]
@@ -123,6 +130,10 @@ impl Stack {
             Command::new(bin_dir.join("wasim"))
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{sim_port}"))
+                .arg("--latency-ms")
+                .arg(args.latency_ms.to_string())
+                .arg("--latency-jitter-ms")
+                .arg(args.latency_jitter_ms.to_string())
                 .env("RUST_LOG", "wasim=warn")
                 .stdout(Stdio::null()),
             "wasim",

@@ -51,6 +51,8 @@ pub struct AppState {
     pub event_retention: Duration,
     /// Counters and histograms for `/metrics` (the hub's).
     pub metrics: Metrics,
+    /// Token revocations, for the realtime sockets they opened.
+    pub revocations: crate::http::auth::Revocations,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
                 Duration::from_secs(config.media_cache_retention_secs),
             ),
             event_retention: config.event_retention(),
+            revocations: crate::http::auth::Revocations::default(),
         }
     }
 }
@@ -141,10 +144,17 @@ impl Application {
         let bootstrap_user = crate::dashboard::accounts::bootstrap(store.as_ref())
             .await
             .context("creating the first dashboard user")?;
-        let engine = Arc::new(WhatsAppEngine::new(
-            config.sessions_dir(),
-            config.whatsapp_url.clone(),
-        ));
+        let engine = if config.legacy_key_files {
+            WhatsAppEngine::legacy_files(config.sessions_dir(), config.whatsapp_url.clone())
+        } else {
+            // Before any session starts: a session whose keys are still in
+            // an old per-session file would otherwise link again.
+            store::legacy_keys::import_key_files(store.as_ref(), &config.sessions_dir())
+                .await
+                .context("importing the old per-session key files")?;
+            WhatsAppEngine::new(Arc::clone(&store), config.whatsapp_url.clone())
+        };
+        let engine = Arc::new(engine);
         #[allow(unused_mut)] // Only a sandbox build changes it.
         let mut state = AppState::new(&config, store, engine, CancellationToken::new());
         #[cfg(feature = "sandbox")]

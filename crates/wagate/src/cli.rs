@@ -40,11 +40,18 @@ pub struct GlobalArgs {
     /// TOML configuration file.
     #[arg(long, global = true, env = "WAGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory for the database and device keys [default: ./data].
+    /// Directory for the database (the sessions' keys included) and the media cache [default: ./data].
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite://<data-dir>/wagate.db].
-    #[arg(long, global = true, value_name = "URL", hide_env_values = true)]
+    /// Database URL: sqlite://FILE or postgres://USER@HOST/DATABASE
+    /// [default: sqlite://<data-dir>/wagate.db].
+    #[arg(
+        long,
+        alias = "database",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 

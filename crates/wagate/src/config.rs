@@ -30,7 +30,7 @@ pub struct Config {
     /// scraper reaches (loopback, a private interface). Unset, the default,
     /// serves no metrics at all.
     pub metrics_listen: Option<SocketAddr>,
-    /// Directory for the database and the per-session device keys.
+    /// Directory for the database and the media cache.
     pub data_dir: PathBuf,
     /// Defaults to `sqlite://<data_dir>/wagate.db`. May hold a password.
     pub database_url: Option<Secret<String>>,
@@ -59,6 +59,10 @@ pub struct Config {
     /// it, with a throwaway database (`serve --sandbox`; needs a build with
     /// the `sandbox` feature).
     pub sandbox: bool,
+    /// The sandbox's simulated network: every stanza its WhatsApp sends is
+    /// delayed this long, varied by up to the jitter either way (0: none).
+    pub sandbox_latency_ms: u64,
+    pub sandbox_latency_jitter_ms: u64,
     /// Messages a session sends per minute at most; 0 turns pacing off
     /// (benchmarks only: an unpaced number gets banned).
     pub send_per_minute: u32,
@@ -77,6 +81,12 @@ pub struct Config {
     /// Let webhooks and media URLs reach loopback, private and link-local
     /// addresses. Off by default (SSRF); tests and the sandbox turn it on.
     pub allow_private_network: bool,
+    /// Let webhooks and media URLs reach this machine (loopback) only: any
+    /// other destination is refused when connecting, without asking DNS,
+    /// though the API still accepts any URL it would otherwise. For test
+    /// rigs and fuzzers whose made-up URLs must not become traffic to
+    /// anyone else. Off by default.
+    pub egress_loopback_only: bool,
     /// How long the event log keeps events (and with them the webhook
     /// delivery log): a realtime client can resume (`?since=`) from any
     /// event this recent. Default 7 days.
@@ -101,6 +111,13 @@ pub struct Config {
     pub media_cache_bytes: u64,
     /// How long a downloaded file stays cached. Default 7 days.
     pub media_cache_retention_secs: u64,
+    /// Keep each session's keys in a file of its own under
+    /// `<data_dir>/sessions`, as gateways before the shared key store did.
+    /// Not configurable: only the test of the upgrade from that layout
+    /// sets it, to make the layout with the code that made it.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub legacy_key_files: bool,
 }
 
 impl Default for Config {
@@ -124,12 +141,15 @@ impl Default for Config {
             ws_max_clients_per_org: 32,
             shutdown_timeout_secs: 10,
             sandbox: false,
+            sandbox_latency_ms: 0,
+            sandbox_latency_jitter_ms: 0,
             send_per_minute: 30,
             send_new_chats_per_minute: 6,
             send_jitter: 0.3,
             message_expiry_secs: 24 * 3600,
             media_limit_bytes: 16 * 1024 * 1024,
             allow_private_network: false,
+            egress_loopback_only: false,
             event_retention_secs: 7 * 24 * 3600,
             webhook_timeout_secs: 10,
             webhook_retry_window_secs: 24 * 3600,
@@ -140,6 +160,7 @@ impl Default for Config {
             webhook_poll_interval_ms: 1_000,
             media_cache_bytes: 1 << 30,
             media_cache_retention_secs: 7 * 24 * 3600,
+            legacy_key_files: false,
         }
     }
 }
@@ -214,8 +235,16 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        // WAGATE_CONFIG names the file; it is not a setting itself.
-        let env = env.ignore(&["CONFIG", "LOG"]);
+        // WAGATE_CONFIG names the file and WAGATE_LOG the log filter; the
+        // test harness's variables (which database the tests use) share
+        // the prefix. None of them is a setting.
+        let env = env.ignore(&[
+            "CONFIG",
+            "LOG",
+            "TEST_DATABASE",
+            "TEST_POSTGRES_URL",
+            "REQUIRE_POSTGRES",
+        ]);
         let config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -297,6 +326,8 @@ impl Config {
         self.data_dir.join("media")
     }
 
+    /// Where gateways before the shared key store kept each session's keys
+    /// (`<id>.db`); what is left there is imported at start.
     pub fn sessions_dir(&self) -> PathBuf {
         self.data_dir.join("sessions")
     }
@@ -319,6 +350,7 @@ impl Config {
     pub fn egress_policy(&self) -> EgressPolicy {
         EgressPolicy {
             allow_private_network: self.allow_private_network,
+            loopback_only: self.egress_loopback_only,
         }
     }
 

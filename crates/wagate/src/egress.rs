@@ -18,6 +18,12 @@ use url::{Host, Url};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EgressPolicy {
     pub allow_private_network: bool,
+    /// Connect to this machine only: any other destination is refused when
+    /// the request is made (no DNS is asked either), while URLs are still
+    /// accepted as the API's contract says. For a gateway that fuzzers and
+    /// tests drive with URLs of their own choosing, which must not turn
+    /// into traffic to anyone else.
+    pub loopback_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +61,26 @@ impl EgressPolicy {
         }
     }
 
+    /// What [`check_url`](Self::check_url) checks, plus, with
+    /// `loopback_only`, that the host is a loopback address or `localhost`:
+    /// called right before connecting (and on every redirect hop).
+    pub fn check_destination(&self, url: &Url) -> Result<(), EgressError> {
+        self.check_url(url)?;
+        if !self.loopback_only {
+            return Ok(());
+        }
+        match url.host() {
+            Some(Host::Ipv4(ip)) if !ip.is_loopback() => {
+                Err(EgressError::Forbidden(IpAddr::V4(ip)))
+            }
+            Some(Host::Ipv6(ip)) if !ip.is_loopback() => {
+                Err(EgressError::Forbidden(IpAddr::V6(ip)))
+            }
+            Some(Host::Domain(name)) if !is_localhost(name) => Err(EgressError::NoAddress),
+            _ => Ok(()),
+        }
+    }
+
     /// Resolves `url`'s host and checks every address, for a clear answer
     /// when a webhook is created. Delivery checks again (the guarded
     /// resolver), since the answer can change.
@@ -78,7 +104,9 @@ impl EgressPolicy {
     /// address this guard never saw).
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         let builder = reqwest::Client::builder();
-        if self.allow_private_network {
+        if self.loopback_only {
+            builder.no_proxy().dns_resolver(Arc::new(LoopbackResolver))
+        } else if self.allow_private_network {
             builder
         } else {
             builder.no_proxy().dns_resolver(Arc::new(GuardedResolver))
@@ -96,6 +124,22 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<EgressError>
         source = cause.source();
     }
     None
+}
+
+/// Whether `url`'s host could be looked up: an IP address, or a name made
+/// of non-empty labels of letters, digits and hyphens. The URL standard
+/// lets through hosts no name can have (`a*b`, `a..b`).
+pub fn has_valid_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(name)) => name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }),
+        // No host at all is [`EgressPolicy::check_url`]'s to refuse.
+        Some(_) | None => true,
+    }
 }
 
 fn is_localhost(name: &str) -> bool {
@@ -135,6 +179,27 @@ impl Resolve for GuardedResolver {
             if addrs.is_empty() {
                 return Err(Box::new(EgressError::NoAddress) as Box<_>);
             }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Resolves `localhost` names to loopback and refuses every other name
+/// without asking DNS.
+#[derive(Debug)]
+struct LoopbackResolver;
+
+impl Resolve for LoopbackResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let local = is_localhost(name.as_str());
+        Box::pin(async move {
+            if !local {
+                return Err(Box::new(EgressError::NoAddress) as Box<_>);
+            }
+            let addrs = vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ];
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -220,6 +285,33 @@ pub fn describe(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn loopback_only_accepts_any_url_but_connects_to_this_machine_only() {
+        let policy = EgressPolicy {
+            allow_private_network: true,
+            loopback_only: true,
+        };
+        for (url, connects) in [
+            ("http://127.0.0.1:8080/hook", true),
+            ("http://[::1]/hook", true),
+            ("http://localhost/hook", true),
+            ("https://8.8.8.8/hook", false),
+            ("http://10.0.0.1/hook", false),
+            ("https://example.com/hook", false),
+        ] {
+            let Ok(url) = Url::parse(url) else {
+                panic!("{url}");
+            };
+            assert!(policy.check_url(&url).is_ok(), "{url} is a valid URL");
+            assert!(policy.check_resolved(&url).await.is_ok(), "{url}");
+            assert_eq!(policy.check_destination(&url).is_ok(), connects, "{url}");
+        }
+        let name = |s: &str| s.parse::<Name>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(LoopbackResolver.resolve(name("example.com")).await.is_err());
+        let local = LoopbackResolver.resolve(name("localhost")).await;
+        assert!(local.is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback())));
+    }
+
     #[test]
     fn only_public_unicast_addresses_pass() {
         for (ip, public) in [
@@ -257,6 +349,7 @@ mod tests {
         let deny = EgressPolicy::default();
         let allow = EgressPolicy {
             allow_private_network: true,
+            ..EgressPolicy::default()
         };
         let url = |s: &str| Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
         assert!(matches!(

@@ -9,6 +9,8 @@ mod admin;
 mod conn;
 mod error;
 mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod iq;
 mod media;
 mod media_crypto;

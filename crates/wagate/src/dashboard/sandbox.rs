@@ -248,9 +248,13 @@ impl SandboxEnv {
         if !config.sandbox {
             return Ok((config, None));
         }
-        let sim = wasim::Simulator::start(wasim::SimConfig::default())
-            .await
-            .context("starting the sandbox's WhatsApp simulator")?;
+        let sim = wasim::Simulator::start(wasim::SimConfig {
+            latency: std::time::Duration::from_millis(config.sandbox_latency_ms),
+            latency_jitter: std::time::Duration::from_millis(config.sandbox_latency_jitter_ms),
+            ..wasim::SimConfig::default()
+        })
+        .await
+        .context("starting the sandbox's WhatsApp simulator")?;
         let dir = tempfile::Builder::new()
             .prefix("wagate-sandbox-")
             .tempdir()

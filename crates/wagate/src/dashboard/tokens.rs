@@ -182,6 +182,8 @@ pub async fn revoke(
     {
         return Err(DashError::NotFound);
     }
+    // Realtime sockets it opened close now, not at their next check.
+    state.revocations.notify();
     tracing::info!(token_id = %id, "API token revoked from the dashboard");
     Ok(Redirect::to("/tokens").into_response())
 }

@@ -32,10 +32,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkReadRequest {
-    /// The WhatsApp ids (`wa_id`) of the messages read.
+    /// The WhatsApp ids (`wa_id`) of the messages read: each 1 to 128
+    /// printable ASCII characters.
     #[schema(min_items = 1, max_items = 256, value_type = Vec<String>)]
     pub message_ids: Vec<String>,
-    /// In a group: the JID of who wrote them. Not allowed otherwise.
+    /// In a group: the JID of who wrote them (required there). Not allowed
+    /// otherwise.
+    #[schema(pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$")]
     pub sender: Option<String>,
 }
 
@@ -48,7 +51,8 @@ pub struct TypingRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckContactsRequest {
-    /// Numbers in international format, digits only (8 to 15).
+    /// Numbers in international format, digits only (8 to 15, no leading
+    /// zero).
     #[schema(min_items = 1, max_items = 50, value_type = Vec<String>)]
     pub phones: Vec<String>,
 }
@@ -96,7 +100,7 @@ async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> R
     tag = "chats",
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
-        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID"),
+        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID", pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"),
     ),
     request_body = MarkReadRequest,
     responses(
@@ -187,7 +191,7 @@ pub async fn mark_read(
     tag = "chats",
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
-        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID"),
+        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID", pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"),
     ),
     request_body = TypingRequest,
     responses(

@@ -56,6 +56,14 @@ pub enum ApiError {
         field: &'static str,
         message: String,
     },
+    /// A well-formed request naming something (in its body) that does not
+    /// exist: a 404 like a missing path id, with the field named.
+    #[error("{message}")]
+    UnknownReference {
+        code: &'static str,
+        field: &'static str,
+        message: String,
+    },
     #[error("{message}")]
     Conflict {
         code: &'static str,
@@ -104,7 +112,8 @@ impl ApiError {
             | Self::WebhookNotFound
             | Self::DeliveryNotFound
             | Self::NoMedia
-            | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            | Self::RouteNotFound
+            | Self::UnknownReference { .. } => StatusCode::NOT_FOUND,
             Self::MediaExpired => StatusCode::GONE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidPath(_) | Self::InvalidQuery(_) | Self::MalformedJson(_) => {
@@ -140,7 +149,9 @@ impl ApiError {
             Self::InvalidBody(_) => "invalid_body",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::Validation { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Validation { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::UnknownReference { code, .. } => code,
             Self::TooManyConnections => "too_many_connections",
             Self::UpgradeRequired => "upgrade_required",
             Self::Upstream(_) => "whatsapp_error",
@@ -151,7 +162,9 @@ impl ApiError {
 
     fn details(&self) -> Value {
         match self {
-            Self::Validation { field, .. } => json!({ "field": field }),
+            Self::Validation { field, .. } | Self::UnknownReference { field, .. } => {
+                json!({ "field": field })
+            }
             Self::Conflict {
                 status: Some(status),
                 ..
@@ -285,6 +298,13 @@ impl From<ManagerError> for ApiError {
                 Self::wrong_status(status, "request a pairing code")
             }
             ManagerError::Command(CommandError::PairingCode(reason)) => Self::Upstream(reason),
+            ManagerError::Command(CommandError::PairingCodeOutstanding) => Self::Conflict {
+                code: "pairing_code_outstanding",
+                message: "a pairing code requested earlier is still valid: enter that one, or \
+                          request another once it has expired"
+                    .into(),
+                status: Some(SessionStatus::ScanQrCode),
+            },
             ManagerError::Command(CommandError::ShuttingDown) => Self::Unavailable,
             ManagerError::Command(error @ CommandError::NotSaved) => Self::internal(error),
             ManagerError::NotSending(status) => Self::wrong_status(status, "send messages"),
@@ -296,10 +316,12 @@ impl From<ManagerError> for ApiError {
             },
             ManagerError::NotWorking(status) => Self::wrong_status(status, "do this until linked"),
             ManagerError::MessageNotFound => Self::MessageNotFound,
-            ManagerError::IdempotencyKeyReused => Self::Validation {
+            // The key is bound to the request it first came with: a
+            // conflict with that, as a retry still in flight would be.
+            ManagerError::IdempotencyKeyReused => Self::Conflict {
                 code: "idempotency_key_reused",
-                field: "Idempotency-Key",
                 message: "this Idempotency-Key was already used for a different request".into(),
+                status: None,
             },
             ManagerError::Store(error) => Self::internal(error),
         }

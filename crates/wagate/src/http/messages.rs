@@ -270,7 +270,8 @@ async fn reference(
     field: &'static str,
 ) -> Result<Option<MessageRef>, ApiError> {
     let Some(id) = id else { return Ok(None) };
-    let unknown = || ApiError::Validation {
+    // Well-formed, naming a message that is not there: a 404.
+    let unknown = || ApiError::UnknownReference {
         code: "unknown_message",
         field,
         message: format!("{field} names no message of this session"),
@@ -321,7 +322,7 @@ async fn reference(
     tag = "messages",
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key (per organization, kept at least 24 h) returns the first answer; with a different request it is a 422"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([ -~]{0,253}[!-~])?$", description = "Makes retries safe: the same key (per organization, kept at least 24 h) returns the first answer; with a different request it is a 409 (`idempotency_key_reused`)"),
     ),
     request_body(
         content(
@@ -362,10 +363,12 @@ pub async fn send(
     .await?;
     let outgoing = message
         .resolve(reply_to, target)
-        .map_err(|e| ApiError::Validation {
+        // A well-formed request whose target is in another chat: a
+        // conflict with that message, not a bad body.
+        .map_err(|e| ApiError::Conflict {
             code: e.code(),
-            field: "reaction.message_id",
             message: e.to_string(),
+            status: None,
         })?;
     let content = serde_json::to_value(&outgoing).map_err(ApiError::internal)?;
     // What makes two requests "the same" for an Idempotency-Key: the
@@ -469,7 +472,7 @@ async fn accept_action(
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
         ("message_id" = String, Path, format = Uuid, description = "The message to edit"),
-        ("Idempotency-Key" = Option<String>, Header, description = "As for sending"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([ -~]{0,253}[!-~])?$", description = "As for sending"),
     ),
     request_body = EditMessageRequest,
     responses(
@@ -477,9 +480,9 @@ async fn accept_action(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed", body = ErrorBody),
+        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed, or it is not a text message (`not_editable`)", body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 422, description = "Not a text message, or an empty or too long text", body = ErrorBody),
+        (status = 422, description = "An empty or too long text", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -504,9 +507,11 @@ pub async fn edit(
     }
     let (record, target) = own_message(&state, &auth, session, id).await?;
     if record.kind != "text" {
-        return Err(ApiError::Validation {
+        // The request is fine; the message it names is not one that can
+        // be edited: a conflict with that message's state, not a bad body.
+        return Err(ApiError::Conflict {
             code: "not_editable",
-            field: "message_id",
+            status: None,
             message: format!(
                 "only text messages can be edited, this one is {}",
                 record.kind
@@ -532,14 +537,14 @@ pub async fn edit(
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
         ("message_id" = String, Path, format = Uuid, description = "The message to delete"),
-        ("Idempotency-Key" = Option<String>, Header, description = "As for sending"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]([ -~]{0,253}[!-~])?$", description = "As for sending"),
     ),
     responses(
         (status = 202, description = "The revoke is stored, `pending`", body = Message),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed", body = ErrorBody),
+        (status = 409, description = "The session is `logged_out` or `stopped`, or the message is not this session's, or it failed, or it is an edit, revoke or reaction (`not_revocable`)", body = ErrorBody),
         (status = 422, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -552,9 +557,9 @@ pub async fn revoke(
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let (record, target) = own_message(&state, &auth, session, id).await?;
     if matches!(record.kind.as_str(), "edit" | "revoke" | "reaction") {
-        return Err(ApiError::Validation {
+        return Err(ApiError::Conflict {
             code: "not_revocable",
-            field: "message_id",
+            status: None,
             message: format!(
                 "a {} cannot be deleted; delete the message itself",
                 record.kind

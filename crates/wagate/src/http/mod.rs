@@ -19,7 +19,6 @@ use axum::http::Request;
 use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
@@ -92,7 +91,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         // The docs page and its assets are compiled in: no CDN.
         .merge(
-            SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()),
+            SwaggerUi::new("/api/v1/docs")
+                .external_url_unchecked("/api/v1/openapi.json", openapi::document()),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -70,7 +70,11 @@ pub struct PairingCodeRequest {
     tag = "linking",
     params(("id" = String, Path, format = Uuid), QrParams),
     responses(
-        (status = 200, body = Code, description = "JSON, or the image with format=png|svg"),
+        (status = 200, description = "JSON, or the image with format=png|svg", content(
+            (Code = "application/json"),
+            (Vec<u8> = "image/png"),
+            (String = "image/svg+xml"),
+        )),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not waiting for a scan: `already_linked`, `not_started`, `session_starting`, `session_failed`, `logged_out`, `qr_not_ready`", body = ErrorBody),
     ),
@@ -132,7 +136,7 @@ fn image_response(content_type: &'static str, body: Vec<u8>) -> Response {
     responses(
         (status = 200, body = Code),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Not waiting for a link", body = ErrorBody),
+        (status = 409, description = "Not waiting for a link, or `pairing_code_outstanding`: a code requested earlier is still valid", body = ErrorBody),
         (status = 422, description = "`invalid_phone`", body = ErrorBody),
         (status = 502, description = "WhatsApp refused", body = ErrorBody),
     ),

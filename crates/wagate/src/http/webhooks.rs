@@ -89,7 +89,10 @@ pub struct WebhookWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// An `http` or `https` URL, up to 2048 characters; its host must not
-    /// be (or resolve to) a private address unless the gateway allows it.
+    /// be (or resolve to) a private address unless the gateway allows it
+    /// (`private_address`: a rule of the gateway's configuration, which
+    /// this document cannot show).
+    #[schema(min_length = 8, max_length = 2048)]
     pub url: String,
     /// Event types to deliver (up to 32); absent, `null` or `["*"]` for all.
     pub events: Option<Vec<String>>,
@@ -102,6 +105,8 @@ pub struct CreateWebhook {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    /// As when creating.
+    #[schema(min_length = 8, max_length = 2048)]
     pub url: Option<String>,
     /// `null` or `["*"]`: every type; absent leaves it unchanged.
     #[serde(default, deserialize_with = "present")]
@@ -126,6 +131,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<String>>
 pub struct RotateSecret {
     /// How long the old secret keeps signing next to the new one, in
     /// seconds: 0 to 604800 (7 days), default 86400.
+    #[schema(minimum = 0, maximum = 604800)]
     pub grace_period_secs: Option<u64>,
 }
 
@@ -137,6 +143,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
@@ -155,6 +162,7 @@ pub struct DeliveryParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
     /// Only deliveries in this status.
     pub status: Option<DeliveryStatus>,
@@ -216,10 +224,24 @@ pub struct DeliveryList {
 
 impl From<InvalidWebhook> for ApiError {
     fn from(error: InvalidWebhook) -> Self {
-        Self::Validation {
-            code: error.code,
-            field: error.field,
-            message: error.message,
+        match error.code {
+            // Valid requests that name what is not there, or one webhook
+            // too many: not a malformed body (422), so a client can tell.
+            "unknown_session" => Self::UnknownReference {
+                code: error.code,
+                field: error.field,
+                message: error.message,
+            },
+            "too_many_webhooks" => Self::Conflict {
+                code: error.code,
+                message: error.message,
+                status: None,
+            },
+            _ => Self::Validation {
+                code: error.code,
+                field: error.field,
+                message: error.message,
+            },
         }
     }
 }
@@ -275,7 +297,9 @@ async fn find(state: &AppState, org: OrgId, id: WebhookId) -> Result<WebhookReco
         (status = 400, description = "`malformed_json`", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 422, description = "`invalid_url`, `url_too_long`, `unsupported_url_scheme`, `private_address`, `empty_event_filter`, `too_many_event_types`, `unknown_event_type`, `empty_session_filter`, `too_many_sessions`, `invalid_session_id`, `unknown_session`, `too_many_webhooks`, `invalid_body`", body = ErrorBody),
+        (status = 404, description = "`unknown_session`: `sessions` names a session this organization does not have", body = ErrorBody),
+        (status = 409, description = "`too_many_webhooks`: the organization has as many as it may", body = ErrorBody),
+        (status = 422, description = "`invalid_url`, `url_too_long`, `unsupported_url_scheme`, `private_address`, `empty_event_filter`, `too_many_event_types`, `unknown_event_type`, `empty_session_filter`, `too_many_sessions`, `invalid_session_id`, `invalid_body`", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -373,7 +397,7 @@ pub async fn get(
         (status = 200, body = Webhook),
         (status = 400, description = "`invalid_path`, `malformed_json`", body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 404, description = "`webhook_not_found`", body = ErrorBody),
+        (status = 404, description = "`webhook_not_found`, or `unknown_session` as for create", body = ErrorBody),
         (status = 415, body = ErrorBody),
         (status = 422, description = "as for create", body = ErrorBody),
     ),
@@ -474,10 +498,11 @@ pub async fn rotate_secret(
     let body: RotateSecret = if body.iter().all(u8::is_ascii_whitespace) {
         RotateSecret::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
-            _ => ApiError::MalformedJson(e.to_string()),
-        })?
+        super::extract::require_object(&body)?;
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        super::extract::integral_floats(&mut value);
+        serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let grace = body
         .grace_period_secs

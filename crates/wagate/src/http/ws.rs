@@ -13,11 +13,11 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
-use super::auth::{authenticate, bearer};
+use super::auth::{authenticate, bearer, still_valid};
 use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::AppState;
-use crate::domain::{EventId, OrgId, SessionId};
+use crate::domain::{EventId, OrgId, SessionId, TokenHash};
 use crate::events::{Closed, EventHub, EventType, Filter, SubscribeError, Subscription};
 use crate::store::{Store, StoreError};
 
@@ -32,7 +32,11 @@ pub struct WsParams {
     pub session_id: Option<SessionId>,
     /// Comma-separated event types: `session.status`, `session.qr`,
     /// `session.pairing_code`, `message.status`, `message.received`,
-    /// `message.reaction`, `message.edited`, `message.revoked`. Default: all.
+    /// `message.reaction`, `message.edited`, `message.revoked`,
+    /// `webhook.disabled`. Default: all.
+    #[param(
+        pattern = r"^ *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.edited|message\.revoked|webhook\.disabled))? *(, *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.edited|message\.revoked|webhook\.disabled))? *)*$"
+    )]
     pub events: Option<String>,
     /// Resume: the id of the last event this client received. Every later
     /// event (of the chosen types and session) is sent from the event log
@@ -48,6 +52,8 @@ pub struct WsParams {
 pub const CLOSE_SINCE_TOO_OLD: u16 = 4410;
 /// The close code for a `since` that names no event of the organization.
 pub const CLOSE_SINCE_UNKNOWN: u16 = 4404;
+/// The close code for a socket whose token was revoked while it was open.
+pub const CLOSE_TOKEN_REVOKED: u16 = 4401;
 /// Events read from the log per query while replaying.
 const REPLAY_PAGE: u32 = 500;
 /// How long one replayed event may wait for the client to take it.
@@ -56,7 +62,8 @@ const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Subscribe to the organization's events. Each frame is a JSON envelope
 /// `{id, event, session_id, org_id, at, data}`; `data` per event is
 /// described by `EventData`. Reconnect with `since=<last id>` to get what
-/// was missed.
+/// was missed. Revoking the token that opened the socket closes it with
+/// code 4401 (`token revoked`).
 #[utoipa::path(
     get,
     path = "/ws",
@@ -81,6 +88,11 @@ pub async fn subscribe(
         (None, None) => return Err(ApiError::MissingToken),
     };
     let auth = authenticate(state.store.as_ref(), presented).await?;
+    let access = Access {
+        store: Arc::clone(&state.store),
+        token: TokenHash::of(presented),
+        revocations: state.revocations.subscribe(),
+    };
     let types = parse_types(params.events.as_deref())?;
     if let Some(session_id) = params.session_id {
         state.sessions.get(auth.org_id(), session_id).await?;
@@ -148,7 +160,10 @@ pub async fn subscribe(
             stream,
             subscription,
             ping_every,
-            shutdown,
+            Until {
+                shutdown,
+                access: Some(access),
+            },
             replayed_through,
             Some(backlog),
         )
@@ -353,8 +368,60 @@ where
     }
 }
 
+/// The credential a socket was opened with, checked again whenever a token
+/// is revoked in this process and at every ping (a revocation made by
+/// another process on the same database).
+pub struct Access {
+    pub store: Arc<dyn Store>,
+    pub token: TokenHash,
+    pub revocations: tokio::sync::watch::Receiver<u64>,
+}
+
+/// What ends a [`pump`] besides the client: the gateway shutting down, and
+/// the socket's token being revoked.
+pub struct Until {
+    pub shutdown: CancellationToken,
+    pub access: Option<Access>,
+}
+
+impl From<CancellationToken> for Until {
+    fn from(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            access: None,
+        }
+    }
+}
+
+impl Access {
+    /// Whether the token is still live. A store that cannot answer keeps
+    /// the socket open: the next check asks again.
+    async fn revoked(&self) -> bool {
+        match still_valid(self.store.as_ref(), &self.token).await {
+            Ok(valid) => !valid,
+            Err(error) => {
+                tracing::warn!(%error, "could not check a realtime socket's token");
+                false
+            }
+        }
+    }
+}
+
+/// Waits until a token is revoked in this process; never, without access.
+async fn revocation(access: &mut Option<Access>) {
+    match access {
+        Some(access) => {
+            if access.revocations.changed().await.is_err() {
+                // The state (and its sender) is gone: shutdown closes us.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Forwards events to one client until it leaves, stops answering pings,
-/// or the gateway shuts down; skips events up to and including
+/// its token is revoked, or the gateway shuts down; skips events up to and including
 /// `replayed_through` (sent from the log already). A client that falls
 /// behind is served from the log through `backlog`, or without one cut
 /// off. Generic over the socket halves so tests can drive it with
@@ -364,13 +431,18 @@ pub async fn pump<S, R>(
     mut stream: R,
     mut subscription: Subscription,
     ping_every: Duration,
-    shutdown: CancellationToken,
+    until: impl Into<Until>,
     mut replayed_through: Option<EventId>,
     backlog: Option<Backlog>,
 ) where
     S: Sink<Message> + Unpin,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
+    let Until {
+        shutdown,
+        mut access,
+    } = until.into();
+    const REVOKED: (u16, &str) = (CLOSE_TOKEN_REVOKED, "token revoked");
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     // Where a catch-up from the log starts if this client falls behind.
     let mut last_sent = replayed_through;
@@ -414,6 +486,11 @@ pub async fn pump<S, R>(
                 if awaiting_pong {
                     break (close_code::POLICY, "no pong received");
                 }
+                if let Some(access) = &access
+                    && access.revoked().await
+                {
+                    break REVOKED;
+                }
                 awaiting_pong = true;
                 if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return;
@@ -425,6 +502,13 @@ pub async fn pump<S, R>(
                 // Clients have nothing to say on this channel.
                 Some(Ok(_)) => {}
             },
+            () = revocation(&mut access) => {
+                if let Some(access) = &access
+                    && access.revoked().await
+                {
+                    break REVOKED;
+                }
+            }
             () = shutdown.cancelled() => break (close_code::AWAY, "server shutting down"),
         }
     };
@@ -748,6 +832,68 @@ mod tests {
         let next = sent.next().await.map(|m| ids(&[m]));
         assert_eq!(next, Some(vec![event.id.to_string()]));
         shutdown.cancel();
+        assert!(pump.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_revocation_in_this_process_closes_the_socket_at_once() {
+        let Ok(store) = crate::store::SqliteStore::connect("sqlite::memory:").await else {
+            panic!("store");
+        };
+        let store: Arc<dyn Store> = Arc::new(store);
+        let Ok(Some(issued)) = crate::admin::bootstrap(store.as_ref()).await else {
+            panic!("bootstrap");
+        };
+        let presented = issued.token.plaintext().expose().clone();
+        let hub = EventHub::new(HubLimits {
+            client_buffer: 4,
+            max_clients_per_org: 4,
+        });
+        let Ok(subscription) = hub.subscribe(issued.org.id, Filter::default()) else {
+            panic!("subscribe");
+        };
+        let revocations = crate::http::auth::Revocations::default();
+        let (sink, mut sent) = mpsc::unbounded::<Message>();
+        let (_client, incoming) = mpsc::unbounded::<Result<Message, axum::Error>>();
+        let pump = tokio::spawn(pump(
+            sink,
+            incoming,
+            subscription,
+            // No ping comes in this test: only the notice can close it.
+            Duration::from_secs(3600),
+            Until {
+                shutdown: CancellationToken::new(),
+                access: Some(Access {
+                    store: Arc::clone(&store),
+                    token: TokenHash::of(&presented),
+                    revocations: revocations.subscribe(),
+                }),
+            },
+            None,
+            None,
+        ));
+        // Another token revoked: this socket checks and stays.
+        let Ok(other) = crate::admin::create_token(store.as_ref(), "default").await else {
+            panic!("token");
+        };
+        let Ok(()) = crate::admin::revoke_token(store.as_ref(), other.id).await else {
+            panic!("revoke");
+        };
+        revocations.notify();
+        hub.publish(status(issued.org.id));
+        assert!(matches!(sent.next().await, Some(Message::Text(_))));
+
+        let Ok(()) = crate::admin::revoke_token(store.as_ref(), issued.id).await else {
+            panic!("revoke");
+        };
+        revocations.notify();
+        match sent.next().await {
+            Some(Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, CLOSE_TOKEN_REVOKED);
+                assert_eq!(frame.reason.as_str(), "token revoked");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
         assert!(pump.await.is_ok());
     }
 

@@ -102,7 +102,7 @@ impl MediaFetcher {
                 attempt.error(format!("more than {max_redirects} redirects"))
             } else if !is_http(attempt.url()) {
                 attempt.error("redirect to a URL that is not http or https")
-            } else if let Err(refused) = egress.check_url(attempt.url()) {
+            } else if let Err(refused) = egress.check_destination(attempt.url()) {
                 attempt.error(refused)
             } else {
                 attempt.follow()
@@ -136,7 +136,7 @@ impl MediaFetcher {
             return Err(FetchError::UnsupportedUrl);
         }
         self.egress
-            .check_url(url)
+            .check_destination(url)
             .map_err(|refused| FetchError::Forbidden(refused.to_string()))?;
         let too_large = FetchError::TooLarge {
             limit: self.max_bytes,

@@ -56,6 +56,7 @@ fn fetcher() -> MediaFetcher {
         // The test server is on loopback.
         egress: EgressPolicy {
             allow_private_network: true,
+            ..EgressPolicy::default()
         },
     })
     .unwrap()
@@ -181,6 +182,7 @@ async fn a_server_that_never_answers_times_out() {
         max_redirects: 0,
         egress: EgressPolicy {
             allow_private_network: true,
+            ..EgressPolicy::default()
         },
     })
     .unwrap();

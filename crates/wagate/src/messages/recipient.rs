@@ -13,6 +13,16 @@ const MAX_PHONE_DIGITS: usize = 15;
 /// Group ids are 18 digits today; legacy ones are `creator-timestamp`.
 const MAX_GROUP_ID: usize = 40;
 const MAX_LID_DIGITS: usize = 20;
+/// A legacy group id's parts: the creator's number and a unix time.
+const MAX_GROUP_CREATOR: usize = 20;
+const MAX_GROUP_CREATED: usize = 19;
+
+/// What [`Recipient`] parses, as the OpenAPI document's pattern (the
+/// request's `to`, a chat in a path or query); kept equal to the parser
+/// by `the_pattern_is_the_parser` (in the tests).
+pub const CHAT_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$";
+/// A person (not a group): a read receipt's `sender`.
+pub const PERSON_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -69,7 +79,12 @@ fn valid_phone(user: &str) -> bool {
 fn valid_group(user: &str) -> bool {
     user.len() <= MAX_GROUP_ID
         && match user.split_once('-') {
-            Some((creator, created)) => all_digits(creator) && all_digits(created),
+            Some((creator, created)) => {
+                all_digits(creator)
+                    && all_digits(created)
+                    && creator.len() <= MAX_GROUP_CREATOR
+                    && created.len() <= MAX_GROUP_CREATED
+            }
             None => all_digits(user),
         }
 }

@@ -57,7 +57,7 @@ pub struct SendMessageRequest {
     /// JID: `…@s.whatsapp.net` (a person), `…@g.us` (a group), `…@lid`.
     #[schema(
         example = "15551234567",
-        pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]+(-[0-9]+)?@g\.us|[0-9]+@lid)$"
+        pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"
     )]
     pub to: String,
     /// The gateway id of a message to quote. Only with text and media.
@@ -208,7 +208,8 @@ pub struct ParsedRequest {
 /// Unknown keys and the kind count are checked first, on the raw object, so
 /// `{"to": …, "button": {…}}` says `unknown_message_kind` rather than
 /// serde's generic complaint.
-pub fn parse_json(value: Value) -> Result<SendMessageRequest, RequestError> {
+pub fn parse_json(mut value: Value) -> Result<SendMessageRequest, RequestError> {
+    crate::http::extract::integral_floats(&mut value);
     let Value::Object(object) = value else {
         return Err(RequestError::InvalidBody(
             "expected a JSON object".to_string(),
@@ -430,6 +431,9 @@ fn validate_url(kind: MediaKind, url: &str) -> Result<Url, RequestError> {
     let url = Url::parse(url).map_err(|_| RequestError::InvalidUrl(kind))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(RequestError::UnsupportedUrl(kind));
+    }
+    if !crate::egress::has_valid_host(&url) {
+        return Err(RequestError::InvalidUrl(kind));
     }
     Ok(url)
 }

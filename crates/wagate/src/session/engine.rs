@@ -96,10 +96,12 @@ pub struct Identity {
 pub enum EngineError {
     #[error("could not open the device store: {0}")]
     DeviceStore(String),
-    #[error("could not remove the device store: {0}")]
-    Wipe(#[source] std::io::Error),
+    #[error("could not remove the device keys")]
+    Wipe(#[source] StoreError),
     #[error("WhatsApp refused the pairing code request: {0}")]
     PairingCode(String),
+    #[error("a pairing code issued earlier is still valid")]
+    PairingCodeOutstanding,
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }

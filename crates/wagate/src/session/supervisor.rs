@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Delivery, Engine, EngineEvent, InboundSink, Link, NoAnswer};
+use super::engine::{Delivery, Engine, EngineError, EngineEvent, InboundSink, Link, NoAnswer};
 use super::inbox::Inbox;
 use super::liveness::{Check, LivenessPolicy, Watchdog};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
@@ -77,6 +77,8 @@ pub enum CommandError {
     NotLinking(SessionStatus),
     #[error("WhatsApp did not provide a pairing code: {0}")]
     PairingCode(String),
+    #[error("a pairing code issued earlier is still valid")]
+    PairingCodeOutstanding,
     #[error("the session is shutting down")]
     ShuttingDown,
     #[error("the change could not be saved")]
@@ -474,6 +476,9 @@ impl Supervisor {
                             format_pairing_code(&code),
                             PAIRING_CODE_TTL,
                         )),
+                        Ok(Err(EngineError::PairingCodeOutstanding)) => {
+                            Err(CommandError::PairingCodeOutstanding)
+                        }
                         Ok(Err(error)) => Err(CommandError::PairingCode(error.to_string())),
                         Err(_) => Err(CommandError::PairingCode("no answer from WhatsApp".into())),
                     };

@@ -1,8 +1,8 @@
-//! The [`Engine`] backed by whatsapp-rust: one `Bot` per session, each with
-//! its own SQLite device store under `<data_dir>/sessions/<id>.db`.
+//! The [`Engine`] backed by whatsapp-rust: one `Bot` per session, its keys
+//! in the gateway's store (`Store::keys`, one pool for every session).
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use tracing::Instrument;
 use url::Url;
 use wacore::iq::keepalive::KeepaliveSpec;
 use wacore::runtime::{AbortHandle, Runtime};
+use wacore::store::traits::Backend;
 use wacore::types::presence::ReceiptType;
 use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::pair_code::PairCodeOptions;
@@ -23,6 +24,7 @@ use whatsapp_rust::prelude::{
     Bot, Client, Event, EventHandler, EventInterest, EventKind, SqliteStore,
 };
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::{CacheConfig, CacheEntryConfig};
 
 use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::Jid;
@@ -41,24 +43,97 @@ use crate::domain::{MessageStatus, Phone, SessionId};
 use crate::messages::MediaKind;
 use crate::messages::incoming::{self, Inbound, MediaRef, Sender};
 use crate::outbox::{ClientMessenger, Messenger};
+use crate::store::Store;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WhatsAppEngine {
-    sessions_dir: PathBuf,
+    keys: Keys,
     /// `None` is WhatsApp itself, with the library's defaults.
     server: Option<Url>,
 }
 
+/// Where the sessions' keys are.
+#[derive(Clone)]
+enum Keys {
+    /// In the gateway's database, every session's rows under its id.
+    Shared(Arc<dyn Store>),
+    /// The layout before the shared store: whatsapp-rust's own SQLite file
+    /// per session, `<dir>/<id>.db`. Only [`WhatsAppEngine::legacy_files`]
+    /// makes it, for the test that upgrades such a layout.
+    LegacyFiles(PathBuf),
+}
+
 impl WhatsAppEngine {
-    pub fn new(sessions_dir: PathBuf, server: Option<Url>) -> Self {
+    pub fn new(store: Arc<dyn Store>, server: Option<Url>) -> Self {
         Self {
-            sessions_dir,
+            keys: Keys::Shared(store),
             server,
         }
     }
 
-    fn store_path(&self, session: SessionId) -> PathBuf {
-        self.sessions_dir.join(format!("{session}.db"))
+    /// An engine keeping each session's keys in a file of its own under
+    /// `sessions_dir`, as gateways did before the shared key store. Only
+    /// for testing the upgrade: it runs the very code an old gateway ran,
+    /// so the layout it leaves is the real one, not an imitation of it.
+    #[doc(hidden)]
+    pub fn legacy_files(sessions_dir: PathBuf, server: Option<Url>) -> Self {
+        Self {
+            keys: Keys::LegacyFiles(sessions_dir),
+            server,
+        }
+    }
+
+    async fn backend(&self, session: SessionId) -> Result<Arc<dyn Backend>, EngineError> {
+        match &self.keys {
+            Keys::Shared(store) => Ok(store.keys().for_session(session)),
+            Keys::LegacyFiles(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+                let path = dir.join(format!("{session}.db"));
+                let path = path.to_str().ok_or_else(|| {
+                    EngineError::DeviceStore("data directory path is not UTF-8".into())
+                })?;
+                let store = SqliteStore::new(path)
+                    .await
+                    .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
+/// The client's in-memory caches, sized for a gateway holding thousands of
+/// sessions: whatsapp-rust's defaults suit one bot and let each client
+/// grow to thousands of entries per cache.
+/// What these caches hold is also in the store (or is only a guard against
+/// repeats), so a miss costs a query, not correctness; the sizes are what
+/// one number's live traffic touches again within the hour.
+fn cache_config() -> CacheConfig {
+    let hour = Some(Duration::from_secs(3600));
+    let five_min = Some(Duration::from_secs(300));
+    CacheConfig {
+        // Group metadata and per-user device lists: a session works in a
+        // handful of chats at a time; misses read the key store.
+        group_cache: CacheEntryConfig::new(hour, 32),
+        device_registry_cache: CacheEntryConfig::new(hour, 256),
+        // `lid_pn_cache` keeps its default, unbounded: several of the
+        // client's lookups (the LID to send to, among them) read only this
+        // cache, so an evicted mapping would change addressing. It holds
+        // one small entry per contact the number has talked to.
+        message_retry_counts: CacheEntryConfig::new(hour, 128),
+        undecryptable_dispatched: CacheEntryConfig::new(five_min, 128),
+        pdo_pending_requests: CacheEntryConfig::new(Some(Duration::from_secs(30)), 32),
+        pdo_requested: CacheEntryConfig::new(Some(Duration::from_secs(24 * 3600)), 128),
+        sender_key_devices_cache: CacheEntryConfig::new(hour, 64),
+        session_recreate_history: CacheEntryConfig::new(hour, 64),
+        // Soft caps on per-chat locks: a lock in use is never evicted, so
+        // these only bound idle ones.
+        session_locks_capacity: 512,
+        chat_lanes_capacity: 512,
+        group_distribution_locks_capacity: 64,
+        resend_rate_limiter_capacity: 256,
+        ..CacheConfig::default()
     }
 }
 
@@ -74,19 +149,11 @@ impl Engine for WhatsAppEngine {
         // Checked here too, not only at start-up: this is the last point
         // before a session with certificate checks off opens a socket.
         check_server_allowed(self.server.as_ref())?;
-        tokio::fs::create_dir_all(&self.sessions_dir)
-            .await
-            .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
-        let path = self.store_path(session);
-        let path = path
-            .to_str()
-            .ok_or_else(|| EngineError::DeviceStore("data directory path is not UTF-8".into()))?;
-        let store = SqliteStore::new(path)
-            .await
-            .map_err(|e| EngineError::DeviceStore(e.to_string()))?;
+        let backend = self.backend(session).await?;
 
         let builder = Bot::builder()
-            .with_backend(store)
+            .with_backend_arc(backend)
+            .with_cache_config(cache_config())
             .with_runtime(SessionRuntime {
                 span: tracing::Span::current(),
             })
@@ -132,26 +199,18 @@ impl Engine for WhatsAppEngine {
     }
 
     async fn wipe(&self, session: SessionId) -> Result<(), EngineError> {
-        let path = self.store_path(session);
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            remove_if_present(&append(&path, suffix))
+        match &self.keys {
+            Keys::Shared(store) => store
+                .keys()
+                .delete_keys(session)
                 .await
-                .map_err(EngineError::Wipe)?;
+                .map_err(EngineError::Wipe),
+            Keys::LegacyFiles(dir) => {
+                crate::store::legacy_keys::remove_key_file(&dir.join(format!("{session}.db")))
+                    .await
+                    .map_err(|e| EngineError::DeviceStore(e.to_string()))
+            }
         }
-        Ok(())
-    }
-}
-
-fn append(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-async fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match tokio::fs::remove_file(path).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 
@@ -205,7 +264,15 @@ impl Link for WhatsAppLink {
                 ..PairCodeOptions::default()
             })
             .await
-            .map_err(|e| EngineError::PairingCode(e.to_string()))
+            .map_err(|e| {
+                // An earlier code is still valid: the caller's own doing,
+                // not WhatsApp failing.
+                if e.lost_the_flow_to_another_request() {
+                    EngineError::PairingCodeOutstanding
+                } else {
+                    EngineError::PairingCode(e.to_string())
+                }
+            })
     }
 
     fn identity(&self) -> Identity {

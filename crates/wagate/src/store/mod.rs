@@ -1,12 +1,19 @@
 //! The persistence seam. Handlers and supervisors see only the [`Store`]
 //! trait, held as `Arc<dyn Store>`; the backend is chosen from the database
-//! URL at start-up by [`connect`].
+//! URL at start-up by [`connect`]: SQLite (`sqlite:`, the default) or
+//! PostgreSQL (`postgres:`/`postgresql:`), one implementation of the
+//! aggregates compiled for each (`sql/`).
 
 mod events;
+mod keys;
+pub mod legacy_keys;
 mod messages;
 mod orgs;
+mod postgres;
 mod sessions;
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
 mod users;
 mod webhooks;
 
@@ -17,11 +24,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 use crate::secret::Secret;
 
 pub use events::EventStore;
+pub use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep,
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
+pub use postgres::PostgresStore;
 pub use sessions::{
     Cursor, InvalidCursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord,
     SessionStore,
@@ -35,7 +44,10 @@ pub use webhooks::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL scheme {0:?}: only sqlite: URLs are supported")]
+    #[error(
+        "unsupported database URL scheme {0:?}: use sqlite: (e.g. sqlite://data/wagate.db) \
+         or postgres: / postgresql: (e.g. postgres://user@localhost/wagate)"
+    )]
     UnsupportedScheme(String),
     #[error("{0} already exists")]
     Conflict(&'static str),
@@ -59,6 +71,8 @@ pub trait Store: Send + Sync + 'static {
     fn messages(&self) -> &dyn MessageStore;
     /// Webhooks and their delivery outbox (queued by the event log).
     fn webhooks(&self) -> &dyn WebhookStore;
+    /// Every session's WhatsApp keys (whatsapp-rust's storage backend).
+    fn keys(&self) -> &dyn KeyStore;
 }
 
 /// Opens the store named by `url`. An unknown scheme is a start-up error,
@@ -70,6 +84,7 @@ pub async fn connect(url: &Secret<String>) -> Result<Arc<dyn Store>, StoreError>
         .map_or(url.as_str(), |(scheme, _)| scheme);
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
         other => Err(StoreError::UnsupportedScheme(other.to_string())),
     }
 }

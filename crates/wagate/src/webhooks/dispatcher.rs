@@ -371,7 +371,7 @@ impl Inner {
             Err(_) => return failed("the webhook URL is not valid".into()),
         };
         // IP addresses skip the guarded resolver: checked here.
-        if let Err(refused) = self.policy.egress.check_url(&url) {
+        if let Err(refused) = self.policy.egress.check_destination(&url) {
             return failed(format!("refused: {refused}"));
         }
         let id = delivery.event_id.to_string();

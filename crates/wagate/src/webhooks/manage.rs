@@ -76,6 +76,13 @@ pub async fn parse_url(egress: &EgressPolicy, url: &str) -> Result<Url, InvalidW
         ));
     }
     let parsed = Url::parse(url).map_err(|e| invalid("invalid_url", "url", e.to_string()))?;
+    if !crate::egress::has_valid_host(&parsed) {
+        return Err(invalid(
+            "invalid_url",
+            "url",
+            "url's host must be a domain name or an IP address",
+        ));
+    }
     let refused = |error: EgressError| match error {
         EgressError::UnsupportedScheme => invalid(
             "unsupported_url_scheme",

@@ -15,6 +15,8 @@ use wagate::config::Config;
 use wagate::session::whatsapp::WhatsAppEngine;
 use wagate::store::{SqliteStore, Store};
 
+use crate::test_postgres::TestDatabase;
+
 pub use crate::prometheus::Metrics;
 
 /// A port nothing listens on: sessions that do start fail to connect
@@ -39,6 +41,8 @@ pub struct TestApp {
     pub token: String,
     pub shutdown: CancellationToken,
     _dir: TempDir,
+    // Dropped last: the store's connections go first.
+    _database: Option<TestDatabase>,
 }
 
 pub struct Response {
@@ -74,17 +78,27 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let config = test_config(&dir);
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::connect("sqlite::memory:")
+        // In memory, or with `WAGATE_TEST_DATABASE=postgres` a PostgreSQL
+        // database of the test's own.
+        let database = match std::env::var("WAGATE_TEST_DATABASE").as_deref() {
+            Ok("postgres") => Some(TestDatabase::create().await.unwrap_or_else(|| {
+                panic!("WAGATE_TEST_DATABASE=postgres but no PostgreSQL is reachable")
+            })),
+            _ => None,
+        };
+        let store: Arc<dyn Store> = match &database {
+            Some(database) => wagate::store::connect(&database.url().to_string().into()).await,
+            None => SqliteStore::connect("sqlite::memory:")
                 .await
-                .unwrap_or_else(|e| panic!("store: {e:?}")),
-        );
+                .map(|store| Arc::new(store) as Arc<dyn Store>),
+        }
+        .unwrap_or_else(|e| panic!("store: {e:?}"));
         let issued = admin::bootstrap(store.as_ref())
             .await
             .unwrap_or_else(|e| panic!("bootstrap: {e}"))
             .unwrap_or_else(|| panic!("fresh store has no organization"));
         let engine = Arc::new(WhatsAppEngine::new(
-            config.sessions_dir(),
+            Arc::clone(&store),
             config.whatsapp_url.clone(),
         ));
         let shutdown = CancellationToken::new();
@@ -96,6 +110,7 @@ impl TestApp {
             token: issued.token.plaintext().expose().clone(),
             shutdown,
             _dir: dir,
+            _database: database,
         }
     }
 

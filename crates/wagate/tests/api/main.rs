@@ -14,6 +14,8 @@ mod linking;
 mod metrics;
 mod realtime;
 mod sessions;
+#[path = "../../src/store/test_postgres.rs"]
+mod test_postgres;
 mod webhook_delivery;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;

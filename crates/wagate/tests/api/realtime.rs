@@ -21,8 +21,14 @@ struct Running {
 }
 
 async fn running() -> Running {
+    running_with(|_| {}).await
+}
+
+async fn running_with(adjust: impl FnOnce(&mut wagate::config::Config)) -> Running {
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let mut app = Application::build(test_config(&dir))
+    let mut config = test_config(&dir);
+    adjust(&mut config);
+    let mut app = Application::build(config)
         .await
         .unwrap_or_else(|e| panic!("build: {e:?}"));
     let issued = app
@@ -195,4 +201,53 @@ async fn another_organizations_session_cannot_be_watched() {
         .unwrap_or_else(|e| panic!("{e}"))
         .0;
     let _ = socket_ok.send(Message::Close(None)).await;
+}
+
+/// A token revoked while its socket is open stops the stream: revoked by
+/// `wagate token revoke`, which writes the database from another process
+/// (here: straight through the store), the socket finds out at its next
+/// ping and closes with 4401. (Revoking from the dashboard, in process,
+/// closes it at once: `http::ws`'s unit tests.)
+#[tokio::test]
+async fn a_socket_closes_when_its_token_is_revoked() {
+    let app = running_with(|config| config.ws_ping_interval_secs = 1).await;
+    let issued = admin::create_token(app.store.as_ref(), "default")
+        .await
+        .unwrap_or_else(|e| panic!("token: {e}"));
+    let doomed = issued.token.plaintext().expose().clone();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{}?token={doomed}", app.ws))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    // Another token's socket, which must stay open.
+    let (mut kept, _) = tokio_tungstenite::connect_async(format!("{}?token={}", app.ws, app.token))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+
+    admin::revoke_token(app.store.as_ref(), issued.id)
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}"));
+    let closed = loop {
+        match tokio::time::timeout(WAIT, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            // Pings, answered by tungstenite as they are read.
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the socket of a revoked token did not close: {other:?}"),
+        }
+    };
+    let frame = closed.unwrap_or_else(|| panic!("a close without a code"));
+    assert_eq!(u16::from(frame.code), wagate::http::ws::CLOSE_TOKEN_REVOKED);
+    assert_eq!(frame.reason.as_str(), "token revoked");
+
+    // The other socket still streams: a session's first status reaches it.
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{}/api/v1/sessions", app.base))
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({ "label": "still here" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.status(), 201);
+    let event = next_text(&mut kept).await;
+    assert_eq!(event["event"], "session.status", "{event}");
 }

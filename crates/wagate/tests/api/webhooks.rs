@@ -154,14 +154,20 @@ async fn bad_input_is_a_422_with_a_code() {
             "invalid_session_id",
         ),
         (
-            json!({ "url": PUBLIC_URL, "sessions": ["0190d7a0-0000-7000-8000-000000000000"] }),
-            "unknown_session",
-        ),
-        (
             json!({ "url": PUBLIC_URL, "secret": "mine" }),
             "invalid_body",
         ),
         (json!({ "events": ["*"] }), "invalid_body"),
+        // Hosts the URL standard parses but no DNS name can be.
+        (
+            json!({ "url": "https://hooks*.example.com/" }),
+            "invalid_url",
+        ),
+        (
+            json!({ "url": "https://hooks..example.com/" }),
+            "invalid_url",
+        ),
+        (json!([PUBLIC_URL, null]), "invalid_body"),
     ];
     for (body, code) in cases {
         let response = app
@@ -170,6 +176,15 @@ async fn bad_input_is_a_422_with_a_code() {
         let message = response.assert_error(StatusCode::UNPROCESSABLE_ENTITY, code);
         assert!(!message.is_empty(), "{body}");
     }
+    // Well-formed, naming a session that is not there: a 404, as a
+    // missing path id would be.
+    app.call(
+        Method::POST,
+        "/api/v1/webhooks",
+        Some(json!({ "url": PUBLIC_URL, "sessions": ["0190d7a0-0000-7000-8000-000000000000"] })),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "unknown_session");
     let listed = app.call(Method::GET, "/api/v1/webhooks", None).await;
     assert_eq!(listed.json()["data"], json!([]), "nothing was created");
 
@@ -340,7 +355,7 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
         Some(json!({ "url": PUBLIC_URL, "sessions": [session] })),
     )
     .await
-    .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_session");
+    .assert_error(StatusCode::NOT_FOUND, "unknown_session");
     // Still there for its owner.
     assert_eq!(
         app.call(Method::GET, &base, None).await.status,

@@ -33,6 +33,13 @@ async fn owners_manage_tokens_and_members_and_a_member_cannot() {
     assert_eq!(status, 200);
     browser.goto(&gateway.url("/tokens")).await;
     assert!(!browser.exists("[data-new-token]").await, "shown only once");
+    // A realtime socket opened with it, which the revocation must close.
+    let ws = gateway
+        .url(&format!("/api/v1/ws?token={token}"))
+        .replacen("http", "ws", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws)
+        .await
+        .unwrap_or_else(|e| panic!("realtime: {e}"));
     // Revoking asks first and takes effect at once.
     browser.click("form[action$='/revoke'] button").await;
     browser
@@ -49,6 +56,23 @@ async fn owners_manage_tokens_and_members_and_a_member_cannot() {
         .map(|r| r.status().as_u16())
         .unwrap_or_default();
     assert_eq!(status, 401, "revoked");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => {}
+                other => panic!("the socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the revoked token's realtime socket stayed open"));
+    assert_eq!(
+        closed.map(|frame| u16::from(frame.code)),
+        Some(wagate::http::ws::CLOSE_TOKEN_REVOKED)
+    );
 
     // The owner adds a member, whose password is shown once.
     browser.click("nav a[href='/members']").await;

@@ -101,7 +101,7 @@ async fn an_edit_and_a_revoke_reach_the_phone_and_report_their_statuses() {
             Method::POST,
             format!("/sessions/{session}/messages/{location_id}/edit"),
             Some(json!({ "text": "x" })),
-            422,
+            409,
             "not_editable",
         ),
         (
@@ -129,7 +129,7 @@ async fn an_edit_and_a_revoke_reach_the_phone_and_report_their_statuses() {
             Method::DELETE,
             format!("/sessions/{session}/messages/{}", id_of(&edit)),
             None,
-            422,
+            409,
             "not_revocable",
         ),
     ];

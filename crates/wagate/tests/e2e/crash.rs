@@ -5,11 +5,10 @@
 //! once; every event reaches the receiver.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tempfile::TempDir;
+
 use tokio::process::Child;
 
 use crate::deliveries::{Side, assert_all_arrived_once_in_order};
@@ -20,7 +19,7 @@ const BOB: &str = "15550008888";
 const MESSAGES: usize = 500;
 
 /// Creates an organization with the admin commands; returns its token.
-async fn org_with_token(dir: &Path, sim: &wasim::Simulator) -> String {
+async fn org_with_token(dir: &DataDir, sim: &wasim::Simulator) -> String {
     admin(dir, sim, &["org", "create", "acme"]).await;
     let printed = admin(dir, sim, &["token", "create", "--org", "acme"]).await;
     printed
@@ -31,7 +30,7 @@ async fn org_with_token(dir: &Path, sim: &wasim::Simulator) -> String {
 }
 
 /// Starts `wagate serve` and waits for it to listen.
-async fn serve(dir: &Path, sim: &wasim::Simulator, port: u16) -> Child {
+async fn serve(dir: &DataDir, sim: &wasim::Simulator, port: u16) -> Child {
     GatewayProcess::serve(
         dir,
         sim,
@@ -84,7 +83,7 @@ fn keep_writing(
 /// linked to one phone number and another number on WhatsApp.
 struct ProcessWorld {
     sim: wasim::Simulator,
-    dir: TempDir,
+    dir: DataDir,
     port: u16,
     child: Child,
     gateway: Gateway,
@@ -94,10 +93,10 @@ struct ProcessWorld {
 
 async fn process_world(linked: &str, other: &str) -> ProcessWorld {
     let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let token = org_with_token(dir.path(), &sim).await;
+    let dir = DataDir::new().await;
+    let token = org_with_token(&dir, &sim).await;
     let port = free_port();
-    let child = serve(dir.path(), &sim, port).await;
+    let child = serve(&dir, &sim, port).await;
     let gateway = Gateway::at(port, token);
     let mut events = gateway.events().await;
     let session = link_by_qr(&gateway, &mut events, &sim, linked).await;
@@ -145,7 +144,7 @@ async fn queued_messages_survive_sigkill_and_reach_the_phone_once() {
     sigkill(&mut child).await;
     drop(events);
 
-    let _child = serve(dir.path(), &sim, port).await;
+    let _child = serve(&dir, &sim, port).await;
     // Everything arrives: wait for the phone to hold every id.
     let ours = |all: &[wasim::PhoneMessage]| -> Vec<(String, String, u32)> {
         all.iter()
@@ -227,7 +226,7 @@ async fn inbound_messages_survive_sigkill_each_one_event_and_a_resume_misses_non
     sigkill(&mut child).await;
     drop(events);
 
-    let _child = serve(dir.path(), &sim, port).await;
+    let _child = serve(&dir, &sim, port).await;
     let sent: HashSet<String> = sender
         .await
         .unwrap_or_else(|e| panic!("{e}"))
@@ -328,7 +327,7 @@ async fn pending_webhook_deliveries_survive_sigkill_and_every_event_arrives_once
 
     // Back, receiver and gateway: every message reported once, in order.
     erin.hook.answer(|_, _| axum::http::StatusCode::OK);
-    let _child = serve(dir.path(), &sim, port).await;
+    let _child = serve(&dir, &sim, port).await;
     let sent = sender.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         sent.iter().collect::<HashSet<_>>().len(),

@@ -519,12 +519,9 @@ pub fn assert_all_arrived_once_in_order(side: &Side, sent: &[String]) -> usize {
 async fn a_receiver_that_was_down_gets_every_event_once_in_order() {
     const COUNT: usize = 30;
     let sim = simulator().await;
-    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Gateway::start_with(
-        quick_retries(config(&sim, dir.path(), &Limits::default())),
-        None,
-    )
-    .await;
+    let dir = DataDir::new().await;
+    let gateway =
+        Gateway::start_with(quick_retries(config(&sim, &dir, &Limits::default())), None).await;
     let mut events = gateway.events().await;
     let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
     sim.handle()

@@ -18,6 +18,8 @@ use wagate::app::Application;
 use wagate::config::Config;
 use wasim::{SimConfig, Simulator};
 
+use crate::test_postgres::TestDatabase;
+
 /// Generous: two cores run the gateway, the simulator and the client's
 /// crypto at once.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -35,13 +37,65 @@ pub async fn simulator() -> Simulator {
         .unwrap_or_else(|e| panic!("simulator: {e}"))
 }
 
+/// Where a test's gateway keeps its data: a temporary directory (device
+/// keys, media) and the database, SQLite in that directory or, with
+/// `WAGATE_TEST_DATABASE=postgres`, a PostgreSQL database of its own. Both
+/// live as long as this, across gateway restarts.
+pub struct DataDir {
+    dir: TempDir,
+    database: Option<TestDatabase>,
+}
+
+impl DataDir {
+    /// On the database `WAGATE_TEST_DATABASE` names (`sqlite`, the
+    /// default, or `postgres`, which must then be reachable).
+    pub async fn new() -> Self {
+        match std::env::var("WAGATE_TEST_DATABASE").as_deref() {
+            Ok("postgres") => match TestDatabase::create().await {
+                Some(database) => Self::with(Some(database)),
+                None => panic!("WAGATE_TEST_DATABASE=postgres but no PostgreSQL is reachable"),
+            },
+            Ok("sqlite") | Err(_) => Self::with(None),
+            Ok(other) => panic!("WAGATE_TEST_DATABASE={other:?}: use sqlite or postgres"),
+        }
+    }
+
+    /// On PostgreSQL whatever the run's default; `None` (the test is
+    /// skipped, as it has said) when there is none to use.
+    pub async fn postgres() -> Option<Self> {
+        TestDatabase::create()
+            .await
+            .map(|database| Self::with(Some(database)))
+    }
+
+    fn with(database: Option<TestDatabase>) -> Self {
+        Self {
+            dir: TempDir::new().unwrap_or_else(|e| panic!("{e}")),
+            database,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `None`: the gateway's default, SQLite in the directory.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_ref().map(TestDatabase::url)
+    }
+}
+
 /// What most tests begin with: a simulator, a gateway on it keeping its
 /// data in the directory (keep it alive as long as the gateway), and the
 /// gateway's realtime socket, open before anything happens so no event is
 /// missed.
-pub async fn world(limits: Limits) -> (Simulator, TempDir, Gateway, Events) {
+pub async fn world(limits: Limits) -> (Simulator, DataDir, Gateway, Events) {
+    world_in(DataDir::new().await, limits).await
+}
+
+/// [`world`] on the given data.
+pub async fn world_in(dir: DataDir, limits: Limits) -> (Simulator, DataDir, Gateway, Events) {
     let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
     let gateway = Gateway::start(&sim, &dir, limits).await;
     let events = gateway.events().await;
     (sim, dir, gateway, events)
@@ -70,17 +124,22 @@ pub struct Gateway {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-pub fn config(sim: &Simulator, data_dir: &Path, limits: &Limits) -> Config {
+pub fn config(sim: &Simulator, data_dir: &DataDir, limits: &Limits) -> Config {
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: data_dir.to_path_buf(),
+        data_dir: data_dir.path().to_path_buf(),
+        database_url: data_dir
+            .database_url()
+            .map(|url| wagate::secret::Secret::new(url.to_string())),
         whatsapp_url: Url::parse(&sim.ws_url()).ok(),
         link_timeout_secs: limits.link_timeout_secs,
         retry_budget_secs: limits.retry_budget_secs,
         // Pacing has its own unit tests; here it would only slow tests.
         send_per_minute: 0,
-        // Media hosts and webhook receivers in tests listen on loopback.
+        // Media hosts and webhook receivers in tests listen on loopback;
+        // nothing a test (or the fuzzer) names may reach further.
         allow_private_network: true,
+        egress_loopback_only: true,
         ..Config::default()
     }
 }
@@ -88,8 +147,8 @@ pub fn config(sim: &Simulator, data_dir: &Path, limits: &Limits) -> Config {
 impl Gateway {
     /// Starts a gateway on a fresh data directory; `token` is the one the
     /// first start prints.
-    pub async fn start(sim: &Simulator, dir: &TempDir, limits: Limits) -> Self {
-        Self::start_with(config(sim, dir.path(), &limits), None).await
+    pub async fn start(sim: &Simulator, dir: &DataDir, limits: Limits) -> Self {
+        Self::start_with(config(sim, dir, &limits), None).await
     }
 
     /// `POST /sessions/{id}/start`, which must be accepted.
@@ -338,21 +397,26 @@ pub fn device_of(sim: &Simulator, phone: &str) -> u16 {
 
 /// The gateway binary of this build, on `dir`, pointed at the simulator
 /// (a `simulator` build accepts no other server, even for admin commands).
-pub fn wagate(dir: &Path, sim: &Simulator) -> Command {
+pub fn wagate(dir: &DataDir, sim: &Simulator) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wagate"));
     command
         .arg("--data-dir")
-        .arg(dir)
+        .arg(dir.path())
         .env_remove("WAGATE_CONFIG")
+        .env_remove("WAGATE_DATABASE_URL")
         .env("WAGATE_WHATSAPP_URL", sim.ws_url())
         .env("WAGATE_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);
+    if let Some(url) = dir.database_url() {
+        // Not a flag: the command line of a process is visible to others.
+        command.env("WAGATE_DATABASE_URL", url);
+    }
     command
 }
 
 /// Runs an admin command to completion and returns what it printed.
-pub async fn admin(dir: &Path, sim: &Simulator, args: &[&str]) -> String {
+pub async fn admin(dir: &DataDir, sim: &Simulator, args: &[&str]) -> String {
     let output = wagate(dir, sim)
         .args(args)
         .output()
@@ -379,7 +443,7 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts it on `port` with `env` and waits for its "listening" line.
-    pub async fn serve(dir: &Path, sim: &Simulator, port: u16, env: &[(&str, &str)]) -> Self {
+    pub async fn serve(dir: &DataDir, sim: &Simulator, port: u16, env: &[(&str, &str)]) -> Self {
         let mut command = wagate(dir, sim);
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -456,4 +520,24 @@ fn read_lines(
                 .push(line);
         }
     })
+}
+
+/// How many key rows the gateway on `dir` holds for session `id`, read
+/// through a second connection to its database (SQLite's WAL lets it read
+/// beside the running gateway; PostgreSQL serves both).
+pub async fn key_rows(dir: &DataDir, id: &str) -> u64 {
+    let url = match dir.database_url() {
+        Some(url) => url.to_string(),
+        None => format!("sqlite://{}", dir.path().join("wagate.db").display()),
+    };
+    let store = wagate::store::connect(&wagate::secret::Secret::new(url))
+        .await
+        .unwrap_or_else(|e| panic!("database: {e:?}"));
+    let id = id.parse().unwrap_or_else(|e| panic!("{id}: {e:?}"));
+    let counts = store
+        .keys()
+        .count_keys(id)
+        .await
+        .unwrap_or_else(|e| panic!("key rows: {e:?}"));
+    counts.total()
 }

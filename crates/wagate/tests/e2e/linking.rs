@@ -112,14 +112,13 @@ async fn nobody_linking_in_time_fails_the_session_and_start_tries_again() {
 async fn delete_unlinks_the_device_and_wipes_its_keys() {
     let (sim, dir, gateway, mut events) = world(Limits::default()).await;
     let id = link_by_qr(&gateway, &mut events, &sim, "15550003333").await;
-    let keys = dir.path().join("sessions").join(format!("{id}.db"));
-    assert!(keys.exists());
+    assert!(key_rows(&dir, &id).await > 0, "the linked device's keys");
 
     let (status, _) = gateway
         .call(Method::DELETE, &format!("/sessions/{id}"), None)
         .await;
     assert_eq!(status, 204);
-    assert!(!keys.exists(), "device keys wiped");
+    assert_eq!(key_rows(&dir, &id).await, 0, "device keys wiped");
     assert!(
         sim.handle()
             .devices()

@@ -7,12 +7,16 @@ mod helpers;
 mod prometheus;
 
 mod actions;
+mod contract;
 mod crash;
 mod deliveries;
 mod linking;
 mod messaging;
+mod postgres;
 mod receiving;
 mod resilience;
 mod secrets;
+#[path = "../../src/store/test_postgres.rs"]
+mod test_postgres;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;

@@ -29,13 +29,13 @@ pub fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
 
 /// A world whose gateway takes media of at most 64 KiB, so "too large"
 /// needs no large request.
-async fn small_media_world() -> (wasim::Simulator, tempfile::TempDir, Gateway, Events) {
+async fn small_media_world() -> (wasim::Simulator, DataDir, Gateway, Events) {
     let sim = simulator().await;
-    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = DataDir::new().await;
     let gateway = Gateway::start_with(
         wagate::config::Config {
             media_limit_bytes: 64 * 1024,
-            ..config(&sim, dir.path(), &Limits::default())
+            ..config(&sim, &dir, &Limits::default())
         },
         None,
     )
@@ -165,7 +165,7 @@ async fn the_same_idempotency_key_gives_one_message() {
         json!({ "to": BOB, "text": { "body": "other" } }),
     )
     .await;
-    assert_eq!(status, 422, "{reused}");
+    assert_eq!(status, 409, "{reused}");
     assert_eq!(reused["error"]["code"], "idempotency_key_reused");
 
     let id = first["id"].as_str().unwrap_or_default().to_string();

@@ -49,12 +49,7 @@ async fn a_logout_from_the_phone_wipes_the_keys_and_start_links_again() {
     assert_eq!(out["data"]["reason"], "logged_out_from_phone");
     let session = gateway.session(&id).await;
     assert!(session["phone"].is_null());
-    assert!(
-        !dir.path()
-            .join("sessions")
-            .join(format!("{id}.db"))
-            .exists()
-    );
+    assert_eq!(key_rows(&dir, &id).await, 0, "device keys wiped");
 
     gateway.start_session(&id).await;
     events.qr(&id).await;
@@ -69,7 +64,7 @@ async fn after_a_gateway_restart_linked_sessions_resume_without_relinking() {
     drop(events);
     gateway.stop().await;
 
-    let config = config(&sim, dir.path(), &Limits::default());
+    let config = config(&sim, &dir, &Limits::default());
     let again = Gateway::start_with(config, Some(token)).await;
     // Sessions resume before the API serves, so `starting` is already
     // recorded; subscribing before reading means `working` cannot slip by.
@@ -83,6 +78,56 @@ async fn after_a_gateway_restart_linked_sessions_resume_without_relinking() {
         .devices()
         .into_iter()
         .filter(|d| d.phone == "15550007777")
+        .collect();
+    assert_eq!(devices.len(), 1, "the same device, not a second link");
+    again.stop().await;
+}
+
+/// The upgrade from one key file per session: a session linked by a gateway
+/// of the old layout (`legacy_key_files` runs the old code, so the file is
+/// whatever that code wrote) comes back `working` after the upgrade, with
+/// no QR code and the same device, its keys moved into the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_linked_under_the_old_key_files_works_after_the_upgrade_without_relinking() {
+    let sim = simulator().await;
+    let dir = DataDir::new().await;
+    let mut old = config(&sim, &dir, &Limits::default());
+    old.legacy_key_files = true;
+    let gateway = Gateway::start_with(old, None).await;
+    let token = gateway.token.clone();
+    let mut events = gateway.events().await;
+    let id = link_by_qr(&gateway, &mut events, &sim, "15550008888").await;
+    drop(events);
+    gateway.stop().await;
+    let file = dir.path().join("sessions").join(format!("{id}.db"));
+    assert!(file.exists(), "the old layout: a key file per session");
+    assert_eq!(key_rows(&dir, &id).await, 0, "and no keys in the database");
+
+    let again = Gateway::start_with(config(&sim, &dir, &Limits::default()), Some(token)).await;
+    assert!(!file.exists(), "the file is gone once imported");
+    assert!(
+        key_rows(&dir, &id).await > 0,
+        "its keys are in the database"
+    );
+    // Sessions resume before the API serves; subscribing before reading
+    // means `working` cannot slip by. Nobody scans a code here, so reaching
+    // `working` at all means the imported keys logged in.
+    let mut events = again.events().await;
+    if again.session(&id).await["status"] != "working" {
+        loop {
+            let (status, _) = events.next_status(&id).await;
+            assert_ne!(status, "scan_qr_code", "no new QR code");
+            if status == "working" {
+                break;
+            }
+        }
+    }
+    assert_eq!(again.session(&id).await["phone"], "15550008888");
+    let devices: Vec<_> = sim
+        .handle()
+        .devices()
+        .into_iter()
+        .filter(|d| d.phone == "15550008888")
         .collect();
     assert_eq!(devices.len(), 1, "the same device, not a second link");
     again.stop().await;
@@ -115,14 +160,14 @@ async fn a_temporary_ban_fails_the_session_and_start_after_it_lifts_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_goes_silent_is_dropped_and_made_again_with_the_reason() {
     let sim = simulator().await;
-    let dir = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = DataDir::new().await;
     // Short enough for a test; long enough that a healthy link under a
     // loaded machine always answers (the simulator answers pings at once).
     let gateway = Gateway::start_with(
         wagate::config::Config {
             liveness_idle_ms: 500,
             liveness_timeout_ms: 2_000,
-            ..config(&sim, dir.path(), &Limits::default())
+            ..config(&sim, &dir, &Limits::default())
         },
         None,
     )

@@ -4,13 +4,14 @@
 //! from its own listener, as Prometheus would.
 
 use std::sync::PoisonError;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
-use tempfile::TempDir;
+
 use tokio::sync::mpsc;
 
 use crate::helpers::*;
@@ -126,12 +127,12 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_log_even_at_debug_level() {
     let sim = simulator().await;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = DataDir::new().await;
     let port = free_port();
     let metrics_port = free_port();
     let metrics_at = format!("127.0.0.1:{metrics_port}");
     let process = GatewayProcess::serve(
-        dir.path(),
+        &dir,
         &sim,
         port,
         &[
@@ -324,14 +325,35 @@ async fn no_secret_reaches_the_log_even_at_debug_level() {
     .await;
     assert_eq!(delivered, Ok(true), "the webhook never got the message");
 
-    // The metrics listener, scraped as Prometheus would.
-    let scraped = reqwest::get(format!("http://{metrics_at}/metrics"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
-    let metrics = Metrics::parse(&scraped);
+    // The metrics listener, scraped as Prometheus would. The receiver hands
+    // the body on before its 200 reaches the gateway, which counts the
+    // delivery only once it has the answer and has recorded it (on
+    // PostgreSQL, a round trip later): scraped again until it has, within
+    // the same bound as everything else.
+    let scrape = || async {
+        let scraped = reqwest::get(format!("http://{metrics_at}/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        Metrics::parse(&scraped)
+    };
+    let metrics = tokio::time::timeout(WAIT, async {
+        loop {
+            let metrics = scrape().await;
+            let delivered = [("result", "delivered")];
+            if metrics
+                .get("wagate_webhook_deliveries_total", &delivered)
+                .is_some()
+            {
+                return metrics;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the webhook delivery was never counted"));
     assert_eq!(
         metrics.value("wagate_sessions", &[("status", "working")]),
         2.0

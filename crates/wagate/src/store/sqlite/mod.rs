@@ -1,33 +1,74 @@
-//! SQLite backend, one file per aggregate. Queries stick to SQL that PostgreSQL also accepts
-//! (`$n` placeholders, no `INSERT OR ...`), so a PostgreSQL backend can share
-//! them.
+//! SQLite backend: one file, WAL, one connection as the single writer.
+//! The aggregates' queries and row mapping live in `store/sql/` and are
+//! compiled once per backend (here and in `store/postgres/`) through
+//! `#[path]`: inside them `super` is this module, and `Backend`, `Db`,
+//! `DbRow`, `DbConnection` and `lock_writers` below are what they are
+//! written against. Their SQL is the subset both databases accept (`$n`
+//! placeholders, `ON CONFLICT`, no `INSERT OR ...`).
 
+// Each file of `store/sql/` is compiled once per backend on purpose.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/keys.rs"]
+mod keys;
+#[path = "../sql/messages.rs"]
 mod messages;
+#[path = "../sql/orgs.rs"]
 mod orgs;
+#[path = "../sql/rows.rs"]
+mod rows;
+#[path = "../sql/sessions.rs"]
 mod sessions;
+#[path = "../sql/store.rs"]
+mod store;
+#[cfg(test)]
+#[path = "../sql/store_tests.rs"]
+mod store_tests;
+#[path = "../sql/tx.rs"]
+mod tx;
+#[path = "../sql/users.rs"]
 mod users;
+#[path = "../sql/webhooks.rs"]
 mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
+use sqlx::{Sqlite, Transaction};
 
-use super::{
-    EventStore, MessageStore, OrgStore, Organization, SessionRecord, SessionStore, Store,
-    StoreError, UserStore, WebhookStore, from_millis,
-};
-use crate::domain::{Label, PerMinute, SessionPace, StatusReason};
+use super::StoreError;
+
+#[allow(unused_imports)]
+pub(super) use rows::{is_unique_violation, organization, parse, session};
+use tx::{WriteTx, begin_write};
+
+type Backend = SqliteStore;
+type Db = Sqlite;
+type DbRow = SqliteRow;
+type DbConnection = SqliteConnection;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The single writer SQLite wants: every statement that writes, and
+    /// every transaction, goes through its one connection.
     pub(in crate::store) pool: SqlitePool,
+    /// Read-only connections for plain reads. In WAL mode they run beside
+    /// the writer, so a long read (the webhook queue heads, a message page,
+    /// an event-log replay) never holds up a write, nor a write a read. An
+    /// in-memory database exists per connection, so there it is the writer.
+    pub(in crate::store) reader: SqlitePool,
 }
+
+/// Reader connections of a file database: enough for the API, the
+/// realtime replays and the webhook dispatcher to read at once, each one's
+/// page cache bounded (SQLite's default, 2 MiB).
+const READERS: u32 = 4;
 
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url`, e.g.
@@ -39,8 +80,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        // One connection is the single writer SQLite wants, and the write
-        // volume here (status changes) is tiny. A `sqlite::memory:` database
+        // One connection is the single writer SQLite wants. A `sqlite::memory:` database
         // exists per connection, so it is kept (never recycled); still, sqlx
         // replaces a connection whose query was cancelled, so in-memory is
         // for unit tests only, never for a serving gateway.
@@ -49,293 +89,89 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let reader = if is_in_memory(url) {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .min_connections(0)
+                .connect_with(options.read_only(true).create_if_missing(false))
+                .await?
+        };
+        Ok(Self { pool, reader })
     }
 }
 
-pub(super) fn parse<T: FromStr>(column: &str, value: &str) -> Result<T, StoreError> {
-    value
-        .parse()
-        .map_err(|_| StoreError::Corrupt(format!("{column} = {value:?}")))
+/// Whether `url` names a database that lives in one connection's memory.
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
-pub(super) fn organization(row: &SqliteRow) -> Result<Organization, StoreError> {
-    Ok(Organization {
-        id: parse("organizations.id", row.try_get("id")?)?,
-        name: row.try_get("name")?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-    })
+/// Nothing to take: the pool's one connection already runs one
+/// transaction at a time.
+async fn lock_writers(_tx: &mut Transaction<'static, Sqlite>) -> Result<(), StoreError> {
+    Ok(())
 }
 
-pub(super) fn session(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let label: Option<String> = row.try_get("label")?;
-    let reason: Option<&str> = row.try_get("status_reason")?;
-    Ok(SessionRecord {
-        id: parse("sessions.id", row.try_get("id")?)?,
-        org_id: parse("sessions.org_id", row.try_get("org_id")?)?,
-        label: label
-            .map(|label| {
-                Label::try_from(label)
-                    .map_err(|e| StoreError::Corrupt(format!("sessions.label: {e}")))
-            })
-            .transpose()?,
-        status: parse("sessions.status", row.try_get("status")?)?,
-        status_reason: reason
-            .map(|reason| parse::<StatusReason>("sessions.status_reason", reason))
-            .transpose()?,
-        phone: row.try_get("phone")?,
-        push_name: row.try_get("push_name")?,
-        pace: SessionPace {
-            per_minute: pace(row, "send_per_minute")?,
-            new_chats_per_minute: pace(row, "send_new_chats_per_minute")?,
-        },
-        created_at: from_millis(row.try_get("created_at")?)?,
-        updated_at: from_millis(row.try_get("updated_at")?)?,
-    })
+/// A fresh in-memory store for the shared store tests.
+#[cfg(test)]
+async fn test_store() -> Option<super::testing::TestStore<SqliteStore>> {
+    match SqliteStore::connect("sqlite::memory:").await {
+        Ok(store) => Some(super::testing::TestStore::new(store, None)),
+        Err(e) => panic!("in-memory store: {e:?}"),
+    }
 }
 
-fn pace(row: &SqliteRow, column: &'static str) -> Result<Option<PerMinute>, StoreError> {
-    let value: Option<i64> = row.try_get(column)?;
-    value
-        .map(|v| {
-            u32::try_from(v)
-                .ok()
-                .and_then(|v| PerMinute::try_from(v).ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("sessions.{column}: {v}")))
-        })
-        .transpose()
-}
-
-pub(super) fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-impl Store for SqliteStore {
-    fn orgs(&self) -> &dyn OrgStore {
-        self
-    }
-
-    fn sessions(&self) -> &dyn SessionStore {
-        self
-    }
-
-    fn users(&self) -> &dyn UserStore {
-        self
-    }
-
-    fn events(&self) -> &dyn EventStore {
-        self
-    }
-
-    fn messages(&self) -> &dyn MessageStore {
-        self
-    }
-
-    fn webhooks(&self) -> &dyn WebhookStore {
-        self
+/// A store on a file, as served (WAL, the writer and the read-only pool
+/// apart), for tests of concurrent use; the directory goes with the guard.
+#[cfg(test)]
+async fn served_test_store() -> Option<(
+    super::testing::TestStore<SqliteStore>,
+    Option<tempfile::TempDir>,
+)> {
+    let dir = match tempfile::TempDir::new() {
+        Ok(dir) => dir,
+        Err(e) => panic!("temporary directory: {e}"),
+    };
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    match SqliteStore::connect(&url).await {
+        Ok(store) => Some((super::testing::TestStore::new(store, None), Some(dir))),
+        Err(e) => panic!("file store: {e:?}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrgId, SessionId, SessionStatus, TokenHash, TokenId};
+    use crate::domain::{OrgId, SessionId, SessionStatus};
     use crate::events::{Envelope, EventData};
-    use crate::store::{NewSession, SessionChanges, SessionQuery, TokenRecord};
+    use crate::store::NewSession;
+    use crate::store::{EventStore, OrgStore, SessionStore};
 
-    fn status_event(org: OrgId, session: SessionId, status: SessionStatus) -> Envelope {
-        Envelope::new(
-            org,
-            session,
-            EventData::Status {
-                status,
-                previous: SessionStatus::Stopped,
-                reason: None,
-            },
-        )
-    }
-
-    async fn store() -> SqliteStore {
-        match SqliteStore::connect("sqlite::memory:").await {
-            Ok(store) => store,
-            Err(e) => panic!("in-memory store: {e:?}"),
-        }
-    }
-
+    /// Reads of a file database run beside an open write: a transaction
+    /// holding the writer neither blocks them nor shows them what it has
+    /// not committed, and a commit is seen by the next read.
     #[tokio::test]
-    async fn organization_names_are_unique_and_findable_by_name_or_id() -> Result<(), StoreError> {
-        let store = store().await;
-        let org = store.create_org("acme").await?;
-        assert!(matches!(
-            store.create_org("acme").await,
-            Err(StoreError::Conflict(_))
-        ));
-        assert_eq!(store.find_org("acme").await?, Some(org.clone()));
-        assert_eq!(store.find_org(&org.id.to_string()).await?, Some(org));
-        assert_eq!(store.find_org("nope").await?, None);
-        assert_eq!(store.count_orgs().await?, 1);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn tokens_are_found_by_hash_until_revoked() -> Result<(), StoreError> {
-        let store = store().await;
-        let org = store.create_org("acme").await?;
-        let id = TokenId::new();
-        let hash = TokenHash::of("wag_secret");
-        store.insert_token(id, org.id, &hash).await?;
-        let found = store.find_token(&hash).await?;
-        assert_eq!(
-            found,
-            Some(TokenRecord {
-                id,
-                org_id: org.id,
-                revoked: false
-            })
-        );
-        assert!(store.revoke_token(id).await?);
+    async fn reads_run_beside_an_open_write_and_see_only_commits() -> Result<(), StoreError> {
+        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
+        let store = SqliteStore::connect(&url).await?;
+        let mut tx = store.pool.begin().await?;
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'acme', 0)")
+            .bind(OrgId::new().to_string())
+            .execute(&mut *tx)
+            .await?;
+        let during = tokio::time::timeout(Duration::from_secs(10), store.count_orgs()).await;
         assert!(
-            !store.revoke_token(id).await?,
-            "revoking twice reports nothing to revoke"
+            matches!(during, Ok(Ok(0))),
+            "a read during an open write: {during:?}"
         );
-        assert_eq!(
-            store.find_token(&hash).await?.map(|t| t.revoked),
-            Some(true)
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn sessions_are_scoped_to_their_organization() -> Result<(), StoreError> {
-        let store = store().await;
-        let acme = store.create_org("acme").await?;
-        let other = store.create_org("other").await?;
-        let created = store
-            .insert_session(NewSession {
-                id: SessionId::new(),
-                org_id: acme.id,
-                label: None,
-                pace: Default::default(),
-            })
-            .await?;
-        assert_eq!(store.get_session(other.id, created.id).await?, None);
-        assert!(!store.delete_session(other.id, created.id).await?);
-        assert_eq!(
-            store
-                .update_session(other.id, created.id, &SessionChanges::default())
-                .await?,
-            None
-        );
-        assert_eq!(
-            store.get_session(acme.id, created.id).await?.map(|s| s.id),
-            Some(created.id)
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn listing_pages_through_sessions_with_a_cursor_and_a_status_filter()
-    -> Result<(), StoreError> {
-        let store = store().await;
-        let org = store.create_org("acme").await?;
-        let mut ids = Vec::new();
-        for _ in 0..5 {
-            let s = store
-                .insert_session(NewSession {
-                    id: SessionId::new(),
-                    org_id: org.id,
-                    label: None,
-                    pace: Default::default(),
-                })
-                .await?;
-            ids.push(s.id);
-        }
-        store
-            .set_status(
-                ids[1],
-                SessionStatus::Starting,
-                None,
-                &mut status_event(org.id, ids[1], SessionStatus::Starting),
-            )
-            .await?;
-
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store
-                .list_sessions(
-                    org.id,
-                    &SessionQuery {
-                        status: None,
-                        limit: 2,
-                        after,
-                    },
-                )
-                .await?;
-            seen.extend(page.sessions.iter().map(|s| s.id));
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        let mut walked = seen.clone();
-        walked.sort();
-        walked.dedup();
-        let mut all = ids.clone();
-        all.sort();
-        assert_eq!(walked, all, "every session exactly once");
-
-        let starting = store
-            .list_sessions(
-                org.id,
-                &SessionQuery {
-                    status: Some(SessionStatus::Starting),
-                    limit: 10,
-                    after: None,
-                },
-            )
-            .await?;
-        assert_eq!(
-            starting.sessions.iter().map(|s| s.id).collect::<Vec<_>>(),
-            vec![ids[1]]
-        );
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn status_reason_and_identity_are_persisted() -> Result<(), StoreError> {
-        let store = store().await;
-        let org = store.create_org("acme").await?;
-        let s = store
-            .insert_session(NewSession {
-                id: SessionId::new(),
-                org_id: org.id,
-                label: Label::try_from("sales".to_string()).ok(),
-                pace: Default::default(),
-            })
-            .await?;
-        store
-            .set_status(
-                s.id,
-                SessionStatus::Failed,
-                Some(StatusReason::LinkTimeout),
-                &mut status_event(org.id, s.id, SessionStatus::Failed),
-            )
-            .await?;
-        store
-            .set_identity(s.id, Some("628123456789"), Some("Sales"))
-            .await?;
-        let loaded = store.get_session(org.id, s.id).await?;
-        let loaded = loaded.ok_or(StoreError::Corrupt("missing".into()))?;
-        assert_eq!(loaded.status, SessionStatus::Failed);
-        assert_eq!(loaded.status_reason, Some(StatusReason::LinkTimeout));
-        assert_eq!(loaded.phone.as_deref(), Some("628123456789"));
-        assert_eq!(loaded.push_name.as_deref(), Some("Sales"));
-        assert_eq!(loaded.label.as_ref().map(Label::as_str), Some("sales"));
-        assert!(loaded.is_linked());
+        tx.commit().await?;
+        assert_eq!(store.count_orgs().await?, 1);
+        assert!(store.find_org("acme").await?.is_some());
         Ok(())
     }
 
@@ -348,7 +184,7 @@ mod tests {
         {
             let options = SqliteConnectOptions::from_str(&url)?.create_if_missing(true);
             let pool = SqlitePoolOptions::new().connect_with(options).await?;
-            let mut previous = sqlx::migrate!("./migrations");
+            let mut previous = sqlx::migrate!("./migrations/sqlite");
             previous.migrations = previous
                 .migrations
                 .iter()
@@ -381,7 +217,15 @@ mod tests {
                 session.id,
                 SessionStatus::Starting,
                 None,
-                &mut status_event(org.id, session.id, SessionStatus::Starting),
+                &mut Envelope::new(
+                    org.id,
+                    session.id,
+                    EventData::Status {
+                        status: SessionStatus::Starting,
+                        previous: SessionStatus::Stopped,
+                        reason: None,
+                    },
+                ),
             )
             .await?;
         assert_eq!(store.events_after(org.id, None, 10).await?.len(), 1);

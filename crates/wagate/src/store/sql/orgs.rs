@@ -1,14 +1,14 @@
-//! Organizations and API tokens on SQLite.
+//! Organizations and API tokens.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{SqliteStore, is_unique_violation, organization, parse};
+use super::{Backend, is_unique_violation, organization, parse};
 use crate::domain::{OrgId, TokenHash, TokenId};
 use crate::store::{OrgStore, Organization, StoreError, TokenRecord, millis, now};
 
 #[async_trait]
-impl OrgStore for SqliteStore {
+impl OrgStore for Backend {
     async fn create_org(&self, name: &str) -> Result<Organization, StoreError> {
         let org = Organization {
             id: OrgId::new(),
@@ -34,7 +34,7 @@ impl OrgStore for SqliteStore {
     async fn find_org(&self, key: &str) -> Result<Option<Organization>, StoreError> {
         sqlx::query("SELECT id, name, created_at FROM organizations WHERE name = $1 OR id = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(organization)
@@ -43,7 +43,7 @@ impl OrgStore for SqliteStore {
 
     async fn count_orgs(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
@@ -70,7 +70,7 @@ impl OrgStore for SqliteStore {
         let Some(row) =
             sqlx::query("SELECT id, org_id, revoked_at FROM api_tokens WHERE token_hash = $1")
                 .bind(hash.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await?
         else {
             return Ok(None);

@@ -1,24 +1,20 @@
-//! The event log on SQLite.
+//! The event log.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, Transaction};
 
 use super::webhooks::enqueue_deliveries;
-use super::{SqliteStore, parse};
+use super::{Backend, WriteTx, begin_write, parse};
 use crate::domain::{EventId, OrgId};
 use crate::events::Envelope;
 use crate::store::{EventStore, StoreError, millis, now};
 
 /// Stamps `event` with its id and time and logs it, inside `tx`: the
-/// transaction of the change it reports. The single writer connection
-/// serialises transactions, so ids stamped here increase in commit order.
+/// transaction of the change it reports. A [`WriteTx`] holds the writer
+/// lock until it ends, so ids stamped here increase in commit order.
 /// Every webhook that wants the event gets its delivery queued here too,
 /// so a committed event is never missing from a webhook's outbox.
-pub(super) async fn append_event(
-    tx: &mut Transaction<'_, Sqlite>,
-    event: &mut Envelope,
-) -> Result<(), StoreError> {
+pub(super) async fn append_event(tx: &mut WriteTx, event: &mut Envelope) -> Result<(), StoreError> {
     event.id = EventId::new();
     event.at = now();
     let payload = serde_json::to_string(&*event)
@@ -40,9 +36,9 @@ pub(super) async fn append_event(
 }
 
 #[async_trait]
-impl EventStore for SqliteStore {
+impl EventStore for Backend {
     async fn append_event(&self, event: &mut Envelope) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         append_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
@@ -63,7 +59,7 @@ impl EventStore for SqliteStore {
         .bind(org.to_string())
         .bind(after.map(|id| id.to_string()).unwrap_or_default())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.into_iter()
             .map(|(payload,)| {
@@ -76,18 +72,18 @@ impl EventStore for SqliteStore {
     async fn oldest_event(&self, org: OrgId) -> Result<Option<EventId>, StoreError> {
         let id: Option<String> = sqlx::query_scalar("SELECT MIN(id) FROM events WHERE org_id = $1")
             .bind(org.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         id.map(|id| parse("events.id", &id)).transpose()
     }
 
     async fn has_event(&self, org: OrgId, id: EventId) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM events WHERE org_id = $1 AND id = $2")
-                .bind(org.to_string())
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        // Nothing decoded: `1` is INTEGER on SQLite, int4 on PostgreSQL.
+        let found = sqlx::query("SELECT 1 FROM events WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(found.is_some())
     }
 

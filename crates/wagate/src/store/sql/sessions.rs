@@ -1,10 +1,10 @@
-//! Sessions on SQLite.
+//! Sessions.
 
 use async_trait::async_trait;
 
 use super::events::append_event;
-use super::{SqliteStore, parse, session};
-use crate::domain::{Label, OrgId, PerMinute, SessionId, SessionStatus, StatusReason};
+use super::{Backend, begin_write, parse, session};
+use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
 use crate::events::Envelope;
 use crate::store::{
     Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
@@ -25,7 +25,7 @@ macro_rules! select_sessions {
 }
 
 #[async_trait]
-impl SessionStore for SqliteStore {
+impl SessionStore for Backend {
     async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
         let now = now();
         let record = SessionRecord {
@@ -49,8 +49,8 @@ impl SessionStore for SqliteStore {
         .bind(record.org_id.to_string())
         .bind(record.label.as_ref().map(Label::as_str))
         .bind(record.status.as_str())
-        .bind(new.pace.per_minute.map(PerMinute::get))
-        .bind(new.pace.new_chats_per_minute.map(PerMinute::get))
+        .bind(new.pace.per_minute.map(|p| i64::from(p.get())))
+        .bind(new.pace.new_chats_per_minute.map(|p| i64::from(p.get())))
         .bind(millis(now))
         .bind(millis(now))
         .execute(&self.pool)
@@ -66,7 +66,7 @@ impl SessionStore for SqliteStore {
         sqlx::query(select_sessions!("WHERE id = $1 AND org_id = $2"))
             .bind(id.to_string())
             .bind(org.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(session)
@@ -93,7 +93,7 @@ impl SessionStore for SqliteStore {
         .bind(after_ms)
         .bind(after_id)
         .bind(fetch)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         let mut sessions = rows.iter().map(session).collect::<Result<Vec<_>, _>>()?;
         let next = if sessions.len() > query.limit as usize {
@@ -123,9 +123,9 @@ impl SessionStore for SqliteStore {
         .bind(changes.label.is_some())
         .bind(changes.label.as_ref().and_then(|l| l.as_ref().map(Label::as_str)))
         .bind(changes.per_minute.is_some())
-        .bind(changes.per_minute.flatten().map(PerMinute::get))
+        .bind(changes.per_minute.flatten().map(|p| i64::from(p.get())))
         .bind(changes.new_chats_per_minute.is_some())
-        .bind(changes.new_chats_per_minute.flatten().map(PerMinute::get))
+        .bind(changes.new_chats_per_minute.flatten().map(|p| i64::from(p.get())))
         .bind(millis(now()))
         .bind(id.to_string())
         .bind(org.to_string())
@@ -148,7 +148,7 @@ impl SessionStore for SqliteStore {
 
     async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
         sqlx::query(select_sessions!("ORDER BY created_at, id"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .iter()
             .map(session)
@@ -158,7 +158,7 @@ impl SessionStore for SqliteStore {
     async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM sessions GROUP BY status")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?;
         rows.into_iter()
             .map(|(status, count)| {
@@ -177,7 +177,7 @@ impl SessionStore for SqliteStore {
         reason: Option<StatusReason>,
         event: &mut Envelope,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
             "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
         )

@@ -1,12 +1,11 @@
-//! Webhooks and the delivery outbox on SQLite.
+//! Webhooks and the delivery outbox.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::events::append_event;
-use super::{SqliteStore, parse};
+use super::{Backend, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{DeliveryId, OrgId, SessionId, WebhookId};
 use crate::events::{Envelope, EventData, EventType};
 use crate::secret::Secret;
@@ -75,13 +74,13 @@ fn to_json<T: serde::Serialize>(value: &Option<Vec<T>>) -> Result<Option<String>
         .transpose()
 }
 
-fn opt_millis(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn opt_millis(row: &DbRow, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     row.try_get::<Option<i64>, _>(column)?
         .map(from_millis)
         .transpose()
 }
 
-fn webhook(row: &SqliteRow) -> Result<WebhookRecord, StoreError> {
+fn webhook(row: &DbRow) -> Result<WebhookRecord, StoreError> {
     let reason: Option<&str> = row.try_get("disabled_reason")?;
     let previous: Option<String> = row.try_get("previous_secret")?;
     Ok(WebhookRecord {
@@ -103,7 +102,7 @@ fn webhook(row: &SqliteRow) -> Result<WebhookRecord, StoreError> {
     })
 }
 
-fn delivery(row: &SqliteRow) -> Result<DeliveryRecord, StoreError> {
+fn delivery(row: &DbRow) -> Result<DeliveryRecord, StoreError> {
     let status: DeliveryStatus = parse("webhook_deliveries.status", row.try_get("status")?)?;
     let code: Option<i64> = row.try_get("last_status_code")?;
     let attempts: i64 = row.try_get("attempts")?;
@@ -147,7 +146,7 @@ fn wants(
 /// webhook of its organization that wants it: the outbox row commits or
 /// rolls back with the event.
 pub(super) async fn enqueue_deliveries(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     event: &Envelope,
 ) -> Result<(), StoreError> {
     // A test names its one webhook (`queue_test`); it never fans out.
@@ -171,7 +170,7 @@ pub(super) async fn enqueue_deliveries(
 
 /// Queues `event` for one webhook, due at once.
 async fn insert_delivery(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     webhook_id: &str,
     event: &Envelope,
 ) -> Result<DeliveryId, StoreError> {
@@ -193,14 +192,14 @@ async fn insert_delivery(
 }
 
 async fn fetch_webhook(
-    tx: &mut Transaction<'_, Sqlite>,
+    conn: &mut DbConnection,
     org: OrgId,
     id: WebhookId,
 ) -> Result<Option<WebhookRecord>, StoreError> {
     sqlx::query(select_webhooks!("WHERE org_id = $1 AND id = $2"))
         .bind(org.to_string())
         .bind(id.to_string())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?
         .as_ref()
         .map(webhook)
@@ -208,7 +207,7 @@ async fn fetch_webhook(
 }
 
 async fn fetch_delivery(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     id: DeliveryId,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
     sqlx::query(select_deliveries!("WHERE d.id = $1"))
@@ -221,11 +220,11 @@ async fn fetch_delivery(
 }
 
 #[async_trait]
-impl WebhookStore for SqliteStore {
+impl WebhookStore for Backend {
     async fn count_webhooks(&self, org: OrgId) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE org_id = $1")
             .bind(org.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -268,10 +267,9 @@ impl WebhookStore for SqliteStore {
         org: OrgId,
         id: WebhookId,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let found = fetch_webhook(&mut tx, org, id).await?;
-        tx.commit().await?;
-        Ok(found)
+        // A read: no transaction, no writer lock.
+        let mut conn = self.reader.acquire().await?;
+        fetch_webhook(&mut conn, org, id).await
     }
 
     async fn list_webhooks(
@@ -286,7 +284,7 @@ impl WebhookStore for SqliteStore {
         .bind(org.to_string())
         .bind(after.map(|id| id.to_string()).unwrap_or_default())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(webhook)
@@ -299,7 +297,7 @@ impl WebhookStore for SqliteStore {
         id: WebhookId,
         patch: WebhookPatch,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let Some(mut current) = fetch_webhook(&mut tx, org, id).await? else {
             return Ok(None);
         };
@@ -356,7 +354,7 @@ impl WebhookStore for SqliteStore {
         secret: Secret<String>,
         previous_expires_at: DateTime<Utc>,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let result = sqlx::query(
             "UPDATE webhooks SET previous_secret = secret, previous_expires_at = $1, secret = $2, \
              updated_at = $3 WHERE org_id = $4 AND id = $5",
@@ -412,7 +410,7 @@ impl WebhookStore for SqliteStore {
         }
         select
             .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?
             .iter()
             .map(delivery)
@@ -431,7 +429,7 @@ impl WebhookStore for SqliteStore {
         .bind(org.to_string())
         .bind(webhook.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .as_ref()
         .map(delivery)
@@ -445,7 +443,7 @@ impl WebhookStore for SqliteStore {
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let at = millis(now());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let result = sqlx::query(requeue_deliveries!("AND id = $4"))
             .bind(at)
             .bind(webhook.to_string())
@@ -466,7 +464,7 @@ impl WebhookStore for SqliteStore {
         org: OrgId,
         id: WebhookId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         if fetch_webhook(&mut tx, org, id).await?.is_none() {
             return Ok(None);
         }
@@ -527,7 +525,7 @@ impl WebhookStore for SqliteStore {
         )
         .bind(millis(now))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -563,7 +561,7 @@ impl WebhookStore for SqliteStore {
         result: &AttemptResult,
     ) -> Result<(), StoreError> {
         let at = millis(result.at);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
              last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
@@ -597,7 +595,7 @@ impl WebhookStore for SqliteStore {
             AfterFailure::RetryAt(next) => (DeliveryStatus::Pending, millis(next)),
             AfterFailure::GiveUp => (DeliveryStatus::Failed, at),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
              next_attempt_at = $2, last_attempt_at = $3, last_status_code = $4, last_error = $5, \
@@ -653,6 +651,7 @@ impl WebhookStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_store;
     use chrono::Duration;
     use url::Url;
 
@@ -662,19 +661,12 @@ mod tests {
     use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
     use crate::webhooks::generate_secret;
 
-    async fn store() -> SqliteStore {
-        match SqliteStore::connect("sqlite::memory:").await {
-            Ok(store) => store,
-            Err(e) => panic!("in-memory store: {e:?}"),
-        }
-    }
-
     fn url() -> Url {
         Url::parse("https://hooks.example.org/wagate").unwrap_or_else(|e| panic!("{e}"))
     }
 
     async fn hook(
-        store: &SqliteStore,
+        store: &Backend,
         org: OrgId,
         types: Option<Vec<EventType>>,
         sessions: Option<Vec<SessionId>>,
@@ -705,11 +697,7 @@ mod tests {
         )
     }
 
-    async fn all_deliveries(
-        store: &SqliteStore,
-        org: OrgId,
-        hook: WebhookId,
-    ) -> Vec<DeliveryRecord> {
+    async fn all_deliveries(store: &Backend, org: OrgId, hook: WebhookId) -> Vec<DeliveryRecord> {
         store
             .list_deliveries(
                 org,
@@ -736,7 +724,9 @@ mod tests {
     #[tokio::test]
     async fn an_event_queues_one_delivery_per_matching_enabled_webhook_in_its_transaction()
     -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let org = store.create_org("acme").await?;
         let other = store.create_org("other").await?;
         let session = store
@@ -803,7 +793,7 @@ mod tests {
         );
 
         // An event whose transaction rolls back leaves no delivery behind.
-        let mut tx = store.pool.begin().await?;
+        let mut tx = begin_write(&store.pool).await?;
         append_event(&mut tx, &mut qr(org.id, session.id)).await?;
         tx.rollback().await?;
         assert_eq!(all_deliveries(&store, org.id, all.id).await.len(), 1);
@@ -812,7 +802,9 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         let (a, b) = (SessionId::new(), SessionId::new());
@@ -914,7 +906,9 @@ mod tests {
 
     #[tokio::test]
     async fn disabling_logs_one_event_and_stops_the_queue() -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         let watcher = hook(
@@ -996,7 +990,9 @@ mod tests {
     #[tokio::test]
     async fn a_rotated_secret_signs_next_to_the_new_one_until_the_grace_ends()
     -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         store
@@ -1031,7 +1027,9 @@ mod tests {
 
     #[tokio::test]
     async fn pruning_events_prunes_their_deliveries() -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         store

@@ -1,10 +1,9 @@
-//! Dashboard accounts on SQLite.
+//! Dashboard accounts.
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, parse};
+use super::{Backend, DbRow, parse};
 use crate::domain::{Email, OrgId, Role, TokenHash, TokenId, UserId};
 use crate::store::users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
 use crate::store::{Organization, StoreError, from_millis, millis, now};
@@ -13,7 +12,7 @@ fn email(column: &str, value: &str) -> Result<Email, StoreError> {
     Email::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value:?}")))
 }
 
-fn user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
+fn user(row: &DbRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         id: parse("users.id", row.try_get("id")?)?,
         email: email("users.email", row.try_get("email")?)?,
@@ -22,7 +21,7 @@ fn user(row: &SqliteRow) -> Result<UserRecord, StoreError> {
     })
 }
 
-fn web_session(row: &SqliteRow) -> Result<WebSessionRecord, StoreError> {
+fn web_session(row: &DbRow) -> Result<WebSessionRecord, StoreError> {
     Ok(WebSessionRecord {
         id_hash: row.try_get("id_hash")?,
         user_id: parse("web_sessions.user_id", row.try_get("user_id")?)?,
@@ -41,7 +40,7 @@ fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
 }
 
 #[async_trait]
-impl UserStore for SqliteStore {
+impl UserStore for Backend {
     async fn create_user(
         &self,
         email: &Email,
@@ -69,7 +68,7 @@ impl UserStore for SqliteStore {
     async fn find_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
         sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(user)
@@ -79,7 +78,7 @@ impl UserStore for SqliteStore {
     async fn get_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         sqlx::query("SELECT id, email, password_hash, created_at FROM users WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?
             .as_ref()
             .map(user)
@@ -88,7 +87,7 @@ impl UserStore for SqliteStore {
 
     async fn count_users(&self) -> Result<u64, StoreError> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reader)
             .await?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
@@ -97,7 +96,7 @@ impl UserStore for SqliteStore {
         let Some(row) = sqlx::query(
             "SELECT id, name, created_at FROM organizations ORDER BY created_at, id LIMIT 1",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         else {
             return Ok(None);
@@ -129,7 +128,7 @@ impl UserStore for SqliteStore {
              JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 ORDER BY o.name",
         )
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -151,7 +150,7 @@ impl UserStore for SqliteStore {
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
         )
         .bind(org.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -197,7 +196,7 @@ impl UserStore for SqliteStore {
         )
         .bind(id_hash)
         .bind(millis(now()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         .as_ref()
         .map(web_session)
@@ -248,7 +247,7 @@ impl UserStore for SqliteStore {
              ORDER BY created_at DESC, id DESC",
         )
         .bind(org.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| {
@@ -279,14 +278,9 @@ impl UserStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_store;
     use super::*;
     use crate::store::{OrgStore, Store};
-
-    async fn store() -> SqliteStore {
-        SqliteStore::connect("sqlite::memory:")
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"))
-    }
 
     fn email(s: &str) -> Email {
         Email::try_from(s).unwrap_or_else(|e| panic!("{e}"))
@@ -294,7 +288,9 @@ mod tests {
 
     #[tokio::test]
     async fn users_memberships_and_tokens_round_trip() -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let users = store.users();
         let org = store.create_org("acme").await?;
         let other = store.create_org("globex").await?;
@@ -338,7 +334,9 @@ mod tests {
 
     #[tokio::test]
     async fn expired_web_sessions_are_not_found() -> Result<(), StoreError> {
-        let store = store().await;
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
         let users = store.users();
         let org = store.create_org("acme").await?;
         let ada = users

@@ -1,12 +1,11 @@
-//! Messages, their history and idempotency keys on SQLite.
+//! Messages, their history and idempotency keys.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::events::append_event;
-use super::{SqliteStore, parse};
+use super::{Backend, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
 };
@@ -29,7 +28,7 @@ macro_rules! select_messages {
     };
 }
 
-fn failure(row: &SqliteRow, reason: &str, code: &str) -> Result<Option<Failure>, StoreError> {
+fn failure(row: &DbRow, reason: &str, code: &str) -> Result<Option<Failure>, StoreError> {
     let reason: Option<String> = row.try_get(reason)?;
     let code: Option<i64> = row.try_get(code)?;
     reason
@@ -42,7 +41,7 @@ fn failure(row: &SqliteRow, reason: &str, code: &str) -> Result<Option<Failure>,
         .transpose()
 }
 
-fn message(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
+fn message(row: &DbRow) -> Result<MessageRecord, StoreError> {
     let content: String = row.try_get("content")?;
     let direction: Direction = parse("messages.direction", row.try_get("direction")?)?;
     let received = match direction {
@@ -80,7 +79,7 @@ fn message(row: &SqliteRow) -> Result<MessageRecord, StoreError> {
 }
 
 async fn add_step(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     id: MessageId,
     status: MessageStatus,
     failure: Option<&Failure>,
@@ -123,7 +122,7 @@ fn status_event(
 /// Moves the message in `tx` if the move is forward, through every status
 /// in between; returns their events, in order.
 async fn advance_in(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     current: MessageRecord,
     status: MessageStatus,
     failure: Option<Failure>,
@@ -160,7 +159,7 @@ async fn advance_in(
 }
 
 async fn load_by_id(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     session: SessionId,
     id: MessageId,
 ) -> Result<Option<MessageRecord>, StoreError> {
@@ -175,14 +174,14 @@ async fn load_by_id(
 }
 
 #[async_trait]
-impl MessageStore for SqliteStore {
+impl MessageStore for Backend {
     async fn accept(
         &self,
         new: NewOutgoing,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Accepted, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         if let Some(claim) = &claim {
             // The key decides, inside this transaction, whether this
             // request does the work or returns what the first one did.
@@ -282,18 +281,21 @@ impl MessageStore for SqliteStore {
         .bind(id.to_string())
         .bind(session.to_string())
         .bind(org.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         else {
             return Ok(None);
         };
         let record = message(&row)?;
+        // `rowid`: SQLite's own; PostgreSQL's table has an identity
+        // column of that name, so steps of one millisecond keep their
+        // order on both.
         let steps = sqlx::query(
             "SELECT status, failure_reason, failure_code, at FROM message_status_history \
              WHERE message_id = $1 ORDER BY at, rowid",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|row| {
@@ -327,7 +329,7 @@ impl MessageStore for SqliteStore {
         .bind(query.before.map(|id| id.to_string()))
         .bind(i64::from(query.limit))
         .bind(query.direction.map(Direction::as_str))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(message)
@@ -350,7 +352,7 @@ impl MessageStore for SqliteStore {
         .bind(session.to_string())
         .bind(millis(now))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?
         .iter()
         .map(|row| {
@@ -370,7 +372,7 @@ impl MessageStore for SqliteStore {
             "SELECT MIN(next_attempt_at) FROM messages WHERE session_id = $1 AND status = 'pending'",
         )
         .bind(session.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         at.map(from_millis).transpose()
     }
@@ -380,7 +382,7 @@ impl MessageStore for SqliteStore {
             "SELECT COUNT(*), MIN(created_at) FROM messages \
              WHERE status = 'pending' AND direction = 'outgoing'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?;
         Ok(OutboxDepth {
             pending: u64::try_from(pending).unwrap_or_default(),
@@ -419,7 +421,7 @@ impl MessageStore for SqliteStore {
         status: MessageStatus,
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let Some(current) = load_by_id(&mut tx, session, id).await? else {
             return Ok(Vec::new());
         };
@@ -435,7 +437,7 @@ impl MessageStore for SqliteStore {
         status: MessageStatus,
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let mut events = Vec::new();
         for wa_id in wa_ids {
             let found = sqlx::query(select_messages!(
@@ -465,13 +467,14 @@ impl MessageStore for SqliteStore {
     }
 
     async fn has_sent_to(&self, session: SessionId, chat: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
+        // Nothing decoded: `1` is INTEGER on SQLite, int4 on PostgreSQL.
+        let found = sqlx::query(
             "SELECT 1 FROM messages WHERE session_id = $1 AND chat = $2 \
              AND direction = 'outgoing' AND status <> 'pending' AND status <> 'failed' LIMIT 1",
         )
         .bind(session.to_string())
         .bind(chat)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(found.is_some())
     }
@@ -481,7 +484,7 @@ impl MessageStore for SqliteStore {
         session: SessionId,
         before: DateTime<Utc>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let rows = sqlx::query(select_messages!(
             "WHERE session_id = $1 AND status = 'pending' AND created_at < $2 ORDER BY id"
         ))
@@ -501,7 +504,7 @@ impl MessageStore for SqliteStore {
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
         let at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let mut events = Vec::new();
         for new in batch {
             let NewIncoming {
@@ -604,7 +607,7 @@ impl MessageStore for SqliteStore {
         .bind(id.to_string())
         .bind(session.to_string())
         .bind(org.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?
         else {
             return Ok(None);
@@ -612,7 +615,7 @@ impl MessageStore for SqliteStore {
         let media: Option<String> =
             sqlx::query_scalar("SELECT media_ref FROM messages WHERE id = $1")
                 .bind(id.to_string())
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reader)
                 .await?;
         let media = media
             .map(|json| {

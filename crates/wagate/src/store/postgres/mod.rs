@@ -1,0 +1,138 @@
+//! PostgreSQL backend. The aggregates are the same source as SQLite's
+//! (`store/sql/`, compiled here a second time through `#[path]`; see
+//! `store/sqlite/mod.rs`), so both keep one set of semantics: a change and
+//! its event in one transaction, `ON CONFLICT` upserts, idempotency keys,
+//! keyset pagination, the webhook outbox's queue heads.
+//!
+//! What SQLite gives for free and PostgreSQL does not is a single writer.
+//! The event log is resumed by id ("everything after X"), which is only
+//! sound if ids are in commit order: with concurrent writers, one
+//! transaction could stamp an id, another stamp a later one and commit
+//! first, and a client reading between the two commits would skip the
+//! first event for good. And the read-modify-write transactions (a
+//! webhook's patch, an idempotency claim, advancing a message) were
+//! written for one writer. So every write transaction ([`begin_write`])
+//! first takes one transaction-level advisory lock, held until it commits
+//! or rolls back: write transactions run one at a time, as on SQLite,
+//! while reads and single-statement writes outside them run concurrently.
+//! The lock is taken before any row lock, so it cannot deadlock with one.
+//! Ids come from the process's UUIDv7 generator, which never goes
+//! backwards within a process; several gateway processes on one database
+//! would also need their clocks in step (and are not supported yet).
+//!
+//! The WhatsApp key store (`store/sql/keys.rs`) writes outside the writer
+//! lock: it logs no events, and each session's rows are its own.
+
+// Each file of `store/sql/` is compiled once per backend on purpose.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "../sql/events.rs"]
+mod events;
+#[path = "../sql/keys.rs"]
+mod keys;
+#[path = "../sql/messages.rs"]
+mod messages;
+#[path = "../sql/orgs.rs"]
+mod orgs;
+#[path = "../sql/rows.rs"]
+mod rows;
+#[path = "../sql/sessions.rs"]
+mod sessions;
+#[path = "../sql/store.rs"]
+mod store;
+#[cfg(test)]
+#[path = "../sql/store_tests.rs"]
+mod store_tests;
+#[path = "../sql/tx.rs"]
+mod tx;
+#[path = "../sql/users.rs"]
+mod users;
+#[path = "../sql/webhooks.rs"]
+mod webhooks;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Transaction};
+
+use super::StoreError;
+
+#[allow(unused_imports)]
+pub(super) use rows::{is_unique_violation, organization, parse, session};
+use tx::{WriteTx, begin_write};
+
+type Backend = PostgresStore;
+type Db = Postgres;
+type DbRow = PgRow;
+type DbConnection = PgConnection;
+
+/// The advisory lock that serialises write transactions: one 64-bit key
+/// in PostgreSQL's space shared with any other user of the database, so a
+/// distinctive one ("wagate" in ASCII, then 1).
+const WRITER_LOCK: i64 = 0x7761_6761_7465_0001;
+
+/// Connections to the server: reads run concurrently on them, write
+/// transactions one at a time (each holds one while it waits for the
+/// writer lock).
+const POOL_SIZE: u32 = 10;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(in crate::store) pool: PgPool,
+    /// Plain reads; on PostgreSQL the same pool, whose connections already
+    /// read beside the writer (the shared SQL names the two apart for
+    /// SQLite, which has one writer connection).
+    pub(in crate::store) reader: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the existing database at `url`
+    /// (`postgres://user:password@host:port/database`, with libpq's
+    /// parameters such as `sslmode`) and migrates it. The database itself
+    /// is not created: whoever runs PostgreSQL creates it and its owner.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        // sqlx takes an advisory lock of its own while migrating, so two
+        // gateways starting at once do not both migrate.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            reader: pool.clone(),
+            pool,
+        })
+    }
+}
+
+async fn lock_writers(tx: &mut Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(WRITER_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A store on a database of its own, or `None` when there is no PostgreSQL
+/// to test on (see `store/test_postgres.rs`).
+#[cfg(test)]
+async fn test_store() -> Option<super::testing::TestStore<PostgresStore>> {
+    let database = super::testing::TestDatabase::create().await?;
+    match PostgresStore::connect(database.url()).await {
+        Ok(store) => Some(super::testing::TestStore::new(store, Some(database))),
+        Err(e) => panic!("PostgreSQL store: {e:?}"),
+    }
+}
+
+/// The same as [`test_store`]: a PostgreSQL store is always served from a
+/// pool of its own (the shape the SQLite twin sets up with a file).
+#[cfg(test)]
+async fn served_test_store() -> Option<(
+    super::testing::TestStore<PostgresStore>,
+    Option<tempfile::TempDir>,
+)> {
+    test_store().await.map(|store| (store, None))
+}

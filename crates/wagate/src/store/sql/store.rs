@@ -1,0 +1,36 @@
+//! The whole store on one backend: each aggregate is the backend itself.
+
+use super::Backend;
+use crate::store::{
+    EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore, WebhookStore,
+};
+
+impl Store for Backend {
+    fn orgs(&self) -> &dyn OrgStore {
+        self
+    }
+
+    fn sessions(&self) -> &dyn SessionStore {
+        self
+    }
+
+    fn users(&self) -> &dyn UserStore {
+        self
+    }
+
+    fn events(&self) -> &dyn EventStore {
+        self
+    }
+
+    fn messages(&self) -> &dyn MessageStore {
+        self
+    }
+
+    fn webhooks(&self) -> &dyn WebhookStore {
+        self
+    }
+
+    fn keys(&self) -> &dyn KeyStore {
+        self
+    }
+}

@@ -1,0 +1,32 @@
+//! Test support for the store: a backend's store with what must live as
+//! long as it (PostgreSQL: its throwaway database).
+
+use std::ops::Deref;
+
+#[path = "test_postgres.rs"]
+mod postgres;
+
+pub use postgres::TestDatabase;
+
+pub struct TestStore<S> {
+    store: S,
+    // Dropped after the store (fields drop in order).
+    _database: Option<TestDatabase>,
+}
+
+impl<S> TestStore<S> {
+    pub fn new(store: S, database: Option<TestDatabase>) -> Self {
+        Self {
+            store,
+            _database: database,
+        }
+    }
+}
+
+impl<S> Deref for TestStore<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.store
+    }
+}
