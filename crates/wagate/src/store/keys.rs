@@ -4,9 +4,11 @@
 //! SQLite file cost a connection, a page cache and three or four file
 //! descriptors per session).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use tokio::sync::{RwLock, RwLockReadGuard};
 use wacore::appstate::hash::HashState;
 use wacore::store::Device;
 use wacore::store::traits::{
@@ -174,6 +176,66 @@ impl KeySet {
             sent_messages: n(self.sent_messages.len()),
             pending_inbound: n(self.pending_inbound.len()),
             msg_secrets: n(self.msg_secrets.len()),
+        }
+    }
+}
+
+/// Keeps a wiped session's old client from writing its keys back.
+///
+/// When the phone removes the device, whatsapp-rust's tasks for the dead
+/// connection can still be finishing (a prekey upload, a session record, a
+/// device-list update) while the supervisor wipes the keys: a write landing
+/// after the wipe would bring rows back for a session that is logged out.
+/// Every backend handed out for a session shares its fence; a write holds
+/// the fence's read side for its statement, and a wipe takes the write
+/// side, waiting for the writes in flight, and retires the fence, so every
+/// later write of those backends is refused. A backend handed out after the
+/// wipe (the session linking again) gets a new fence.
+#[derive(Debug, Default)]
+pub(crate) struct KeyFences {
+    open: Mutex<HashMap<SessionId, Arc<Fence>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Fence {
+    retired: RwLock<bool>,
+}
+
+/// The refusal a retired fence gives a write.
+#[derive(Debug, thiserror::Error)]
+#[error("the session's keys were wiped (logout or delete): this client may not write them")]
+pub(crate) struct KeysWiped;
+
+impl KeyFences {
+    /// The fence for backends handed out now.
+    pub(crate) fn current(&self, session: SessionId) -> Arc<Fence> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(open.entry(session).or_default())
+    }
+
+    /// Retires the session's fence: waits for the writes in flight, then
+    /// refuses every later one from the backends handed out so far. Once it
+    /// returns, nothing those backends do can bring a row back.
+    pub(crate) async fn retire(&self, session: SessionId) {
+        let fence = self
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&session);
+        if let Some(fence) = fence {
+            *fence.retired.write().await = true;
+        }
+    }
+}
+
+impl Fence {
+    /// Holds the fence open for one write: `Err` once the keys are wiped.
+    pub(crate) async fn open(&self) -> Result<RwLockReadGuard<'_, bool>, KeysWiped> {
+        let retired = self.retired.read().await;
+        if *retired {
+            Err(KeysWiped)
+        } else {
+            Ok(retired)
         }
     }
 }

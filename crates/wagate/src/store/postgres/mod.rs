@@ -51,12 +51,14 @@ mod users;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
 
 use super::StoreError;
+use super::keys::KeyFences;
 
 #[allow(unused_imports)]
 pub(super) use rows::{is_unique_violation, organization, parse, session};
@@ -84,6 +86,8 @@ pub struct PostgresStore {
     /// read beside the writer (the shared SQL names the two apart for
     /// SQLite, which has one writer connection).
     pub(in crate::store) reader: PgPool,
+    /// Keeps wiped sessions' old clients from writing their keys back.
+    pub(in crate::store) key_fences: Arc<KeyFences>,
 }
 
 impl PostgresStore {
@@ -104,6 +108,7 @@ impl PostgresStore {
         Ok(Self {
             reader: pool.clone(),
             pool,
+            key_fences: Arc::default(),
         })
     }
 }

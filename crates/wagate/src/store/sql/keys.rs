@@ -30,6 +30,7 @@ use bytes::Bytes;
 use sqlx::Pool;
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row};
+use tokio::sync::RwLockReadGuard;
 use wacore::appstate::hash::HashState;
 use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::Device;
@@ -42,6 +43,7 @@ use wacore::store::traits::{
 
 use super::{Backend as GatewayStore, Db, DbConnection};
 use crate::domain::SessionId;
+use crate::store::keys::Fence;
 use crate::store::{KeyCounts, KeySet, KeyStore, StoreError};
 
 /// Rows per statement: at most 7 parameters a row, far under SQLite's
@@ -55,13 +57,17 @@ const DEVICE_ID: i32 = 1;
 impl KeyStore for GatewayStore {
     fn for_session(&self, session: SessionId) -> Arc<dyn Backend> {
         Arc::new(Keys {
-            pool: self.pool.clone(),
+            writer: Writer {
+                pool: self.pool.clone(),
+                fence: self.key_fences.current(session),
+            },
             reader: self.reader.clone(),
             session: session.to_string().into(),
         })
     }
 
     async fn delete_keys(&self, session: SessionId) -> Result<(), StoreError> {
+        self.key_fences.retire(session).await;
         let session = session.to_string();
         let mut tx = self.pool.begin().await?;
         for statement in DELETE_ALL {
@@ -230,11 +236,38 @@ const DELETE_ALL: &[&str] = &[
 
 /// One session's view of the key tables.
 pub(in crate::store) struct Keys {
-    /// Writes and transactions.
-    pool: Pool<Db>,
+    /// Writes and transactions, behind the session's wipe fence.
+    writer: Writer,
     /// Plain reads (SQLite: the read-only connections beside the writer).
     reader: Pool<Db>,
     session: Arc<str>,
+}
+
+/// The writer pool of one session's backend, usable only through
+/// [`Writer::open`], so that no write can skip the fence.
+struct Writer {
+    pool: Pool<Db>,
+    fence: Arc<Fence>,
+}
+
+/// The pool, with the fence held open while this lives.
+struct Open<'a> {
+    pool: &'a Pool<Db>,
+    _fence: RwLockReadGuard<'a, bool>,
+}
+
+impl Writer {
+    async fn open(&self) -> KeyResult<Open<'_>> {
+        let fence = self
+            .fence
+            .open()
+            .await
+            .map_err(|wiped| KeyError::Database(Box::new(wiped)))?;
+        Ok(Open {
+            pool: &self.pool,
+            _fence: fence,
+        })
+    }
 }
 
 fn db(error: sqlx::Error) -> KeyError {
@@ -855,11 +888,13 @@ macro_rules! write_rows {
         if rows == 0 {
             Ok(())
         } else if rows <= CHUNK {
-            let mut conn = $keys.pool.acquire().await.map_err(db)?;
+            let open = $keys.writer.open().await?;
+            let mut conn = open.pool.acquire().await.map_err(db)?;
             let $conn: &mut DbConnection = &mut conn;
             $body.await.map_err(db)
         } else {
-            let mut tx = $keys.pool.begin().await.map_err(db)?;
+            let open = $keys.writer.open().await?;
+            let mut tx = open.pool.begin().await.map_err(db)?;
             let $conn: &mut DbConnection = &mut tx;
             $body.await.map_err(db)?;
             tx.commit().await.map_err(db)
@@ -908,7 +943,7 @@ impl SignalStore for Keys {
         sqlx::query("DELETE FROM key_identities WHERE session_id = $1 AND address = $2")
             .bind(self.session())
             .bind(address)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -949,7 +984,7 @@ impl SignalStore for Keys {
         sqlx::query("DELETE FROM key_sessions WHERE session_id = $1 AND address = $2")
             .bind(self.session())
             .bind(address)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1058,7 +1093,7 @@ impl SignalStore for Keys {
         sqlx::query("DELETE FROM key_prekeys WHERE session_id = $1 AND id = $2")
             .bind(self.session())
             .bind(i64::from(id))
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1107,7 +1142,7 @@ impl SignalStore for Keys {
         sqlx::query("DELETE FROM key_signed_prekeys WHERE session_id = $1 AND id = $2")
             .bind(self.session())
             .bind(i64::from(id))
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1147,7 +1182,7 @@ impl SignalStore for Keys {
         sqlx::query("DELETE FROM key_sender_keys WHERE session_id = $1 AND address = $2")
             .bind(self.session())
             .bind(address)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1204,7 +1239,8 @@ impl AppSyncStore for Keys {
     }
 
     async fn set_version(&self, name: &str, state: HashState) -> KeyResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let open = self.writer.open().await?;
+        let mut conn = open.pool.acquire().await.map_err(db)?;
         put_version(&mut conn, self.session(), name, &state)
             .await
             .map_err(db)
@@ -1309,7 +1345,7 @@ impl AppSyncStore for Keys {
         sqlx::query("DELETE FROM key_app_state_mutation_macs WHERE session_id = $1 AND name = $2")
             .bind(self.session())
             .bind(name)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1363,7 +1399,7 @@ impl ProtocolStore for Keys {
         sqlx::query("DELETE FROM key_sender_key_devices WHERE session_id = $1 AND group_jid = $2")
             .bind(self.session())
             .bind(group_jid)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1385,7 +1421,7 @@ impl ProtocolStore for Keys {
     async fn clear_all_sender_key_devices(&self) -> KeyResult<()> {
         sqlx::query("DELETE FROM key_sender_key_devices WHERE session_id = $1")
             .bind(self.session())
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1479,7 +1515,7 @@ impl ProtocolStore for Keys {
         .bind(self.session())
         .bind(address)
         .bind(message_id)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(())
@@ -1494,10 +1530,12 @@ impl ProtocolStore for Keys {
             return Ok(());
         }
         let result = if records.len() <= CHUNK {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let open = self.writer.open().await?;
+            let mut conn = open.pool.acquire().await.map_err(db)?;
             put_device_lists(&mut conn, self.session(), &records).await
         } else {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let open = self.writer.open().await?;
+            let mut tx = open.pool.begin().await.map_err(db)?;
             match put_device_lists(&mut tx, self.session(), &records).await {
                 Ok(()) => tx.commit().await.map_err(DeviceListError::from),
                 Err(e) => Err(e),
@@ -1536,7 +1574,7 @@ impl ProtocolStore for Keys {
         sqlx::query("DELETE FROM key_device_lists WHERE session_id = $1 AND user_id = $2")
             .bind(self.session())
             .bind(user)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1567,7 +1605,7 @@ impl ProtocolStore for Keys {
         sqlx::query("DELETE FROM key_group_metadata WHERE session_id = $1 AND group_jid = $2")
             .bind(self.session())
             .bind(group_jid)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1601,7 +1639,7 @@ impl ProtocolStore for Keys {
         sqlx::query("DELETE FROM key_tc_tokens WHERE session_id = $1 AND jid = $2")
             .bind(self.session())
             .bind(jid)
-            .execute(&self.pool)
+            .execute(self.writer.open().await?.pool)
             .await
             .map_err(db)?;
         Ok(())
@@ -1630,7 +1668,7 @@ impl ProtocolStore for Keys {
         .bind(self.session())
         .bind(token_cutoff)
         .bind(sender_cutoff)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
@@ -1657,7 +1695,7 @@ impl ProtocolStore for Keys {
         .bind(jid)
         .bind(Vec::<u8>::new())
         .bind(sender_timestamp)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(())
@@ -1683,7 +1721,7 @@ impl ProtocolStore for Keys {
         .bind(jid)
         .bind(token)
         .bind(token_timestamp)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(())
@@ -1717,7 +1755,7 @@ impl ProtocolStore for Keys {
         .bind(self.session())
         .bind(chat_jid)
         .bind(message_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writer.open().await?.pool)
         .await
         .map_err(db)
     }
@@ -1727,7 +1765,7 @@ impl ProtocolStore for Keys {
             sqlx::query("DELETE FROM key_sent_messages WHERE session_id = $1 AND created_at < $2")
                 .bind(self.session())
                 .bind(cutoff_timestamp)
-                .execute(&self.pool)
+                .execute(self.writer.open().await?.pool)
                 .await
                 .map_err(db)?;
         Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
@@ -1772,7 +1810,7 @@ impl ProtocolStore for Keys {
         .bind(chat)
         .bind(sender)
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(())
@@ -1784,7 +1822,7 @@ impl ProtocolStore for Keys {
         )
         .bind(self.session())
         .bind(cutoff_timestamp)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
@@ -1881,7 +1919,7 @@ impl MsgSecretStore for Keys {
         )
         .bind(self.session())
         .bind(cutoff_timestamp)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(u32::try_from(done.rows_affected()).unwrap_or(u32::MAX))
@@ -1892,7 +1930,8 @@ impl MsgSecretStore for Keys {
 impl DeviceStore for Keys {
     async fn save(&self, device: &Device) -> KeyResult<()> {
         let json = serde_json::to_string(device).map_err(serialization)?;
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let open = self.writer.open().await?;
+        let mut conn = open.pool.acquire().await.map_err(db)?;
         put_device(&mut conn, self.session(), &json)
             .await
             .map_err(db)
@@ -1928,7 +1967,7 @@ impl DeviceStore for Keys {
         )
         .bind(self.session())
         .bind(json)
-        .execute(&self.pool)
+        .execute(self.writer.open().await?.pool)
         .await
         .map_err(db)?;
         Ok(DEVICE_ID)

@@ -675,6 +675,38 @@ async fn sessions_are_kept_apart_and_deleting_one_leaves_the_other() -> TestResu
     Ok(())
 }
 
+/// After a wipe, the old client's backend (still finishing tasks of the
+/// dead connection) cannot write rows back; a backend handed out after the
+/// wipe (the session linking again) writes as usual.
+#[tokio::test]
+async fn a_wipe_fences_off_the_backends_handed_out_before_it() -> TestResult {
+    let Some((store, a, b, old)) = two().await? else {
+        return Ok(());
+    };
+    let other = store.for_session(b);
+    old.create().await?;
+    old.put_identity("x", [1; 32]).await?;
+    store.delete_keys(a).await?;
+
+    assert!(old.put_identity("y", [2; 32]).await.is_err());
+    assert!(old.put_session("y", b"s").await.is_err());
+    assert!(old.create().await.is_err());
+    assert!(old.delete_identity("x").await.is_err());
+    assert_eq!(store.count_keys(a).await?.total(), 0, "nothing came back");
+
+    // Other sessions' backends are not fenced.
+    other.put_identity("x", [3; 32]).await?;
+    let new = store.for_session(a);
+    new.create().await?;
+    new.put_identity("y", [4; 32]).await?;
+    assert_eq!(store.count_keys(a).await?.total(), 2);
+    assert!(
+        old.put_identity("z", [5; 32]).await.is_err(),
+        "still fenced"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn deleting_the_session_deletes_its_keys() -> TestResult {
     let Some((store, org)) = store().await? else {

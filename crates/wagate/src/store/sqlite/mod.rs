@@ -34,6 +34,7 @@ mod users;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -43,6 +44,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::StoreError;
+use super::keys::KeyFences;
 
 #[allow(unused_imports)]
 pub(super) use rows::{is_unique_violation, organization, parse, session};
@@ -63,6 +65,8 @@ pub struct SqliteStore {
     /// an event-log replay) never holds up a write, nor a write a read. An
     /// in-memory database exists per connection, so there it is the writer.
     pub(in crate::store) reader: SqlitePool,
+    /// Keeps wiped sessions' old clients from writing their keys back.
+    pub(in crate::store) key_fences: Arc<KeyFences>,
 }
 
 /// Reader connections of a file database: enough for the API, the
@@ -101,7 +105,11 @@ impl SqliteStore {
                 .connect_with(options.read_only(true).create_if_missing(false))
                 .await?
         };
-        Ok(Self { pool, reader })
+        Ok(Self {
+            pool,
+            reader,
+            key_fences: Arc::default(),
+        })
     }
 }
 
