@@ -95,6 +95,9 @@ pub struct StatsSnapshot {
     pub connections_refused: u64,
     pub stanzas_in: u64,
     pub stanzas_out: u64,
+    /// Prekey digest queries answered: a device checks its keys with one
+    /// after every login, so tests wait on it to know that check is done.
+    pub digests_answered: u64,
 }
 
 #[derive(Default)]
@@ -106,6 +109,7 @@ pub struct Stats {
     refused: AtomicU64,
     stanzas_in: AtomicU64,
     stanzas_out: AtomicU64,
+    digests_answered: AtomicU64,
 }
 
 impl Stats {
@@ -139,6 +143,10 @@ impl Stats {
     pub fn stanza_out(&self) {
         self.stanzas_out.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn digest_answered(&self) {
+        self.digests_answered.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_open: self.open.load(Ordering::Relaxed),
@@ -146,6 +154,7 @@ impl Stats {
             connections_refused: self.refused.load(Ordering::Relaxed),
             stanzas_in: self.stanzas_in.load(Ordering::Relaxed),
             stanzas_out: self.stanzas_out.load(Ordering::Relaxed),
+            digests_answered: self.digests_answered.load(Ordering::Relaxed),
         }
     }
 }

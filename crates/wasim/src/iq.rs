@@ -8,6 +8,13 @@ use crate::stanza::{self, attr, child, children, iq_result};
 use crate::world::{ConnId, Role, World};
 use crate::{pair_code, pairing, prekeys, relay};
 
+/// The query a device sends after login to check the keys the server holds.
+pub fn is_digest_query(iq: &Node) -> bool {
+    attr(iq, "xmlns").as_deref() == Some("encrypt")
+        && attr(iq, "type").as_deref() == Some("get")
+        && children(iq).first().map(|c| c.tag.as_ref()) == Some("digest")
+}
+
 pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
     let id = attr(iq, "id").unwrap_or_default();
     let kind = attr(iq, "type").unwrap_or_default();

@@ -153,7 +153,12 @@ impl Server {
     pub fn on_node(&self, conn: ConnId, node: Node) {
         let mut w = self.world();
         match node.tag.as_ref() {
-            "iq" => iq::handle(&mut w, conn, &node),
+            "iq" => {
+                iq::handle(&mut w, conn, &node);
+                if iq::is_digest_query(&node) {
+                    self.stats.digest_answered();
+                }
+            }
             "message" => relay::on_message(&mut w, conn, &node),
             "receipt" => relay::on_receipt(&mut w, conn, &node),
             "ack" => relay::on_ack(&mut w, conn, &node),

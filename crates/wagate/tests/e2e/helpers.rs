@@ -473,7 +473,13 @@ impl GatewayProcess {
                 output,
                 readers,
             },
-            other => panic!("wagate serve never listened: {other:?}"),
+            other => panic!(
+                "wagate serve never listened ({other:?}); it printed:\n{}",
+                output
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .join("\n")
+            ),
         }
     }
 

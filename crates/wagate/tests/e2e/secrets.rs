@@ -1,7 +1,8 @@
 //! No secret in a log: the gateway runs as a process at debug level, goes
 //! through everything that creates or carries a secret, and every line it
 //! printed is searched for each of them. The same run scrapes `/metrics`
-//! from its own listener, as Prometheus would.
+//! from its own listener, as Prometheus would. And a restarted gateway's
+//! log: a linked session that comes back logs no error.
 
 use std::sync::PoisonError;
 use std::time::Duration;
@@ -438,4 +439,69 @@ async fn no_secret_reaches_the_log_even_at_debug_level() {
         "secrets in the log:\n{}",
         leaks.join("\n")
     );
+}
+
+/// After a restart, a linked session connects again and checks its keys
+/// with the server (the prekey digest query, which the simulator answers as
+/// WhatsApp does): the whole restarted run logs no ERROR line and no
+/// complaint about that check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_linked_session_logs_no_error() {
+    const DAVE: &str = "15550003334";
+    let sim = simulator().await;
+    let dir = DataDir::new().await;
+    sim.handle()
+        .register_phone(BOB)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The filter a gateway has when none is set.
+    let log = [("WAGATE_LOG", "warn,wagate=info")];
+    let port = free_port();
+    let first = GatewayProcess::serve(&dir, &sim, port, &log).await;
+    let startup = first
+        .output
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let token = printed_after(&startup, "API token for organization");
+    let gateway = Gateway::at(port, token.clone());
+    let mut events = gateway.events().await;
+    let id = link_by_qr(&gateway, &mut events, &sim, DAVE).await;
+    drop(events);
+    first.stop().await;
+
+    let digests = sim.handle().stats().digests_answered;
+    let port = free_port();
+    let again = GatewayProcess::serve(&dir, &sim, port, &log).await;
+    let gateway = Gateway::at(port, token);
+    let mut events = gateway.events().await;
+    if gateway.session(&id).await["status"] != "working" {
+        events.status(&id, "working").await;
+    }
+    tokio::time::timeout(
+        WAIT,
+        sim.handle()
+            .wait_for_stats(|s| s.digests_answered > digests),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the restarted session never checked its keys"));
+    // A round trip on the same connection after the digest's answer, so
+    // the client has read that answer before the log is taken.
+    let (status, sent) = gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{id}/messages"),
+            Some(json!({ "to": BOB, "text": { "body": "after the restart" } })),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let sent_id = sent["id"].as_str().unwrap_or_default().to_string();
+    events.message_status(&id, &sent_id, "sent").await;
+    drop(events);
+
+    let lines: Vec<String> = again.stop().await.iter().map(|l| plain(l)).collect();
+    let bad: Vec<&String> = lines
+        .iter()
+        .filter(|line| level(line) == Some("ERROR") || line.contains("digestKey"))
+        .collect();
+    assert!(bad.is_empty(), "the restarted run logged:\n{bad:#?}");
 }
