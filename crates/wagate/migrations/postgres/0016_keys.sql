@@ -65,7 +65,7 @@ CREATE TABLE key_app_state_sync_keys (
 
 -- One app-state collection's hash state. `index_value_map` is the
 -- collection's index -> value MAC map, length-prefixed (see
--- store/sqlite/keys.rs).
+-- store/sql/keys.rs).
 CREATE TABLE key_app_state_versions (
     session_id          TEXT COLLATE "C" NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     name                TEXT COLLATE "C" NOT NULL,
