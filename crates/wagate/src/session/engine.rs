@@ -96,8 +96,6 @@ pub struct Identity {
 pub enum EngineError {
     #[error("could not open the device store: {0}")]
     DeviceStore(String),
-    #[error("could not remove the device keys")]
-    Wipe(#[source] StoreError),
     #[error("WhatsApp refused the pairing code request: {0}")]
     PairingCode(String),
     #[error("a pairing code issued earlier is still valid")]
@@ -121,7 +119,7 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Arc<dyn Link>, EngineError>;
 
     /// Deletes the session's device keys. The session must have no open link.
-    async fn wipe(&self, session: SessionId) -> Result<(), EngineError>;
+    async fn wipe(&self, session: SessionId) -> Result<(), StoreError>;
 }
 
 /// One session's client.

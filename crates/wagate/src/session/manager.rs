@@ -599,7 +599,7 @@ mod tests {
             Ok(Arc::new(Idle))
         }
 
-        async fn wipe(&self, _session: SessionId) -> Result<(), EngineError> {
+        async fn wipe(&self, _session: SessionId) -> Result<(), StoreError> {
             Ok(())
         }
     }

@@ -296,7 +296,7 @@ impl Supervisor {
                     if self.linked {
                         let _ = self.unlink_while_idle(StatusReason::LogoutRequested).await;
                     }
-                    self.wipe().await;
+                    self.wipe_before_delete().await;
                     let _ = reply.send(());
                     Exit::Terminate
                 }
@@ -454,7 +454,7 @@ impl Supervisor {
                 } else {
                     active.link.disconnect().await;
                 }
-                self.wipe().await;
+                self.wipe_before_delete().await;
                 let _ = reply.send(());
                 Ok(Flow::Exit(Exit::Terminate))
             }
@@ -746,8 +746,12 @@ impl Supervisor {
         })
     }
 
+    /// Wipes the keys, then records the session as logged out. A wipe that
+    /// fails is the caller's error: a session recorded as logged out with
+    /// its keys still there would, on its next start, try the revoked
+    /// device instead of showing a QR code.
     async fn forget_device(&mut self, reason: StatusReason) -> Result<(), StoreError> {
-        self.wipe().await;
+        self.engine.wipe(self.id).await?;
         self.linked = false;
         self.store
             .sessions()
@@ -757,9 +761,11 @@ impl Supervisor {
             .await
     }
 
-    async fn wipe(&self) {
+    /// Before the session's row is deleted: its key rows go with it anyway
+    /// (`ON DELETE CASCADE`), so a failure here is only reported.
+    async fn wipe_before_delete(&self) {
         if let Err(error) = self.engine.wipe(self.id).await {
-            tracing::error!(%error, "could not delete the session's device keys");
+            tracing::error!(%error, "could not delete the session's device keys before the session");
         }
     }
 

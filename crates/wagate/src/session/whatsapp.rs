@@ -43,7 +43,7 @@ use crate::domain::{MessageStatus, Phone, SessionId};
 use crate::messages::MediaKind;
 use crate::messages::incoming::{self, Inbound, MediaRef, Sender};
 use crate::outbox::{ClientMessenger, Messenger};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 pub struct WhatsAppEngine {
@@ -198,17 +198,13 @@ impl Engine for WhatsAppEngine {
         }))
     }
 
-    async fn wipe(&self, session: SessionId) -> Result<(), EngineError> {
+    async fn wipe(&self, session: SessionId) -> Result<(), StoreError> {
         match &self.keys {
-            Keys::Shared(store) => store
-                .keys()
-                .delete_keys(session)
-                .await
-                .map_err(EngineError::Wipe),
+            Keys::Shared(store) => store.keys().delete_keys(session).await,
             Keys::LegacyFiles(dir) => {
                 crate::store::legacy_keys::remove_key_file(&dir.join(format!("{session}.db")))
                     .await
-                    .map_err(|e| EngineError::DeviceStore(e.to_string()))
+                    .map_err(StoreError::KeyFile)
             }
         }
     }

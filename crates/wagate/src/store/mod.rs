@@ -57,6 +57,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// An old per-session key file (before the keys moved into the
+    /// database) could not be removed.
+    #[error("could not remove a key file")]
+    KeyFile(#[source] std::io::Error),
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait

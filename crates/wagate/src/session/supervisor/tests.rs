@@ -29,6 +29,8 @@ struct FakeEngine {
     attempts: Mutex<Option<mpsc::UnboundedSender<Attempt>>>,
     events: Mutex<Option<mpsc::UnboundedSender<EngineEvent>>>,
     wipes: AtomicUsize,
+    /// The store refuses to delete the keys.
+    wipe_fails: AtomicBool,
     logouts: Arc<AtomicUsize>,
     /// The device store holds a linked identity, as after pairing.
     linked: Arc<AtomicBool>,
@@ -64,7 +66,10 @@ impl Engine for FakeEngine {
         }))
     }
 
-    async fn wipe(&self, _session: SessionId) -> Result<(), EngineError> {
+    async fn wipe(&self, _session: SessionId) -> Result<(), StoreError> {
+        if self.wipe_fails.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("the database is gone".into()));
+        }
         self.wipes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -590,6 +595,43 @@ async fn stop_and_logout_through_commands() {
     assert_eq!(h.engine.logouts.load(Ordering::SeqCst), 1);
     assert_eq!(h.engine.wipes.load(Ordering::SeqCst), 1);
     assert_eq!(h.send(Command::Logout).await, Err(CommandError::NotLinked));
+}
+
+/// Keys that could not be deleted must not be recorded as a logout: the
+/// session would later try the revoked device instead of a QR code.
+#[tokio::test]
+async fn a_logout_whose_keys_cannot_be_wiped_is_refused_and_changes_nothing() {
+    let mut h = harness(fast_policy()).await;
+    let _connection = h.link().await;
+    h.send(Command::Stop).await;
+    h.engine.wipe_fails.store(true, Ordering::SeqCst);
+    let (reply, unlinked) = oneshot::channel();
+    if h.commands.send(Command::Logout(reply)).await.is_err() {
+        panic!("supervisor gone");
+    }
+    let _connection = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    let unlinked = tokio::time::timeout(WAIT, unlinked).await;
+    assert!(
+        matches!(unlinked, Ok(Ok(Err(CommandError::NotSaved)))),
+        "{unlinked:?}"
+    );
+    let stored = h.stored().await;
+    assert_eq!(stored.status, SessionStatus::Stopped);
+    assert_eq!(stored.phone.as_deref(), Some(PHONE));
+
+    // Once the store works again, the logout goes through.
+    h.engine.wipe_fails.store(false, Ordering::SeqCst);
+    let (reply, unlinked) = oneshot::channel();
+    if h.commands.send(Command::Logout(reply)).await.is_err() {
+        panic!("supervisor gone");
+    }
+    let _connection = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    let unlinked = tokio::time::timeout(WAIT, unlinked).await;
+    assert!(matches!(unlinked, Ok(Ok(Ok(())))), "{unlinked:?}");
+    assert_eq!(h.stored().await.status, SessionStatus::LoggedOut);
+    assert_eq!(h.engine.wipes.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
