@@ -88,6 +88,8 @@ pub struct PostgresStore {
     pub(in crate::store) reader: PgPool,
     /// Keeps wiped sessions' old clients from writing their keys back.
     pub(in crate::store) key_fences: Arc<KeyFences>,
+    /// Write transactions take turns here first (see `sql/tx.rs`).
+    pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl PostgresStore {
@@ -109,6 +111,7 @@ impl PostgresStore {
             reader: pool.clone(),
             pool,
             key_fences: Arc::default(),
+            writers: Arc::default(),
         })
     }
 }

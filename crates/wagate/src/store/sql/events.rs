@@ -38,7 +38,7 @@ pub(super) async fn append_event(tx: &mut WriteTx, event: &mut Envelope) -> Resu
 #[async_trait]
 impl EventStore for Backend {
     async fn append_event(&self, event: &mut Envelope) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         append_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())

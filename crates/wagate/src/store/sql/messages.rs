@@ -181,7 +181,7 @@ impl MessageStore for Backend {
         claim: Option<IdempotencyClaim>,
     ) -> Result<Accepted, StoreError> {
         let at = now();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         if let Some(claim) = &claim {
             // The key decides, inside this transaction, whether this
             // request does the work or returns what the first one did.
@@ -421,7 +421,7 @@ impl MessageStore for Backend {
         status: MessageStatus,
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let Some(current) = load_by_id(&mut tx, session, id).await? else {
             return Ok(Vec::new());
         };
@@ -437,7 +437,7 @@ impl MessageStore for Backend {
         status: MessageStatus,
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let mut events = Vec::new();
         for wa_id in wa_ids {
             let found = sqlx::query(select_messages!(
@@ -484,7 +484,7 @@ impl MessageStore for Backend {
         session: SessionId,
         before: DateTime<Utc>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let rows = sqlx::query(select_messages!(
             "WHERE session_id = $1 AND status = 'pending' AND created_at < $2 ORDER BY id"
         ))
@@ -504,7 +504,7 @@ impl MessageStore for Backend {
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
         let at = now();
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let mut events = Vec::new();
         for new in batch {
             let NewIncoming {

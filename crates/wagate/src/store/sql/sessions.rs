@@ -177,7 +177,7 @@ impl SessionStore for Backend {
         reason: Option<StatusReason>,
         event: &mut Envelope,
     ) -> Result<(), StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
         )

@@ -297,7 +297,7 @@ impl WebhookStore for Backend {
         id: WebhookId,
         patch: WebhookPatch,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let Some(mut current) = fetch_webhook(&mut tx, org, id).await? else {
             return Ok(None);
         };
@@ -354,7 +354,7 @@ impl WebhookStore for Backend {
         secret: Secret<String>,
         previous_expires_at: DateTime<Utc>,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let result = sqlx::query(
             "UPDATE webhooks SET previous_secret = secret, previous_expires_at = $1, secret = $2, \
              updated_at = $3 WHERE org_id = $4 AND id = $5",
@@ -443,7 +443,7 @@ impl WebhookStore for Backend {
         id: DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         let at = millis(now());
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let result = sqlx::query(requeue_deliveries!("AND id = $4"))
             .bind(at)
             .bind(webhook.to_string())
@@ -464,7 +464,7 @@ impl WebhookStore for Backend {
         org: OrgId,
         id: WebhookId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         if fetch_webhook(&mut tx, org, id).await?.is_none() {
             return Ok(None);
         }
@@ -561,7 +561,7 @@ impl WebhookStore for Backend {
         result: &AttemptResult,
     ) -> Result<(), StoreError> {
         let at = millis(result.at);
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
              last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
@@ -595,7 +595,7 @@ impl WebhookStore for Backend {
             AfterFailure::RetryAt(next) => (DeliveryStatus::Pending, millis(next)),
             AfterFailure::GiveUp => (DeliveryStatus::Failed, at),
         };
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
              next_attempt_at = $2, last_attempt_at = $3, last_status_code = $4, last_error = $5, \
@@ -793,7 +793,7 @@ mod tests {
         );
 
         // An event whose transaction rolls back leaves no delivery behind.
-        let mut tx = begin_write(&store.pool).await?;
+        let mut tx = begin_write(&store).await?;
         append_event(&mut tx, &mut qr(org.id, session.id)).await?;
         tx.rollback().await?;
         assert_eq!(all_deliveries(&store, org.id, all.id).await.len(), 1);

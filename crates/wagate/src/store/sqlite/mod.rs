@@ -67,6 +67,8 @@ pub struct SqliteStore {
     pub(in crate::store) reader: SqlitePool,
     /// Keeps wiped sessions' old clients from writing their keys back.
     pub(in crate::store) key_fences: Arc<KeyFences>,
+    /// Write transactions take turns here first (see `sql/tx.rs`).
+    pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Reader connections of a file database: enough for the API, the
@@ -109,6 +111,7 @@ impl SqliteStore {
             pool,
             reader,
             key_fences: Arc::default(),
+            writers: Arc::default(),
         })
     }
 }
