@@ -12,7 +12,16 @@
 //! 2. lets the N linked sessions sit idle and reads the gateway's RSS from
 //!    `/proc/PID/status`, before any session and after;
 //! 3. drops every connection at the simulator and times until all N
-//!    sessions are `working` again.
+//!    sessions are `working` again;
+//! 4. stops the gateway with SIGTERM, starts it again on the same data
+//!    directory and database, and times until its API answers and until
+//!    all N sessions are `working` (none may ask for a new QR code).
+//!
+//! Memory is read after the idle wait and after each recovery: the
+//! gateway's RSS and PSS and open descriptors from `/proc`, its clients'
+//! own `memory_report()` from its metrics listener, and on PostgreSQL the
+//! server's processes apart (`--database postgres://...`: the run gets a
+//! database of its own on that server, dropped at the end).
 //!
 //! Timestamps are taken by the WebSocket reader when an event arrives, so a
 //! busy waiter does not stretch them.
@@ -32,8 +41,12 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+mod database;
 mod inbound;
+mod resources;
 mod send;
+
+use resources::{ClientMemory, PostgresMemory, ProcMemory};
 
 #[derive(Parser)]
 #[command(about = "Gateway benchmark against a separate wasim process")]
@@ -65,6 +78,14 @@ struct Args {
     /// Vary that delay by up to this many milliseconds either way.
     #[arg(long, global = true, default_value_t = 0)]
     latency_jitter_ms: u64,
+    /// The gateway's database: by default the SQLite file in its fresh data
+    /// directory; `postgres://user@host:port` creates a database
+    /// `wagate_bench_<pid>` on that server for the run and drops it after.
+    #[arg(long, global = true)]
+    database: Option<String>,
+    /// Skip the restart measurement (not used by `send` or `inbound`).
+    #[arg(long, global = true)]
+    no_restart: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -89,11 +110,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut stack = Stack::start(&args, extra_env).await?;
     let result = match &args.scenario {
-        None => link_scenario(&args, &stack).await,
+        None => link_scenario(&args, &mut stack).await,
         Some(Scenario::Send(send_args)) => send::run(&args, send_args, &stack).await,
         Some(Scenario::Inbound(inbound_args)) => inbound::run(&args, inbound_args, &stack).await,
     };
     stack.stop().await;
+    if let Some(database) = stack.database.take() {
+        database.drop().await;
+    }
     result
 }
 
@@ -107,8 +131,33 @@ struct Stack {
     events: Events,
     reader: tokio::task::JoinHandle<()>,
     timeout: Duration,
+    /// How to start the gateway again on the same data.
+    gw_launch: Launch,
+    /// The gateway's `GET /metrics` listener.
+    metrics_base: String,
+    /// The PostgreSQL database of this run, if on PostgreSQL.
+    database: Option<database::Scratch>,
     /// Keeps the gateway's data directory until the end.
     _data: tempfile::TempDir,
+}
+
+/// The gateway's program and environment, to start it again.
+struct Launch {
+    program: PathBuf,
+    env: Vec<(String, String)>,
+    base: String,
+}
+
+impl Launch {
+    fn spawn(&self) -> anyhow::Result<Child> {
+        command_or_hint(
+            Command::new(&self.program)
+                .arg("serve")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::piped()),
+            &self.program,
+        )
+    }
 }
 
 impl Stack {
@@ -142,38 +191,54 @@ impl Stack {
         wait_http_ok(&http, &format!("{sim_base}/admin/stats"), timeout).await?;
 
         let data = tempfile::tempdir()?;
+        let database = match &args.database {
+            Some(url) if url.starts_with("postgres") => {
+                Some(database::Scratch::create(url).await?)
+            }
+            _ => None,
+        };
         let gw_port = free_port()?;
-        let mut gateway = spawn(
-            Command::new(bin_dir.join("wagate"))
-                .arg("serve")
-                .env("WAGATE_LISTEN", format!("127.0.0.1:{gw_port}"))
-                .env("WAGATE_DATA_DIR", data.path())
-                .env(
-                    "WAGATE_WHATSAPP_URL",
-                    format!("ws://127.0.0.1:{sim_port}/ws/chat"),
-                )
-                // Every session's events go to the one benchmark socket; 1,000
-                // sessions reconnecting at once must not overflow it.
-                .env("WAGATE_WS_CLIENT_BUFFER", "1000000")
-                // Quiet unless asked: `WAGATE_LOG=info wagate-bench ...`.
-                .env(
-                    "WAGATE_LOG",
-                    std::env::var("WAGATE_LOG").unwrap_or_else(|_| "warn".into()),
-                )
-                .envs(extra_env.iter().copied())
-                .stdout(Stdio::piped()),
-            "wagate",
-            &bin_dir,
-        )?;
+        let metrics_port = free_port()?;
+        let mut env: Vec<(String, String)> = vec![
+            ("WAGATE_LISTEN".into(), format!("127.0.0.1:{gw_port}")),
+            (
+                "WAGATE_METRICS_LISTEN".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+            ("WAGATE_DATA_DIR".into(), data.path().display().to_string()),
+            (
+                "WAGATE_WHATSAPP_URL".into(),
+                format!("ws://127.0.0.1:{sim_port}/ws/chat"),
+            ),
+            // Every session's events go to the one benchmark socket; 1,000
+            // sessions reconnecting at once must not overflow it.
+            ("WAGATE_WS_CLIENT_BUFFER".into(), "1000000".into()),
+            // Quiet unless asked: `WAGATE_LOG=info wagate-bench ...`.
+            (
+                "WAGATE_LOG".into(),
+                std::env::var("WAGATE_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        ];
+        match (&database, &args.database) {
+            (Some(scratch), _) => env.push(("WAGATE_DATABASE_URL".into(), scratch.url.clone())),
+            (None, Some(url)) => env.push(("WAGATE_DATABASE_URL".into(), url.clone())),
+            (None, None) => {}
+        }
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let gw_launch = Launch {
+            program: bin_dir.join("wagate"),
+            env,
+            base: format!("http://127.0.0.1:{gw_port}"),
+        };
+        let mut gateway = gw_launch.spawn()?;
         let gw_pid = gateway.id().context("wagate exited at once")?;
         let token = read_token(&mut gateway).await?;
         let api = format!("http://127.0.0.1:{gw_port}/api/v1");
-        wait_http_ok(
-            &http,
-            &format!("http://127.0.0.1:{gw_port}/readyz"),
-            timeout,
-        )
-        .await?;
+        wait_http_ok(&http, &format!("{}/readyz", gw_launch.base), timeout).await?;
         let gw = Gateway {
             http: http.clone(),
             api: api.clone(),
@@ -186,7 +251,7 @@ impl Stack {
         ))
         .await
         .context("realtime socket")?;
-        let reader = tokio::spawn(events.clone().read(socket));
+        let reader = tokio::spawn(events.clone().read(socket, Stamp::Arrival));
         Ok(Self {
             sim,
             gateway,
@@ -196,8 +261,36 @@ impl Stack {
             events,
             reader,
             timeout,
+            gw_launch,
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
+            database,
             _data: data,
         })
+    }
+
+    /// Everything the gateway (and PostgreSQL) hold now, printed under
+    /// `when`.
+    async fn print_resources(&mut self, when: &str, sessions: usize) -> anyhow::Result<()> {
+        let gw = ProcMemory::of(self.gw_pid)?;
+        let fds = resources::open_fds(self.gw_pid);
+        let per = |kib: u64| kib as f64 / sessions.max(1) as f64;
+        println!(
+            "[{when}] gateway RSS {} ({:.0} KiB per session), PSS {}; {fds} open file descriptors ({:.2} per session)",
+            mib(gw.rss_kib),
+            per(gw.rss_kib),
+            mib(gw.pss_kib),
+            fds as f64 / sessions.max(1) as f64
+        );
+        match ClientMemory::scrape(&self.gw.http, &self.metrics_base).await {
+            Ok(memory) => memory.print(),
+            Err(error) => println!("[{when}] no metrics: {error:#}"),
+        }
+        if let Some(database) = &mut self.database {
+            PostgresMemory::read(&mut database.admin, &database.name)
+                .await?
+                .print();
+        }
+        Ok(())
     }
 
     async fn stop(&mut self) {
@@ -248,20 +341,8 @@ fn session_phone(i: usize) -> String {
     format!("{}", 15_560_000_000u64 + i as u64)
 }
 
-async fn link_scenario(args: &Args, stack: &Stack) -> anyhow::Result<()> {
-    let Stack {
-        sim,
-        gw_pid,
-        sim_base,
-        gw,
-        events,
-        timeout,
-        ..
-    } = stack;
-    let (gw_pid, timeout) = (*gw_pid, *timeout);
-    let http = &gw.http;
-
-    let rss_empty = rss_kib(gw_pid)?;
+async fn link_scenario(args: &Args, stack: &mut Stack) -> anyhow::Result<()> {
+    let rss_empty = rss_kib(stack.gw_pid)?;
     println!("gateway RSS with no sessions: {}", mib(rss_empty));
 
     // 1. Create and link.
@@ -285,63 +366,175 @@ async fn link_scenario(args: &Args, stack: &Stack) -> anyhow::Result<()> {
 
     // 2. Memory of idle linked sessions.
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
-    let rss_linked = rss_kib(gw_pid)?;
+    let rss_linked = rss_kib(stack.gw_pid)?;
     let per_session = (rss_linked.saturating_sub(rss_empty)) as f64 / ids.len().max(1) as f64;
     println!(
-        "gateway RSS with {} linked idle sessions: {} (+{} over empty; {:.2} MiB per session)",
+        "gateway RSS with {} linked idle sessions: {} (+{} over empty; {:.0} KiB per session)",
         ids.len(),
         mib(rss_linked),
         mib(rss_linked.saturating_sub(rss_empty)),
-        per_session / 1024.0
+        per_session
     );
-    if let Some(pid) = sim.id() {
+    if let Some(pid) = stack.sim.id() {
         println!("simulator RSS: {}", mib(rss_kib(pid)?));
     }
-    let fds = std::fs::read_dir(format!("/proc/{gw_pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    println!("gateway open file descriptors: {fds}");
+    stack.print_resources("idle", ids.len()).await?;
 
     // 3. Everyone dropped at once.
     if !args.no_drop {
-        let dropped_at = Instant::now();
-        let reply: Value = http
-            .post(format!("{sim_base}/admin/faults/drop-all"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        eprintln!("drop-all: {reply}");
-        let mut back = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let at = events
-                .wait(id, timeout, |t| {
-                    t.first_status_after("starting", dropped_at)
-                        .and_then(|lost| t.first_status_after("working", lost))
-                })
-                .await;
-            let at = match at {
-                Ok(at) => at,
-                Err(e) => {
-                    let now = gw.get(&format!("/sessions/{id}")).await?;
-                    bail!(
-                        "session {id} did not come back ({e}); seen: {}; now: {now}",
-                        events.describe(id, dropped_at)
-                    );
-                }
-            };
-            back.push(at.duration_since(dropped_at));
-        }
-        let all = back.iter().max().copied().unwrap_or_default();
+        drop_all(stack, &ids).await?;
+        stack.print_resources("after drop-all", ids.len()).await?;
+    }
+
+    // 4. The gateway stopped and started again.
+    if !args.no_restart {
+        restart(stack, &ids).await?;
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+        let rss = rss_kib(stack.gw_pid)?;
         println!(
-            "after drop-all, all {} sessions working again in {:.2} s; per session: {}",
-            ids.len(),
-            all.as_secs_f64(),
-            percentiles(&mut back)
+            "gateway RSS {}s after the restart: {} ({:.0} KiB per session, including its fixed cost)",
+            args.settle_secs,
+            mib(rss),
+            rss as f64 / ids.len().max(1) as f64
         );
-        println!("gateway RSS after the reconnect: {}", mib(rss_kib(gw_pid)?));
+        stack.print_resources("after restart", ids.len()).await?;
+    }
+    Ok(())
+}
+
+/// Drops every connection at the simulator and times until each session
+/// has reported `starting` and then `working` again.
+async fn drop_all(stack: &Stack, ids: &[String]) -> anyhow::Result<()> {
+    let (events, gw, timeout) = (&stack.events, &stack.gw, stack.timeout);
+    let dropped_at = Instant::now();
+    let reply: Value = gw
+        .http
+        .post(format!("{}/admin/faults/drop-all", stack.sim_base))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    eprintln!("drop-all: {reply}");
+    let mut back = Vec::with_capacity(ids.len());
+    for id in ids {
+        let at = events
+            .wait(id, timeout, |t| {
+                t.first_status_after("starting", dropped_at)
+                    .and_then(|lost| t.first_status_after("working", lost))
+            })
+            .await;
+        let at = match at {
+            Ok(at) => at,
+            Err(e) => {
+                let now = gw.get(&format!("/sessions/{id}")).await?;
+                bail!(
+                    "session {id} did not come back ({e}); seen: {}; now: {now}",
+                    events.describe(id, dropped_at)
+                );
+            }
+        };
+        back.push(at.duration_since(dropped_at));
+    }
+    let all = back.iter().max().copied().unwrap_or_default();
+    println!(
+        "after drop-all, all {} sessions working again in {:.2} s; per session: {}",
+        ids.len(),
+        all.as_secs_f64(),
+        percentiles(&mut back)
+    );
+    Ok(())
+}
+
+/// Stops the gateway with SIGTERM, starts it again on the same data
+/// directory and database, and times from the new process's start until
+/// its API answers and until every session is `working`. A session that
+/// shows a QR code again was not kept: the run fails.
+async fn restart(stack: &mut Stack, ids: &[String]) -> anyhow::Result<()> {
+    let timeout = stack.timeout;
+    let since = stack
+        .events
+        .last_id()
+        .context("no event seen before the restart")?;
+    let stopping = Instant::now();
+    // SIGTERM through kill(1): the graceful shutdown a service manager asks for.
+    let signalled = Command::new("kill")
+        .arg("-TERM")
+        .arg(stack.gw_pid.to_string())
+        .status()
+        .await?;
+    if !signalled.success() {
+        bail!("kill -TERM {} failed: {signalled}", stack.gw_pid);
+    }
+    let exit = tokio::time::timeout(timeout, stack.gateway.wait())
+        .await
+        .context("the gateway did not stop on SIGTERM")??;
+    println!(
+        "gateway stopped on SIGTERM in {:.2} s ({exit})",
+        stopping.elapsed().as_secs_f64()
+    );
+    stack.reader.abort();
+
+    let started = Instant::now();
+    let mut gateway = stack.gw_launch.spawn()?;
+    stack.gw_pid = gateway.id().context("wagate exited at once")?;
+    let stdout = gateway.stdout.take().context("no stdout")?;
+    drain(BufReader::new(stdout).lines());
+    stack.gateway = gateway;
+    let http = stack.gw.http.clone();
+    wait_http_ok(&http, &format!("{}/healthz", stack.gw_launch.base), timeout).await?;
+    let answering = started.elapsed();
+    wait_http_ok(&http, &format!("{}/readyz", stack.gw_launch.base), timeout).await?;
+    let ready = started.elapsed();
+    println!(
+        "restart: API answers (/healthz) {:.0} ms and is ready (/readyz) {:.0} ms after the process started",
+        answering.as_secs_f64() * 1000.0,
+        ready.as_secs_f64() * 1000.0
+    );
+
+    // What happened before the socket connected comes from the event log,
+    // stamped with when the gateway committed it.
+    let ws = stack.gw_launch.base.replace("http://", "ws://");
+    let (socket, _) = tokio_tungstenite::connect_async(format!(
+        "{ws}/api/v1/ws?token={}&since={since}",
+        stack.gw.token
+    ))
+    .await
+    .context("realtime socket after the restart")?;
+    stack.reader = tokio::spawn(stack.events.clone().read(socket, Stamp::Committed));
+
+    let mut back = Vec::with_capacity(ids.len());
+    for id in ids {
+        let at = match stack
+            .events
+            .wait(id, timeout, |t| t.first_status_after("working", started))
+            .await
+        {
+            Ok(at) => at,
+            Err(e) => {
+                let now = stack.gw.get(&format!("/sessions/{id}")).await?;
+                bail!(
+                    "session {id} did not come back after the restart ({e}); seen: {}; now: {now}",
+                    stack.events.describe(id, started)
+                );
+            }
+        };
+        back.push(at.saturating_duration_since(started));
+    }
+    let relinked = ids
+        .iter()
+        .filter(|id| stack.events.status_after(id, "scan_qr_code", started))
+        .count();
+    let all = back.iter().max().copied().unwrap_or_default();
+    println!(
+        "after the restart, all {} sessions working in {:.2} s from the process's start; per session: {}; relinked (asked for a QR code): {relinked}",
+        ids.len(),
+        all.as_secs_f64(),
+        percentiles(&mut back)
+    );
+    if relinked > 0 {
+        bail!("{relinked} sessions lost their link over the restart");
     }
     Ok(())
 }
@@ -467,7 +660,32 @@ struct Events {
     messages: Arc<Mutex<HashMap<String, MessageTrack>>>,
     /// `message.received` events by text.
     received: inbound::Arrivals,
+    /// The id of the last event read, to resume from after a restart.
+    last_id: Arc<Mutex<Option<String>>>,
     changed: Arc<watch::Sender<u64>>,
+}
+
+/// When an event counts as having happened.
+#[derive(Clone, Copy)]
+enum Stamp {
+    /// When the benchmark read it (to the microsecond, but late if the
+    /// socket was not there yet).
+    Arrival,
+    /// When the gateway committed it, from its UUIDv7 id (to the
+    /// millisecond): for events replayed after a restart, when the socket
+    /// could only connect once the API answered.
+    Committed,
+}
+
+/// The moment the UUIDv7 `id` was minted, on this machine's clock, as an
+/// `Instant`.
+fn committed_at(id: &str) -> Option<Instant> {
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    let unix_ms = u64::from_str_radix(&hex, 16).ok()?;
+    let minted = std::time::UNIX_EPOCH + Duration::from_millis(unix_ms);
+    let (now, now_sys) = (Instant::now(), std::time::SystemTime::now());
+    let age = now_sys.duration_since(minted).unwrap_or_default();
+    now.checked_sub(age)
 }
 
 impl Default for Events {
@@ -476,18 +694,19 @@ impl Default for Events {
             tracks: Arc::default(),
             messages: Arc::default(),
             received: inbound::Arrivals::default(),
+            last_id: Arc::default(),
             changed: Arc::new(watch::channel(0).0),
         }
     }
 }
 
 impl Events {
-    async fn read<S>(self, mut socket: S)
+    async fn read<S>(self, mut socket: S, stamp: Stamp)
     where
         S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
     {
         while let Some(message) = socket.next().await {
-            let at = Instant::now();
+            let mut at = Instant::now();
             let text = match message {
                 Ok(Message::Text(text)) => text,
                 Ok(Message::Close(frame)) => {
@@ -503,6 +722,12 @@ impl Events {
             let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
                 continue;
             };
+            if let Some(id) = event["id"].as_str() {
+                if let (Stamp::Committed, Some(committed)) = (stamp, committed_at(id)) {
+                    at = committed;
+                }
+                *self.last_id.lock().unwrap_or_else(PoisonError::into_inner) = Some(id.into());
+            }
             match event["event"].as_str() {
                 Some("message.status") => {
                     self.on_message_status(&event, at);
@@ -606,6 +831,23 @@ impl Events {
         }
     }
 
+    fn last_id(&self) -> Option<String> {
+        self.last_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the session reported `status` at or after `after`.
+    fn status_after(&self, id: &str, status: &str, after: Instant) -> bool {
+        self.tracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|t| t.first_status_after(status, after))
+            .is_some()
+    }
+
     /// The statuses seen for a session, with their time relative to `since`.
     fn describe(&self, id: &str, since: Instant) -> String {
         let tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
@@ -657,11 +899,15 @@ impl Events {
 }
 
 fn spawn(command: &mut Command, name: &str, bin_dir: &Path) -> anyhow::Result<Child> {
+    command_or_hint(command, &bin_dir.join(name))
+}
+
+fn command_or_hint(command: &mut Command, program: &Path) -> anyhow::Result<Child> {
     command.kill_on_drop(true).spawn().with_context(|| {
         format!(
             "starting {} — build it first: cargo build --release -p wasim --bins && \
              cargo build --release -p wagate --features simulator",
-            bin_dir.join(name).display()
+            program.display()
         )
     })
 }
@@ -681,8 +927,13 @@ async fn read_token(gateway: &mut Child) -> anyhow::Result<String> {
     })
     .await
     .context("wagate printed no token within 60 s")??;
-    // Keep draining: a full pipe would block the gateway's logging.
-    // Its logs are shown only when asked for with WAGATE_LOG.
+    drain(lines);
+    Ok(token)
+}
+
+/// Keeps reading the gateway's output: a full pipe would block its
+/// logging. Its logs are shown only when asked for with WAGATE_LOG.
+fn drain(mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) {
     let show = std::env::var_os("WAGATE_LOG").is_some();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -691,7 +942,6 @@ async fn read_token(gateway: &mut Child) -> anyhow::Result<String> {
             }
         }
     });
-    Ok(token)
 }
 
 async fn wait_http_ok(http: &reqwest::Client, url: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -705,8 +955,9 @@ async fn wait_http_ok(http: &reqwest::Client, url: &str, timeout: Duration) -> a
         if Instant::now() > deadline {
             bail!("{url} did not answer within {timeout:?}");
         }
-        // Polling a process that is starting up: nothing to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Polling a process that is starting up: nothing to wait on. Often
+        // enough that the restart's time to an answering API is not blurred.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

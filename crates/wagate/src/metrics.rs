@@ -34,6 +34,7 @@ use prometheus_client::registry::Registry;
 use crate::app::AppState;
 use crate::domain::{EventId, SessionId, SessionStatus};
 use crate::events::{Envelope, EventData};
+use crate::session::engine::ClientMemory;
 use crate::store::StoreError;
 
 /// The path Prometheus scrapes.
@@ -140,6 +141,11 @@ struct ResultLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SessionLabel {
     session_id: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabel {
+    part: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -330,17 +336,47 @@ impl Metrics {
             i.delivery_lag.clone(),
         );
         let memory = Family::<SessionLabel, Gauge>::default();
-        for (session, bytes) in &snapshot.session_memory {
+        // Summed over sessions: one series per part, not per part and
+        // session, which at thousands of sessions no one could scrape.
+        let mut parts: Vec<(&'static str, u64, u64)> = Vec::new();
+        for (session, report) in &snapshot.session_memory {
             memory
                 .get_or_create(&SessionLabel {
                     session_id: session.to_string(),
                 })
-                .set(clamp(*bytes));
+                .set(clamp(report.total_bytes));
+            for part in &report.parts {
+                match parts.iter_mut().find(|(name, _, _)| *name == part.name) {
+                    Some((_, bytes, entries)) => {
+                        *bytes = bytes.saturating_add(part.bytes);
+                        *entries = entries.saturating_add(part.entries);
+                    }
+                    None => parts.push((part.name, part.bytes, part.entries)),
+                }
+            }
         }
         registry.register(
             "session_client_memory_bytes",
             "Estimated heap held by a working session's WhatsApp client (its caches)",
             memory,
+        );
+        let part_bytes = Family::<PartLabel, Gauge>::default();
+        let part_entries = Family::<PartLabel, Gauge>::default();
+        for (part, bytes, entries) in parts {
+            part_bytes.get_or_create(&PartLabel { part }).set(clamp(bytes));
+            part_entries
+                .get_or_create(&PartLabel { part })
+                .set(clamp(entries));
+        }
+        registry.register(
+            "client_memory_part_bytes",
+            "Estimated heap of every working session's WhatsApp client, by part of its memory report, summed over sessions (the transport's buffers are outside the client's total)",
+            part_bytes,
+        );
+        registry.register(
+            "client_memory_part_entries",
+            "Entries in each part of every working session's WhatsApp client, summed over sessions",
+            part_entries,
         );
         let mut out = String::new();
         encode(&mut out, &root)?;
@@ -374,7 +410,7 @@ pub struct Snapshot {
     pub outbox: crate::store::OutboxDepth,
     pub outbox_oldest_age: Option<Duration>,
     pub resident_bytes: Option<u64>,
-    pub session_memory: Vec<(SessionId, u64)>,
+    pub session_memory: Vec<(SessionId, ClientMemory)>,
 }
 
 impl Snapshot {
@@ -421,4 +457,54 @@ async fn scrape(State(state): State<AppState>) -> Result<Response, MetricsError>
 /// authentication of its own: bind it where only Prometheus reaches.
 pub fn router(state: AppState) -> Router {
     Router::new().route(PATH, get(scrape)).with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::engine::MemoryPart;
+
+    fn report(total_bytes: u64, sessions_bytes: u64, waiters: u64) -> ClientMemory {
+        ClientMemory {
+            total_bytes,
+            parts: vec![
+                MemoryPart {
+                    name: "signal_sessions",
+                    entries: 1,
+                    bytes: sessions_bytes,
+                },
+                MemoryPart {
+                    name: "response_waiters",
+                    entries: waiters,
+                    bytes: 0,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn memory_parts_are_summed_over_sessions_and_totals_kept_per_session()
+    -> Result<(), std::fmt::Error> {
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let snapshot = Snapshot {
+            session_memory: vec![(a, report(1000, 700, 2)), (b, report(500, 300, 3))],
+            ..Snapshot::default()
+        };
+        let text = Metrics::default().render(&snapshot)?;
+        let lines: Vec<&str> = text.lines().collect();
+        for expected in [
+            format!("wagate_session_client_memory_bytes{{session_id=\"{a}\"}} 1000"),
+            format!("wagate_session_client_memory_bytes{{session_id=\"{b}\"}} 500"),
+            "wagate_client_memory_part_bytes{part=\"signal_sessions\"} 1000".to_string(),
+            "wagate_client_memory_part_entries{part=\"signal_sessions\"} 2".to_string(),
+            "wagate_client_memory_part_bytes{part=\"response_waiters\"} 0".to_string(),
+            "wagate_client_memory_part_entries{part=\"response_waiters\"} 5".to_string(),
+        ] {
+            assert!(
+                lines.contains(&expected.as_str()),
+                "missing {expected} in:\n{text}"
+            );
+        }
+        Ok(())
+    }
 }

@@ -144,9 +144,9 @@ pub trait Link: Send + Sync + 'static {
     /// cannot (test doubles).
     fn messenger(&self) -> Option<Arc<dyn Messenger>>;
 
-    /// Estimated heap the client holds in its caches, in bytes; `None`
+    /// What the client holds in its caches, by its own estimate; `None`
     /// for links that cannot tell.
-    async fn memory_bytes(&self) -> Option<u64> {
+    async fn memory(&self) -> Option<ClientMemory> {
         None
     }
 
@@ -177,3 +177,21 @@ pub trait Link: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 #[error("WhatsApp did not answer a ping: {0}")]
 pub struct NoAnswer(pub String);
+
+/// A client's own estimate of the heap it holds (whatsapp-rust's
+/// `memory_report()`), in total and by collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMemory {
+    /// Estimated retained bytes over every part.
+    pub total_bytes: u64,
+    pub parts: Vec<MemoryPart>,
+}
+
+/// One collection of a client: a cache, a store cache, a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryPart {
+    pub name: &'static str,
+    pub entries: u64,
+    /// Estimated retained bytes; 0 for collections that only count.
+    pub bytes: u64,
+}

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::engine::Engine;
+use super::engine::{ClientMemory, Engine};
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
@@ -426,8 +426,8 @@ impl SessionManager {
     }
 
     /// What each `working` session's client holds in memory, by its own
-    /// estimate, in bytes.
-    pub async fn client_memory(&self) -> Vec<(SessionId, u64)> {
+    /// estimate.
+    pub async fn client_memory(&self) -> Vec<(SessionId, ClientMemory)> {
         // Collected first: the map's lock is never held across an await.
         let links: Vec<_> = self
             .inner
@@ -437,8 +437,8 @@ impl SessionManager {
             .collect();
         let mut memory = Vec::with_capacity(links.len());
         for (id, link) in links {
-            if let Some(bytes) = link.memory_bytes().await {
-                memory.push((id, bytes));
+            if let Some(report) = link.memory().await {
+                memory.push((id, report));
             }
         }
         memory

@@ -35,8 +35,8 @@ use whatsapp_rust::wacore_binary::JidExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::engine::{
-    Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity, InboundSink, Link,
-    NoAnswer,
+    ClientMemory, Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity,
+    InboundSink, Link, MemoryPart, NoAnswer,
 };
 use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{MessageStatus, Phone, SessionId};
@@ -291,8 +291,8 @@ impl Link for WhatsAppLink {
         Some(Arc::clone(&self.messenger) as Arc<dyn Messenger>)
     }
 
-    async fn memory_bytes(&self) -> Option<u64> {
-        Some(self.client.memory_report().await.total_estimated_bytes())
+    async fn memory(&self) -> Option<ClientMemory> {
+        Some(client_memory(&self.client.resource_report().await))
     }
 
     async fn download(&self, media: &MediaRef) -> Result<Vec<u8>, DownloadError> {
@@ -586,6 +586,54 @@ impl EventHandler for Forwarder {
             EventKind::ServerAck,
             EventKind::Receipt,
         ])
+    }
+}
+
+
+/// The client's report, part by part. The total is the client's own
+/// (`memory_report()`'s collections); the transport's buffers, which live
+/// outside the client, are a part of their own and not in it.
+fn client_memory(report: &whatsapp_rust::ResourceReport) -> ClientMemory {
+    let c = &report.client;
+    let stats = |name, s: &whatsapp_rust::CollectionStats| MemoryPart {
+        name,
+        entries: s.entries,
+        bytes: s.bytes,
+    };
+    let count = |name, n: u64| MemoryPart {
+        name,
+        entries: n,
+        bytes: 0,
+    };
+    let len = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let parts = vec![
+        stats("group_cache", &c.group_cache),
+        stats("device_registry_cache", &c.device_registry_cache),
+        stats("lid_pn_by_lid", &c.lid_pn_lid_entries),
+        stats("lid_pn_by_pn", &c.lid_pn_pn_entries),
+        stats("recent_messages", &c.recent_messages),
+        stats("sender_key_device_cache", &c.sender_key_device_cache),
+        stats("group_devices_memo", &c.group_devices_memo),
+        stats("dm_devices_memo", &c.dm_devices_memo),
+        stats("signal_sessions", &c.signal_sessions),
+        stats("signal_identities", &c.signal_identities),
+        stats("signal_sender_keys", &c.signal_sender_keys),
+        stats("history_sync_tasks", &c.history_sync_tasks),
+        count("session_locks", c.session_locks),
+        count("chat_lanes", c.chat_lanes),
+        count("response_waiters", len(c.response_waiters)),
+        count("node_waiters", len(c.node_waiters)),
+        count("pending_retries", len(c.pending_retries)),
+        count("presence_subscriptions", len(c.presence_subscriptions)),
+        MemoryPart {
+            name: "transport",
+            entries: u64::from(report.transport.is_some()),
+            bytes: report.transport.map_or(0, |t| t.total_bytes()),
+        },
+    ];
+    ClientMemory {
+        total_bytes: c.total_estimated_bytes(),
+        parts,
     }
 }
 
