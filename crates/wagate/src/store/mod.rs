@@ -57,6 +57,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored row is invalid: {0}")]
     Corrupt(String),
+    /// The task that group-commits incoming messages is gone (the
+    /// gateway is shutting down).
+    #[error("the inbound writer has stopped")]
+    WriterStopped,
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait
