@@ -1,27 +1,124 @@
 //! A session's incoming messages: stored, each with its event, before the
 //! engine tells WhatsApp they arrived; published once stored.
+//!
+//! Every session's batches go through one [`InboundWriter`], which commits
+//! the batches waiting at that moment together: one transaction for many
+//! sessions' messages instead of one each. The store has a single writer
+//! (SQLite's one connection, PostgreSQL's writer lock), so the commits
+//! queue behind each other anyway; grouping them makes the queue shorter
+//! without making anyone wait for a timer.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{InboundError, InboundSink};
 use crate::domain::{MessageId, OrgId, SessionId};
-use crate::events::EventHub;
+use crate::events::{Envelope, EventHub};
 use crate::messages::Inbound;
-use crate::store::{NewIncoming, Store};
+use crate::store::{NewIncoming, Store, StoreError};
+
+/// Most messages in one group commit: bounds the transaction (and what
+/// a failed one has to redo alone) when a backlog is waiting.
+const MAX_GROUP_MESSAGES: usize = 512;
+
+type Reply = oneshot::Sender<Result<Vec<Envelope>, StoreError>>;
+
+struct Pending {
+    batch: Vec<NewIncoming>,
+    reply: Reply,
+}
+
+/// Stores incoming batches with group commit. Cheap to clone; the writer
+/// task ends when the last clone is gone.
+#[derive(Clone)]
+pub struct InboundWriter {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl InboundWriter {
+    /// Starts the writer task (on the current Tokio runtime).
+    pub fn spawn(store: Arc<dyn Store>) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(store, pending));
+        Self { queue }
+    }
+
+    /// Stores `batch` with its events; returns the events of the messages
+    /// that were new, once they are committed. Dropping the future does
+    /// not take the batch back: it may still be committed (and is then
+    /// recognised as already recorded when WhatsApp delivers it again).
+    pub async fn record(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { batch, reply })
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// The writer: takes whatever is waiting (up to [`MAX_GROUP_MESSAGES`]),
+/// commits it as one transaction, answers each waiter, repeats. While one
+/// group commits the next one gathers, so under load groups grow and at
+/// rest a batch is written as soon as it comes.
+async fn write_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = queue.recv().await {
+        let mut count = first.batch.len();
+        let mut group = vec![first];
+        while count < MAX_GROUP_MESSAGES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    count += next.batch.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(store.as_ref(), group).await;
+    }
+}
+
+async fn commit(store: &dyn Store, group: Vec<Pending>) {
+    let messages = store.messages();
+    if let [_] = group.as_slice() {
+        for Pending { batch, reply } in group {
+            // A waiter that went away (its connection dropped) needs no
+            // answer: WhatsApp delivers its messages again.
+            let _ = reply.send(messages.record_incoming(batch).await);
+        }
+        return;
+    }
+    // Kept for the retry below, should the group fail.
+    let batches: Vec<Vec<NewIncoming>> = group.iter().map(|p| p.batch.clone()).collect();
+    match messages.record_incoming_groups(batches).await {
+        Ok(events) => {
+            for (pending, events) in group.into_iter().zip(events) {
+                let _ = pending.reply.send(Ok(events));
+            }
+        }
+        Err(error) => {
+            // One batch's failure must not hold back the others: each is
+            // tried again alone, so only it goes unacknowledged.
+            tracing::warn!(%error, batches = group.len(), "group commit failed; committing one by one");
+            for Pending { batch, reply } in group {
+                let _ = reply.send(messages.record_incoming(batch).await);
+            }
+        }
+    }
+}
 
 pub struct Inbox {
-    store: Arc<dyn Store>,
+    writer: InboundWriter,
     hub: EventHub,
     org_id: OrgId,
     session_id: SessionId,
 }
 
 impl Inbox {
-    pub fn new(store: Arc<dyn Store>, hub: EventHub, org_id: OrgId, session_id: SessionId) -> Self {
+    pub fn new(writer: InboundWriter, hub: EventHub, org_id: OrgId, session_id: SessionId) -> Self {
         Self {
-            store,
+            writer,
             hub,
             org_id,
             session_id,
@@ -42,16 +139,11 @@ impl InboundSink for Inbox {
                 inbound,
             })
             .collect();
-        let events = self
-            .store
-            .messages()
-            .record_incoming(batch)
-            .await
-            .inspect_err(|error| {
-                // WhatsApp will deliver them again: nothing is lost yet,
-                // but a store that keeps failing is worth knowing about.
-                tracing::error!(%error, count, "could not store incoming messages");
-            })?;
+        let events = self.writer.record(batch).await.inspect_err(|error| {
+            // WhatsApp will deliver them again: nothing is lost yet,
+            // but a store that keeps failing is worth knowing about.
+            tracing::error!(%error, count, "could not store incoming messages");
+        })?;
         tracing::debug!(count, new = events.len(), "incoming messages stored");
         // Only after the commit: a subscriber never hears of a message the
         // store does not have.
@@ -108,7 +200,12 @@ mod tests {
         let Ok(mut events) = hub.subscribe(org.id, Filter::default()) else {
             panic!("subscribe");
         };
-        let inbox = Inbox::new(Arc::clone(&store), hub.clone(), org.id, session.id);
+        let inbox = Inbox::new(
+            InboundWriter::spawn(Arc::clone(&store)),
+            hub.clone(),
+            org.id,
+            session.id,
+        );
         let first = text("3EB0A", "15550001111@s.whatsapp.net");
         // The same message under the sender's LID, in the same batch and
         // again later (a redelivery).
@@ -139,6 +236,55 @@ mod tests {
         let logged = store.events().events_after(org.id, None, 10).await?;
         assert_eq!(logged.len(), 1);
         assert_eq!(logged[0], received.envelope);
+        Ok(())
+    }
+
+    /// Batches committed together are answered each with its own result:
+    /// one that cannot be stored (its session does not exist) fails alone,
+    /// the others are stored.
+    #[tokio::test]
+    async fn a_failing_batch_does_not_fail_the_batches_committed_with_it() -> Result<(), StoreError>
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await?);
+        let org = store.orgs().create_org("acme").await?;
+        let mut sessions = Vec::new();
+        for _ in 0..2 {
+            let session = store
+                .sessions()
+                .insert_session(NewSession {
+                    id: SessionId::new(),
+                    org_id: org.id,
+                    label: None,
+                    pace: Default::default(),
+                })
+                .await?;
+            sessions.push(session.id);
+        }
+        let writer = InboundWriter::spawn(Arc::clone(&store));
+        let batch = |session: SessionId, wa_id: &str| {
+            vec![NewIncoming {
+                id: MessageId::new(),
+                org_id: org.id,
+                session_id: session,
+                inbound: text(wa_id, "15550001111@s.whatsapp.net"),
+            }]
+        };
+        // Sent together, so the writer finds them waiting as one group.
+        let (first, unknown, second) = tokio::join!(
+            writer.record(batch(sessions[0], "3EB0A")),
+            writer.record(batch(SessionId::new(), "3EB0B")),
+            writer.record(batch(sessions[1], "3EB0C")),
+        );
+        assert_eq!(first?.len(), 1);
+        assert!(
+            unknown.is_err(),
+            "a session that does not exist: {unknown:?}"
+        );
+        assert_eq!(second?.len(), 1);
+        assert_eq!(
+            store.events().events_after(org.id, None, 10).await?.len(),
+            2
+        );
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
+use super::inbox::InboundWriter;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
@@ -81,6 +82,7 @@ struct Inner {
     store: Arc<dyn Store>,
     engine: Arc<dyn Engine>,
     hub: EventHub,
+    inbound: InboundWriter,
     policy: SupervisorPolicy,
     outbox: OutboxPolicy,
     /// Shared by every session's worker: one HTTP connection pool.
@@ -132,6 +134,7 @@ impl SessionManager {
         };
         Self {
             inner: Arc::new(Inner {
+                inbound: InboundWriter::spawn(Arc::clone(&store)),
                 store,
                 engine,
                 hub,
@@ -520,6 +523,7 @@ impl SessionManager {
                 store: Arc::clone(&self.inner.store),
                 engine: Arc::clone(&self.inner.engine),
                 hub: self.inner.hub.clone(),
+                inbound: self.inner.inbound.clone(),
                 policy: self.inner.policy,
             },
             live_tx,

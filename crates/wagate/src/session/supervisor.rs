@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Retry, RetryPolicy};
 use super::engine::{Delivery, Engine, EngineError, EngineEvent, InboundSink, Link, NoAnswer};
-use super::inbox::Inbox;
+use super::inbox::{InboundWriter, Inbox};
 use super::liveness::{Check, LivenessPolicy, Watchdog};
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
@@ -223,6 +223,7 @@ pub struct Supervisor {
     store: Arc<dyn Store>,
     engine: Arc<dyn Engine>,
     hub: EventHub,
+    inbound: InboundWriter,
     live: watch::Sender<Live>,
     working: watch::Sender<Working>,
     deliveries: mpsc::UnboundedSender<Delivery>,
@@ -235,6 +236,8 @@ pub struct SupervisorDeps {
     pub store: Arc<dyn Store>,
     pub engine: Arc<dyn Engine>,
     pub hub: EventHub,
+    /// Shared by every session: stores what they receive, group-committed.
+    pub inbound: InboundWriter,
     pub policy: SupervisorPolicy,
 }
 
@@ -256,6 +259,7 @@ impl Supervisor {
             store: deps.store,
             engine: deps.engine,
             hub: deps.hub,
+            inbound: deps.inbound,
             live,
             working,
             deliveries,
@@ -314,7 +318,7 @@ impl Supervisor {
     /// Where the connection stores what the session receives.
     fn inbox(&self) -> Arc<dyn InboundSink> {
         Arc::new(Inbox::new(
-            Arc::clone(&self.store),
+            self.inbound.clone(),
             self.hub.clone(),
             self.org_id,
             self.id,

@@ -219,6 +219,16 @@ pub trait MessageStore: Send + Sync {
     /// number) is skipped: no row, no event. Returns the events to publish.
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError>;
 
+    /// [`record_incoming`](Self::record_incoming) for several batches at
+    /// once, in one transaction: all are stored, or none. Returns each
+    /// batch's events, in the order of `groups`. What the group commit of
+    /// [`crate::session::inbox::InboundWriter`] writes: one commit for the
+    /// batches of many sessions arriving together.
+    async fn record_incoming_groups(
+        &self,
+        groups: Vec<Vec<NewIncoming>>,
+    ) -> Result<Vec<Vec<Envelope>>, StoreError>;
+
     /// A message with the reference to its attachment, if it has one the
     /// gateway can download.
     async fn media_ref(

@@ -61,6 +61,10 @@ pub enum StoreError {
     /// database) could not be removed.
     #[error("could not remove a key file")]
     KeyFile(#[source] std::io::Error),
+    /// The task that group-commits incoming messages is gone (the
+    /// gateway is shutting down).
+    #[error("the inbound writer has stopped")]
+    WriterStopped,
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait

@@ -204,11 +204,28 @@ pub trait WebhookStore: Send + Sync {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// The pending deliveries queued behind `head` in its (webhook,
+    /// session) queue, in order, as long as they are due at `now`: up to
+    /// `limit`, stopping at the first that is not due (a later one must
+    /// not overtake it). The dispatcher sends them after the head in the
+    /// same run.
+    async fn queued_after(
+        &self,
+        head: &DueDelivery,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
     /// Marks it delivered and ends the webhook's failure streak.
     async fn delivery_succeeded(
         &self,
         delivery: &DueDelivery,
         result: &AttemptResult,
+    ) -> Result<(), StoreError>;
+    /// [`delivery_succeeded`](Self::delivery_succeeded) for several
+    /// deliveries, in one transaction.
+    async fn deliveries_succeeded(
+        &self,
+        delivered: &[(DueDelivery, AttemptResult)],
     ) -> Result<(), StoreError>;
     /// Records a failed attempt; with `disable`, also disables the webhook
     /// (if still enabled) and logs a `webhook.disabled` event in the same

@@ -7,6 +7,12 @@
 //! pending event; only heads are attempted, one at a time per queue, so a
 //! session's later event never overtakes an earlier one that is still
 //! being retried. Different queues run in parallel, bounded in total.
+//!
+//! A head that is delivered takes the queue's next due deliveries along
+//! (a run, up to [`RUN`]), sent one after another and recorded together
+//! in one transaction: under load the store writes once per run instead
+//! of once per delivery. A run stops at its first failure, which is
+//! recorded (after the deliveries before it) as a failed head's is.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,6 +34,11 @@ use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 
 /// How much of a receiver's answer is kept in the delivery log.
 const RESPONSE_CAP: usize = 1024;
+
+/// Most deliveries of one queue sent in one run. Bounds what a crash
+/// before the run's record sends twice, and how long one queue holds its
+/// slot while others wait.
+const RUN: u32 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeliveryPolicy {
@@ -253,7 +264,7 @@ impl Dispatcher {
             let inner = Arc::clone(&self.inner);
             tasks.spawn(async move {
                 let _guard = guard;
-                if let Err(error) = inner.deliver(delivery).await {
+                if let Err(error) = inner.deliver_run(delivery).await {
                     // The row is untouched, so the attempt is made again.
                     tracing::error!(%error, "could not record a webhook delivery attempt");
                 }
@@ -280,9 +291,56 @@ impl Dispatcher {
 }
 
 impl Inner {
+    /// Delivers `head` and, if it went through, the deliveries queued
+    /// behind it that are due, in order, until one fails; records the
+    /// delivered ones in one transaction, then the failure.
+    async fn deliver_run(&self, head: DueDelivery) -> Result<(), StoreError> {
+        let outcome = self.attempt(&head, Utc::now()).await;
+        let result = match outcome {
+            Outcome::Delivered(result) => result,
+            failed @ Outcome::Failed { .. } => return self.record(head, failed).await,
+        };
+        let webhooks = self.store.webhooks();
+        let queued = webhooks
+            .queued_after(&head, Utc::now(), RUN.saturating_sub(1))
+            .await;
+        let mut delivered = vec![(head, result)];
+        let mut failed = None;
+        // A failed read only shortens the run: the head is still recorded.
+        for delivery in queued.unwrap_or_default() {
+            match self.attempt(&delivery, Utc::now()).await {
+                Outcome::Delivered(result) => delivered.push((delivery, result)),
+                outcome @ Outcome::Failed { .. } => {
+                    failed = Some((delivery, outcome));
+                    break;
+                }
+            }
+        }
+        webhooks.deliveries_succeeded(&delivered).await?;
+        for (delivery, _) in &delivered {
+            self.hub
+                .metrics()
+                .webhook_attempt(delivery.event_id, DeliveryResult::Delivered);
+        }
+        tracing::debug!(
+            webhook_id = %delivered[0].0.webhook_id,
+            session_id = %delivered[0].0.session_id,
+            count = delivered.len(),
+            "webhook deliveries delivered"
+        );
+        match failed {
+            Some((delivery, outcome)) => self.record(delivery, outcome).await,
+            None => Ok(()),
+        }
+    }
+
     async fn deliver(&self, delivery: DueDelivery) -> Result<(), StoreError> {
-        let at = Utc::now();
-        let outcome = self.attempt(&delivery, at).await;
+        let outcome = self.attempt(&delivery, Utc::now()).await;
+        self.record(delivery, outcome).await
+    }
+
+    /// Records one attempt's outcome.
+    async fn record(&self, delivery: DueDelivery, outcome: Outcome) -> Result<(), StoreError> {
         let webhooks = self.store.webhooks();
         match outcome {
             Outcome::Delivered(result) => {
@@ -299,7 +357,7 @@ impl Inner {
                 Ok(())
             }
             Outcome::Failed { result, gone } => {
-                let (after, disable) = self.after_failure(&delivery, at, gone);
+                let (after, disable) = self.after_failure(&delivery, result.at, gone);
                 tracing::info!(
                     webhook_id = %delivery.webhook_id,
                     event_id = %delivery.event_id,

@@ -182,6 +182,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
             store: Arc::clone(&store),
             engine: Arc::clone(&engine) as Arc<dyn Engine>,
             hub,
+            inbound: InboundWriter::spawn(Arc::clone(&store)),
             policy,
         },
         live_tx,

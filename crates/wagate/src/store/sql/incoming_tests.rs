@@ -203,3 +203,56 @@ async fn listing_filters_by_direction() -> Result<(), StoreError> {
     );
     Ok(())
 }
+
+/// A group commit: several sessions' batches in one transaction, each
+/// answered with its own events; a message in two batches of the group is
+/// recorded (and reported) once, by the first.
+#[tokio::test]
+async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreError> {
+    let Some((store, org, session)) = setup().await? else {
+        return Ok(());
+    };
+    let other = store
+        .insert_session(NewSession {
+            id: SessionId::new(),
+            org_id: org,
+            label: None,
+            pace: Default::default(),
+        })
+        .await?
+        .id;
+    let groups = store
+        .record_incoming_groups(vec![
+            vec![
+                incoming(org, session, "3EB0A", text("a")),
+                incoming(org, session, "3EB0B", text("b")),
+            ],
+            vec![incoming(org, other, "3EB0A", text("other a"))],
+            vec![incoming(org, session, "3EB0B", text("b again"))],
+        ])
+        .await?;
+    let wa_ids = |events: &[Envelope]| -> Vec<(SessionId, String)> {
+        events
+            .iter()
+            .map(|e| match &e.data {
+                EventData::MessageReceived(m) => (e.session_id, m.wa_id.clone()),
+                other => panic!("not a message.received: {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(groups.len(), 3);
+    assert_eq!(
+        wa_ids(&groups[0]),
+        vec![(session, "3EB0A".into()), (session, "3EB0B".into())]
+    );
+    assert_eq!(wa_ids(&groups[1]), vec![(other, "3EB0A".into())]);
+    assert!(groups[2].is_empty(), "already recorded by the first batch");
+    let logged = store.events_after(org, None, 10).await?;
+    assert_eq!(logged.len(), 3);
+    assert_eq!(
+        logged.iter().map(|e| e.id).collect::<Vec<_>>(),
+        groups.iter().flatten().map(|e| e.id).collect::<Vec<_>>(),
+        "logged in the order of the group"
+    );
+    Ok(())
+}

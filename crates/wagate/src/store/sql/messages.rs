@@ -503,93 +503,20 @@ impl MessageStore for Backend {
     }
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
-        let at = now();
         let mut tx = begin_write(self).await?;
-        let mut events = Vec::new();
-        for new in batch {
-            let NewIncoming {
-                id,
-                org_id,
-                session_id,
-                inbound,
-            } = new;
-            let mut content = inbound.content;
-            // Point a reaction, edit or revoke at the gateway's copy of its
-            // message, whichever way that went.
-            if let Some(target) = content.target_mut() {
-                let found: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM messages WHERE session_id = $1 AND wa_id = $2 \
-                     ORDER BY id LIMIT 1",
-                )
-                .bind(session_id.to_string())
-                .bind(&target.wa_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                target.message_id = found
-                    .map(|id| parse::<MessageId>("messages.id", &id))
-                    .transpose()?;
-            }
-            let content_json = serde_json::to_string(&content)
-                .map_err(|e| StoreError::Corrupt(format!("content does not serialize: {e}")))?;
-            let media_json = inbound
-                .media
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| StoreError::Corrupt(format!("media does not serialize: {e}")))?;
-            // The unique (session, direction, WhatsApp id) decides whether
-            // this is new: a redelivery or the same message under another
-            // address inserts nothing and reports nothing.
-            let inserted = sqlx::query(
-                "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, \
-                 content, status, next_attempt_at, created_at, updated_at, sender_phone, \
-                 sender_lid, push_name, from_me, sent_at, reply_to, media_ref) \
-                 VALUES ($1, $2, $3, 'incoming', $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, \
-                 $13, $14, $15, $16) \
-                 ON CONFLICT (session_id, direction, wa_id) DO NOTHING",
-            )
-            .bind(id.to_string())
-            .bind(org_id.to_string())
-            .bind(session_id.to_string())
-            .bind(&inbound.wa_id)
-            .bind(&inbound.chat)
-            .bind(content.kind())
-            .bind(content_json)
-            // An incoming message is where it was going: delivered.
-            .bind(MessageStatus::Delivered.as_str())
-            .bind(millis(at))
-            .bind(inbound.sender.phone.as_deref())
-            .bind(inbound.sender.lid.as_deref())
-            .bind(inbound.push_name.as_deref())
-            .bind(inbound.from_me)
-            .bind(millis(inbound.timestamp))
-            .bind(inbound.reply_to.as_deref())
-            .bind(media_json)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !inserted {
-                continue;
-            }
-            let mut event = Envelope::new(
-                org_id,
-                session_id,
-                EventData::incoming(IncomingMessage {
-                    message_id: id,
-                    wa_id: inbound.wa_id,
-                    chat: inbound.chat,
-                    sender: inbound.sender,
-                    push_name: inbound.push_name,
-                    timestamp: inbound.timestamp,
-                    from_me: inbound.from_me,
-                    kind: content.kind().to_owned(),
-                    content,
-                    reply_to: inbound.reply_to,
-                }),
-            );
-            append_event(&mut tx, &mut event).await?;
-            events.push(event);
+        let events = record_incoming_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    async fn record_incoming_groups(
+        &self,
+        groups: Vec<Vec<NewIncoming>>,
+    ) -> Result<Vec<Vec<Envelope>>, StoreError> {
+        let mut tx = begin_write(self).await?;
+        let mut events = Vec::with_capacity(groups.len());
+        for batch in groups {
+            events.push(record_incoming_in(&mut tx, batch).await?);
         }
         tx.commit().await?;
         Ok(events)
@@ -633,6 +560,102 @@ impl MessageStore for Backend {
             .await?;
         Ok(result.rows_affected())
     }
+}
+
+/// Records `batch` inside `tx` (see [`MessageStore::record_incoming`]);
+/// returns the events of the messages that were new.
+async fn record_incoming_in(
+    tx: &mut WriteTx,
+    batch: Vec<NewIncoming>,
+) -> Result<Vec<Envelope>, StoreError> {
+    let at = now();
+    let mut events = Vec::new();
+    for new in batch {
+        let NewIncoming {
+            id,
+            org_id,
+            session_id,
+            inbound,
+        } = new;
+        let mut content = inbound.content;
+        // Point a reaction, edit or revoke at the gateway's copy of its
+        // message, whichever way that went.
+        if let Some(target) = content.target_mut() {
+            let found: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM messages WHERE session_id = $1 AND wa_id = $2 \
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(session_id.to_string())
+            .bind(&target.wa_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            target.message_id = found
+                .map(|id| parse::<MessageId>("messages.id", &id))
+                .transpose()?;
+        }
+        let content_json = serde_json::to_string(&content)
+            .map_err(|e| StoreError::Corrupt(format!("content does not serialize: {e}")))?;
+        let media_json = inbound
+            .media
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("media does not serialize: {e}")))?;
+        // The unique (session, direction, WhatsApp id) decides whether
+        // this is new: a redelivery or the same message under another
+        // address inserts nothing and reports nothing.
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, \
+             content, status, next_attempt_at, created_at, updated_at, sender_phone, \
+             sender_lid, push_name, from_me, sent_at, reply_to, media_ref) \
+             VALUES ($1, $2, $3, 'incoming', $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, \
+             $13, $14, $15, $16) \
+             ON CONFLICT (session_id, direction, wa_id) DO NOTHING",
+        )
+        .bind(id.to_string())
+        .bind(org_id.to_string())
+        .bind(session_id.to_string())
+        .bind(&inbound.wa_id)
+        .bind(&inbound.chat)
+        .bind(content.kind())
+        .bind(content_json)
+        // An incoming message is where it was going: delivered.
+        .bind(MessageStatus::Delivered.as_str())
+        .bind(millis(at))
+        .bind(inbound.sender.phone.as_deref())
+        .bind(inbound.sender.lid.as_deref())
+        .bind(inbound.push_name.as_deref())
+        .bind(inbound.from_me)
+        .bind(millis(inbound.timestamp))
+        .bind(inbound.reply_to.as_deref())
+        .bind(media_json)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            continue;
+        }
+        let mut event = Envelope::new(
+            org_id,
+            session_id,
+            EventData::incoming(IncomingMessage {
+                message_id: id,
+                wa_id: inbound.wa_id,
+                chat: inbound.chat,
+                sender: inbound.sender,
+                push_name: inbound.push_name,
+                timestamp: inbound.timestamp,
+                from_me: inbound.from_me,
+                kind: content.kind().to_owned(),
+                content,
+                reply_to: inbound.reply_to,
+            }),
+        );
+        append_event(tx, &mut event).await?;
+        events.push(event);
+    }
+    Ok(events)
 }
 
 #[cfg(test)]

@@ -191,6 +191,53 @@ async fn insert_delivery(
     Ok(id)
 }
 
+/// A row of the due-delivery queries (see `due_deliveries`).
+fn due_delivery(row: &DbRow, now: DateTime<Utc>) -> Result<DueDelivery, StoreError> {
+    let mut secrets = vec![Secret::new(row.try_get::<String, _>("secret")?)];
+    let previous: Option<String> = row.try_get("previous_secret")?;
+    let until = opt_millis(row, "previous_expires_at")?;
+    if let (Some(previous), Some(until)) = (previous, until)
+        && until > now
+    {
+        secrets.push(Secret::new(previous));
+    }
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(DueDelivery {
+        id: parse("webhook_deliveries.id", row.try_get("id")?)?,
+        webhook_id: parse("webhook_deliveries.webhook_id", row.try_get("webhook_id")?)?,
+        org_id: parse("webhooks.org_id", row.try_get("org_id")?)?,
+        session_id: parse("webhook_deliveries.session_id", row.try_get("session_id")?)?,
+        event_id: parse("webhook_deliveries.event_id", row.try_get("event_id")?)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        retry_from: from_millis(row.try_get("retry_from")?)?,
+        url: row.try_get("url")?,
+        secrets,
+        failing_since: opt_millis(row, "failing_since")?,
+        payload: row.try_get("payload")?,
+    })
+}
+
+/// Marks `delivery` delivered inside `tx`.
+async fn mark_delivered(
+    tx: &mut WriteTx,
+    delivery: &DueDelivery,
+    result: &AttemptResult,
+) -> Result<(), StoreError> {
+    let at = millis(result.at);
+    sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+         last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
+         delivered_at = $1, updated_at = $1 WHERE id = $4",
+    )
+    .bind(at)
+    .bind(result.status_code.map(i64::from))
+    .bind(result.response.as_deref())
+    .bind(delivery.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn fetch_webhook(
     conn: &mut DbConnection,
     org: OrgId,
@@ -527,32 +574,42 @@ impl WebhookStore for Backend {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let mut secrets = vec![Secret::new(row.try_get::<String, _>("secret")?)];
-                let previous: Option<String> = row.try_get("previous_secret")?;
-                let until = opt_millis(row, "previous_expires_at")?;
-                if let (Some(previous), Some(until)) = (previous, until)
-                    && until > now
-                {
-                    secrets.push(Secret::new(previous));
-                }
-                let attempts: i64 = row.try_get("attempts")?;
-                Ok(DueDelivery {
-                    id: parse("webhook_deliveries.id", row.try_get("id")?)?,
-                    webhook_id: parse("webhook_deliveries.webhook_id", row.try_get("webhook_id")?)?,
-                    org_id: parse("webhooks.org_id", row.try_get("org_id")?)?,
-                    session_id: parse("webhook_deliveries.session_id", row.try_get("session_id")?)?,
-                    event_id: parse("webhook_deliveries.event_id", row.try_get("event_id")?)?,
-                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    retry_from: from_millis(row.try_get("retry_from")?)?,
-                    url: row.try_get("url")?,
-                    secrets,
-                    failing_since: opt_millis(row, "failing_since")?,
-                    payload: row.try_get("payload")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| due_delivery(row, now)).collect()
+    }
+
+    async fn queued_after(
+        &self,
+        head: &DueDelivery,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        // Not filtered on due: a delivery that is not due (replayed
+        // behind, or retried) ends the run instead of being skipped.
+        let rows = sqlx::query(
+            "SELECT d.id, d.webhook_id, w.org_id, d.session_id, d.event_id, d.attempts, \
+             d.retry_from, d.next_attempt_at, w.url, w.secret, w.previous_secret, \
+             w.previous_expires_at, w.failing_since, e.payload \
+             FROM webhook_deliveries d \
+             JOIN webhooks w ON w.id = d.webhook_id \
+             JOIN events e ON e.id = d.event_id \
+             WHERE d.webhook_id = $1 AND d.session_id = $2 AND d.status = 'pending' \
+             AND d.event_id > $3 AND w.enabled = TRUE \
+             ORDER BY d.event_id LIMIT $4",
+        )
+        .bind(head.webhook_id.to_string())
+        .bind(head.session_id.to_string())
+        .bind(head.event_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut queued = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<i64, _>("next_attempt_at")? > millis(now) {
+                break;
+            }
+            queued.push(due_delivery(row, now)?);
+        }
+        Ok(queued)
     }
 
     async fn delivery_succeeded(
@@ -560,22 +617,25 @@ impl WebhookStore for Backend {
         delivery: &DueDelivery,
         result: &AttemptResult,
     ) -> Result<(), StoreError> {
-        let at = millis(result.at);
+        self.deliveries_succeeded(&[(delivery.clone(), result.clone())])
+            .await
+    }
+
+    async fn deliveries_succeeded(
+        &self,
+        delivered: &[(DueDelivery, AttemptResult)],
+    ) -> Result<(), StoreError> {
         let mut tx = begin_write(self).await?;
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
-             last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
-             delivered_at = $1, updated_at = $1 WHERE id = $4",
-        )
-        .bind(at)
-        .bind(result.status_code.map(i64::from))
-        .bind(result.response.as_deref())
-        .bind(delivery.id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if delivery.failing_since.is_some() {
+        let mut failing = Vec::new();
+        for (delivery, result) in delivered {
+            mark_delivered(&mut tx, delivery, result).await?;
+            if delivery.failing_since.is_some() && !failing.contains(&delivery.webhook_id) {
+                failing.push(delivery.webhook_id);
+            }
+        }
+        for webhook in failing {
             sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1")
-                .bind(delivery.webhook_id.to_string())
+                .bind(webhook.to_string())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -901,6 +961,91 @@ mod tests {
                 .await?
                 .is_none()
         );
+        Ok(())
+    }
+
+    /// A run: the deliveries behind a head, in order, up to the first that
+    /// is not due; recorded together, they leave the queue.
+    #[tokio::test]
+    async fn a_run_takes_the_due_deliveries_behind_the_head_in_order() -> Result<(), StoreError> {
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
+        let org = store.create_org("acme").await?;
+        let webhook = hook(&store, org.id, None, None, true).await;
+        let (a, b) = (SessionId::new(), SessionId::new());
+        let mut events = Vec::new();
+        for session in [a, a, b, a, a, a] {
+            let mut event = qr(org.id, session);
+            store.append_event(&mut event).await?;
+            events.push(event.id);
+        }
+        let ids = |due: &[DueDelivery]| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
+        let now = Utc::now() + Duration::seconds(1);
+        let due = store.due_deliveries(now, 10).await?;
+        let head = due
+            .iter()
+            .find(|d| d.session_id == a)
+            .cloned()
+            .unwrap_or_else(|| panic!("a's head"));
+        assert_eq!(head.event_id, events[0]);
+        let run = store.queued_after(&head, now, 10).await?;
+        assert_eq!(ids(&run), vec![events[1], events[3], events[4], events[5]]);
+        assert_eq!(
+            ids(&store.queued_after(&head, now, 2).await?),
+            vec![events[1], events[3]]
+        );
+
+        // One of them waiting for a retry ends the run before it: the one
+        // after it must not overtake it.
+        store
+            .delivery_failed(
+                &run[2],
+                &failed_at(now),
+                AfterFailure::RetryAt(now + Duration::hours(1)),
+                None,
+            )
+            .await?;
+        assert_eq!(
+            ids(&store.queued_after(&head, now, 10).await?),
+            vec![events[1], events[3]]
+        );
+
+        // Recorded together: delivered, and the head of a's queue is the
+        // one waiting for its retry.
+        let mut delivered = vec![(
+            head.clone(),
+            AttemptResult {
+                at: now,
+                status_code: Some(204),
+                ..AttemptResult::default()
+            },
+        )];
+        for d in &run[..2] {
+            delivered.push((
+                d.clone(),
+                AttemptResult {
+                    at: now,
+                    status_code: Some(204),
+                    ..AttemptResult::default()
+                },
+            ));
+        }
+        store.deliveries_succeeded(&delivered).await?;
+        let log = all_deliveries(&store, org.id, webhook.id).await;
+        let delivered_events: Vec<_> = log
+            .iter()
+            .filter(|d| d.status == DeliveryStatus::Delivered)
+            .map(|d| d.event_id)
+            .collect();
+        assert_eq!(delivered_events.len(), 3);
+        for event in [events[0], events[1], events[3]] {
+            assert!(delivered_events.contains(&event));
+        }
+        let later = now + Duration::hours(2);
+        let heads = store.due_deliveries(later, 10).await?;
+        assert!(heads.iter().any(|d| d.event_id == events[4]));
+        assert!(heads.iter().all(|d| d.event_id != events[5]));
         Ok(())
     }
 
