@@ -3,8 +3,8 @@
 //! its own created on that server for the run and dropped after it.
 
 use anyhow::{Context, bail};
-use sqlx::{AssertSqlSafe, Connection};
 use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection};
 
 pub struct Scratch {
     /// What the gateway is given as `WAGATE_DATABASE_URL`.
@@ -33,9 +33,11 @@ impl Scratch {
         let name = format!("wagate_bench_{}", std::process::id());
         // A leftover of an earlier run with the same pid would hold old rows.
         // The name is ours: `wagate_bench_` and a number.
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
@@ -54,8 +56,8 @@ impl Scratch {
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
         )))
-            .execute(&mut self.admin)
-            .await;
+        .execute(&mut self.admin)
+        .await;
         if let Err(error) = dropped {
             eprintln!("could not drop the database {}: {error}", self.name);
         }

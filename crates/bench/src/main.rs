@@ -192,9 +192,7 @@ impl Stack {
 
         let data = tempfile::tempdir()?;
         let database = match &args.database {
-            Some(url) if url.starts_with("postgres") => {
-                Some(database::Scratch::create(url).await?)
-            }
+            Some(url) if url.starts_with("postgres") => Some(database::Scratch::create(url).await?),
             _ => None,
         };
         let gw_port = free_port()?;

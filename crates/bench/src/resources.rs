@@ -134,7 +134,9 @@ impl PostgresMemory {
         let mut memory = Self::default();
         for (pid, datname) in rows {
             // A backend that ended since the query is simply not counted.
-            let Ok(of) = u32::try_from(pid).map_err(anyhow::Error::from).and_then(ProcMemory::of)
+            let Ok(of) = u32::try_from(pid)
+                .map_err(anyhow::Error::from)
+                .and_then(ProcMemory::of)
             else {
                 continue;
             };

@@ -363,7 +363,9 @@ impl Metrics {
         let part_bytes = Family::<PartLabel, Gauge>::default();
         let part_entries = Family::<PartLabel, Gauge>::default();
         for (part, bytes, entries) in parts {
-            part_bytes.get_or_create(&PartLabel { part }).set(clamp(bytes));
+            part_bytes
+                .get_or_create(&PartLabel { part })
+                .set(clamp(bytes));
             part_entries
                 .get_or_create(&PartLabel { part })
                 .set(clamp(entries));

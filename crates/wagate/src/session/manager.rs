@@ -151,14 +151,20 @@ impl SessionManager {
     /// Spawns a supervisor for every stored session and restarts the ones
     /// that were meant to be connected when the gateway last stopped.
     pub async fn resume_all(&self) -> Result<usize, StoreError> {
-        let mut resumed = 0;
+        let mut starts = Vec::new();
         for record in self.inner.store.sessions().all_sessions().await? {
             self.spawn(&record);
             if record.status.is_active() {
-                self.send(record.id, Command::Start).await.ok();
-                resumed += 1;
+                starts.push(record.id);
             }
         }
+        // All asked at once, each answering once it has written its
+        // `starting`: one after the other, every write queued behind the
+        // key writes of the sessions already connecting, and the API (which
+        // serves after this) answered only once all were back (10.6 s for
+        // 1,000 sessions on SQLite; wagate-bench's restart).
+        let resumed = starts.len();
+        futures::future::join_all(starts.into_iter().map(|id| self.send(id, Command::Start))).await;
         Ok(resumed)
     }
 

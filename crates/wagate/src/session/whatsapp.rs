@@ -35,8 +35,8 @@ use whatsapp_rust::wacore_binary::JidExt;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::engine::{
-    ClientMemory, Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity,
-    InboundSink, Link, MemoryPart, NoAnswer,
+    ClientMemory, Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity, InboundSink,
+    Link, MemoryPart, NoAnswer,
 };
 use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{MessageStatus, Phone, SessionId};
@@ -588,7 +588,6 @@ impl EventHandler for Forwarder {
         ])
     }
 }
-
 
 /// The client's report, part by part. The total is the client's own
 /// (`memory_report()`'s collections); the transport's buffers, which live
