@@ -22,7 +22,7 @@ macro_rules! select_messages {
         concat!(
             "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
              failure_reason, failure_code, created_at, updated_at, sender_phone, sender_lid, \
-             push_name, from_me, sent_at, reply_to FROM messages ",
+             push_name, from_me, sent_at, reply_to, media_ref FROM messages ",
             $($rest),*
         )
     };
@@ -173,6 +173,25 @@ async fn load_by_id(
         .transpose()
 }
 
+impl Backend {
+    /// One message of `session` in `org`, as `select_messages!` reads it.
+    async fn message_row(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        id: MessageId,
+    ) -> Result<Option<DbRow>, StoreError> {
+        Ok(sqlx::query(select_messages!(
+            "WHERE id = $1 AND session_id = $2 AND org_id = $3"
+        ))
+        .bind(id.to_string())
+        .bind(session.to_string())
+        .bind(org.to_string())
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+}
+
 #[async_trait]
 impl MessageStore for Backend {
     async fn accept(
@@ -275,15 +294,7 @@ impl MessageStore for Backend {
         session: SessionId,
         id: MessageId,
     ) -> Result<Option<(MessageRecord, Vec<StatusStep>)>, StoreError> {
-        let Some(row) = sqlx::query(select_messages!(
-            "WHERE id = $1 AND session_id = $2 AND org_id = $3"
-        ))
-        .bind(id.to_string())
-        .bind(session.to_string())
-        .bind(org.to_string())
-        .fetch_optional(&self.reader)
-        .await?
-        else {
+        let Some(row) = self.message_row(org, session, id).await? else {
             return Ok(None);
         };
         let record = message(&row)?;
@@ -528,22 +539,10 @@ impl MessageStore for Backend {
         session: SessionId,
         id: MessageId,
     ) -> Result<Option<(MessageRecord, Option<MediaRef>)>, StoreError> {
-        let Some(row) = sqlx::query(select_messages!(
-            "WHERE id = $1 AND session_id = $2 AND org_id = $3"
-        ))
-        .bind(id.to_string())
-        .bind(session.to_string())
-        .bind(org.to_string())
-        .fetch_optional(&self.reader)
-        .await?
-        else {
+        let Some(row) = self.message_row(org, session, id).await? else {
             return Ok(None);
         };
-        let media: Option<String> =
-            sqlx::query_scalar("SELECT media_ref FROM messages WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(&self.reader)
-                .await?;
+        let media: Option<String> = row.try_get("media_ref")?;
         let media = media
             .map(|json| {
                 serde_json::from_str::<MediaRef>(&json)
