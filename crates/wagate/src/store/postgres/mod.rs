@@ -90,6 +90,8 @@ pub struct PostgresStore {
     pub(in crate::store) key_fences: Arc<KeyFences>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
+    /// Group commit of the key writes every incoming message makes.
+    pub(in crate::store) key_group: keys::KeyGroup,
 }
 
 impl PostgresStore {
@@ -109,6 +111,7 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
             reader: pool.clone(),
+            key_group: keys::KeyGroup::spawn(pool.clone()),
             pool,
             key_fences: Arc::default(),
             writers: Arc::default(),

@@ -21,7 +21,7 @@
 //! that updates one row twice). PostgreSQL has no unsigned integers:
 //! `u32` and `u64` are bound as `i64` (checked) and read back checked.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ use bytes::Bytes;
 use sqlx::Pool;
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Row};
-use tokio::sync::RwLockReadGuard;
+use tokio::sync::{RwLockReadGuard, mpsc, oneshot};
 use wacore::appstate::hash::HashState;
 use wacore::appstate::processor::AppStateMutationMAC;
 use wacore::store::Device;
@@ -60,6 +60,7 @@ impl KeyStore for GatewayStore {
             writer: Writer {
                 pool: self.pool.clone(),
                 fence: self.key_fences.current(session),
+                group: self.key_group.clone(),
             },
             reader: self.reader.clone(),
             session: session.to_string().into(),
@@ -248,6 +249,8 @@ pub(in crate::store) struct Keys {
 struct Writer {
     pool: Pool<Db>,
     fence: Arc<Fence>,
+    /// The hot small writes go here, to be committed with other sessions'.
+    group: KeyGroup,
 }
 
 /// The pool, with the fence held open while this lives.
@@ -267,6 +270,16 @@ impl Writer {
             pool: &self.pool,
             _fence: fence,
         })
+    }
+
+    /// Writes through the [`KeyGroup`], with the fence held until the
+    /// group has committed.
+    async fn grouped(&self, write: KeyWrite) -> KeyResult<()> {
+        if write.rows() == 0 {
+            return Ok(());
+        }
+        let _open = self.open().await?;
+        self.group.write(write).await.map_err(db)
     }
 }
 
@@ -710,6 +723,11 @@ const SENT_MESSAGE_CONFLICT: &str = " ON CONFLICT (session_id, chat_jid, message
 /// `(chat, sender, id, message, inserted_at)`.
 type PendingRow<'a> = (&'a str, &'a str, &'a str, &'a [u8], i64);
 
+const PENDING_HEAD: &str =
+    "INSERT INTO key_pending_inbound (session_id, chat, sender, id, message, inserted_at) ";
+const PENDING_TAIL: &str = " ON CONFLICT (session_id, chat, sender, id) DO UPDATE SET \
+     message = excluded.message, inserted_at = excluded.inserted_at";
+
 async fn put_pending_inbound(
     conn: &mut DbConnection,
     session: &str,
@@ -718,9 +736,8 @@ async fn put_pending_inbound(
     let rows = last_per_key(rows, |(chat, sender, id, _, _)| (*chat, *sender, *id));
     insert_rows(
         conn,
-        "INSERT INTO key_pending_inbound (session_id, chat, sender, id, message, inserted_at) ",
-        " ON CONFLICT (session_id, chat, sender, id) DO UPDATE SET \
-         message = excluded.message, inserted_at = excluded.inserted_at",
+        PENDING_HEAD,
+        PENDING_TAIL,
         session,
         &rows,
         |b, (chat, sender, id, message, inserted_at)| {
@@ -732,6 +749,226 @@ async fn put_pending_inbound(
         },
     )
     .await
+}
+
+/// Most rows one group commit of key writes takes (see [`KeyGroup`]).
+const MAX_GROUP_ROWS: usize = 1024;
+
+/// The key writes that every incoming message makes, of every session,
+/// committed together: the Signal session record, the durability hook's
+/// pending-inbound row and its removal once the hook has run. One at a
+/// time, each was a commit of its own on the store's single writer (three
+/// per message); here the writes waiting at one moment share one
+/// transaction, their rows merged into one statement per kind. No timer:
+/// while a group commits the next one gathers. A caller still waits for
+/// the commit of its write (the library's guarantees rest on it), holding
+/// its session's wipe fence until then. If a group fails, each write in
+/// it is tried again alone, so one bad write fails only its own caller.
+#[derive(Clone, Debug)]
+pub(in crate::store) struct KeyGroup {
+    queue: mpsc::UnboundedSender<Grouped>,
+}
+
+type GroupReply = oneshot::Sender<Result<(), sqlx::Error>>;
+
+struct Grouped {
+    write: KeyWrite,
+    reply: GroupReply,
+}
+
+/// The rows of one grouped write, owned (they wait in the queue).
+enum KeyWrite {
+    /// `key_sessions` upserts: `(address, record)`.
+    Sessions {
+        session: Arc<str>,
+        rows: Vec<(String, Vec<u8>)>,
+    },
+    /// `key_pending_inbound` upserts: `(chat, sender, id, message, inserted_at)`.
+    PendingPut {
+        session: Arc<str>,
+        rows: Vec<(String, String, String, Vec<u8>, i64)>,
+    },
+    /// `key_pending_inbound` deletes: `(chat, sender, id)`.
+    PendingDelete {
+        session: Arc<str>,
+        keys: Vec<(String, String, String)>,
+    },
+}
+
+impl KeyWrite {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Sessions { rows, .. } => rows.len(),
+            Self::PendingPut { rows, .. } => rows.len(),
+            Self::PendingDelete { keys, .. } => keys.len(),
+        }
+    }
+}
+
+impl KeyGroup {
+    /// Starts the group writer on `pool` (the store's writer), on the
+    /// current Tokio runtime; it ends when the last clone is gone.
+    pub(in crate::store) fn spawn(pool: Pool<Db>) -> Self {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write_key_groups(pool, pending));
+        Self { queue }
+    }
+
+    async fn write(&self, write: KeyWrite) -> Result<(), sqlx::Error> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Grouped { write, reply })
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answer.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+}
+
+async fn write_key_groups(pool: Pool<Db>, mut queue: mpsc::UnboundedReceiver<Grouped>) {
+    while let Some(first) = queue.recv().await {
+        let mut rows = first.write.rows();
+        let mut group = vec![first];
+        while rows < MAX_GROUP_ROWS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    rows += next.write.rows();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let writes: Vec<&KeyWrite> = group.iter().map(|g| &g.write).collect();
+        match commit_key_group(&pool, &writes).await {
+            Ok(()) => {
+                for grouped in group {
+                    // A caller that went away needs no answer.
+                    let _ = grouped.reply.send(Ok(()));
+                }
+            }
+            Err(error) if group.len() > 1 => {
+                tracing::warn!(%error, writes = group.len(), "key group commit failed; writing one by one");
+                for grouped in group {
+                    let result = commit_key_group(&pool, &[&grouped.write]).await;
+                    let _ = grouped.reply.send(result);
+                }
+            }
+            Err(error) => {
+                if let Some(grouped) = group.into_iter().next() {
+                    let _ = grouped.reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `writes` in one transaction (one statement alone, when that is
+/// all they take), with the effect of writing them one after another:
+/// for each key only the last write counts.
+async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), sqlx::Error> {
+    // Keyed in order, so the rows of the statements below are in key order
+    // (two writers on PostgreSQL then lock common rows in the same order).
+    let mut sessions: BTreeMap<(&str, &str), &[u8]> = BTreeMap::new();
+    let mut pending: BTreeMap<(&str, &str, &str, &str), Option<(&[u8], i64)>> = BTreeMap::new();
+    for write in writes {
+        match write {
+            KeyWrite::Sessions { session, rows } => {
+                for (address, record) in rows {
+                    sessions.insert((session.as_ref(), address.as_str()), record.as_slice());
+                }
+            }
+            KeyWrite::PendingPut { session, rows } => {
+                for (chat, sender, id, message, at) in rows {
+                    pending.insert(
+                        (session.as_ref(), chat.as_str(), sender.as_str(), id.as_str()),
+                        Some((message.as_slice(), *at)),
+                    );
+                }
+            }
+            KeyWrite::PendingDelete { session, keys } => {
+                for (chat, sender, id) in keys {
+                    pending.insert(
+                        (session.as_ref(), chat.as_str(), sender.as_str(), id.as_str()),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    let sessions: Vec<_> = sessions.into_iter().collect();
+    let puts: Vec<_> = pending
+        .iter()
+        .filter_map(|(key, row)| row.map(|row| (*key, row)))
+        .collect();
+    let deletes: Vec<_> = pending
+        .iter()
+        .filter(|(_, row)| row.is_none())
+        .map(|(key, _)| *key)
+        .collect();
+    let statements = sessions.len().div_ceil(CHUNK)
+        + puts.len().div_ceil(CHUNK)
+        + deletes.len().div_ceil(CHUNK);
+    if statements <= 1 {
+        let mut conn = pool.acquire().await?;
+        return group_statements(&mut conn, &sessions, &puts, &deletes).await;
+    }
+    let mut tx = pool.begin().await?;
+    group_statements(&mut tx, &sessions, &puts, &deletes).await?;
+    tx.commit().await
+}
+
+type SessionRow<'a> = ((&'a str, &'a str), &'a [u8]);
+type PendingKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+async fn group_statements(
+    conn: &mut DbConnection,
+    sessions: &[SessionRow<'_>],
+    puts: &[(PendingKey<'_>, (&[u8], i64))],
+    deletes: &[PendingKey<'_>],
+) -> Result<(), sqlx::Error> {
+    for chunk in sessions.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(SESSIONS.head);
+        query.push_values(chunk, |mut values, ((session, address), record)| {
+            values.push_bind((*session).to_owned());
+            values.push_bind((*address).to_owned());
+            values.push_bind(record.to_vec());
+        });
+        query.push(SESSIONS.tail);
+        query.build().execute(&mut *conn).await?;
+    }
+    for chunk in puts.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(PENDING_HEAD);
+        query.push_values(
+            chunk,
+            |mut values, ((session, chat, sender, id), (message, at))| {
+                values.push_bind((*session).to_owned());
+                values.push_bind((*chat).to_owned());
+                values.push_bind((*sender).to_owned());
+                values.push_bind((*id).to_owned());
+                values.push_bind(message.to_vec());
+                values.push_bind(*at);
+            },
+        );
+        query.push(PENDING_TAIL);
+        query.build().execute(&mut *conn).await?;
+    }
+    for chunk in deletes.chunks(CHUNK) {
+        let mut query = QueryBuilder::<Db>::new("DELETE FROM key_pending_inbound WHERE ");
+        for (i, (session, chat, sender, id)) in chunk.iter().enumerate() {
+            if i > 0 {
+                query.push(" OR ");
+            }
+            query.push("(session_id = ");
+            query.push_bind((*session).to_owned());
+            query.push(" AND chat = ");
+            query.push_bind((*chat).to_owned());
+            query.push(" AND sender = ");
+            query.push_bind((*sender).to_owned());
+            query.push(" AND id = ");
+            query.push_bind((*id).to_owned());
+            query.push(")");
+        }
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Entries of one batch with the same key, merged as successive upserts
@@ -962,22 +1199,24 @@ impl SignalStore for Keys {
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> KeyResult<()> {
-        let rows = [(address, session)];
-        write_rows!(self, 1, |c| put_records(
-            c,
-            &SESSIONS,
-            self.session(),
-            &rows
-        ))
+        self.writer
+            .grouped(KeyWrite::Sessions {
+                session: Arc::clone(&self.session),
+                rows: vec![(address.to_owned(), session.to_vec())],
+            })
+            .await
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> KeyResult<()> {
-        write_rows!(self, sessions.len(), |c| put_records(
-            c,
-            &SESSIONS,
-            self.session(),
-            sessions
-        ))
+        self.writer
+            .grouped(KeyWrite::Sessions {
+                session: Arc::clone(&self.session),
+                rows: sessions
+                    .iter()
+                    .map(|(address, record)| (address.to_string(), record.to_vec()))
+                    .collect(),
+            })
+            .await
     }
 
     async fn delete_session(&self, address: &str) -> KeyResult<()> {
@@ -1778,8 +2017,18 @@ impl ProtocolStore for Keys {
         id: &str,
         message: &[u8],
     ) -> KeyResult<()> {
-        let rows = [(chat, sender, id, message, wacore::time::now_secs())];
-        write_rows!(self, 1, |c| put_pending_inbound(c, self.session(), &rows))
+        self.writer
+            .grouped(KeyWrite::PendingPut {
+                session: Arc::clone(&self.session),
+                rows: vec![(
+                    chat.to_owned(),
+                    sender.to_owned(),
+                    id.to_owned(),
+                    message.to_vec(),
+                    wacore::time::now_secs(),
+                )],
+            })
+            .await
     }
 
     async fn get_pending_inbound(
@@ -1802,18 +2051,12 @@ impl ProtocolStore for Keys {
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> KeyResult<()> {
-        sqlx::query(
-            "DELETE FROM key_pending_inbound \
-             WHERE session_id = $1 AND chat = $2 AND sender = $3 AND id = $4",
-        )
-        .bind(self.session())
-        .bind(chat)
-        .bind(sender)
-        .bind(id)
-        .execute(self.writer.open().await?.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        self.writer
+            .grouped(KeyWrite::PendingDelete {
+                session: Arc::clone(&self.session),
+                keys: vec![(chat.to_owned(), sender.to_owned(), id.to_owned())],
+            })
+            .await
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> KeyResult<u32> {
@@ -1830,41 +2073,35 @@ impl ProtocolStore for Keys {
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> KeyResult<()> {
         let now = wacore::time::now_secs();
-        let rows: Vec<PendingRow<'_>> = rows
-            .iter()
-            .map(|r| (r.chat, r.sender, r.id, r.message, now))
-            .collect();
-        write_rows!(self, rows.len(), |c| put_pending_inbound(
-            c,
-            self.session(),
-            &rows
-        ))
+        self.writer
+            .grouped(KeyWrite::PendingPut {
+                session: Arc::clone(&self.session),
+                rows: rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.chat.to_owned(),
+                            r.sender.to_owned(),
+                            r.id.to_owned(),
+                            r.message.to_vec(),
+                            now,
+                        )
+                    })
+                    .collect(),
+            })
+            .await
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> KeyResult<()> {
-        write_rows!(self, keys.len(), |c| async move {
-            for chunk in keys.chunks(CHUNK) {
-                let mut query =
-                    QueryBuilder::<Db>::new("DELETE FROM key_pending_inbound WHERE session_id = ");
-                query.push_bind(self.session().to_owned());
-                query.push(" AND (");
-                for (i, key) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        query.push(" OR ");
-                    }
-                    query.push("(chat = ");
-                    query.push_bind(key.chat.to_owned());
-                    query.push(" AND sender = ");
-                    query.push_bind(key.sender.to_owned());
-                    query.push(" AND id = ");
-                    query.push_bind(key.id.to_owned());
-                    query.push(")");
-                }
-                query.push(")");
-                query.build().execute(&mut *c).await?;
-            }
-            Ok(())
-        })
+        self.writer
+            .grouped(KeyWrite::PendingDelete {
+                session: Arc::clone(&self.session),
+                keys: keys
+                    .iter()
+                    .map(|k| (k.chat.to_owned(), k.sender.to_owned(), k.id.to_owned()))
+                    .collect(),
+            })
+            .await
     }
 }
 

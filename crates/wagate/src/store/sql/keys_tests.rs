@@ -556,6 +556,67 @@ async fn pending_inbound_is_kept_per_chat_sender_and_id() -> TestResult {
     Ok(())
 }
 
+/// The grouped writes (Signal sessions, pending-inbound rows and their
+/// removal) of two sessions made at once, as the library makes them per
+/// incoming message: each session gets exactly its own rows, and writes
+/// to one key that land in the same group count in the order they were
+/// made (a put, its delete and a put again leave the last put).
+#[tokio::test]
+async fn grouped_writes_of_sessions_at_once_keep_their_order_and_owners() -> TestResult {
+    let Some((store, a, b, keys_a)) = two().await? else {
+        return Ok(());
+    };
+    let keys_b = store.for_session(b);
+    let (r1, r2, r3, r4, r5, r6) = tokio::join!(
+        keys_a.store_pending_inbound("c", "s", "1", b"first"),
+        keys_b.store_pending_inbound("c", "s", "1", b"b's"),
+        keys_a.delete_pending_inbound("c", "s", "1"),
+        keys_a.put_session("peer.0", b"a-session"),
+        keys_b.put_session("peer.0", b"b-session"),
+        keys_a.store_pending_inbound("c", "s", "1", b"again"),
+    );
+    for result in [r1, r2, r3, r4, r5, r6] {
+        result?;
+    }
+    assert_eq!(
+        keys_a.get_pending_inbound("c", "s", "1").await?,
+        Some(b"again".to_vec())
+    );
+    assert_eq!(
+        keys_b.get_pending_inbound("c", "s", "1").await?,
+        Some(b"b's".to_vec())
+    );
+    assert_eq!(
+        keys_a.get_session("peer.0").await?.as_deref(),
+        Some(&b"a-session"[..])
+    );
+    assert_eq!(
+        keys_b.get_session("peer.0").await?.as_deref(),
+        Some(&b"b-session"[..])
+    );
+    let (d1, d2) = tokio::join!(
+        keys_a.delete_pending_inbound_batch(&[PendingInboundKey {
+            chat: "c",
+            sender: "s",
+            id: "1",
+        }]),
+        keys_b.put_sessions_batch(&[("peer.0".into(), Bytes::from_static(b"b2"))]),
+    );
+    d1?;
+    d2?;
+    assert_eq!(keys_a.get_pending_inbound("c", "s", "1").await?, None);
+    assert_eq!(
+        keys_b.get_pending_inbound("c", "s", "1").await?,
+        Some(b"b's".to_vec())
+    );
+    assert_eq!(
+        keys_b.get_session("peer.0").await?.as_deref(),
+        Some(&b"b2"[..])
+    );
+    assert_eq!(store.count_keys(a).await?.sessions, 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn msg_secrets_merge_deadlines_and_expire() -> TestResult {
     let Some((_store, _, _, keys)) = two().await? else {

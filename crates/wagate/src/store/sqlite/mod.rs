@@ -69,6 +69,8 @@ pub struct SqliteStore {
     pub(in crate::store) key_fences: Arc<KeyFences>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
+    /// Group commit of the key writes every incoming message makes.
+    pub(in crate::store) key_group: keys::KeyGroup,
 }
 
 /// Reader connections of a file database: enough for the API, the
@@ -90,11 +92,16 @@ impl SqliteStore {
         // exists per connection, so it is kept (never recycled); still, sqlx
         // replaces a connection whose query was cancelled, so in-memory is
         // for unit tests only, never for a serving gateway.
+        // No ping before each acquire (sqlx's default): the connection
+        // lives in this process, so there is no peer that could have hung
+        // up, and the ping is a round trip to its worker thread that every
+        // statement on the one writer would otherwise pay again.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -104,10 +111,12 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
                 .min_connections(0)
+                .test_before_acquire(false)
                 .connect_with(options.read_only(true).create_if_missing(false))
                 .await?
         };
         Ok(Self {
+            key_group: keys::KeyGroup::spawn(pool.clone()),
             pool,
             reader,
             key_fences: Arc::default(),
