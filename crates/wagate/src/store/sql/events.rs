@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::webhooks::enqueue_deliveries;
-use super::{Backend, WriteTx, begin_write, parse};
+use sqlx::QueryBuilder;
+
+use super::webhooks::{WebhookTargets, enqueue_many};
+use super::{Backend, Db, WriteTx, begin_write, parse};
 use crate::domain::{EventId, OrgId};
 use crate::events::Envelope;
 use crate::store::{EventStore, StoreError, millis, now};
@@ -31,8 +33,53 @@ pub(super) async fn append_event(tx: &mut WriteTx, event: &mut Envelope) -> Resu
     .bind(millis(event.at))
     .execute(&mut **tx)
     .await?;
-    enqueue_deliveries(tx, event).await?;
-    Ok(())
+    enqueue_many(
+        tx,
+        std::slice::from_ref(event),
+        &mut WebhookTargets::default(),
+    )
+    .await
+}
+
+/// Events per multi-row `INSERT` (6 parameters a row).
+const EVENT_CHUNK: usize = 500;
+
+/// [`append_event`] for many events at once, in this order (their ids
+/// increase in it): one multi-row statement for the events and one for
+/// their webhook deliveries, instead of three statements per event.
+pub(super) async fn append_events_to(
+    tx: &mut WriteTx,
+    events: &mut [Envelope],
+    targets: &mut WebhookTargets,
+) -> Result<(), StoreError> {
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events.iter_mut() {
+        event.id = EventId::new();
+        event.at = now();
+        payloads.push(
+            serde_json::to_string(&*event)
+                .map_err(|e| StoreError::Corrupt(format!("event does not serialize: {e}")))?,
+        );
+    }
+    for (chunk, payloads) in events.chunks(EVENT_CHUNK).zip(payloads.chunks(EVENT_CHUNK)) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO events (id, org_id, session_id, type, payload, created_at) ",
+        );
+        query.push_values(
+            chunk.iter().zip(payloads),
+            |mut values, (event, payload)| {
+                values
+                    .push_bind(event.id.to_string())
+                    .push_bind(event.org_id.to_string())
+                    .push_bind(event.session_id.to_string())
+                    .push_bind(event.data.event_type().as_str())
+                    .push_bind(payload.clone())
+                    .push_bind(millis(event.at));
+            },
+        );
+        query.build().execute(&mut **tx).await?;
+    }
+    enqueue_many(tx, events, targets).await
 }
 
 #[async_trait]

@@ -878,7 +878,12 @@ async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), s
             KeyWrite::PendingPut { session, rows } => {
                 for (chat, sender, id, message, at) in rows {
                     pending.insert(
-                        (session.as_ref(), chat.as_str(), sender.as_str(), id.as_str()),
+                        (
+                            session.as_ref(),
+                            chat.as_str(),
+                            sender.as_str(),
+                            id.as_str(),
+                        ),
                         Some((message.as_slice(), *at)),
                     );
                 }
@@ -886,7 +891,12 @@ async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), s
             KeyWrite::PendingDelete { session, keys } => {
                 for (chat, sender, id) in keys {
                     pending.insert(
-                        (session.as_ref(), chat.as_str(), sender.as_str(), id.as_str()),
+                        (
+                            session.as_ref(),
+                            chat.as_str(),
+                            sender.as_str(),
+                            id.as_str(),
+                        ),
                         None,
                     );
                 }
@@ -903,9 +913,8 @@ async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), s
         .filter(|(_, row)| row.is_none())
         .map(|(key, _)| *key)
         .collect();
-    let statements = sessions.len().div_ceil(CHUNK)
-        + puts.len().div_ceil(CHUNK)
-        + deletes.len().div_ceil(CHUNK);
+    let statements =
+        sessions.len().div_ceil(CHUNK) + puts.len().div_ceil(CHUNK) + deletes.len().div_ceil(CHUNK);
     if statements <= 1 {
         let mut conn = pool.acquire().await?;
         return group_statements(&mut conn, &sessions, &puts, &deletes).await;

@@ -1,11 +1,13 @@
 //! Webhooks and the delivery outbox.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 
 use super::events::append_event;
-use super::{Backend, DbConnection, DbRow, WriteTx, begin_write, parse};
+use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{DeliveryId, OrgId, SessionId, WebhookId};
 use crate::events::{Envelope, EventData, EventType};
 use crate::secret::Secret;
@@ -128,42 +130,102 @@ fn delivery(row: &DbRow) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
-/// Whether a webhook with these stored filters wants `event`.
-fn wants(
-    event_types: Option<&str>,
-    session_ids: Option<&str>,
-    event: &Envelope,
-) -> Result<bool, StoreError> {
-    let types: Option<Vec<EventType>> =
-        json_list("webhooks.event_types", event_types.map(str::to_string))?;
-    let sessions: Option<Vec<SessionId>> =
-        json_list("webhooks.session_ids", session_ids.map(str::to_string))?;
-    Ok(types.is_none_or(|t| t.contains(&event.data.event_type()))
-        && sessions.is_none_or(|s| s.contains(&event.session_id)))
+/// An enabled webhook of an organization, its filters parsed.
+struct Target {
+    id: String,
+    types: Option<Vec<EventType>>,
+    sessions: Option<Vec<SessionId>>,
 }
 
-/// Queues `event` (already stamped and logged in `tx`) for every enabled
-/// webhook of its organization that wants it: the outbox row commits or
-/// rolls back with the event.
-pub(super) async fn enqueue_deliveries(
-    tx: &mut WriteTx,
-    event: &Envelope,
-) -> Result<(), StoreError> {
-    // A test names its one webhook (`queue_test`); it never fans out.
-    if event.data.event_type() == EventType::WebhookTest {
-        return Ok(());
+impl Target {
+    fn wants(&self, event: &Envelope) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|t| t.contains(&event.data.event_type()))
+            && self
+                .sessions
+                .as_ref()
+                .is_none_or(|s| s.contains(&event.session_id))
     }
-    let hooks: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+}
+
+/// The enabled webhooks of the organizations a transaction has logged
+/// events for, read once per organization and transaction: the inbound
+/// group commit logs hundreds of events in one, and each used to read
+/// (and parse) the same rows again. A webhook created or changed while
+/// that transaction runs is as concurrent with its events as with the
+/// events of a transaction reading it once.
+#[derive(Default)]
+pub(super) struct WebhookTargets(HashMap<OrgId, Vec<Target>>);
+
+async fn read_targets(tx: &mut WriteTx, org: OrgId) -> Result<Vec<Target>, StoreError> {
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT id, event_types, session_ids FROM webhooks WHERE org_id = $1 AND enabled = TRUE",
     )
-    .bind(event.org_id.to_string())
+    .bind(org.to_string())
     .fetch_all(&mut **tx)
     .await?;
-    for (webhook_id, types, sessions) in hooks {
-        if !wants(types.as_deref(), sessions.as_deref(), event)? {
+    rows.into_iter()
+        .map(|(id, types, sessions)| {
+            Ok(Target {
+                id,
+                types: json_list("webhooks.event_types", types)?,
+                sessions: json_list("webhooks.session_ids", sessions)?,
+            })
+        })
+        .collect()
+}
+
+/// Deliveries per multi-row `INSERT` (11 parameters a row).
+const DELIVERY_CHUNK: usize = 500;
+
+/// Queues `events` (already stamped and logged in `tx`) for every enabled
+/// webhook of their organization that wants them, in one multi-row
+/// statement: the outbox rows commit or roll back with the events.
+pub(super) async fn enqueue_many(
+    tx: &mut WriteTx,
+    events: &[Envelope],
+    targets: &mut WebhookTargets,
+) -> Result<(), StoreError> {
+    let mut rows: Vec<(String, &Envelope)> = Vec::new();
+    for event in events {
+        // A test names its one webhook (`queue_test`); it never fans out.
+        if event.data.event_type() == EventType::WebhookTest {
             continue;
         }
-        insert_delivery(tx, &webhook_id, event).await?;
+        if !targets.0.contains_key(&event.org_id) {
+            let read = read_targets(tx, event.org_id).await?;
+            targets.0.insert(event.org_id, read);
+        }
+        if let Some(all) = targets.0.get(&event.org_id) {
+            rows.extend(
+                all.iter()
+                    .filter(|t| t.wants(event))
+                    .map(|t| (t.id.clone(), event)),
+            );
+        }
+    }
+    for chunk in rows.chunks(DELIVERY_CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_id, session_id, event_type, \
+             status, attempts, next_attempt_at, retry_from, created_at, updated_at) ",
+        );
+        query.push_values(chunk, |mut values, (webhook_id, event)| {
+            let at = millis(event.at);
+            values
+                .push_bind(DeliveryId::new().to_string())
+                .push_bind(webhook_id.clone())
+                .push_bind(event.id.to_string())
+                .push_bind(event.session_id.to_string())
+                .push_bind(event.data.event_type().as_str())
+                .push_bind("pending")
+                .push_bind(0_i64)
+                .push_bind(at)
+                .push_bind(at)
+                .push_bind(at)
+                .push_bind(at);
+        });
+        query.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
