@@ -594,13 +594,15 @@ async fn grouped_writes_of_sessions_at_once_keep_their_order_and_owners() -> Tes
         keys_b.get_session("peer.0").await?.as_deref(),
         Some(&b"b-session"[..])
     );
+    let gone = [PendingInboundKey {
+        chat: "c",
+        sender: "s",
+        id: "1",
+    }];
+    let records = [(Arc::<str>::from("peer.0"), Bytes::from_static(b"b2"))];
     let (d1, d2) = tokio::join!(
-        keys_a.delete_pending_inbound_batch(&[PendingInboundKey {
-            chat: "c",
-            sender: "s",
-            id: "1",
-        }]),
-        keys_b.put_sessions_batch(&[("peer.0".into(), Bytes::from_static(b"b2"))]),
+        keys_a.delete_pending_inbound_batch(&gone),
+        keys_b.put_sessions_batch(&records),
     );
     d1?;
     d2?;
