@@ -867,7 +867,7 @@ async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), s
     // Keyed in order, so the rows of the statements below are in key order
     // (two writers on PostgreSQL then lock common rows in the same order).
     let mut sessions: BTreeMap<(&str, &str), &[u8]> = BTreeMap::new();
-    let mut pending: BTreeMap<(&str, &str, &str, &str), Option<(&[u8], i64)>> = BTreeMap::new();
+    let mut pending: BTreeMap<PendingKey<'_>, Option<PendingValue<'_>>> = BTreeMap::new();
     for write in writes {
         match write {
             KeyWrite::Sessions { session, rows } => {
@@ -925,12 +925,15 @@ async fn commit_key_group(pool: &Pool<Db>, writes: &[&KeyWrite]) -> Result<(), s
 }
 
 type SessionRow<'a> = ((&'a str, &'a str), &'a [u8]);
+/// `(session, chat, sender, id)`.
 type PendingKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+/// `(message, inserted_at)`.
+type PendingValue<'a> = (&'a [u8], i64);
 
 async fn group_statements(
     conn: &mut DbConnection,
     sessions: &[SessionRow<'_>],
-    puts: &[(PendingKey<'_>, (&[u8], i64))],
+    puts: &[(PendingKey<'_>, PendingValue<'_>)],
     deletes: &[PendingKey<'_>],
 ) -> Result<(), sqlx::Error> {
     for chunk in sessions.chunks(CHUNK) {

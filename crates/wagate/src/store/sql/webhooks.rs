@@ -1,6 +1,7 @@
 //! Webhooks and the delivery outbox.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -193,9 +194,8 @@ pub(super) async fn enqueue_many(
         if event.data.event_type() == EventType::WebhookTest {
             continue;
         }
-        if !targets.0.contains_key(&event.org_id) {
-            let read = read_targets(tx, event.org_id).await?;
-            targets.0.insert(event.org_id, read);
+        if let Entry::Vacant(slot) = targets.0.entry(event.org_id) {
+            slot.insert(read_targets(tx, event.org_id).await?);
         }
         if let Some(all) = targets.0.get(&event.org_id) {
             rows.extend(
