@@ -307,6 +307,26 @@ impl SimHandle {
             .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
     }
 
+    /// The phone's user votes on a poll it received, ticking `options`
+    /// (none: the vote is taken back); see [`phone::vote`]. Returns the
+    /// vote's message id once it is on its way.
+    pub async fn phone_vote(
+        &self,
+        phone: &str,
+        poll_id: &str,
+        options: &[&str],
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let answer = {
+            let mut w = self.server.world();
+            let (chat, message) = phone::vote(&w, phone, poll_id, options)?;
+            phone::send(&mut w, phone, &chat, message)?
+        };
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
     /// The phone sends `message` again under an id it used before, freshly
     /// encrypted: what reaches a device twice when an ack was lost.
     pub async fn phone_resend_message(

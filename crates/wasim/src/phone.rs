@@ -284,6 +284,68 @@ fn resolve_recipient(w: &World, to: &str) -> Option<String> {
 }
 
 /// The phone's messages, oldest first.
+/// The phone's user ticks `options` on the poll `poll_id` in its inbox:
+/// as WhatsApp's apps do, the vote names each option by the SHA-256 of its
+/// text, is encrypted with a key derived from the poll's secret (which
+/// only those the poll was sent to have), the poll's id, its creator and
+/// the voter, and goes to the poll's chat as a poll update. Ticking
+/// nothing takes the vote back. Returns the chat to send it to and the
+/// message.
+pub fn vote(
+    w: &World,
+    phone: &str,
+    poll_id: &str,
+    options: &[&str],
+) -> Result<(String, wa::Message), SimError> {
+    let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+    let poll = account
+        .phone_inbox
+        .find(poll_id)
+        .filter(|m| !m.from_me)
+        .ok_or(SimError::NoSuchMessage)?;
+    if poll.kind != "poll" {
+        return Err(SimError::Invalid(format!(
+            "message {poll_id} is not a poll"
+        )));
+    }
+    let secret = account
+        .phone_inbox
+        .secret_of(&poll.chat, &poll.sender, poll_id)
+        .ok_or_else(|| SimError::Invalid(format!("poll {poll_id} came without its secret")))?;
+    let chosen: Vec<Vec<u8>> = options
+        .iter()
+        .map(|name| wacore::poll::compute_option_hash(name).to_vec())
+        .collect();
+    let voter = format!("{phone}@s.whatsapp.net");
+    let (enc_payload, enc_iv) = wacore::poll::encrypt_poll_vote_with_secret(
+        &chosen,
+        &secret,
+        poll_id,
+        &poll.sender,
+        &voter,
+    )
+    .map_err(|e| SimError::Internal(format!("encrypting a vote: {e}")))?;
+    let update = wa::message::PollUpdateMessage {
+        poll_creation_message_key: buffa::MessageField::some(wa::MessageKey {
+            remote_jid: Some(poll.chat.clone()),
+            from_me: Some(false),
+            id: Some(poll_id.to_owned()),
+            participant: None,
+        }),
+        vote: buffa::MessageField::some(wa::message::PollEncValue {
+            enc_payload: Some(enc_payload),
+            enc_iv: Some(enc_iv.to_vec()),
+        }),
+        sender_timestamp_ms: i64::try_from(stanza::now_secs() * 1000).ok(),
+        ..Default::default()
+    };
+    let message = wa::Message {
+        poll_update_message: buffa::MessageField::some(update),
+        ..Default::default()
+    };
+    Ok((poll.chat.clone(), message))
+}
+
 pub fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
     w.accounts
         .get(phone)

@@ -319,6 +319,7 @@ impl Supervisor {
     fn inbox(&self) -> Arc<dyn InboundSink> {
         Arc::new(Inbox::new(
             self.inbound.clone(),
+            Arc::clone(&self.store),
             self.hub.clone(),
             self.org_id,
             self.id,

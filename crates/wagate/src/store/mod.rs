@@ -27,7 +27,7 @@ pub use events::EventStore;
 pub use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
-    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep,
+    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoredPoll,
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
 pub use postgres::PostgresStore;
