@@ -132,6 +132,62 @@ async fn media(gateway: &Gateway, session: &str, message: &str) -> (u16, String,
     (status, content_type, bytes)
 }
 
+/// Group chats: what a member sends reaches the linked number as one event,
+/// named by the group, from that member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_is_one_event_from_its_member() {
+    const CAROL: &str = "15550005555";
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let phones = sim.handle();
+    for phone in [BOB, CAROL] {
+        phones
+            .register_phone(phone)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let group = phones
+        .create_group(&[ALICE, BOB, CAROL])
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut ids = Vec::new();
+    for (from, body) in [(BOB, "hello team"), (CAROL, "hi"), (BOB, "again")] {
+        let id = phones
+            .phone_send_group(from, &group, text(body))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = events.incoming(&session, &id).await;
+        assert_eq!(event["event"], "message.received", "{event}");
+        let data = &event["data"];
+        assert_eq!(data["chat"], group.as_str(), "{data}");
+        assert_eq!(data["sender"]["phone"], from, "{data}");
+        assert_eq!(data["from_me"], false, "{data}");
+        assert_eq!(
+            data["content"],
+            serde_json::json!({"type": "text", "body": body})
+        );
+        ids.push((
+            id,
+            data["message_id"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+
+    // A member reacts to another member's message: the target names its
+    // author, and points at the gateway's copy.
+    let (hello, hello_id) = &ids[0];
+    let mut key = key_of(hello, &group, false);
+    key.participant = Some(jid(BOB));
+    let id = phones
+        .phone_send_group(CAROL, &group, build_reaction_message(key, "🎉", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.reaction", "{event}");
+    let target = &event["data"]["content"]["target"];
+    assert_eq!(target["message_id"], hello_id.as_str(), "{event}");
+    assert_eq!(target["from_me"], false, "{event}");
+    assert_eq!(event["data"]["chat"], group.as_str(), "{event}");
+}
+
 /// A poll the gateway sent, voted on by the phone it went to, and one it
 /// received, voted on from its own phone: each vote is
 /// one `message.poll_vote` naming the options chosen, opened with the
