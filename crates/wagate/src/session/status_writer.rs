@@ -169,7 +169,10 @@ mod tests {
         assert_eq!(logged_ids.len(), ids.len());
         stamped.sort();
         logged_ids.sort();
-        assert_eq!(stamped, logged_ids, "every waiter got the id that was logged");
+        assert_eq!(
+            stamped, logged_ids,
+            "every waiter got the id that was logged"
+        );
         Ok(())
     }
 }

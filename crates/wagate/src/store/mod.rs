@@ -101,9 +101,9 @@ pub async fn connect_with(
         .map_or(url.as_str(), |(scheme, _)| scheme);
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(
-            PostgresStore::connect_with(url, pool_size).await?,
-        )),
+        "postgres" | "postgresql" => {
+            Ok(Arc::new(PostgresStore::connect_with(url, pool_size).await?))
+        }
         other => Err(StoreError::UnsupportedScheme(other.to_string())),
     }
 }

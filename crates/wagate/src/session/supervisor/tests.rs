@@ -13,8 +13,8 @@ use crate::domain::Label;
 use crate::events::{Filter, HubLimits, Subscription};
 use crate::session::engine::{EngineError, Identity};
 use crate::store::{
-    Cursor, EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges,
-    SessionPage, SessionQuery, SessionStore, SqliteStore, UserStore, WebhookStore,
+    EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
+    SessionQuery, SessionStore, SqliteStore, UserStore, WebhookStore,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -189,8 +189,14 @@ impl SessionStore for Backend {
         }
         let mut tx = begin_write(self).await?;
         for change in changes.iter_mut() {
-            write_status(&mut tx, change.id, change.status, change.reason, &mut change.event)
-                .await?;
+            write_status(
+                &mut tx,
+                change.id,
+                change.status,
+                change.reason,
+                &mut change.event,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -223,12 +229,14 @@ async fn write_status(
     reason: Option<StatusReason>,
     event: &mut Envelope,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
-        .bind(status.as_str())
-        .bind(reason.map(StatusReason::as_str))
-        .bind(millis(now()))
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(reason.map(StatusReason::as_str))
+    .bind(millis(now()))
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
     append_event(tx, event).await
 }
