@@ -166,6 +166,7 @@
       case 'message.received':
       case 'message.status':
       case 'message.reaction':
+      case 'message.poll_vote':
       case 'message.edited':
       case 'message.revoked':
         refreshMessages();

@@ -135,7 +135,7 @@ impl Application {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store = store::connect(&config.database_url())
+        let store = store::connect_with(&config.database_url(), config.database_pool_size)
             .await
             .context("opening the database")?;
         let bootstrap = admin::bootstrap(store.as_ref())

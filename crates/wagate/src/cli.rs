@@ -53,6 +53,9 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Connections to a PostgreSQL database [default: 10; SQLite ignores it].
+    #[arg(long, global = true, value_name = "N")]
+    pub database_pool_size: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +146,7 @@ impl Cli {
         let mut overrides = Overrides {
             data_dir: self.global.data_dir.clone(),
             database_url: self.global.database_url.clone().map(Secret::new),
+            database_pool_size: self.global.database_pool_size,
             ..Overrides::default()
         };
         if let Command::Serve(serve) = &self.command {
@@ -195,7 +199,7 @@ async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn store:
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    Ok(store::connect(&config.database_url()).await?)
+    Ok(store::connect_with(&config.database_url(), config.database_pool_size).await?)
 }
 
 /// Printed to stdout, never logged: this is the only time the token exists

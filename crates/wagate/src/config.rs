@@ -34,6 +34,13 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Defaults to `sqlite://<data_dir>/wagate.db`. May hold a password.
     pub database_url: Option<Secret<String>>,
+    /// Connections to a PostgreSQL database: the sessions' key reads and
+    /// writes, the API's reads and the write transactions (one at a time)
+    /// share them. Each is a PostgreSQL backend process (about 10 MiB of
+    /// its own besides the shared buffers), and the server's
+    /// `max_connections` must leave room for them. SQLite ignores it (one
+    /// writer connection and a few readers).
+    pub database_pool_size: u32,
     /// WhatsApp server to connect to; unset means WhatsApp itself.
     pub whatsapp_url: Option<Url>,
     /// How long a session may wait for a phone to link before it fails.
@@ -127,6 +134,7 @@ impl Default for Config {
             metrics_listen: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_pool_size: 10,
             whatsapp_url: None,
             link_timeout_secs: 300,
             retry_budget_secs: 600,
@@ -207,6 +215,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_pool_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub whatsapp_url: Option<Url>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_timeout_secs: Option<u64>,
@@ -280,6 +290,9 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::Zero("database_pool_size"));
         }
         if self.media_limit_bytes == 0 {
             return Err(ConfigError::Zero("media_limit_bytes"));
@@ -496,6 +509,37 @@ mod tests {
             Config::load_from(None, &overrides, no_env()),
             Err(ConfigError::Zero("link_timeout_secs"))
         ));
+    }
+
+    #[test]
+    // The closure's error type is figment's, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    fn the_database_pool_size_is_set_by_env_or_flag_and_never_zero() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load_from(None, &base(), Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.database_pool_size, 10, "default");
+            jail.set_env("WAGATE_DATABASE_POOL_SIZE", "40");
+            let config = Config::load_from(None, &base(), Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.database_pool_size, 40, "env");
+            let overrides = Overrides {
+                database_pool_size: Some(64),
+                ..base()
+            };
+            let config = Config::load_from(None, &overrides, Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
+            assert_eq!(config.database_pool_size, 64, "flag beats env");
+            let zero = Overrides {
+                database_pool_size: Some(0),
+                ..base()
+            };
+            assert!(matches!(
+                Config::load_from(None, &zero, Env::prefixed("WAGATE_")),
+                Err(ConfigError::Zero("database_pool_size"))
+            ));
+            Ok(())
+        });
     }
 
     #[test]

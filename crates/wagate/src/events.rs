@@ -35,6 +35,8 @@ pub enum EventType {
     MessageReceived,
     #[serde(rename = "message.reaction")]
     MessageReaction,
+    #[serde(rename = "message.poll_vote")]
+    MessagePollVote,
     #[serde(rename = "message.edited")]
     MessageEdited,
     #[serde(rename = "message.revoked")]
@@ -49,13 +51,14 @@ pub enum EventType {
 
 impl EventType {
     /// The types filters can name (every type but `webhook.test`).
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::SessionStatus,
         Self::SessionQr,
         Self::SessionPairingCode,
         Self::MessageStatus,
         Self::MessageReceived,
         Self::MessageReaction,
+        Self::MessagePollVote,
         Self::MessageEdited,
         Self::MessageRevoked,
         Self::WebhookDisabled,
@@ -69,6 +72,7 @@ impl EventType {
             Self::MessageStatus => "message.status",
             Self::MessageReceived => "message.received",
             Self::MessageReaction => "message.reaction",
+            Self::MessagePollVote => "message.poll_vote",
             Self::MessageEdited => "message.edited",
             Self::MessageRevoked => "message.revoked",
             Self::WebhookDisabled => "webhook.disabled",
@@ -122,6 +126,10 @@ pub enum EventData {
     /// `emoji` removes their reaction).
     #[serde(rename = "message.reaction")]
     MessageReaction(Box<IncomingMessage>),
+    /// Someone voted on a poll (`content.type` is `poll_vote`; the
+    /// options they chose replace their earlier vote).
+    #[serde(rename = "message.poll_vote")]
+    MessagePollVote(Box<IncomingMessage>),
     /// Someone edited a message they sent (`content.type` is `edit`).
     #[serde(rename = "message.edited")]
     MessageEdited(Box<IncomingMessage>),
@@ -162,6 +170,7 @@ impl EventData {
             Self::WebhookTest { .. } => EventType::WebhookTest,
             Self::MessageReceived(_) => EventType::MessageReceived,
             Self::MessageReaction(_) => EventType::MessageReaction,
+            Self::MessagePollVote(_) => EventType::MessagePollVote,
             Self::MessageEdited(_) => EventType::MessageEdited,
             Self::MessageRevoked(_) => EventType::MessageRevoked,
         }
@@ -172,6 +181,7 @@ impl EventData {
         let message = Box::new(message);
         match message.content {
             IncomingContent::Reaction { .. } => Self::MessageReaction(message),
+            IncomingContent::PollVote { .. } => Self::MessagePollVote(message),
             IncomingContent::Edit { .. } => Self::MessageEdited(message),
             IncomingContent::Revoke { .. } => Self::MessageRevoked(message),
             _ => Self::MessageReceived(message),

@@ -233,6 +233,7 @@ impl Metrics {
             }
             EventData::MessageReceived(_)
             | EventData::MessageReaction(_)
+            | EventData::MessagePollVote(_)
             | EventData::MessageEdited(_)
             | EventData::MessageRevoked(_) => {
                 self.inner

@@ -307,6 +307,64 @@ impl SimHandle {
             .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
     }
 
+    /// Creates a group chat of these phone numbers (their accounts are
+    /// created if need be); returns its JID. A linked device of a member
+    /// receives what other members send to it.
+    pub fn create_group(&self, participants: &[&str]) -> Result<String, SimError> {
+        for phone in participants {
+            check_phone(phone)?;
+        }
+        let mut w = self.server.world();
+        for phone in participants {
+            w.account_mut(phone);
+        }
+        // WhatsApp's group ids: the creation time and a counter, digits.
+        let jid = format!("1203630{:011}@g.us", w.groups.len() + 1);
+        w.groups.insert(
+            jid.clone(),
+            world::Group {
+                participants: participants.iter().map(|p| (*p).to_owned()).collect(),
+            },
+        );
+        Ok(jid)
+    }
+
+    /// The phone sends `message` to a group it is in (see
+    /// [`phone::send_group`]). Returns the message id once it is on its
+    /// way to every member's linked devices.
+    pub async fn phone_send_group(
+        &self,
+        phone: &str,
+        group: &str,
+        message: waproto::whatsapp::Message,
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let answer = phone::send_group(&mut self.server.world(), phone, group, message)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
+    /// The phone's user votes on a poll it received, ticking `options`
+    /// (none: the vote is taken back); see [`phone::vote`]. Returns the
+    /// vote's message id once it is on its way.
+    pub async fn phone_vote(
+        &self,
+        phone: &str,
+        poll_id: &str,
+        options: &[&str],
+    ) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let answer = {
+            let mut w = self.server.world();
+            let (chat, message) = phone::vote(&w, phone, poll_id, options)?;
+            phone::send(&mut w, phone, &chat, message)?
+        };
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SimError::Invalid("the simulator is shutting down".into())))
+    }
+
     /// The phone sends `message` again under an id it used before, freshly
     /// encrypted: what reaches a device twice when an ack was lost.
     pub async fn phone_resend_message(

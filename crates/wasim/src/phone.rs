@@ -67,6 +67,13 @@ pub enum Command {
         id: Option<String>,
         reply: oneshot::Sender<Result<String, SimError>>,
     },
+    /// Send a message to a group as the phone.
+    SendGroup {
+        phone: String,
+        group: String,
+        message: Box<wa::Message>,
+        reply: oneshot::Sender<Result<String, SimError>>,
+    },
 }
 
 /// The app-state sync key a phone shares with its companions. Nothing is
@@ -85,6 +92,7 @@ pub struct PhoneSignal {
     sessions: store::Sessions,
     prekeys: store::PreKeys,
     signed: store::SignedPreKeys,
+    sender_keys: store::SenderKeys,
     app_state_key: AppStateKey,
     /// What the phone sent lately, for resending on a retry receipt.
     sent: VecDeque<Outgoing>,
@@ -160,6 +168,7 @@ impl PhoneSignal {
             sessions: Default::default(),
             prekeys,
             signed,
+            sender_keys: Default::default(),
             app_state_key: AppStateKey {
                 id: key_id,
                 data: rand::random(),
@@ -270,6 +279,38 @@ pub fn send_as(
     }
 }
 
+/// Asks the phone to send `message` to the group `group` (a JID), of which
+/// it must be a member; the message id arrives on the returned channel.
+pub fn send_group(
+    w: &mut World,
+    phone: &str,
+    group: &str,
+    message: wa::Message,
+) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
+    let members = &w
+        .groups
+        .get(group)
+        .ok_or_else(|| SimError::Invalid(format!("no group {group:?}")))?
+        .participants;
+    if !members.iter().any(|m| m == phone) {
+        return Err(SimError::Invalid(format!("{phone} is not in {group}")));
+    }
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::SendGroup {
+        phone: phone.to_owned(),
+        group: group.to_owned(),
+        message: Box::new(message),
+        reply,
+    };
+    if command(w, phone, cmd) {
+        Ok(answer)
+    } else {
+        Err(SimError::Invalid(
+            "this phone has no Signal state (is the simulator running?)".into(),
+        ))
+    }
+}
+
 /// `+1 555 000`, `1555000`, `1555000@s.whatsapp.net` or `<lid>@lid` -> the
 /// account's phone number.
 fn resolve_recipient(w: &World, to: &str) -> Option<String> {
@@ -281,6 +322,68 @@ fn resolve_recipient(w: &World, to: &str) -> Option<String> {
         format!("{digits}@s.whatsapp.net")
     };
     phone_of(w, &parse_jid(&jid)?)
+}
+
+/// The phone's user ticks `options` on the poll `poll_id` in its inbox:
+/// as WhatsApp's apps do, the vote names each option by the SHA-256 of its
+/// text, is encrypted with a key derived from the poll's secret (which
+/// only those the poll was sent to have), the poll's id, its creator and
+/// the voter, and goes to the poll's chat as a poll update. Ticking
+/// nothing takes the vote back. Returns the chat to send it to and the
+/// message.
+pub fn vote(
+    w: &World,
+    phone: &str,
+    poll_id: &str,
+    options: &[&str],
+) -> Result<(String, wa::Message), SimError> {
+    let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+    let poll = account
+        .phone_inbox
+        .find(poll_id)
+        .filter(|m| !m.from_me)
+        .ok_or(SimError::NoSuchMessage)?;
+    if poll.kind != "poll" {
+        return Err(SimError::Invalid(format!(
+            "message {poll_id} is not a poll"
+        )));
+    }
+    let secret = account
+        .phone_inbox
+        .secret_of(&poll.chat, &poll.sender, poll_id)
+        .ok_or_else(|| SimError::Invalid(format!("poll {poll_id} came without its secret")))?;
+    let chosen: Vec<Vec<u8>> = options
+        .iter()
+        .map(|name| wacore::poll::compute_option_hash(name).to_vec())
+        .collect();
+    let voter = format!("{phone}@s.whatsapp.net");
+    let (enc_payload, enc_iv) = wacore::poll::encrypt_poll_vote_with_secret(
+        &chosen,
+        &secret,
+        poll_id,
+        &poll.sender,
+        &voter,
+    )
+    .map_err(|e| SimError::Internal(format!("encrypting a vote: {e}")))?;
+    let update = wa::message::PollUpdateMessage {
+        poll_creation_message_key: buffa::MessageField::some(wa::MessageKey {
+            remote_jid: Some(poll.chat.clone()),
+            from_me: Some(false),
+            id: Some(poll_id.to_owned()),
+            participant: None,
+        }),
+        vote: buffa::MessageField::some(wa::message::PollEncValue {
+            enc_payload: Some(enc_payload),
+            enc_iv: Some(enc_iv.to_vec()),
+        }),
+        sender_timestamp_ms: i64::try_from(stanza::now_secs() * 1000).ok(),
+        ..Default::default()
+    };
+    let message = wa::Message {
+        poll_update_message: buffa::MessageField::some(update),
+        ..Default::default()
+    };
+    Ok((poll.chat.clone(), message))
 }
 
 /// The phone's messages, oldest first.
@@ -334,6 +437,20 @@ pub async fn run(
                 let result = match phones.get_mut(&phone) {
                     Some(signal) => {
                         Ok(send_message(&server, &phone, signal, &to, &message, id).await)
+                    }
+                    None => Err(SimError::NoSuchPhone),
+                };
+                let _ = reply.send(result);
+            }
+            Command::SendGroup {
+                phone,
+                group,
+                message,
+                reply,
+            } => {
+                let result = match phones.get_mut(&phone) {
+                    Some(signal) => {
+                        send_group_message(&server, &phone, signal, &group, &message).await
                     }
                     None => Err(SimError::NoSuchPhone),
                 };
@@ -538,6 +655,99 @@ async fn send_message(
     }
     signal.sent.push_back(out);
     id
+}
+
+/// Sends `message` to a group as WhatsApp does: encrypted once with the
+/// phone's sender key for the group (`skmsg`), and with the sender key
+/// itself (a `SenderKeyDistributionMessage`) encrypted pairwise for each
+/// member's device (`pkmsg`/`msg`), both in each device's copy. The copies
+/// go to the members' linked devices (the phone's own included); the
+/// simulated phones themselves do not read group messages. Returns the
+/// message id.
+async fn send_group_message(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    group: &str,
+    message: &wa::Message,
+) -> Result<String, SimError> {
+    use wacore_libsignal::protocol::{
+        SenderKeyName, create_sender_key_distribution_message, group_encrypt,
+    };
+    let id = new_message_id();
+    let t = stanza::now_secs();
+    let (targets, push_name) = {
+        let mut w = server.world();
+        w.sent_by.insert(id.clone(), (phone.to_owned(), 0));
+        let members = w
+            .groups
+            .get(group)
+            .map(|g| g.participants.clone())
+            .unwrap_or_default();
+        let targets: Vec<(String, u16)> = members
+            .iter()
+            .filter_map(|m| w.accounts.get(m))
+            .flat_map(|a| a.devices.keys().map(|d| (a.phone.clone(), *d)))
+            .collect();
+        let push_name = w
+            .accounts
+            .get(phone)
+            .map(|a| a.push_name.clone())
+            .unwrap_or_default();
+        (targets, push_name)
+    };
+    let name = SenderKeyName::new(group.to_owned(), address(phone, 0).to_string());
+    let internal = |e: wacore_libsignal::protocol::SignalProtocolError| {
+        SimError::Internal(format!("group encryption: {e}"))
+    };
+    let mut rng: StdRng = rand::make_rng();
+    let distribution =
+        create_sender_key_distribution_message(&name, &mut signal.sender_keys, &mut rng)
+            .await
+            .map_err(internal)?;
+    let sealed = group_encrypt(
+        &mut signal.sender_keys,
+        &name,
+        &MessageUtils::encode_and_pad(message),
+        &mut rng,
+    )
+    .await
+    .map_err(internal)?;
+    let key_share = MessageUtils::encode_and_pad(&wa::Message {
+        sender_key_distribution_message: buffa::MessageField::some(
+            wa::message::SenderKeyDistributionMessage {
+                group_id: Some(group.to_owned()),
+                axolotl_sender_key_distribution_message: Some(distribution.serialized().to_vec()),
+            },
+        ),
+        ..Default::default()
+    });
+    for (target, device) in targets {
+        let (enc, ciphertext) = match encrypt(server, signal, &target, device, &key_share).await {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::warn!(%phone, %target, device, error = %e, "group message not sent");
+                continue;
+            }
+        };
+        let mut b = NodeBuilder::new("message")
+            .attr("from", group)
+            .attr("participant", device_jid(phone, 0))
+            .attr("id", id.as_str())
+            .attr("t", t.to_string())
+            .attr("type", stanza_type(message));
+        if !push_name.is_empty() {
+            b = b.attr("notify", push_name.as_str());
+        }
+        let node = b
+            .children([
+                enc_node(enc, ciphertext),
+                enc_node("skmsg", sealed.serialized().to_vec()),
+            ])
+            .build();
+        relay::deliver(&mut server.world(), &target, device, node);
+    }
+    Ok(id)
 }
 
 /// Encrypts and delivers one device's copy of `out`: the message itself

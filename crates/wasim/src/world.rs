@@ -136,6 +136,15 @@ pub struct World {
     pub nacks: crate::faults::Nacks,
     /// Uploaded media blobs by direct path.
     pub blobs: HashMap<String, bytes::Bytes>,
+    /// Groups by JID (`<id>@g.us`).
+    pub groups: HashMap<String, Group>,
+}
+
+/// A group chat: its members, by phone number. (No subject or metadata
+/// queries yet: a group's messages need only its members.)
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub participants: Vec<String>,
 }
 
 impl World {

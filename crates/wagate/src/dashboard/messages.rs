@@ -174,6 +174,14 @@ fn summary(kind: &str, stored: &Value) -> String {
             }
         }
         "poll" => format!("Poll: {}", field("question").unwrap_or_default()),
+        "poll_vote" => match content.get("selected_options").and_then(Value::as_array) {
+            Some(chosen) if chosen.is_empty() => "Took a poll vote back".to_string(),
+            Some(chosen) => {
+                let names: Vec<&str> = chosen.iter().filter_map(Value::as_str).collect();
+                format!("Voted: {}", names.join(", "))
+            }
+            None => "Voted on a poll".to_string(),
+        },
         "reaction" => match field("emoji") {
             Some(emoji) => format!("Reacted {emoji}"),
             None => "Took a reaction back".to_string(),
@@ -204,6 +212,11 @@ mod tests {
         assert_eq!(summary("location", &place), "Location: 1.5, 2");
         let gone = json!({ "type": "reaction", "emoji": "", "target": {} });
         assert_eq!(summary("reaction", &gone), "Took a reaction back");
+        let vote =
+            json!({ "type": "poll_vote", "selected_options": ["yes", "<i>no</i>"], "target": {} });
+        assert_eq!(summary("poll_vote", &vote), "Voted: yes, <i>no</i>");
+        let unopened = json!({ "type": "poll_vote", "selected_options": null, "target": {} });
+        assert_eq!(summary("poll_vote", &unopened), "Voted on a poll");
         assert_eq!(
             summary("revoke", &json!({ "type": "revoke" })),
             "Deleted a message for everyone"

@@ -754,6 +754,7 @@ mod tests {
         for name in [
             "message.received",
             "message.reaction",
+            "message.poll_vote",
             "message.edited",
             "message.revoked",
         ] {

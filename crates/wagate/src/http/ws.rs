@@ -32,10 +32,10 @@ pub struct WsParams {
     pub session_id: Option<SessionId>,
     /// Comma-separated event types: `session.status`, `session.qr`,
     /// `session.pairing_code`, `message.status`, `message.received`,
-    /// `message.reaction`, `message.edited`, `message.revoked`,
-    /// `webhook.disabled`. Default: all.
+    /// `message.reaction`, `message.poll_vote`, `message.edited`,
+    /// `message.revoked`, `webhook.disabled`. Default: all.
     #[param(
-        pattern = r"^ *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.edited|message\.revoked|webhook\.disabled))? *(, *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.edited|message\.revoked|webhook\.disabled))? *)*$"
+        pattern = r"^ *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.poll_vote|message\.edited|message\.revoked|webhook\.disabled))? *(, *((session\.status|session\.qr|session\.pairing_code|message\.status|message\.received|message\.reaction|message\.poll_vote|message\.edited|message\.revoked|webhook\.disabled))? *)*$"
     )]
     pub events: Option<String>,
     /// Resume: the id of the last event this client received. Every later

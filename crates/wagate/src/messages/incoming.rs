@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use whatsapp_rust::wacore::poll;
 use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
@@ -25,7 +26,7 @@ pub struct Sender {
     pub lid: Option<String>,
 }
 
-/// The message a reaction, an edit or a revoke is about.
+/// The message a reaction, a poll vote, an edit or a revoke is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Target {
     /// Its WhatsApp message id.
@@ -111,6 +112,15 @@ pub enum IncomingContent {
         options: Vec<String>,
         selectable_count: u32,
     },
+    /// A vote on the poll `target`: the options the voter has chosen now,
+    /// replacing their earlier vote on it (empty: they took their vote
+    /// back). `null` when the vote could not be opened: the gateway does
+    /// not know the poll (it was sent before this number was linked, or
+    /// from another device the gateway never saw it from).
+    PollVote {
+        target: Target,
+        selected_options: Option<Vec<String>>,
+    },
     /// An empty `emoji` takes the sender's reaction away.
     Reaction {
         target: Target,
@@ -137,6 +147,7 @@ impl IncomingContent {
             Self::Location { .. } => "location",
             Self::Contacts { .. } => "contact",
             Self::Poll { .. } => "poll",
+            Self::PollVote { .. } => "poll_vote",
             Self::Reaction { .. } => "reaction",
             Self::Edit { .. } => "edit",
             Self::Revoke { .. } => "revoke",
@@ -145,18 +156,20 @@ impl IncomingContent {
 
     pub fn target(&self) -> Option<&Target> {
         match self {
-            Self::Reaction { target, .. } | Self::Edit { target, .. } | Self::Revoke { target } => {
-                Some(target)
-            }
+            Self::Reaction { target, .. }
+            | Self::PollVote { target, .. }
+            | Self::Edit { target, .. }
+            | Self::Revoke { target } => Some(target),
             _ => None,
         }
     }
 
     pub fn target_mut(&mut self) -> Option<&mut Target> {
         match self {
-            Self::Reaction { target, .. } | Self::Edit { target, .. } | Self::Revoke { target } => {
-                Some(target)
-            }
+            Self::Reaction { target, .. }
+            | Self::PollVote { target, .. }
+            | Self::Edit { target, .. }
+            | Self::Revoke { target } => Some(target),
             _ => None,
         }
     }
@@ -239,7 +252,8 @@ pub struct IncomingMessage {
     /// linked device.
     pub from_me: bool,
     /// `text`, `image`, `video`, `audio`, `voice`, `document`, `sticker`,
-    /// `location`, `contact`, `poll`, `reaction`, `edit` or `revoke`.
+    /// `location`, `contact`, `poll`, `poll_vote`, `reaction`, `edit` or
+    /// `revoke`.
     pub kind: String,
     pub content: IncomingContent,
     /// The WhatsApp id of the message this one quotes, if any.
@@ -443,6 +457,18 @@ pub fn decode(message: &wa::Message) -> Option<(IncomingContent, Option<MediaRef
             None,
         ));
     }
+    if let Some(update) = m.poll_update_message.as_option() {
+        // Opened later, by whoever has the poll's secret (see
+        // [`poll_vote_cipher`]).
+        let target = target_of(update.poll_creation_message_key.as_option())?;
+        return Some((
+            IncomingContent::PollVote {
+                target,
+                selected_options: None,
+            },
+            None,
+        ));
+    }
     if let Some(protocol) = m.protocol_message.as_option() {
         let target = target_of(protocol.key.as_option())?;
         return match protocol.r#type {
@@ -494,6 +520,36 @@ pub fn reply_to(message: &wa::Message) -> Option<String> {
     .into_iter()
     .flatten()
     .find_map(|ctx| ctx.stanza_id.clone())
+}
+
+/// The encrypted vote of a poll update message, if `message` is one: it
+/// opens with a key derived from the poll's secret, which only the poll's
+/// participants have.
+pub fn poll_vote_cipher(message: &wa::Message) -> Option<poll::PollVoteCiphertext<'_>> {
+    let vote = unwrap(message)
+        .poll_update_message
+        .as_option()?
+        .vote
+        .as_option()?;
+    Some(poll::PollVoteCiphertext {
+        enc_payload: vote.enc_payload.as_deref()?,
+        enc_iv: vote.enc_iv.as_deref()?,
+    })
+}
+
+/// The names of the options a vote chose. A vote names each option by
+/// the SHA-256 of its text; `None` if one matches none of `options` (a
+/// vote on another poll, or a poll the gateway recorded differently).
+pub fn chosen_options(options: &[String], chosen: &[Vec<u8>]) -> Option<Vec<String>> {
+    chosen
+        .iter()
+        .map(|hash| {
+            options
+                .iter()
+                .find(|name| poll::compute_option_hash(name).as_slice() == hash.as_slice())
+                .cloned()
+        })
+        .collect()
 }
 
 fn target_of(key: Option<&wa::MessageKey>) -> Option<Target> {

@@ -119,6 +119,53 @@ fn reactions_edits_and_revokes_name_their_target() {
 }
 
 #[test]
+fn a_poll_vote_names_its_poll_and_keeps_its_cipher_for_later() {
+    let key = wa::MessageKey {
+        id: Some("3EB0POLL".into()),
+        from_me: Some(false),
+        remote_jid: Some("15551234567@s.whatsapp.net".into()),
+        participant: None,
+    };
+    let vote = wa::Message {
+        poll_update_message: MessageField::some(wa::message::PollUpdateMessage {
+            poll_creation_message_key: MessageField::some(key),
+            vote: MessageField::some(wa::message::PollEncValue {
+                enc_payload: Some(vec![1, 2, 3]),
+                enc_iv: Some(vec![4; 12]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (content, media) = decode(&vote).unwrap();
+    assert!(media.is_none());
+    assert_eq!(content.kind(), "poll_vote");
+    assert!(matches!(
+        content,
+        IncomingContent::PollVote { ref target, selected_options: None } if target.wa_id == "3EB0POLL"
+    ));
+    let cipher = poll_vote_cipher(&vote).unwrap();
+    assert_eq!(
+        (cipher.enc_payload, cipher.enc_iv),
+        (&[1, 2, 3][..], &[4; 12][..])
+    );
+    assert!(poll_vote_cipher(&text("hi")).is_none());
+}
+
+#[test]
+fn a_vote_names_options_by_their_hash_and_refuses_a_stranger() {
+    use whatsapp_rust::wacore::poll::compute_option_hash;
+    let options = ["north".to_string(), "south".to_string(), "east".to_string()];
+    let hash = |name: &str| compute_option_hash(name).to_vec();
+    assert_eq!(
+        chosen_options(&options, &[hash("east"), hash("north")]),
+        Some(vec!["east".to_string(), "north".to_string()])
+    );
+    assert_eq!(chosen_options(&options, &[]), Some(vec![]));
+    assert_eq!(chosen_options(&options, &[hash("west")]), None);
+}
+
+#[test]
 fn protocol_chatter_is_not_a_message() {
     let key_share = wa::Message {
         protocol_message: MessageField::some(wa::message::ProtocolMessage {

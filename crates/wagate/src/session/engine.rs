@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::domain::{MessageStatus, Phone, SessionId};
 use crate::messages::{Inbound, MediaRef};
 use crate::outbox::Messenger;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredPoll};
 
 /// What the protocol reports, reduced to what the supervisor acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,10 @@ pub enum Delivery {
 #[async_trait]
 pub trait InboundSink: Send + Sync + 'static {
     async fn record(&self, batch: Vec<Inbound>) -> Result<(), InboundError>;
+
+    /// The poll with this WhatsApp id that the session sent or received,
+    /// to open and name the votes on it.
+    async fn poll(&self, wa_id: &str) -> Result<Option<StoredPoll>, InboundError>;
 }
 
 #[derive(Debug, thiserror::Error)]

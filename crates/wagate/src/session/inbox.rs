@@ -17,7 +17,7 @@ use super::engine::{InboundError, InboundSink};
 use crate::domain::{MessageId, OrgId, SessionId};
 use crate::events::{Envelope, EventHub};
 use crate::messages::Inbound;
-use crate::store::{NewIncoming, Store, StoreError};
+use crate::store::{NewIncoming, Store, StoreError, StoredPoll};
 
 /// Most messages in one group commit: bounds the transaction (and what
 /// a failed one has to redo alone) when a backlog is waiting.
@@ -110,15 +110,23 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
 
 pub struct Inbox {
     writer: InboundWriter,
+    store: Arc<dyn Store>,
     hub: EventHub,
     org_id: OrgId,
     session_id: SessionId,
 }
 
 impl Inbox {
-    pub fn new(writer: InboundWriter, hub: EventHub, org_id: OrgId, session_id: SessionId) -> Self {
+    pub fn new(
+        writer: InboundWriter,
+        store: Arc<dyn Store>,
+        hub: EventHub,
+        org_id: OrgId,
+        session_id: SessionId,
+    ) -> Self {
         Self {
             writer,
+            store,
             hub,
             org_id,
             session_id,
@@ -151,6 +159,10 @@ impl InboundSink for Inbox {
             self.hub.publish(event);
         }
         Ok(())
+    }
+
+    async fn poll(&self, wa_id: &str) -> Result<Option<StoredPoll>, InboundError> {
+        Ok(self.store.messages().poll(self.session_id, wa_id).await?)
     }
 }
 
@@ -202,6 +214,7 @@ mod tests {
         };
         let inbox = Inbox::new(
             InboundWriter::spawn(Arc::clone(&store)),
+            Arc::clone(&store),
             hub.clone(),
             org.id,
             session.id,

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
 use super::inbox::InboundWriter;
+use super::status_writer::StatusWriter;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
 };
@@ -83,6 +84,8 @@ struct Inner {
     engine: Arc<dyn Engine>,
     hub: EventHub,
     inbound: InboundWriter,
+    /// Shared by every session: group-commits their status changes.
+    statuses: StatusWriter,
     policy: SupervisorPolicy,
     outbox: OutboxPolicy,
     /// Shared by every session's worker: one HTTP connection pool.
@@ -135,6 +138,7 @@ impl SessionManager {
         Self {
             inner: Arc::new(Inner {
                 inbound: InboundWriter::spawn(Arc::clone(&store)),
+                statuses: StatusWriter::spawn(Arc::clone(&store)),
                 store,
                 engine,
                 hub,
@@ -530,6 +534,7 @@ impl SessionManager {
                 engine: Arc::clone(&self.inner.engine),
                 hub: self.inner.hub.clone(),
                 inbound: self.inner.inbound.clone(),
+                statuses: self.inner.statuses.clone(),
                 policy: self.inner.policy,
             },
             live_tx,

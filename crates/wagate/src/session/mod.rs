@@ -2,7 +2,8 @@
 //! ([`supervisor`]), the [`manager`] that owns them, and the seam
 //! ([`engine`]) between the supervisor and the WhatsApp protocol, which
 //! [`whatsapp`] implements with whatsapp-rust. [`inbox`] stores what a
-//! session receives.
+//! session receives; [`status_writer`] group-commits every session's status
+//! changes.
 
 pub mod backoff;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod liveness;
 #[cfg(feature = "simulator")]
 mod loopback_http;
 pub mod manager;
+pub mod status_writer;
 pub mod supervisor;
 pub mod whatsapp;
 

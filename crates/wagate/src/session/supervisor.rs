@@ -18,10 +18,11 @@ use super::backoff::{Retry, RetryPolicy};
 use super::engine::{Delivery, Engine, EngineError, EngineEvent, InboundSink, Link, NoAnswer};
 use super::inbox::{InboundWriter, Inbox};
 use super::liveness::{Check, LivenessPolicy, Watchdog};
+use super::status_writer::StatusWriter;
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData, EventHub};
 use crate::metrics::{LinkMethod, ReconnectReason};
-use crate::store::{SessionRecord, Store, StoreError};
+use crate::store::{SessionRecord, StatusChange, Store, StoreError};
 
 /// How long WhatsApp honours a pairing code (the protocol says ~180 s).
 const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
@@ -220,7 +221,11 @@ pub struct Supervisor {
     org_id: OrgId,
     status: SessionStatus,
     linked: bool,
+    /// The phone number and name as stored, so a reconnect that brings the
+    /// same ones back writes nothing.
+    identity: (Option<String>, Option<String>),
     store: Arc<dyn Store>,
+    statuses: StatusWriter,
     engine: Arc<dyn Engine>,
     hub: EventHub,
     inbound: InboundWriter,
@@ -238,6 +243,8 @@ pub struct SupervisorDeps {
     pub hub: EventHub,
     /// Shared by every session: stores what they receive, group-committed.
     pub inbound: InboundWriter,
+    /// Shared by every session: group-commits status changes.
+    pub statuses: StatusWriter,
     pub policy: SupervisorPolicy,
 }
 
@@ -256,7 +263,9 @@ impl Supervisor {
             org_id: record.org_id,
             status: record.status,
             linked: record.is_linked(),
+            identity: (record.phone.clone(), record.push_name.clone()),
             store: deps.store,
+            statuses: deps.statuses,
             engine: deps.engine,
             hub: deps.hub,
             inbound: deps.inbound,
@@ -319,6 +328,7 @@ impl Supervisor {
     fn inbox(&self) -> Arc<dyn InboundSink> {
         Arc::new(Inbox::new(
             self.inbound.clone(),
+            Arc::clone(&self.store),
             self.hub.clone(),
             self.org_id,
             self.id,
@@ -382,10 +392,7 @@ impl Supervisor {
                         .map(|()| Flow::Exit(Exit::Idle))
                 }
                 () = wait_for(&mut active.phase) => self.on_connection_end(&mut active).await,
-                () = wait_until(next_attempt) => {
-                    active.connect();
-                    Ok(Flow::Continue)
-                }
+                () = wait_until(next_attempt) => self.attempt(&mut active).await,
                 () = wait_until(next_liveness_check) => {
                     self.look_at_connection(&mut active);
                     Ok(Flow::Continue)
@@ -399,11 +406,23 @@ impl Supervisor {
                 Ok(Flow::Exit(exit)) => exit,
                 // The store could not record what happened: carrying on
                 // would show users a state that was never saved.
-                Err(error) => {
-                    tracing::error!(%error, "could not record a change of the session; disconnecting");
-                    active.link.disconnect().await;
-                    Exit::Idle
-                }
+                // It must not end the loop either, though: the row would
+                // keep showing whatever was last saved (`working`, with the
+                // connection gone) and nothing would watch the session any
+                // more. So the connection is closed and made again after a
+                // backoff, and the attempt first saves `starting` (see
+                // `attempt`), which keeps failing loudly until the store
+                // takes it.
+                Err(error) => match self.after_store_error(&mut active).await {
+                    Some(exit) => {
+                        tracing::error!(%error, "could not record a change of the session; giving up");
+                        exit
+                    }
+                    None => {
+                        tracing::error!(%error, "could not record a change of the session; disconnected, trying again");
+                        continue;
+                    }
+                },
             };
             self.live.send_replace(Live::default());
             self.working.send_replace(None);
@@ -543,10 +562,7 @@ impl Supervisor {
                     *until = Instant::now();
                 }
                 self.live.send_replace(Live::default());
-                self.store
-                    .sessions()
-                    .set_identity(self.id, Some(&phone), None)
-                    .await?;
+                self.save_identity(Some(phone), None).await?;
             }
             EngineEvent::Connected => {
                 active.retry.reset();
@@ -555,13 +571,7 @@ impl Supervisor {
                 let identity = active.link.identity();
                 if identity.phone.is_some() {
                     self.linked = true;
-                    self.store
-                        .sessions()
-                        .set_identity(
-                            self.id,
-                            identity.phone.as_deref(),
-                            identity.push_name.as_deref(),
-                        )
+                    self.save_identity(identity.phone, identity.push_name)
                         .await?;
                 }
                 self.set_status(SessionStatus::Working, None).await?;
@@ -596,6 +606,47 @@ impl Supervisor {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// A new connection attempt. The status is `starting` before it is
+    /// made: that is what the row already says unless a store error cut
+    /// the last connection off before its end could be recorded.
+    async fn attempt(&mut self, active: &mut Active) -> StepResult {
+        if self.status == SessionStatus::Working {
+            self.set_status(SessionStatus::Starting, Some(StatusReason::ConnectionLost))
+                .await?;
+        }
+        active.connect();
+        Ok(Flow::Continue)
+    }
+
+    /// A change could not be saved: the connection is dropped and made
+    /// again after a backoff (taken from the retry budget, as a failed
+    /// connection's). `Some` when the budget is spent: the session stops,
+    /// recorded as failed if the store takes that.
+    async fn after_store_error(&mut self, active: &mut Active) -> Option<Exit> {
+        active.link.disconnect().await;
+        active.watchdog = None;
+        active.ping = None;
+        self.live.send_replace(Live::default());
+        self.working.send_replace(None);
+        let now = Instant::now();
+        match active.retry.next_delay(now) {
+            Some(delay) => {
+                // Dropping the ended connection's future aborts its task.
+                active.phase = Phase::Backoff { until: now + delay };
+                None
+            }
+            None => {
+                if let Err(error) = self
+                    .set_status(SessionStatus::Failed, Some(StatusReason::ConnectionFailed))
+                    .await
+                {
+                    tracing::error!(%error, "could not record the failure either");
+                }
+                Some(Exit::Idle)
+            }
+        }
     }
 
     /// The watchdog's periodic look: a connection silent for too long is
@@ -757,10 +808,7 @@ impl Supervisor {
     async fn forget_device(&mut self, reason: StatusReason) -> Result<(), StoreError> {
         self.engine.wipe(self.id).await?;
         self.linked = false;
-        self.store
-            .sessions()
-            .set_identity(self.id, None, None)
-            .await?;
+        self.save_identity(None, None).await?;
         self.set_status(SessionStatus::LoggedOut, Some(reason))
             .await
     }
@@ -790,21 +838,47 @@ impl Supervisor {
             tracing::error!(%illegal, "refusing status change");
             return Ok(());
         }
-        let mut event = self.event(EventData::Status {
+        let event = self.event(EventData::Status {
             status: next,
             previous,
             reason,
         });
-        self.store
-            .sessions()
-            .set_status(self.id, next, reason, &mut event)
+        let written = self
+            .statuses
+            .write(StatusChange {
+                id: self.id,
+                status: next,
+                reason,
+                event,
+            })
             .await?;
+        let event = written.event;
         self.status = next;
         if next != SessionStatus::Working {
             self.working.send_replace(None);
         }
         tracing::info!(%previous, status = %next, reason = reason.map(StatusReason::as_str), "status changed");
         self.hub.publish(event);
+        Ok(())
+    }
+
+    /// Stores the phone number and name, unless they are what is stored
+    /// already (a reconnect of a linked session: one write fewer per
+    /// session in a reconnect storm).
+    async fn save_identity(
+        &mut self,
+        phone: Option<String>,
+        push_name: Option<String>,
+    ) -> Result<(), StoreError> {
+        let identity = (phone, push_name);
+        if identity == self.identity {
+            return Ok(());
+        }
+        self.store
+            .sessions()
+            .set_identity(self.id, identity.0.as_deref(), identity.1.as_deref())
+            .await?;
+        self.identity = identity;
         Ok(())
     }
 

@@ -113,6 +113,30 @@ pub struct OutboxDepth {
     pub oldest: Option<DateTime<Utc>>,
 }
 
+/// A poll a session sent or received: what opening and naming the votes
+/// on it takes.
+#[derive(Clone, PartialEq)]
+pub struct StoredPoll {
+    pub direction: Direction,
+    pub chat: String,
+    /// Who created it, when it came in.
+    pub sender: Sender,
+    pub options: Vec<String>,
+    /// The WhatsApp message as sent, for a poll this session sent: it
+    /// carries the secret the votes are encrypted with.
+    pub wire: Option<Vec<u8>>,
+}
+
+/// The secret it may carry opens every vote: never in a log.
+impl std::fmt::Debug for StoredPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPoll")
+            .field("direction", &self.direction)
+            .field("options", &self.options.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MessageQuery {
     pub chat: Option<String>,
@@ -237,6 +261,11 @@ pub trait MessageStore: Send + Sync {
         session: SessionId,
         id: MessageId,
     ) -> Result<Option<(MessageRecord, Option<MediaRef>)>, StoreError>;
+
+    /// The poll with this WhatsApp id that the session sent or received
+    /// (the one it sent, if both).
+    async fn poll(&self, session: SessionId, wa_id: &str)
+    -> Result<Option<StoredPoll>, StoreError>;
 
     /// Forgets idempotency keys claimed before `before`.
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -27,13 +27,13 @@ pub use events::EventStore;
 pub use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
-    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep,
+    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoredPoll,
 };
 pub use orgs::{OrgStore, Organization, TokenRecord};
 pub use postgres::PostgresStore;
 pub use sessions::{
     Cursor, InvalidCursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord,
-    SessionStore,
+    SessionStore, StatusChange,
 };
 pub use sqlite::SqliteStore;
 pub use users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
@@ -61,9 +61,9 @@ pub enum StoreError {
     /// database) could not be removed.
     #[error("could not remove a key file")]
     KeyFile(#[source] std::io::Error),
-    /// The task that group-commits incoming messages is gone (the
-    /// gateway is shutting down).
-    #[error("the inbound writer has stopped")]
+    /// A task that group-commits writes (incoming messages, status
+    /// changes) is gone (the gateway is shutting down).
+    #[error("the group-commit writer has stopped")]
     WriterStopped,
 }
 
@@ -86,13 +86,24 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by `url`. An unknown scheme is a start-up error,
 /// never a silent fallback.
 pub async fn connect(url: &Secret<String>) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, postgres::DEFAULT_POOL_SIZE).await
+}
+
+/// [`connect`], with `pool_size` connections to a PostgreSQL server
+/// (`database_pool_size`; SQLite has its own fixed shape).
+pub async fn connect_with(
+    url: &Secret<String>,
+    pool_size: u32,
+) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.expose();
     let scheme = url
         .split_once(':')
         .map_or(url.as_str(), |(scheme, _)| scheme);
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        "postgres" | "postgresql" => {
+            Ok(Arc::new(PostgresStore::connect_with(url, pool_size).await?))
+        }
         other => Err(StoreError::UnsupportedScheme(other.to_string())),
     }
 }

@@ -96,6 +96,17 @@ pub struct SessionQuery {
     pub after: Option<Cursor>,
 }
 
+/// One session's status change with the event reporting it, as
+/// [`SessionStore::set_statuses`] writes it.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub id: SessionId,
+    pub status: SessionStatus,
+    pub reason: Option<StatusReason>,
+    /// Stamped (id, time) when it is logged.
+    pub event: Envelope,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionPage {
     pub sessions: Vec<SessionRecord>,
@@ -138,6 +149,12 @@ pub trait SessionStore: Send + Sync {
         reason: Option<StatusReason>,
         event: &mut Envelope,
     ) -> Result<(), StoreError>;
+    /// Several sessions' status changes, each with its event, in one
+    /// transaction: all are stored or none. One writer turn and one
+    /// commit for many changes, which is what a reconnect storm (every
+    /// session writing `starting`, then `working`) needs from a store
+    /// with a single writer.
+    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError>;
     async fn set_identity(
         &self,
         id: SessionId,

@@ -13,15 +13,17 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
 use crate::helpers::*;
+use crate::messaging::send;
 
 /// The linked number.
 const ALICE: &str = "15550003333";
 /// Someone who writes to it.
 const BOB: &str = "15550004444";
 
-const INCOMING: [&str; 4] = [
+const INCOMING: [&str; 5] = [
     "message.received",
     "message.reaction",
+    "message.poll_vote",
     "message.edited",
     "message.revoked",
 ];
@@ -70,6 +72,29 @@ fn protocol(kind: ProtocolType, key: wa::MessageKey, edited: Option<wa::Message>
     }
 }
 
+fn poll_message(question: &str, options: &[&str]) -> wa::Message {
+    wa::Message {
+        poll_creation_message_v3: MessageField::some(wa::message::PollCreationMessage {
+            name: Some(question.into()),
+            options: options
+                .iter()
+                .map(|o| wa::message::poll_creation_message::Option {
+                    option_name: Some((*o).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            selectable_options_count: Some(1),
+            ..Default::default()
+        }),
+        // Those it goes to derive their vote keys from it.
+        message_context_info: MessageField::some(wa::MessageContextInfo {
+            message_secret: Some(vec![7; 32]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn attachment(kind: AttachmentKind, mimetype: &str, len: usize) -> Attachment {
     Attachment {
         kind,
@@ -105,6 +130,170 @@ async fn media(gateway: &Gateway, session: &str, message: &str) -> (u16, String,
         .to_string();
     let bytes = response.bytes().await.unwrap_or_default().to_vec();
     (status, content_type, bytes)
+}
+
+/// Group chats: what a member sends reaches the linked number as one event,
+/// named by the group, from that member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_is_one_event_from_its_member() {
+    const CAROL: &str = "15550005555";
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let phones = sim.handle();
+    for phone in [BOB, CAROL] {
+        phones
+            .register_phone(phone)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let group = phones
+        .create_group(&[ALICE, BOB, CAROL])
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut ids = Vec::new();
+    for (from, body) in [(BOB, "hello team"), (CAROL, "hi"), (BOB, "again")] {
+        let id = phones
+            .phone_send_group(from, &group, text(body))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = events.incoming(&session, &id).await;
+        assert_eq!(event["event"], "message.received", "{event}");
+        let data = &event["data"];
+        assert_eq!(data["chat"], group.as_str(), "{data}");
+        assert_eq!(data["sender"]["phone"], from, "{data}");
+        assert_eq!(data["from_me"], false, "{data}");
+        assert_eq!(
+            data["content"],
+            serde_json::json!({"type": "text", "body": body})
+        );
+        ids.push((
+            id,
+            data["message_id"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+
+    // A member reacts to another member's message: the target names its
+    // author, and points at the gateway's copy.
+    let (hello, hello_id) = &ids[0];
+    let mut key = key_of(hello, &group, false);
+    key.participant = Some(jid(BOB));
+    let id = phones
+        .phone_send_group(CAROL, &group, build_reaction_message(key, "🎉", 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.reaction", "{event}");
+    let target = &event["data"]["content"]["target"];
+    assert_eq!(target["message_id"], hello_id.as_str(), "{event}");
+    assert_eq!(target["from_me"], false, "{event}");
+    assert_eq!(event["data"]["chat"], group.as_str(), "{event}");
+}
+
+/// A poll the gateway sent, voted on by the phone it went to, and one it
+/// received, voted on from its own phone: each vote is
+/// one `message.poll_vote` naming the options chosen, opened with the
+/// poll's secret, pointing at the gateway's poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_on_polls_arrive_opened_and_named() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let phones = sim.handle();
+    phones.register_phone(BOB).unwrap_or_else(|e| panic!("{e}"));
+
+    let (status, poll) = send(
+        &gateway,
+        &session,
+        serde_json::json!({ "to": BOB, "poll": {
+            "question": "Where <b>to</b>?",
+            "options": ["north", "south", "east"],
+            "selectable_count": 2,
+        } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{poll}");
+    let poll_id = poll["id"].as_str().unwrap_or_default().to_string();
+    let poll_wa = poll["wa_id"].as_str().unwrap_or_default().to_string();
+    phones
+        .wait_phone_message(BOB, WAIT, |m| m.id == poll_wa)
+        .await
+        .unwrap_or_else(|| panic!("{BOB} never got the poll"));
+
+    // Two options, then a change of mind, then the vote taken back.
+    for chosen in [&["south", "east"][..], &["north"], &[]] {
+        let vote = phones
+            .phone_vote(BOB, &poll_wa, chosen)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let event = events.incoming(&session, &vote).await;
+        assert_eq!(event["event"], "message.poll_vote", "{event}");
+        let data = &event["data"];
+        assert_eq!(data["kind"], "poll_vote", "{data}");
+        assert_eq!(data["sender"]["phone"], BOB, "{data}");
+        assert_eq!(
+            data["content"]["selected_options"],
+            serde_json::json!(chosen),
+            "{data}"
+        );
+        let target = &data["content"]["target"];
+        assert_eq!(target["wa_id"], poll_wa.as_str(), "{data}");
+        assert_eq!(target["message_id"], poll_id.as_str(), "{data}");
+        assert_eq!(target["from_me"], true, "{data}");
+    }
+
+    // A poll someone sent this number, voted on from this number's own
+    // phone: the copy reaches the session, which opens it with the secret
+    // the poll came with.
+    let lunch = phones
+        .phone_send_message(BOB, ALICE, poll_message("Lunch?", &["yes", "no"]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let received = events.incoming(&session, &lunch).await;
+    let lunch_id = received["data"]["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    phones
+        .wait_phone_message(ALICE, WAIT, |m| m.id == lunch)
+        .await
+        .unwrap_or_else(|| panic!("{ALICE}'s phone never got the poll"));
+    let vote = phones
+        .phone_vote(ALICE, &lunch, &["no"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &vote).await;
+    let data = &event["data"];
+    assert_eq!(event["event"], "message.poll_vote", "{event}");
+    assert_eq!(data["from_me"], true, "{data}");
+    assert_eq!(
+        data["content"]["selected_options"],
+        serde_json::json!(["no"]),
+        "{data}"
+    );
+    assert_eq!(
+        data["content"]["target"]["message_id"],
+        lunch_id.as_str(),
+        "{data}"
+    );
+    assert_eq!(data["content"]["target"]["from_me"], false, "{data}");
+
+    // The votes are in the message list too, as this session received them.
+    let listed: Value = gateway
+        .http
+        .get(format!(
+            "{}/sessions/{session}/messages?direction=incoming",
+            gateway.base
+        ))
+        .bearer_auth(&gateway.token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let votes = listed["data"]
+        .as_array()
+        .map(|items| items.iter().filter(|m| m["kind"] == "poll_vote").count())
+        .unwrap_or_default();
+    assert_eq!(votes, 4, "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,20 +382,7 @@ async fn every_kind_a_phone_sends_is_one_event_with_its_content() {
         }),
         ..Default::default()
     };
-    let poll = wa::Message {
-        poll_creation_message_v3: MessageField::some(wa::message::PollCreationMessage {
-            name: Some("Lunch?".into()),
-            options: ["yes", "no"]
-                .map(|o| wa::message::poll_creation_message::Option {
-                    option_name: Some(o.into()),
-                    ..Default::default()
-                })
-                .to_vec(),
-            selectable_options_count: Some(1),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let poll = poll_message("Lunch?", &["yes", "no"]);
     for (message, check) in [
         (
             location,

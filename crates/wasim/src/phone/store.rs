@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use wacore_libsignal::protocol::{
     Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore, PreKeyId,
-    PreKeyRecord, PreKeyStore, ProtocolAddress, SessionRecord, SessionStore, SignalProtocolError,
-    SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore,
+    PreKeyRecord, PreKeyStore, ProtocolAddress, SenderKeyName, SenderKeyRecord, SenderKeyStore,
+    SessionRecord, SessionStore, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord,
+    SignedPreKeyStore,
 };
 
 type Result<T> = std::result::Result<T, SignalProtocolError>;
@@ -125,5 +126,28 @@ impl SessionStore for Sessions {
     ) -> Result<()> {
         self.0.insert(address.clone(), record);
         Ok(())
+    }
+}
+
+/// The phone's own sender keys, one per group it writes to.
+#[derive(Default)]
+pub struct SenderKeys(pub HashMap<SenderKeyName, SenderKeyRecord>);
+
+#[async_trait]
+impl SenderKeyStore for SenderKeys {
+    async fn store_sender_key(
+        &mut self,
+        sender_key_name: &SenderKeyName,
+        record: SenderKeyRecord,
+    ) -> Result<()> {
+        self.0.insert(sender_key_name.clone(), record);
+        Ok(())
+    }
+
+    async fn load_sender_key(
+        &self,
+        sender_key_name: &SenderKeyName,
+    ) -> Result<Option<SenderKeyRecord>> {
+        Ok(self.0.get(sender_key_name).cloned())
     }
 }

@@ -12,7 +12,10 @@ use super::*;
 use crate::domain::Label;
 use crate::events::{Filter, HubLimits, Subscription};
 use crate::session::engine::{EngineError, Identity};
-use crate::store::{NewSession, SqliteStore};
+use crate::store::{
+    EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
+    SessionQuery, SessionStore, SqliteStore, UserStore, WebhookStore,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 const PHONE: &str = "628123456789";
@@ -140,8 +143,16 @@ fn fast_policy() -> SupervisorPolicy {
 }
 
 async fn harness(policy: SupervisorPolicy) -> Harness {
+    harness_on(policy, |store| store).await
+}
+
+/// A harness whose supervisor sees the store through `wrap`.
+async fn harness_on(
+    policy: SupervisorPolicy,
+    wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+) -> Harness {
     let store: Arc<dyn Store> = match SqliteStore::connect("sqlite::memory:").await {
-        Ok(store) => Arc::new(store),
+        Ok(store) => wrap(Arc::new(store)),
         Err(e) => panic!("store: {e:?}"),
     };
     let session = async {
@@ -183,6 +194,7 @@ async fn harness(policy: SupervisorPolicy) -> Harness {
             engine: Arc::clone(&engine) as Arc<dyn Engine>,
             hub,
             inbound: InboundWriter::spawn(Arc::clone(&store)),
+            statuses: StatusWriter::spawn(Arc::clone(&store)),
             policy,
         },
         live_tx,
@@ -387,6 +399,150 @@ async fn a_dropped_connection_reconnects_at_once() {
     let _again = h.attempt().await;
     h.emit(EngineEvent::Connected);
     assert_eq!(h.status().await, (SessionStatus::Working, None));
+}
+
+/// A store whose status writes fail while `failing` is set, counting the
+/// refusals; everything else goes to the real store.
+struct FlakyStatuses {
+    inner: Arc<dyn Store>,
+    failing: AtomicBool,
+    refused: watch::Sender<usize>,
+}
+
+impl Store for FlakyStatuses {
+    fn orgs(&self) -> &dyn OrgStore {
+        self.inner.orgs()
+    }
+    fn sessions(&self) -> &dyn SessionStore {
+        self
+    }
+    fn users(&self) -> &dyn UserStore {
+        self.inner.users()
+    }
+    fn events(&self) -> &dyn EventStore {
+        self.inner.events()
+    }
+    fn messages(&self) -> &dyn MessageStore {
+        self.inner.messages()
+    }
+    fn webhooks(&self) -> &dyn WebhookStore {
+        self.inner.webhooks()
+    }
+    fn keys(&self) -> &dyn KeyStore {
+        self.inner.keys()
+    }
+}
+
+#[async_trait]
+impl SessionStore for FlakyStatuses {
+    async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
+        self.inner.sessions().insert_session(new).await
+    }
+    async fn get_session(
+        &self,
+        org: OrgId,
+        id: SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.sessions().get_session(org, id).await
+    }
+    async fn list_sessions(
+        &self,
+        org: OrgId,
+        query: &SessionQuery,
+    ) -> Result<SessionPage, StoreError> {
+        self.inner.sessions().list_sessions(org, query).await
+    }
+    async fn update_session(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        changes: &SessionChanges,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.sessions().update_session(org, id, changes).await
+    }
+    async fn delete_session(&self, org: OrgId, id: SessionId) -> Result<bool, StoreError> {
+        self.inner.sessions().delete_session(org, id).await
+    }
+    async fn all_sessions(&self) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.sessions().all_sessions().await
+    }
+    async fn count_by_status(&self) -> Result<Vec<(SessionStatus, u64)>, StoreError> {
+        self.inner.sessions().count_by_status().await
+    }
+    async fn set_status(
+        &self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<StatusReason>,
+        event: &mut Envelope,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .sessions()
+            .set_status(id, status, reason, event)
+            .await
+    }
+    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            self.refused.send_modify(|n| *n += 1);
+            return Err(StoreError::Corrupt("pool timed out".into()));
+        }
+        self.inner.sessions().set_statuses(changes).await
+    }
+    async fn set_identity(
+        &self,
+        id: SessionId,
+        phone: Option<&str>,
+        push_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .sessions()
+            .set_identity(id, phone, push_name)
+            .await
+    }
+}
+
+/// A dropped connection whose `starting` could not be saved (a pool
+/// timeout in a reconnect storm): the session must not give up with its
+/// row still saying `working` and nothing watching it (the 5,000-session
+/// drop-all left one session so for good). It keeps trying, and once the
+/// store takes the write it shows `starting`, reconnects and works again.
+#[tokio::test]
+async fn a_lost_connection_whose_status_cannot_be_saved_is_retried_not_abandoned() {
+    let (refused, mut refusals) = watch::channel(0usize);
+    let flaky: Arc<std::sync::OnceLock<Arc<FlakyStatuses>>> = Arc::default();
+    let keep = Arc::clone(&flaky);
+    let mut h = harness_on(fast_policy(), move |inner| {
+        let store = Arc::new(FlakyStatuses {
+            inner,
+            failing: AtomicBool::new(false),
+            refused,
+        });
+        let _ = keep.set(Arc::clone(&store));
+        store
+    })
+    .await;
+    let Some(flaky) = flaky.get().cloned() else {
+        panic!("the flaky store was not made");
+    };
+    let connection = h.link().await;
+
+    flaky.failing.store(true, Ordering::SeqCst);
+    drop(connection);
+    // The end and at least one retry of `starting` were refused.
+    let refused = tokio::time::timeout(WAIT, refusals.wait_for(|n| *n >= 2)).await;
+    assert!(matches!(refused, Ok(Ok(_))), "no refused writes");
+    assert_eq!(h.stored().await.status, SessionStatus::Working);
+    assert!(h.working.borrow().is_none(), "a dead link is not offered");
+
+    flaky.failing.store(false, Ordering::SeqCst);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Starting, Some(StatusReason::ConnectionLost))
+    );
+    let _again = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    assert_eq!(h.status().await.0, SessionStatus::Working);
+    assert_eq!(h.stored().await.status, SessionStatus::Working);
 }
 
 #[tokio::test]

@@ -74,10 +74,11 @@ type DbConnection = PgConnection;
 /// distinctive one ("wagate" in ASCII, then 1).
 const WRITER_LOCK: i64 = 0x7761_6761_7465_0001;
 
-/// Connections to the server: reads run concurrently on them, write
-/// transactions one at a time (each holds one while it waits for the
-/// writer lock).
-const POOL_SIZE: u32 = 10;
+/// Connections to the server unless configured (`database_pool_size`):
+/// reads and key writes run concurrently on them, write transactions one
+/// at a time (they take their turn in the process before they take a
+/// connection, see `sql/tx.rs`).
+pub(super) const DEFAULT_POOL_SIZE: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -100,9 +101,14 @@ impl PostgresStore {
     /// parameters such as `sslmode`) and migrates it. The database itself
     /// is not created: whoever runs PostgreSQL creates it and its owner.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`PostgresStore::connect`] with a pool of `pool_size` connections.
+    pub async fn connect_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+            .max_connections(pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;

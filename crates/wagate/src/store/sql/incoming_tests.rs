@@ -256,3 +256,64 @@ async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreErr
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_poll_is_found_by_its_whatsapp_id_sent_before_received() -> Result<(), StoreError> {
+    let Some((store, org, session)) = setup().await? else {
+        return Ok(());
+    };
+    let poll = |options: &[&str]| IncomingContent::Poll {
+        question: "Lunch?".into(),
+        options: options.iter().map(|o| (*o).to_string()).collect(),
+        selectable_count: 1,
+    };
+    store
+        .record_incoming(vec![incoming(org, session, "3EB0IN", poll(&["yes", "no"]))])
+        .await?;
+    let found = store.poll(session, "3EB0IN").await?;
+    let Some(found) = found else {
+        panic!("the received poll is not found");
+    };
+    assert_eq!(found.direction, Direction::Incoming);
+    assert_eq!(found.options, ["yes", "no"]);
+    assert_eq!(found.sender.phone.as_deref(), Some("15550001111"));
+    assert_eq!(found.wire, None);
+
+    // A poll this session sent, under the same id (its copy came back from
+    // the phone): the one sent wins, with what it was sent as.
+    let sent = MessageId::new();
+    let accepted = store
+        .accept(
+            NewOutgoing {
+                id: sent,
+                org_id: org,
+                session_id: session,
+                wa_id: "3EB0IN".into(),
+                chat: "15550001111@s.whatsapp.net".into(),
+                kind: "poll".into(),
+                content: serde_json::json!({
+                    "to": "15550001111",
+                    "content": { "type": "poll", "question": "Where?", "options": ["n", "s"], "selectable_count": 1 },
+                }),
+                media: None,
+            },
+            None,
+        )
+        .await?;
+    assert!(matches!(accepted, Accepted::Created { .. }));
+    store.set_wire(sent, &[9, 9, 9]).await?;
+    let Some(found) = store.poll(session, "3EB0IN").await? else {
+        panic!("the sent poll is not found");
+    };
+    assert_eq!(found.direction, Direction::Outgoing);
+    assert_eq!(found.options, ["n", "s"]);
+    assert_eq!(found.wire.as_deref(), Some(&[9, 9, 9][..]));
+
+    // Not a poll, or not this session's: nothing.
+    store
+        .record_incoming(vec![incoming(org, session, "3EB0TEXT", text("hi"))])
+        .await?;
+    assert!(store.poll(session, "3EB0TEXT").await?.is_none());
+    assert!(store.poll(SessionId::new(), "3EB0IN").await?.is_none());
+    Ok(())
+}

@@ -16,8 +16,8 @@ use crate::events::{Envelope, EventData};
 use crate::messages::{IncomingMessage, MediaRef, Sender};
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
-    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, from_millis, millis,
-    now,
+    NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, StoredPoll,
+    from_millis, millis, now,
 };
 
 macro_rules! select_messages {
@@ -553,6 +553,56 @@ impl MessageStore for Backend {
             })
             .transpose()?;
         Ok(Some((message(&row)?, media)))
+    }
+
+    async fn poll(
+        &self,
+        session: SessionId,
+        wa_id: &str,
+    ) -> Result<Option<StoredPoll>, StoreError> {
+        /// The part of a poll's content that names its options: the
+        /// content itself for a poll received, inside the request kept
+        /// for a poll sent.
+        #[derive(serde::Deserialize)]
+        struct Options {
+            options: Vec<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Sent {
+            content: Options,
+        }
+        // 'outgoing' sorts after 'incoming': the poll this session sent
+        // wins over a copy of it that came back from its phone.
+        let Some(row) = sqlx::query(
+            "SELECT direction, chat, content, wire, sender_phone, sender_lid FROM messages \
+             WHERE session_id = $1 AND wa_id = $2 AND kind = 'poll' \
+             ORDER BY direction DESC LIMIT 1",
+        )
+        .bind(session.to_string())
+        .bind(wa_id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let direction = parse("messages.direction", row.try_get("direction")?)?;
+        let content: String = row.try_get("content")?;
+        let options = match direction {
+            Direction::Outgoing => serde_json::from_str::<Sent>(&content).map(|s| s.content),
+            Direction::Incoming => serde_json::from_str::<Options>(&content),
+        }
+        .map_err(|e| StoreError::Corrupt(format!("messages.content of a poll: {e}")))?
+        .options;
+        Ok(Some(StoredPoll {
+            direction,
+            chat: row.try_get("chat")?,
+            sender: Sender {
+                phone: row.try_get("sender_phone")?,
+                lid: row.try_get("sender_lid")?,
+            },
+            options,
+            wire: row.try_get("wire")?,
+        }))
     }
 
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

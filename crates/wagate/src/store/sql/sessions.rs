@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 
 use super::events::append_event;
-use super::{Backend, begin_write, parse, session};
+use super::{Backend, WriteTx, begin_write, parse, session};
 use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
 use crate::events::Envelope;
 use crate::store::{
     Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
-    StoreError, millis, now,
+    StatusChange, StoreError, millis, now,
 };
 
 /// Expands to a string literal so queries stay `&'static str`, which sqlx
@@ -178,16 +178,26 @@ impl SessionStore for Backend {
         event: &mut Envelope,
     ) -> Result<(), StoreError> {
         let mut tx = begin_write(self).await?;
-        sqlx::query(
-            "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(reason.map(StatusReason::as_str))
-        .bind(millis(now()))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        append_event(&mut tx, event).await?;
+        write_status(&mut tx, id, status, reason, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = begin_write(self).await?;
+        for change in changes.iter_mut() {
+            write_status(
+                &mut tx,
+                change.id,
+                change.status,
+                change.reason,
+                &mut change.event,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -209,4 +219,24 @@ impl SessionStore for Backend {
         .await?;
         Ok(())
     }
+}
+
+/// A status change and its event, inside the caller's write transaction.
+async fn write_status(
+    tx: &mut WriteTx,
+    id: SessionId,
+    status: SessionStatus,
+    reason: Option<StatusReason>,
+    event: &mut Envelope,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE sessions SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(reason.map(StatusReason::as_str))
+    .bind(millis(now()))
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    append_event(tx, event).await
 }
