@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod domain;
 pub mod egress;
 pub mod events;
+pub mod group_commit;
 pub mod http;
 pub mod media_cache;
 pub mod messages;

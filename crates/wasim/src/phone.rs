@@ -214,6 +214,22 @@ fn command(w: &mut World, phone: &str, cmd: Command) -> bool {
     w.phone_tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok())
 }
 
+/// Hands `cmd` to the phone; its answer comes on `answer`.
+fn ask(
+    w: &mut World,
+    phone: &str,
+    cmd: Command,
+    answer: oneshot::Receiver<Result<String, SimError>>,
+) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
+    if command(w, phone, cmd) {
+        Ok(answer)
+    } else {
+        Err(SimError::Invalid(
+            "this phone has no Signal state (is the simulator running?)".into(),
+        ))
+    }
+}
+
 /// A stanza addressed to the phone itself.
 pub fn receive(w: &mut World, phone: &str, node: Node) {
     let cmd = Command::Receive {
@@ -270,13 +286,7 @@ pub fn send_as(
         id,
         reply,
     };
-    if command(w, phone, cmd) {
-        Ok(answer)
-    } else {
-        Err(SimError::Invalid(
-            "this phone has no Signal state (is the simulator running?)".into(),
-        ))
-    }
+    ask(w, phone, cmd, answer)
 }
 
 /// Asks the phone to send `message` to the group `group` (a JID), of which
@@ -302,13 +312,7 @@ pub fn send_group(
         message: Box::new(message),
         reply,
     };
-    if command(w, phone, cmd) {
-        Ok(answer)
-    } else {
-        Err(SimError::Invalid(
-            "this phone has no Signal state (is the simulator running?)".into(),
-        ))
-    }
+    ask(w, phone, cmd, answer)
 }
 
 /// `+1 555 000`, `1555000`, `1555000@s.whatsapp.net` or `<lid>@lid` -> the

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::engine::{InboundError, InboundSink};
 use crate::domain::{MessageId, OrgId, SessionId};
 use crate::events::{Envelope, EventHub};
+use crate::group_commit::next_group;
 use crate::messages::Inbound;
 use crate::store::{NewIncoming, Store, StoreError, StoredPoll};
 
@@ -63,18 +64,7 @@ impl InboundWriter {
 /// group commits the next one gathers, so under load groups grow and at
 /// rest a batch is written as soon as it comes.
 async fn write_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = queue.recv().await {
-        let mut count = first.batch.len();
-        let mut group = vec![first];
-        while count < MAX_GROUP_MESSAGES {
-            match queue.try_recv() {
-                Ok(next) => {
-                    count += next.batch.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = next_group(&mut queue, MAX_GROUP_MESSAGES, |p| p.batch.len()).await {
         commit(store.as_ref(), group).await;
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::group_commit::next_group;
 use crate::store::{StatusChange, Store, StoreError};
 
 /// Most changes in one transaction: bounds what a failed group has to redo
@@ -56,14 +57,7 @@ impl StatusWriter {
 }
 
 async fn write_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = queue.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = next_group(&mut queue, MAX_GROUP, |_| 1).await {
         commit(store.as_ref(), group).await;
     }
 }

@@ -29,6 +29,7 @@ use super::{DisabledReason, sign};
 use crate::domain::{SessionId, WebhookId};
 use crate::egress::{EgressPolicy, describe};
 use crate::events::EventHub;
+use crate::group_commit::next_group;
 use crate::metrics::DeliveryResult;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 
@@ -340,18 +341,7 @@ impl Recorder {
 
 async fn record_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<ToRecord>) {
     let webhooks = store.webhooks();
-    while let Some(first) = queue.recv().await {
-        let mut count = first.delivered.len();
-        let mut group = vec![first];
-        while count < RECORD_GROUP {
-            match queue.try_recv() {
-                Ok(next) => {
-                    count += next.delivered.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(mut group) = next_group(&mut queue, RECORD_GROUP, |r| r.delivered.len()).await {
         if group.len() == 1 {
             if let Some(ToRecord { delivered, reply }) = group.pop() {
                 let result = webhooks.deliveries_succeeded(&delivered).await;

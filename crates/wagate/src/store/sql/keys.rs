@@ -43,6 +43,7 @@ use wacore::store::traits::{
 
 use super::{Backend as GatewayStore, Db, DbConnection};
 use crate::domain::SessionId;
+use crate::group_commit::next_group;
 use crate::store::keys::Fence;
 use crate::store::{KeyCounts, KeySet, KeyStore, StoreError};
 
@@ -824,18 +825,7 @@ impl KeyGroup {
 }
 
 async fn write_key_groups(pool: Pool<Db>, mut queue: mpsc::UnboundedReceiver<Grouped>) {
-    while let Some(first) = queue.recv().await {
-        let mut rows = first.write.rows();
-        let mut group = vec![first];
-        while rows < MAX_GROUP_ROWS {
-            match queue.try_recv() {
-                Ok(next) => {
-                    rows += next.write.rows();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = next_group(&mut queue, MAX_GROUP_ROWS, |g| g.write.rows()).await {
         let writes: Vec<&KeyWrite> = group.iter().map(|g| &g.write).collect();
         match commit_key_group(&pool, &writes).await {
             Ok(()) => {
