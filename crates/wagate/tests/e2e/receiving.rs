@@ -276,19 +276,14 @@ async fn votes_on_polls_arrive_opened_and_named() {
     assert_eq!(data["content"]["target"]["from_me"], false, "{data}");
 
     // The votes are in the message list too, as this session received them.
-    let listed: Value = gateway
-        .http
-        .get(format!(
-            "{}/sessions/{session}/messages?direction=incoming",
-            gateway.base
-        ))
-        .bearer_auth(&gateway.token)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, listed) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/messages?direction=incoming"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
     let votes = listed["data"]
         .as_array()
         .map(|items| items.iter().filter(|m| m["kind"] == "poll_vote").count())
