@@ -280,6 +280,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("script {script}: {e}"))
     }
 
+    /// Runs `script` until it calls its callback (the last argument, as
+    /// WebDriver's asynchronous scripts do); returns what it passed.
+    pub async fn js_async(&self, script: &str) -> Value {
+        self.client
+            .execute_async(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
     /// Marks the loaded document; [`Browser::same_document`] tells whether
     /// the page has been reloaded since.
     pub async fn mark_document(&self) {

@@ -27,8 +27,16 @@ async fn a_qr_code_shows_rotates_and_links_live() {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| panic!("the QR image carries its expiry"));
+    // Once it has loaded (or failed to): finding the element does not wait
+    // for its image.
     let loaded = browser
-        .js("const i = document.querySelector('img[data-qr-image]'); return i.complete && i.naturalWidth > 0;")
+        .js_async(
+            "const done = arguments[arguments.length - 1]; \
+             const i = document.querySelector('img[data-qr-image]'); \
+             if (i.complete) { done(i.naturalWidth > 0); } else { \
+               i.addEventListener('load', () => done(i.naturalWidth > 0)); \
+               i.addEventListener('error', () => done(false)); }",
+        )
         .await;
     assert_eq!(loaded, serde_json::json!(true), "the QR image renders");
     assert!(
