@@ -163,7 +163,7 @@ mod tests {
     use super::*;
     use crate::events::{EventData, EventType, Filter, HubLimits};
     use crate::messages::{IncomingContent, Sender};
-    use crate::store::{NewSession, SqliteStore, StoreError};
+    use crate::store::{NewSession, SessionRecord, SqliteStore, StoreError};
 
     fn text(wa_id: &str, chat: &str) -> Inbound {
         Inbound {
@@ -182,19 +182,23 @@ mod tests {
         }
     }
 
+    async fn new_session(store: &dyn Store, org: OrgId) -> Result<SessionRecord, StoreError> {
+        store
+            .sessions()
+            .insert_session(NewSession {
+                id: SessionId::new(),
+                org_id: org,
+                label: None,
+                pace: Default::default(),
+            })
+            .await
+    }
+
     #[tokio::test]
     async fn each_message_is_published_once_after_it_is_stored() -> Result<(), StoreError> {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await?);
         let org = store.orgs().create_org("acme").await?;
-        let session = store
-            .sessions()
-            .insert_session(NewSession {
-                id: SessionId::new(),
-                org_id: org.id,
-                label: None,
-                pace: Default::default(),
-            })
-            .await?;
+        let session = new_session(store.as_ref(), org.id).await?;
         let hub = EventHub::new(HubLimits {
             client_buffer: 16,
             max_clients_per_org: 4,
@@ -252,16 +256,7 @@ mod tests {
         let org = store.orgs().create_org("acme").await?;
         let mut sessions = Vec::new();
         for _ in 0..2 {
-            let session = store
-                .sessions()
-                .insert_session(NewSession {
-                    id: SessionId::new(),
-                    org_id: org.id,
-                    label: None,
-                    pace: Default::default(),
-                })
-                .await?;
-            sessions.push(session.id);
+            sessions.push(new_session(store.as_ref(), org.id).await?.id);
         }
         let writer = InboundWriter::spawn(Arc::clone(&store));
         let batch = |session: SessionId, wa_id: &str| {

@@ -819,6 +819,21 @@ mod tests {
         )
     }
 
+    /// Logs a QR event for each session in turn; returns their ids.
+    async fn log_qrs(
+        store: &Backend,
+        org: OrgId,
+        sessions: &[SessionId],
+    ) -> Result<Vec<crate::domain::EventId>, StoreError> {
+        let mut events = Vec::new();
+        for session in sessions {
+            let mut event = qr(org, *session);
+            store.append_event(&mut event).await?;
+            events.push(event.id);
+        }
+        Ok(events)
+    }
+
     async fn all_deliveries(store: &Backend, org: OrgId, hook: WebhookId) -> Vec<DeliveryRecord> {
         store
             .list_deliveries(
@@ -930,12 +945,7 @@ mod tests {
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         let (a, b) = (SessionId::new(), SessionId::new());
-        let mut events = Vec::new();
-        for session in [a, a, b, a] {
-            let mut event = qr(org.id, session);
-            store.append_event(&mut event).await?;
-            events.push(event.id);
-        }
+        let events = log_qrs(&store, org.id, &[a, a, b, a]).await?;
         let heads = |due: Vec<DueDelivery>| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
         let now = Utc::now() + Duration::seconds(1);
         let due = store.due_deliveries(now, 10).await?;
@@ -1036,12 +1046,7 @@ mod tests {
         let org = store.create_org("acme").await?;
         let webhook = hook(&store, org.id, None, None, true).await;
         let (a, b) = (SessionId::new(), SessionId::new());
-        let mut events = Vec::new();
-        for session in [a, a, b, a, a, a] {
-            let mut event = qr(org.id, session);
-            store.append_event(&mut event).await?;
-            events.push(event.id);
-        }
+        let events = log_qrs(&store, org.id, &[a, a, b, a, a, a]).await?;
         let ids = |due: &[DueDelivery]| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
         let now = Utc::now() + Duration::seconds(1);
         let due = store.due_deliveries(now, 10).await?;
