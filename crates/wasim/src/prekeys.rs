@@ -146,11 +146,18 @@ pub fn count(w: &mut World, conn: ConnId) -> usize {
 /// consuming a one-time prekey as WhatsApp does.
 pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
     let users = child(iq, "key").map(children).unwrap_or(&[]);
+    let mut running_low = Vec::new();
     let list = users
         .iter()
         .filter_map(|u| attr(u, "jid"))
         .map(|jid| match crate::relay::resolve_device_mut(w, &jid) {
-            Some((p, identity)) => bundle_node(&jid, p, identity),
+            Some((p, identity)) => {
+                let bundle = bundle_node(&jid, p, identity);
+                if p.one_time.len() < PREKEYS_LOW {
+                    running_low.push((jid.clone(), p.one_time.len()));
+                }
+                bundle
+            }
             None => NodeBuilder::new("user")
                 .attr("jid", jid)
                 .children([NodeBuilder::new("error")
@@ -160,7 +167,36 @@ pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
                 .build(),
         })
         .collect::<Vec<_>>();
+    for (jid, left) in running_low {
+        tell_prekeys_low(w, &jid, left);
+    }
     iq_result(id, vec![NodeBuilder::new("list").children(list).build()])
+}
+
+/// Below this many one-time prekeys left, the server tells the device.
+const PREKEYS_LOW: usize = 5;
+
+/// WhatsApp asks a companion whose one-time prekeys are running out for
+/// more: an `encrypt` notification with the count left, from the server.
+/// (A phone's own pool is the simulator's to refill.)
+fn tell_prekeys_low(w: &mut World, jid: &str, left: usize) {
+    let Some(addr) = crate::relay::parse_jid(jid).filter(|a| a.device != 0) else {
+        return;
+    };
+    let Some(phone) = crate::relay::phone_of(w, &addr) else {
+        return;
+    };
+    let id = w.next_iq_id();
+    let node = NodeBuilder::new("notification")
+        .attr("from", crate::stanza::SERVER)
+        .attr("id", id)
+        .attr("t", crate::stanza::now_secs().to_string())
+        .attr("type", "encrypt")
+        .children([NodeBuilder::new("count")
+            .attr("value", left.to_string())
+            .build()])
+        .build();
+    crate::relay::deliver(w, &phone, addr.device, node);
 }
 
 fn id3(id: u32) -> Vec<u8> {
@@ -226,5 +262,93 @@ mod tests {
             &[&[4; 32], &[5; 32]],
         );
         assert_eq!(parsed.hash, expected);
+    }
+
+    /// A companion online with `keys` one-time prekeys left; the receiver
+    /// of what the server sends it.
+    fn companion_with(
+        keys: u32,
+    ) -> (
+        World,
+        tokio::sync::mpsc::UnboundedReceiver<crate::conn::Outbound>,
+    ) {
+        let mut w = World::default();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        w.conns.insert(
+            1,
+            crate::world::Conn {
+                tx,
+                role: Some(crate::world::Role::Device {
+                    phone: "15550001111".into(),
+                    device: 3,
+                }),
+                active: true,
+            },
+        );
+        let account = w.account_mut("15550001111");
+        account.devices.insert(
+            3,
+            crate::world::Device {
+                id: 3,
+                key_index: 1,
+                noise_pub: [0; 32],
+                prekeys: PreKeys {
+                    identity: vec![1; 32],
+                    one_time: (0..keys).map(|id| (id, vec![9; 32])).collect(),
+                    ..PreKeys::default()
+                },
+                signed_identity: Vec::new(),
+                platform: String::new(),
+                push_name: String::new(),
+                connection: Some(1),
+                last_seen: 0,
+                offline: Default::default(),
+            },
+        );
+        (w, rx)
+    }
+
+    fn fetch_bundle(w: &mut World) {
+        let iq = NodeBuilder::new("iq")
+            .children([NodeBuilder::new("key")
+                .children([NodeBuilder::new("user")
+                    .attr("jid", "15550001111:3@s.whatsapp.net")
+                    .build()])
+                .build()])
+            .build();
+        fetch(w, "q", &iq);
+    }
+
+    /// What the companion was told, as (notification type, count) pairs.
+    fn told(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::conn::Outbound>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok(crate::conn::Outbound::Node(node)) = rx.try_recv() {
+            let count = child(&node, "count").and_then(|c| attr(c, "value"));
+            seen.push(format!("{}:{}", node.tag, count.unwrap_or_default()));
+        }
+        seen
+    }
+
+    #[test]
+    fn a_companion_running_out_of_prekeys_is_asked_for_more() {
+        let (mut w, mut rx) = companion_with(6);
+        fetch_bundle(&mut w);
+        assert_eq!(told(&mut rx), Vec::<String>::new(), "5 left is not low yet");
+        fetch_bundle(&mut w);
+        assert_eq!(told(&mut rx), ["notification:4"]);
+        for _ in 0..5 {
+            fetch_bundle(&mut w);
+        }
+        // Every fetch while low asks again, down to an empty pool.
+        assert_eq!(
+            told(&mut rx),
+            [
+                "notification:3",
+                "notification:2",
+                "notification:1",
+                "notification:0",
+                "notification:0"
+            ]
+        );
     }
 }

@@ -104,6 +104,19 @@ impl WhatsAppEngine {
     }
 }
 
+/// One-time prekeys published per session, and topped up to when the
+/// server runs low. whatsapp-rust uploads WhatsApp Web's 812; every
+/// connect then reads all of them back to check the server's digest of
+/// the bundle (`validate_digest_key`), which made that read most of a
+/// reconnect's cost in a gateway of thousands (profiled in BENCHMARKS.md:
+/// ~60 % of the gateway's CPU in a drop-all), and 812 rows per session
+/// most of the key store's size. whatsmeow, under most self-hosted
+/// gateways, keeps 50. A spent pool costs nothing but forward secrecy of
+/// a new contact's first message: without a one-time key a session still
+/// starts from the signed prekey, and the client uploads more when the
+/// server reports the pool low (an `encrypt` notification).
+const ONE_TIME_PREKEYS: usize = 100;
+
 /// The client's in-memory caches, sized for a gateway holding thousands of
 /// sessions: whatsapp-rust's defaults suit one bot and let each client
 /// grow to thousands of entries per cache.
@@ -155,6 +168,7 @@ impl Engine for WhatsAppEngine {
         let builder = Bot::builder()
             .with_backend_arc(backend)
             .with_cache_config(cache_config())
+            .with_wanted_pre_key_count(ONE_TIME_PREKEYS)
             .with_runtime(SessionRuntime {
                 span: tracing::Span::current(),
             })
