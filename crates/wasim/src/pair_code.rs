@@ -20,7 +20,7 @@ use wacore_libsignal::protocol::{KeyPair, PublicKey};
 use crate::error::SimError;
 use crate::pairing;
 use crate::server::Server;
-use crate::stanza::{self, SERVER, attr, child, child_bytes, iq_error, iq_result};
+use crate::stanza::{self, attr, child, child_bytes, iq_error, iq_result};
 use crate::world::{ConnId, Role, World};
 
 /// How long the phone shows its spinner after `primary_hello`. The companion
@@ -253,11 +253,7 @@ fn primary_hello(
     identity_pub: Vec<u8>,
     reference: Vec<u8>,
 ) -> Node {
-    NodeBuilder::new("notification")
-        .attr("from", SERVER)
-        .attr("type", "link_code_companion_reg")
-        .attr("id", id)
-        .attr("t", stanza::now_secs().to_string())
+    stanza::server_notification(id, "link_code_companion_reg")
         .children([NodeBuilder::new("link_code_companion_reg")
             .attr("stage", "primary_hello")
             .children([

@@ -7,7 +7,7 @@ use wacore_binary::builder::NodeBuilder;
 use crate::iq::device_of;
 use sha1::{Digest, Sha1};
 
-use crate::stanza::{attr, child, child_bytes, children, iq_error, iq_result};
+use crate::stanza::{attr, child, child_bytes, children, iq_error, iq_result, server_notification};
 use crate::world::{ConnId, PreKeys, World};
 
 fn be(bytes: &[u8]) -> u32 {
@@ -187,11 +187,7 @@ fn tell_prekeys_low(w: &mut World, jid: &str, left: usize) {
         return;
     };
     let id = w.next_iq_id();
-    let node = NodeBuilder::new("notification")
-        .attr("from", crate::stanza::SERVER)
-        .attr("id", id)
-        .attr("t", crate::stanza::now_secs().to_string())
-        .attr("type", "encrypt")
+    let node = server_notification(id, "encrypt")
         .children([NodeBuilder::new("count")
             .attr("value", left.to_string())
             .build()])
@@ -319,7 +315,7 @@ mod tests {
         fetch(w, "q", &iq);
     }
 
-    /// What the companion was told, as (notification type, count) pairs.
+    /// What the companion was told, each as `<tag>:<count it names>`.
     fn told(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::conn::Outbound>) -> Vec<String> {
         let mut seen = Vec::new();
         while let Ok(crate::conn::Outbound::Node(node)) = rx.try_recv() {

@@ -219,11 +219,7 @@ pub fn flush_offline(w: &mut World, conn: ConnId) {
     if let Some(name) = push_name {
         let id = w.next_iq_id();
         queued.push(
-            NodeBuilder::new("notification")
-                .attr("from", stanza::SERVER)
-                .attr("id", id)
-                .attr("t", stanza::now_secs().to_string())
-                .attr("type", "account_sync")
+            stanza::server_notification(id, "account_sync")
                 .attr("pushname", name)
                 .build(),
         );

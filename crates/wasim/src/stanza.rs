@@ -43,6 +43,16 @@ pub fn iq_result(id: &str, children: Vec<Node>) -> Node {
     }
 }
 
+/// `<notification from="s.whatsapp.net" type=.. id=.. t=..>`: what the
+/// server tells a device unasked; the caller adds what it says.
+pub fn server_notification(id: String, kind: &str) -> NodeBuilder {
+    NodeBuilder::new("notification")
+        .attr("from", SERVER)
+        .attr("type", kind)
+        .attr("id", id)
+        .attr("t", now_secs().to_string())
+}
+
 pub fn iq_error(id: &str, code: u16, text: &str) -> Node {
     NodeBuilder::new("iq")
         .attr("id", id)

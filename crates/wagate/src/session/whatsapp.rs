@@ -104,8 +104,8 @@ impl WhatsAppEngine {
     }
 }
 
-/// One-time prekeys published per session, and topped up to when the
-/// server runs low. whatsapp-rust uploads WhatsApp Web's 812; every
+/// One-time prekeys each session publishes (and publishes again when the
+/// server says they run low). whatsapp-rust uploads WhatsApp Web's 812; every
 /// connect then reads all of them back to check the server's digest of
 /// the bundle (`validate_digest_key`), which made that read most of a
 /// reconnect's cost in a gateway of thousands (profiled in BENCHMARKS.md:
