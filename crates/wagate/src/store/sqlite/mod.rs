@@ -97,6 +97,7 @@ impl SqliteStore {
         // up, and the ping is a round trip to its worker thread that every
         // statement on the one writer would otherwise pay again.
         let pool = SqlitePoolOptions::new()
+            .after_connect(|conn, _| Box::pin(stable_query_plans(conn)))
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -109,6 +110,7 @@ impl SqliteStore {
             pool.clone()
         } else {
             SqlitePoolOptions::new()
+                .after_connect(|conn, _| Box::pin(stable_query_plans(conn)))
                 .max_connections(READERS)
                 .min_connections(0)
                 .test_before_acquire(false)
@@ -122,6 +124,51 @@ impl SqliteStore {
             key_fences: Arc::default(),
             writers: Arc::default(),
         })
+    }
+}
+
+/// Turns on SQLite's query planner stability guarantee for `conn`: a
+/// statement's plan then depends on its SQL alone, never on the values
+/// bound to it.
+///
+/// Without it, SQLite (3.47 and later) reads a bound `LIMIT $n`, or a
+/// parameter compared with a partial index's condition, while planning,
+/// and marks the statement to be planned again whenever that parameter is
+/// bound anew. sqlx binds every parameter again on each execution, so
+/// each such cached statement was parsed and planned again on every run:
+/// the webhook queue-head and run reads, among others, about 15 % of the
+/// gateway's CPU under inbound load (`perf`, BENCHMARKS.md). The plans it
+/// would pick from the values are no better here: limits and partial
+/// index conditions are the same whatever the value.
+async fn stable_query_plans(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    match query_planner_stability(conn, 1).await? {
+        1 => Ok(()),
+        setting => Err(sqlx::Error::Configuration(
+            format!("SQLite did not take the query planner stability guarantee ({setting})").into(),
+        )),
+    }
+}
+
+/// Sets the query planner stability guarantee of `conn` (`to`: 1 on, 0
+/// off, -1 unchanged); returns the setting now in force.
+async fn query_planner_stability(
+    conn: &mut SqliteConnection,
+    to: std::ffi::c_int,
+) -> Result<std::ffi::c_int, sqlx::Error> {
+    use libsqlite3_sys::{SQLITE_DBCONFIG_ENABLE_QPSG, SQLITE_OK, sqlite3_db_config};
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    let mut setting: std::ffi::c_int = -1;
+    // SAFETY: `db` is this connection's open handle, held by `handle` so
+    // that nothing else calls into it meanwhile; this option takes an int
+    // and a pointer to an int that receives the setting, both live here.
+    let rc = unsafe { sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_QPSG, to, &raw mut setting) };
+    if rc == SQLITE_OK {
+        Ok(setting)
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("SQLite refused the query planner stability option (code {rc})").into(),
+        ))
     }
 }
 
@@ -192,6 +239,25 @@ mod tests {
         tx.commit().await?;
         assert_eq!(store.count_orgs().await?, 1);
         assert!(store.find_org("acme").await?.is_some());
+        Ok(())
+    }
+
+    /// Every connection, the writer's and the readers', plans statements
+    /// from their SQL alone (see `stable_query_plans`).
+    #[tokio::test]
+    async fn every_connection_has_stable_query_plans() -> Result<(), StoreError> {
+        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
+        let store = SqliteStore::connect(&url).await?;
+        let mut writer = store.pool.acquire().await?;
+        assert_eq!(query_planner_stability(&mut writer, -1).await?, 1);
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            readers.push(store.reader.acquire().await?);
+        }
+        for reader in &mut readers {
+            assert_eq!(query_planner_stability(reader, -1).await?, 1);
+        }
         Ok(())
     }
 
