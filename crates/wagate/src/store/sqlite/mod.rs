@@ -218,14 +218,19 @@ mod tests {
     use crate::store::NewSession;
     use crate::store::{EventStore, OrgStore, SessionStore};
 
+    /// A store on a file in a fresh directory, which goes with the guard.
+    async fn file_store() -> Result<(SqliteStore, tempfile::TempDir), StoreError> {
+        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
+        Ok((SqliteStore::connect(&url).await?, dir))
+    }
+
     /// Reads of a file database run beside an open write: a transaction
     /// holding the writer neither blocks them nor shows them what it has
     /// not committed, and a commit is seen by the next read.
     #[tokio::test]
     async fn reads_run_beside_an_open_write_and_see_only_commits() -> Result<(), StoreError> {
-        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
-        let store = SqliteStore::connect(&url).await?;
+        let (store, _dir) = file_store().await?;
         let mut tx = store.pool.begin().await?;
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES ($1, 'acme', 0)")
             .bind(OrgId::new().to_string())
@@ -246,9 +251,7 @@ mod tests {
     /// from their SQL alone (see `stable_query_plans`).
     #[tokio::test]
     async fn every_connection_has_stable_query_plans() -> Result<(), StoreError> {
-        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
-        let store = SqliteStore::connect(&url).await?;
+        let (store, _dir) = file_store().await?;
         let mut writer = store.pool.acquire().await?;
         assert_eq!(query_planner_stability(&mut writer, -1).await?, 1);
         let mut readers = Vec::new();
