@@ -131,7 +131,7 @@ impl SqliteStore {
 /// statement's plan then depends on its SQL alone, never on the values
 /// bound to it.
 ///
-/// Without it, SQLite (3.47 and later) reads a bound `LIMIT $n`, or a
+/// Without it, SQLite (3.51, as bundled here) reads a bound `LIMIT $n`, or a
 /// parameter compared with a partial index's condition, while planning,
 /// and marks the statement to be planned again whenever that parameter is
 /// bound anew. sqlx binds every parameter again on each execution, so
