@@ -199,15 +199,18 @@ async fn served_test_store() -> Option<(
     super::testing::TestStore<SqliteStore>,
     Option<tempfile::TempDir>,
 )> {
-    let dir = match tempfile::TempDir::new() {
-        Ok(dir) => dir,
-        Err(e) => panic!("temporary directory: {e}"),
-    };
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    match SqliteStore::connect(&url).await {
-        Ok(store) => Some((super::testing::TestStore::new(store, None), Some(dir))),
+    match file_store().await {
+        Ok((store, dir)) => Some((super::testing::TestStore::new(store, None), Some(dir))),
         Err(e) => panic!("file store: {e:?}"),
     }
+}
+
+/// A store on a file in a fresh directory, which goes with the guard.
+#[cfg(test)]
+async fn file_store() -> Result<(SqliteStore, tempfile::TempDir), StoreError> {
+    let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
+    Ok((SqliteStore::connect(&url).await?, dir))
 }
 
 #[cfg(test)]
@@ -217,13 +220,6 @@ mod tests {
     use crate::events::{Envelope, EventData};
     use crate::store::NewSession;
     use crate::store::{EventStore, OrgStore, SessionStore};
-
-    /// A store on a file in a fresh directory, which goes with the guard.
-    async fn file_store() -> Result<(SqliteStore, tempfile::TempDir), StoreError> {
-        let dir = tempfile::TempDir::new().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let url = format!("sqlite://{}", dir.path().join("wagate.db").display());
-        Ok((SqliteStore::connect(&url).await?, dir))
-    }
 
     /// Reads of a file database run beside an open write: a transaction
     /// holding the writer neither blocks them nor shows them what it has
