@@ -1,0 +1,151 @@
+//! TCP_NODELAY on the connections to PostgreSQL.
+//!
+//! sqlx 0.9.0 opens its TCP connections without `TCP_NODELAY` (a
+//! regression: transact-rs/sqlx#4335, fixed upstream by #4336, not in a
+//! release yet) and has no option or hook to set it. Without it, Nagle's
+//! algorithm holds back the last, partial segment of a statement while the
+//! server, which has nothing to answer yet, delays its ACK: about 40 ms on
+//! Linux. Every write transaction holds the writer lock while it waits, so
+//! under inbound load the commits fell to ~20 a second and the gateway to
+//! ~550 messages a second at best, with groups, and so statements, growing
+//! as the backlog grew (BENCHMARKS.md, "TCP_NODELAY").
+//!
+//! So after sqlx connects, the gateway sets the option itself: it looks
+//! through its own descriptors for TCP sockets whose peer is the database
+//! server and sets it on those not yet set. The socket belongs to sqlx;
+//! the gateway takes a duplicate of the descriptor (`pidfd_getfd` on its
+//! own process, safe code) and sets the option through that, which is the
+//! same socket. A socket is only touched if its peer is the server the
+//! pool connects to, so a descriptor closed and reused meanwhile is either
+//! skipped or another connection to that server. Remove this module once
+//! sqlx sets the option again.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sqlx::postgres::PgConnectOptions;
+
+/// The addresses `options` connects to over TCP (what sqlx resolves the
+/// host to); empty for a Unix socket, which has no Nagle to turn off.
+pub(super) async fn server_addresses(options: &PgConnectOptions) -> Vec<SocketAddr> {
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return Vec::new();
+    }
+    // Brackets around an IPv6 literal are the URL's, not the address's.
+    let host = options.get_host().trim_matches(['[', ']']);
+    match tokio::net::lookup_host((host, options.get_port())).await {
+        Ok(found) => found.collect(),
+        // sqlx reports it when it connects.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Sets TCP_NODELAY on every socket of this process connected to the
+/// server of `options` that does not have it yet (the host is looked up
+/// again each time, as sqlx does for each connection). Never fails the
+/// connection: if the system refuses (no `pidfd_getfd`, or a sandbox that
+/// forbids it), the connection works as sqlx made it, and a warning says
+/// so once.
+pub(super) async fn set_on_connections_to(options: &PgConnectOptions) {
+    let servers = server_addresses(options).await;
+    if servers.is_empty() {
+        return;
+    }
+    let outcome = tokio::task::spawn_blocking(move || scan(&servers)).await;
+    let error = match outcome {
+        Ok(Ok(_)) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(error) => error.to_string(),
+    };
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            %error,
+            "could not set TCP_NODELAY on the PostgreSQL connections: writes may wait ~40 ms \
+             on delayed ACKs (a Unix socket, `?host=/path/to/socket/dir`, avoids it)"
+        );
+    }
+}
+
+/// Returns how many sockets it changed.
+#[cfg(target_os = "linux")]
+fn scan(servers: &[SocketAddr]) -> std::io::Result<usize> {
+    use rustix::net::sockopt::{set_tcp_nodelay, tcp_nodelay};
+
+    let mut changed = 0;
+    for socket in connections_to(servers)? {
+        if !tcp_nodelay(&socket)? {
+            set_tcp_nodelay(&socket, true)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn scan(_servers: &[SocketAddr]) -> std::io::Result<usize> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "only done on Linux",
+    ))
+}
+
+/// Duplicates of this process's TCP sockets whose peer is one of
+/// `servers`.
+#[cfg(target_os = "linux")]
+fn connections_to(servers: &[SocketAddr]) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+    use std::os::unix::ffi::OsStrExt;
+
+    use rustix::net::sockopt::socket_type;
+    use rustix::net::{SocketType, getpeername};
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+
+    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // Closed since the listing, or not a socket: nothing to do.
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if !target.as_os_str().as_bytes().starts_with(b"socket:") {
+            continue;
+        }
+        let socket = match pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
+            Ok(socket) => socket,
+            Err(rustix::io::Errno::BADF) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let peer = getpeername(&socket)
+            .ok()
+            .flatten()
+            .and_then(|peer| SocketAddr::try_from(peer).ok());
+        if peer.is_some_and(|peer| servers.contains(&peer))
+            && socket_type(&socket)? == SocketType::STREAM
+        {
+            found.push(socket);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether each of this process's connections to one of `servers` has
+/// TCP_NODELAY, by local port.
+#[cfg(all(test, target_os = "linux"))]
+pub(super) fn nodelay_by_local_port(
+    servers: &[SocketAddr],
+) -> std::io::Result<std::collections::HashMap<u16, bool>> {
+    use rustix::net::getsockname;
+    use rustix::net::sockopt::tcp_nodelay;
+
+    let mut by_port = std::collections::HashMap::new();
+    for socket in connections_to(servers)? {
+        if let Ok(local) = SocketAddr::try_from(getsockname(&socket)?) {
+            by_port.insert(local.port(), tcp_nodelay(&socket)?);
+        }
+    }
+    Ok(by_port)
+}
