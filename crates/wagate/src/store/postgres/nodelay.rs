@@ -51,9 +51,13 @@ pub(super) async fn set_on_connections_to(options: &PgConnectOptions) {
     if servers.is_empty() {
         return;
     }
+    let started = std::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || scan(&servers)).await;
     let error = match outcome {
-        Ok(Ok(_)) => return,
+        Ok(Ok(changed)) => {
+            tracing::debug!(changed, elapsed = ?started.elapsed(), "TCP_NODELAY set");
+            return;
+        }
         Ok(Err(error)) => error.to_string(),
         Err(error) => error.to_string(),
     };
