@@ -8,7 +8,7 @@
 //! Linux. Every write transaction holds the writer lock while it waits, so
 //! under inbound load the commits fell to ~20 a second and the gateway to
 //! ~550 messages a second at best, with groups, and so statements, growing
-//! as the backlog grew (BENCHMARKS.md, "TCP_NODELAY").
+//! as the backlog grew (BENCHMARKS.md, "PostgreSQL over TCP").
 //!
 //! So after sqlx connects, the gateway sets the option itself: it looks
 //! through its own descriptors for TCP sockets whose peer is the database
