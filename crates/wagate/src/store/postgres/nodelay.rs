@@ -14,11 +14,12 @@
 //! through its own descriptors for TCP sockets whose peer is the database
 //! server and sets it on those not yet set. The socket belongs to sqlx;
 //! the gateway takes a duplicate of the descriptor (`pidfd_getfd` on its
-//! own process, safe code) and sets the option through that, which is the
-//! same socket. A socket is only touched if its peer is the server the
-//! pool connects to, so a descriptor closed and reused meanwhile is either
-//! skipped or another connection to that server. Remove this module once
-//! sqlx sets the option again.
+//! own process) and sets the option through that, which is the same
+//! socket, or, where the system refuses that (Docker's default seccomp
+//! profile), uses the descriptor's number in place. A socket is only
+//! touched if its peer is the server the pool connects to, so a descriptor
+//! closed and reused meanwhile is either skipped or another connection to
+//! that server. Remove this module once sqlx sets the option again.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,16 +75,7 @@ pub(super) async fn set_on_connections_to(options: &PgConnectOptions) {
 /// Returns how many sockets it changed.
 #[cfg(target_os = "linux")]
 fn scan(servers: &[SocketAddr]) -> std::io::Result<usize> {
-    use rustix::net::sockopt::{set_tcp_nodelay, tcp_nodelay};
-
-    let mut changed = 0;
-    for socket in connections_to(servers)? {
-        if !tcp_nodelay(&socket)? {
-            set_tcp_nodelay(&socket, true)?;
-            changed += 1;
-        }
-    }
-    Ok(changed)
+    scan_reaching(servers, true)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -94,18 +86,27 @@ fn scan(_servers: &[SocketAddr]) -> std::io::Result<usize> {
     ))
 }
 
-/// Duplicates of this process's TCP sockets whose peer is one of
-/// `servers`.
+/// The scan, reaching each socket (known only by its number) through a
+/// duplicate from `pidfd_getfd` if `duplicates`, which stays open while it
+/// is looked at whatever other threads close, and where the system refuses
+/// that (Docker's default seccomp profile allows it only with
+/// `CAP_SYS_PTRACE`; Linux before 5.6), or if not `duplicates`, through the
+/// number itself.
 #[cfg(target_os = "linux")]
-fn connections_to(servers: &[SocketAddr]) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<usize> {
+    use std::os::fd::{AsFd, BorrowedFd};
     use std::os::unix::ffi::OsStrExt;
 
-    use rustix::net::sockopt::socket_type;
+    use rustix::net::sockopt::{set_tcp_nodelay, socket_type, tcp_nodelay};
     use rustix::net::{SocketType, getpeername};
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
-    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
-    let mut found = Vec::new();
+    let mut me = if duplicates {
+        pidfd_open(getpid(), PidfdFlags::empty()).ok()
+    } else {
+        None
+    };
+    let mut changed = 0;
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -118,38 +119,107 @@ fn connections_to(servers: &[SocketAddr]) -> std::io::Result<Vec<std::os::fd::Ow
         if !target.as_os_str().as_bytes().starts_with(b"socket:") {
             continue;
         }
-        let socket = match pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) {
-            Ok(socket) => socket,
-            Err(rustix::io::Errno::BADF) => continue,
-            Err(error) => return Err(error.into()),
+        let duplicate = match &me {
+            Some(pidfd) => match pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()) {
+                Ok(duplicate) => Some(duplicate),
+                Err(rustix::io::Errno::BADF) => continue,
+                // Refused (EPERM under a seccomp filter, ENOSYS before
+                // Linux 5.6): in place from here on.
+                Err(_) => {
+                    me = None;
+                    None
+                }
+            },
+            None => None,
         };
-        let peer = getpeername(&socket)
+        let socket = match &duplicate {
+            Some(duplicate) => duplicate.as_fd(),
+            // SAFETY: `fd` is a descriptor of this process, listed a moment
+            // ago; it is only used for the calls below. Should another
+            // thread close it meanwhile, they fail (EBADF), and should the
+            // number be reused at once, the peer check below sees the new
+            // socket: TCP_NODELAY is only ever set on a TCP connection to the
+            // database server, whichever it is.
+            None => unsafe { BorrowedFd::borrow_raw(fd) },
+        };
+        let peer = getpeername(socket)
             .ok()
             .flatten()
             .and_then(|peer| SocketAddr::try_from(peer).ok());
         if peer.is_some_and(|peer| servers.contains(&peer))
-            && socket_type(&socket)? == SocketType::STREAM
+            && socket_type(socket).ok() == Some(SocketType::STREAM)
+            && tcp_nodelay(socket) == Ok(false)
         {
-            found.push(socket);
+            set_tcp_nodelay(socket, true)?;
+            changed += 1;
         }
     }
-    Ok(found)
+    Ok(changed)
 }
 
-/// Whether each of this process's connections to one of `servers` has
-/// TCP_NODELAY, by local port.
+/// Whether each of this process's TCP connections to one of `servers`
+/// has TCP_NODELAY, by local port (through duplicates: for tests).
 #[cfg(all(test, target_os = "linux"))]
 pub(super) fn nodelay_by_local_port(
     servers: &[SocketAddr],
 ) -> std::io::Result<std::collections::HashMap<u16, bool>> {
-    use rustix::net::getsockname;
     use rustix::net::sockopt::tcp_nodelay;
+    use rustix::net::{getpeername, getsockname};
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
+    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
     let mut by_port = std::collections::HashMap::new();
-    for socket in connections_to(servers)? {
-        if let Ok(local) = SocketAddr::try_from(getsockname(&socket)?) {
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(socket) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let peer = getpeername(&socket).ok().flatten();
+        let local = getsockname(&socket).ok();
+        if let (Some(peer), Some(local)) = (peer, local)
+            && let (Ok(peer), Ok(local)) = (SocketAddr::try_from(peer), SocketAddr::try_from(local))
+            && servers.contains(&peer)
+        {
             by_port.insert(local.port(), tcp_nodelay(&socket)?);
         }
     }
     Ok(by_port)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Both ways of reaching a socket set the option on a connection to
+    /// the server named, and only on it.
+    #[test]
+    fn the_scan_sets_tcp_nodelay_on_connections_to_the_server_only() -> std::io::Result<()> {
+        for duplicates in [true, false] {
+            let server = TcpListener::bind("127.0.0.1:0")?;
+            let other = TcpListener::bind("127.0.0.1:0")?;
+            let to_server = TcpStream::connect(server.local_addr()?)?;
+            let to_other = TcpStream::connect(other.local_addr()?)?;
+            assert!(
+                !to_server.nodelay()?,
+                "duplicates {duplicates}: the kernel's default"
+            );
+            let changed = scan_reaching(&[server.local_addr()?], duplicates)?;
+            assert_eq!(changed, 1, "duplicates {duplicates}");
+            assert!(to_server.nodelay()?, "duplicates {duplicates}");
+            assert!(
+                !to_other.nodelay()?,
+                "duplicates {duplicates}: not a connection to the server"
+            );
+            assert_eq!(
+                scan_reaching(&[server.local_addr()?], duplicates)?,
+                0,
+                "duplicates {duplicates}: set once"
+            );
+        }
+        Ok(())
+    }
 }
