@@ -280,23 +280,34 @@ fn due_delivery(row: &DbRow, now: DateTime<Utc>) -> Result<DueDelivery, StoreErr
 }
 
 /// Marks `delivery` delivered inside `tx`.
+/// Rows per `UPDATE` of [`mark_delivered`]: 4 parameters a row.
+const DELIVERED_CHUNK: usize = 256;
+
+/// Marks `delivered` delivered, one statement per [`DELIVERED_CHUNK`]
+/// (a run's record was one statement and one round trip per delivery,
+/// with the writer lock held: on PostgreSQL, ~40 % of that lock's time
+/// under inbound load). `UPDATE … FROM (VALUES …)`, which SQLite (3.33+)
+/// and PostgreSQL both take; a `VALUES` list's columns are `column1`,
+/// `column2`, … on both.
 async fn mark_delivered(
     tx: &mut WriteTx,
-    delivery: &DueDelivery,
-    result: &AttemptResult,
+    delivered: &[(DueDelivery, AttemptResult)],
 ) -> Result<(), StoreError> {
-    let at = millis(result.at);
-    sqlx::query(
-        "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
-         last_attempt_at = $1, last_status_code = $2, last_error = NULL, last_response = $3, \
-         delivered_at = $1, updated_at = $1 WHERE id = $4",
-    )
-    .bind(at)
-    .bind(result.status_code.map(i64::from))
-    .bind(result.response.as_deref())
-    .bind(delivery.id.to_string())
-    .execute(&mut **tx)
-    .await?;
+    for chunk in delivered.chunks(DELIVERED_CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+             last_attempt_at = v.column2, last_status_code = v.column3, last_error = NULL, \
+             last_response = v.column4, delivered_at = v.column2, updated_at = v.column2 FROM (",
+        );
+        query.push_values(chunk, |mut row, (delivery, result)| {
+            row.push_bind(delivery.id.to_string())
+                .push_bind(millis(result.at))
+                .push_bind(result.status_code.map(i64::from))
+                .push_bind(result.response.clone());
+        });
+        query.push(") AS v WHERE webhook_deliveries.id = v.column1");
+        query.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -688,9 +699,9 @@ impl WebhookStore for Backend {
         delivered: &[(DueDelivery, AttemptResult)],
     ) -> Result<(), StoreError> {
         let mut tx = begin_write(self).await?;
+        mark_delivered(&mut tx, delivered).await?;
         let mut failing = Vec::new();
-        for (delivery, result) in delivered {
-            mark_delivered(&mut tx, delivery, result).await?;
+        for (delivery, _) in delivered {
             if delivery.failing_since.is_some() && !failing.contains(&delivery.webhook_id) {
                 failing.push(delivery.webhook_id);
             }
@@ -1078,36 +1089,42 @@ mod tests {
             vec![events[1], events[3]]
         );
 
-        // Recorded together: delivered, and the head of a's queue is the
-        // one waiting for its retry.
-        let mut delivered = vec![(
-            head.clone(),
-            AttemptResult {
-                at: now,
-                status_code: Some(204),
-                ..AttemptResult::default()
-            },
-        )];
-        for d in &run[..2] {
-            delivered.push((
-                d.clone(),
-                AttemptResult {
-                    at: now,
-                    status_code: Some(204),
-                    ..AttemptResult::default()
-                },
-            ));
-        }
+        // Recorded together (one statement): each row gets its own
+        // attempt's answer, and the head of a's queue is the one waiting
+        // for its retry.
+        let answer = |i: usize| AttemptResult {
+            at: now + Duration::milliseconds(i64::try_from(i).unwrap_or(0)),
+            status_code: Some(200 + u16::try_from(i).unwrap_or(0)),
+            response: (i != 1).then(|| format!("answer {i}")),
+            ..AttemptResult::default()
+        };
+        let delivered: Vec<_> = std::iter::once(&head)
+            .chain(&run[..2])
+            .enumerate()
+            .map(|(i, d)| (d.clone(), answer(i)))
+            .collect();
         store.deliveries_succeeded(&delivered).await?;
         let log = all_deliveries(&store, org.id, webhook.id).await;
-        let delivered_events: Vec<_> = log
-            .iter()
-            .filter(|d| d.status == DeliveryStatus::Delivered)
-            .map(|d| d.event_id)
-            .collect();
-        assert_eq!(delivered_events.len(), 3);
-        for event in [events[0], events[1], events[3]] {
-            assert!(delivered_events.contains(&event));
+        assert_eq!(
+            log.iter()
+                .filter(|d| d.status == DeliveryStatus::Delivered)
+                .count(),
+            3
+        );
+        for (i, event) in [events[0], events[1], events[3]].into_iter().enumerate() {
+            let row = log
+                .iter()
+                .find(|d| d.event_id == event)
+                .unwrap_or_else(|| panic!("{event} logged"));
+            let expected = answer(i);
+            let at = Some(expected.at).map(|t| t.timestamp_millis());
+            assert_eq!(row.status, DeliveryStatus::Delivered, "{i}");
+            assert_eq!(row.attempts, 1, "{i}");
+            assert_eq!(row.last_status_code, expected.status_code, "{i}");
+            assert_eq!(row.last_response, expected.response, "{i}");
+            assert_eq!(row.last_error, None, "{i}");
+            assert_eq!(row.last_attempt_at.map(|t| t.timestamp_millis()), at, "{i}");
+            assert_eq!(row.delivered_at.map(|t| t.timestamp_millis()), at, "{i}");
         }
         let later = now + Duration::hours(2);
         let heads = store.due_deliveries(later, 10).await?;
