@@ -308,7 +308,11 @@ impl Browser {
         self.fill("#password", password).await;
         self.click("form[action='/login'] button[type=submit]")
             .await;
-        self.find("h1").await;
+        // Only a signed-in page has the sign-out form. (Waiting for an
+        // `h1` found the sign-in page's own at once, and the next `goto`
+        // could overtake the form's POST and land back on the sign-in
+        // page: seen once in CI, a 60 s wait for `#label`.)
+        self.find("form[action='/logout']").await;
     }
 
     pub async fn sign_out(&self) {
