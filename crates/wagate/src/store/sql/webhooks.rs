@@ -279,16 +279,15 @@ fn due_delivery(row: &DbRow, now: DateTime<Utc>) -> Result<DueDelivery, StoreErr
     })
 }
 
-/// Marks `delivery` delivered inside `tx`.
 /// Rows per `UPDATE` of [`mark_delivered`]: 4 parameters a row.
 const DELIVERED_CHUNK: usize = 256;
 
-/// Marks `delivered` delivered, one statement per [`DELIVERED_CHUNK`]
-/// (a run's record was one statement and one round trip per delivery,
-/// with the writer lock held: on PostgreSQL, ~40 % of that lock's time
-/// under inbound load). `UPDATE … FROM (VALUES …)`, which SQLite (3.33+)
-/// and PostgreSQL both take; a `VALUES` list's columns are `column1`,
-/// `column2`, … on both.
+/// Marks `delivered` delivered inside `tx`, one statement per
+/// [`DELIVERED_CHUNK`] rows (a run's record was one statement and one
+/// round trip per delivery, with the writer lock held: on PostgreSQL,
+/// ~40 % of that lock's time under inbound load). `UPDATE … FROM
+/// (VALUES …)`, which SQLite (3.33+) and PostgreSQL both take; a `VALUES`
+/// list's columns are `column1`, `column2`, … on both.
 async fn mark_delivered(
     tx: &mut WriteTx,
     delivered: &[(DueDelivery, AttemptResult)],
