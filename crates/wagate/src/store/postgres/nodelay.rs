@@ -86,18 +86,39 @@ fn scan(_servers: &[SocketAddr]) -> std::io::Result<usize> {
     ))
 }
 
-/// The scan, reaching each socket (known only by its number) through a
+/// The scan, through [`for_each_connection_to`].
+#[cfg(target_os = "linux")]
+fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<usize> {
+    use rustix::net::sockopt::{set_tcp_nodelay, tcp_nodelay};
+
+    let mut changed = 0;
+    for_each_connection_to(servers, duplicates, |socket| {
+        if tcp_nodelay(socket) == Ok(false) {
+            set_tcp_nodelay(socket, true)?;
+            changed += 1;
+        }
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// Calls `visit` with each of this process's TCP connections to one of
+/// `servers`, reaching each socket (known only by its number) through a
 /// duplicate from `pidfd_getfd` if `duplicates`, which stays open while it
 /// is looked at whatever other threads close, and where the system refuses
 /// that (Docker's default seccomp profile allows it only with
 /// `CAP_SYS_PTRACE`; Linux before 5.6), or if not `duplicates`, through the
 /// number itself.
 #[cfg(target_os = "linux")]
-fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<usize> {
+fn for_each_connection_to(
+    servers: &[SocketAddr],
+    duplicates: bool,
+    mut visit: impl FnMut(std::os::fd::BorrowedFd<'_>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::os::fd::{AsFd, BorrowedFd};
     use std::os::unix::ffi::OsStrExt;
 
-    use rustix::net::sockopt::{set_tcp_nodelay, socket_type, tcp_nodelay};
+    use rustix::net::sockopt::socket_type;
     use rustix::net::{SocketType, getpeername};
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
@@ -106,7 +127,6 @@ fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<us
     } else {
         None
     };
-    let mut changed = 0;
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
         let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
@@ -138,7 +158,7 @@ fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<us
             // ago; it is only used for the calls below. Should another
             // thread close it meanwhile, they fail (EBADF), and should the
             // number be reused at once, the peer check below sees the new
-            // socket: TCP_NODELAY is only ever set on a TCP connection to the
+            // socket: `visit` only ever sees a TCP connection to the
             // database server, whichever it is.
             None => unsafe { BorrowedFd::borrow_raw(fd) },
         };
@@ -148,43 +168,29 @@ fn scan_reaching(servers: &[SocketAddr], duplicates: bool) -> std::io::Result<us
             .and_then(|peer| SocketAddr::try_from(peer).ok());
         if peer.is_some_and(|peer| servers.contains(&peer))
             && socket_type(socket).ok() == Some(SocketType::STREAM)
-            && tcp_nodelay(socket) == Ok(false)
         {
-            set_tcp_nodelay(socket, true)?;
-            changed += 1;
+            visit(socket)?;
         }
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Whether each of this process's TCP connections to one of `servers`
-/// has TCP_NODELAY, by local port (through duplicates: for tests).
+/// has TCP_NODELAY, by local port (for tests).
 #[cfg(all(test, target_os = "linux"))]
 pub(super) fn nodelay_by_local_port(
     servers: &[SocketAddr],
 ) -> std::io::Result<std::collections::HashMap<u16, bool>> {
+    use rustix::net::getsockname;
     use rustix::net::sockopt::tcp_nodelay;
-    use rustix::net::{getpeername, getsockname};
-    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
-    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
     let mut by_port = std::collections::HashMap::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(socket) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) else {
-            continue;
-        };
-        let peer = getpeername(&socket).ok().flatten();
-        let local = getsockname(&socket).ok();
-        if let (Some(peer), Some(local)) = (peer, local)
-            && let (Ok(peer), Ok(local)) = (SocketAddr::try_from(peer), SocketAddr::try_from(local))
-            && servers.contains(&peer)
-        {
-            by_port.insert(local.port(), tcp_nodelay(&socket)?);
+    for_each_connection_to(servers, true, |socket| {
+        if let Ok(local) = SocketAddr::try_from(getsockname(socket)?) {
+            by_port.insert(local.port(), tcp_nodelay(socket)?);
         }
-    }
+        Ok(())
+    })?;
     Ok(by_port)
 }
 
