@@ -167,3 +167,14 @@ impl PostgresMemory {
         );
     }
 }
+
+/// The process's resident set from `/proc/PID/status`.
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let path = std::path::PathBuf::from(format!("/proc/{pid}/status"));
+    let status = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
