@@ -110,7 +110,7 @@ async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> R
         (status = 404, body = ErrorBody),
         (status = 409, description = "The session is not `working`", body = ErrorBody),
         (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 422, description = "Invalid `message_ids` or `sender`; also `sender_required` in a group chat without `sender`, and `sender_not_allowed` with `sender` in a person's chat (which the body's schema cannot say, the chat being in the path)", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
     ),
     security(("bearer" = []))

@@ -68,7 +68,14 @@ const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
     get,
     path = "/ws",
     tag = "realtime",
-    params(WsParams),
+    params(
+        WsParams,
+        // A WebSocket handshake (RFC 6455): without it the answer is 426.
+        ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", description = "`websocket`: this operation only speaks WebSocket; a request that is not a WebSocket handshake is answered 426"),
+        ("Connection" = String, Header, pattern = "[Uu][Pp][Gg][Rr][Aa][Dd][Ee]", description = "Contains `Upgrade`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, pattern = "^[A-Za-z0-9+/]{22}==$", description = "16 random bytes, base64"),
+    ),
     responses(
         (status = 101, description = "Switching to WebSocket"),
         (status = 401, body = ErrorBody),

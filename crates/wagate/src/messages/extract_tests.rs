@@ -3,6 +3,7 @@ use axum::http::Request as HttpRequest;
 
 use super::*;
 use crate::messages::content::{Content, MediaKind, MediaSource};
+use crate::messages::request::{MAX_VCARD_CHARS, MAX_VCARDS};
 
 const LIMITS: Limits = Limits {
     max_media_bytes: 1024,
@@ -179,5 +180,42 @@ async fn a_media_message_in_multipart_without_a_file_needs_a_source() {
     assert_eq!(
         read_request(req, &LIMITS).await.err(),
         Some(RequestError::MissingMediaSource(MediaKind::Image))
+    );
+}
+
+/// The `message` part holds the largest valid message, so a multipart
+/// send is validated, not refused as too large: every vcard at its
+/// longest (each character four bytes) is accepted, and one vcard too
+/// many is the 422 it is in JSON, not a 413.
+#[tokio::test]
+async fn a_multipart_contact_message_is_validated_however_long_its_vcards() {
+    let card = format!(
+        "BEGIN:VCARD\n{}",
+        "\u{1F600}".repeat(MAX_VCARD_CHARS - "BEGIN:VCARD\n".len())
+    );
+    assert_eq!(card.chars().count(), MAX_VCARD_CHARS);
+    let message = |count: usize| {
+        serde_json::json!({"to": "15551234567", "contact": {"vcards": vec![card.as_str(); count]}})
+            .to_string()
+    };
+    let longest = message(MAX_VCARDS);
+    let parsed = read_request(multipart(&[("message", None, longest.as_bytes())]), &LIMITS)
+        .await
+        .map(|parsed| parsed.message.content);
+    assert_eq!(
+        parsed,
+        Ok(Content::Contacts {
+            vcards: vec![card.clone(); MAX_VCARDS]
+        })
+    );
+    let too_many = message(MAX_VCARDS + 1);
+    assert_eq!(
+        read_request(
+            multipart(&[("message", None, too_many.as_bytes())]),
+            &LIMITS
+        )
+        .await
+        .err(),
+        Some(RequestError::InvalidContactCount { max: MAX_VCARDS })
     );
 }

@@ -169,8 +169,12 @@ pub struct Limits {
     pub max_media_bytes: usize,
 }
 
-/// Room for everything in a JSON body but the media itself.
-const JSON_OVERHEAD: usize = 512 * 1024;
+/// Room for everything in a JSON body but the media itself: the largest
+/// valid contact message (every vcard at its longest, each character four
+/// bytes in UTF-8) and 512 KiB for the rest. Smaller, a multipart send with
+/// long vcards was refused as too large (413) before it was validated,
+/// whether valid or not (more than `MAX_VCARDS`: 422 `invalid_contact_count`).
+const JSON_OVERHEAD: usize = MAX_VCARDS * MAX_VCARD_CHARS * 4 + 512 * 1024;
 
 impl Limits {
     /// The largest JSON body: the media base64-encoded, plus the rest.

@@ -63,3 +63,34 @@ async fn unknown_routes_and_methods_use_the_envelope() {
         .await
         .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
+
+/// What a request must carry to be valid is in the document: `GET /ws`
+/// answers 426 to anything but a WebSocket handshake, so the handshake's
+/// headers are required parameters (and 426 is listed); `…/read` lists
+/// the 422 codes its body's schema cannot express.
+#[tokio::test]
+async fn the_document_says_what_the_websocket_and_read_receipts_require() {
+    let app = TestApp::spawn().await;
+    let spec = get(&app, "/api/v1/openapi.json").await.json();
+    let ws = &spec["paths"]["/ws"]["get"];
+    assert!(ws["responses"]["426"].is_object(), "{ws}");
+    for header in [
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Key",
+    ] {
+        let parameter = ws["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == header && p["in"] == "header")
+            .unwrap_or_else(|| panic!("no {header} header parameter on /ws: {ws}"));
+        assert_eq!(parameter["required"], true, "{parameter}");
+    }
+    let read = &spec["paths"]["/sessions/{id}/chats/{chat}/read"]["post"]["responses"]["422"];
+    let description = read["description"].as_str().unwrap_or_default();
+    for code in ["sender_required", "sender_not_allowed"] {
+        assert!(description.contains(code), "{read}");
+    }
+}
