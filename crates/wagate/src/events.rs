@@ -13,12 +13,11 @@ use tokio::sync::{Notify, mpsc};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus, StatusReason,
-    WebhookId,
+    DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus,
+    StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage};
 use crate::metrics::Metrics;
-use crate::webhooks::DisabledReason;
 
 /// The event names a client can filter on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -19,6 +19,7 @@ pub mod egress;
 pub mod events;
 pub mod group_commit;
 pub mod http;
+pub mod json;
 pub mod media_cache;
 pub mod messages;
 pub mod metrics;
