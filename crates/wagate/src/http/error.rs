@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::domain::SessionStatus;
 use crate::messages::RequestError;
-use crate::session::ManagerError;
+use crate::session::manager::ManagerError;
 use crate::session::supervisor::CommandError;
 use crate::store::StoreError;
 

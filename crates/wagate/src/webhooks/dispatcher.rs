@@ -28,8 +28,8 @@ use url::Url;
 use super::sign;
 use crate::domain::{DisabledReason, SessionId, WebhookId};
 use crate::egress::{EgressPolicy, describe};
-use crate::events::EventHub;
 use crate::group_commit::next_group;
+use crate::hub::EventHub;
 use crate::metrics::DeliveryResult;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 
