@@ -19,4 +19,10 @@ pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
 pub use session_status::{IllegalTransition, SessionStatus, StatusReason, UnknownStatus};
 pub use token::{ApiToken, TokenHash};
-pub use webhook::{DeliveryStatus, DisabledReason, UnknownDeliveryStatus, UnknownReason};
+/// For the signing tests, which check a new secret's length.
+#[cfg(test)]
+pub(crate) use webhook::SECRET_BYTES;
+pub use webhook::{
+    DeliveryStatus, DisabledReason, SECRET_PREFIX, UnknownDeliveryStatus, UnknownReason,
+    generate_secret,
+};

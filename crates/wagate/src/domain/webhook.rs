@@ -1,12 +1,29 @@
 //! A webhook's states as the store keeps them and the API shows them:
-//! why the gateway disabled one, where a delivery stands. Shared by the
-//! store, the events and the webhook layer above them.
+//! why the gateway disabled one, where a delivery stands; and its secret's
+//! form. Shared by the store, the events and the webhook layer above them.
 
 use std::fmt;
 use std::str::FromStr;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::secret::Secret;
+
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// Random bytes behind a new secret (the specification asks for 24 to 64).
+pub(crate) const SECRET_BYTES: usize = 32;
+
+/// A new `whsec_` secret.
+pub fn generate_secret() -> Secret<String> {
+    let mut key = [0u8; SECRET_BYTES];
+    rand::rng().fill_bytes(&mut key);
+    Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))
+}
 
 /// Why the gateway disabled a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -16,9 +16,9 @@ use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{
     DeliveryId, DeliveryStatus, DisabledReason, EventId, OrgId, SessionId, WebhookId,
+    generate_secret,
 };
 use crate::store::{DeliveryQuery, DeliveryRecord, WebhookPatch, WebhookRecord};
-use crate::webhooks::generate_secret;
 use crate::webhooks::manage::{
     self, ALL_EVENTS, InvalidWebhook, WebhookError, WebhookInput, parse_events, parse_sessions,
     parse_url,

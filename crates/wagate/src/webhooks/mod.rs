@@ -9,4 +9,4 @@ pub mod manage;
 mod signature;
 
 pub use dispatcher::{DeliveryPolicy, Dispatcher};
-pub use signature::{SECRET_PREFIX, generate_secret, sign};
+pub use signature::sign;

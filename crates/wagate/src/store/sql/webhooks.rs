@@ -787,10 +787,10 @@ mod tests {
     use url::Url;
 
     use super::*;
+    use crate::domain::generate_secret;
     use crate::domain::{SessionStatus, StatusReason};
     use crate::events::EventData;
     use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
-    use crate::webhooks::generate_secret;
 
     fn url() -> Url {
         Url::parse("https://hooks.example.org/wagate").unwrap_or_else(|e| panic!("{e}"))
