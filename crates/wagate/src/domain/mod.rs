@@ -9,6 +9,7 @@ mod pace;
 mod phone;
 mod session_status;
 mod token;
+mod webhook;
 
 pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
 pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
@@ -18,3 +19,4 @@ pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
 pub use session_status::{IllegalTransition, SessionStatus, StatusReason, UnknownStatus};
 pub use token::{ApiToken, TokenHash};
+pub use webhook::{DeliveryStatus, DisabledReason, UnknownDeliveryStatus, UnknownReason};

@@ -14,13 +14,15 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
-use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
+use crate::domain::{
+    DeliveryId, DeliveryStatus, DisabledReason, EventId, OrgId, SessionId, WebhookId,
+};
 use crate::store::{DeliveryQuery, DeliveryRecord, WebhookPatch, WebhookRecord};
+use crate::webhooks::generate_secret;
 use crate::webhooks::manage::{
     self, ALL_EVENTS, InvalidWebhook, WebhookError, WebhookInput, parse_events, parse_sessions,
     parse_url,
 };
-use crate::webhooks::{DeliveryStatus, DisabledReason, generate_secret};
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -501,7 +503,7 @@ pub async fn rotate_secret(
         super::extract::require_object(&body)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        super::extract::integral_floats(&mut value);
+        crate::json::integral_floats(&mut value);
         serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let grace = body

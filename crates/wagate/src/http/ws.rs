@@ -18,7 +18,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::AppState;
 use crate::domain::{EventId, OrgId, SessionId, TokenHash};
-use crate::events::{Closed, EventHub, EventType, Filter, SubscribeError, Subscription};
+use crate::events::EventType;
+use crate::hub::{Closed, EventHub, Filter, SubscribeError, Subscription};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -527,7 +528,8 @@ mod tests {
 
     use super::*;
     use crate::domain::{OrgId, SessionStatus};
-    use crate::events::{Envelope, EventData, EventHub, HubLimits};
+    use crate::events::{Envelope, EventData};
+    use crate::hub::{EventHub, HubLimits};
 
     fn status(org: OrgId) -> Envelope {
         Envelope::new(
@@ -852,7 +854,7 @@ mod tests {
         let Ok(subscription) = hub.subscribe(issued.org.id, Filter::default()) else {
             panic!("subscribe");
         };
-        let revocations = crate::http::auth::Revocations::default();
+        let revocations = crate::app::Revocations::default();
         let (sink, mut sent) = mpsc::unbounded::<Message>();
         let (_client, incoming) = mpsc::unbounded::<Result<Message, axum::Error>>();
         let pump = tokio::spawn(pump(

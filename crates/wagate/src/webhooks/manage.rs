@@ -10,7 +10,8 @@ use url::Url;
 
 use crate::domain::{OrgId, SessionId, WebhookId};
 use crate::egress::{EgressError, EgressPolicy};
-use crate::events::{EventHub, EventType};
+use crate::events::EventType;
+use crate::hub::EventHub;
 use crate::secret::Secret;
 use crate::store::{DeliveryRecord, NewWebhook, Store, StoreError, WebhookRecord};
 

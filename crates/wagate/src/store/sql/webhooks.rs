@@ -9,14 +9,13 @@ use sqlx::{QueryBuilder, Row};
 
 use super::events::append_event;
 use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
-use crate::domain::{DeliveryId, OrgId, SessionId, WebhookId};
+use crate::domain::{DeliveryId, DeliveryStatus, DisabledReason, OrgId, SessionId, WebhookId};
 use crate::events::{Envelope, EventData, EventType};
 use crate::secret::Secret;
 use crate::store::{
     AfterFailure, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, NewWebhook,
     StoreError, WebhookPatch, WebhookRecord, WebhookStore, from_millis, millis, now,
 };
-use crate::webhooks::{DeliveryStatus, DisabledReason};
 
 macro_rules! select_webhooks {
     ($rest:literal) => {
