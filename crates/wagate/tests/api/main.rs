@@ -20,6 +20,8 @@ mod realtime;
 mod sessions;
 #[path = "../../src/store/test_postgres.rs"]
 mod test_postgres;
+#[path = "../support/tools.rs"]
+mod tools;
 mod webhook_delivery;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;

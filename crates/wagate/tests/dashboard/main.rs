@@ -14,4 +14,6 @@ mod access;
 mod forms;
 mod linking;
 mod messages;
+#[path = "../support/tools.rs"]
+mod tools;
 mod webhooks;

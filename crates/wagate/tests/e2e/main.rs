@@ -22,5 +22,7 @@ mod resilience;
 mod secrets;
 #[path = "../../src/store/test_postgres.rs"]
 mod test_postgres;
+#[path = "../support/tools.rs"]
+mod tools;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;
