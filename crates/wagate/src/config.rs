@@ -239,15 +239,12 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // WAGATE_CONFIG names the file and WAGATE_LOG the log filter; the
-        // test harness's variables (which database the tests use) share
+        // test harness's variables (which database the tests use, and the
+        // WAGATE_REQUIRE_* that make a missing test tool a failure) share
         // the prefix. None of them is a setting.
-        let env = env.ignore(&[
-            "CONFIG",
-            "LOG",
-            "TEST_DATABASE",
-            "TEST_POSTGRES_URL",
-            "REQUIRE_POSTGRES",
-        ]);
+        let env = env
+            .ignore(&["CONFIG", "LOG", "TEST_DATABASE", "TEST_POSTGRES_URL"])
+            .filter(|key| !key.as_str().to_ascii_uppercase().starts_with("REQUIRE_"));
         let config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -513,6 +510,21 @@ mod tests {
                 Config::load_from(None, &zero, Env::prefixed("WAGATE_")),
                 Err(ConfigError::Zero("database_pool_size"))
             ));
+            Ok(())
+        });
+    }
+
+    #[test]
+    // The closure's error type is figment's, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    fn the_test_harness_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WAGATE_TEST_DATABASE", "sqlite");
+            jail.set_env("WAGATE_REQUIRE_POSTGRES", "1");
+            jail.set_env("WAGATE_REQUIRE_CHROMIUM", "1");
+            jail.set_env("WAGATE_REQUIRE_A_TOOL_ADDED_LATER", "1");
+            Config::load_from(None, &base(), Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
             Ok(())
         });
     }
