@@ -7,10 +7,9 @@ use chrono::Duration;
 use url::Url;
 
 use super::*;
-use crate::domain::{SessionStatus, StatusReason};
+use crate::domain::{SessionStatus, StatusReason, generate_secret};
 use crate::events::{EventData, EventType};
 use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
-use crate::domain::generate_secret;
 
 fn url() -> Url {
     Url::parse("https://hooks.example.org/wagate").unwrap_or_else(|e| panic!("{e}"))
