@@ -5,6 +5,8 @@
 //! fails against it on loopback. [`Simulator::start`] runs one in-process;
 //! the `wasim` binary runs one standalone with an admin HTTP API.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod conn;
 mod error;

@@ -18,10 +18,10 @@ use super::session::{Extras, live_block, parse_id};
 use super::sessions;
 use crate::app::AppState;
 use crate::domain::SessionId;
-use crate::events::{Filter, SubscribeError};
 use crate::http::qr::{QrImage, qr_image};
 use crate::http::ws::pump;
-use crate::session::ManagerError;
+use crate::hub::{Filter, SubscribeError};
+use crate::session::manager::ManagerError;
 
 pub async fn fragment(
     State(state): State<AppState>,

@@ -19,11 +19,10 @@ use super::error::DashError;
 use super::html::{Nav, TextField, button_form, csrf_field, described_by, field_error, user_page};
 use super::view::{sentence, time};
 use crate::app::AppState;
-use crate::domain::WebhookId;
+use crate::domain::{DeliveryStatus, DisabledReason, WebhookId};
 use crate::events::EventType;
 use crate::store::{DeliveryQuery, DeliveryRecord, SessionQuery, SessionRecord, WebhookRecord};
 use crate::webhooks::manage::{self, InvalidWebhook, MAX_WEBHOOKS, WebhookError, WebhookInput};
-use crate::webhooks::{DeliveryStatus, DisabledReason};
 
 /// Deliveries shown per webhook; the API pages through the rest.
 const RECENT_DELIVERIES: u32 = 10;

@@ -10,6 +10,7 @@ mod pace;
 mod phone;
 mod session_status;
 mod token;
+mod webhook;
 
 pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
 pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
@@ -21,3 +22,10 @@ pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
 pub use session_status::{IllegalTransition, SessionStatus, StatusReason};
 pub use token::{ApiToken, TokenHash};
+/// For the signing tests, which check a new secret's length.
+#[cfg(test)]
+pub(crate) use webhook::SECRET_BYTES;
+pub use webhook::{
+    DeliveryStatus, DisabledReason, SECRET_PREFIX, UnknownDeliveryStatus, UnknownReason,
+    generate_secret,
+};

@@ -17,7 +17,7 @@ use super::extract::{Json, Path};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionId};
 use crate::messages::Recipient;
-use crate::outbox::{ContactCheck, SendFailure, Typing};
+use crate::session::messenger::{ContactCheck, SendFailure, Typing};
 
 /// WhatsApp caps one read receipt at 256 ids (WhatsApp Web sends more as
 /// several receipts; a caller can too).

@@ -14,12 +14,14 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
-use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
+use crate::domain::{
+    DeliveryId, DeliveryStatus, DisabledReason, EventId, OrgId, SessionId, WebhookId,
+    generate_secret,
+};
 use crate::store::{DeliveryQuery, DeliveryRecord, WebhookRecord};
 use crate::webhooks::manage::{
     self, ALL_EVENTS, InvalidWebhook, WebhookChange, WebhookError, WebhookInput,
 };
-use crate::webhooks::{DeliveryStatus, DisabledReason, generate_secret};
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -478,7 +480,7 @@ pub async fn rotate_secret(
         super::extract::require_object(&body)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        super::extract::integral_floats(&mut value);
+        crate::json::integral_floats(&mut value);
         serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let grace = body

@@ -21,7 +21,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Query;
 use crate::app::AppState;
 use crate::domain::{EventId, SessionId, TokenHash};
-use crate::events::{EventType, Filter, SubscribeError};
+use crate::events::EventType;
+use crate::hub::{Filter, SubscribeError};
 
 pub use pump::{Access, Until, pump};
 pub use replay::{Backlog, Replay, catch_up, replay};

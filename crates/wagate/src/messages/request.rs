@@ -225,7 +225,7 @@ pub struct ParsedRequest {
 /// `{"to": …, "button": {…}}` says `unknown_message_kind` rather than
 /// serde's generic complaint.
 pub fn parse_json(mut value: Value) -> Result<SendMessageRequest, RequestError> {
-    crate::http::extract::integral_floats(&mut value);
+    crate::json::integral_floats(&mut value);
     let Value::Object(object) = value else {
         return Err(RequestError::InvalidBody(
             "expected a JSON object".to_string(),

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{OrgId, SessionId, WebhookId};
+use crate::domain::{OrgId, SessionId, WebhookId, generate_secret};
 use crate::egress::{EgressError, EgressPolicy};
-use crate::events::{EventHub, EventType};
+use crate::events::EventType;
+use crate::hub::EventHub;
 use crate::secret::Secret;
 use crate::store::{DeliveryRecord, NewWebhook, Store, StoreError, WebhookPatch, WebhookRecord};
-
-use super::generate_secret;
 
 /// Webhooks an organization may have: every event fans out to each.
 pub const MAX_WEBHOOKS: u64 = 50;

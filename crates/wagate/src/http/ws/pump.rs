@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::CLOSE_TOKEN_REVOKED;
 use super::replay::{Backlog, Replay, resubscribe_from};
 use crate::domain::{EventId, TokenHash};
-use crate::events::{Closed, Subscription};
 use crate::http::auth::still_valid;
+use crate::hub::{Closed, Subscription};
 use crate::store::Store;
 
 /// The credential a socket was opened with, checked again whenever a token

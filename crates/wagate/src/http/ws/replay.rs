@@ -9,7 +9,7 @@ use futures::{Sink, SinkExt};
 
 use super::{CLOSE_SINCE_TOO_OLD, CLOSE_SINCE_UNKNOWN};
 use crate::domain::{EventId, OrgId};
-use crate::events::{EventHub, Filter, Subscription};
+use crate::hub::{EventHub, Filter, Subscription};
 use crate::store::{Store, StoreError};
 
 /// Events read from the log per query while replaying.

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::domain::{EventId, TokenHash};
 use crate::domain::{OrgId, SessionStatus};
-use crate::events::{Envelope, EventData, EventHub, HubLimits};
+use crate::events::{Envelope, EventData};
+use crate::hub::{EventHub, HubLimits};
 use crate::store::Store;
 
 fn status(org: OrgId) -> Envelope {
@@ -336,7 +337,7 @@ async fn a_revocation_in_this_process_closes_the_socket_at_once() {
     let Ok(subscription) = hub.subscribe(issued.org.id, Filter::default()) else {
         panic!("subscribe");
     };
-    let revocations = crate::http::auth::Revocations::default();
+    let revocations = crate::app::Revocations::default();
     let (sink, mut sent) = mpsc::unbounded::<Message>();
     let (_client, incoming) = mpsc::unbounded::<Result<Message, axum::Error>>();
     let pump = tokio::spawn(pump(
