@@ -12,162 +12,135 @@ use crate::domain::{
 };
 use crate::messages::{IncomingContent, IncomingMessage};
 
-/// The event names a client can filter on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-pub enum EventType {
-    #[serde(rename = "session.status")]
-    SessionStatus,
-    #[serde(rename = "session.qr")]
-    SessionQr,
-    #[serde(rename = "session.pairing_code")]
-    SessionPairingCode,
-    #[serde(rename = "message.status")]
-    MessageStatus,
-    #[serde(rename = "message.received")]
-    MessageReceived,
-    #[serde(rename = "message.reaction")]
-    MessageReaction,
-    #[serde(rename = "message.poll_vote")]
-    MessagePollVote,
-    #[serde(rename = "message.edited")]
-    MessageEdited,
-    #[serde(rename = "message.revoked")]
-    MessageRevoked,
-    #[serde(rename = "webhook.disabled")]
-    WebhookDisabled,
-    /// Sent to one webhook on request; never fanned out, never on the
-    /// realtime socket, and not a type a filter can name.
-    #[serde(rename = "webhook.test")]
-    WebhookTest,
+/// Declares the events once: each `EventData` variant with its name and
+/// the `EventType` that names it, so the tag an event is serialized with,
+/// the type a filter names and `EventType::as_str` cannot drift apart.
+/// The first list holds the types filters can name; the second, the rest.
+macro_rules! events {
+    (
+        [$(
+            $(#[$($meta:tt)*])*
+            $variant:ident $body:tt => $ty:ident = $name:tt,
+        )+]
+        [$(
+            $(#[$($other_meta:tt)*])*
+            $other_variant:ident $other_body:tt => $other_ty:ident = $other_name:tt,
+        )+]
+    ) => {
+        /// The event names a client can filter on.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum EventType {
+            $(#[serde(rename = $name)] $ty,)+
+            $(#[serde(rename = $other_name)] $other_ty,)+
+        }
+
+        impl EventType {
+            /// The types filters can name (every type but `webhook.test`).
+            pub const ALL: [Self; [$($name),+].len()] = [$(Self::$ty),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$ty => $name,)+
+                    $(Self::$other_ty => $other_name,)+
+                }
+            }
+        }
+
+        // The names and attributes are matched as `tt`s: a `literal` or
+        // `meta` fragment reaches the derives wrapped in an invisible
+        // group, which utoipa does not look into.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+        #[serde(tag = "event", content = "data")]
+        pub enum EventData {
+            $($(#[$($meta)*])* #[serde(rename = $name)] $variant $body,)+
+            $($(#[$($other_meta)*])* #[serde(rename = $other_name)] $other_variant $other_body,)+
+        }
+
+        impl EventData {
+            pub fn event_type(&self) -> EventType {
+                match self {
+                    $(Self::$variant { .. } => EventType::$ty,)+
+                    $(Self::$other_variant { .. } => EventType::$other_ty,)+
+                }
+            }
+        }
+    };
+}
+
+events! {
+    [
+        Status {
+            status: SessionStatus,
+            previous: SessionStatus,
+            reason: Option<StatusReason>,
+        } => SessionStatus = "session.status",
+        Qr {
+            code: String,
+            expires_at: DateTime<Utc>,
+        } => SessionQr = "session.qr",
+        PairingCode {
+            code: String,
+            expires_at: DateTime<Utc>,
+        } => SessionPairingCode = "session.pairing_code",
+        /// An outgoing message changed status (its first event is `pending`).
+        MessageStatus {
+            #[schema(value_type = String, format = Uuid)]
+            message_id: MessageId,
+            /// The WhatsApp message id.
+            wa_id: String,
+            chat: String,
+            status: MessageStatus,
+            previous: Option<MessageStatus>,
+            #[serde(skip_serializing_if = "Option::is_none", default)]
+            failure: Option<Failure>,
+        } => MessageStatus = "message.status",
+        /// A message reached the session (text, media, location, contacts,
+        /// poll), from someone else or from this account's own phone
+        /// (`from_me`). `content.type` says which shape it has.
+        MessageReceived(Box<IncomingMessage>) => MessageReceived = "message.received",
+        /// Someone reacted to a message (`content.type` is `reaction`; an empty
+        /// `emoji` removes their reaction).
+        MessageReaction(Box<IncomingMessage>) => MessageReaction = "message.reaction",
+        /// Someone voted on a poll (`content.type` is `poll_vote`; the
+        /// options they chose replace their earlier vote).
+        MessagePollVote(Box<IncomingMessage>) => MessagePollVote = "message.poll_vote",
+        /// Someone edited a message they sent (`content.type` is `edit`).
+        MessageEdited(Box<IncomingMessage>) => MessageEdited = "message.edited",
+        /// Someone deleted a message for everyone (`content.type` is `revoke`).
+        MessageRevoked(Box<IncomingMessage>) => MessageRevoked = "message.revoked",
+        /// The gateway disabled a webhook: it answered `410 Gone`, or kept
+        /// failing for longer than allowed. Its pending deliveries wait until
+        /// it is enabled again. `session_id` is the session whose delivery
+        /// failed last.
+        WebhookDisabled {
+            #[schema(value_type = String, format = Uuid)]
+            webhook_id: WebhookId,
+            reason: DisabledReason,
+            /// The receiver's last status code, if it answered.
+            status_code: Option<u16>,
+        } => WebhookDisabled = "webhook.disabled",
+    ]
+    // Sent to one webhook on request; never fanned out, never on the
+    // realtime socket, and not a type a filter can name.
+    [
+        /// A test delivery, asked for with `POST /webhooks/{id}/test` or from
+        /// the dashboard: sent to that webhook only, whatever its filters,
+        /// signed and retried like any event. `session_id` is the nil UUID:
+        /// no session is involved.
+        WebhookTest {
+            #[schema(value_type = String, format = Uuid)]
+            webhook_id: WebhookId,
+        } => WebhookTest = "webhook.test",
+    ]
 }
 
 impl EventType {
-    /// The types filters can name (every type but `webhook.test`).
-    pub const ALL: [Self; 10] = [
-        Self::SessionStatus,
-        Self::SessionQr,
-        Self::SessionPairingCode,
-        Self::MessageStatus,
-        Self::MessageReceived,
-        Self::MessageReaction,
-        Self::MessagePollVote,
-        Self::MessageEdited,
-        Self::MessageRevoked,
-        Self::WebhookDisabled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SessionStatus => "session.status",
-            Self::SessionQr => "session.qr",
-            Self::SessionPairingCode => "session.pairing_code",
-            Self::MessageStatus => "message.status",
-            Self::MessageReceived => "message.received",
-            Self::MessageReaction => "message.reaction",
-            Self::MessagePollVote => "message.poll_vote",
-            Self::MessageEdited => "message.edited",
-            Self::MessageRevoked => "message.revoked",
-            Self::WebhookDisabled => "webhook.disabled",
-            Self::WebhookTest => "webhook.test",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "event", content = "data")]
-pub enum EventData {
-    #[serde(rename = "session.status")]
-    Status {
-        status: SessionStatus,
-        previous: SessionStatus,
-        reason: Option<StatusReason>,
-    },
-    #[serde(rename = "session.qr")]
-    Qr {
-        code: String,
-        expires_at: DateTime<Utc>,
-    },
-    #[serde(rename = "session.pairing_code")]
-    PairingCode {
-        code: String,
-        expires_at: DateTime<Utc>,
-    },
-    /// An outgoing message changed status (its first event is `pending`).
-    #[serde(rename = "message.status")]
-    MessageStatus {
-        #[schema(value_type = String, format = Uuid)]
-        message_id: MessageId,
-        /// The WhatsApp message id.
-        wa_id: String,
-        chat: String,
-        status: MessageStatus,
-        previous: Option<MessageStatus>,
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        failure: Option<Failure>,
-    },
-    /// A message reached the session (text, media, location, contacts,
-    /// poll), from someone else or from this account's own phone
-    /// (`from_me`). `content.type` says which shape it has.
-    #[serde(rename = "message.received")]
-    MessageReceived(Box<IncomingMessage>),
-    /// Someone reacted to a message (`content.type` is `reaction`; an empty
-    /// `emoji` removes their reaction).
-    #[serde(rename = "message.reaction")]
-    MessageReaction(Box<IncomingMessage>),
-    /// Someone voted on a poll (`content.type` is `poll_vote`; the
-    /// options they chose replace their earlier vote).
-    #[serde(rename = "message.poll_vote")]
-    MessagePollVote(Box<IncomingMessage>),
-    /// Someone edited a message they sent (`content.type` is `edit`).
-    #[serde(rename = "message.edited")]
-    MessageEdited(Box<IncomingMessage>),
-    /// Someone deleted a message for everyone (`content.type` is `revoke`).
-    #[serde(rename = "message.revoked")]
-    MessageRevoked(Box<IncomingMessage>),
-    /// The gateway disabled a webhook: it answered `410 Gone`, or kept
-    /// failing for longer than allowed. Its pending deliveries wait until
-    /// it is enabled again. `session_id` is the session whose delivery
-    /// failed last.
-    #[serde(rename = "webhook.disabled")]
-    WebhookDisabled {
-        #[schema(value_type = String, format = Uuid)]
-        webhook_id: WebhookId,
-        reason: DisabledReason,
-        /// The receiver's last status code, if it answered.
-        status_code: Option<u16>,
-    },
-    /// A test delivery, asked for with `POST /webhooks/{id}/test` or from
-    /// the dashboard: sent to that webhook only, whatever its filters,
-    /// signed and retried like any event. `session_id` is the nil UUID:
-    /// no session is involved.
-    #[serde(rename = "webhook.test")]
-    WebhookTest {
-        #[schema(value_type = String, format = Uuid)]
-        webhook_id: WebhookId,
-    },
-}
-
 impl EventData {
-    pub fn event_type(&self) -> EventType {
-        match self {
-            Self::Status { .. } => EventType::SessionStatus,
-            Self::Qr { .. } => EventType::SessionQr,
-            Self::PairingCode { .. } => EventType::SessionPairingCode,
-            Self::MessageStatus { .. } => EventType::MessageStatus,
-            Self::WebhookDisabled { .. } => EventType::WebhookDisabled,
-            Self::WebhookTest { .. } => EventType::WebhookTest,
-            Self::MessageReceived(_) => EventType::MessageReceived,
-            Self::MessageReaction(_) => EventType::MessageReaction,
-            Self::MessagePollVote(_) => EventType::MessagePollVote,
-            Self::MessageEdited(_) => EventType::MessageEdited,
-            Self::MessageRevoked(_) => EventType::MessageRevoked,
-        }
-    }
-
     /// The event reporting an incoming message, by what it is.
     pub fn incoming(message: IncomingMessage) -> Self {
         let message = Box::new(message);
@@ -232,6 +205,103 @@ mod tests {
         assert_eq!(value["event"], "session.status");
         assert_eq!(value["data"]["status"], "starting");
         assert_eq!(value["data"]["previous"], "stopped");
+        Ok(())
+    }
+
+    /// One event of every kind. The match makes a new variant a compile
+    /// error here until it has a sample.
+    fn one_of_each() -> Vec<EventData> {
+        let message = || {
+            Box::new(IncomingMessage {
+                message_id: MessageId::new(),
+                wa_id: "3EB0AAAA".into(),
+                chat: "15551234567@s.whatsapp.net".into(),
+                sender: crate::messages::Sender {
+                    phone: Some("15551234567".into()),
+                    lid: None,
+                },
+                push_name: None,
+                timestamp: Utc::now(),
+                from_me: false,
+                kind: "text".into(),
+                content: IncomingContent::Text { body: "hi".into() },
+                reply_to: None,
+            })
+        };
+        let samples = vec![
+            EventData::Status {
+                status: SessionStatus::Working,
+                previous: SessionStatus::Starting,
+                reason: None,
+            },
+            EventData::Qr {
+                code: "2@abc".into(),
+                expires_at: Utc::now(),
+            },
+            EventData::PairingCode {
+                code: "ABCD-EFGH".into(),
+                expires_at: Utc::now(),
+            },
+            EventData::MessageStatus {
+                message_id: MessageId::new(),
+                wa_id: "3EB0AAAA".into(),
+                chat: "15551234567@s.whatsapp.net".into(),
+                status: MessageStatus::Sent,
+                previous: Some(MessageStatus::Pending),
+                failure: None,
+            },
+            EventData::MessageReceived(message()),
+            EventData::MessageReaction(message()),
+            EventData::MessagePollVote(message()),
+            EventData::MessageEdited(message()),
+            EventData::MessageRevoked(message()),
+            EventData::WebhookDisabled {
+                webhook_id: WebhookId::new(),
+                reason: DisabledReason::Gone,
+                status_code: Some(410),
+            },
+            EventData::WebhookTest {
+                webhook_id: WebhookId::new(),
+            },
+        ];
+        for sample in &samples {
+            match sample {
+                EventData::Status { .. }
+                | EventData::Qr { .. }
+                | EventData::PairingCode { .. }
+                | EventData::MessageStatus { .. }
+                | EventData::MessageReceived(_)
+                | EventData::MessageReaction(_)
+                | EventData::MessagePollVote(_)
+                | EventData::MessageEdited(_)
+                | EventData::MessageRevoked(_)
+                | EventData::WebhookDisabled { .. }
+                | EventData::WebhookTest { .. } => {}
+            }
+        }
+        samples
+    }
+
+    #[test]
+    fn each_event_is_serialized_with_its_types_name() -> Result<(), serde_json::Error> {
+        let mut types = Vec::new();
+        for data in one_of_each() {
+            let event_type = data.event_type();
+            let envelope = Envelope::new(OrgId::new(), SessionId::new(), data);
+            let value = serde_json::to_value(&envelope)?;
+            assert_eq!(value["event"], event_type.as_str(), "{value}");
+            assert_eq!(serde_json::to_value(event_type)?, value["event"]);
+            assert_eq!(serde_json::from_value::<Envelope>(value)?, envelope);
+            assert!(!types.contains(&event_type), "{event_type:?} twice");
+            types.push(event_type);
+        }
+        // Every type is some event's, and filters name all but the test.
+        assert_eq!(types.len(), EventType::ALL.len() + 1);
+        for event_type in EventType::ALL {
+            assert!(types.contains(&event_type), "no event is {event_type:?}");
+            assert_eq!(EventType::parse(event_type.as_str()), Some(event_type));
+        }
+        assert_eq!(EventType::parse("webhook.test"), None);
         Ok(())
     }
 }

@@ -18,75 +18,41 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use crate::domain::EventId;
+use crate::domain::{EventId, named_enum};
 use crate::events::{Envelope, EventData};
 
-/// Why a session's connection was opened again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReconnectReason {
-    /// The connection ended unexpectedly; the retry came after a backoff.
-    ConnectionLost,
-    /// The phone linked and WhatsApp restarted the stream, as it always
-    /// does after pairing.
-    AfterPairing,
-    /// The QR codes of one linking round ran out; a new round begins.
-    QrCodesExhausted,
-    /// WhatsApp stopped answering on an open connection; the gateway
-    /// dropped it and connected again at once.
-    NoResponse,
-}
-
-impl ReconnectReason {
-    pub const ALL: [Self; 4] = [
-        Self::ConnectionLost,
-        Self::AfterPairing,
-        Self::QrCodesExhausted,
-        Self::NoResponse,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConnectionLost => "connection_lost",
-            Self::AfterPairing => "after_pairing",
-            Self::QrCodesExhausted => "qr_codes_exhausted",
-            Self::NoResponse => "no_response",
-        }
+named_enum! {
+    /// Why a session's connection was opened again.
+    pub enum ReconnectReason {
+        /// The connection ended unexpectedly; the retry came after a backoff.
+        ConnectionLost = "connection_lost",
+        /// The phone linked and WhatsApp restarted the stream, as it always
+        /// does after pairing.
+        AfterPairing = "after_pairing",
+        /// The QR codes of one linking round ran out; a new round begins.
+        QrCodesExhausted = "qr_codes_exhausted",
+        /// WhatsApp stopped answering on an open connection; the gateway
+        /// dropped it and connected again at once.
+        NoResponse = "no_response",
     }
 }
 
-/// How a phone was linked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkMethod {
-    QrCode,
-    PairingCode,
-}
-
-impl LinkMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::QrCode => "qr_code",
-            Self::PairingCode => "pairing_code",
-        }
+named_enum! {
+    /// How a phone was linked.
+    pub enum LinkMethod {
+        QrCode = "qr_code",
+        PairingCode = "pairing_code",
     }
 }
 
-/// What one webhook attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryResult {
-    Delivered,
-    /// Failed; it is tried again later.
-    Retrying,
-    /// Failed, and its retry window is spent: the delivery failed for good.
-    GaveUp,
-}
-
-impl DeliveryResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::Retrying => "retrying",
-            Self::GaveUp => "gave_up",
-        }
+named_enum! {
+    /// What one webhook attempt came to.
+    pub enum DeliveryResult {
+        Delivered = "delivered",
+        /// Failed; it is tried again later.
+        Retrying = "retrying",
+        /// Failed, and its retry window is spent: the delivery failed for good.
+        GaveUp = "gave_up",
     }
 }
 
@@ -242,4 +208,17 @@ fn age_of(event: EventId) -> Option<Duration> {
     let at = Duration::new(secs, nanos);
     let now = Duration::from_millis(u64::try_from(Utc::now().timestamp_millis()).ok()?);
     Some(now.saturating_sub(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::named::assert_names_round_trip;
+
+    #[test]
+    fn label_names_round_trip() {
+        assert_names_round_trip::<ReconnectReason>();
+        assert_names_round_trip::<LinkMethod>();
+        assert_names_round_trip::<DeliveryResult>();
+    }
 }

@@ -5,6 +5,7 @@ mod account;
 mod ids;
 mod label;
 mod message_status;
+pub(crate) mod named;
 mod pace;
 mod phone;
 mod session_status;
@@ -15,9 +16,11 @@ pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
 pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
 pub use label::{InvalidLabel, Label};
 pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
+pub use named::UnknownStatus;
+pub(crate) use named::named_enum;
 pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
-pub use session_status::{IllegalTransition, SessionStatus, StatusReason, UnknownStatus};
+pub use session_status::{IllegalTransition, SessionStatus, StatusReason};
 pub use token::{ApiToken, TokenHash};
 /// For the signing tests, which check a new secret's length.
 #[cfg(test)]

@@ -2,16 +2,11 @@
 //! why the gateway disabled one, where a delivery stands; and its secret's
 //! form. Shared by the store, the events and the webhook layer above them.
 
-use std::fmt;
-use std::str::FromStr;
-
+use super::named_enum;
+use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use crate::secret::Secret;
 
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -25,22 +20,14 @@ pub fn generate_secret() -> Secret<String> {
     Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))
 }
 
-/// Why the gateway disabled a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DisabledReason {
-    /// The receiver answered `410 Gone`: it asked for no more deliveries.
-    Gone,
-    /// Every attempt failed for longer than `webhook_disable_after_secs`.
-    Failing,
-}
-
-impl DisabledReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Gone => "gone",
-            Self::Failing => "failing",
-        }
+named_enum! {
+    error UnknownReason;
+    /// Why the gateway disabled a webhook.
+    pub enum DisabledReason {
+        /// The receiver answered `410 Gone`: it asked for no more deliveries.
+        Gone = "gone",
+        /// Every attempt failed for longer than `webhook_disable_after_secs`.
+        Failing = "failing",
     }
 }
 
@@ -48,44 +35,23 @@ impl DisabledReason {
 #[error("unknown webhook disabled reason")]
 pub struct UnknownReason;
 
-impl FromStr for DisabledReason {
-    type Err = UnknownReason;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "gone" => Ok(Self::Gone),
-            "failing" => Ok(Self::Failing),
-            _ => Err(UnknownReason),
-        }
+impl From<&str> for UnknownReason {
+    fn from(_: &str) -> Self {
+        Self
     }
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Not delivered yet: due, being retried, or waiting behind an earlier
-    /// event of the same session.
-    Pending,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Retries ran out; later events of the session went on without it.
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    error UnknownDeliveryStatus;
+    /// Where a delivery stands.
+    pub enum DeliveryStatus {
+        /// Not delivered yet: due, being retried, or waiting behind an earlier
+        /// event of the same session.
+        Pending = "pending",
+        /// The receiver answered 2xx.
+        Delivered = "delivered",
+        /// Retries ran out; later events of the session went on without it.
+        Failed = "failed",
     }
 }
 
@@ -93,15 +59,20 @@ impl fmt::Display for DeliveryStatus {
 #[error("unknown delivery status")]
 pub struct UnknownDeliveryStatus;
 
-impl FromStr for DeliveryStatus {
-    type Err = UnknownDeliveryStatus;
+impl From<&str> for UnknownDeliveryStatus {
+    fn from(_: &str) -> Self {
+        Self
+    }
+}
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "delivered" => Ok(Self::Delivered),
-            "failed" => Ok(Self::Failed),
-            _ => Err(UnknownDeliveryStatus),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::named::assert_names_round_trip;
+
+    #[test]
+    fn names_round_trip() {
+        assert_names_round_trip::<DisabledReason>();
+        assert_names_round_trip::<DeliveryStatus>();
     }
 }
