@@ -4,6 +4,7 @@
 use crate::egress::EgressPolicy;
 use crate::outbox::{OutboxPolicy, PacingPolicy};
 use crate::session::liveness::LivenessPolicy;
+use crate::session::server::{SimulatorNeedsLoopback, check_server_allowed};
 use crate::webhooks::DeliveryPolicy;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,10 +16,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secret::Secret;
-
-/// The version string the client announces when it cannot fetch the current
-/// one over HTTPS, i.e. whenever it talks to a custom server.
-pub const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,12 +178,8 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("whatsapp_url must be a ws:// or wss:// URL, got {0}")]
     UnsupportedScheme(String),
-    #[error(
-        "this build has the `simulator` feature, which skips WhatsApp's certificate checks; \
-         it only connects to a server on a loopback address, so set whatsapp_url to one \
-         (e.g. ws://127.0.0.1:PORT/ws/chat)"
-    )]
-    SimulatorNeedsLoopback,
+    #[error(transparent)]
+    SimulatorNeedsLoopback(#[from] SimulatorNeedsLoopback),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
     #[error(
@@ -319,7 +312,8 @@ impl Config {
         {
             return Err(ConfigError::UnsupportedScheme(url.to_string()));
         }
-        check_server_allowed(self.whatsapp_url.as_ref())
+        check_server_allowed(self.whatsapp_url.as_ref())?;
+        Ok(())
     }
 
     pub fn database_url(&self) -> Secret<String> {
@@ -393,25 +387,6 @@ impl Config {
             },
             ..OutboxPolicy::default()
         }
-    }
-}
-
-/// A build that skips certificate checks must never reach a server off this
-/// machine. Checked at start-up and again by the WhatsApp adapter before
-/// every session connects.
-pub fn check_server_allowed(url: Option<&Url>) -> Result<(), ConfigError> {
-    if cfg!(feature = "simulator") && !url.is_some_and(is_loopback) {
-        return Err(ConfigError::SimulatorNeedsLoopback);
-    }
-    Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 
@@ -565,21 +540,6 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn loopback_detection() {
-        for (url, loopback) in [
-            ("ws://127.0.0.1:1/ws/chat", true),
-            ("ws://127.8.0.1:1/", true),
-            ("ws://[::1]:1/", true),
-            ("ws://localhost:1/", true),
-            ("wss://web.whatsapp.com/ws/chat", false),
-            ("ws://10.0.0.1/", false),
-        ] {
-            let parsed = Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!(is_loopback(&parsed), loopback, "{url}");
-        }
-    }
-
     #[cfg(feature = "simulator")]
     #[test]
     fn a_simulator_build_refuses_non_loopback_servers() {
@@ -590,7 +550,7 @@ mod tests {
             };
             assert!(matches!(
                 Config::load_from(None, &overrides, no_env()),
-                Err(ConfigError::SimulatorNeedsLoopback)
+                Err(ConfigError::SimulatorNeedsLoopback(_))
             ));
         }
     }

@@ -19,8 +19,10 @@ use super::engine::{Delivery, Engine, EngineError, EngineEvent, InboundSink, Lin
 use super::inbox::{InboundWriter, Inbox};
 use super::liveness::{Check, LivenessPolicy, Watchdog};
 use super::status_writer::StatusWriter;
+use super::working::Working;
 use crate::domain::{OrgId, Phone, SessionId, SessionStatus, StatusReason};
-use crate::events::{Envelope, EventData, EventHub};
+use crate::events::{Envelope, EventData};
+use crate::hub::EventHub;
 use crate::metrics::{LinkMethod, ReconnectReason};
 use crate::store::{SessionRecord, StatusChange, Store, StoreError};
 
@@ -59,10 +61,6 @@ impl Expiring {
         }
     }
 }
-
-/// The live connection of a `working` session, for whoever sends through
-/// it; `None` whenever the session is not `working`.
-pub type Working = Option<Arc<dyn Link>>;
 
 /// What a session shows while linking; not persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

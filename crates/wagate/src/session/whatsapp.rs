@@ -39,11 +39,11 @@ use super::engine::{
     ClientMemory, Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity,
     InboundError, InboundSink, Link, MemoryPart, NoAnswer,
 };
-use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
+use super::messenger::{ClientMessenger, Messenger};
+use super::server::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{Direction, MessageStatus, Phone, SessionId};
 use crate::messages::MediaKind;
 use crate::messages::incoming::{self, Inbound, IncomingContent, MediaRef, Sender};
-use crate::outbox::{ClientMessenger, Messenger};
 use crate::store::{Store, StoreError, StoredPoll};
 
 #[derive(Clone)]

@@ -12,8 +12,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wagate::app::Application;
 use wagate::config::Config;
+use wagate::serve::Application;
 use wagate::store::Store;
 
 use crate::tools::{self, CHROMEDRIVER_BIN, CHROMIUM_BIN};

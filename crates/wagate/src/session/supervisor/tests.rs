@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 use crate::domain::Label;
-use crate::events::{Filter, HubLimits, Subscription};
+use crate::hub::{Filter, HubLimits, Subscription};
 use crate::session::engine::{EngineError, Identity};
 use crate::store::{
     EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
@@ -113,7 +113,7 @@ impl Link for FakeLink {
 
     async fn disconnect(&self) {}
 
-    fn messenger(&self) -> Option<Arc<dyn crate::outbox::Messenger>> {
+    fn messenger(&self) -> Option<Arc<dyn crate::session::messenger::Messenger>> {
         None
     }
 }
