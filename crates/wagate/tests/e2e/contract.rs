@@ -20,10 +20,6 @@ use crate::tools;
 const FUZZ_TIMEOUT: Duration = Duration::from_secs(900);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Test cases per operation and phase: with 30 operations and four phases
-/// (examples, coverage, fuzzing, stateful) about 2,000 requests, a minute
-/// on an idle two-core machine.
-const MAX_EXAMPLES: &str = "20";
 /// Fixed, so a failure is seen again by running the test again.
 const SEED: &str = "20261130";
 
@@ -83,8 +79,6 @@ async fn schemathesis_finds_no_failure_with_every_check() {
             "all",
             "--header",
             &format!("Authorization: Bearer {}", gateway.token),
-            "--max-examples",
-            MAX_EXAMPLES,
             "--seed",
             SEED,
             "--generation-database",
