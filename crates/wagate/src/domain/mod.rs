@@ -16,5 +16,7 @@ pub use label::{InvalidLabel, Label};
 pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
 pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
-pub use session_status::{IllegalTransition, SessionStatus, StatusReason, UnknownStatus};
+pub use session_status::{
+    IllegalTransition, SessionStatus, StatusReason, Transition, UnknownStatus,
+};
 pub use token::{ApiToken, TokenHash};

@@ -19,7 +19,7 @@ use super::supervisor::{
 use crate::domain::{
     Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus, StatusReason,
 };
-use crate::events::{Envelope, EventData, EventHub};
+use crate::events::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{Messenger, OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
@@ -371,12 +371,15 @@ impl SessionManager {
             .await?)
     }
 
-    /// Watches the session's live connection: `Some` while it is
-    /// `working`. Senders go through it directly, never through the
-    /// supervisor, whose loop waits on store writes and reconnects.
+    /// A supervisor panicked (a bug): an active session is failed, with
+    /// the reason `internal_error`, through the status writer like every
+    /// other change; one that was not active (stopped, failed, logged out)
+    /// keeps its status, as no connection went with the task and the
+    /// transition table has no move to `failed` from there. Either way a
+    /// fresh supervisor takes over, which a start brings back.
     async fn on_supervisor_panic(&self, spawned: SessionRecord) {
         let id = spawned.id;
-        tracing::error!(session_id = %id, "the session's task panicked; failing the session");
+        tracing::error!(session_id = %id, "the session's task panicked");
         let current = match self
             .inner
             .store
@@ -392,34 +395,33 @@ impl SessionManager {
                 spawned
             }
         };
-        let mut event = Envelope::new(
-            current.org_id,
-            id,
-            EventData::Status {
-                status: SessionStatus::Failed,
-                previous: current.status,
-                reason: Some(StatusReason::InternalError),
-            },
-        );
-        let failed = SessionRecord {
-            status: SessionStatus::Failed,
-            status_reason: Some(StatusReason::InternalError),
-            ..current
-        };
-        match self
-            .inner
-            .store
-            .sessions()
-            .set_status(id, failed.status, failed.status_reason, &mut event)
-            .await
-        {
-            Ok(()) => self.inner.hub.publish(event),
-            Err(error) => {
-                tracing::error!(session_id = %id, %error, "could not record the failure");
+        let respawn = match current.status.transition(SessionStatus::Failed) {
+            Ok(change) => {
+                let reason = Some(StatusReason::InternalError);
+                match self
+                    .inner
+                    .statuses
+                    .write(current.org_id, id, change, reason)
+                    .await
+                {
+                    Ok(written) => self.inner.hub.publish(written.event),
+                    Err(error) => {
+                        tracing::error!(session_id = %id, %error, "could not record the failure");
+                    }
+                }
+                SessionRecord {
+                    status: change.to(),
+                    status_reason: reason,
+                    ..current
+                }
             }
-        }
+            Err(illegal) => {
+                tracing::warn!(session_id = %id, %illegal, "the panicked session was not active; its status stays");
+                current
+            }
+        };
         if !self.inner.cancel.is_cancelled() {
-            self.spawn(&failed);
+            self.spawn(&respawn);
         }
     }
 
@@ -457,6 +459,9 @@ impl SessionManager {
         memory
     }
 
+    /// Watches the session's live connection: `Some` while it is
+    /// `working`. Senders go through it directly, never through the
+    /// supervisor, whose loop waits on store writes and reconnects.
     pub fn working(&self, id: SessionId) -> Option<watch::Receiver<Working>> {
         self.inner
             .handles()
@@ -580,7 +585,7 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::events::{Filter, HubLimits};
+    use crate::events::{EventData, Filter, HubLimits};
     use crate::session::SupervisorPolicy;
     use crate::session::backoff::RetryPolicy;
     use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};
