@@ -585,7 +585,7 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::events::{EventData, Filter, HubLimits};
+    use crate::events::{EventData, Filter, HubLimits, Subscription};
     use crate::session::SupervisorPolicy;
     use crate::session::backoff::RetryPolicy;
     use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};
@@ -593,7 +593,8 @@ mod tests {
     use crate::store::SqliteStore;
 
     /// Opens a link that connects forever, except for the sessions it was
-    /// told to break: there, opening panics (a bug in the session's task).
+    /// told to break: there, opening and wiping panic (a bug in the
+    /// session's task).
     #[derive(Default)]
     struct BuggyEngine {
         broken: Mutex<HashSet<SessionId>>,
@@ -610,16 +611,12 @@ mod tests {
             _deliveries: mpsc::UnboundedSender<Delivery>,
             _inbound: Arc<dyn InboundSink>,
         ) -> Result<Arc<dyn Link>, EngineError> {
-            let broken = self
-                .broken
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&session);
-            assert!(!broken, "a bug in session {session}");
+            self.panic_if_broken(session);
             Ok(Arc::new(Idle))
         }
 
-        async fn wipe(&self, _session: SessionId) -> Result<(), StoreError> {
+        async fn wipe(&self, session: SessionId) -> Result<(), StoreError> {
+            self.panic_if_broken(session);
             Ok(())
         }
     }
@@ -642,9 +639,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_panic_in_one_session_fails_it_and_leaves_the_others_running()
-    -> Result<(), ManagerError> {
+    /// A manager over an in-memory store and a [`BuggyEngine`], with a
+    /// subscription to its organization's events.
+    struct Setup {
+        org: OrgId,
+        engine: Arc<BuggyEngine>,
+        manager: SessionManager,
+        events: Subscription,
+    }
+
+    async fn setup() -> Setup {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::connect("sqlite::memory:")
                 .await
@@ -661,7 +665,7 @@ mod tests {
             client_buffer: 64,
             max_clients_per_org: 4,
         });
-        let mut events = hub
+        let events = hub
             .subscribe(org, Filter::default())
             .unwrap_or_else(|e| panic!("{e:?}"));
         let manager = SessionManager::new(
@@ -676,17 +680,50 @@ mod tests {
             OutboxPolicy::default(),
             CancellationToken::new(),
         );
+        Setup {
+            org,
+            engine,
+            manager,
+            events,
+        }
+    }
+
+    impl BuggyEngine {
+        fn panic_if_broken(&self, session: SessionId) {
+            let broken = self
+                .broken
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&session);
+            assert!(!broken, "a bug in session {session}");
+        }
+
+        fn break_session(&self, id: SessionId, broken: bool) {
+            let mut set = self.broken.lock().unwrap_or_else(PoisonError::into_inner);
+            if broken {
+                set.insert(id);
+            } else {
+                set.remove(&id);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_one_session_fails_it_and_leaves_the_others_running()
+    -> Result<(), ManagerError> {
+        let Setup {
+            org,
+            engine,
+            manager,
+            mut events,
+        } = setup().await;
         let healthy = manager
             .create(org, None, SessionPace::default(), false)
             .await?;
         let buggy = manager
             .create(org, None, SessionPace::default(), false)
             .await?;
-        engine
-            .broken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(buggy.id);
+        engine.break_session(buggy.id, true);
         manager.start(org, healthy.id).await?;
         // The start is accepted; the panic comes when the supervisor opens.
         manager.start(org, buggy.id).await.ok();
@@ -716,14 +753,70 @@ mod tests {
             manager.stop(org, healthy.id).await?.status,
             SessionStatus::Stopped
         );
-        engine
-            .broken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        engine.break_session(buggy.id, false);
         assert_ne!(
             manager.start(org, buggy.id).await?.status,
             SessionStatus::Failed
+        );
+        Ok(())
+    }
+
+    /// A panic in a stopped session's task has no connection to fail, and
+    /// the transition table has no move from `stopped` to `failed`: the
+    /// status stays, nothing is written, and a fresh supervisor answers.
+    #[tokio::test]
+    async fn a_panic_in_a_stopped_session_keeps_its_status() -> Result<(), ManagerError> {
+        let Setup {
+            org,
+            engine,
+            manager,
+            mut events,
+        } = setup().await;
+        let session = manager
+            .create(org, None, SessionPace::default(), false)
+            .await?;
+        assert_eq!(session.status, SessionStatus::Stopped);
+        engine.break_session(session.id, true);
+        // The supervisor panics wiping the keys; the reply never comes.
+        assert!(matches!(
+            manager.delete(org, session.id).await,
+            Err(ManagerError::Command(CommandError::ShuttingDown))
+        ));
+        engine.break_session(session.id, false);
+        // The dead supervisor's queue is closed until the panic is handled
+        // and a fresh one takes its place.
+        let started = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match manager.start(org, session.id).await {
+                    Err(ManagerError::Command(CommandError::ShuttingDown)) => {
+                        tokio::task::yield_now().await;
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(matches!(started, Ok(Ok(_))), "{started:?}");
+        // The first change recorded after the panic is the start, from
+        // `stopped`: no `failed` came before it.
+        let first = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let Ok(event) = events.recv().await else {
+                    return None;
+                };
+                if event.envelope.session_id == session.id
+                    && let EventData::Status {
+                        status, previous, ..
+                    } = event.envelope.data
+                {
+                    return Some((previous, status));
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            first,
+            Ok(Some((SessionStatus::Stopped, SessionStatus::Starting)))
         );
         Ok(())
     }
