@@ -26,6 +26,8 @@
 //! Timestamps are taken by the WebSocket reader when an event arrives, so a
 //! busy waiter does not stretch them.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

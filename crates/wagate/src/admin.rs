@@ -55,8 +55,16 @@ pub async fn bootstrap(store: &dyn Store) -> Result<Option<IssuedToken>, AdminEr
     if store.orgs().count_orgs().await? > 0 {
         return Ok(None);
     }
-    let org = store.orgs().create_org("default").await?;
-    issue_token(store, org).await.map(Some)
+    // The organization and its token in one transaction: were they two,
+    // a crash between them would leave an organization nobody holds a
+    // token for, and this would never run again (there is one).
+    let id = TokenId::new();
+    let token = ApiToken::generate();
+    let org = store
+        .orgs()
+        .create_org_with_token("default", id, &token.hash())
+        .await?;
+    Ok(Some(IssuedToken { id, org, token }))
 }
 
 async fn issue_token(store: &dyn Store, org: Organization) -> Result<IssuedToken, AdminError> {
@@ -64,4 +72,27 @@ async fn issue_token(store: &dyn Store, org: Organization) -> Result<IssuedToken
     let token = ApiToken::generate();
     store.orgs().insert_token(id, org.id, &token.hash()).await?;
     Ok(IssuedToken { id, org, token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    /// The first start makes one organization with a working token, once.
+    #[tokio::test]
+    async fn bootstrap_issues_the_first_organizations_token_once() -> Result<(), AdminError> {
+        let store = SqliteStore::connect("sqlite::memory:").await?;
+        let Some(issued) = bootstrap(&store).await? else {
+            panic!("a fresh store is bootstrapped");
+        };
+        assert_eq!(issued.org.name, "default");
+        let found = store.orgs().find_token(&issued.token.hash()).await?;
+        assert!(
+            found.is_some_and(|t| t.id == issued.id && t.org_id == issued.org.id && !t.revoked)
+        );
+        assert!(bootstrap(&store).await?.is_none(), "only on first start");
+        assert_eq!(store.orgs().count_orgs().await?, 1);
+        Ok(())
+    }
 }

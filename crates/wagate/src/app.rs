@@ -1,33 +1,23 @@
-//! Wiring: builds the state from configuration, binds the listener, and
-//! runs everything until shutdown.
+//! What every handler can reach ([`AppState`]), built from configuration.
+//! It sits below the handlers (`http/`, `dashboard/`, `metrics/scrape.rs`)
+//! that take it; `serve.rs` binds the listeners and runs them.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use anyhow::Context;
-use axum::Router;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, IssuedToken};
 use crate::config::Config;
+use crate::dashboard::state::Dashboard;
 use crate::egress::EgressPolicy;
-use crate::events::{EventHub, HubLimits};
-use crate::http;
+use crate::hub::{EventHub, HubLimits};
 use crate::media_cache::MediaCache;
 use crate::metrics::Metrics;
-use crate::retention::Retention;
+use crate::session::SupervisorPolicy;
 use crate::session::backoff::RetryPolicy;
 use crate::session::engine::Engine;
-use crate::session::whatsapp::WhatsAppEngine;
-use crate::session::{SessionManager, SupervisorPolicy};
-use crate::store::{self, Store};
-use crate::webhooks::Dispatcher;
+use crate::session::manager::SessionManager;
+use crate::store::Store;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -42,7 +32,7 @@ pub struct AppState {
     /// Cancelled on shutdown; long-lived connections watch it.
     pub shutdown: CancellationToken,
     /// The web dashboard's own state (sign-in limits, the sandbox).
-    pub dashboard: crate::dashboard::Dashboard,
+    pub dashboard: Dashboard,
     /// Which addresses webhook URLs may point at.
     pub egress: EgressPolicy,
     /// Downloaded incoming media.
@@ -52,7 +42,7 @@ pub struct AppState {
     /// Counters and histograms for `/metrics` (the hub's).
     pub metrics: Metrics,
     /// Token revocations, for the realtime sockets they opened.
-    pub revocations: crate::http::auth::Revocations,
+    pub revocations: Revocations,
 }
 
 impl AppState {
@@ -89,7 +79,7 @@ impl AppState {
             },
             ws_ping_interval: Duration::from_secs(config.ws_ping_interval_secs),
             shutdown,
-            dashboard: crate::dashboard::Dashboard::default(),
+            dashboard: Dashboard::default(),
             egress: config.egress_policy(),
             media_cache: MediaCache::new(
                 config.media_cache_dir(),
@@ -97,266 +87,31 @@ impl AppState {
                 Duration::from_secs(config.media_cache_retention_secs),
             ),
             event_retention: config.event_retention(),
-            revocations: crate::http::auth::Revocations::default(),
+            revocations: Revocations::default(),
         }
     }
 }
 
-pub fn build_app(state: AppState) -> Router {
-    http::router(state)
+/// Tells long-lived connections that a token was revoked in this process
+/// (they then check theirs at once); a revocation made elsewhere (the
+/// `token revoke` command, another process on the same database) is
+/// found by their periodic check.
+#[derive(Debug, Clone)]
+pub struct Revocations(tokio::sync::watch::Sender<u64>);
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(0))
+    }
 }
 
-/// A bound, ready-to-run gateway. Binding happens in [`Application::build`],
-/// so a test can ask for port 0 and read the real one from [`Application::port`].
-pub struct Application {
-    listener: TcpListener,
-    addr: SocketAddr,
-    /// The `/metrics` listener, when `metrics_listen` is set.
-    metrics: Option<(TcpListener, SocketAddr)>,
-    state: AppState,
-    bootstrap: Option<IssuedToken>,
-    bootstrap_user: Option<crate::dashboard::accounts::IssuedUser>,
-    shutdown_timeout: Duration,
-    /// Long-lived workers that run beside the HTTP server (see
-    /// [`Application::add_task`]).
-    tasks: Vec<(&'static str, BoxFuture<'static, anyhow::Result<()>>)>,
-    webhooks: Dispatcher,
-    /// The in-process simulator and throwaway data of `serve --sandbox`;
-    /// held so they live exactly as long as the gateway.
-    #[cfg(feature = "sandbox")]
-    sandbox: Option<crate::dashboard::sandbox::SandboxEnv>,
-}
-
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config.validate()?;
-        #[cfg(feature = "sandbox")]
-        let (config, sandbox) = crate::dashboard::sandbox::SandboxEnv::prepare(config).await?;
-        tokio::fs::create_dir_all(&config.data_dir)
-            .await
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let store = store::connect_with(&config.database_url(), config.database_pool_size)
-            .await
-            .context("opening the database")?;
-        let bootstrap = admin::bootstrap(store.as_ref())
-            .await
-            .context("creating the first organization")?;
-        let bootstrap_user = crate::dashboard::accounts::bootstrap(store.as_ref())
-            .await
-            .context("creating the first dashboard user")?;
-        let engine = if config.legacy_key_files {
-            WhatsAppEngine::legacy_files(config.sessions_dir(), config.whatsapp_url.clone())
-        } else {
-            // Before any session starts: a session whose keys are still in
-            // an old per-session file would otherwise link again.
-            store::legacy_keys::import_key_files(store.as_ref(), &config.sessions_dir())
-                .await
-                .context("importing the old per-session key files")?;
-            WhatsAppEngine::new(Arc::clone(&store), config.whatsapp_url.clone())
-        };
-        let engine = Arc::new(engine);
-        #[allow(unused_mut)] // Only a sandbox build changes it.
-        let mut state = AppState::new(&config, store, engine, CancellationToken::new());
-        #[cfg(feature = "sandbox")]
-        if let Some(sandbox) = &sandbox {
-            state.dashboard = crate::dashboard::Dashboard::with_sandbox(sandbox.handle());
-        }
-        let webhooks = Dispatcher::new(
-            Arc::clone(&state.store),
-            state.hub.clone(),
-            config.delivery_policy(),
-        )?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        let metrics = match config.metrics_listen {
-            Some(at) => {
-                let listener = TcpListener::bind(at)
-                    .await
-                    .with_context(|| format!("binding {at} (metrics_listen)"))?;
-                let addr = listener.local_addr()?;
-                Some((listener, addr))
-            }
-            None => None,
-        };
-        Ok(Self {
-            listener,
-            addr,
-            metrics,
-            state,
-            bootstrap,
-            bootstrap_user,
-            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
-            tasks: Vec::new(),
-            webhooks,
-            #[cfg(feature = "sandbox")]
-            sandbox,
-        })
+impl Revocations {
+    /// Some token was revoked.
+    pub fn notify(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Where `/metrics` is served, if it is.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|(_, addr)| *addr)
-    }
-
-    pub fn store(&self) -> Arc<dyn Store> {
-        Arc::clone(&self.state.store)
-    }
-
-    /// The organization and token created on first start, if this was one.
-    pub fn take_bootstrap_token(&mut self) -> Option<IssuedToken> {
-        self.bootstrap.take()
-    }
-
-    /// The dashboard user created on first start (with its one-time
-    /// password), if this was one.
-    pub fn take_bootstrap_user(&mut self) -> Option<crate::dashboard::accounts::IssuedUser> {
-        self.bootstrap_user.take()
-    }
-
-    /// The simulated phones of a `--sandbox` gateway.
-    #[cfg(feature = "sandbox")]
-    pub fn sandbox(&self) -> Option<wasim::SimHandle> {
-        self.sandbox.as_ref().map(|s| s.handle())
-    }
-
-    /// Runs `task` beside the HTTP server for the gateway's whole life. It
-    /// must run until the shutdown token is cancelled: if it ends before
-    /// (returns or panics), the gateway shuts down and
-    /// [`Application::run_until_stopped`] returns an error naming it.
-    pub fn add_task(
-        &mut self,
-        name: &'static str,
-        task: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-    ) {
-        self.tasks.push((name, Box::pin(task)));
-    }
-
-    /// Cancelling this token stops the application gracefully.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.state.shutdown.clone()
-    }
-
-    /// Resumes sessions, serves until the shutdown token is cancelled, then
-    /// drains connections and sessions within the shutdown timeout.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            addr,
-            metrics,
-            state,
-            shutdown_timeout,
-            tasks: mut extra,
-            webhooks,
-            // Kept until the end: sessions must stop before their simulator.
-            #[cfg(feature = "sandbox")]
-                sandbox: _sandbox,
-            ..
-        } = self;
-        let shutdown = state.shutdown.clone();
-        let sessions = state.sessions.clone();
-        let resumed = sessions.resume_all().await.context("resuming sessions")?;
-        tracing::info!(%addr, resumed, "wagate listening");
-
-        let retention = Retention {
-            store: Arc::clone(&state.store),
-            media: state.media_cache.clone(),
-            events_for: state.event_retention,
-        };
-        let mut tasks = JoinSet::new();
-        let mut names = HashMap::new();
-        if let Some((listener, metrics_addr)) = metrics {
-            let app = crate::metrics::router(state.clone());
-            let stop = shutdown.clone();
-            tracing::info!(addr = %metrics_addr, "metrics listening");
-            let server = tasks.spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-                    .context("metrics server failed")
-            });
-            names.insert(server.id(), "metrics server");
-        }
-        let server_shutdown = shutdown.clone();
-        let server = tasks.spawn(async move {
-            axum::serve(listener, build_app(state))
-                .with_graceful_shutdown(server_shutdown.cancelled_owned())
-                .await
-                .context("HTTP server failed")
-        });
-        names.insert(server.id(), "HTTP server");
-        // Both run until the token is cancelled; an attempt cut off is made
-        // again after the next start.
-        let dispatcher_stop = shutdown.child_token();
-        extra.push((
-            "webhook dispatcher",
-            Box::pin(async move {
-                webhooks.run(dispatcher_stop).await;
-                Ok(())
-            }),
-        ));
-        let retention_stop = shutdown.child_token();
-        extra.push((
-            "retention",
-            Box::pin(async move {
-                retention.run(retention_stop).await;
-                Ok(())
-            }),
-        ));
-        for (name, task) in extra {
-            names.insert(tasks.spawn(task).id(), name);
-        }
-        // A top-level task that ends on its own leaves a process that looks
-        // alive and does nothing: stop everything and exit non-zero, so a
-        // service manager restarts the gateway.
-        let died = tokio::select! {
-            // First: tasks end *because* of a shutdown too.
-            biased;
-            () = shutdown.cancelled() => None,
-            Some(ended) = tasks.join_next_with_id() => {
-                let (name, why) = match ended {
-                    Ok((id, Ok(()))) => (names.get(&id), "stopped on its own".to_string()),
-                    Ok((id, Err(error))) => (names.get(&id), format!("failed: {error:#}")),
-                    Err(join) => (names.get(&join.id()), format!("panicked: {join}")),
-                };
-                let name = name.copied().unwrap_or("a top-level task");
-                tracing::error!(task = name, reason = %why, "a top-level task ended; shutting down");
-                shutdown.cancel();
-                Some(anyhow::anyhow!("{name} {why}"))
-            }
-        };
-        tracing::info!("shutting down");
-
-        if !sessions.shutdown(shutdown_timeout).await {
-            tracing::warn!("some sessions did not stop in time");
-        }
-        let drained = tokio::time::timeout(shutdown_timeout, async {
-            while let Some(joined) = tasks.join_next().await {
-                joined.context("a top-level task panicked")??;
-            }
-            anyhow::Ok(())
-        })
-        .await;
-        let drained = match drained {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!("HTTP connections or webhook deliveries did not drain in time");
-                tasks.abort_all();
-                Ok(())
-            }
-        };
-        match died {
-            Some(error) => Err(error),
-            None => drained,
-        }
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
     }
 }

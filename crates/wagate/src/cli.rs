@@ -9,12 +9,12 @@ use url::Url;
 use anyhow::Context;
 
 use crate::admin::{self, IssuedToken};
-use crate::app::Application;
 use crate::config::{Config, Overrides};
 use crate::dashboard::accounts::{self, IssuedUser};
 use crate::domain::Role;
 use crate::domain::TokenId;
 use crate::secret::Secret;
+use crate::serve::Application;
 use crate::store;
 
 const ENV_HELP: &str = "\

@@ -4,6 +4,7 @@
 use crate::egress::EgressPolicy;
 use crate::outbox::{OutboxPolicy, PacingPolicy};
 use crate::session::liveness::LivenessPolicy;
+use crate::session::server::{SimulatorNeedsLoopback, check_server_allowed};
 use crate::webhooks::DeliveryPolicy;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,10 +16,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::secret::Secret;
-
-/// The version string the client announces when it cannot fetch the current
-/// one over HTTPS, i.e. whenever it talks to a custom server.
-pub const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,12 +178,8 @@ pub enum ConfigError {
     MissingFile(PathBuf),
     #[error("whatsapp_url must be a ws:// or wss:// URL, got {0}")]
     UnsupportedScheme(String),
-    #[error(
-        "this build has the `simulator` feature, which skips WhatsApp's certificate checks; \
-         it only connects to a server on a loopback address, so set whatsapp_url to one \
-         (e.g. ws://127.0.0.1:PORT/ws/chat)"
-    )]
-    SimulatorNeedsLoopback,
+    #[error(transparent)]
+    SimulatorNeedsLoopback(#[from] SimulatorNeedsLoopback),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
     #[error(
@@ -246,15 +239,12 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // WAGATE_CONFIG names the file and WAGATE_LOG the log filter; the
-        // test harness's variables (which database the tests use) share
+        // test harness's variables (which database the tests use, and the
+        // WAGATE_REQUIRE_* that make a missing test tool a failure) share
         // the prefix. None of them is a setting.
-        let env = env.ignore(&[
-            "CONFIG",
-            "LOG",
-            "TEST_DATABASE",
-            "TEST_POSTGRES_URL",
-            "REQUIRE_POSTGRES",
-        ]);
+        let env = env
+            .ignore(&["CONFIG", "LOG", "TEST_DATABASE", "TEST_POSTGRES_URL"])
+            .filter(|key| !key.as_str().to_ascii_uppercase().starts_with("REQUIRE_"));
         let config: Config = figment
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -322,7 +312,8 @@ impl Config {
         {
             return Err(ConfigError::UnsupportedScheme(url.to_string()));
         }
-        check_server_allowed(self.whatsapp_url.as_ref())
+        check_server_allowed(self.whatsapp_url.as_ref())?;
+        Ok(())
     }
 
     pub fn database_url(&self) -> Secret<String> {
@@ -396,25 +387,6 @@ impl Config {
             },
             ..OutboxPolicy::default()
         }
-    }
-}
-
-/// A build that skips certificate checks must never reach a server off this
-/// machine. Checked at start-up and again by the WhatsApp adapter before
-/// every session connects.
-pub fn check_server_allowed(url: Option<&Url>) -> Result<(), ConfigError> {
-    if cfg!(feature = "simulator") && !url.is_some_and(is_loopback) {
-        return Err(ConfigError::SimulatorNeedsLoopback);
-    }
-    Ok(())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 
@@ -543,6 +515,21 @@ mod tests {
     }
 
     #[test]
+    // The closure's error type is figment's, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    fn the_test_harness_variables_are_not_settings() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WAGATE_TEST_DATABASE", "sqlite");
+            jail.set_env("WAGATE_REQUIRE_POSTGRES", "1");
+            jail.set_env("WAGATE_REQUIRE_CHROMIUM", "1");
+            jail.set_env("WAGATE_REQUIRE_A_TOOL_ADDED_LATER", "1");
+            Config::load_from(None, &base(), Env::prefixed("WAGATE_"))
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        });
+    }
+
+    #[test]
     fn the_database_url_is_redacted_in_debug_output() -> Result<(), ConfigError> {
         let overrides = Overrides {
             database_url: Some(Secret::new("postgres://user:hunter2@db/wagate".into())),
@@ -551,21 +538,6 @@ mod tests {
         let config = Config::load_from(None, &overrides, no_env())?;
         assert!(!format!("{config:?}").contains("hunter2"));
         Ok(())
-    }
-
-    #[test]
-    fn loopback_detection() {
-        for (url, loopback) in [
-            ("ws://127.0.0.1:1/ws/chat", true),
-            ("ws://127.8.0.1:1/", true),
-            ("ws://[::1]:1/", true),
-            ("ws://localhost:1/", true),
-            ("wss://web.whatsapp.com/ws/chat", false),
-            ("ws://10.0.0.1/", false),
-        ] {
-            let parsed = Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-            assert_eq!(is_loopback(&parsed), loopback, "{url}");
-        }
     }
 
     #[cfg(feature = "simulator")]
@@ -578,7 +550,7 @@ mod tests {
             };
             assert!(matches!(
                 Config::load_from(None, &overrides, no_env()),
-                Err(ConfigError::SimulatorNeedsLoopback)
+                Err(ConfigError::SimulatorNeedsLoopback(_))
             ));
         }
     }

@@ -26,6 +26,9 @@ fn quiet_library_backtraces() {
         // SAFETY: the first thing `main` does, before the runtime or
         // anything else has started a thread that could read the
         // environment at the same time.
-        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RUST_LIB_BACKTRACE", "0")
+        };
     }
 }

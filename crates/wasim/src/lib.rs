@@ -5,6 +5,8 @@
 //! fails against it on loopback. [`Simulator::start`] runs one in-process;
 //! the `wasim` binary runs one standalone with an admin HTTP API.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod conn;
 mod error;
@@ -41,7 +43,7 @@ pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
-pub use phone::{PhoneChatState, PhoneMessage, PhoneReceipt};
+pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
 pub use phone_media::{Attachment, AttachmentKind, SentMedia};
 use server::Server;
 

@@ -1,5 +1,7 @@
 //! `wasim`: run the WhatsApp simulator standalone, with its admin HTTP API.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 
 use clap::Parser;

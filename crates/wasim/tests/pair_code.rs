@@ -1,5 +1,9 @@
 //! Linking with a pairing code, real client against the simulator.
 
+// The whole crate is test code: its helpers, too, may fail the test by
+// panicking (clippy.toml only exempts `#[test]` functions and `cfg(test)`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -2,6 +2,10 @@
 //! with its content (and its attachment's bytes) intact; edits, revokes
 //! and reactions apply to the message they target; a resent id shows once.
 
+// The whole crate is test code: its helpers, too, may fail the test by
+// panicking (clippy.toml only exempts `#[test]` functions and `cfg(test)`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -45,22 +45,28 @@ pub async fn add_user(
     role: Role,
 ) -> Result<IssuedUser, AccountError> {
     let users = store.users();
-    let (user, password) = match users.find_user(&email).await? {
-        Some(user) => (user, None),
+    let password = match users.find_user(&email).await? {
+        Some(user) => {
+            match users.add_membership(user.id, org.id, role).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Err(AccountError::AlreadyMember(email)),
+                Err(other) => return Err(other.into()),
+            }
+            None
+        }
         None => {
             let password = password::generate();
             let plaintext = password.expose().clone();
             let hash = tokio::task::spawn_blocking(move || password::hash(&plaintext))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("hashing task failed: {e}")))??;
-            (users.create_user(&email, &hash).await?, Some(password))
+            // The account and its membership in one transaction: were
+            // they two, a failure between them would leave an account
+            // that belongs to no organization.
+            users.create_member(&email, &hash, org.id, role).await?;
+            Some(password)
         }
     };
-    match users.add_membership(user.id, org.id, role).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(AccountError::AlreadyMember(email)),
-        Err(other) => return Err(other.into()),
-    }
     Ok(IssuedUser {
         email,
         org,

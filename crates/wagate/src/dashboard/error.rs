@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use super::html::{Frame, Nav, page};
-use crate::session::ManagerError;
+use crate::session::manager::ManagerError;
 use crate::store::StoreError;
 use crate::webhooks::manage::WebhookError;
 

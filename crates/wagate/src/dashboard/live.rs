@@ -5,12 +5,10 @@
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use qrcode::QrCode;
-use qrcode::render::svg;
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
@@ -20,9 +18,10 @@ use super::session::{Extras, live_block, parse_id};
 use super::sessions;
 use crate::app::AppState;
 use crate::domain::SessionId;
-use crate::events::{Filter, SubscribeError};
+use crate::http::qr::{QrImage, qr_image};
 use crate::http::ws::pump;
-use crate::session::ManagerError;
+use crate::hub::{Filter, SubscribeError};
+use crate::session::manager::ManagerError;
 
 pub async fn fragment(
     State(state): State<AppState>,
@@ -44,6 +43,9 @@ pub async fn row(
     Ok(sessions::row(&record).into())
 }
 
+/// The page's QR code is drawn a little larger than the API's.
+const QR_PIXELS: u32 = 320;
+
 pub async fn qr_svg(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -56,18 +58,7 @@ pub async fn qr_svg(
         // Between codes or no longer linking; the script waits for the next event.
         Err(_) => return Ok(StatusCode::NO_CONTENT.into_response()),
     };
-    let svg = QrCode::new(current.code.as_bytes())
-        .map_err(|e| DashError::Internal(e.to_string()))?
-        .render::<svg::Color<'_>>()
-        .min_dimensions(320, 320)
-        .quiet_zone(true)
-        .build();
-    // A QR code is a short-lived credential: never cache it.
-    Ok((
-        [(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "no-store")],
-        svg,
-    )
-        .into_response())
+    qr_image(&current.code, QrImage::Svg, QR_PIXELS).map_err(|e| DashError::Internal(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]

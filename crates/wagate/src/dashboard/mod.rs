@@ -15,6 +15,9 @@
 //!   image); [`webhooks`] (list, create, test, deliveries).
 //! - [`sandbox`]: the simulated phone's buttons, in `sandbox` builds.
 //! - [`accounts`]: creating users, shared with the CLI and the bootstrap.
+//! - [`state`]: the dashboard's own state (the sign-in limiter, the
+//!   sandbox), which [`AppState`] carries; with [`ratelimit`] it sits below
+//!   `app`, so it names nothing above.
 
 pub mod accounts;
 mod assets;
@@ -32,72 +35,16 @@ pub mod ratelimit;
 pub mod sandbox;
 mod session;
 mod sessions;
+pub mod state;
 mod tokens;
 pub mod view;
 mod webhooks;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 
 use crate::app::AppState;
-use ratelimit::SignInLimiter;
-
-/// The dashboard's own state, carried in [`AppState`].
-#[derive(Clone, Default)]
-pub struct Dashboard {
-    inner: Arc<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    limiter: SignInLimiter,
-    #[cfg(feature = "sandbox")]
-    sandbox: Option<wasim::SimHandle>,
-}
-
-impl std::fmt::Debug for Dashboard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dashboard")
-            .field("sandbox", &self.is_sandbox())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Dashboard {
-    /// A dashboard whose session pages drive `sim`'s phones.
-    #[cfg(feature = "sandbox")]
-    pub fn with_sandbox(sim: wasim::SimHandle) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                limiter: SignInLimiter::default(),
-                sandbox: Some(sim),
-            }),
-        }
-    }
-
-    pub fn is_sandbox(&self) -> bool {
-        #[cfg(feature = "sandbox")]
-        {
-            self.inner.sandbox.is_some()
-        }
-        #[cfg(not(feature = "sandbox"))]
-        {
-            false
-        }
-    }
-
-    #[cfg(feature = "sandbox")]
-    pub(crate) fn sim(&self) -> Option<&wasim::SimHandle> {
-        self.inner.sandbox.as_ref()
-    }
-
-    pub(crate) fn limiter(&self) -> &SignInLimiter {
-        &self.inner.limiter
-    }
-}
 
 /// The dashboard's routes, merged into the HTTP router at `/`.
 pub fn router() -> Router<AppState> {

@@ -15,7 +15,8 @@ use super::view::{badge, explain, phone, sentence, time};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionId, SessionStatus};
 use crate::http::error::ApiError;
-use crate::session::{Expiring, ManagerError};
+use crate::session::Expiring;
+use crate::session::manager::ManagerError;
 use crate::store::SessionRecord;
 
 /// What a page shows besides the session itself.

@@ -19,13 +19,10 @@ use super::error::DashError;
 use super::html::{Nav, TextField, button_form, csrf_field, described_by, field_error, user_page};
 use super::view::{sentence, time};
 use crate::app::AppState;
-use crate::domain::WebhookId;
+use crate::domain::{DeliveryStatus, DisabledReason, WebhookId};
 use crate::events::EventType;
-use crate::store::{
-    DeliveryQuery, DeliveryRecord, SessionQuery, SessionRecord, WebhookPatch, WebhookRecord,
-};
+use crate::store::{DeliveryQuery, DeliveryRecord, SessionQuery, SessionRecord, WebhookRecord};
 use crate::webhooks::manage::{self, InvalidWebhook, MAX_WEBHOOKS, WebhookError, WebhookInput};
-use crate::webhooks::{DeliveryStatus, DisabledReason};
 
 /// Deliveries shown per webhook; the API pages through the rest.
 const RECENT_DELIVERIES: u32 = 10;
@@ -380,25 +377,11 @@ pub async fn action(
     let manager = Manager::try_from(user)?;
     let org = manager.0.org().id;
     let id: WebhookId = id.parse().map_err(|_| DashError::NotFound)?;
-    let webhooks = state.store.webhooks();
-    let enable = |enabled| WebhookPatch {
-        enabled: Some(enabled),
-        ..WebhookPatch::default()
-    };
     match action.as_str() {
         "enable" | "disable" => {
-            webhooks
-                .update_webhook(org, id, enable(action == "enable"))
-                .await?
-                .ok_or(DashError::NotFound)?;
-            tracing::info!(webhook_id = %id, %action, "webhook changed from the dashboard");
+            manage::set_enabled(state.store.as_ref(), org, id, action == "enable").await?;
         }
-        "delete" => {
-            if !webhooks.delete_webhook(org, id).await? {
-                return Err(DashError::NotFound);
-            }
-            tracing::info!(webhook_id = %id, "webhook deleted from the dashboard");
-        }
+        "delete" => manage::delete(state.store.as_ref(), org, id).await?,
         "test" => match manage::send_test(state.store.as_ref(), &state.hub, org, id).await {
             Ok(_) => {
                 let view = View {

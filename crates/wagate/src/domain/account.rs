@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use uuid::Uuid;
 
+use super::named_enum;
+
 /// A dashboard user's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(Uuid);
@@ -80,30 +82,30 @@ impl fmt::Display for Email {
     }
 }
 
-/// What a user may do in one organization. Owners and admins manage
-/// members and API tokens; members work with sessions only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("role must be owner, admin or member")]
 pub struct UnknownRole;
 
-impl Role {
-    pub const ALL: [Self; 3] = [Self::Owner, Self::Admin, Self::Member];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
+impl From<&str> for UnknownRole {
+    fn from(_: &str) -> Self {
+        Self
     }
+}
 
+named_enum! {
+    error UnknownRole;
+    /// What a user may do in one organization. Owners and admins manage
+    /// members and API tokens; members work with sessions only.
+    // Declared from most to least: `Ord` says who may grant what.
+    #[derive(PartialOrd, Ord)]
+    pub enum Role {
+        Owner = "owner",
+        Admin = "admin",
+        Member = "member",
+    }
+}
+
+impl Role {
     /// Whether this role manages members and API tokens.
     pub fn can_manage(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)
@@ -113,23 +115,6 @@ impl Role {
     /// they hold.
     pub fn can_grant(self, other: Role) -> bool {
         self.can_manage() && self <= other
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(UnknownRole)
     }
 }
 
@@ -164,5 +149,10 @@ mod tests {
         assert!(!Role::Member.can_grant(Role::Member));
         assert_eq!("admin".parse(), Ok(Role::Admin));
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        crate::domain::named::assert_names_round_trip::<Role>();
     }
 }

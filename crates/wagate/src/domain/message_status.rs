@@ -4,61 +4,14 @@
 //! before the delivery one) and are then a jump forward; a late, lower one
 //! changes nothing.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::UnknownStatus;
+use super::named_enum;
 
-/// Declares a string-valued enum once: the variants, their wire names, and
-/// `as_str`/`Display`/`FromStr` derived from that one table.
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        // utoipa does not see a variant's `rename` when the name comes
-        // through this macro, so the schema takes its names from here; the
-        // names are the variants' in snake case (a test checks they agree).
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
-        }
-
-        impl $name {
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownStatus;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| UnknownStatus(s.to_string()))
-            }
-        }
-    };
-}
-
-named_enum!(
+named_enum! {
     /// An outgoing message's progress.
-    MessageStatus {
+    pub enum MessageStatus {
         /// Accepted and stored; not yet acknowledged by WhatsApp.
         Pending = "pending",
         /// WhatsApp's server acknowledged it.
@@ -72,11 +25,11 @@ named_enum!(
         /// It will not be sent; `failure` says why.
         Failed = "failed",
     }
-);
+}
 
-named_enum!(
+named_enum! {
     /// Why a message failed, machine-readable.
-    FailureReason {
+    pub enum FailureReason {
         /// The recipient has no WhatsApp account.
         NotOnWhatsapp = "not_on_whatsapp",
         /// The media URL could not be fetched.
@@ -93,15 +46,15 @@ named_enum!(
         /// message that no longer exists).
         Invalid = "invalid",
     }
-);
+}
 
-named_enum!(
+named_enum! {
     /// Which way a message went.
-    Direction {
+    pub enum Direction {
         Outgoing = "outgoing",
         Incoming = "incoming",
     }
-);
+}
 
 impl MessageStatus {
     /// Position on the way to the recipient; `failed` is off that way.
@@ -170,41 +123,13 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The OpenAPI schema's names are the ones the API speaks.
-    fn schema_names<T: utoipa::PartialSchema>() -> Vec<String> {
-        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
-        schema["enum"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    }
+    use crate::domain::named::assert_names_round_trip;
 
     #[test]
-    fn the_documented_names_are_the_serialized_ones() {
-        fn names<T: Serialize>(all: &[T], as_str: fn(&T) -> &'static str) -> Vec<String> {
-            all.iter()
-                .map(|v| {
-                    let json = serde_json::to_value(v).unwrap_or_default();
-                    assert_eq!(json, as_str(v), "serde and as_str disagree");
-                    as_str(v).to_string()
-                })
-                .collect()
-        }
-        assert_eq!(
-            schema_names::<MessageStatus>(),
-            names(MessageStatus::ALL, |v| v.as_str())
-        );
-        assert_eq!(
-            schema_names::<FailureReason>(),
-            names(FailureReason::ALL, |v| v.as_str())
-        );
-        assert_eq!(
-            schema_names::<Direction>(),
-            names(Direction::ALL, |v| v.as_str())
-        );
+    fn names_round_trip() {
+        assert_names_round_trip::<MessageStatus>();
+        assert_names_round_trip::<FailureReason>();
+        assert_names_round_trip::<Direction>();
     }
 
     #[test]
@@ -228,15 +153,5 @@ mod tests {
         assert_eq!(Sent.steps_to(Delivered), [Delivered]);
         assert_eq!(Pending.steps_to(Failed), [Failed]);
         assert!(Read.steps_to(Delivered).is_empty());
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for status in MessageStatus::ALL {
-            assert_eq!(status.as_str().parse::<MessageStatus>().ok(), Some(*status));
-        }
-        for reason in FailureReason::ALL {
-            assert_eq!(reason.as_str().parse::<FailureReason>().ok(), Some(*reason));
-        }
     }
 }

@@ -3,27 +3,23 @@
 //! [`SessionStatus::transition`] gives out, so an impossible sequence is an
 //! error where it happens rather than a row that says it happened.
 
-use std::fmt;
-use std::str::FromStr;
+use super::named_enum;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionStatus {
-    /// Connecting to WhatsApp.
-    Starting,
-    /// Waiting for a phone to scan the QR code or enter the pairing code.
-    ScanQrCode,
-    /// Linked and live.
-    Working,
-    /// Stopped on purpose; reconnects when started.
-    Stopped,
-    /// The gateway stopped retrying.
-    Failed,
-    /// The link was removed; needs re-linking.
-    LoggedOut,
+named_enum! {
+    pub enum SessionStatus {
+        /// Connecting to WhatsApp.
+        Starting = "starting",
+        /// Waiting for a phone to scan the QR code or enter the pairing code.
+        ScanQrCode = "scan_qr_code",
+        /// Linked and live.
+        Working = "working",
+        /// Stopped on purpose; reconnects when started.
+        Stopped = "stopped",
+        /// The gateway stopped retrying.
+        Failed = "failed",
+        /// The link was removed; needs re-linking.
+        LoggedOut = "logged_out",
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,31 +48,7 @@ impl Transition {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown value {0:?}")]
-pub struct UnknownStatus(pub String);
-
 impl SessionStatus {
-    pub const ALL: [Self; 6] = [
-        Self::Starting,
-        Self::ScanQrCode,
-        Self::Working,
-        Self::Stopped,
-        Self::Failed,
-        Self::LoggedOut,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::ScanQrCode => "scan_qr_code",
-            Self::Working => "working",
-            Self::Stopped => "stopped",
-            Self::Failed => "failed",
-            Self::LoggedOut => "logged_out",
-        }
-    }
-
     /// Whether a supervisor is (or should be) holding a connection.
     pub fn is_active(self) -> bool {
         matches!(self, Self::Starting | Self::ScanQrCode | Self::Working)
@@ -117,101 +89,35 @@ impl SessionStatus {
     }
 }
 
-impl fmt::Display for SessionStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SessionStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
-    }
-}
-
-/// Why a session is in its current status, when the status alone does not
-/// say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StatusReason {
-    /// Nobody linked a phone before the link timeout.
-    LinkTimeout,
-    /// WhatsApp stayed unreachable for the whole retry budget.
-    ConnectionFailed,
-    /// The connection dropped; the gateway is reconnecting.
-    ConnectionLost,
-    /// WhatsApp stopped answering on a connection that looked open (no
-    /// frame, no answer to a ping); the gateway dropped it and is
-    /// reconnecting.
-    NoResponse,
-    /// The device was removed from the phone's linked devices.
-    LoggedOutFromPhone,
-    /// The device was unlinked through the API.
-    LogoutRequested,
-    /// WhatsApp temporarily banned the number.
-    TemporarilyBanned,
-    /// WhatsApp rejected this client version.
-    ClientOutdated,
-    /// The session was stopped through the API.
-    StopRequested,
-    /// The session's device keys could not be opened.
-    DeviceStoreUnavailable,
-    /// The session's task failed unexpectedly (a bug, logged); start it
-    /// again.
-    InternalError,
-}
-
-impl StatusReason {
-    const ALL: [Self; 11] = [
-        Self::LinkTimeout,
-        Self::ConnectionFailed,
-        Self::ConnectionLost,
-        Self::NoResponse,
-        Self::LoggedOutFromPhone,
-        Self::LogoutRequested,
-        Self::TemporarilyBanned,
-        Self::ClientOutdated,
-        Self::StopRequested,
-        Self::DeviceStoreUnavailable,
-        Self::InternalError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LinkTimeout => "link_timeout",
-            Self::ConnectionFailed => "connection_failed",
-            Self::ConnectionLost => "connection_lost",
-            Self::NoResponse => "no_response",
-            Self::LoggedOutFromPhone => "logged_out_from_phone",
-            Self::LogoutRequested => "logout_requested",
-            Self::TemporarilyBanned => "temporarily_banned",
-            Self::ClientOutdated => "client_outdated",
-            Self::StopRequested => "stop_requested",
-            Self::DeviceStoreUnavailable => "device_store_unavailable",
-            Self::InternalError => "internal_error",
-        }
-    }
-}
-
-impl fmt::Display for StatusReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StatusReason {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|reason| reason.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.to_string()))
+named_enum! {
+    /// Why a session is in its current status, when the status alone does not
+    /// say.
+    pub enum StatusReason {
+        /// Nobody linked a phone before the link timeout.
+        LinkTimeout = "link_timeout",
+        /// WhatsApp stayed unreachable for the whole retry budget.
+        ConnectionFailed = "connection_failed",
+        /// The connection dropped; the gateway is reconnecting.
+        ConnectionLost = "connection_lost",
+        /// WhatsApp stopped answering on a connection that looked open (no
+        /// frame, no answer to a ping); the gateway dropped it and is
+        /// reconnecting.
+        NoResponse = "no_response",
+        /// The device was removed from the phone's linked devices.
+        LoggedOutFromPhone = "logged_out_from_phone",
+        /// The device was unlinked through the API.
+        LogoutRequested = "logout_requested",
+        /// WhatsApp temporarily banned the number.
+        TemporarilyBanned = "temporarily_banned",
+        /// WhatsApp rejected this client version.
+        ClientOutdated = "client_outdated",
+        /// The session was stopped through the API.
+        StopRequested = "stop_requested",
+        /// The session's device keys could not be opened.
+        DeviceStoreUnavailable = "device_store_unavailable",
+        /// The session's task failed unexpectedly (a bug, logged); start it
+        /// again.
+        InternalError = "internal_error",
     }
 }
 
@@ -310,5 +216,7 @@ mod tests {
             );
         }
         assert!("linked".parse::<SessionStatus>().is_err());
+        crate::domain::named::assert_names_round_trip::<SessionStatus>();
+        crate::domain::named::assert_names_round_trip::<StatusReason>();
     }
 }

@@ -10,30 +10,6 @@ use crate::app::AppState;
 use crate::domain::{OrgId, TokenHash, TokenId};
 use crate::store::Store;
 
-/// Tells long-lived connections that a token was revoked in this process
-/// (they then check theirs at once); a revocation made elsewhere (the
-/// `token revoke` command, another process on the same database) is
-/// found by their periodic check.
-#[derive(Debug, Clone)]
-pub struct Revocations(tokio::sync::watch::Sender<u64>);
-
-impl Default for Revocations {
-    fn default() -> Self {
-        Self(tokio::sync::watch::Sender::new(0))
-    }
-}
-
-impl Revocations {
-    /// Some token was revoked.
-    pub fn notify(&self) {
-        self.0.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
-
 /// Whether the token with this hash is still live.
 pub async fn still_valid(store: &dyn Store, token: &TokenHash) -> Result<bool, ApiError> {
     Ok(store

@@ -17,7 +17,7 @@ use super::extract::{Json, Path};
 use crate::app::AppState;
 use crate::domain::{Phone, SessionId};
 use crate::messages::Recipient;
-use crate::outbox::{ContactCheck, SendFailure, Typing};
+use crate::session::messenger::{ContactCheck, SendFailure, Typing};
 
 /// WhatsApp caps one read receipt at 256 ids (WhatsApp Web sends more as
 /// several receipts; a caller can too).
@@ -38,7 +38,8 @@ pub struct MarkReadRequest {
     pub message_ids: Vec<String>,
     /// In a group: the JID of who wrote them (required there). Not allowed
     /// otherwise.
-    #[schema(pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$")]
+    // Its pattern, `PERSON_PATTERN`, is written into the document by
+    // `http::openapi` (utoipa's `pattern` takes only a literal).
     pub sender: Option<String>,
 }
 
@@ -100,7 +101,7 @@ async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> R
     tag = "chats",
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
-        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID", pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"),
+        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID"),
     ),
     request_body = MarkReadRequest,
     responses(
@@ -191,7 +192,7 @@ pub async fn mark_read(
     tag = "chats",
     params(
         ("id" = String, Path, format = Uuid, description = "Session id"),
-        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID", pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"),
+        ("chat" = String, Path, description = "The chat: a phone number in international format, or a JID"),
     ),
     request_body = TypingRequest,
     responses(

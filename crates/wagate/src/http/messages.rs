@@ -17,7 +17,7 @@ use crate::messages::{
     Content, MAX_TEXT_CHARS, MessageRef, OutgoingMessage, ParsedRequest, Recipient,
     SendMessageRequest, Sender, read_request,
 };
-use crate::session::{ManagerError, Outgoing};
+use crate::session::manager::{ManagerError, Outgoing};
 use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
 
 /// Printable ASCII, as most APIs that take the header accept.

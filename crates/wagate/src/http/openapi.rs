@@ -11,6 +11,7 @@ use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
 use crate::events::{Envelope, EventData, EventType};
+use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -72,8 +73,8 @@ use crate::events::{Envelope, EventData, EventType};
         webhooks::DeliveryList,
         webhooks::RetryDeliveries,
         webhooks::RetriedDeliveries,
-        crate::webhooks::DeliveryStatus,
-        crate::webhooks::DisabledReason,
+        crate::domain::DeliveryStatus,
+        crate::domain::DisabledReason,
         crate::messages::IncomingMessage,
         crate::messages::IncomingContent,
         crate::messages::Sender,
@@ -300,6 +301,15 @@ impl Constraints {
             let keys = serde_json::from_str(keys).map_err(|e| format!("{pointer}: {e}"))?;
             set(doc, pointer, keys)?;
         }
+        // The chats' patterns are the parser's (`messages::recipient`, where
+        // a test holds them to it); utoipa's `pattern` takes only a literal.
+        // (The request's `to` has its own in its schema.)
+        set(
+            doc,
+            "/components/schemas/MarkReadRequest/properties/sender",
+            serde_json::json!({ "pattern": PERSON_PATTERN }),
+        )?;
+        pattern_chat_paths(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {
             set(
                 doc,
@@ -347,6 +357,32 @@ impl Constraints {
         }
         Ok(())
     }
+}
+
+/// Gives every `{chat}` path parameter the pattern of what the parser
+/// takes.
+fn pattern_chat_paths(doc: &mut serde_json::Value) -> Result<(), String> {
+    let paths = doc
+        .pointer_mut("/paths")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or("no paths")?;
+    for (path, item) in paths.iter_mut() {
+        if !path.contains("{chat}") {
+            continue;
+        }
+        let operations = item.as_object_mut().ok_or("a path that is not an object")?;
+        for operation in operations.values_mut() {
+            let parameters = operation["parameters"]
+                .as_array_mut()
+                .ok_or_else(|| format!("{path}: no parameters"))?;
+            let chat = parameters
+                .iter_mut()
+                .find(|p| p["name"] == "chat" && p["in"] == "path")
+                .ok_or_else(|| format!("{path}: no chat parameter"))?;
+            chat["schema"]["pattern"] = serde_json::Value::from(CHAT_PATTERN);
+        }
+    }
+    Ok(())
 }
 
 /// An `http` or `https` URL whose host is a name or an IPv4 address: what
@@ -653,6 +689,37 @@ mod tests {
             assert!(doc["paths"].get(path).is_some(), "missing {path}");
         }
         Ok(())
+    }
+
+    /// Every chat a body or path names carries the pattern of what the
+    /// parser takes (which `the_pattern_is_the_parser` holds it to).
+    #[test]
+    fn chats_carry_the_parsers_patterns() {
+        let doc = document();
+        for (pointer, pattern) in [
+            (
+                "/components/schemas/SendMessageRequest/allOf/0/properties/to/pattern",
+                CHAT_PATTERN,
+            ),
+            (
+                "/components/schemas/SendMediaFileRequest/properties/to/pattern",
+                CHAT_PATTERN,
+            ),
+            (
+                "/components/schemas/MarkReadRequest/properties/sender/pattern",
+                PERSON_PATTERN,
+            ),
+            (
+                "/paths/~1sessions~1{id}~1chats~1{chat}~1read/post/parameters/1/schema/pattern",
+                CHAT_PATTERN,
+            ),
+            (
+                "/paths/~1sessions~1{id}~1chats~1{chat}~1typing/post/parameters/1/schema/pattern",
+                CHAT_PATTERN,
+            ),
+        ] {
+            assert_eq!(doc.pointer(pointer), Some(&pattern.into()), "{pointer}");
+        }
     }
 
     /// Every `$ref` names a schema the document has: a dangling one makes

@@ -90,40 +90,71 @@ pub async fn qr(
     match params.format.unwrap_or_default() {
         QrFormat::Json => Ok(Json(Code::from(current)).into_response()),
         QrFormat::Png => {
-            let png = render_png(&current.code)?;
-            Ok(image_response("image/png", png))
+            Ok(qr_image(&current.code, QrImage::Png, QR_MIN_PIXELS).map_err(ApiError::internal)?)
         }
         QrFormat::Svg => {
-            let svg = QrCode::new(current.code.as_bytes())
-                .map_err(ApiError::internal)?
-                .render::<svg::Color<'_>>()
-                .min_dimensions(QR_MIN_PIXELS, QR_MIN_PIXELS)
-                .build();
-            Ok(image_response("image/svg+xml", svg.into_bytes()))
+            Ok(qr_image(&current.code, QrImage::Svg, QR_MIN_PIXELS).map_err(ApiError::internal)?)
         }
     }
 }
 
-fn render_png(code: &str) -> Result<Vec<u8>, ApiError> {
-    let image = QrCode::new(code.as_bytes())
-        .map_err(ApiError::internal)?
-        .render::<Luma<u8>>()
-        .min_dimensions(QR_MIN_PIXELS, QR_MIN_PIXELS)
-        .build();
-    let mut png = Cursor::new(Vec::new());
-    DynamicImage::ImageLuma8(image)
-        .write_to(&mut png, ImageFormat::Png)
-        .map_err(ApiError::internal)?;
-    Ok(png.into_inner())
+/// The images a QR code is drawn as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QrImage {
+    Png,
+    Svg,
 }
 
-fn image_response(content_type: &'static str, body: Vec<u8>) -> Response {
+impl QrImage {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Svg => "image/svg+xml",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RenderError {
+    #[error("could not encode the QR code: {0}")]
+    Code(#[from] qrcode::types::QrError),
+    #[error("could not write the PNG: {0}")]
+    Png(#[from] image::ImageError),
+}
+
+/// `code` drawn at least `min_pixels` wide (quiet zone included), as the
+/// API and the dashboard both serve it.
+pub(crate) fn qr_image(
+    code: &str,
+    format: QrImage,
+    min_pixels: u32,
+) -> Result<Response, RenderError> {
+    let qr = QrCode::new(code.as_bytes())?;
+    let body = match format {
+        QrImage::Png => {
+            let image = qr
+                .render::<Luma<u8>>()
+                .min_dimensions(min_pixels, min_pixels)
+                .build();
+            let mut png = Cursor::new(Vec::new());
+            DynamicImage::ImageLuma8(image).write_to(&mut png, ImageFormat::Png)?;
+            png.into_inner()
+        }
+        QrImage::Svg => qr
+            .render::<svg::Color<'_>>()
+            .min_dimensions(min_pixels, min_pixels)
+            .build()
+            .into_bytes(),
+    };
     // A QR code is a short-lived credential: never cache it.
-    (
-        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-store")],
+    Ok((
+        [
+            (CONTENT_TYPE, format.content_type()),
+            (CACHE_CONTROL, "no-store"),
+        ],
         body,
     )
-        .into_response()
+        .into_response())
 }
 
 /// Request a pairing code to type into the phone instead of scanning.
@@ -164,10 +195,36 @@ pub async fn pairing_code(
 mod tests {
     use super::*;
 
-    #[test]
-    fn renders_a_png() -> Result<(), ApiError> {
-        let png = render_png("2@abcdef,ghijkl,mnopqr")?;
+    async fn body(response: Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn renders_a_png() -> Result<(), RenderError> {
+        let response = qr_image("2@abcdef,ghijkl,mnopqr", QrImage::Png, QR_MIN_PIXELS)?;
+        assert_eq!(response.headers()[CONTENT_TYPE], "image/png");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        let png = body(response).await;
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn renders_an_svg_at_least_as_large_as_asked() -> Result<(), RenderError> {
+        let response = qr_image("2@abcdef,ghijkl,mnopqr", QrImage::Svg, 320)?;
+        assert_eq!(response.headers()[CONTENT_TYPE], "image/svg+xml");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
+        let svg = String::from_utf8(body(response).await).unwrap_or_default();
+        let width: u32 = svg
+            .split("width=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_default();
+        assert!(width >= 320, "{svg:.200}");
         Ok(())
     }
 }

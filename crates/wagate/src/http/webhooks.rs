@@ -14,13 +14,14 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
-use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
-use crate::store::{DeliveryQuery, DeliveryRecord, WebhookPatch, WebhookRecord};
-use crate::webhooks::manage::{
-    self, ALL_EVENTS, InvalidWebhook, WebhookError, WebhookInput, parse_events, parse_sessions,
-    parse_url,
+use crate::domain::{
+    DeliveryId, DeliveryStatus, DisabledReason, EventId, OrgId, SessionId, WebhookId,
+    generate_secret,
 };
-use crate::webhooks::{DeliveryStatus, DisabledReason, generate_secret};
+use crate::store::{DeliveryQuery, DeliveryRecord, WebhookRecord};
+use crate::webhooks::manage::{
+    self, ALL_EVENTS, InvalidWebhook, WebhookChange, WebhookError, WebhookInput,
+};
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -409,34 +410,20 @@ pub async fn update(
     Path(id): Path<WebhookId>,
     Json(body): Json<UpdateWebhook>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let org = auth.org_id();
-    // Not found before invalid: another organization's webhook reveals
-    // nothing, not even what its validation would say.
-    find(&state, org, id).await?;
-    let url = match body.url {
-        Some(url) => Some(parse_url(&state.egress, &url).await?),
-        None => None,
+    let change = WebhookChange {
+        url: body.url,
+        events: body.events,
+        sessions: body.sessions,
+        enabled: body.enabled,
     };
-    let event_types = body.events.map(parse_events).transpose()?;
-    let session_ids = match body.sessions {
-        Some(sessions) => Some(parse_sessions(state.store.as_ref(), org, sessions).await?),
-        None => None,
-    };
-    let record = state
-        .store
-        .webhooks()
-        .update_webhook(
-            org,
-            id,
-            WebhookPatch {
-                url,
-                event_types,
-                session_ids,
-                enabled: body.enabled,
-            },
-        )
-        .await?
-        .ok_or(ApiError::WebhookNotFound)?;
+    let record = manage::update(
+        state.store.as_ref(),
+        &state.egress,
+        auth.org_id(),
+        id,
+        change,
+    )
+    .await?;
     Ok(Json(record.into()))
 }
 
@@ -459,15 +446,7 @@ pub async fn delete(
     auth: Authenticated,
     Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
-    if !state
-        .store
-        .webhooks()
-        .delete_webhook(auth.org_id(), id)
-        .await?
-    {
-        return Err(ApiError::WebhookNotFound);
-    }
-    tracing::info!(webhook_id = %id, "webhook deleted");
+    manage::delete(state.store.as_ref(), auth.org_id(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -501,7 +480,7 @@ pub async fn rotate_secret(
         super::extract::require_object(&body)?;
         let mut value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        super::extract::integral_floats(&mut value);
+        crate::json::integral_floats(&mut value);
         serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))?
     };
     let grace = body

@@ -9,65 +9,32 @@ use url::Url;
 use uuid::Uuid;
 
 use super::recipient::Recipient;
+use crate::domain::named_enum;
 
-/// The kinds of message the API sends, as named in the request and in
-/// `kind` columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContentKind {
-    Text,
-    Image,
-    Video,
-    Audio,
-    Voice,
-    Document,
-    Sticker,
-    Location,
-    Contact,
-    Reaction,
-    Poll,
-    /// A new text for a message this session sent (its own endpoint).
-    Edit,
-    /// "Deleted for everyone" for a message this session sent (its own
-    /// endpoint).
-    Revoke,
+named_enum! {
+    /// The kinds of message the API sends, as named in the request and in
+    /// `kind` columns.
+    pub enum ContentKind {
+        Text = "text",
+        Image = "image",
+        Video = "video",
+        Audio = "audio",
+        Voice = "voice",
+        Document = "document",
+        Sticker = "sticker",
+        Location = "location",
+        Contact = "contact",
+        Reaction = "reaction",
+        Poll = "poll",
+        /// A new text for a message this session sent (its own endpoint).
+        Edit = "edit",
+        /// "Deleted for everyone" for a message this session sent (its own
+        /// endpoint).
+        Revoke = "revoke",
+    }
 }
 
 impl ContentKind {
-    /// The kinds a send request names (`POST …/messages`); edits and
-    /// revokes have endpoints of their own.
-    pub const ALL: [Self; 11] = [
-        Self::Text,
-        Self::Image,
-        Self::Video,
-        Self::Audio,
-        Self::Voice,
-        Self::Document,
-        Self::Sticker,
-        Self::Location,
-        Self::Contact,
-        Self::Reaction,
-        Self::Poll,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Image => "image",
-            Self::Video => "video",
-            Self::Audio => "audio",
-            Self::Voice => "voice",
-            Self::Document => "document",
-            Self::Sticker => "sticker",
-            Self::Location => "location",
-            Self::Contact => "contact",
-            Self::Reaction => "reaction",
-            Self::Poll => "poll",
-            Self::Edit => "edit",
-            Self::Revoke => "revoke",
-        }
-    }
-
     /// Whether a message of this kind may quote another (`reply_to`).
     pub fn can_reply(self) -> bool {
         matches!(
@@ -80,12 +47,6 @@ impl ContentKind {
                 | Self::Document
                 | Self::Sticker
         )
-    }
-}
-
-impl fmt::Display for ContentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -443,7 +404,14 @@ mod tests {
 
     #[test]
     fn kinds_have_the_contract_names_and_only_text_and_media_reply() {
-        let names: Vec<_> = ContentKind::ALL.iter().map(|k| k.as_str()).collect();
+        // Edits and revokes have endpoints of their own; a send request
+        // names the rest.
+        let sendable = || {
+            ContentKind::ALL
+                .into_iter()
+                .filter(|k| !matches!(k, ContentKind::Edit | ContentKind::Revoke))
+        };
+        let names: Vec<_> = sendable().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -457,10 +425,8 @@ mod tests {
                 Some(serde_json::Value::String(kind.as_str().into()))
             );
         }
-        let replying: Vec<_> = ContentKind::ALL
-            .into_iter()
-            .filter(|k| k.can_reply())
-            .collect();
+        crate::domain::named::assert_names_round_trip::<ContentKind>();
+        let replying: Vec<_> = sendable().filter(|k| k.can_reply()).collect();
         assert_eq!(replying.len(), 7);
         assert!(!ContentKind::Reaction.can_reply());
         assert!(!ContentKind::Poll.can_reply());
@@ -488,6 +454,13 @@ mod tests {
         assert!(!MediaKind::Image.accepts_mime(&pdf));
         assert!(MediaKind::Document.accepts_mime(&pdf));
         for kind in MediaKind::ALL {
+            // A media kind's name is its content kind's, in serde too.
+            let json = serde_json::to_value(kind).ok();
+            assert_eq!(json, Some(serde_json::Value::String(kind.as_str().into())));
+            assert_eq!(
+                serde_json::from_value(json.unwrap_or_default()).ok(),
+                Some(kind)
+            );
             let default: mime::Mime = kind.default_mime().parse().unwrap();
             assert!(kind.accepts_mime(&default), "{kind:?}");
         }

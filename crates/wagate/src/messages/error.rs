@@ -3,7 +3,6 @@
 use axum::http::StatusCode;
 
 use super::content::{ContentKind, MediaKind};
-use crate::http::error::ApiError;
 
 /// `"image.url"` etc. for a media kind's field, as a `&'static str` so it
 /// fits the error envelope's `details.field`.
@@ -217,62 +216,9 @@ impl RequestError {
     }
 }
 
-/// Into the API's one envelope. `ApiError` has no 413 that carries its own
-/// code, so `media_too_large` leaves as `payload_too_large` until it gets
-/// one; every 422 keeps its code and field.
-impl From<RequestError> for ApiError {
-    fn from(error: RequestError) -> Self {
-        match error {
-            RequestError::MalformedJson(detail) => Self::MalformedJson(detail),
-            RequestError::InvalidMultipart(detail) => {
-                Self::MalformedJson(format!("malformed multipart body: {detail}"))
-            }
-            RequestError::UnsupportedContentType => Self::UnsupportedMediaType,
-            RequestError::MediaTooLarge { .. } | RequestError::BodyTooLarge => {
-                Self::PayloadTooLarge
-            }
-            other => Self::Validation {
-                code: other.code(),
-                field: other.field(),
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn validation_errors_keep_their_code_and_field_in_the_envelope() {
-        let api: ApiError = RequestError::CaptionNotAllowed(MediaKind::Voice).into();
-        assert_eq!(api.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(api.code(), "caption_not_allowed");
-        match api {
-            ApiError::Validation { field, .. } => assert_eq!(field, "voice.caption"),
-            other => panic!("expected a validation error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn size_and_envelope_errors_get_their_http_status() {
-        let too_large = RequestError::MediaTooLarge { limit: 10 };
-        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(too_large.code(), "media_too_large");
-        assert_eq!(
-            ApiError::from(too_large).status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            ApiError::from(RequestError::UnsupportedContentType).status(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-        assert_eq!(
-            ApiError::from(RequestError::MalformedJson("x".into())).status(),
-            StatusCode::BAD_REQUEST
-        );
-    }
 
     #[test]
     fn media_fields_are_named_after_their_kind() {

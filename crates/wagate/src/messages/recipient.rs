@@ -18,10 +18,12 @@ const MAX_GROUP_CREATOR: usize = 20;
 const MAX_GROUP_CREATED: usize = 19;
 
 /// What [`Recipient`] parses, as the OpenAPI document's pattern (the
-/// request's `to`, a chat in a path or query); kept equal to the parser
-/// by `the_pattern_is_the_parser` (in the tests).
+/// request's `to`, a chat in a path); written into the document by
+/// `http::openapi`, and kept equal to the parser by
+/// `the_pattern_is_the_parser` (in the tests).
 pub const CHAT_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$";
-/// A person (not a group): a read receipt's `sender`.
+/// What [`Recipient`] parses that is a person (not a group): a read
+/// receipt's `sender`.
 pub const PERSON_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,5 +236,82 @@ mod tests {
         assert_eq!(json, "\"15551234567@s.whatsapp.net\"");
         assert_eq!(serde_json::from_str::<Recipient>(&json).unwrap(), r);
         assert!(serde_json::from_str::<Recipient>("\"nope@g.us\"").is_err());
+    }
+
+    /// The OpenAPI patterns accept exactly what the parser does: every
+    /// sample either matches and parses, or neither.
+    #[test]
+    fn the_pattern_is_the_parser() -> Result<(), regex::Error> {
+        let chat = regex::Regex::new(CHAT_PATTERN)?;
+        let person = regex::Regex::new(PERSON_PATTERN)?;
+        let samples = [
+            // Phone numbers: 7 to 15 digits, no leading zero.
+            "1234567",
+            "123456",
+            "15551234567",
+            "123456789012345",
+            "1234567890123456",
+            "05551234567",
+            "+15551234567",
+            "1555 123 4567",
+            "1555123456a",
+            "１５５５１２３４５６７",
+            "15551234567@s.whatsapp.net",
+            "123456@s.whatsapp.net",
+            "05551234567@s.whatsapp.net",
+            "+15551234567@s.whatsapp.net",
+            "15551234567:3@s.whatsapp.net",
+            "15551234567.0:3@s.whatsapp.net",
+            "15551234567@c.us",
+            "15551234567@",
+            "15551234567@s.whatsapp.net ",
+            " 15551234567",
+            "15551234567\n",
+            // Groups: up to 40 digits, or creator-timestamp.
+            "120363025246125888@g.us",
+            "1@g.us",
+            "0@g.us",
+            "1234567890123456789012345678901234567890@g.us",
+            "12345678901234567890123456789012345678901@g.us",
+            "15551234567-1441234567@g.us",
+            "12345678901234567890-1234567890123456789@g.us",
+            "123456789012345678901-1@g.us",
+            "1-12345678901234567890@g.us",
+            "-1@g.us",
+            "1-@g.us",
+            "1-2-3@g.us",
+            "abc@g.us",
+            "@g.us",
+            "120363025246125888",
+            "120363025246125888@newsletter",
+            // LIDs: up to 20 digits.
+            "123456789012345@lid",
+            "0@lid",
+            "12345678901234567890@lid",
+            "123456789012345678901@lid",
+            "12345@lid:2",
+            "12345:2@lid",
+            "@lid",
+            "a1@lid",
+            // Neither.
+            "",
+            "status@broadcast",
+            "@",
+            "15551234567@s.whatsapp.net@lid",
+        ];
+        for sample in samples {
+            let parsed = sample.parse::<Recipient>();
+            assert_eq!(
+                chat.is_match(sample),
+                parsed.is_ok(),
+                "CHAT_PATTERN and the parser disagree on {sample:?}"
+            );
+            assert_eq!(
+                person.is_match(sample),
+                parsed.is_ok_and(|r| !r.is_group()),
+                "PERSON_PATTERN and the parser disagree on {sample:?}"
+            );
+        }
+        Ok(())
     }
 }

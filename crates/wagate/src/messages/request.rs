@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::content::{Content, ContentKind, MediaKind, MediaSource, ValidatedMessage};
 use super::error::{RequestError, media_field};
-use super::recipient::Recipient;
+use super::recipient::{CHAT_PATTERN, Recipient};
 
 pub const MAX_TEXT_CHARS: usize = 65_536;
 /// WhatsApp cuts captions off at 1024 characters.
@@ -46,6 +46,26 @@ pub const KINDS: [(&str, ContentKind); 11] = [
     ("poll", ContentKind::Poll),
 ];
 
+/// The schema of a request's `to`: built here rather than with
+/// `#[schema(pattern = …)]`, which takes only a literal, so that its
+/// pattern is the parser's ([`CHAT_PATTERN`]).
+fn to_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    // `example`, as the document has always said, rather than OpenAPI
+    // 3.1's `examples`.
+    #[allow(deprecated)]
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "A phone number in international format (digits only, no `+`), or a\n\
+             JID: `…@s.whatsapp.net` (a person), `…@g.us` (a group), `…@lid`.",
+        ))
+        .pattern(Some(CHAT_PATTERN))
+        .example(Some("15551234567".into()))
+        .build();
+    schema
+}
+
 /// Send a message. Exactly one of `text`, `image`, `video`, `audio`,
 /// `voice`, `document`, `sticker`, `location`, `contact`, `reaction` or
 /// `poll`.
@@ -53,12 +73,8 @@ pub const KINDS: [(&str, ContentKind); 11] = [
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 2, max_properties = 3)]
 pub struct SendMessageRequest {
-    /// A phone number in international format (digits only, no `+`), or a
-    /// JID: `…@s.whatsapp.net` (a person), `…@g.us` (a group), `…@lid`.
-    #[schema(
-        example = "15551234567",
-        pattern = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$"
-    )]
+    // Described by `to_schema`.
+    #[schema(schema_with = to_schema)]
     pub to: String,
     /// The gateway id of a message to quote. Only with text and media.
     #[schema(format = Uuid)]
@@ -209,7 +225,7 @@ pub struct ParsedRequest {
 /// `{"to": …, "button": {…}}` says `unknown_message_kind` rather than
 /// serde's generic complaint.
 pub fn parse_json(mut value: Value) -> Result<SendMessageRequest, RequestError> {
-    crate::http::extract::integral_floats(&mut value);
+    crate::json::integral_floats(&mut value);
     let Value::Object(object) = value else {
         return Err(RequestError::InvalidBody(
             "expected a JSON object".to_string(),

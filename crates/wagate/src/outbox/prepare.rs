@@ -4,11 +4,11 @@
 
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use super::messenger::{Messenger, SendFailure};
 use crate::domain::{Failure, FailureReason};
 use crate::messages::{
     Content, FetchError, MediaFetcher, MediaSource, OutgoingMessage, WireContext, build,
 };
+use crate::session::messenger::{Messenger, SendFailure};
 use crate::store::OutboxItem;
 
 /// Why a message could not be prepared.

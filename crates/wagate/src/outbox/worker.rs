@@ -16,14 +16,15 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::buffa::Message as _;
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use super::messenger::{Messenger, SendFailure};
 use super::pacing::{Pacer, PacingPolicy};
 use super::prepare::{self, PrepareError};
 use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, SessionId, SessionPace};
-use crate::events::{Envelope, EventHub};
+use crate::events::Envelope;
+use crate::hub::EventHub;
 use crate::messages::MediaFetcher;
 use crate::session::engine::Delivery;
-use crate::session::supervisor::Working;
+use crate::session::messenger::{Messenger, SendFailure};
+use crate::session::working::Working;
 use crate::store::{OutboxItem, Store, StoreError};
 
 /// Messages fetched per pass.

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use super::messenger::Messenger;
 use crate::domain::{MessageStatus, Phone, SessionId};
 use crate::messages::{Inbound, MediaRef};
-use crate::outbox::Messenger;
 use crate::store::{StoreError, StoredPoll};
 
 /// What the protocol reports, reduced to what the supervisor acts on.
@@ -105,7 +105,7 @@ pub enum EngineError {
     #[error("a pairing code issued earlier is still valid")]
     PairingCodeOutstanding,
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] super::server::SimulatorNeedsLoopback),
 }
 
 /// Opens per-session connections and owns the sessions' device keys.

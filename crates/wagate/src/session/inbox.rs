@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{InboundError, InboundSink};
 use crate::domain::{MessageId, OrgId, SessionId};
-use crate::events::{Envelope, EventHub};
+use crate::events::Envelope;
 use crate::group_commit::next_group;
+use crate::hub::EventHub;
 use crate::messages::Inbound;
 use crate::store::{NewIncoming, Store, StoreError, StoredPoll};
 
@@ -161,7 +162,8 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::events::{EventData, EventType, Filter, HubLimits};
+    use crate::events::{EventData, EventType};
+    use crate::hub::{Filter, HubLimits};
     use crate::messages::{IncomingContent, Sender};
     use crate::store::{NewSession, SessionRecord, SqliteStore, StoreError};
 

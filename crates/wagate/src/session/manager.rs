@@ -12,16 +12,18 @@ use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
 use super::inbox::InboundWriter;
+use super::messenger::Messenger;
 use super::status_writer::StatusWriter;
 use super::supervisor::{
-    Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy, Working,
+    Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy,
 };
+use super::working::Working;
 use crate::domain::{
     Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus, StatusReason,
 };
-use crate::events::EventHub;
+use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
-use crate::outbox::{Messenger, OutboxInputs, OutboxPolicy, OutboxWorker};
+use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
 
 use crate::store::{
@@ -585,7 +587,8 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::events::{EventData, Filter, HubLimits, Subscription};
+    use crate::events::EventData;
+    use crate::hub::{Filter, HubLimits, Subscription};
     use crate::session::SupervisorPolicy;
     use crate::session::backoff::RetryPolicy;
     use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};

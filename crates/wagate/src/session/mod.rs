@@ -1,9 +1,14 @@
 //! Sessions at run time: one supervised task per session
 //! ([`supervisor`]), the [`manager`] that owns them, and the seam
 //! ([`engine`]) between the supervisor and the WhatsApp protocol, which
-//! [`whatsapp`] implements with whatsapp-rust. [`inbox`] stores what a
-//! session receives; [`status_writer`] group-commits every session's status
-//! changes.
+//! [`whatsapp`] implements with whatsapp-rust; [`messenger`] is the narrow
+//! face of a live connection the outbox sends through, [`working`] the link
+//! a `working` session offers, [`server`] which WhatsApp server a build may
+//! reach. [`inbox`] stores what a session receives; [`status_writer`]
+//! group-commits every session's status changes.
+//!
+//! The [`manager`] sits a layer above the rest (and above the outbox,
+//! whose workers it runs): nothing else here names it.
 
 pub mod backoff;
 pub mod engine;
@@ -12,9 +17,11 @@ pub mod liveness;
 #[cfg(feature = "simulator")]
 mod loopback_http;
 pub mod manager;
+pub mod messenger;
+pub mod server;
 pub mod status_writer;
 pub mod supervisor;
 pub mod whatsapp;
+pub mod working;
 
-pub use manager::{ManagerError, Outgoing, SessionManager};
 pub use supervisor::{Expiring, Live, SupervisorPolicy};

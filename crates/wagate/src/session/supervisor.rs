@@ -28,8 +28,10 @@ use super::engine::{Delivery, Engine, InboundSink, Link};
 use super::inbox::{InboundWriter, Inbox};
 use super::liveness::LivenessPolicy;
 use super::status_writer::StatusWriter;
+use super::working::Working;
 use crate::domain::{IllegalTransition, OrgId, SessionId, SessionStatus, StatusReason};
-use crate::events::{Envelope, EventData, EventHub};
+use crate::events::{Envelope, EventData};
+use crate::hub::EventHub;
 use crate::store::{SessionRecord, Store, StoreError};
 
 pub use self::command::{Command, CommandError, Expiring, Reply};
@@ -40,10 +42,6 @@ pub struct SupervisorPolicy {
     pub retry: RetryPolicy,
     pub liveness: LivenessPolicy,
 }
-
-/// The live connection of a `working` session, for whoever sends through
-/// it; `None` whenever the session is not `working`.
-pub type Working = Option<Arc<dyn Link>>;
 
 /// What a session shows while linking; not persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -37,11 +37,11 @@ use super::engine::{
     ClientMemory, Delivery, DownloadError, Engine, EngineError, EngineEvent, Identity, InboundSink,
     Link, NoAnswer,
 };
-use crate::config::{PINNED_WHATSAPP_VERSION, check_server_allowed};
+use super::messenger::{ClientMessenger, Messenger};
+use super::server::{PINNED_WHATSAPP_VERSION, check_server_allowed};
 use crate::domain::{Phone, SessionId};
 use crate::messages::MediaKind;
 use crate::messages::incoming::MediaRef;
-use crate::outbox::{ClientMessenger, Messenger};
 use crate::store::{Store, StoreError};
 
 use self::cache::{ONE_TIME_PREKEYS, cache_config};

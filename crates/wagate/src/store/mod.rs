@@ -8,6 +8,8 @@ mod events;
 mod keys;
 pub mod legacy_keys;
 mod messages;
+#[cfg(test)]
+mod migration_twins;
 mod orgs;
 mod postgres;
 mod sessions;

@@ -24,6 +24,15 @@ pub struct TokenRecord {
 #[async_trait]
 pub trait OrgStore: Send + Sync {
     async fn create_org(&self, name: &str) -> Result<Organization, StoreError>;
+    /// Creates the organization and its first API token (`id`, `hash`) in
+    /// one transaction: both or neither, so a first start that fails half
+    /// way leaves no organization without a token (and runs again).
+    async fn create_org_with_token(
+        &self,
+        name: &str,
+        id: TokenId,
+        hash: &TokenHash,
+    ) -> Result<Organization, StoreError>;
     /// Looks an organization up by name, or by id when `key` is a UUID.
     async fn find_org(&self, key: &str) -> Result<Option<Organization>, StoreError>;
     async fn count_orgs(&self) -> Result<u64, StoreError>;

@@ -62,6 +62,17 @@ pub trait UserStore: Send + Sync {
         email: &Email,
         password_hash: &str,
     ) -> Result<UserRecord, StoreError>;
+    /// Creates the account and its membership of `org` in one
+    /// transaction: both or neither, so a failed membership leaves no
+    /// account that belongs nowhere. [`StoreError::Conflict`] when the
+    /// email is taken.
+    async fn create_member(
+        &self,
+        email: &Email,
+        password_hash: &str,
+        org: OrgId,
+        role: Role,
+    ) -> Result<UserRecord, StoreError>;
     async fn find_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
     async fn get_user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;

@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use super::StoreError;
-use crate::domain::{DeliveryId, EventId, OrgId, SessionId, WebhookId};
+use crate::domain::{
+    DeliveryId, DeliveryStatus, DisabledReason, EventId, OrgId, SessionId, WebhookId,
+};
 use crate::events::{Envelope, EventType};
 use crate::secret::Secret;
-use crate::webhooks::{DeliveryStatus, DisabledReason};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookRecord {

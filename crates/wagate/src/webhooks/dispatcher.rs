@@ -25,11 +25,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::{DisabledReason, sign};
-use crate::domain::{SessionId, WebhookId};
+use super::sign;
+use crate::domain::{DisabledReason, SessionId, WebhookId};
 use crate::egress::{EgressPolicy, describe};
-use crate::events::EventHub;
 use crate::group_commit::next_group;
+use crate::hub::EventHub;
 use crate::metrics::DeliveryResult;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
 

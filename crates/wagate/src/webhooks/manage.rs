@@ -1,20 +1,19 @@
 //! What the REST API and the dashboard both do to webhooks: check what a
 //! person typed (one set of rules, so a URL the API refuses is refused on
-//! the page too, with the same words), create one, and send it a test
-//! event.
+//! the page too, with the same words), create, change, enable, disable
+//! and delete one, and send it a test event.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use url::Url;
 
-use crate::domain::{OrgId, SessionId, WebhookId};
+use crate::domain::{OrgId, SessionId, WebhookId, generate_secret};
 use crate::egress::{EgressError, EgressPolicy};
-use crate::events::{EventHub, EventType};
+use crate::events::EventType;
+use crate::hub::EventHub;
 use crate::secret::Secret;
-use crate::store::{DeliveryRecord, NewWebhook, Store, StoreError, WebhookRecord};
-
-use super::generate_secret;
+use crate::store::{DeliveryRecord, NewWebhook, Store, StoreError, WebhookPatch, WebhookRecord};
 
 /// Webhooks an organization may have: every event fans out to each.
 pub const MAX_WEBHOOKS: u64 = 50;
@@ -228,6 +227,88 @@ pub async fn create(
         .await?;
     tracing::info!(webhook_id = %record.id, "webhook created");
     Ok((record, secret))
+}
+
+/// A change to a webhook as a person describes it, before any check:
+/// `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookChange {
+    pub url: Option<String>,
+    /// `Some(None)`, or a list holding `"*"`: every type.
+    pub events: Option<Option<Vec<String>>>,
+    /// `Some(None)`: every session.
+    pub sessions: Option<Option<Vec<String>>>,
+    /// Enabling a webhook the gateway disabled resumes its pending
+    /// deliveries.
+    pub enabled: Option<bool>,
+}
+
+/// Checks `change` and applies it.
+pub async fn update(
+    store: &dyn Store,
+    egress: &EgressPolicy,
+    org: OrgId,
+    id: WebhookId,
+    change: WebhookChange,
+) -> Result<WebhookRecord, WebhookError> {
+    let webhooks = store.webhooks();
+    // Not found before invalid: another organization's webhook reveals
+    // nothing, not even what its validation would say.
+    webhooks
+        .get_webhook(org, id)
+        .await?
+        .ok_or(WebhookError::NotFound)?;
+    let url = match change.url {
+        Some(url) => Some(parse_url(egress, &url).await?),
+        None => None,
+    };
+    let event_types = change.events.map(parse_events).transpose()?;
+    let session_ids = match change.sessions {
+        Some(sessions) => Some(parse_sessions(store, org, sessions).await?),
+        None => None,
+    };
+    webhooks
+        .update_webhook(
+            org,
+            id,
+            WebhookPatch {
+                url,
+                event_types,
+                session_ids,
+                enabled: change.enabled,
+            },
+        )
+        .await?
+        .ok_or(WebhookError::NotFound)
+}
+
+/// Enables or disables a webhook, and nothing else.
+pub async fn set_enabled(
+    store: &dyn Store,
+    org: OrgId,
+    id: WebhookId,
+    enabled: bool,
+) -> Result<WebhookRecord, WebhookError> {
+    let patch = WebhookPatch {
+        enabled: Some(enabled),
+        ..WebhookPatch::default()
+    };
+    let record = store
+        .webhooks()
+        .update_webhook(org, id, patch)
+        .await?
+        .ok_or(WebhookError::NotFound)?;
+    tracing::info!(webhook_id = %id, enabled, "webhook enabled or disabled");
+    Ok(record)
+}
+
+/// Deletes a webhook and its delivery log.
+pub async fn delete(store: &dyn Store, org: OrgId, id: WebhookId) -> Result<(), WebhookError> {
+    if !store.webhooks().delete_webhook(org, id).await? {
+        return Err(WebhookError::NotFound);
+    }
+    tracing::info!(webhook_id = %id, "webhook deleted");
+    Ok(())
 }
 
 /// Queues a `webhook.test` event for this one webhook, whatever its

@@ -7,22 +7,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 
+use crate::domain::SECRET_PREFIX;
 use crate::secret::Secret;
-
-pub const SECRET_PREFIX: &str = "whsec_";
-
-/// Random bytes behind a new secret (the specification asks for 24 to 64).
-const SECRET_BYTES: usize = 32;
-
-/// A new `whsec_` secret.
-pub fn generate_secret() -> Secret<String> {
-    let mut key = [0u8; SECRET_BYTES];
-    rand::rng().fill_bytes(&mut key);
-    Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
@@ -70,6 +58,7 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{SECRET_BYTES, generate_secret};
 
     #[test]
     fn new_secrets_are_whsec_base64_of_32_random_bytes() {

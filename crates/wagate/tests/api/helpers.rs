@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use url::Url;
 use wagate::admin;
-use wagate::app::{AppState, build_app};
+use wagate::app::AppState;
 use wagate::config::Config;
+use wagate::serve::build_app;
 use wagate::session::whatsapp::WhatsAppEngine;
 use wagate::store::{SqliteStore, Store};
 
@@ -104,7 +105,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let state = AppState::new(&config, Arc::clone(&store), engine, shutdown.clone());
         Self {
-            metrics: wagate::metrics::router(state.clone()),
+            metrics: wagate::metrics::scrape::router(state.clone()),
             router: build_app(state),
             store,
             token: issued.token.plaintext().expose().clone(),
@@ -233,7 +234,7 @@ impl TestApp {
             .clone()
             .oneshot(
                 Request::builder()
-                    .uri(wagate::metrics::PATH)
+                    .uri(wagate::metrics::scrape::PATH)
                     .body(Body::empty())
                     .unwrap_or_else(|e| panic!("{e}")),
             )

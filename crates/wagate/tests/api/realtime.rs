@@ -5,7 +5,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wagate::admin;
-use wagate::app::Application;
+use wagate::serve::Application;
 
 use crate::helpers::test_config;
 

@@ -13,9 +13,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
-use wagate::app::Application;
 use wagate::config::Config;
 use wagate::domain::{OrgId, SessionId};
+use wagate::serve::Application;
 use wagate::store::Store;
 
 use crate::helpers::{default_org, log_qr_event, test_config};

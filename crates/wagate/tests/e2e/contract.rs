@@ -1,8 +1,9 @@
 //! The API contract, checked by tools that know only the OpenAPI document:
 //! schemathesis (every check) against a live gateway with a linked
 //! session, and clients generated from the document in Python and
-//! TypeScript. Each needs its tool installed (`.ci/run` installs them);
-//! a machine without one fails here, saying what to install.
+//! TypeScript. Each needs its tools installed (`.ci/run` installs them);
+//! without them a test is skipped, saying what to install, or fails when
+//! its `WAGATE_REQUIRE_*` variable asks for them (see `tools`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use crate::helpers::{Limits, link_by_qr, world};
+use crate::tools;
 
 /// Generous for two cores shared with the rest of the suite; a run that
 /// takes longer is stopped and fails.
@@ -53,27 +55,11 @@ async fn run(mut command: Command, limit: Duration, what: &str) -> (bool, String
     }
 }
 
-/// Python 3 with `module` importable, or a failure naming the package.
-async fn python_with(module: &str, package: &str) {
-    let mut check = Command::new("python3");
-    check.args(["-c", &format!("import {module}")]);
-    let (ok, stderr) = match check.output().await {
-        Ok(output) => (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        ),
-        Err(e) => panic!("python3 is needed for this test ({e}); .ci/run installs it"),
-    };
-    assert!(
-        ok,
-        "the PyPI package {package} is needed for this test: python3 -m pip install {package} \
-         (.ci/run does)\n{stderr}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure_with_every_check() {
-    python_with("schemathesis", "schemathesis").await;
+    if !tools::present(&tools::SCHEMATHESIS) {
+        return;
+    }
     let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
     // The messaging and chat operations reach their success paths on it.
     let session = link_by_qr(&gateway, &mut events, &sim, "15550001111").await;
@@ -150,16 +136,11 @@ fn client_result(client: &str, printed: &str) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_python_and_typescript_clients_create_a_session_read_its_qr_code_and_list() {
-    python_with("openapi_python_client", "openapi-python-client").await;
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
-    let node_modules = tools.join("node_modules");
-    assert!(
-        node_modules.join("openapi-typescript").is_dir()
-            && node_modules.join("openapi-fetch").is_dir()
-            && node_modules.join("typescript").is_dir(),
-        "the npm generators are needed for this test: npm ci --prefix {} (.ci/run does)",
-        tools.display()
-    );
+    if !tools::present(&tools::CLIENT_GENERATORS) {
+        return;
+    }
+    let clients = Path::new(tools::NODE_CLIENTS_DIR);
+    let node_modules = clients.join("node_modules");
 
     let (_sim, _dir, gateway, mut events) = world(Limits::default()).await;
     let document = gateway
@@ -172,7 +153,7 @@ async fn generated_python_and_typescript_clients_create_a_session_read_its_qr_co
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Inside the tools' directory, so node resolves openapi-fetch.
-    let work = tempfile::TempDir::new_in(&tools).unwrap_or_else(|e| panic!("{e}"));
+    let work = tempfile::TempDir::new_in(clients).unwrap_or_else(|e| panic!("{e}"));
     let doc = work.path().join("openapi.json");
     std::fs::write(&doc, &document).unwrap_or_else(|e| panic!("{e}"));
 
@@ -221,7 +202,7 @@ async fn generated_python_and_typescript_clients_create_a_session_read_its_qr_co
         !format!("{stdout}{stderr}").to_lowercase().contains("warn"),
         "openapi-typescript warned:\n{stdout}\n{stderr}"
     );
-    std::fs::copy(tools.join("client.mts"), work.path().join("client.mts"))
+    std::fs::copy(clients.join("client.mts"), work.path().join("client.mts"))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut tsc = Command::new("node");
     tsc.current_dir(work.path())

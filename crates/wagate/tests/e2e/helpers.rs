@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use wagate::app::Application;
 use wagate::config::Config;
+use wagate::serve::Application;
 use wasim::{SimConfig, Simulator};
 
 use crate::test_postgres::TestDatabase;

@@ -2,6 +2,10 @@
 //! the wasim simulator on loopback. Everything waits on events with
 //! timeouts; nothing sleeps to synchronise.
 
+// The whole crate is test code: its helpers, too, may fail the test by
+// panicking (clippy.toml only exempts `#[test]` functions and `cfg(test)`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 #[path = "../common/prometheus.rs"]
 mod prometheus;
@@ -18,5 +22,7 @@ mod resilience;
 mod secrets;
 #[path = "../../src/store/test_postgres.rs"]
 mod test_postgres;
+#[path = "../support/tools.rs"]
+mod tools;
 #[path = "../support/webhook_receiver.rs"]
 mod webhook_receiver;

@@ -5,6 +5,8 @@
 //! own), provisions N linked devices through the admin API, then connects N
 //! raw protocol clients (Noise XX + login) and holds them all open.
 
+#![forbid(unsafe_code)]
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::command::format_pairing_code;
 use super::*;
 use crate::domain::{Label, Phone};
-use crate::events::{Filter, HubLimits, Subscription};
+use crate::hub::{Filter, HubLimits, Subscription};
 use crate::session::engine::{EngineError, EngineEvent, Identity};
 use crate::store::{
     EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
@@ -116,7 +116,7 @@ impl Link for FakeLink {
 
     async fn disconnect(&self) {}
 
-    fn messenger(&self) -> Option<Arc<dyn crate::outbox::Messenger>> {
+    fn messenger(&self) -> Option<Arc<dyn crate::session::messenger::Messenger>> {
         None
     }
 }

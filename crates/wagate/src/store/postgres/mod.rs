@@ -20,7 +20,7 @@
 //! backwards within a process; several gateway processes on one database
 //! would also need their clocks in step (and are not supported yet).
 //!
-//! The WhatsApp key store (`store/sql/keys.rs`) writes outside the writer
+//! The WhatsApp key store (`store/sql/keys.rs`, `keys/`) writes outside the writer
 //! lock: it logs no events, and each session's rows are its own.
 
 // Each file of `store/sql/` is compiled once per backend on purpose.

@@ -160,6 +160,7 @@ fn for_each_connection_to(
             // number be reused at once, the peer check below sees the new
             // socket: `visit` only ever sees a TCP connection to the
             // database server, whichever it is.
+            #[allow(unsafe_code)]
             None => unsafe { BorrowedFd::borrow_raw(fd) },
         };
         let peer = getpeername(socket)

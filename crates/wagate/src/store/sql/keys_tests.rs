@@ -6,8 +6,17 @@
 
 use std::collections::HashMap;
 
-use wacore::store::traits::DeviceInfo;
+use bytes::Bytes;
+use wacore::appstate::hash::HashState;
+use wacore::appstate::processor::AppStateMutationMAC;
+use wacore::store::Device;
+use wacore::store::traits::{
+    AppStateSyncKey, DeviceInfo, DeviceListRecord, LidPnMappingEntry, MsgSecretEntry,
+    PendingInboundKey, PendingInboundRow, TcTokenEntry,
+};
 
+use super::app_state::{decode_index_values, encode_index_values};
+use super::device::DEVICE_ID;
 use super::*;
 use crate::domain::OrgId;
 use crate::store::{MutationMac, NewSession, OrgStore, PendingInbound, SentMessage, SessionStore};

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Backend, DbRow, parse};
+use super::{Backend, DbConnection, DbRow, parse};
 use crate::domain::{Email, OrgId, Role, TokenHash, TokenId, UserId};
 use crate::store::users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
 use crate::store::{Organization, StoreError, from_millis, millis, now};
@@ -39,6 +39,47 @@ fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     }
 }
 
+async fn insert_user(
+    conn: &mut DbConnection,
+    email: &Email,
+    password_hash: &str,
+) -> Result<UserRecord, StoreError> {
+    let record = UserRecord {
+        id: UserId::new(),
+        email: email.clone(),
+        password_hash: password_hash.to_string(),
+        created_at: now(),
+    };
+    sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(record.id.to_string())
+        .bind(record.email.as_str())
+        .bind(&record.password_hash)
+        .bind(millis(record.created_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(conflict("a user with this email"))?;
+    Ok(record)
+}
+
+async fn insert_membership(
+    conn: &mut DbConnection,
+    user: UserId,
+    org: OrgId,
+    role: Role,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(user.to_string())
+    .bind(org.to_string())
+    .bind(role.as_str())
+    .bind(millis(now()))
+    .execute(&mut *conn)
+    .await
+    .map_err(conflict("a membership of this user"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for Backend {
     async fn create_user(
@@ -46,23 +87,22 @@ impl UserStore for Backend {
         email: &Email,
         password_hash: &str,
     ) -> Result<UserRecord, StoreError> {
-        let record = UserRecord {
-            id: UserId::new(),
-            email: email.clone(),
-            password_hash: password_hash.to_string(),
-            created_at: now(),
-        };
-        sqlx::query(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(record.id.to_string())
-        .bind(record.email.as_str())
-        .bind(&record.password_hash)
-        .bind(millis(record.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(conflict("a user with this email"))?;
-        Ok(record)
+        insert_user(&mut *self.pool.acquire().await?, email, password_hash).await
+    }
+
+    async fn create_member(
+        &self,
+        email: &Email,
+        password_hash: &str,
+        org: OrgId,
+        role: Role,
+    ) -> Result<UserRecord, StoreError> {
+        // It logs no event, so a plain transaction, not the writer's turn.
+        let mut tx = self.pool.begin().await?;
+        let user = insert_user(&mut tx, email, password_hash).await?;
+        insert_membership(&mut tx, user.id, org, role).await?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     async fn find_user(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
@@ -109,17 +149,7 @@ impl UserStore for Backend {
     }
 
     async fn add_membership(&self, user: UserId, org: OrgId, role: Role) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO memberships (user_id, org_id, role, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(user.to_string())
-        .bind(org.to_string())
-        .bind(role.as_str())
-        .bind(millis(now()))
-        .execute(&self.pool)
-        .await
-        .map_err(conflict("a membership of this user"))?;
-        Ok(())
+        insert_membership(&mut *self.pool.acquire().await?, user, org, role).await
     }
 
     async fn memberships(&self, user: UserId) -> Result<Vec<Membership>, StoreError> {
@@ -329,6 +359,57 @@ mod tests {
         let listed = users.list_tokens(org.id).await?;
         assert_eq!(listed.len(), 1);
         assert!(listed[0].revoked_at.is_some());
+        Ok(())
+    }
+
+    /// A new dashboard user's write: the account and its membership, both
+    /// or neither.
+    #[tokio::test]
+    async fn an_account_and_its_membership_are_created_together_or_not_at_all()
+    -> Result<(), StoreError> {
+        let Some(store) = test_store().await else {
+            return Ok(());
+        };
+        let users = store.users();
+        let org = store.create_org("acme").await?;
+        let ada = users
+            .create_member(&email("ada@example.com"), "$hash", org.id, Role::Admin)
+            .await?;
+        assert_eq!(
+            users.find_user(&email("ada@example.com")).await?,
+            Some(ada.clone())
+        );
+        let memberships = users.memberships(ada.id).await?;
+        assert_eq!(memberships.len(), 1);
+        assert_eq!(memberships[0].org.id, org.id);
+        assert_eq!(memberships[0].role, Role::Admin);
+
+        // The membership violates its foreign key (no such organization):
+        // the account created before it in the transaction goes too.
+        assert!(
+            users
+                .create_member(
+                    &email("bob@example.com"),
+                    "$hash",
+                    OrgId::new(),
+                    Role::Member
+                )
+                .await
+                .is_err()
+        );
+        assert_eq!(users.find_user(&email("bob@example.com")).await?, None);
+        assert_eq!(users.count_users().await?, 1);
+
+        // A taken email is the conflict `create_user` reports, and adds no
+        // membership.
+        let other = store.create_org("globex").await?;
+        assert!(matches!(
+            users
+                .create_member(&email("ADA@example.com"), "$x", other.id, Role::Member)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(users.members(other.id).await?.is_empty());
         Ok(())
     }
 

@@ -162,6 +162,8 @@ async fn query_planner_stability(
     // SAFETY: `db` is this connection's open handle, held by `handle` so
     // that nothing else calls into it meanwhile; this option takes an int
     // and a pointer to an int that receives the setting, both live here.
+    #[allow(unsafe_code)]
+    #[allow(unsafe_code)]
     let rc = unsafe { sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_QPSG, to, &raw mut setting) };
     if rc == SQLITE_OK {
         Ok(setting)
