@@ -326,10 +326,10 @@ fn references(file: &SourceFile, src: &str, children: &BTreeSet<ModPath>) -> Vec
             _ => {}
         }
         if ident(&tokens, i) == Some("mod") {
-            if let Some(name) = ident(&tokens, i + 1) {
-                if is(&tokens, i + 2, &Token::Punct('{')) {
-                    pending_mod = Some(name.to_string());
-                }
+            if let Some(name) = ident(&tokens, i + 1)
+                && is(&tokens, i + 2, &Token::Punct('{'))
+            {
+                pending_mod = Some(name.to_string());
             }
             i += 2;
             continue;

@@ -16,7 +16,7 @@ use crate::SimHandle;
 use crate::error::SimError;
 use crate::server::Server;
 
-pub fn routes() -> Router<Arc<Server>> {
+pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/admin/phones/{phone}/register", post(register))
         .route("/admin/phones/{phone}/scan", post(scan))
@@ -57,7 +57,7 @@ fn handle(server: Arc<Server>) -> SimHandle {
 }
 
 /// Admin errors: `{"error": {"code", "message"}}` with a 4xx status.
-pub struct AdminError(StatusCode, &'static str, String);
+pub(crate) struct AdminError(StatusCode, &'static str, String);
 
 impl From<SimError> for AdminError {
     fn from(e: SimError) -> Self {

@@ -17,7 +17,7 @@ use crate::server::{ConnId, Server};
 
 /// What the rest of the simulator can ask of a connection.
 #[derive(Debug)]
-pub enum Outbound {
+pub(crate) enum Outbound {
     Node(Node),
     /// Send this node (a stream error or failure), then close.
     NodeThenClose(Node),
@@ -29,10 +29,10 @@ pub enum Outbound {
     Stall,
 }
 
-pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
+pub(crate) type OutboundTx = mpsc::UnboundedSender<Outbound>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     #[error("handshake: {0}")]
     Handshake(#[from] noise::HandshakeError),
     #[error("socket closed during handshake")]
@@ -131,7 +131,7 @@ impl Cipher {
 
 /// Serves one WebSocket until either side closes it. Errors are logged here,
 /// once: a misbehaving client never takes anything else down.
-pub async fn serve(mut socket: WebSocket, server: Arc<Server>) {
+pub(crate) async fn serve(mut socket: WebSocket, server: Arc<Server>) {
     server.stats.connection_opened();
     if let Err(e) = run(&mut socket, &server).await {
         tracing::info!(error = %e, "closing connection");

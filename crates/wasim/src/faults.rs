@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     delay_ms: AtomicU64,
     jitter_ms: AtomicU64,
     outage_until: Mutex<Option<Instant>>,
@@ -20,17 +20,17 @@ impl Faults {
     /// Every stanza the server sends waits `delay`, give or take up to
     /// `jitter` (uniform): a network's latency. Stanzas keep their order
     /// (each connection's writer waits in turn).
-    pub fn set_latency(&self, delay: Duration, jitter: Duration) {
+    pub(crate) fn set_latency(&self, delay: Duration, jitter: Duration) {
         self.delay_ms.store(millis(delay), Ordering::Relaxed);
         self.jitter_ms.store(millis(jitter), Ordering::Relaxed);
     }
 
-    pub fn set_response_delay(&self, delay: Duration) {
+    pub(crate) fn set_response_delay(&self, delay: Duration) {
         self.set_latency(delay, Duration::ZERO);
     }
 
     /// The wait before the next stanza goes out.
-    pub fn response_delay(&self) -> Duration {
+    pub(crate) fn response_delay(&self) -> Duration {
         let delay = self.delay_ms.load(Ordering::Relaxed);
         let jitter = self.jitter_ms.load(Ordering::Relaxed);
         if jitter == 0 {
@@ -42,14 +42,14 @@ impl Faults {
     }
 
     /// Refuse every new connection for `duration` (zero ends an outage).
-    pub fn start_outage(&self, duration: Duration) {
+    pub(crate) fn start_outage(&self, duration: Duration) {
         let until = (!duration.is_zero()).then(|| Instant::now() + duration);
         if let Ok(mut slot) = self.outage_until.lock() {
             *slot = until;
         }
     }
 
-    pub fn in_outage(&self) -> bool {
+    pub(crate) fn in_outage(&self) -> bool {
         self.outage_until
             .lock()
             .map(|slot| slot.is_some_and(|until| Instant::now() < until))
@@ -62,13 +62,13 @@ impl Faults {
 /// trusted-contact token; 479: malformed; ...). Lives in the world, which
 /// the relay holds locked anyway.
 #[derive(Default)]
-pub struct Nacks {
+pub(crate) struct Nacks {
     pending: HashMap<String, (u32, u16)>,
 }
 
 impl Nacks {
     /// Replaces any nack still pending for `phone`; a count of 0 clears it.
-    pub fn set(&mut self, phone: &str, count: u32, code: u16) {
+    pub(crate) fn set(&mut self, phone: &str, count: u32, code: u16) {
         if count == 0 {
             self.pending.remove(phone);
         } else {
@@ -77,7 +77,7 @@ impl Nacks {
     }
 
     /// The code to nack the next message to `phone` with, if any; uses one up.
-    pub fn take(&mut self, phone: &str) -> Option<u16> {
+    pub(crate) fn take(&mut self, phone: &str) -> Option<u16> {
         let (count, code) = self.pending.get_mut(phone)?;
         let code = *code;
         *count -= 1;
@@ -101,7 +101,7 @@ pub struct StatsSnapshot {
 }
 
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Woken on every connection change, so tests wait instead of polling.
     changed: tokio::sync::Notify,
     open: AtomicU64,
@@ -113,22 +113,22 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.open.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
-    pub fn connection_refused(&self) {
+    pub(crate) fn connection_refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
 
     /// Resolves once `ready` holds for the counters.
-    pub async fn wait_until(&self, mut ready: impl FnMut(&StatsSnapshot) -> bool) {
+    pub(crate) async fn wait_until(&self, mut ready: impl FnMut(&StatsSnapshot) -> bool) {
         loop {
             let changed = self.changed.notified();
             if ready(&self.snapshot()) {
@@ -137,17 +137,17 @@ impl Stats {
             changed.await;
         }
     }
-    pub fn stanza_in(&self) {
+    pub(crate) fn stanza_in(&self) {
         self.stanzas_in.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn stanza_out(&self) {
+    pub(crate) fn stanza_out(&self) {
         self.stanzas_out.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn digest_answered(&self) {
+    pub(crate) fn digest_answered(&self) {
         self.digests_answered.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             connections_open: self.open.load(Ordering::Relaxed),
             connections_total: self.total.load(Ordering::Relaxed),

@@ -9,13 +9,13 @@ use crate::world::{ConnId, Role, World};
 use crate::{pair_code, pairing, prekeys, relay};
 
 /// The query a device sends after login to check the keys the server holds.
-pub fn is_digest_query(iq: &Node) -> bool {
+pub(crate) fn is_digest_query(iq: &Node) -> bool {
     attr(iq, "xmlns").as_deref() == Some("encrypt")
         && attr(iq, "type").as_deref() == Some("get")
         && children(iq).first().map(|c| c.tag.as_ref()) == Some("digest")
 }
 
-pub fn handle(w: &mut World, conn: ConnId, iq: &Node) {
+pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
     let id = attr(iq, "id").unwrap_or_default();
     let kind = attr(iq, "type").unwrap_or_default();
     if kind == "result" || kind == "error" {
@@ -112,7 +112,7 @@ fn app_state_sync(id: &str, iq: &Node) -> Node {
 }
 
 /// The account and device a connection is logged in as.
-pub fn device_of(w: &World, conn: ConnId) -> Option<(String, u16)> {
+pub(crate) fn device_of(w: &World, conn: ConnId) -> Option<(String, u16)> {
     match w.conns.get(&conn)?.role.as_ref()? {
         Role::Device { phone, device } => Some((phone.clone(), *device)),
         Role::Pairing(_) => None,

@@ -43,7 +43,7 @@ pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
-pub use phone::{PhoneChatState, PhoneMessage, PhoneReceipt};
+pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
 pub use phone_media::{Attachment, AttachmentKind, SentMedia};
 use server::Server;
 

@@ -23,7 +23,7 @@ use crate::world::World;
 /// WhatsApp's own limit for documents; anything bigger is a client bug here.
 const MAX_UPLOAD: usize = 100 << 20;
 
-pub fn media_conn(w: &World, id: &str) -> Node {
+pub(crate) fn media_conn(w: &World, id: &str) -> Node {
     iq_result(
         id,
         vec![
@@ -38,7 +38,7 @@ pub fn media_conn(w: &World, id: &str) -> Node {
     )
 }
 
-pub fn routes() -> Router<Arc<Server>> {
+pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route(
             "/mms/{kind}/{token}",

@@ -11,7 +11,7 @@ use crate::phone::content::MediaRef;
 use crate::world::World;
 
 #[derive(Debug, thiserror::Error)]
-pub enum MediaError {
+pub(crate) enum MediaError {
     #[error("the message names no media path")]
     NoPath,
     #[error("the message carries no media key")]
@@ -32,7 +32,7 @@ pub enum MediaError {
 
 impl MediaError {
     /// A stable name for the admin API.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::NoPath => "no_path",
             Self::NoKey => "no_media_key",
@@ -49,7 +49,7 @@ impl MediaError {
 
 /// The encrypted blob, from the simulator's own store (where its media
 /// endpoint put the upload). Call with the world locked; cheap (a refcount).
-pub fn fetch(w: &World, media: &MediaRef) -> Result<Bytes, MediaError> {
+pub(crate) fn fetch(w: &World, media: &MediaRef) -> Result<Bytes, MediaError> {
     let path = media
         .direct_path
         .clone()
@@ -69,7 +69,7 @@ fn path_of_url(url: &str) -> Option<String> {
 }
 
 /// Checks and decrypts a fetched blob; CPU-bound, call without the lock.
-pub fn open(blob: &[u8], media: &MediaRef) -> Result<Vec<u8>, MediaError> {
+pub(crate) fn open(blob: &[u8], media: &MediaRef) -> Result<Vec<u8>, MediaError> {
     let key = media.media_key.as_deref().ok_or(MediaError::NoKey)?;
     if let Some(expected) = &media.file_enc_sha256
         && Sha256::digest(blob)[..] != expected[..]

@@ -11,7 +11,7 @@ use wacore_noise::{NoiseCipher, NoiseHandshake};
 use waproto::whatsapp as wa;
 
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("malformed handshake message: {0}")]
     Malformed(&'static str),
     #[error("handshake crypto failed: {0}")]
@@ -26,13 +26,13 @@ impl From<wacore_noise::HandshakeError> for HandshakeError {
 
 /// The simulator's long-lived server identity: the Noise static key and the
 /// certificate chain that vouches for it.
-pub struct ServerIdentity {
+pub(crate) struct ServerIdentity {
     static_kp: KeyPair,
     cert_chain: Vec<u8>,
 }
 
 impl ServerIdentity {
-    pub fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let static_kp = KeyPair::generate(&mut rand::rng());
         let public = key32(static_kp.public_key.public_key_bytes()).unwrap_or([0; 32]);
         // Zero-signed chain: accepted only by clients built with
@@ -55,7 +55,7 @@ impl ServerIdentity {
 }
 
 /// Transport keys after a completed handshake, from the server's side.
-pub struct TransportKeys {
+pub(crate) struct TransportKeys {
     /// Decrypts what the client sends.
     pub read: NoiseCipher,
     /// Encrypts what we send.
@@ -63,7 +63,7 @@ pub struct TransportKeys {
 }
 
 /// What the client proved during the handshake.
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     pub client_static: [u8; 32],
     pub payload: wa::ClientPayload,
     pub keys: TransportKeys,
@@ -71,7 +71,7 @@ pub struct Authenticated {
 
 /// A handshake in progress: either finished after the first message (IK) or
 /// waiting for the client's finish message (XX).
-pub enum Progress {
+pub(crate) enum Progress {
     /// Send `reply`, then the handshake is complete.
     Done {
         reply: Vec<u8>,
@@ -84,19 +84,19 @@ pub enum Progress {
     },
 }
 
-pub struct PendingXx {
+pub(crate) struct PendingXx {
     noise: NoiseHandshake,
     ephemeral: KeyPair,
 }
 
 /// Strips the connection header the client sends in front of its first
 /// frame; `None` when it is not there.
-pub fn strip_conn_header(raw: &[u8]) -> Option<&[u8]> {
+pub(crate) fn strip_conn_header(raw: &[u8]) -> Option<&[u8]> {
     raw.strip_prefix(&WA_CONN_HEADER[..])
 }
 
 /// Handles the client hello (the first frame's payload).
-pub fn respond_to_hello(
+pub(crate) fn respond_to_hello(
     server: &ServerIdentity,
     hello_frame: &[u8],
 ) -> Result<Progress, HandshakeError> {
@@ -142,7 +142,7 @@ fn respond_xx(server: &ServerIdentity, client_eph: &[u8; 32]) -> Result<Progress
 
 impl PendingXx {
     /// Consumes the client finish: the client's static key and its login payload.
-    pub fn finish(mut self, finish_frame: &[u8]) -> Result<Authenticated, HandshakeError> {
+    pub(crate) fn finish(mut self, finish_frame: &[u8]) -> Result<Authenticated, HandshakeError> {
         let msg = wa::HandshakeMessage::decode_from_slice(finish_frame)
             .map_err(|_| HandshakeError::Malformed("client finish is not a HandshakeMessage"))?;
         let finish = msg

@@ -48,7 +48,7 @@ pub enum CodeOutcome {
 }
 
 /// A pairing-code exchange in progress on one connection.
-pub struct CodeFlow {
+pub(crate) struct CodeFlow {
     phone: String,
     reference: Vec<u8>,
     wrapped_companion_eph: [u8; 80],
@@ -68,7 +68,7 @@ struct Attempt {
 
 /// The client's `link_code_companion_reg` IQs. Anything malformed gets the
 /// `bad-request` WhatsApp uses for every refusal of this flow.
-pub fn on_companion_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
+pub(crate) fn on_companion_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
     let handled =
         child(iq, "link_code_companion_reg").and_then(|reg| match attr(reg, "stage").as_deref() {
             Some("companion_hello") => companion_hello(w, conn, id, reg),
@@ -174,7 +174,11 @@ fn companion_finish(w: &mut World, conn: ConnId, id: &str, reg: &Node) -> Option
 
 /// The phone `phone`'s user types `typed` into "Link with phone number".
 /// Resolves once the phone knows whether the code worked.
-pub async fn enter(server: &Server, phone: &str, typed: &str) -> Result<CodeOutcome, SimError> {
+pub(crate) async fn enter(
+    server: &Server,
+    phone: &str,
+    typed: &str,
+) -> Result<CodeOutcome, SimError> {
     let code = normalize(typed)?;
     let (conn, reference, wrapped_companion_eph) = {
         let mut w = server.world();

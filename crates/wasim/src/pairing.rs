@@ -16,7 +16,7 @@ use crate::world::{ConnId, Device, PairingConn, PendingLink, PreKeys, Role, Worl
 
 /// A new device connected: remember what it registered with and hand it the
 /// refs its QR codes will carry.
-pub fn start(
+pub(crate) fn start(
     w: &mut World,
     conn: ConnId,
     noise_pub: [u8; 32],
@@ -105,7 +105,7 @@ fn parse_qr(qr: &str) -> Result<ScannedQr, SimError> {
 }
 
 /// The fake phone `phone` scans `qr`.
-pub fn scan(w: &mut World, phone: &str, qr: &str) -> Result<(), SimError> {
+pub(crate) fn scan(w: &mut World, phone: &str, qr: &str) -> Result<(), SimError> {
     let scanned = parse_qr(qr)?;
     if w.used_refs.contains(&scanned.reference) {
         return Err(SimError::QrAlreadyUsed);
@@ -136,7 +136,7 @@ pub fn scan(w: &mut World, phone: &str, qr: &str) -> Result<(), SimError> {
 
 /// The phone vouches for the companion: sends `pair-success` with a device
 /// identity signed by the account key and authenticated with `adv_secret`.
-pub fn link(
+pub(crate) fn link(
     w: &mut World,
     conn: ConnId,
     phone: &str,
@@ -213,7 +213,7 @@ pub fn link(
 
 /// The client answered a `pair-success`: on a signed identity the device is
 /// linked and must reconnect (515) to log in as itself.
-pub fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
+pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
     let Some(id) = attr(iq, "id") else {
         return false;
     };

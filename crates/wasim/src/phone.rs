@@ -8,15 +8,15 @@
 //! never across an await. One actor for all phones also keeps every
 //! phone's messages in the order they were routed, which Signal needs.
 
-pub mod content;
-mod inbox;
+pub(crate) mod content;
+pub(crate) mod inbox;
 mod incoming;
 mod outgoing;
 mod receipts;
 mod store;
 
-pub use inbox::{Inbox, PhoneChatState, PhoneMessage, PhoneReceipt};
-pub use receipts::{Reading, play, read};
+pub(crate) use inbox::{Inbox, PhoneChatState, PhoneMessage, PhoneReceipt};
+pub(crate) use receipts::{Reading, play, read};
 
 use incoming::on_stanza;
 use outgoing::{send_group_message, send_message, share_key};
@@ -45,7 +45,7 @@ use crate::world::{PreKeys, World};
 const ONE_TIME_PREKEYS: u32 = 100;
 
 /// What the actor is asked to do.
-pub enum Command {
+pub(crate) enum Command {
     /// Take over a phone's freshly generated Signal state.
     Install {
         phone: String,
@@ -84,7 +84,7 @@ struct AppStateKey {
 }
 
 /// A phone's private Signal state.
-pub struct PhoneSignal {
+pub(crate) struct PhoneSignal {
     identities: store::Identities,
     sessions: store::Sessions,
     prekeys: store::PreKeys,
@@ -183,7 +183,7 @@ impl PhoneSignal {
 /// Gives the phone its Signal keys the first time they are needed, and
 /// publishes its bundle. False if the phone cannot take part in Signal
 /// (no such account, or no actor running).
-pub fn ensure_keys(w: &mut World, phone: &str) -> bool {
+pub(crate) fn ensure_keys(w: &mut World, phone: &str) -> bool {
     let Some(tx) = w.phone_tx.clone() else {
         return false;
     };
@@ -228,7 +228,7 @@ fn ask(
 }
 
 /// A stanza addressed to the phone itself.
-pub fn receive(w: &mut World, phone: &str, node: Node) {
+pub(crate) fn receive(w: &mut World, phone: &str, node: Node) {
     let cmd = Command::Receive {
         phone: phone.to_owned(),
         node,
@@ -240,7 +240,7 @@ pub fn receive(w: &mut World, phone: &str, node: Node) {
 
 /// A companion that just published its prekeys gets the app-state key, as a
 /// real phone sends it right after linking. Once per companion.
-pub fn share_app_state_key(w: &mut World, phone: &str, device: u16) {
+pub(crate) fn share_app_state_key(w: &mut World, phone: &str, device: u16) {
     if w.key_shared.insert((phone.to_owned(), device)) {
         let cmd = Command::ShareAppStateKey {
             phone: phone.to_owned(),
@@ -253,7 +253,7 @@ pub fn share_app_state_key(w: &mut World, phone: &str, device: u16) {
 /// Asks the phone to send `message` to `to` (an existing account); the
 /// message id arrives on the returned channel once it is on its way to every
 /// device.
-pub fn send(
+pub(crate) fn send(
     w: &mut World,
     phone: &str,
     to: &str,
@@ -264,7 +264,7 @@ pub fn send(
 
 /// Like [`send`], under a chosen message id: what a phone does when it
 /// sends a message again (after a retry receipt, or an ack it never got).
-pub fn send_as(
+pub(crate) fn send_as(
     w: &mut World,
     phone: &str,
     to: &str,
@@ -288,7 +288,7 @@ pub fn send_as(
 
 /// Asks the phone to send `message` to the group `group` (a JID), of which
 /// it must be a member; the message id arrives on the returned channel.
-pub fn send_group(
+pub(crate) fn send_group(
     w: &mut World,
     phone: &str,
     group: &str,
@@ -332,7 +332,7 @@ fn resolve_recipient(w: &World, to: &str) -> Option<String> {
 /// the voter, and goes to the poll's chat as a poll update. Ticking
 /// nothing takes the vote back. Returns the chat to send it to and the
 /// message.
-pub fn vote(
+pub(crate) fn vote(
     w: &World,
     phone: &str,
     poll_id: &str,
@@ -388,7 +388,7 @@ pub fn vote(
 }
 
 /// The phone's messages, oldest first.
-pub fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
+pub(crate) fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
     w.accounts
         .get(phone)
         .map(|a| a.phone_inbox.messages().to_vec())
@@ -397,7 +397,7 @@ pub fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
 // ---- the actor ----
 
 /// Runs every phone until the simulator stops.
-pub async fn run(
+pub(crate) async fn run(
     server: Weak<Server>,
     mut rx: mpsc::UnboundedReceiver<Command>,
     stop: CancellationToken,

@@ -56,7 +56,10 @@ fn media_type(kind: AttachmentKind) -> MediaType {
 
 /// Encrypts and stores the attachment; returns the message to send and
 /// the blob's direct path. Call with the world locked.
-pub fn upload(w: &mut World, attachment: &Attachment) -> Result<(wa::Message, String), SimError> {
+pub(crate) fn upload(
+    w: &mut World,
+    attachment: &Attachment,
+) -> Result<(wa::Message, String), SimError> {
     let encrypted = wacore::upload::encrypt_media(&attachment.bytes, media_type(attachment.kind))
         .map_err(|e| SimError::Internal(format!("encrypting the attachment: {e}")))?;
     // Named as the media endpoint names uploads: by the encrypted hash.

@@ -28,7 +28,7 @@ fn prekeys_mut(w: &mut World, conn: ConnId) -> Option<&mut PreKeys> {
 
 /// Stores a device's prekey upload. A companion's first upload is its first
 /// login after linking: that is when the phone shares its app-state key.
-pub fn upload(w: &mut World, conn: ConnId, iq: &Node) {
+pub(crate) fn upload(w: &mut World, conn: ConnId, iq: &Node) {
     store_upload(w, conn, iq);
     if let Some((phone, device)) = device_of(w, conn) {
         crate::phone::share_app_state_key(w, &phone, device);
@@ -57,7 +57,7 @@ fn store_upload(w: &mut World, conn: ConnId, iq: &Node) {
     }
 }
 
-pub fn rotate(w: &mut World, conn: ConnId, iq: &Node) {
+pub(crate) fn rotate(w: &mut World, conn: ConnId, iq: &Node) {
     if let (Some(p), Some(skey)) = (
         prekeys_mut(w, conn),
         child(iq, "rotate").and_then(|r| child(r, "skey")),
@@ -84,7 +84,7 @@ fn set_signed(p: &mut PreKeys, skey: &Node) {
 /// (identity, signed prekey, its signature, then each listed prekey), as
 /// WhatsApp computes it. A device that never uploaded gets 404, which makes
 /// it upload again.
-pub fn digest(w: &mut World, conn: ConnId, id: &str) -> Node {
+pub(crate) fn digest(w: &mut World, conn: ConnId, id: &str) -> Node {
     match prekeys_mut(w, conn).filter(|p| !p.identity.is_empty()) {
         Some(p) => iq_result(id, vec![digest_node(p)]),
         None => iq_error(id, 404, "item-not-found"),
@@ -138,13 +138,13 @@ fn signed_parts(p: &PreKeys) -> Vec<Node> {
     ]
 }
 
-pub fn count(w: &mut World, conn: ConnId) -> usize {
+pub(crate) fn count(w: &mut World, conn: ConnId) -> usize {
     prekeys_mut(w, conn).map_or(0, |p| p.one_time.len())
 }
 
 /// Answers `<key><user jid=../>..</key>` with one bundle per device, each
 /// consuming a one-time prekey as WhatsApp does.
-pub fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
+pub(crate) fn fetch(w: &mut World, id: &str, iq: &Node) -> Node {
     let users = child(iq, "key").map(children).unwrap_or(&[]);
     let mut running_low = Vec::new();
     let list = users

@@ -13,13 +13,13 @@ use crate::world::{Account, ConnId, PreKeys, World};
 /// A device address parsed from a JID: `phone[:device]@s.whatsapp.net` or
 /// `lid[:device]@lid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Addr {
+pub(crate) struct Addr {
     pub user: String,
     pub device: u16,
     pub is_lid: bool,
 }
 
-pub fn parse_jid(jid: &str) -> Option<Addr> {
+pub(crate) fn parse_jid(jid: &str) -> Option<Addr> {
     let (left, server) = jid.split_once('@')?;
     let is_lid = match server {
         "s.whatsapp.net" | "c.us" => false,
@@ -40,7 +40,7 @@ pub fn parse_jid(jid: &str) -> Option<Addr> {
 }
 
 /// The phone number of the account a (PN or LID) address belongs to.
-pub fn phone_of(w: &World, addr: &Addr) -> Option<String> {
+pub(crate) fn phone_of(w: &World, addr: &Addr) -> Option<String> {
     if addr.is_lid {
         w.accounts
             .values()
@@ -55,7 +55,7 @@ pub fn phone_of(w: &World, addr: &Addr) -> Option<String> {
 
 /// The prekeys of the device a JID names, for a prekey fetch, with a
 /// companion's signed device identity (the phone has none).
-pub fn resolve_device_mut<'a>(
+pub(crate) fn resolve_device_mut<'a>(
     w: &'a mut World,
     jid: &str,
 ) -> Option<(&'a mut PreKeys, Option<&'a [u8]>)> {
@@ -79,7 +79,7 @@ pub fn resolve_device_mut<'a>(
 /// phone number in `<contact>+1555...</contact>`; the answer names the
 /// user's JID either way. A number without an account is `type="out"`
 /// and has nothing else to report.
-pub fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
+pub(crate) fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
     let Some(sync) = child(iq, "usync") else {
         return iq_result(id, vec![]);
     };
@@ -190,7 +190,7 @@ fn device_list(account: &Account) -> Node {
 }
 
 /// A device's JID as the server writes it in `from`: device 0 bare.
-pub fn device_jid(phone: &str, device: u16) -> String {
+pub(crate) fn device_jid(phone: &str, device: u16) -> String {
     if device == 0 {
         format!("{phone}@s.whatsapp.net")
     } else {
@@ -201,7 +201,7 @@ pub fn device_jid(phone: &str, device: u16) -> String {
 /// After the client went active: everything queued for it, then the marker
 /// that ends offline delivery (the client waits for it before sending).
 /// From here on the connection gets its stanzas live.
-pub fn flush_offline(w: &mut World, conn: ConnId) {
+pub(crate) fn flush_offline(w: &mut World, conn: ConnId) {
     let Some((phone, device)) = device_of(w, conn) else {
         return;
     };
@@ -245,7 +245,7 @@ pub fn flush_offline(w: &mut World, conn: ConnId) {
 /// Queues `node` for a device until it acknowledges it, and sends it now if
 /// the device is online and past its offline flush (before that, the flush
 /// will carry it; sending it twice would make the client decrypt it twice).
-pub fn deliver(w: &mut World, phone: &str, device: u16, node: Node) {
+pub(crate) fn deliver(w: &mut World, phone: &str, device: u16, node: Node) {
     if device == 0 {
         crate::phone::receive(w, phone, node);
         return;
@@ -289,7 +289,7 @@ const SENT_INDEX_LIMIT: usize = 100_000;
 
 /// Fans a `<message>` out to the devices named in its `<participants>`, and
 /// acknowledges it to the sender.
-pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
+pub(crate) fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
     let Some((sender_phone, sender_device)) = device_of(w, conn) else {
         return;
     };
@@ -374,7 +374,7 @@ pub fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
 }
 
 /// A device confirmed it got a stanza we delivered.
-pub fn on_ack(w: &mut World, conn: ConnId, ack: &Node) {
+pub(crate) fn on_ack(w: &mut World, conn: ConnId, ack: &Node) {
     let Some(id) = attr(ack, "id") else {
         return;
     };
@@ -388,7 +388,7 @@ pub fn on_ack(w: &mut World, conn: ConnId, ack: &Node) {
 }
 
 /// A device acknowledged messages; tell their senders.
-pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
+pub(crate) fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
     let Some((phone, device)) = device_of(w, conn) else {
         return;
     };
@@ -413,7 +413,7 @@ pub fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
 /// account whose message it is. A retry request goes to the one device
 /// that must re-encrypt; delivery, read and played receipts go to every
 /// device of the sender's account, so each of them shows the ticks.
-pub fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
+pub(crate) fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &Node) {
     let id = attr(receipt, "id").unwrap_or_default();
     let kind = attr(receipt, "type");
     // What one device read or played, the reader's other devices learn, so
@@ -512,7 +512,7 @@ fn account_devices(w: &World, phone: &str) -> Vec<u16> {
 /// Typing indicators: forwarded live to every device of the chat's other
 /// account, from the typing account's bare JID. Never queued: a stale
 /// "typing" is worse than none.
-pub fn on_chatstate(w: &mut World, conn: ConnId, node: &Node) {
+pub(crate) fn on_chatstate(w: &mut World, conn: ConnId, node: &Node) {
     let Some((phone, _)) = device_of(w, conn) else {
         return;
     };

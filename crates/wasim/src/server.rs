@@ -15,9 +15,9 @@ use crate::stanza;
 use crate::world::{Conn, Role, World};
 use crate::{SimConfig, iq, pairing, relay};
 
-pub use crate::world::ConnId;
+pub(crate) use crate::world::ConnId;
 
-pub struct Server {
+pub(crate) struct Server {
     pub identity: ServerIdentity,
     pub stats: Stats,
     pub faults: Faults,
@@ -26,7 +26,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(config: SimConfig) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Self {
         Self {
             identity: ServerIdentity::generate(),
             stats: Stats::default(),
@@ -38,11 +38,11 @@ impl Server {
 
     /// The world's lock. A panic while holding it would be a simulator bug;
     /// recovering the data keeps the other connections served regardless.
-    pub fn world(&self) -> MutexGuard<'_, World> {
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(&self, tx: OutboundTx) -> ConnId {
+    pub(crate) fn register(&self, tx: OutboundTx) -> ConnId {
         let mut w = self.world();
         w.next_conn += 1;
         let id = w.next_conn;
@@ -57,7 +57,7 @@ impl Server {
         id
     }
 
-    pub fn deregister(&self, conn: ConnId) {
+    pub(crate) fn deregister(&self, conn: ConnId) {
         let mut w = self.world();
         let Some(c) = w.conns.remove(&conn) else {
             return;
@@ -86,7 +86,12 @@ impl Server {
 
     /// The handshake is done: either a new device wants to link, or a linked
     /// one logs in.
-    pub fn on_login(&self, conn: ConnId, client_static: [u8; 32], payload: wa::ClientPayload) {
+    pub(crate) fn on_login(
+        &self,
+        conn: ConnId,
+        client_static: [u8; 32],
+        payload: wa::ClientPayload,
+    ) {
         let mut w = self.world();
         if let Some(reg) = payload.device_pairing_data.as_option() {
             pairing::start(&mut w, conn, client_static, reg, self.config.qr_refs);
@@ -150,7 +155,7 @@ impl Server {
         );
     }
 
-    pub fn on_node(&self, conn: ConnId, node: Node) {
+    pub(crate) fn on_node(&self, conn: ConnId, node: Node) {
         let mut w = self.world();
         match node.tag.as_ref() {
             "iq" => {
@@ -171,11 +176,11 @@ impl Server {
 
     // ---- operations the admin API and the library handle expose ----
 
-    pub fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
+    pub(crate) fn scan_qr(&self, phone: &str, qr: &str) -> Result<(), SimError> {
         pairing::scan(&mut self.world(), phone, qr)
     }
 
-    pub fn drop_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+    pub(crate) fn drop_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
         let w = self.world();
         let conn = connection_of(&w, phone, device)?;
         if let Some(c) = w.conns.get(&conn) {
@@ -184,7 +189,7 @@ impl Server {
         Ok(())
     }
 
-    pub fn stall_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+    pub(crate) fn stall_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
         let w = self.world();
         let conn = connection_of(&w, phone, device)?;
         if let Some(c) = w.conns.get(&conn) {
@@ -193,7 +198,7 @@ impl Server {
         Ok(())
     }
 
-    pub fn drop_all(&self) -> usize {
+    pub(crate) fn drop_all(&self) -> usize {
         let w = self.world();
         for c in w.conns.values() {
             let _ = c.tx.send(Outbound::Drop);
@@ -201,7 +206,7 @@ impl Server {
         w.conns.len()
     }
 
-    pub fn stream_error(&self, phone: &str, device: u16, code: u16) -> Result<(), SimError> {
+    pub(crate) fn stream_error(&self, phone: &str, device: u16, code: u16) -> Result<(), SimError> {
         let w = self.world();
         let conn = connection_of(&w, phone, device)?;
         close_with(&w, conn, stanza::stream_error(code));
@@ -210,7 +215,7 @@ impl Server {
 
     /// Removes the device from its account (as "Log out" on the phone does)
     /// and tells it so if it is online.
-    pub fn logout_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
+    pub(crate) fn logout_device(&self, phone: &str, device: u16) -> Result<(), SimError> {
         let mut w = self.world();
         let removed = w
             .accounts
@@ -230,7 +235,7 @@ impl Server {
 
     /// From now on, logins of this phone's devices get a temporary ban; those
     /// online are disconnected so they see it.
-    pub fn ban(&self, phone: &str, secs: Option<u64>) -> Result<(), SimError> {
+    pub(crate) fn ban(&self, phone: &str, secs: Option<u64>) -> Result<(), SimError> {
         let mut w = self.world();
         let account = w.accounts.get_mut(phone).ok_or(SimError::NoSuchPhone)?;
         account.banned_for_secs = secs;
@@ -251,7 +256,7 @@ impl Server {
 
     /// Links a device without the pairing dance, for load tests whose
     /// clients are raw protocol clients rather than full WhatsApp clients.
-    pub fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> u16 {
+    pub(crate) fn provision_device(&self, phone: &str, noise_pub: [u8; 32]) -> u16 {
         let mut w = self.world();
         let account = w.account_mut(phone);
         let id = account.next_device_id;
@@ -274,7 +279,7 @@ impl Server {
         id
     }
 
-    pub fn devices(&self) -> Vec<crate::DeviceInfo> {
+    pub(crate) fn devices(&self) -> Vec<crate::DeviceInfo> {
         let w = self.world();
         let mut out: Vec<_> = w
             .accounts

@@ -4,21 +4,21 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Node, NodeContent};
 
 /// The server's own JID, as the client expects it in `from`.
-pub const SERVER: &str = "s.whatsapp.net";
+pub(crate) const SERVER: &str = "s.whatsapp.net";
 
-pub fn attr(node: &Node, key: &str) -> Option<String> {
+pub(crate) fn attr(node: &Node, key: &str) -> Option<String> {
     node.attrs.get(key).map(|v| v.as_str().into_owned())
 }
 
-pub fn child<'a>(node: &'a Node, tag: &str) -> Option<&'a Node> {
+pub(crate) fn child<'a>(node: &'a Node, tag: &str) -> Option<&'a Node> {
     node.get_optional_child(tag)
 }
 
-pub fn children(node: &Node) -> &[Node] {
+pub(crate) fn children(node: &Node) -> &[Node] {
     node.children().unwrap_or(&[])
 }
 
-pub fn bytes(node: &Node) -> Option<&[u8]> {
+pub(crate) fn bytes(node: &Node) -> Option<&[u8]> {
     match &node.content {
         Some(NodeContent::Bytes(b)) => Some(b),
         Some(NodeContent::String(s)) => Some(s.as_bytes()),
@@ -26,12 +26,12 @@ pub fn bytes(node: &Node) -> Option<&[u8]> {
     }
 }
 
-pub fn child_bytes<'a>(node: &'a Node, tag: &str) -> Option<&'a [u8]> {
+pub(crate) fn child_bytes<'a>(node: &'a Node, tag: &str) -> Option<&'a [u8]> {
     child(node, tag).and_then(bytes)
 }
 
 /// `<iq type="result" id=.. from="s.whatsapp.net"/>` with the given children.
-pub fn iq_result(id: &str, children: Vec<Node>) -> Node {
+pub(crate) fn iq_result(id: &str, children: Vec<Node>) -> Node {
     let b = NodeBuilder::new("iq")
         .attr("id", id)
         .attr("type", "result")
@@ -45,7 +45,7 @@ pub fn iq_result(id: &str, children: Vec<Node>) -> Node {
 
 /// `<notification from="s.whatsapp.net" type=.. id=.. t=..>`: what the
 /// server tells a device unasked; the caller adds what it says.
-pub fn server_notification(id: String, kind: &str) -> NodeBuilder {
+pub(crate) fn server_notification(id: String, kind: &str) -> NodeBuilder {
     NodeBuilder::new("notification")
         .attr("from", SERVER)
         .attr("type", kind)
@@ -53,7 +53,7 @@ pub fn server_notification(id: String, kind: &str) -> NodeBuilder {
         .attr("t", now_secs().to_string())
 }
 
-pub fn iq_error(id: &str, code: u16, text: &str) -> Node {
+pub(crate) fn iq_error(id: &str, code: u16, text: &str) -> Node {
     NodeBuilder::new("iq")
         .attr("id", id)
         .attr("type", "error")
@@ -65,13 +65,13 @@ pub fn iq_error(id: &str, code: u16, text: &str) -> Node {
         .build()
 }
 
-pub fn stream_error(code: u16) -> Node {
+pub(crate) fn stream_error(code: u16) -> Node {
     NodeBuilder::new("stream:error")
         .attr("code", code.to_string())
         .build()
 }
 
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -8,10 +8,10 @@ use wacore_libsignal::protocol::KeyPair;
 
 use crate::conn::OutboundTx;
 
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// A phone number's account. Its primary device (id 0) is the fake phone.
-pub struct Account {
+pub(crate) struct Account {
     pub phone: String,
     pub lid: String,
     pub push_name: String,
@@ -30,22 +30,22 @@ pub struct Account {
 }
 
 impl Account {
-    pub fn jid(&self) -> String {
+    pub(crate) fn jid(&self) -> String {
         format!("{}@s.whatsapp.net", self.phone)
     }
 
-    pub fn lid_jid(&self) -> String {
+    pub(crate) fn lid_jid(&self) -> String {
         format!("{}@lid", self.lid)
     }
 
-    pub fn key_indexes(&self) -> Vec<u32> {
+    pub(crate) fn key_indexes(&self) -> Vec<u32> {
         self.devices.values().map(|d| d.key_index).collect()
     }
 }
 
 /// The public half of a Signal prekey bundle a device uploaded.
 #[derive(Clone, Default)]
-pub struct PreKeys {
+pub(crate) struct PreKeys {
     pub registration_id: u32,
     pub identity: Vec<u8>,
     pub signed_id: u32,
@@ -55,7 +55,7 @@ pub struct PreKeys {
 }
 
 /// A linked companion device (device id >= 1).
-pub struct Device {
+pub(crate) struct Device {
     pub id: u16,
     pub key_index: u32,
     /// The Noise static key the device authenticates with.
@@ -72,14 +72,14 @@ pub struct Device {
 }
 
 /// What a connection is, as far as the server knows.
-pub enum Role {
+pub(crate) enum Role {
     /// A new device showing QR codes (and maybe asking for a pairing code).
     Pairing(Box<PairingConn>),
     /// A linked device that logged in.
     Device { phone: String, device: u16 },
 }
 
-pub struct Conn {
+pub(crate) struct Conn {
     pub tx: OutboundTx,
     pub role: Option<Role>,
     /// The device left passive mode: stanzas for it go out live from now on
@@ -88,7 +88,7 @@ pub struct Conn {
 }
 
 /// What an unregistered client told us about itself.
-pub struct PairingConn {
+pub(crate) struct PairingConn {
     pub noise_pub: [u8; 32],
     pub prekeys: PreKeys,
     pub refs: Vec<String>,
@@ -98,7 +98,7 @@ pub struct PairingConn {
 }
 
 /// A pair-success we sent and whose signed answer we await.
-pub struct PendingLink {
+pub(crate) struct PendingLink {
     pub conn: ConnId,
     pub phone: String,
     pub device: u16,
@@ -106,7 +106,7 @@ pub struct PendingLink {
 }
 
 #[derive(Default)]
-pub struct World {
+pub(crate) struct World {
     pub conns: HashMap<ConnId, Conn>,
     pub accounts: HashMap<String, Account>,
     /// QR ref -> the connection that showed it.
@@ -143,24 +143,24 @@ pub struct World {
 /// A group chat: its members, by phone number. (No subject or metadata
 /// queries yet: a group's messages need only its members.)
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     pub participants: Vec<String>,
 }
 
 impl World {
-    pub fn send(&self, conn: ConnId, node: Node) {
+    pub(crate) fn send(&self, conn: ConnId, node: Node) {
         if let Some(c) = self.conns.get(&conn) {
             let _ = c.tx.send(crate::conn::Outbound::Node(node));
         }
     }
 
-    pub fn next_iq_id(&mut self) -> String {
+    pub(crate) fn next_iq_id(&mut self) -> String {
         self.next_iq += 1;
         format!("sim-{}", self.next_iq)
     }
 
     /// The account for `phone`, created the first time a phone is used.
-    pub fn account_mut(&mut self, phone: &str) -> &mut Account {
+    pub(crate) fn account_mut(&mut self, phone: &str) -> &mut Account {
         let next_lid = &mut self.next_lid;
         self.accounts.entry(phone.to_owned()).or_insert_with(|| {
             *next_lid += 1;

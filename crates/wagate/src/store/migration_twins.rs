@@ -70,16 +70,10 @@ impl Schema {
 /// Every way `sqlite` and `postgres` differ, one line each.
 fn differences(sqlite: &Schema, postgres: &Schema) -> Vec<String> {
     let mut found = Vec::new();
-    let tables: BTreeSet<&String> = sqlite
-        .columns
-        .keys()
-        .chain(postgres.columns.keys())
-        .collect();
-    for table in tables {
+    for table in names(&sqlite.columns, &postgres.columns) {
         match (sqlite.columns.get(table), postgres.columns.get(table)) {
             (Some(a), Some(b)) => {
-                let columns: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-                for column in columns {
+                for column in names(a, b) {
                     let (a, b) = (a.get(column), b.get(column));
                     if a != b {
                         found.push(format!(
@@ -96,18 +90,18 @@ fn differences(sqlite: &Schema, postgres: &Schema) -> Vec<String> {
             )),
         }
     }
-    let indexes: BTreeSet<&String> = sqlite
-        .indexes
-        .keys()
-        .chain(postgres.indexes.keys())
-        .collect();
-    for name in indexes {
+    for name in names(&sqlite.indexes, &postgres.indexes) {
         let (a, b) = (sqlite.indexes.get(name), postgres.indexes.get(name));
         if a != b {
             found.push(format!("index {name}: SQLite {a:?}, PostgreSQL {b:?}"));
         }
     }
     found
+}
+
+/// The names either side has, in order.
+fn names<'a, V>(a: &'a BTreeMap<String, V>, b: &'a BTreeMap<String, V>) -> BTreeSet<&'a String> {
+    a.keys().chain(b.keys()).collect()
 }
 
 fn nullability(column: Option<&bool>) -> &'static str {

@@ -9,7 +9,7 @@ use waproto::whatsapp as wa;
 use waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
 /// A decoded message.
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// `text`, `image`, `video`, `audio`, `voice`, `document`, `sticker`,
     /// `location`, `contact`, `contacts`, `reaction`, `poll`, `edit`,
     /// `revoke` or `other`.
@@ -22,7 +22,7 @@ pub struct Decoded {
 }
 
 /// What a message does to one the phone already has.
-pub enum Effect {
+pub(crate) enum Effect {
     Edit {
         target: String,
         text: Option<String>,
@@ -38,7 +38,7 @@ pub enum Effect {
 }
 
 /// Where an attachment is and how to open it.
-pub struct MediaRef {
+pub(crate) struct MediaRef {
     pub media_type: MediaType,
     pub direct_path: Option<String>,
     pub url: Option<String>,
@@ -71,7 +71,7 @@ fn unwrap(m: &wa::Message) -> &wa::Message {
     m
 }
 
-pub fn decode(message: &wa::Message) -> Decoded {
+pub(crate) fn decode(message: &wa::Message) -> Decoded {
     let m = unwrap(message);
     let mut decoded = decode_kind(m);
     if let Some(ctx) = context_info(m) {

@@ -88,7 +88,7 @@ pub struct PhoneChatState {
 /// One phone's records. Messages are keyed as WhatsApp keys them: chat,
 /// sender and id.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     messages: Vec<PhoneMessage>,
     index: HashMap<(String, String, String), usize>,
     receipts: Vec<PhoneReceipt>,
@@ -96,21 +96,21 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn messages(&self) -> &[PhoneMessage] {
+    pub(crate) fn messages(&self) -> &[PhoneMessage] {
         &self.messages
     }
 
-    pub fn receipts(&self) -> &[PhoneReceipt] {
+    pub(crate) fn receipts(&self) -> &[PhoneReceipt] {
         &self.receipts
     }
 
-    pub fn chat_states(&self) -> &[PhoneChatState] {
+    pub(crate) fn chat_states(&self) -> &[PhoneChatState] {
         &self.chat_states
     }
 
     /// Counts another arrival of a message the phone already has; false
     /// if it is new.
-    pub fn arrived_again(&mut self, chat: &str, sender: &str, id: &str) -> bool {
+    pub(crate) fn arrived_again(&mut self, chat: &str, sender: &str, id: &str) -> bool {
         let key = (chat.to_owned(), sender.to_owned(), id.to_owned());
         match self.index.get(&key).and_then(|&i| self.messages.get_mut(i)) {
             Some(m) => {
@@ -122,7 +122,7 @@ impl Inbox {
     }
 
     /// Keeps a new message and applies what it does to an earlier one.
-    pub fn add(&mut self, message: PhoneMessage, effect: Option<Effect>) {
+    pub(crate) fn add(&mut self, message: PhoneMessage, effect: Option<Effect>) {
         if let Some(effect) = effect {
             self.apply(&message, effect);
         }
@@ -167,7 +167,7 @@ impl Inbox {
 
     /// Keeps a receipt; one from the phone's own companion about messages
     /// in `chat` marks them read (or played) by that companion.
-    pub fn add_receipt(&mut self, receipt: PhoneReceipt) {
+    pub(crate) fn add_receipt(&mut self, receipt: PhoneReceipt) {
         if let Some(chat) = &receipt.chat {
             let read = receipt.kind.starts_with("read");
             let played = receipt.kind.starts_with("played");
@@ -183,27 +183,27 @@ impl Inbox {
         self.receipts.push(receipt);
     }
 
-    pub fn add_chat_state(&mut self, state: PhoneChatState) {
+    pub(crate) fn add_chat_state(&mut self, state: PhoneChatState) {
         self.chat_states.push(state);
     }
 
     /// The message secret of `sender`'s message `id` in `chat`.
-    pub fn secret_of(&self, chat: &str, sender: &str, id: &str) -> Option<Vec<u8>> {
+    pub(crate) fn secret_of(&self, chat: &str, sender: &str, id: &str) -> Option<Vec<u8>> {
         let key = (chat.to_owned(), sender.to_owned(), id.to_owned());
         let i = *self.index.get(&key)?;
         self.messages.get(i)?.message_secret.clone()
     }
 
-    pub fn find(&self, id: &str) -> Option<&PhoneMessage> {
+    pub(crate) fn find(&self, id: &str) -> Option<&PhoneMessage> {
         self.messages.iter().find(|m| m.id == id)
     }
 
-    pub fn find_mut(&mut self, id: &str) -> Option<&mut PhoneMessage> {
+    pub(crate) fn find_mut(&mut self, id: &str) -> Option<&mut PhoneMessage> {
         self.messages.iter_mut().find(|m| m.id == id)
     }
 
     /// Incoming messages of `chat` the user has not read yet.
-    pub fn unread_in(&mut self, chat: &str) -> impl Iterator<Item = &mut PhoneMessage> {
+    pub(crate) fn unread_in(&mut self, chat: &str) -> impl Iterator<Item = &mut PhoneMessage> {
         self.messages
             .iter_mut()
             .filter(move |m| m.chat == chat && !m.from_me && !m.read)

@@ -12,7 +12,7 @@ use crate::stanza;
 use crate::world::World;
 
 /// Which messages the user reads.
-pub enum Reading<'a> {
+pub(crate) enum Reading<'a> {
     /// These ids (each must be an incoming message the phone has).
     Ids(&'a [String]),
     /// Everything unread in this chat (a phone number or JID).
@@ -22,7 +22,11 @@ pub enum Reading<'a> {
 /// Marks messages read and sends one `read` receipt per sender, listing
 /// every id after the first in `<list>`, as a phone opening the chat does.
 /// Returns the ids it marked. Reading what was already read sends again.
-pub fn read(w: &mut World, phone: &str, reading: Reading<'_>) -> Result<Vec<String>, SimError> {
+pub(crate) fn read(
+    w: &mut World,
+    phone: &str,
+    reading: Reading<'_>,
+) -> Result<Vec<String>, SimError> {
     let chat = match reading {
         Reading::Chat(chat) => Some(chat_jid(w, chat)),
         Reading::Ids(_) => None,
@@ -68,7 +72,7 @@ pub fn read(w: &mut World, phone: &str, reading: Reading<'_>) -> Result<Vec<Stri
 }
 
 /// Plays a voice note (or a video): a `played` receipt to its sender.
-pub fn play(w: &mut World, phone: &str, id: &str) -> Result<(), SimError> {
+pub(crate) fn play(w: &mut World, phone: &str, id: &str) -> Result<(), SimError> {
     let account = w.accounts.get_mut(phone).ok_or(SimError::NoSuchPhone)?;
     let m = account
         .phone_inbox

@@ -14,7 +14,7 @@ use wacore_libsignal::protocol::{
 
 type Result<T> = std::result::Result<T, SignalProtocolError>;
 
-pub struct Identities {
+pub(super) struct Identities {
     pub own: IdentityKeyPair,
     pub registration_id: u32,
     pub known: HashMap<ProtocolAddress, IdentityKey>,
@@ -59,7 +59,7 @@ impl IdentityKeyStore for Identities {
 }
 
 #[derive(Default)]
-pub struct PreKeys(pub HashMap<PreKeyId, PreKeyRecord>);
+pub(super) struct PreKeys(pub HashMap<PreKeyId, PreKeyRecord>);
 
 #[async_trait]
 impl PreKeyStore for PreKeys {
@@ -82,7 +82,7 @@ impl PreKeyStore for PreKeys {
 }
 
 #[derive(Default)]
-pub struct SignedPreKeys(pub HashMap<SignedPreKeyId, SignedPreKeyRecord>);
+pub(super) struct SignedPreKeys(pub HashMap<SignedPreKeyId, SignedPreKeyRecord>);
 
 #[async_trait]
 impl SignedPreKeyStore for SignedPreKeys {
@@ -104,7 +104,7 @@ impl SignedPreKeyStore for SignedPreKeys {
 }
 
 #[derive(Default)]
-pub struct Sessions(pub HashMap<ProtocolAddress, SessionRecord>);
+pub(super) struct Sessions(pub HashMap<ProtocolAddress, SessionRecord>);
 
 #[async_trait]
 impl SessionStore for Sessions {
@@ -131,7 +131,7 @@ impl SessionStore for Sessions {
 
 /// The phone's own sender keys, one per group it writes to.
 #[derive(Default)]
-pub struct SenderKeys(pub HashMap<SenderKeyName, SenderKeyRecord>);
+pub(super) struct SenderKeys(pub HashMap<SenderKeyName, SenderKeyRecord>);
 
 #[async_trait]
 impl SenderKeyStore for SenderKeys {

@@ -7,8 +7,7 @@ use chrono::Duration;
 use url::Url;
 
 use super::*;
-use crate::domain::generate_secret;
-use crate::domain::{SessionStatus, StatusReason};
+use crate::domain::{SessionStatus, StatusReason, generate_secret};
 use crate::events::{EventData, EventType};
 use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
 
