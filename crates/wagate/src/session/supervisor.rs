@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::phase::{Active, OnConnection, on_connection, wait_until};
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Delivery, Engine, InboundSink, Link};
+use super::engine::{Delivery, Engine, InboundSink};
 use super::inbox::{InboundWriter, Inbox};
 use super::liveness::LivenessPolicy;
 use super::status_writer::StatusWriter;

@@ -14,7 +14,7 @@ use super::command::format_pairing_code;
 use super::*;
 use crate::domain::{Label, Phone};
 use crate::hub::{Filter, HubLimits, Subscription};
-use crate::session::engine::{EngineError, EngineEvent, Identity};
+use crate::session::engine::{EngineError, EngineEvent, Identity, Link};
 use crate::store::{
     EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
     SessionQuery, SessionStore, SqliteStore, StatusChange, UserStore, WebhookStore,
