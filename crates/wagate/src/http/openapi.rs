@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{chats, error, media, messages, qr, sessions, webhooks, ws};
+use super::{error, qr, webhooks};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
 };
@@ -17,39 +17,6 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
 #[openapi(
     info(title = "wagate", description = "Self-hosted WhatsApp gateway"),
     servers((url = "/api/v1")),
-    paths(
-        sessions::create,
-        sessions::list,
-        sessions::get,
-        sessions::update,
-        sessions::delete,
-        sessions::start,
-        sessions::stop,
-        sessions::restart,
-        sessions::logout,
-        qr::qr,
-        qr::pairing_code,
-        messages::send,
-        messages::list,
-        messages::get,
-        media::download,
-        messages::edit,
-        messages::revoke,
-        chats::mark_read,
-        chats::typing,
-        chats::check_contacts,
-        ws::subscribe,
-        webhooks::create,
-        webhooks::list,
-        webhooks::get,
-        webhooks::update,
-        webhooks::delete,
-        webhooks::rotate_secret,
-        webhooks::deliveries,
-        webhooks::retry,
-        webhooks::retry_since,
-        webhooks::test,
-    ),
     components(schemas(
         error::ErrorBody,
         error::ErrorDetail,
@@ -81,7 +48,6 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         crate::messages::Target,
         qr::QrFormat,
     )),
-    modifiers(&BearerAuth, &CommonResponses, &OneKindPerMessage),
     tags(
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
@@ -618,7 +584,23 @@ fn name_events(doc: &mut serde_json::Value) -> Result<(), String> {
 /// annotations say, with [`CONSTRAINTS`] written in. Built as JSON, since
 /// utoipa's types have no place for some of what is written (`not`).
 pub fn document() -> serde_json::Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    served(super::api().split_for_parts().1)
+}
+
+/// The document as the annotations say it: [`ApiDoc`] with the paths
+/// that `http::api` routes, and the modifiers, which need those paths
+/// (so they run here, not in the derive, which sees no paths).
+fn annotated(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let modifiers: [&dyn Modify; 3] = [&BearerAuth, &CommonResponses, &OneKindPerMessage];
+    for modifier in modifiers {
+        modifier.modify(&mut openapi);
+    }
+    openapi
+}
+
+/// [`document`], from the paths of the router that serves it.
+pub(crate) fn served(routed: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(annotated(routed)).unwrap_or_default();
     if let Err(error) = Constraints::apply(&mut doc) {
         // The tests apply every constraint; a release cannot get here.
         tracing::error!(%error, "the OpenAPI document's constraints did not apply");
