@@ -468,7 +468,7 @@ fn dependencies_point_down_only() {
     }
     assert!(
         problems.is_empty(),
-        "{} reference(s) against the layer order of docs/ARCHITECTURE.md:\n{report}",
+        "{} problem(s) with the layer order of docs/ARCHITECTURE.md:\n{report}",
         problems.len()
     );
 }

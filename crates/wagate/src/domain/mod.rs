@@ -20,7 +20,7 @@ pub use named::UnknownStatus;
 pub(crate) use named::named_enum;
 pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
 pub use phone::{InvalidPhone, Phone};
-pub use session_status::{IllegalTransition, SessionStatus, StatusReason};
+pub use session_status::{IllegalTransition, SessionStatus, StatusReason, Transition};
 pub use token::{ApiToken, TokenHash};
 /// For the signing tests, which check a new secret's length.
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The six statuses a session can be in, and which moves between them are
-//! legal. The supervisor asks [`SessionStatus::transition`] before every
-//! change, so an impossible sequence is caught where it happens.
+//! legal. A change is made of a [`Transition`], which only
+//! [`SessionStatus::transition`] gives out, so an impossible sequence is an
+//! error where it happens rather than a row that says it happened.
 
 use super::named_enum;
 
@@ -28,6 +29,25 @@ pub struct IllegalTransition {
     pub to: SessionStatus,
 }
 
+/// A legal move from one status to another. Its fields are private: the
+/// only way to get one is [`SessionStatus::transition`], so whatever takes
+/// a `Transition` (the status writer) never writes an illegal change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    from: SessionStatus,
+    to: SessionStatus,
+}
+
+impl Transition {
+    pub fn from(self) -> SessionStatus {
+        self.from
+    }
+
+    pub fn to(self) -> SessionStatus {
+        self.to
+    }
+}
+
 impl SessionStatus {
     /// Whether a supervisor is (or should be) holding a connection.
     pub fn is_active(self) -> bool {
@@ -52,9 +72,14 @@ impl SessionStatus {
         )
     }
 
-    pub fn transition(self, next: Self) -> Result<Self, IllegalTransition> {
+    /// The move to `next`, if the table above allows it; a status never
+    /// moves to itself.
+    pub fn transition(self, next: Self) -> Result<Transition, IllegalTransition> {
         if self.can_transition_to(next) {
-            Ok(next)
+            Ok(Transition {
+                from: self,
+                to: next,
+            })
         } else {
             Err(IllegalTransition {
                 from: self,
@@ -105,7 +130,7 @@ mod tests {
     fn the_linking_happy_path_is_legal() {
         let path = [Stopped, Starting, ScanQrCode, Working];
         for pair in path.windows(2) {
-            assert_eq!(pair[0].transition(pair[1]), Ok(pair[1]));
+            assert_eq!(pair[0].transition(pair[1]).map(Transition::to), Ok(pair[1]));
         }
     }
 
@@ -144,6 +169,24 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn an_illegal_transition_is_refused_with_both_ends() {
+        let refused = Working.transition(ScanQrCode);
+        assert_eq!(
+            refused,
+            Err(IllegalTransition {
+                from: Working,
+                to: ScanQrCode
+            })
+        );
+        assert_eq!(
+            refused.map_err(|illegal| illegal.to_string()),
+            Err("illegal session status transition from working to scan_qr_code".to_string())
+        );
+        let legal = Working.transition(Starting);
+        assert_eq!(legal.map(|t| (t.from(), t.to())), Ok((Working, Starting)));
     }
 
     #[test]

@@ -17,82 +17,62 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
 use error::ApiError;
 
+/// Every API operation, each routed at the path its `#[utoipa::path]`
+/// annotation documents (below `/api/v1`, the document's server): the one
+/// route list, from which the OpenAPI document's paths come too. Handlers
+/// of one path share one `routes!`.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(sessions::create, sessions::list))
+        .routes(routes!(sessions::get, sessions::update, sessions::delete))
+        .routes(routes!(sessions::start))
+        .routes(routes!(sessions::stop))
+        .routes(routes!(sessions::restart))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(qr::qr))
+        .routes(routes!(qr::pairing_code))
+        // Media can come in the body; the handler caps it itself, as it
+        // reads (see `messages::read_request`). The limit is lifted for
+        // the send only, so it has its own `routes!` (axum merges the
+        // method routers of one path).
+        .routes(routes!(messages::send).map(|send| send.layer(DefaultBodyLimit::disable())))
+        .routes(routes!(messages::list))
+        .routes(routes!(messages::get, messages::revoke))
+        .routes(routes!(messages::edit))
+        .routes(routes!(chats::mark_read))
+        .routes(routes!(chats::typing))
+        .routes(routes!(chats::check_contacts))
+        .routes(routes!(media::download))
+        .routes(routes!(ws::subscribe))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry_since))
+        .routes(routes!(webhooks::retry))
+}
+
 /// The whole HTTP surface, with no I/O of its own: tests drive it with
 /// `oneshot`.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/sessions", post(sessions::create).get(sessions::list))
-        .route(
-            "/sessions/{id}",
-            get(sessions::get)
-                .patch(sessions::update)
-                .delete(sessions::delete),
-        )
-        .route("/sessions/{id}/start", post(sessions::start))
-        .route("/sessions/{id}/stop", post(sessions::stop))
-        .route("/sessions/{id}/restart", post(sessions::restart))
-        .route("/sessions/{id}/logout", post(sessions::logout))
-        .route("/sessions/{id}/qr", get(qr::qr))
-        .route("/sessions/{id}/pairing-code", post(qr::pairing_code))
-        .route(
-            "/sessions/{id}/messages",
-            // Media can come in the body; the handler caps it itself, as
-            // it reads (see `messages::read_request`).
-            post(messages::send)
-                .layer(DefaultBodyLimit::disable())
-                .get(messages::list),
-        )
-        .route(
-            "/sessions/{id}/messages/{message_id}",
-            get(messages::get).delete(messages::revoke),
-        )
-        .route(
-            "/sessions/{id}/messages/{message_id}/edit",
-            post(messages::edit),
-        )
-        .route("/sessions/{id}/chats/{chat}/read", post(chats::mark_read))
-        .route("/sessions/{id}/chats/{chat}/typing", post(chats::typing))
-        .route("/sessions/{id}/contacts/check", post(chats::check_contacts))
-        .route(
-            "/sessions/{id}/messages/{message_id}/media",
-            get(media::download),
-        )
-        .route("/ws", get(ws::subscribe))
-        .route("/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/webhooks/{id}",
-            get(webhooks::get)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route(
-            "/webhooks/{id}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/webhooks/{id}/test", post(webhooks::test))
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route(
-            "/webhooks/{id}/deliveries/retry",
-            post(webhooks::retry_since),
-        )
-        .route(
-            "/webhooks/{id}/deliveries/{delivery_id}/retry",
-            post(webhooks::retry),
-        );
-
+    let (api, annotated) = api().split_for_parts();
     Router::new()
         .nest("/api/v1", api)
         // The docs page and its assets are compiled in: no CDN.
         .merge(
             SwaggerUi::new("/api/v1/docs")
-                .external_url_unchecked("/api/v1/openapi.json", openapi::document()),
+                .external_url_unchecked("/api/v1/openapi.json", openapi::served(annotated)),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

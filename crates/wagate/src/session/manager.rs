@@ -21,7 +21,6 @@ use super::working::Working;
 use crate::domain::{
     Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus, StatusReason,
 };
-use crate::events::{Envelope, EventData};
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
@@ -374,12 +373,15 @@ impl SessionManager {
             .await?)
     }
 
-    /// Watches the session's live connection: `Some` while it is
-    /// `working`. Senders go through it directly, never through the
-    /// supervisor, whose loop waits on store writes and reconnects.
+    /// A supervisor panicked (a bug): an active session is failed, with
+    /// the reason `internal_error`, through the status writer like every
+    /// other change; one that was not active (stopped, failed, logged out)
+    /// keeps its status, as no connection went with the task and the
+    /// transition table has no move to `failed` from there. Either way a
+    /// fresh supervisor takes over, which a start brings back.
     async fn on_supervisor_panic(&self, spawned: SessionRecord) {
         let id = spawned.id;
-        tracing::error!(session_id = %id, "the session's task panicked; failing the session");
+        tracing::error!(session_id = %id, "the session's task panicked");
         let current = match self
             .inner
             .store
@@ -395,34 +397,33 @@ impl SessionManager {
                 spawned
             }
         };
-        let mut event = Envelope::new(
-            current.org_id,
-            id,
-            EventData::Status {
-                status: SessionStatus::Failed,
-                previous: current.status,
-                reason: Some(StatusReason::InternalError),
-            },
-        );
-        let failed = SessionRecord {
-            status: SessionStatus::Failed,
-            status_reason: Some(StatusReason::InternalError),
-            ..current
-        };
-        match self
-            .inner
-            .store
-            .sessions()
-            .set_status(id, failed.status, failed.status_reason, &mut event)
-            .await
-        {
-            Ok(()) => self.inner.hub.publish(event),
-            Err(error) => {
-                tracing::error!(session_id = %id, %error, "could not record the failure");
+        let respawn = match current.status.transition(SessionStatus::Failed) {
+            Ok(change) => {
+                let reason = Some(StatusReason::InternalError);
+                match self
+                    .inner
+                    .statuses
+                    .write(current.org_id, id, change, reason)
+                    .await
+                {
+                    Ok(written) => self.inner.hub.publish(written.event),
+                    Err(error) => {
+                        tracing::error!(session_id = %id, %error, "could not record the failure");
+                    }
+                }
+                SessionRecord {
+                    status: change.to(),
+                    status_reason: reason,
+                    ..current
+                }
             }
-        }
+            Err(illegal) => {
+                tracing::warn!(session_id = %id, %illegal, "the panicked session was not active; its status stays");
+                current
+            }
+        };
         if !self.inner.cancel.is_cancelled() {
-            self.spawn(&failed);
+            self.spawn(&respawn);
         }
     }
 
@@ -460,6 +461,9 @@ impl SessionManager {
         memory
     }
 
+    /// Watches the session's live connection: `Some` while it is
+    /// `working`. Senders go through it directly, never through the
+    /// supervisor, whose loop waits on store writes and reconnects.
     pub fn working(&self, id: SessionId) -> Option<watch::Receiver<Working>> {
         self.inner
             .handles()
@@ -576,153 +580,4 @@ impl SessionManager {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use async_trait::async_trait;
-    use futures::future::BoxFuture;
-
-    use super::*;
-    use crate::hub::{Filter, HubLimits};
-    use crate::session::SupervisorPolicy;
-    use crate::session::backoff::RetryPolicy;
-    use crate::session::engine::{Delivery, EngineError, EngineEvent, Identity, InboundSink, Link};
-    use crate::session::liveness::LivenessPolicy;
-    use crate::store::SqliteStore;
-
-    /// Opens a link that connects forever, except for the sessions it was
-    /// told to break: there, opening panics (a bug in the session's task).
-    #[derive(Default)]
-    struct BuggyEngine {
-        broken: Mutex<HashSet<SessionId>>,
-    }
-
-    struct Idle;
-
-    #[async_trait]
-    impl Engine for BuggyEngine {
-        async fn open(
-            &self,
-            session: SessionId,
-            _events: mpsc::UnboundedSender<EngineEvent>,
-            _deliveries: mpsc::UnboundedSender<Delivery>,
-            _inbound: Arc<dyn InboundSink>,
-        ) -> Result<Arc<dyn Link>, EngineError> {
-            let broken = self
-                .broken
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&session);
-            assert!(!broken, "a bug in session {session}");
-            Ok(Arc::new(Idle))
-        }
-
-        async fn wipe(&self, _session: SessionId) -> Result<(), StoreError> {
-            Ok(())
-        }
-    }
-
-    #[async_trait]
-    impl Link for Idle {
-        fn connect(&self) -> BoxFuture<'static, ()> {
-            Box::pin(std::future::pending())
-        }
-        async fn request_pairing_code(&self, _phone: &Phone) -> Result<String, EngineError> {
-            Err(EngineError::PairingCode("not here".into()))
-        }
-        fn identity(&self) -> Identity {
-            Identity::default()
-        }
-        async fn logout(&self) {}
-        async fn disconnect(&self) {}
-        fn messenger(&self) -> Option<Arc<dyn Messenger>> {
-            None
-        }
-    }
-
-    #[tokio::test]
-    async fn a_panic_in_one_session_fails_it_and_leaves_the_others_running()
-    -> Result<(), ManagerError> {
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::connect("sqlite::memory:")
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let org = store
-            .orgs()
-            .create_org("acme")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .id;
-        let engine = Arc::new(BuggyEngine::default());
-        let hub = EventHub::new(HubLimits {
-            client_buffer: 64,
-            max_clients_per_org: 4,
-        });
-        let mut events = hub
-            .subscribe(org, Filter::default())
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let manager = SessionManager::new(
-            Arc::clone(&store),
-            Arc::clone(&engine) as Arc<dyn Engine>,
-            hub,
-            SupervisorPolicy {
-                link_timeout: Duration::from_secs(300),
-                retry: RetryPolicy::with_budget(Duration::from_secs(300)),
-                liveness: LivenessPolicy::default(),
-            },
-            OutboxPolicy::default(),
-            CancellationToken::new(),
-        );
-        let healthy = manager
-            .create(org, None, SessionPace::default(), false)
-            .await?;
-        let buggy = manager
-            .create(org, None, SessionPace::default(), false)
-            .await?;
-        engine
-            .broken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(buggy.id);
-        manager.start(org, healthy.id).await?;
-        // The start is accepted; the panic comes when the supervisor opens.
-        manager.start(org, buggy.id).await.ok();
-
-        let failed = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let Ok(event) = events.recv().await else {
-                    return None;
-                };
-                if event.envelope.session_id == buggy.id
-                    && let EventData::Status { status, reason, .. } = &event.envelope.data
-                    && *status == SessionStatus::Failed
-                {
-                    return Some(*reason);
-                }
-            }
-        })
-        .await;
-        assert_eq!(failed, Ok(Some(Some(StatusReason::InternalError))));
-        assert_eq!(
-            manager.get(org, buggy.id).await?.status_reason,
-            Some(StatusReason::InternalError)
-        );
-        // The other session's supervisor still answers, and so does a fresh
-        // one for the failed session.
-        assert_eq!(
-            manager.stop(org, healthy.id).await?.status,
-            SessionStatus::Stopped
-        );
-        engine
-            .broken
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        assert_ne!(
-            manager.start(org, buggy.id).await?.status,
-            SessionStatus::Failed
-        );
-        Ok(())
-    }
-}
+mod tests;

@@ -9,11 +9,16 @@
 //! that moment in one transaction, each with its event, as the
 //! [`InboundWriter`](super::inbox::InboundWriter) does for incoming
 //! messages: no timer, while one group commits the next one gathers.
+//!
+//! It takes a [`Transition`], which only the transition table gives out:
+//! the session layer cannot write a status change that table refuses.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::{OrgId, SessionId, StatusReason, Transition};
+use crate::events::{Envelope, EventData};
 use crate::group_commit::next_group;
 use crate::store::{StatusChange, Store, StoreError};
 
@@ -43,11 +48,31 @@ impl StatusWriter {
         Self { queue }
     }
 
-    /// Stores the change and its event in one transaction; returns the
-    /// change with its event stamped (id, time) once it is committed, to be
-    /// published then. Dropping the future does not take the change back:
-    /// it may still be committed.
-    pub async fn write(&self, change: StatusChange) -> Result<StatusChange, StoreError> {
+    /// Stores the change and the `session.status` event reporting it in
+    /// one transaction; returns the change with its event stamped (id,
+    /// time) once it is committed, to be published then. Dropping the
+    /// future does not take the change back: it may still be committed.
+    pub async fn write(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        transition: Transition,
+        reason: Option<StatusReason>,
+    ) -> Result<StatusChange, StoreError> {
+        let change = StatusChange {
+            id,
+            status: transition.to(),
+            reason,
+            event: Envelope::new(
+                org,
+                id,
+                EventData::Status {
+                    status: transition.to(),
+                    previous: transition.from(),
+                    reason,
+                },
+            ),
+        };
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { change, reply })
@@ -97,8 +122,7 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Label, SessionId, SessionStatus, StatusReason};
-    use crate::events::{Envelope, EventData};
+    use crate::domain::{Label, SessionStatus};
     use crate::store::{NewSession, SqliteStore};
 
     /// Changes of many sessions sent at once are all stored, each with its
@@ -123,24 +147,14 @@ mod tests {
             ids.push(id);
         }
         let writer = StatusWriter::spawn(Arc::clone(&store));
+        let start = SessionStatus::Stopped
+            .transition(SessionStatus::Starting)
+            .map_err(|illegal| StoreError::Corrupt(illegal.to_string()))?;
         let writes = ids.iter().map(|&id| {
             let writer = writer.clone();
             async move {
                 writer
-                    .write(StatusChange {
-                        id,
-                        status: SessionStatus::Starting,
-                        reason: Some(StatusReason::ConnectionLost),
-                        event: Envelope::new(
-                            org.id,
-                            id,
-                            EventData::Status {
-                                status: SessionStatus::Starting,
-                                previous: SessionStatus::Stopped,
-                                reason: Some(StatusReason::ConnectionLost),
-                            },
-                        ),
-                    })
+                    .write(org.id, id, start, Some(StatusReason::ConnectionLost))
                     .await
             }
         });

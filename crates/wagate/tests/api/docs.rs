@@ -94,3 +94,53 @@ async fn the_document_says_what_the_websocket_and_read_receipts_require() {
         assert!(description.contains(code), "{read}");
     }
 }
+
+/// The route list and the document are one list: every operation the
+/// served document names is routed, so a request to it reaches its
+/// handler (whatever the handler answers without a session or a body)
+/// rather than the router's own `route_not_found` or `method_not_allowed`.
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = TestApp::spawn().await;
+    let spec = get(&app, "/api/v1/openapi.json").await.json();
+    let server = spec["servers"][0]["url"].as_str().unwrap_or_default();
+    assert_eq!(server, "/api/v1");
+    let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+    let mut operations = 0;
+    for (path, item) in &paths {
+        // Every parameter filled with one value: the handler may refuse
+        // it, the router may not.
+        let uri = format!("{server}{path}")
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "x"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let methods = item.as_object().cloned().unwrap_or_default();
+        for method in methods.keys() {
+            let Ok(method) = Method::from_bytes(method.to_uppercase().as_bytes()) else {
+                continue;
+            };
+            operations += 1;
+            let response = app.call(method.clone(), &uri, None).await;
+            assert_ne!(
+                response.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {uri} is documented but not routed"
+            );
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.bytes).unwrap_or_default();
+            assert_ne!(
+                body["error"]["code"], "route_not_found",
+                "{method} {uri} is documented but not routed"
+            );
+        }
+    }
+    // What the document listed before the route list became one.
+    assert_eq!(operations, 31);
+}

@@ -6,15 +6,18 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
 
+use super::command::format_pairing_code;
 use super::*;
-use crate::domain::Label;
+use crate::domain::{Label, Phone};
 use crate::hub::{Filter, HubLimits, Subscription};
-use crate::session::engine::{EngineError, Identity};
+use crate::session::engine::{EngineError, EngineEvent, Identity, Link};
 use crate::store::{
     EventStore, KeyStore, MessageStore, NewSession, OrgStore, SessionChanges, SessionPage,
-    SessionQuery, SessionStore, SqliteStore, UserStore, WebhookStore,
+    SessionQuery, SessionStore, SqliteStore, StatusChange, UserStore, WebhookStore,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
