@@ -14,10 +14,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use wagate::app::{AppState, build_app};
-use wagate::config::Config;
-use wagate::session::whatsapp::WhatsAppEngine;
-use wagate::store::{SqliteStore, Store};
+use wagate::{AppState, build_app};
+use wagate::Config;
+use wagate::WhatsAppEngine;
+use wagate::{SqliteStore, Store};
 
 /// Runs between fresh gateways: accepted bodies create sessions, messages
 /// and webhooks, which would otherwise pile up for the whole run.

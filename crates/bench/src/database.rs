@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection};
 
-pub struct Scratch {
+pub(crate) struct Scratch {
     /// What the gateway is given as `WAGATE_DATABASE_URL`.
     pub url: String,
     /// The database's name on the server.
@@ -19,7 +19,7 @@ pub struct Scratch {
 impl Scratch {
     /// Creates `wagate_bench_<pid>` on the server `server` names (any
     /// database in the URL is only where the benchmark connects to do it).
-    pub async fn create(server: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn create(server: &str) -> anyhow::Result<Self> {
         let mut url = url::Url::parse(server).context("--database is not a URL")?;
         if !matches!(url.scheme(), "postgres" | "postgresql") {
             bail!("--database: only postgres:// URLs get a database of their own");
@@ -51,7 +51,7 @@ impl Scratch {
         })
     }
 
-    pub async fn drop(mut self) {
+    pub(crate) async fn drop(mut self) {
         let dropped = sqlx::query(AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name

@@ -35,7 +35,7 @@ use crate::send::{Load, Mode, p3};
 use crate::{Args, Stack, link_sessions, session_phone};
 
 #[derive(clap::Args)]
-pub struct InboundArgs {
+pub(crate) struct InboundArgs {
     /// Which phases to run, in this order.
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
@@ -65,7 +65,7 @@ fn contact_phone(i: usize) -> String {
 
 /// Arrivals by text, first arrival only; later copies are counted.
 #[derive(Clone)]
-pub struct Arrivals {
+pub(crate) struct Arrivals {
     first: Arc<Mutex<HashMap<String, Instant>>>,
     duplicates: Arc<Mutex<u64>>,
     changed: Arc<watch::Sender<u64>>,
@@ -83,7 +83,7 @@ impl Default for Arrivals {
 
 impl Arrivals {
     /// Notes a `message.received` event that came in at `at`.
-    pub fn note(&self, event: &Value, at: Instant) {
+    pub(crate) fn note(&self, event: &Value, at: Instant) {
         if event["event"] != "message.received" {
             return;
         }
@@ -172,7 +172,7 @@ async fn serve_receiver(arrivals: Arrivals) -> anyhow::Result<String> {
     Ok(url)
 }
 
-pub async fn run(args: &Args, inbound: &InboundArgs, stack: &Stack) -> anyhow::Result<()> {
+pub(crate) async fn run(args: &Args, inbound: &InboundArgs, stack: &Stack) -> anyhow::Result<()> {
     let (linked, link_wall) = link_sessions(stack, args.sessions, args.concurrency).await?;
     println!(
         "linked {} sessions in {:.1} s ({} at a time)",

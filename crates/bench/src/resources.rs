@@ -8,7 +8,7 @@ use anyhow::Context;
 
 /// Resident and proportional memory of one process, in KiB.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProcMemory {
+pub(crate) struct ProcMemory {
     pub rss_kib: u64,
     /// Pages shared with other processes count in proportion (PostgreSQL's
     /// shared buffers, mapped by every backend, count once over all).
@@ -16,7 +16,7 @@ pub struct ProcMemory {
 }
 
 impl ProcMemory {
-    pub fn of(pid: u32) -> anyhow::Result<Self> {
+    pub(crate) fn of(pid: u32) -> anyhow::Result<Self> {
         Ok(Self {
             rss_kib: kib_field(&format!("/proc/{pid}/status"), "VmRSS:")?,
             pss_kib: kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")?,
@@ -32,7 +32,7 @@ fn kib_field(path: &str, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} line in {path}"))
 }
 
-pub fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
@@ -40,7 +40,7 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// What the gateway's `GET /metrics` says about its clients' memory.
 #[derive(Debug, Default)]
-pub struct ClientMemory {
+pub(crate) struct ClientMemory {
     /// Sessions reporting a figure (the working ones).
     pub sessions: usize,
     /// The sum of every session's `memory_report()` total.
@@ -50,7 +50,7 @@ pub struct ClientMemory {
 }
 
 impl ClientMemory {
-    pub async fn scrape(http: &reqwest::Client, metrics_base: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn scrape(http: &reqwest::Client, metrics_base: &str) -> anyhow::Result<Self> {
         let text = http
             .get(format!("{metrics_base}/metrics"))
             .send()
@@ -84,7 +84,7 @@ impl ClientMemory {
         Ok(memory)
     }
 
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         let per = |bytes: f64| bytes / self.sessions.max(1) as f64;
         println!(
             "clients' own estimate (memory_report, {} working sessions): {:.1} MiB in all, {:.0} B per session",
@@ -114,7 +114,7 @@ fn part(labels: &str) -> String {
 
 /// The PostgreSQL server's memory, apart from the gateway's.
 #[derive(Debug, Default)]
-pub struct PostgresMemory {
+pub(crate) struct PostgresMemory {
     /// Backends connected to the benchmark's database (the gateway's pool).
     pub backends: usize,
     pub backends_memory: ProcMemory,
@@ -126,7 +126,10 @@ pub struct PostgresMemory {
 }
 
 impl PostgresMemory {
-    pub async fn read(admin: &mut sqlx::PgConnection, database: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn read(
+        admin: &mut sqlx::PgConnection,
+        database: &str,
+    ) -> anyhow::Result<Self> {
         let rows: Vec<(i32, Option<String>)> =
             sqlx::query_as("SELECT pid, datname::text FROM pg_stat_activity")
                 .fetch_all(admin)
@@ -152,7 +155,7 @@ impl PostgresMemory {
         Ok(memory)
     }
 
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!(
             "PostgreSQL, {} backends of the benchmark's database: RSS {}, PSS {} (sum over /proc/PID/status VmRSS and smaps_rollup Pss)",
             self.backends,

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use crate::{Args, Gateway, Stack, link_sessions};
 
 #[derive(clap::Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Which phases to run, in this order.
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
@@ -66,7 +66,7 @@ fn recipient_phone(i: usize) -> String {
     format!("{}", 15_570_000_000u64 + i as u64)
 }
 
-pub async fn run(args: &Args, send: &SendArgs, stack: &Stack) -> anyhow::Result<()> {
+pub(crate) async fn run(args: &Args, send: &SendArgs, stack: &Stack) -> anyhow::Result<()> {
     let (linked, link_wall) = link_sessions(stack, args.sessions, args.concurrency).await?;
     println!(
         "linked {} sessions in {:.1} s ({} at a time); pacing off",

@@ -115,7 +115,7 @@ impl EgressPolicy {
 }
 
 /// Whether `error` (or one of its causes) is this guard's refusal.
-pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<EgressError> {
+pub(crate) fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<EgressError> {
     let mut source = Some(error);
     while let Some(cause) = source {
         if let Some(refused) = cause.downcast_ref::<EgressError>() {
@@ -129,7 +129,7 @@ pub fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<EgressError>
 /// Whether `url`'s host could be looked up: an IP address, or a name made
 /// of non-empty labels of letters, digits and hyphens. The URL standard
 /// lets through hosts no name can have (`a*b`, `a..b`).
-pub fn has_valid_host(url: &Url) -> bool {
+pub(crate) fn has_valid_host(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(name)) => name.split('.').all(|label| {
             !label.is_empty()
@@ -207,7 +207,7 @@ impl Resolve for LoopbackResolver {
 
 /// Globally routable unicast, as far as the standard library and the
 /// IANA special-purpose registries tell.
-pub fn is_public(ip: IpAddr) -> bool {
+pub(crate) fn is_public(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(ip) => is_public_v4(ip),
         IpAddr::V6(ip) => is_public_v6(ip),
@@ -261,7 +261,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 /// A request's error and its causes, without the URL: a signed URL's
 /// query string is a credential, and this text ends up in stored rows
 /// (outbox, delivery log) and in logs.
-pub fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 /// The next group: waits for one request, then takes whatever else is
 /// queued at that moment, until the requests' `weight` (rows, messages)
 /// reaches `max`. `None` once the queue is closed and empty.
-pub async fn next_group<T>(
+pub(crate) async fn next_group<T>(
     queue: &mut UnboundedReceiver<T>,
     max: usize,
     weight: impl Fn(&T) -> usize,

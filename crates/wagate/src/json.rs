@@ -6,7 +6,7 @@
 /// Every float with no fraction that fits an `i64` or `u64` is made that
 /// integer before the body is deserialized; a float field takes it as
 /// well.
-pub fn integral_floats(value: &mut serde_json::Value) {
+pub(crate) fn integral_floats(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
         Value::Number(n) if n.is_f64() => {

@@ -15,25 +15,48 @@
 //! and runs them; `cli` is the process's edge.
 
 pub mod admin;
-pub mod app;
-pub mod cli;
-pub mod config;
-pub mod dashboard;
-pub mod domain;
-pub mod egress;
-pub mod events;
-pub mod group_commit;
-pub mod http;
-pub mod hub;
-pub mod json;
-pub mod media_cache;
-pub mod messages;
-pub mod metrics;
-pub mod outbox;
-pub mod retention;
-pub mod secret;
-pub mod serve;
-pub mod session;
-pub mod store;
-pub mod telemetry;
-pub mod webhooks;
+mod app;
+mod cli;
+mod config;
+mod dashboard;
+mod domain;
+mod egress;
+mod events;
+mod group_commit;
+mod http;
+mod hub;
+mod json;
+mod media_cache;
+mod messages;
+mod metrics;
+mod outbox;
+mod retention;
+mod secret;
+mod serve;
+mod session;
+mod store;
+mod telemetry;
+mod webhooks;
+
+// The public surface, on purpose: what the binary (`main.rs`), the
+// integration tests and the fuzz targets use; everything else is
+// crate-private, so the compiler reports what nothing uses. Each item is
+// named by the module that defines it.
+pub use app::AppState;
+pub use cli::Cli;
+pub use config::Config;
+pub use dashboard::accounts;
+pub use dashboard::auth::{SESSION_COOKIE, hash_cookie, start_session};
+pub use domain::account::{Email, Role};
+pub use domain::ids::{EventId, OrgId, SessionId, TokenId};
+pub use domain::webhook::DeliveryStatus;
+pub use events::{Envelope, EventData};
+pub use http::ws::CLOSE_TOKEN_REVOKED;
+pub use metrics::scrape::{PATH as METRICS_PATH, router as metrics_router};
+pub use secret::Secret;
+pub use serve::{Application, build_app};
+pub use session::whatsapp::WhatsAppEngine;
+pub use store::sqlite::SqliteStore;
+pub use store::webhooks::{AfterFailure, AttemptResult, DeliveryQuery};
+pub use store::{Store, connect as connect_store};
+pub use telemetry::init as init_telemetry;

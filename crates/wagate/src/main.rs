@@ -1,5 +1,5 @@
 use clap::Parser;
-use wagate::cli::Cli;
+use wagate::Cli;
 
 fn main() -> anyhow::Result<()> {
     quiet_library_backtraces();
@@ -8,7 +8,7 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async {
             let cli = Cli::parse();
-            wagate::telemetry::init();
+            wagate::init_telemetry();
             cli.run().await
         })
 }

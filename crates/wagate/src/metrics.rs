@@ -7,7 +7,7 @@
 //! and served with these counts as `GET /metrics` by [`scrape`], above the
 //! layers these counters serve (it reads the store and the live sessions).
 
-pub mod scrape;
+pub(crate) mod scrape;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,9 +13,9 @@ use crate::media_cache::MediaCache;
 use crate::store::{Store, StoreError};
 
 /// Often enough that the log never holds much more than the retention.
-pub const PASS_EVERY: Duration = Duration::from_secs(600);
+pub(crate) const PASS_EVERY: Duration = Duration::from_secs(600);
 
-pub struct Retention {
+pub(crate) struct Retention {
     pub store: Arc<dyn Store>,
     pub media: MediaCache,
     pub events_for: Duration,
@@ -23,7 +23,7 @@ pub struct Retention {
 
 impl Retention {
     /// One pass; returns how many events were pruned.
-    pub async fn pass(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn pass(&self) -> Result<u64, StoreError> {
         if let Err(error) = self.media.trim(None).await {
             tracing::warn!(%error, "could not trim the media cache");
         }
@@ -35,7 +35,7 @@ impl Retention {
     }
 
     /// Runs a pass every [`PASS_EVERY`] until cancelled.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         let mut every = tokio::time::interval(PASS_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

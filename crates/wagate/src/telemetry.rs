@@ -14,11 +14,11 @@ const DEFAULT_FILTER: &str = "warn,wagate=info";
 /// in the clear, and the phone number it was asked for). A pairing code
 /// links a device to the account while it is valid, so these are capped at
 /// warn whatever `WAGATE_LOG` asks for.
-pub const SECRET_TARGETS: [&str; 2] = ["Client/PairCode", "Bot/PairCode"];
+pub(crate) const SECRET_TARGETS: [&str; 2] = ["Client/PairCode", "Bot/PairCode"];
 
 /// The filter for `spec` (`WAGATE_LOG`), or the default, with the secret
 /// targets capped.
-pub fn filter(spec: Option<&str>) -> EnvFilter {
+pub(crate) fn filter(spec: Option<&str>) -> EnvFilter {
     let mut filter = spec
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));

@@ -9,7 +9,7 @@ const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
 const ICON: &str = include_str!("../../assets/icon.svg");
 
-pub async fn serve(Path(file): Path<String>) -> Response {
+pub(super) async fn serve(Path(file): Path<String>) -> Response {
     let (content_type, body) = match file.as_str() {
         "app.css" => ("text/css; charset=utf-8", CSS),
         "app.js" => ("text/javascript; charset=utf-8", JS),

@@ -19,10 +19,10 @@ use crate::store::{Membership, Organization, Store, UserRecord, WebSessionRecord
 
 pub const SESSION_COOKIE: &str = "wagate_session";
 /// How long a sign-in lasts.
-pub const SESSION_TTL: chrono::Duration = chrono::Duration::days(7);
+pub(crate) const SESSION_TTL: chrono::Duration = chrono::Duration::days(7);
 
 /// 32 random bytes, hex: cookie values, CSRF tokens.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
@@ -33,7 +33,7 @@ pub fn hash_cookie(value: &str) -> String {
 }
 
 /// The value of cookie `name`, if the request has it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -47,7 +47,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Whether the browser reached us over https, directly or through a
 /// terminating proxy; only then may cookies be marked `Secure` (a browser
 /// drops `Secure` cookies set over plain http).
-pub fn is_https(headers: &HeaderMap) -> bool {
+pub(crate) fn is_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -55,7 +55,7 @@ pub fn is_https(headers: &HeaderMap) -> bool {
 }
 
 /// A `Set-Cookie` header. `max_age` zero deletes the cookie.
-pub fn set_cookie(
+pub(crate) fn set_cookie(
     name: &str,
     value: &str,
     path: &str,
@@ -77,7 +77,7 @@ pub fn set_cookie(
 
 /// A signed-in user, looking at one of their organizations.
 #[derive(Debug, Clone)]
-pub struct CurrentUser {
+pub(crate) struct CurrentUser {
     user: UserRecord,
     session: WebSessionRecord,
     memberships: Vec<Membership>,
@@ -86,37 +86,40 @@ pub struct CurrentUser {
 }
 
 impl CurrentUser {
-    pub fn id(&self) -> UserId {
+    pub(crate) fn id(&self) -> UserId {
         self.user.id
     }
 
-    pub fn email(&self) -> &str {
+    pub(crate) fn email(&self) -> &str {
         self.user.email.as_str()
     }
 
-    pub fn org(&self) -> &Organization {
+    pub(crate) fn org(&self) -> &Organization {
         &self.memberships[self.current].org
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.memberships[self.current].role
     }
 
-    pub fn memberships(&self) -> &[Membership] {
+    pub(crate) fn memberships(&self) -> &[Membership] {
         &self.memberships
     }
 
-    pub fn csrf(&self) -> &str {
+    pub(crate) fn csrf(&self) -> &str {
         &self.session.csrf_token
     }
 
-    pub fn session_hash(&self) -> &str {
+    pub(crate) fn session_hash(&self) -> &str {
         &self.session.id_hash
     }
 
     /// Loads the session named by the request's cookie, if it is live and
     /// its user still belongs to an organization.
-    pub async fn load(store: &dyn Store, headers: &HeaderMap) -> Result<Option<Self>, DashError> {
+    pub(crate) async fn load(
+        store: &dyn Store,
+        headers: &HeaderMap,
+    ) -> Result<Option<Self>, DashError> {
         let Some(value) = cookie(headers, SESSION_COOKIE) else {
             return Ok(None);
         };
@@ -172,7 +175,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 /// Webhook, token and member management take this, so a member's request cannot
 /// reach them.
 #[derive(Debug, Clone)]
-pub struct Manager(pub CurrentUser);
+pub(crate) struct Manager(pub CurrentUser);
 
 impl FromRequestParts<AppState> for Manager {
     type Rejection = DashError;

@@ -12,10 +12,10 @@ use super::auth::CurrentUser;
 use super::error::DashError;
 use crate::app::AppState;
 
-pub const FIELD: &str = "_csrf";
+pub(crate) const FIELD: &str = "_csrf";
 
 /// A urlencoded form from a signed-in user whose CSRF token matched.
-pub struct CsrfForm<T> {
+pub(crate) struct CsrfForm<T> {
     pub user: CurrentUser,
     pub form: T,
 }
@@ -23,10 +23,10 @@ pub struct CsrfForm<T> {
 /// The form of a one-button action: nothing but the CSRF token.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]
-pub struct NoFields {}
+pub(crate) struct NoFields {}
 
 /// Compares in time independent of where the first difference is.
-pub fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -36,7 +36,7 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// Parses `application/x-www-form-urlencoded` into a flat JSON object of
 /// strings (the last of repeated fields wins), then into `T`.
-pub fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Option<(Map<String, Value>, T)> {
+pub(crate) fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Option<(Map<String, Value>, T)> {
     let mut fields = Map::new();
     for (key, value) in url::form_urlencoded::parse(body) {
         fields.insert(key.into_owned(), Value::String(value.into_owned()));

@@ -14,7 +14,7 @@ use crate::app::AppState;
 
 /// Finished HTML, sent with headers that keep pages out of shared caches
 /// and scripts limited to our own file.
-pub struct Html(Markup);
+pub(crate) struct Html(Markup);
 
 impl From<Markup> for Html {
     fn from(markup: Markup) -> Self {
@@ -44,7 +44,7 @@ impl IntoResponse for Html {
 
 /// Which top-level tab is active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nav {
+pub(crate) enum Nav {
     Sessions,
     Webhooks,
     Tokens,
@@ -53,7 +53,7 @@ pub enum Nav {
 }
 
 /// Everything the frame needs besides the body.
-pub struct Frame<'a> {
+pub(crate) struct Frame<'a> {
     pub title: &'a str,
     pub nav: Nav,
     pub user: Option<&'a CurrentUser>,
@@ -61,12 +61,12 @@ pub struct Frame<'a> {
 }
 
 /// The hidden CSRF field every form carries.
-pub fn csrf_field(user: &CurrentUser) -> Markup {
+pub(crate) fn csrf_field(user: &CurrentUser) -> Markup {
     html! { input type="hidden" name="_csrf" value=(user.csrf()); }
 }
 
 /// A one-button form posting to `action`, optionally asking first.
-pub fn button_form(
+pub(crate) fn button_form(
     user: &CurrentUser,
     action: &str,
     label: &str,
@@ -83,7 +83,7 @@ pub fn button_form(
 
 /// A form field's error message, rendered next to it; the field itself
 /// points at it with `aria-describedby="{id}-error"`.
-pub fn field_error(error: Option<&str>, id: &str) -> Markup {
+pub(crate) fn field_error(error: Option<&str>, id: &str) -> Markup {
     html! {
         @if let Some(error) = error {
             p.field-error id={ (id) "-error" } role="alert" { (error) }
@@ -93,13 +93,13 @@ pub fn field_error(error: Option<&str>, id: &str) -> Markup {
 
 /// `aria-describedby` for a field with an error (its `aria-invalid` is
 /// `error.map(|_| "true")`).
-pub fn described_by(error: Option<&str>, id: &str) -> Option<String> {
+pub(crate) fn described_by(error: Option<&str>, id: &str) -> Option<String> {
     error.map(|_| format!("{id}-error"))
 }
 
 /// A labelled one-line input of a create form (`div.field.grow`), its
 /// error tied to it.
-pub struct TextField<'a> {
+pub(crate) struct TextField<'a> {
     pub label: &'a str,
     pub id: &'a str,
     pub name: &'a str,
@@ -111,7 +111,7 @@ pub struct TextField<'a> {
 }
 
 impl TextField<'_> {
-    pub fn render(&self) -> Markup {
+    pub(crate) fn render(&self) -> Markup {
         html! {
             div.field.grow {
                 label for=(self.id) { (self.label) }
@@ -172,7 +172,7 @@ fn account(user: &CurrentUser) -> Markup {
     }
 }
 
-pub fn page(frame: &Frame<'_>, body: Markup) -> Html {
+pub(crate) fn page(frame: &Frame<'_>, body: Markup) -> Html {
     Html(html! {
         (DOCTYPE)
         html lang="en" {
@@ -210,7 +210,7 @@ pub fn page(frame: &Frame<'_>, body: Markup) -> Html {
 }
 
 /// A signed-in user's page, answered with `status`.
-pub fn user_page(
+pub(crate) fn user_page(
     state: &AppState,
     user: &CurrentUser,
     title: &str,

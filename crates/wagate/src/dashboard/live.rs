@@ -23,7 +23,7 @@ use crate::http::ws::pump;
 use crate::hub::{Filter, SubscribeError};
 use crate::session::manager::ManagerError;
 
-pub async fn fragment(
+pub(super) async fn fragment(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
@@ -34,7 +34,7 @@ pub async fn fragment(
         .into())
 }
 
-pub async fn row(
+pub(super) async fn row(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
@@ -46,7 +46,7 @@ pub async fn row(
 /// The page's QR code is drawn a little larger than the API's.
 const QR_PIXELS: u32 = 320;
 
-pub async fn qr_svg(
+pub(super) async fn qr_svg(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
@@ -62,7 +62,7 @@ pub async fn qr_svg(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct EventsParams {
+pub(super) struct EventsParams {
     session_id: Option<String>,
 }
 
@@ -80,7 +80,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-pub async fn events(
+pub(super) async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
     user: CurrentUser,

@@ -24,7 +24,7 @@ const LOGIN_COOKIE: &str = "wagate_login";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct LoginForm {
+pub(super) struct LoginForm {
     email: String,
     password: String,
     #[serde(rename = "_csrf")]
@@ -97,7 +97,7 @@ fn render(
         .into_response()
 }
 
-pub async fn form(
+pub(super) async fn form(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, DashError> {
@@ -116,7 +116,7 @@ pub async fn form(
     ))
 }
 
-pub async fn submit(
+pub(super) async fn submit(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -240,7 +240,7 @@ pub async fn submit(
         .into_response())
 }
 
-pub async fn sign_out(
+pub(super) async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
     CsrfForm { user, .. }: CsrfForm<NoFields>,
@@ -266,11 +266,11 @@ pub async fn sign_out(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct SwitchOrg {
+pub(super) struct SwitchOrg {
     org_id: String,
 }
 
-pub async fn switch_org(
+pub(super) async fn switch_org(
     State(state): State<AppState>,
     CsrfForm { user, form }: CsrfForm<SwitchOrg>,
 ) -> Result<Response, DashError> {

@@ -122,18 +122,21 @@ async fn render(
     ))
 }
 
-pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    manager: Manager,
+) -> Result<Response, DashError> {
     render(&state, &manager, StatusCode::OK, &View::default()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Add {
+pub(super) struct Add {
     email: String,
     role: String,
 }
 
-pub async fn add(
+pub(super) async fn add(
     State(state): State<AppState>,
     CsrfForm { user, form }: CsrfForm<Add>,
 ) -> Result<Response, DashError> {

@@ -16,10 +16,10 @@ use crate::domain::{Direction, SessionId};
 use crate::store::{MessageQuery, MessageRecord};
 
 /// How many the page shows; the API pages through the rest.
-pub const RECENT: u32 = 50;
+pub(super) const RECENT: u32 = 50;
 
 /// The section, from the same query `GET /sessions/{id}/messages` makes.
-pub async fn section(
+pub(super) async fn section(
     state: &AppState,
     user: &CurrentUser,
     id: SessionId,
@@ -61,7 +61,7 @@ pub async fn section(
 
 /// The section alone, for the page script to swap in when a message
 /// arrives or changes status.
-pub async fn fragment(
+pub(super) async fn fragment(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,

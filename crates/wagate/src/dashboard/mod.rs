@@ -21,23 +21,23 @@
 
 pub mod accounts;
 mod assets;
-pub mod auth;
-pub mod csrf;
-pub mod error;
-pub mod html;
+pub(crate) mod auth;
+pub(crate) mod csrf;
+pub(crate) mod error;
+pub(crate) mod html;
 mod live;
 mod login;
 mod members;
 mod messages;
-pub mod password;
-pub mod ratelimit;
+pub(crate) mod password;
+pub(crate) mod ratelimit;
 #[cfg(feature = "sandbox")]
-pub mod sandbox;
+pub(crate) mod sandbox;
 mod session;
 mod sessions;
-pub mod state;
+pub(crate) mod state;
 mod tokens;
-pub mod view;
+pub(crate) mod view;
 mod webhooks;
 
 use axum::Router;
@@ -47,7 +47,7 @@ use axum::routing::{get, post};
 use crate::app::AppState;
 
 /// The dashboard's routes, merged into the HTTP router at `/`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     let router = Router::new()
         .route("/", get(|| async { Redirect::to("/sessions") }))
         .route("/login", get(login::form).post(login::submit))

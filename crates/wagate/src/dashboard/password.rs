@@ -26,7 +26,7 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-pub fn hash(password: &str) -> Result<String, HashError> {
+pub(crate) fn hash(password: &str) -> Result<String, HashError> {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     let salt = SaltString::encode_b64(&bytes).map_err(|e| HashError(e.to_string()))?;
@@ -38,7 +38,7 @@ pub fn hash(password: &str) -> Result<String, HashError> {
 
 /// Checks `password` against a stored PHC string. A malformed stored hash
 /// simply does not match.
-pub fn verify(password: &str, stored: &str) -> bool {
+pub(crate) fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
         Ok(parsed) => hasher()
             .verify_password(password.as_bytes(), &parsed)
@@ -50,13 +50,13 @@ pub fn verify(password: &str, stored: &str) -> bool {
 /// Verifies against a throwaway hash, so a sign-in with an unknown email
 /// takes as long as one with a wrong password and does not reveal which
 /// emails have accounts.
-pub fn verify_dummy(password: &str) {
+pub(crate) fn verify_dummy(password: &str) {
     static DUMMY: LazyLock<String> =
         LazyLock::new(|| hash("not a real password").unwrap_or_default());
     let _ = verify(password, &DUMMY);
 }
 
-pub fn generate() -> Secret<String> {
+pub(crate) fn generate() -> Secret<String> {
     let mut rng = rand::rng();
     let groups: Vec<String> = (0..GROUPS)
         .map(|_| {

@@ -7,26 +7,26 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub const MAX_FAILURES: u32 = 5;
-pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+pub(crate) const MAX_FAILURES: u32 = 5;
+pub(crate) const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Bounds memory if someone sprays many emails.
 const MAX_TRACKED: usize = 10_000;
 
 #[derive(Debug, Default)]
-pub struct SignInLimiter {
+pub(crate) struct SignInLimiter {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl SignInLimiter {
     /// `Some(wait)` while `key` is locked out.
-    pub fn locked_for(&self, key: &str) -> Option<Duration> {
+    pub(crate) fn locked_for(&self, key: &str) -> Option<Duration> {
         let failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         let (count, first) = failures.get(key)?;
         let elapsed = first.elapsed();
         (*count >= MAX_FAILURES && elapsed < WINDOW).then(|| WINDOW - elapsed)
     }
 
-    pub fn record_failure(&self, key: &str) {
+    pub(crate) fn record_failure(&self, key: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if failures.len() >= MAX_TRACKED {
             failures.retain(|_, (_, first)| first.elapsed() < WINDOW);
@@ -40,7 +40,7 @@ impl SignInLimiter {
         entry.0 += 1;
     }
 
-    pub fn record_success(&self, key: &str) {
+    pub(crate) fn record_success(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -31,7 +31,7 @@ fn demo_number() -> String {
     format!("1555{:07}", rand::rng().random_range(0..10_000_000))
 }
 
-pub fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
+pub(crate) fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
     html! {
         @if state.dashboard.is_sandbox() {
             div.sandbox-box {
@@ -46,7 +46,7 @@ pub fn scan_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -
     }
 }
 
-pub fn enter_code_form(
+pub(crate) fn enter_code_form(
     state: &AppState,
     user: &CurrentUser,
     record: &SessionRecord,
@@ -69,7 +69,7 @@ pub fn enter_code_form(
     }
 }
 
-pub fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
+pub(crate) fn message_form(state: &AppState, user: &CurrentUser, record: &SessionRecord) -> Markup {
     html! {
         @if state.dashboard.is_sandbox() && record.phone.is_some() {
             section.card.sandbox-card {
@@ -97,7 +97,7 @@ fn sim(state: &AppState) -> Result<&wasim::SimHandle, DashError> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct ScanForm {
+pub(crate) struct ScanForm {
     phone: String,
 }
 
@@ -119,7 +119,7 @@ fn failed(message: String) -> Extras {
     }
 }
 
-pub async fn scan(
+pub(crate) async fn scan(
     State(state): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user, form }: CsrfForm<ScanForm>,
@@ -145,12 +145,12 @@ pub async fn scan(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct EnterCodeForm {
+pub(crate) struct EnterCodeForm {
     phone: String,
     code: String,
 }
 
-pub async fn enter_code(
+pub(crate) async fn enter_code(
     State(state): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user, form }: CsrfForm<EnterCodeForm>,
@@ -183,12 +183,12 @@ pub async fn enter_code(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct MessageForm {
+pub(crate) struct MessageForm {
     from: String,
     text: String,
 }
 
-pub async fn message(
+pub(crate) async fn message(
     State(state): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user, form }: CsrfForm<MessageForm>,
@@ -232,7 +232,7 @@ pub async fn message(
 /// temporary directory for the database and the sessions' device keys,
 /// deleted on exit, so every sandbox starts fresh and prints a fresh
 /// sign-in.
-pub struct SandboxEnv {
+pub(crate) struct SandboxEnv {
     sim: wasim::Simulator,
     _dir: tempfile::TempDir,
 }
@@ -240,7 +240,7 @@ pub struct SandboxEnv {
 impl SandboxEnv {
     /// Starts the simulator when `config` asks for the sandbox and points
     /// the configuration at it; otherwise leaves `config` alone.
-    pub async fn prepare(
+    pub(crate) async fn prepare(
         mut config: crate::config::Config,
     ) -> anyhow::Result<(crate::config::Config, Option<Self>)> {
         use anyhow::Context;
@@ -276,7 +276,7 @@ impl SandboxEnv {
         Ok((config, Some(Self { sim, _dir: dir })))
     }
 
-    pub fn handle(&self) -> wasim::SimHandle {
+    pub(crate) fn handle(&self) -> wasim::SimHandle {
         self.sim.handle()
     }
 }

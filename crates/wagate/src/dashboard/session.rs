@@ -21,7 +21,7 @@ use crate::store::SessionRecord;
 
 /// What a page shows besides the session itself.
 #[derive(Default)]
-pub struct Extras {
+pub(super) struct Extras {
     /// A pairing code just issued, and the number it is for.
     pub pairing: Option<(Phone, Expiring)>,
     /// The pairing form's input and its error.
@@ -33,12 +33,12 @@ pub struct Extras {
     pub error: Option<String>,
 }
 
-pub fn parse_id(raw: &str) -> Result<SessionId, DashError> {
+pub(super) fn parse_id(raw: &str) -> Result<SessionId, DashError> {
     raw.parse().map_err(|_| DashError::NotFound)
 }
 
 /// The manager's errors in the API's words, which are written for people.
-pub fn describe(error: ManagerError) -> Result<String, DashError> {
+pub(super) fn describe(error: ManagerError) -> Result<String, DashError> {
     match error {
         ManagerError::NotFound => Err(DashError::NotFound),
         ManagerError::Store(e) => Err(e.into()),
@@ -47,7 +47,7 @@ pub fn describe(error: ManagerError) -> Result<String, DashError> {
 }
 
 /// The part of the page the script swaps when the status changes.
-pub async fn live_block(
+pub(super) async fn live_block(
     state: &AppState,
     user: &CurrentUser,
     record: &SessionRecord,
@@ -270,7 +270,7 @@ fn sandbox_working(_: &AppState, _: &CurrentUser, _: &SessionRecord) -> Markup {
     html! {}
 }
 
-pub async fn render(
+pub(super) async fn render(
     state: &AppState,
     user: &CurrentUser,
     record: &SessionRecord,
@@ -308,7 +308,7 @@ pub async fn render(
     user_page(state, user, title, Nav::Sessions, status, body)
 }
 
-pub async fn show(
+pub(super) async fn show(
     State(state): State<AppState>,
     user: CurrentUser,
     Path(id): Path<String>,
@@ -317,7 +317,7 @@ pub async fn show(
     Ok(render(&state, &user, &record, StatusCode::OK, &Extras::default()).await)
 }
 
-pub async fn action(
+pub(super) async fn action(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     CsrfForm { user, .. }: CsrfForm<NoFields>,
@@ -354,11 +354,11 @@ pub async fn action(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct PairingForm {
+pub(super) struct PairingForm {
     phone: String,
 }
 
-pub async fn pairing_code(
+pub(super) async fn pairing_code(
     State(state): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user, form }: CsrfForm<PairingForm>,

@@ -20,7 +20,7 @@ use crate::store::{SessionQuery, SessionRecord};
 const PAGE: u32 = 100;
 
 /// One table row; also served alone so the page script can refresh it.
-pub fn row(session: &SessionRecord) -> Markup {
+pub(super) fn row(session: &SessionRecord) -> Markup {
     html! {
         tr data-session-id=(session.id) {
             td.cell-label {
@@ -122,17 +122,20 @@ async fn render(
     ))
 }
 
-pub async fn list(State(state): State<AppState>, user: CurrentUser) -> Result<Response, DashError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Response, DashError> {
     render(&state, &user, StatusCode::OK, &CreateForm::default()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Create {
+pub(super) struct Create {
     label: String,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     CsrfForm { user, form }: CsrfForm<Create>,
 ) -> Result<Response, DashError> {

@@ -119,17 +119,20 @@ async fn render(
     ))
 }
 
-pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    manager: Manager,
+) -> Result<Response, DashError> {
     render(&state, &manager, StatusCode::OK, &View::default()).await
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Create {
+pub(super) struct Create {
     name: String,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     CsrfForm { user, form }: CsrfForm<Create>,
 ) -> Result<Response, DashError> {
@@ -167,7 +170,7 @@ pub async fn create(
     render(&state, &manager, StatusCode::CREATED, &view).await
 }
 
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
     CsrfForm { user, .. }: CsrfForm<NoFields>,

@@ -6,7 +6,7 @@ use maud::{Markup, html};
 
 use crate::domain::{SessionStatus, StatusReason};
 
-pub fn status_label(status: SessionStatus) -> &'static str {
+pub(crate) fn status_label(status: SessionStatus) -> &'static str {
     match status {
         SessionStatus::Starting => "Starting",
         SessionStatus::ScanQrCode => "Waiting for phone",
@@ -19,7 +19,7 @@ pub fn status_label(status: SessionStatus) -> &'static str {
 
 /// The badge carries the API's status name in `data-status` so scripts
 /// and tests can read it, and a human label as its text.
-pub fn badge(status: SessionStatus) -> Markup {
+pub(crate) fn badge(status: SessionStatus) -> Markup {
     let s = status.as_str();
     html! {
         span class={ "badge badge-" (s) } data-status=(s) title=(s) { (status_label(status)) }
@@ -27,20 +27,20 @@ pub fn badge(status: SessionStatus) -> Markup {
 }
 
 /// A timestamp the page script turns into the viewer's local time.
-pub fn time(at: DateTime<Utc>) -> Markup {
+pub(crate) fn time(at: DateTime<Utc>) -> Markup {
     html! {
         time datetime=(at.to_rfc3339()) data-local { (at.format("%Y-%m-%d %H:%M UTC")) }
     }
 }
 
 /// `+628123456789`: the international number as people write it.
-pub fn phone(digits: &str) -> String {
+pub(crate) fn phone(digits: &str) -> String {
     format!("+{digits}")
 }
 
 /// A message written for the API ("url must be …") as a sentence for a
 /// page: capitalised, with a full stop.
-pub fn sentence(message: &str) -> String {
+pub(crate) fn sentence(message: &str) -> String {
     let mut chars = message.chars();
     chars.next().map_or_else(String::new, |first| {
         let rest = chars.as_str().trim_end_matches('.');
@@ -49,7 +49,7 @@ pub fn sentence(message: &str) -> String {
 }
 
 /// What happened and what to do, for statuses that need a person.
-pub fn explain(
+pub(crate) fn explain(
     status: SessionStatus,
     reason: Option<StatusReason>,
 ) -> Option<(&'static str, &'static str)> {

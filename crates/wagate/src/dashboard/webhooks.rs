@@ -308,14 +308,17 @@ fn delivery_row(delivery: &DeliveryRecord) -> Markup {
     }
 }
 
-pub async fn list(State(state): State<AppState>, manager: Manager) -> Result<Response, DashError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    manager: Manager,
+) -> Result<Response, DashError> {
     render(&state, &manager, StatusCode::OK, &View::default()).await
 }
 
 /// The create form: fixed fields, plus one `event:<type>` per ticked box.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Create {
+pub(super) struct Create {
     url: String,
     session: String,
     #[serde(flatten)]
@@ -332,7 +335,7 @@ impl Create {
     }
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(state): State<AppState>,
     CsrfForm { user, form }: CsrfForm<Create>,
 ) -> Result<Response, DashError> {
@@ -369,7 +372,7 @@ pub async fn create(
     }
 }
 
-pub async fn action(
+pub(super) async fn action(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     CsrfForm { user, .. }: CsrfForm<NoFields>,

@@ -1,8 +1,8 @@
 //! Validated domain types. A value of one of these types is valid by
 //! construction, so handlers parse input into them before doing any work.
 
-mod account;
-mod ids;
+pub(crate) mod account;
+pub(crate) mod ids;
 mod label;
 mod message_status;
 pub(crate) mod named;
@@ -10,22 +10,21 @@ mod pace;
 mod phone;
 mod session_status;
 mod token;
-mod webhook;
+pub(crate) mod webhook;
 
-pub use account::{Email, InvalidEmail, Role, UnknownRole, UserId};
-pub use ids::{DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId};
-pub use label::{InvalidLabel, Label};
-pub use message_status::{Direction, Failure, FailureReason, MessageStatus};
-pub use named::UnknownStatus;
+pub(crate) use account::{Email, InvalidEmail, Role, UserId};
+pub(crate) use ids::{
+    DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
+};
+pub(crate) use label::Label;
+pub(crate) use message_status::{Direction, Failure, FailureReason, MessageStatus};
+pub(crate) use named::UnknownStatus;
 pub(crate) use named::named_enum;
-pub use pace::{InvalidPace, MAX_PER_MINUTE, PerMinute, SessionPace};
-pub use phone::{InvalidPhone, Phone};
-pub use session_status::{IllegalTransition, SessionStatus, StatusReason, Transition};
-pub use token::{ApiToken, TokenHash};
+pub(crate) use pace::{PerMinute, SessionPace};
+pub(crate) use phone::Phone;
+pub(crate) use session_status::{IllegalTransition, SessionStatus, StatusReason, Transition};
+pub(crate) use token::{ApiToken, TokenHash};
 /// For the signing tests, which check a new secret's length.
 #[cfg(test)]
 pub(crate) use webhook::SECRET_BYTES;
-pub use webhook::{
-    DeliveryStatus, DisabledReason, SECRET_PREFIX, UnknownDeliveryStatus, UnknownReason,
-    generate_secret,
-};
+pub(crate) use webhook::{DeliveryStatus, DisabledReason, SECRET_PREFIX, generate_secret};

@@ -52,9 +52,9 @@ macro_rules! named_enum {
         }
 
         impl $name {
-            pub const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
+            $vis const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
 
-            pub fn as_str(self) -> &'static str {
+            $vis fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text,)+
                 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The most a pace may allow. A number sending ten messages a second is
 /// banned within the hour; anything above this is a typo, not a plan.
-pub const MAX_PER_MINUTE: u32 = 600;
+pub(crate) const MAX_PER_MINUTE: u32 = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a send pace is 0 (off) to {MAX_PER_MINUTE} messages per minute")]

@@ -8,13 +8,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 
 /// Random bytes behind a new secret (the specification asks for 24 to 64).
 pub(crate) const SECRET_BYTES: usize = 32;
 
 /// A new `whsec_` secret.
-pub fn generate_secret() -> Secret<String> {
+pub(crate) fn generate_secret() -> Secret<String> {
     let mut key = [0u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut key);
     Secret::new(format!("{SECRET_PREFIX}{}", STANDARD.encode(key)))

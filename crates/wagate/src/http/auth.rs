@@ -7,11 +7,11 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::domain::{OrgId, TokenHash, TokenId};
+use crate::domain::{OrgId, TokenHash};
 use crate::store::Store;
 
 /// Whether the token with this hash is still live.
-pub async fn still_valid(store: &dyn Store, token: &TokenHash) -> Result<bool, ApiError> {
+pub(crate) async fn still_valid(store: &dyn Store, token: &TokenHash) -> Result<bool, ApiError> {
     Ok(store
         .orgs()
         .find_token(token)
@@ -20,34 +20,31 @@ pub async fn still_valid(store: &dyn Store, token: &TokenHash) -> Result<bool, A
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     org_id: OrgId,
-    token_id: TokenId,
 }
 
 impl Authenticated {
-    pub fn org_id(&self) -> OrgId {
+    pub(crate) fn org_id(&self) -> OrgId {
         self.org_id
-    }
-
-    pub fn token_id(&self) -> TokenId {
-        self.token_id
     }
 }
 
 /// Checks a presented token against the stored hashes.
-pub async fn authenticate(store: &dyn Store, presented: &str) -> Result<Authenticated, ApiError> {
+pub(crate) async fn authenticate(
+    store: &dyn Store,
+    presented: &str,
+) -> Result<Authenticated, ApiError> {
     match store.orgs().find_token(&TokenHash::of(presented)).await? {
         Some(token) if !token.revoked => Ok(Authenticated {
             org_id: token.org_id,
-            token_id: token.id,
         }),
         _ => Err(ApiError::InvalidToken),
     }
 }
 
 /// The token in an `Authorization: Bearer` header, if any.
-pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+pub(crate) fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

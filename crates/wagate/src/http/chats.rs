@@ -21,17 +21,17 @@ use crate::session::messenger::{ContactCheck, SendFailure, Typing};
 
 /// WhatsApp caps one read receipt at 256 ids (WhatsApp Web sends more as
 /// several receipts; a caller can too).
-pub const MAX_READ_IDS: usize = 256;
+pub(crate) const MAX_READ_IDS: usize = 256;
 /// WhatsApp message ids are short (16 to 32 characters in practice).
-pub const MAX_WA_ID_CHARS: usize = 128;
+pub(crate) const MAX_WA_ID_CHARS: usize = 128;
 /// One usync query; WhatsApp Web checks contacts in batches of this size.
-pub const MAX_CHECK_PHONES: usize = 50;
+pub(crate) const MAX_CHECK_PHONES: usize = 50;
 /// How long a call waits for WhatsApp before answering 502.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MarkReadRequest {
+pub(crate) struct MarkReadRequest {
     /// The WhatsApp ids (`wa_id`) of the messages read: each 1 to 128
     /// printable ASCII characters.
     #[schema(min_items = 1, max_items = 256, value_type = Vec<String>)]
@@ -45,13 +45,13 @@ pub struct MarkReadRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TypingRequest {
+pub(crate) struct TypingRequest {
     pub state: Typing,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CheckContactsRequest {
+pub(crate) struct CheckContactsRequest {
     /// Numbers in international format, digits only (8 to 15, no leading
     /// zero).
     #[schema(min_items = 1, max_items = 50, value_type = Vec<String>)]
@@ -59,7 +59,7 @@ pub struct CheckContactsRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CheckContactsResponse {
+pub(crate) struct CheckContactsResponse {
     /// One per distinct number asked, in the order asked.
     pub results: Vec<ContactCheck>,
 }
@@ -116,7 +116,7 @@ async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> R
     ),
     security(("bearer" = []))
 )]
-pub async fn mark_read(
+pub(crate) async fn mark_read(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, chat)): Path<(SessionId, String)>,
@@ -207,7 +207,7 @@ pub async fn mark_read(
     ),
     security(("bearer" = []))
 )]
-pub async fn typing(
+pub(crate) async fn typing(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, chat)): Path<(SessionId, String)>,
@@ -241,7 +241,7 @@ pub async fn typing(
     ),
     security(("bearer" = []))
 )]
-pub async fn check_contacts(
+pub(crate) async fn check_contacts(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(session): Path<SessionId>,

@@ -15,7 +15,7 @@ use crate::json::integral_floats;
 /// (`[null, null]`), which no client means, so anything but an object is
 /// refused before it is deserialized.
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T, S> FromRequest<S> for Json<T>
 where
@@ -71,7 +71,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 
 /// Refuses a body that is JSON but not an object (a 422); one that is
 /// not JSON at all is left for the deserializer to call malformed.
-pub fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{')
         && serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
@@ -85,11 +85,11 @@ pub fn require_object(bytes: &[u8]) -> Result<(), ApiError> {
 
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 /// Page size when a list request gives none.
 const DEFAULT_PAGE: u32 = 50;
@@ -97,7 +97,7 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 
 /// A list request's `limit`, defaulted, or a 422 when out of range.
-pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if (1..=MAX_PAGE).contains(&limit) {
         Ok(limit)

@@ -8,17 +8,17 @@ use super::extract::Json;
 use crate::app::AppState;
 
 #[derive(Debug, Serialize)]
-pub struct Health {
+pub(crate) struct Health {
     pub status: &'static str,
 }
 
 /// The process is up.
-pub async fn healthz() -> Json<Health> {
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// The gateway can serve requests: its database answers.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match state.store.orgs().count_orgs().await {
         Ok(_) => Ok(Json(Health { status: "ready" })),
         Err(error) => {

@@ -39,7 +39,7 @@ use crate::session::engine::DownloadError;
     ),
     security(("bearer" = []))
 )]
-pub async fn download(
+pub(crate) async fn download(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, id)): Path<(SessionId, MessageId)>,

@@ -24,7 +24,7 @@ use crate::store::{IdempotencyClaim, MessageQuery, MessageRecord, StatusStep};
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Message {
+pub(crate) struct Message {
     #[schema(value_type = String, format = Uuid)]
     pub id: MessageId,
     #[schema(value_type = String, format = Uuid)]
@@ -68,7 +68,7 @@ pub struct Message {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Step {
+pub(crate) struct Step {
     pub status: MessageStatus,
     pub failure: Option<Failure>,
     pub at: DateTime<Utc>,
@@ -110,7 +110,7 @@ impl From<StatusStep> for Step {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MessageList {
+pub(crate) struct MessageList {
     pub data: Vec<Message>,
     /// Pass as `before` to get the next (older) page; `null` on the last.
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -120,7 +120,7 @@ pub struct MessageList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -170,7 +170,7 @@ fn idempotency_claim(
 
 /// Accepts a validated message for `session`, honouring the request's
 /// `Idempotency-Key`: a retry of the same request gets the first answer.
-pub async fn accept(
+pub(crate) async fn accept(
     state: &AppState,
     auth: &Authenticated,
     session: SessionId,
@@ -203,7 +203,7 @@ pub async fn accept(
     ),
     security(("bearer" = []))
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, id)): Path<(SessionId, MessageId)>,
@@ -229,7 +229,7 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(session): Path<SessionId>,
@@ -343,7 +343,7 @@ async fn reference(
     ),
     security(("bearer" = []))
 )]
-pub async fn send(
+pub(crate) async fn send(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(session): Path<SessionId>,
@@ -388,7 +388,7 @@ pub async fn send(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EditMessageRequest {
+pub(crate) struct EditMessageRequest {
     /// The new text.
     #[schema(min_length = 1, max_length = 65536)]
     pub text: String,
@@ -486,7 +486,7 @@ async fn accept_action(
     ),
     security(("bearer" = []))
 )]
-pub async fn edit(
+pub(crate) async fn edit(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, id)): Path<(SessionId, MessageId)>,
@@ -549,7 +549,7 @@ pub async fn edit(
     ),
     security(("bearer" = []))
 )]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, id)): Path<(SessionId, MessageId)>,

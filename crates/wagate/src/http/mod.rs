@@ -1,17 +1,17 @@
 //! The HTTP API: routes, extractors and the error envelope.
 
-pub mod auth;
-pub mod chats;
-pub mod error;
-pub mod extract;
-pub mod health;
-pub mod media;
-pub mod messages;
-pub mod openapi;
-pub mod qr;
-pub mod sessions;
-pub mod webhooks;
-pub mod ws;
+pub(crate) mod auth;
+pub(crate) mod chats;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod health;
+pub(crate) mod media;
+pub(crate) mod messages;
+pub(crate) mod openapi;
+pub(crate) mod qr;
+pub(crate) mod sessions;
+pub(crate) mod webhooks;
+pub(crate) mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -65,7 +65,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
 
 /// The whole HTTP surface, with no I/O of its own: tests drive it with
 /// `oneshot`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let (api, annotated) = api().split_for_parts();
     Router::new()
         .nest("/api/v1", api)

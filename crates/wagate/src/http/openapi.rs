@@ -67,7 +67,7 @@ A 2xx answer delivers; `410 Gone` disables the webhook (a `webhook.disabled` eve
 anything else is retried with exponential backoff. Redirects are not followed."),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -583,7 +583,8 @@ fn name_events(doc: &mut serde_json::Value) -> Result<(), String> {
 /// The document served at `/api/v1/openapi.json`: what the handlers'
 /// annotations say, with [`CONSTRAINTS`] written in. Built as JSON, since
 /// utoipa's types have no place for some of what is written (`not`).
-pub fn document() -> serde_json::Value {
+#[cfg(test)]
+pub(crate) fn document() -> serde_json::Value {
     served(super::api().split_for_parts().1)
 }
 

@@ -24,7 +24,7 @@ const QR_MIN_PIXELS: u32 = 256;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum QrFormat {
+pub(crate) enum QrFormat {
     #[default]
     Json,
     Png,
@@ -34,14 +34,14 @@ pub enum QrFormat {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct QrParams {
+pub(crate) struct QrParams {
     /// `json` (default), `png` or `svg`.
     pub format: Option<QrFormat>,
 }
 
 /// A code and when it stops being valid.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Code {
+pub(crate) struct Code {
     pub code: String,
     pub expires_at: DateTime<Utc>,
 }
@@ -57,7 +57,7 @@ impl From<Expiring> for Code {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PairingCodeRequest {
+pub(crate) struct PairingCodeRequest {
     /// International format, digits only, no `+` and no spaces: `628123456789`.
     #[schema(pattern = "^[1-9][0-9]{7,14}$")]
     pub phone: String,
@@ -80,7 +80,7 @@ pub struct PairingCodeRequest {
     ),
     security(("bearer" = []))
 )]
-pub async fn qr(
+pub(crate) async fn qr(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -173,7 +173,7 @@ pub(crate) fn qr_image(
     ),
     security(("bearer" = []))
 )]
-pub async fn pairing_code(
+pub(crate) async fn pairing_code(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,

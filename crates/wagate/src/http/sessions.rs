@@ -15,7 +15,7 @@ use crate::domain::{Label, PerMinute, SessionId, SessionPace, SessionStatus, Sta
 use crate::store::{Cursor, SessionChanges, SessionQuery, SessionRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Session {
+pub(crate) struct Session {
     #[schema(value_type = String, format = Uuid)]
     pub id: SessionId,
     #[schema(value_type = Option<String>)]
@@ -57,7 +57,7 @@ impl From<SessionRecord> for Session {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSession {
+pub(crate) struct CreateSession {
     /// Up to 100 characters, no control characters.
     #[schema(max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub label: Option<String>,
@@ -74,7 +74,7 @@ pub struct CreateSession {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateSession {
+pub(crate) struct UpdateSession {
     /// New label (up to 100 characters, no control characters); `null`
     /// clears it, absent leaves it unchanged.
     #[serde(default, deserialize_with = "present")]
@@ -101,7 +101,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -115,7 +115,7 @@ pub struct ListParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionList {
+pub(crate) struct SessionList {
     pub data: Vec<Session>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
@@ -146,7 +146,7 @@ fn parse_label(label: Option<String>) -> Result<Option<Label>, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Json(body): Json<CreateSession>,
@@ -177,7 +177,7 @@ pub async fn create(
     responses((status = 200, body = SessionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     Query(params): Query<ListParams>,
@@ -218,7 +218,7 @@ pub async fn list(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -236,7 +236,7 @@ pub async fn get(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -260,7 +260,7 @@ pub async fn update(
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -279,7 +279,7 @@ pub async fn delete(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -296,7 +296,7 @@ pub async fn start(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn stop(
+pub(crate) async fn stop(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -313,7 +313,7 @@ pub async fn stop(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn restart(
+pub(crate) async fn restart(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,
@@ -332,7 +332,7 @@ pub async fn restart(
     responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 409, description = "`not_linked`", body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<SessionId>,

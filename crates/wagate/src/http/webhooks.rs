@@ -36,7 +36,7 @@ const MAX_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// delivery; anything else is retried with exponential backoff; `410 Gone`
 /// disables the webhook.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Webhook {
+pub(crate) struct Webhook {
     #[schema(value_type = String, format = Uuid)]
     pub id: WebhookId,
     pub url: String,
@@ -78,7 +78,7 @@ impl From<WebhookRecord> for Webhook {
 
 /// A webhook with its signing secret: only shown when created or rotated.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookWithSecret {
+pub(crate) struct WebhookWithSecret {
     #[serde(flatten)]
     pub webhook: Webhook,
     /// `whsec_` and base64 of 32 random bytes. Store it: it is not shown
@@ -88,7 +88,7 @@ pub struct WebhookWithSecret {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateWebhook {
+pub(crate) struct CreateWebhook {
     /// An `http` or `https` URL, up to 2048 characters; its host must not
     /// be (or resolve to) a private address unless the gateway allows it
     /// (`private_address`: a rule of the gateway's configuration, which
@@ -105,7 +105,7 @@ pub struct CreateWebhook {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateWebhook {
+pub(crate) struct UpdateWebhook {
     /// As when creating.
     #[schema(min_length = 8, max_length = 2048)]
     pub url: Option<String>,
@@ -129,7 +129,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Vec<String>>
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateSecret {
+pub(crate) struct RotateSecret {
     /// How long the old secret keeps signing next to the new one, in
     /// seconds: 0 to 604800 (7 days), default 86400.
     #[schema(minimum = 0, maximum = 604800)]
@@ -139,7 +139,7 @@ pub struct RotateSecret {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -149,7 +149,7 @@ pub struct ListParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookList {
+pub(crate) struct WebhookList {
     pub data: Vec<Webhook>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
@@ -158,7 +158,7 @@ pub struct WebhookList {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DeliveryParams {
+pub(crate) struct DeliveryParams {
     /// Page size, 1 to 100 (default 50).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
@@ -171,7 +171,7 @@ pub struct DeliveryParams {
 
 /// One event's delivery to the webhook, across all its attempts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     #[schema(value_type = String, format = Uuid)]
     pub id: DeliveryId,
     /// Also the `webhook-id` header of every attempt.
@@ -217,7 +217,7 @@ impl From<DeliveryRecord> for Delivery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryList {
+pub(crate) struct DeliveryList {
     pub data: Vec<Delivery>,
     /// Pass as `cursor` to get the next (older) page; `null` on the last.
     pub next_cursor: Option<String>,
@@ -304,7 +304,7 @@ async fn find(state: &AppState, org: OrgId, id: WebhookId) -> Result<WebhookReco
     ),
     security(("bearer" = []))
 )]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Json(body): Json<CreateWebhook>,
@@ -340,7 +340,7 @@ pub async fn create(
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
     Query(params): Query<ListParams>,
@@ -379,7 +379,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -404,7 +404,7 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -441,7 +441,7 @@ pub async fn update(
     ),
     security(("bearer" = []))
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -468,7 +468,7 @@ pub async fn delete(
     ),
     security(("bearer" = []))
 )]
-pub async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -526,7 +526,7 @@ pub async fn rotate_secret(
     ),
     security(("bearer" = []))
 )]
-pub async fn deliveries(
+pub(crate) async fn deliveries(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -582,7 +582,7 @@ pub async fn deliveries(
     ),
     security(("bearer" = []))
 )]
-pub async fn retry(
+pub(crate) async fn retry(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
@@ -602,7 +602,7 @@ pub async fn retry(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryDeliveries {
+pub(crate) struct RetryDeliveries {
     /// An RFC 3339 time: deliveries of events from then on (inclusive).
     #[schema(format = DateTime, example = "2025-01-31T12:00:00Z")]
     pub since: String,
@@ -612,7 +612,7 @@ pub struct RetryDeliveries {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RetriedDeliveries {
+pub(crate) struct RetriedDeliveries {
     /// How many deliveries were queued again.
     pub queued: u64,
 }
@@ -637,7 +637,7 @@ pub struct RetriedDeliveries {
     ),
     security(("bearer" = []))
 )]
-pub async fn retry_since(
+pub(crate) async fn retry_since(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,
@@ -692,7 +692,7 @@ pub async fn retry_since(
     ),
     security(("bearer" = []))
 )]
-pub async fn test(
+pub(crate) async fn test(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(id): Path<WebhookId>,

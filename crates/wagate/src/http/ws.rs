@@ -24,13 +24,13 @@ use crate::domain::{EventId, SessionId, TokenHash};
 use crate::events::EventType;
 use crate::hub::{Filter, SubscribeError};
 
-pub use pump::{Access, Until, pump};
-pub use replay::{Backlog, Replay, catch_up, replay};
+pub(crate) use pump::{Access, Until, pump};
+pub(crate) use replay::{Backlog, Replay, catch_up};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct WsParams {
+pub(crate) struct WsParams {
     /// The API token, for clients that cannot set an `Authorization` header.
     pub token: Option<String>,
     /// Only this session's events.
@@ -55,9 +55,9 @@ pub struct WsParams {
 
 /// The close code for a `since` older than the oldest event kept: events
 /// after it were pruned, so a resume would have a gap.
-pub const CLOSE_SINCE_TOO_OLD: u16 = 4410;
+pub(crate) const CLOSE_SINCE_TOO_OLD: u16 = 4410;
 /// The close code for a `since` that names no event of the organization.
-pub const CLOSE_SINCE_UNKNOWN: u16 = 4404;
+pub(crate) const CLOSE_SINCE_UNKNOWN: u16 = 4404;
 /// The close code for a socket whose token was revoked while it was open.
 pub const CLOSE_TOKEN_REVOKED: u16 = 4401;
 
@@ -87,7 +87,7 @@ pub const CLOSE_TOKEN_REVOKED: u16 = 4401;
     ),
     security(("bearer" = []))
 )]
-pub async fn subscribe(
+pub(crate) async fn subscribe(
     State(state): State<AppState>,
     Query(params): Query<WsParams>,
     upgrade: WsUpgrade,
@@ -182,7 +182,7 @@ pub async fn subscribe(
 
 /// The upgrade plus the optional bearer header, extracted together so the
 /// handler can accept either credential.
-pub struct WsUpgrade {
+pub(crate) struct WsUpgrade {
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     bearer: Option<String>,
 }

@@ -14,7 +14,7 @@ use crate::domain::named_enum;
 named_enum! {
     /// The kinds of message the API sends, as named in the request and in
     /// `kind` columns.
-    pub enum ContentKind {
+    pub(crate) enum ContentKind {
         Text = "text",
         Image = "image",
         Video = "video",
@@ -36,7 +36,7 @@ named_enum! {
 
 impl ContentKind {
     /// Whether a message of this kind may quote another (`reply_to`).
-    pub fn can_reply(self) -> bool {
+    pub(crate) fn can_reply(self) -> bool {
         matches!(
             self,
             Self::Text
@@ -129,7 +129,7 @@ impl From<MediaKind> for ContentKind {
 /// Where a media message's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MediaSource {
+pub(crate) enum MediaSource {
     /// Fetched by the outbox worker when it sends (http or https only).
     Url(Url),
     /// Sent in the request (base64 or a multipart file) and stored by the
@@ -140,7 +140,7 @@ pub enum MediaSource {
 /// A message already in WhatsApp, as the lead's store resolves it from a
 /// gateway message id: what a reply quotes and a reaction points at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRef {
+pub(crate) struct MessageRef {
     /// The WhatsApp message id (the stanza id).
     pub wa_id: String,
     /// The chat it is in.
@@ -159,7 +159,7 @@ pub struct MessageRef {
 /// [`Content::resolve_target`]).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Content<T = MessageRef> {
+pub(crate) enum Content<T = MessageRef> {
     Text {
         body: String,
         link_preview: bool,
@@ -204,7 +204,7 @@ pub enum Content<T = MessageRef> {
 }
 
 impl<T> Content<T> {
-    pub fn kind(&self) -> ContentKind {
+    pub(crate) fn kind(&self) -> ContentKind {
         match self {
             Self::Text { .. } => ContentKind::Text,
             Self::Media { kind, .. } => (*kind).into(),
@@ -219,7 +219,7 @@ impl<T> Content<T> {
 
     /// The message a reaction, an edit or a revoke points at, for the
     /// store to resolve.
-    pub fn target(&self) -> Option<&T> {
+    pub(crate) fn target(&self) -> Option<&T> {
         match self {
             Self::Reaction { target, .. } | Self::Edit { target, .. } | Self::Revoke { target } => {
                 Some(target)
@@ -230,7 +230,7 @@ impl<T> Content<T> {
 
     /// Replaces a reaction's target by what `resolve` makes of it; every
     /// other kind passes through unchanged.
-    pub fn resolve_target<U, E>(
+    pub(crate) fn resolve_target<U, E>(
         self,
         resolve: impl FnOnce(T) -> Result<U, E>,
     ) -> Result<Content<U>, E> {
@@ -322,7 +322,7 @@ impl<T> fmt::Debug for Content<T> {
 /// A request, validated: what the lead's handler gets before it resolves the
 /// gateway ids (`reply_to`, a reaction's target) into [`MessageRef`]s.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ValidatedMessage {
+pub(crate) struct ValidatedMessage {
     pub to: Recipient,
     /// A gateway message id to quote.
     pub reply_to: Option<Uuid>,
@@ -332,21 +332,21 @@ pub struct ValidatedMessage {
 /// What the outbox persists (as JSON) and the worker turns into a WhatsApp
 /// message: every reference resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutgoingMessage {
+pub(crate) struct OutgoingMessage {
     pub to: Recipient,
     pub reply_to: Option<MessageRef>,
     pub content: Content,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// A reaction can only be sent in the chat of the message it reacts to.
     #[error("the reaction's message is in another chat than `to`")]
     ReactionChatMismatch,
 }
 
 impl ResolveError {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::ReactionChatMismatch => "reaction_chat_mismatch",
         }
@@ -354,17 +354,9 @@ impl ResolveError {
 }
 
 impl ValidatedMessage {
-    /// The gateway message ids the store must resolve: `reply_to`, then a
-    /// reaction's target.
-    pub fn referenced_ids(&self) -> impl Iterator<Item = Uuid> + '_ {
-        self.reply_to
-            .into_iter()
-            .chain(self.content.target().copied())
-    }
-
     /// Builds what the outbox stores once the store has resolved
     /// `reply_to` and the reaction's target (`None` where there is none).
-    pub fn resolve(
+    pub(crate) fn resolve(
         self,
         reply_to: Option<MessageRef>,
         target: Option<MessageRef>,
@@ -522,7 +514,6 @@ mod tests {
                 emoji: "👍".into(),
             },
         };
-        assert_eq!(message.referenced_ids().collect::<Vec<_>>(), [id]);
         let out = message
             .clone()
             .resolve(None, Some(reference(bob())))
@@ -551,7 +542,6 @@ mod tests {
                 link_preview: true,
             },
         };
-        assert_eq!(message.referenced_ids().collect::<Vec<_>>(), [reply]);
         let out = message.resolve(Some(reference(bob())), None).unwrap();
         assert_eq!(out.reply_to, Some(reference(bob())));
         assert_eq!(

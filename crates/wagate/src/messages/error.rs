@@ -1,7 +1,5 @@
 //! Why a send request was refused, each reason with its own stable code.
 
-use axum::http::StatusCode;
-
 use super::content::{ContentKind, MediaKind};
 
 /// `"image.url"` etc. for a media kind's field, as a `&'static str` so it
@@ -21,7 +19,7 @@ macro_rules! media_field {
 pub(crate) use media_field;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     // The body as a whole.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -120,7 +118,7 @@ pub enum RequestError {
 
 impl RequestError {
     /// The machine-readable code for the error envelope.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidBody(_) => "invalid_body",
@@ -166,7 +164,7 @@ impl RequestError {
     }
 
     /// The request field at fault, for `details.field`.
-    pub fn field(&self) -> &'static str {
+    pub(crate) fn field(&self) -> &'static str {
         match self {
             Self::MalformedJson(_)
             | Self::InvalidBody(_)
@@ -201,17 +199,6 @@ impl RequestError {
             Self::InvalidEmoji => "reaction.emoji",
             Self::InvalidPollOptionCount { .. } | Self::DuplicatePollOptions => "poll.options",
             Self::InvalidSelectableCount => "poll.selectable_count",
-        }
-    }
-
-    /// 400 for a body that is not JSON or multipart at all, 413 for too
-    /// many bytes, 415 for another content type, 422 for everything else.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::MalformedJson(_) | Self::InvalidMultipart(_) => StatusCode::BAD_REQUEST,
-            Self::MediaTooLarge { .. } | Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

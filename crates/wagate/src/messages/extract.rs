@@ -13,7 +13,7 @@ use super::error::RequestError;
 use super::request::{FilePart, Limits, ParsedRequest, parse_json, validate};
 
 /// Reads, parses and validates a send request, JSON or multipart.
-pub async fn read_request(
+pub(crate) async fn read_request(
     request: Request,
     limits: &Limits,
 ) -> Result<ParsedRequest, RequestError> {

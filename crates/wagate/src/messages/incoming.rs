@@ -301,7 +301,7 @@ fn unwrap(message: &wa::Message) -> &wa::Message {
 /// The content and media reference of a message, or `None` for what is not
 /// a user message (key shares, sender-key distribution, history-sync
 /// notices, settings) or a kind the gateway does not model.
-pub fn decode(message: &wa::Message) -> Option<(IncomingContent, Option<MediaRef>)> {
+pub(crate) fn decode(message: &wa::Message) -> Option<(IncomingContent, Option<MediaRef>)> {
     let m = unwrap(message);
     if let Some(body) = &m.conversation {
         return Some((IncomingContent::Text { body: body.clone() }, None));
@@ -489,7 +489,7 @@ pub fn decode(message: &wa::Message) -> Option<(IncomingContent, Option<MediaRef
 }
 
 /// The WhatsApp id a message quotes, wherever its kind keeps the context.
-pub fn reply_to(message: &wa::Message) -> Option<String> {
+pub(crate) fn reply_to(message: &wa::Message) -> Option<String> {
     let m = unwrap(message);
     [
         m.extended_text_message
@@ -525,7 +525,7 @@ pub fn reply_to(message: &wa::Message) -> Option<String> {
 /// The encrypted vote of a poll update message, if `message` is one: it
 /// opens with a key derived from the poll's secret, which only the poll's
 /// participants have.
-pub fn poll_vote_cipher(message: &wa::Message) -> Option<poll::PollVoteCiphertext<'_>> {
+pub(crate) fn poll_vote_cipher(message: &wa::Message) -> Option<poll::PollVoteCiphertext<'_>> {
     let vote = unwrap(message)
         .poll_update_message
         .as_option()?
@@ -540,7 +540,7 @@ pub fn poll_vote_cipher(message: &wa::Message) -> Option<poll::PollVoteCiphertex
 /// The names of the options a vote chose. A vote names each option by
 /// the SHA-256 of its text; `None` if one matches none of `options` (a
 /// vote on another poll, or a poll the gateway recorded differently).
-pub fn chosen_options(options: &[String], chosen: &[Vec<u8>]) -> Option<Vec<String>> {
+pub(crate) fn chosen_options(options: &[String], chosen: &[Vec<u8>]) -> Option<Vec<String>> {
     chosen
         .iter()
         .map(|hash| {

@@ -20,7 +20,7 @@ use super::wire::UploadedMedia;
 use crate::egress::{self, EgressPolicy, describe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FetchConfig {
+pub(crate) struct FetchConfig {
     /// The largest download; a longer body is refused while it streams.
     pub max_bytes: usize,
     /// The whole download: connect, redirects, headers and body.
@@ -43,7 +43,7 @@ impl Default for FetchConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     /// DNS, connect, TLS, timeout, a refused redirect or a non-2xx status.
     #[error("the media URL could not be fetched: {0}")]
     Unreachable(String),
@@ -59,40 +59,30 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Unreachable(_) => "media_unreachable",
-            Self::TooLarge { .. } => "media_too_large",
-            Self::UnsupportedUrl => "unsupported_url",
-            Self::Forbidden(_) => "media_address_forbidden",
-            Self::Setup(_) => "internal_error",
-        }
-    }
-
     /// Whether trying again later may succeed: a network failure may pass,
     /// the size of a file or the scheme of a URL will not.
-    pub fn is_retriable(&self) -> bool {
+    pub(crate) fn is_retriable(&self) -> bool {
         matches!(self, Self::Unreachable(_))
     }
 }
 
 /// Downloaded media and its resolved mime type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedMedia {
+pub(crate) struct FetchedMedia {
     pub bytes: Vec<u8>,
     pub mime_type: String,
 }
 
 /// Downloads media sources; one per worker, it pools connections.
 #[derive(Debug, Clone)]
-pub struct MediaFetcher {
+pub(crate) struct MediaFetcher {
     client: reqwest::Client,
     max_bytes: usize,
     egress: EgressPolicy,
 }
 
 impl MediaFetcher {
-    pub fn new(config: &FetchConfig) -> Result<Self, FetchError> {
+    pub(crate) fn new(config: &FetchConfig) -> Result<Self, FetchError> {
         let max_redirects = config.max_redirects;
         let egress = config.egress;
         // Every hop is checked again: a public https URL must not bounce the
@@ -126,7 +116,7 @@ impl MediaFetcher {
     /// Downloads `url`. The mime type is `declared` if given, else the
     /// response's Content-Type if it fits `kind`, else what the bytes look
     /// like, else the kind's default.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         url: &Url,
         kind: MediaKind,
@@ -197,7 +187,7 @@ fn is_http(url: &Url) -> bool {
 }
 
 /// The CDN bucket each kind is uploaded to.
-pub fn media_type(kind: MediaKind) -> MediaType {
+pub(crate) fn media_type(kind: MediaKind) -> MediaType {
     match kind {
         MediaKind::Image => MediaType::Image,
         MediaKind::Video => MediaType::Video,
@@ -209,10 +199,10 @@ pub fn media_type(kind: MediaKind) -> MediaType {
 
 #[derive(Debug, thiserror::Error)]
 #[error("uploading the media to WhatsApp failed: {0}")]
-pub struct UploadError(String);
+pub(crate) struct UploadError(String);
 
 /// Encrypts and uploads `bytes` with the session's client.
-pub async fn upload(
+pub(crate) async fn upload(
     client: &Client,
     bytes: Vec<u8>,
     kind: MediaKind,

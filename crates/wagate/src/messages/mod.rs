@@ -11,25 +11,20 @@
 //! - [`incoming`]: what a received message says, decoded for the store and
 //!   the events.
 
-pub mod content;
-pub mod error;
-pub mod extract;
-pub mod incoming;
-pub mod media;
-pub mod recipient;
-pub mod request;
-pub mod wire;
+pub(crate) mod content;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod incoming;
+pub(crate) mod media;
+pub(crate) mod recipient;
+pub(crate) mod request;
+pub(crate) mod wire;
 
-pub use content::{
-    Content, ContentKind, MediaKind, MediaSource, MessageRef, OutgoingMessage, ResolveError,
-    ValidatedMessage,
-};
-pub use error::RequestError;
-pub use extract::read_request;
-pub use incoming::{
-    Inbound, IncomingContent, IncomingMessage, MediaRef, Sender, Target, TargetKey,
-};
-pub use media::{FetchConfig, FetchError, FetchedMedia, MediaFetcher, UploadError, upload};
-pub use recipient::{InvalidRecipient, Recipient, RecipientKind};
-pub use request::{FilePart, Limits, MAX_TEXT_CHARS, ParsedRequest, SendMessageRequest};
-pub use wire::{Built, UploadedMedia, WireContext, WireError, build, edit_text, reaction_key};
+pub(crate) use content::{Content, MediaKind, MediaSource, MessageRef, OutgoingMessage};
+pub(crate) use error::RequestError;
+pub(crate) use extract::read_request;
+pub(crate) use incoming::{Inbound, IncomingContent, IncomingMessage, MediaRef, Sender, Target};
+pub(crate) use media::{FetchConfig, FetchError, MediaFetcher, upload};
+pub(crate) use recipient::Recipient;
+pub(crate) use request::{Limits, MAX_TEXT_CHARS, ParsedRequest, SendMessageRequest};
+pub(crate) use wire::{UploadedMedia, WireContext, build};

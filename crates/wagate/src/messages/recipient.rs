@@ -21,10 +21,10 @@ const MAX_GROUP_CREATED: usize = 19;
 /// request's `to`, a chat in a path); written into the document by
 /// `http::openapi`, and kept equal to the parser by
 /// `the_pattern_is_the_parser` (in the tests).
-pub const CHAT_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$";
+pub(crate) const CHAT_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,40}@g\.us|[0-9]{1,20}-[0-9]{1,19}@g\.us|[0-9]{1,20}@lid)$";
 /// What [`Recipient`] parses that is a person (not a group): a read
 /// receipt's `sender`.
-pub const PERSON_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$";
+pub(crate) const PERSON_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{1,20}@lid)$";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -32,10 +32,10 @@ pub const PERSON_PATTERN: &str = r"^([1-9][0-9]{6,14}(@s\.whatsapp\.net)?|[0-9]{
      {MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS} digits), or a JID ending in \
      @s.whatsapp.net, @g.us or @lid"
 )]
-pub struct InvalidRecipient;
+pub(crate) struct InvalidRecipient;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RecipientKind {
+pub(crate) enum RecipientKind {
     /// A person addressed by phone number (`@s.whatsapp.net`).
     Person,
     /// A group (`@g.us`).
@@ -47,21 +47,21 @@ pub enum RecipientKind {
 /// A chat a message can be sent to. Always a bare chat JID: no device, no
 /// agent, so two spellings of the same chat compare equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Recipient {
+pub(crate) struct Recipient {
     jid: Jid,
     kind: RecipientKind,
 }
 
 impl Recipient {
-    pub fn jid(&self) -> &Jid {
+    pub(crate) fn jid(&self) -> &Jid {
         &self.jid
     }
 
-    pub fn kind(&self) -> RecipientKind {
+    pub(crate) fn kind(&self) -> RecipientKind {
         self.kind
     }
 
-    pub fn is_group(&self) -> bool {
+    pub(crate) fn is_group(&self) -> bool {
         self.kind == RecipientKind::Group
     }
 }

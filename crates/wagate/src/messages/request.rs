@@ -15,24 +15,24 @@ use super::content::{Content, ContentKind, MediaKind, MediaSource, ValidatedMess
 use super::error::{RequestError, media_field};
 use super::recipient::{CHAT_PATTERN, Recipient};
 
-pub const MAX_TEXT_CHARS: usize = 65_536;
+pub(crate) const MAX_TEXT_CHARS: usize = 65_536;
 /// WhatsApp cuts captions off at 1024 characters.
-pub const MAX_CAPTION_CHARS: usize = 1_024;
-pub const MAX_FILE_NAME_CHARS: usize = 255;
-pub const MAX_LOCATION_TEXT_CHARS: usize = 1_024;
-pub const MAX_VCARDS: usize = 20;
-pub const MAX_VCARD_CHARS: usize = 65_536;
+pub(crate) const MAX_CAPTION_CHARS: usize = 1_024;
+pub(crate) const MAX_FILE_NAME_CHARS: usize = 255;
+pub(crate) const MAX_LOCATION_TEXT_CHARS: usize = 1_024;
+pub(crate) const MAX_VCARDS: usize = 20;
+pub(crate) const MAX_VCARD_CHARS: usize = 65_536;
 /// Long enough for a flag or a skin-toned family emoji (a ZWJ sequence of
 /// up to 11 code points), short enough that it cannot carry a message.
-pub const MAX_EMOJI_CHARS: usize = 16;
+pub(crate) const MAX_EMOJI_CHARS: usize = 16;
 /// WhatsApp's own limits for a poll.
-pub const MAX_POLL_QUESTION_CHARS: usize = 255;
-pub const MAX_POLL_OPTION_CHARS: usize = 100;
-pub const MIN_POLL_OPTIONS: usize = 2;
-pub const MAX_POLL_OPTIONS: usize = 12;
+pub(crate) const MAX_POLL_QUESTION_CHARS: usize = 255;
+pub(crate) const MAX_POLL_OPTION_CHARS: usize = 100;
+pub(crate) const MIN_POLL_OPTIONS: usize = 2;
+pub(crate) const MAX_POLL_OPTIONS: usize = 12;
 
 /// The top-level keys that name a kind, in the order the contract lists them.
-pub const KINDS: [(&str, ContentKind); 11] = [
+pub(crate) const KINDS: [(&str, ContentKind); 11] = [
     ("text", ContentKind::Text),
     ("image", ContentKind::Image),
     ("video", ContentKind::Video),
@@ -72,7 +72,7 @@ fn to_schema() -> utoipa::openapi::Object {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 2, max_properties = 3)]
-pub struct SendMessageRequest {
+pub(crate) struct SendMessageRequest {
     // Described by `to_schema`.
     #[schema(schema_with = to_schema)]
     pub to: String,
@@ -96,7 +96,7 @@ pub struct SendMessageRequest {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TextPayload {
+pub(crate) struct TextPayload {
     #[schema(min_length = 1, max_length = 65536)]
     pub body: String,
     /// Mark the first http(s) link in `body` for a preview.
@@ -109,7 +109,7 @@ pub struct TextPayload {
 /// from the `file` part of a multipart/form-data request.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MediaPayload {
+pub(crate) struct MediaPayload {
     /// An http or https URL the gateway downloads when it sends.
     #[schema(example = "https://example.com/photo.jpg")]
     pub url: Option<String>,
@@ -130,7 +130,7 @@ pub struct MediaPayload {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LocationPayload {
+pub(crate) struct LocationPayload {
     #[schema(minimum = -90, maximum = 90)]
     pub latitude: f64,
     #[schema(minimum = -180, maximum = 180)]
@@ -143,7 +143,7 @@ pub struct LocationPayload {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ContactPayload {
+pub(crate) struct ContactPayload {
     /// Each a vCard starting with `BEGIN:VCARD`.
     #[schema(min_items = 1, max_items = 20)]
     pub vcards: Vec<String>,
@@ -151,7 +151,7 @@ pub struct ContactPayload {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReactionPayload {
+pub(crate) struct ReactionPayload {
     /// The gateway id of the message to react to.
     #[schema(format = Uuid)]
     pub message_id: String,
@@ -162,7 +162,7 @@ pub struct ReactionPayload {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PollPayload {
+pub(crate) struct PollPayload {
     #[schema(min_length = 1, max_length = 255)]
     pub question: String,
     /// Distinct, each 1 to 100 characters.
@@ -209,7 +209,7 @@ impl Limits {
 
 /// A multipart `file` part.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilePart {
+pub(crate) struct FilePart {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
     /// The part's `filename`: a document's name when the JSON gives none.
@@ -219,7 +219,7 @@ pub struct FilePart {
 /// A send request, validated, with the media bytes it carried (from base64
 /// or a `file` part) for the store's blob column.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedRequest {
+pub(crate) struct ParsedRequest {
     pub message: ValidatedMessage,
     pub media: Option<Vec<u8>>,
 }
@@ -228,7 +228,7 @@ pub struct ParsedRequest {
 /// Unknown keys and the kind count are checked first, on the raw object, so
 /// `{"to": …, "button": {…}}` says `unknown_message_kind` rather than
 /// serde's generic complaint.
-pub fn parse_json(mut value: Value) -> Result<SendMessageRequest, RequestError> {
+pub(crate) fn parse_json(mut value: Value) -> Result<SendMessageRequest, RequestError> {
     crate::json::integral_floats(&mut value);
     let Value::Object(object) = value else {
         return Err(RequestError::InvalidBody(
@@ -282,7 +282,7 @@ fn classify_serde_error(error: serde_json::Error) -> RequestError {
 }
 
 /// Validates a parsed request, with the multipart file if there was one.
-pub fn validate(
+pub(crate) fn validate(
     request: SendMessageRequest,
     file: Option<FilePart>,
     limits: &Limits,
@@ -507,7 +507,7 @@ fn validate_mime(kind: MediaKind, mime: &str) -> Result<(), RequestError> {
 /// fits the kind, else what the bytes look like if that fits, else the
 /// kind's default. A misfit is skipped rather than refused because clients
 /// often send `application/octet-stream` for anything.
-pub fn resolve_mime(kind: MediaKind, transport: Option<&str>, bytes: &[u8]) -> String {
+pub(crate) fn resolve_mime(kind: MediaKind, transport: Option<&str>, bytes: &[u8]) -> String {
     let fits = |candidate: &str| {
         candidate
             .parse::<mime::Mime>()

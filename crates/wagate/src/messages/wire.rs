@@ -49,7 +49,7 @@ pub struct UploadedMedia {
 
 /// What the message needs besides its content.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct WireContext<'a> {
+pub(crate) struct WireContext<'a> {
     /// The upload of a media message's bytes.
     pub media: Option<&'a UploadedMedia>,
     /// The message a reply quotes, when the store has it: WhatsApp shows
@@ -61,14 +61,14 @@ pub struct WireContext<'a> {
 
 /// A message ready for `send_message`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Built {
+pub(crate) struct Built {
     pub message: wa::Message,
     /// A poll's secret, needed to decrypt its votes; `None` otherwise.
     pub message_secret: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error("a media message needs its upload before it can be built")]
     MissingUpload,
     #[error("the author of the referenced message is unknown")]
@@ -78,7 +78,10 @@ pub enum WireError {
 }
 
 /// Builds the WhatsApp message for `outgoing`.
-pub fn build(outgoing: &OutgoingMessage, context: &WireContext<'_>) -> Result<Built, WireError> {
+pub(crate) fn build(
+    outgoing: &OutgoingMessage,
+    context: &WireContext<'_>,
+) -> Result<Built, WireError> {
     let mut message_secret = None;
     let mut message = match &outgoing.content {
         Content::Text { body, link_preview } => text(body, *link_preview),
@@ -150,7 +153,7 @@ pub fn build(outgoing: &OutgoingMessage, context: &WireContext<'_>) -> Result<Bu
 }
 
 /// The new content of an edited text message.
-pub fn edit_text(body: &str) -> wa::Message {
+pub(crate) fn edit_text(body: &str) -> wa::Message {
     wa::Message::text(body)
 }
 
@@ -204,7 +207,7 @@ fn protocol(
 
 /// The key of the message a reaction points at. As WhatsApp Web does, the
 /// author is named only for someone else's message in a group.
-pub fn reaction_key(target: &MessageRef) -> Result<wa::MessageKey, WireError> {
+pub(crate) fn reaction_key(target: &MessageRef) -> Result<wa::MessageKey, WireError> {
     let participant = if target.chat.is_group() && !target.from_me {
         let sender = target.sender.as_deref().ok_or(WireError::UnknownSender)?;
         Some(parse_sender(sender)?.to_non_ad().to_string())
@@ -288,7 +291,7 @@ fn text(body: &str, link_preview: bool) -> wa::Message {
 }
 
 /// The first http(s) link in a text, as WhatsApp's preview marks it.
-pub fn first_link(body: &str) -> Option<&str> {
+pub(crate) fn first_link(body: &str) -> Option<&str> {
     body.split_whitespace()
         .filter_map(|word| {
             let start = word.find("http://").or_else(|| word.find("https://"))?;
@@ -442,7 +445,7 @@ fn contacts(vcards: &[String]) -> wa::Message {
 }
 
 /// The vCard's formatted name (`FN`), unfolded and unescaped (RFC 6350).
-pub fn vcard_display_name(vcard: &str) -> Option<String> {
+pub(crate) fn vcard_display_name(vcard: &str) -> Option<String> {
     // A line starting with a space or tab continues the previous one.
     let unfolded = vcard
         .replace("\r\n ", "")

@@ -205,7 +205,7 @@ impl Snapshot {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
+pub(crate) enum MetricsError {
     #[error("could not read the store")]
     Store(#[from] StoreError),
     #[error("could not encode the metrics")]

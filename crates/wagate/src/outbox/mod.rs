@@ -5,5 +5,5 @@ mod pacing;
 mod prepare;
 mod worker;
 
-pub use pacing::{Pacer, PacingPolicy};
-pub use worker::{OutboxError, OutboxInputs, OutboxPolicy, OutboxWorker};
+pub(crate) use pacing::PacingPolicy;
+pub(crate) use worker::{OutboxInputs, OutboxPolicy, OutboxWorker};

@@ -59,14 +59,14 @@ impl PacingPolicy {
 
 /// When the session may send next.
 #[derive(Debug)]
-pub struct Pacer {
+pub(crate) struct Pacer {
     policy: PacingPolicy,
     next_any: Instant,
     next_new_chat: Instant,
 }
 
 impl Pacer {
-    pub fn new(policy: PacingPolicy) -> Self {
+    pub(crate) fn new(policy: PacingPolicy) -> Self {
         let now = Instant::now();
         Self {
             policy,
@@ -77,12 +77,12 @@ impl Pacer {
 
     /// A new pace from now on; a wait already begun keeps its end, so
     /// lowering the pace cannot make a burst.
-    pub fn set_policy(&mut self, policy: PacingPolicy) {
+    pub(crate) fn set_policy(&mut self, policy: PacingPolicy) {
         self.policy = policy;
     }
 
     /// The earliest time a message (to a new chat or not) may go out.
-    pub fn ready_at(&self, new_chat: bool) -> Instant {
+    pub(crate) fn ready_at(&self, new_chat: bool) -> Instant {
         if new_chat {
             self.next_any.max(self.next_new_chat)
         } else {
@@ -91,7 +91,7 @@ impl Pacer {
     }
 
     /// Takes a send's share of the budget.
-    pub fn sent(&mut self, new_chat: bool, now: Instant) {
+    pub(crate) fn sent(&mut self, new_chat: bool, now: Instant) {
         if self.policy.per_minute == 0 {
             return;
         }

@@ -13,14 +13,14 @@ use crate::store::OutboxItem;
 
 /// Why a message could not be prepared.
 #[derive(Debug)]
-pub enum PrepareError {
+pub(super) enum PrepareError {
     /// It never will be: fail it with this reason.
     Fail(Failure),
     /// Try again later (the CDN or the media host is unreachable for now).
     Retry(String),
 }
 
-pub async fn prepare(
+pub(super) async fn prepare(
     item: &OutboxItem,
     messenger: &dyn Messenger,
     fetcher: Option<&MediaFetcher>,

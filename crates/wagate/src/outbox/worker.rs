@@ -73,7 +73,7 @@ impl OutboxPolicy {
 }
 
 /// What the worker is woken by, besides time.
-pub struct OutboxInputs {
+pub(crate) struct OutboxInputs {
     pub working: watch::Receiver<Working>,
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     /// Notified when a message is accepted.
@@ -82,7 +82,7 @@ pub struct OutboxInputs {
     pub pace: watch::Receiver<SessionPace>,
 }
 
-pub struct OutboxWorker {
+pub(crate) struct OutboxWorker {
     session: SessionId,
     store: Arc<dyn Store>,
     hub: EventHub,
@@ -101,13 +101,13 @@ pub struct OutboxWorker {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
+pub(crate) enum OutboxError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl OutboxWorker {
-    pub fn new(
+    pub(crate) fn new(
         session: SessionId,
         store: Arc<dyn Store>,
         hub: EventHub,
@@ -133,7 +133,7 @@ impl OutboxWorker {
     }
 
     #[tracing::instrument(name = "outbox", skip_all, fields(session_id = %self.session))]
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         // Sent before a crash but never acked: due again at once (same ids,
         // so the phone still shows each once).
         match self
@@ -193,7 +193,7 @@ impl OutboxWorker {
 
     /// One pass: expires what is too old, then sends what is due while the
     /// session is working and pacing allows. Returns when to look again.
-    pub async fn process(&mut self) -> Result<Option<Instant>, OutboxError> {
+    pub(crate) async fn process(&mut self) -> Result<Option<Instant>, OutboxError> {
         let now = Utc::now();
         // Expiry is measured in hours: looking once a minute is plenty, and
         // spares every pass a write transaction.
@@ -368,7 +368,7 @@ impl OutboxWorker {
     }
 
     /// Records an ack or receipt and publishes its events.
-    pub async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), StoreError> {
+    pub(crate) async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), StoreError> {
         let events: Vec<Envelope> = match delivery {
             Delivery::ServerAck { wa_id, error } => {
                 self.in_flight.remove(&wa_id);

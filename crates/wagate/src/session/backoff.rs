@@ -26,14 +26,14 @@ impl RetryPolicy {
 
 /// Tracks one run of consecutive failures.
 #[derive(Debug, Clone)]
-pub struct Retry {
+pub(crate) struct Retry {
     policy: RetryPolicy,
     failures: u32,
     failing_since: Option<Instant>,
 }
 
 impl Retry {
-    pub fn new(policy: RetryPolicy) -> Self {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
         Self {
             policy,
             failures: 0,
@@ -43,7 +43,7 @@ impl Retry {
 
     /// Records a failure at `now` and returns how long to wait before the
     /// next attempt, or `None` once the budget is spent.
-    pub fn next_delay(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn next_delay(&mut self, now: Instant) -> Option<Duration> {
         let since = *self.failing_since.get_or_insert(now);
         let elapsed = now.saturating_duration_since(since);
         let remaining = self.policy.budget.checked_sub(elapsed)?;
@@ -70,7 +70,7 @@ impl Retry {
     }
 
     /// A connection succeeded: the next failure starts a fresh budget.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
         self.failing_since = None;
     }

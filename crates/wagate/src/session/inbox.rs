@@ -35,13 +35,13 @@ struct Pending {
 /// Stores incoming batches with group commit. Cheap to clone; the writer
 /// task ends when the last clone is gone.
 #[derive(Clone)]
-pub struct InboundWriter {
+pub(crate) struct InboundWriter {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
 impl InboundWriter {
     /// Starts the writer task (on the current Tokio runtime).
-    pub fn spawn(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn spawn(store: Arc<dyn Store>) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(write_groups(store, pending));
         Self { queue }
@@ -51,7 +51,10 @@ impl InboundWriter {
     /// that were new, once they are committed. Dropping the future does
     /// not take the batch back: it may still be committed (and is then
     /// recognised as already recorded when WhatsApp delivers it again).
-    pub async fn record(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
+    pub(crate) async fn record(
+        &self,
+        batch: Vec<NewIncoming>,
+    ) -> Result<Vec<Envelope>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { batch, reply })
@@ -99,7 +102,7 @@ async fn commit(store: &dyn Store, group: Vec<Pending>) {
     }
 }
 
-pub struct Inbox {
+pub(crate) struct Inbox {
     writer: InboundWriter,
     store: Arc<dyn Store>,
     hub: EventHub,
@@ -108,7 +111,7 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(
+    pub(crate) fn new(
         writer: InboundWriter,
         store: Arc<dyn Store>,
         hub: EventHub,

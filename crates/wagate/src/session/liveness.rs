@@ -43,7 +43,7 @@ impl LivenessPolicy {
 
 /// What the watchdog wants done after a look at the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Frames arrived recently enough.
     Alive,
     /// Silent for `idle`: ping it.
@@ -52,7 +52,7 @@ pub enum Check {
 
 /// The watch over one connection, from the moment it is `working`.
 #[derive(Debug)]
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     policy: LivenessPolicy,
     /// Frames received, as of the last look.
     received: u64,
@@ -63,7 +63,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn new(policy: LivenessPolicy, received: u64, now: Instant) -> Self {
+    pub(crate) fn new(policy: LivenessPolicy, received: u64, now: Instant) -> Self {
         Self {
             policy,
             received,
@@ -72,21 +72,21 @@ impl Watchdog {
         }
     }
 
-    pub fn policy(&self) -> LivenessPolicy {
+    pub(crate) fn policy(&self) -> LivenessPolicy {
         self.policy
     }
 
-    pub fn next_check(&self) -> Instant {
+    pub(crate) fn next_check(&self) -> Instant {
         self.next_check
     }
 
     /// How long nothing has come in, as of `now`.
-    pub fn silent_for(&self, now: Instant) -> Duration {
+    pub(crate) fn silent_for(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.heard_at)
     }
 
     /// A look at the connection's frame counter.
-    pub fn check(&mut self, received: u64, now: Instant) -> Check {
+    pub(crate) fn check(&mut self, received: u64, now: Instant) -> Check {
         self.next_check = now + self.policy.check_every();
         if received != self.received {
             self.received = received;
@@ -101,7 +101,7 @@ impl Watchdog {
     }
 
     /// The ping was answered.
-    pub fn answered(&mut self, now: Instant) {
+    pub(crate) fn answered(&mut self, now: Instant) {
         self.heard_at = now;
         self.next_check = now + self.policy.check_every();
     }

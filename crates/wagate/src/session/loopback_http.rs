@@ -6,12 +6,12 @@
 use async_trait::async_trait;
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse, UreqHttpClient};
 
-pub struct LoopbackHttp {
+pub(super) struct LoopbackHttp {
     inner: UreqHttpClient,
 }
 
 impl LoopbackHttp {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             inner: UreqHttpClient::new(),
         }

@@ -86,12 +86,12 @@ pub trait Messenger: Send + Sync {
     async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure>;
 }
 
-pub struct ClientMessenger {
+pub(crate) struct ClientMessenger {
     client: Arc<Client>,
 }
 
 impl ClientMessenger {
-    pub fn new(client: Arc<Client>) -> Self {
+    pub(crate) fn new(client: Arc<Client>) -> Self {
         Self { client }
     }
 }

@@ -10,18 +10,18 @@
 //! The [`manager`] sits a layer above the rest (and above the outbox,
 //! whose workers it runs): nothing else here names it.
 
-pub mod backoff;
-pub mod engine;
-pub mod inbox;
-pub mod liveness;
+pub(crate) mod backoff;
+pub(crate) mod engine;
+pub(crate) mod inbox;
+pub(crate) mod liveness;
 #[cfg(feature = "simulator")]
 mod loopback_http;
-pub mod manager;
-pub mod messenger;
-pub mod server;
-pub mod status_writer;
-pub mod supervisor;
-pub mod whatsapp;
-pub mod working;
+pub(crate) mod manager;
+pub(crate) mod messenger;
+pub(crate) mod server;
+pub(crate) mod status_writer;
+pub(crate) mod supervisor;
+pub(crate) mod whatsapp;
+pub(crate) mod working;
 
-pub use supervisor::{Expiring, Live, SupervisorPolicy};
+pub(crate) use supervisor::{Expiring, SupervisorPolicy};

@@ -6,7 +6,7 @@ use url::Url;
 
 /// The version string the client announces when it cannot fetch the current
 /// one over HTTPS, i.e. whenever it talks to a custom server.
-pub const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
+pub(crate) const PINNED_WHATSAPP_VERSION: (u32, u32, u32) = (2, 3000, 1_028_000_000);
 
 /// Why a `simulator` build refused a server.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub struct SimulatorNeedsLoopback;
 /// A build that skips certificate checks must never reach a server off this
 /// machine. Checked at start-up and again by the WhatsApp adapter before
 /// every session connects.
-pub fn check_server_allowed(url: Option<&Url>) -> Result<(), SimulatorNeedsLoopback> {
+pub(crate) fn check_server_allowed(url: Option<&Url>) -> Result<(), SimulatorNeedsLoopback> {
     if cfg!(feature = "simulator") && !url.is_some_and(is_loopback) {
         return Err(SimulatorNeedsLoopback);
     }

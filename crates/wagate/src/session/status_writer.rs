@@ -36,13 +36,13 @@ struct Pending {
 /// Writes status changes with group commit. Cheap to clone; the writer task
 /// ends when the last clone is gone.
 #[derive(Clone)]
-pub struct StatusWriter {
+pub(crate) struct StatusWriter {
     queue: mpsc::UnboundedSender<Pending>,
 }
 
 impl StatusWriter {
     /// Starts the writer task (on the current Tokio runtime).
-    pub fn spawn(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn spawn(store: Arc<dyn Store>) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(write_groups(store, pending));
         Self { queue }
@@ -52,7 +52,7 @@ impl StatusWriter {
     /// one transaction; returns the change with its event stamped (id,
     /// time) once it is committed, to be published then. Dropping the
     /// future does not take the change back: it may still be committed.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         org: OrgId,
         id: SessionId,

@@ -34,7 +34,7 @@ use crate::events::{Envelope, EventData};
 use crate::hub::EventHub;
 use crate::store::{SessionRecord, Store, StoreError};
 
-pub use self::command::{Command, CommandError, Expiring, Reply};
+pub(crate) use self::command::{Command, CommandError, Expiring};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SupervisorPolicy {
@@ -45,7 +45,7 @@ pub struct SupervisorPolicy {
 
 /// What a session shows while linking; not persisted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Live {
+pub(crate) struct Live {
     pub qr: Option<Expiring>,
 }
 
@@ -77,7 +77,7 @@ enum StepError {
     Illegal(#[from] IllegalTransition),
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     id: SessionId,
     org_id: OrgId,
     status: SessionStatus,
@@ -98,7 +98,7 @@ pub struct Supervisor {
     policy: SupervisorPolicy,
 }
 
-pub struct SupervisorDeps {
+pub(crate) struct SupervisorDeps {
     pub store: Arc<dyn Store>,
     pub engine: Arc<dyn Engine>,
     pub hub: EventHub,
@@ -110,7 +110,7 @@ pub struct SupervisorDeps {
 }
 
 impl Supervisor {
-    pub fn new(
+    pub(crate) fn new(
         record: &SessionRecord,
         deps: SupervisorDeps,
         live: watch::Sender<Live>,
@@ -140,7 +140,7 @@ impl Supervisor {
     }
 
     #[tracing::instrument(name = "session", skip_all, fields(session_id = %self.id))]
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         loop {
             let command = tokio::select! {
                 biased;

@@ -9,4 +9,4 @@ use super::engine::Link;
 
 /// The live connection of a `working` session, for whoever sends through
 /// it; `None` whenever the session is not `working`.
-pub type Working = Option<Arc<dyn Link>>;
+pub(crate) type Working = Option<Arc<dyn Link>>;

@@ -28,7 +28,7 @@ use super::{KeyCounts, KeySet, MutationMac, PendingInbound, SentMessage, Store, 
 use crate::domain::SessionId;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ImportError {
+pub(crate) enum ImportError {
     #[error("could not list the old key files in {dir}")]
     List {
         dir: PathBuf,
@@ -60,7 +60,7 @@ pub enum ImportError {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("whatsapp-rust could not read it")]
@@ -76,7 +76,7 @@ const DEVICE_ID: i64 = 1;
 /// Imports every old key file in `dir` whose session exists, then removes
 /// it; returns how many were imported. Files of sessions that no longer
 /// exist are left alone (and logged).
-pub async fn import_key_files(store: &dyn Store, dir: &Path) -> Result<usize, ImportError> {
+pub(crate) async fn import_key_files(store: &dyn Store, dir: &Path) -> Result<usize, ImportError> {
     let mut entries = match tokio::fs::read_dir(dir).await {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -227,7 +227,7 @@ async fn import_key_file(
 /// Removes an old key file: the database first, so a crash half-way leaves
 /// at most a write-ahead log without its database (ignored), never a
 /// database without its log (which a next start would import stale).
-pub async fn remove_key_file(path: &Path) -> io::Result<()> {
+pub(crate) async fn remove_key_file(path: &Path) -> io::Result<()> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);

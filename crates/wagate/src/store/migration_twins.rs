@@ -254,7 +254,10 @@ async fn both_migration_sets_make_the_same_tables_columns_and_indexes() -> Resul
     let Some(database) = super::testing::TestDatabase::create().await else {
         return Ok(());
     };
-    let postgres = postgres_schema(&PostgresStore::connect(database.url()).await?).await?;
+    let postgres = postgres_schema(
+        &PostgresStore::connect_with(database.url(), super::postgres::DEFAULT_POOL_SIZE).await?,
+    )
+    .await?;
     assert_eq!(differences(&sqlite, &postgres), Vec::<String>::new());
     Ok(())
 }

@@ -6,18 +6,18 @@
 
 mod events;
 mod keys;
-pub mod legacy_keys;
+pub(crate) mod legacy_keys;
 mod messages;
 #[cfg(test)]
 mod migration_twins;
 mod orgs;
 mod postgres;
 mod sessions;
-mod sqlite;
+pub(crate) mod sqlite;
 #[cfg(test)]
 pub(crate) mod testing;
 mod users;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -25,21 +25,21 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::secret::Secret;
 
-pub use events::EventStore;
-pub use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
-pub use messages::{
+pub(crate) use events::EventStore;
+pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
+pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoredPoll,
 };
-pub use orgs::{OrgStore, Organization, TokenRecord};
-pub use postgres::PostgresStore;
-pub use sessions::{
-    Cursor, InvalidCursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord,
-    SessionStore, StatusChange,
+pub(crate) use orgs::{OrgStore, Organization, TokenRecord};
+pub(crate) use postgres::PostgresStore;
+pub(crate) use sessions::{
+    Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
+    StatusChange,
 };
-pub use sqlite::SqliteStore;
-pub use users::{Member, Membership, TokenInfo, UserRecord, UserStore, WebSessionRecord};
-pub use webhooks::{
+pub(crate) use sqlite::SqliteStore;
+pub(crate) use users::{Membership, UserRecord, UserStore, WebSessionRecord};
+pub(crate) use webhooks::{
     AfterFailure, AttemptResult, DeliveryQuery, DeliveryRecord, DueDelivery, NewWebhook,
     WebhookPatch, WebhookRecord, WebhookStore,
 };
@@ -93,7 +93,7 @@ pub async fn connect(url: &Secret<String>) -> Result<Arc<dyn Store>, StoreError>
 
 /// [`connect`], with `pool_size` connections to a PostgreSQL server
 /// (`database_pool_size`; SQLite has its own fixed shape).
-pub async fn connect_with(
+pub(crate) async fn connect_with(
     url: &Secret<String>,
     pool_size: u32,
 ) -> Result<Arc<dyn Store>, StoreError> {

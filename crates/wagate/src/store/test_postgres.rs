@@ -16,7 +16,7 @@ const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// A database of its own, dropped (with whatever is still connected to it)
 /// when this is dropped.
-pub struct TestDatabase {
+pub(crate) struct TestDatabase {
     server: String,
     name: String,
     url: String,
@@ -26,7 +26,7 @@ impl TestDatabase {
     /// Creates one, or returns `None` when no server answers and none is
     /// required. Panics when one is required and none answers, or when the
     /// server answers but refuses to create a database.
-    pub async fn create() -> Option<Self> {
+    pub(crate) async fn create() -> Option<Self> {
         let server =
             std::env::var("WAGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
         let required = std::env::var("WAGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
@@ -70,7 +70,7 @@ impl TestDatabase {
     }
 
     /// The database's URL, to give the gateway.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 }

@@ -6,16 +6,16 @@ use std::ops::Deref;
 #[path = "test_postgres.rs"]
 mod postgres;
 
-pub use postgres::TestDatabase;
+pub(crate) use postgres::TestDatabase;
 
-pub struct TestStore<S> {
+pub(crate) struct TestStore<S> {
     store: S,
     // Dropped after the store (fields drop in order).
     _database: Option<TestDatabase>,
 }
 
 impl<S> TestStore<S> {
-    pub fn new(store: S, database: Option<TestDatabase>) -> Self {
+    pub(crate) fn new(store: S, database: Option<TestDatabase>) -> Self {
         Self {
             store,
             _database: database,

@@ -93,7 +93,7 @@ impl DeliveryPolicy {
 
 #[derive(Debug, thiserror::Error)]
 #[error("the webhook HTTP client could not be set up: {0}")]
-pub struct SetupError(String);
+pub(crate) struct SetupError(String);
 
 /// What an attempt came to, before it is recorded.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ struct Inner {
 }
 
 #[derive(Clone)]
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     inner: Arc<Inner>,
 }
 
@@ -175,7 +175,7 @@ impl Drop for InFlight {
 }
 
 impl Dispatcher {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         hub: EventHub,
         policy: DeliveryPolicy,
@@ -204,7 +204,7 @@ impl Dispatcher {
 
     /// Delivers until `cancel`; attempts still in flight then are dropped
     /// and made again after the next start.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         let wake: Arc<Notify> = self.inner.hub.committed();
         let flights = SharedFlights::default();
         let recorder = Recorder::spawn(Arc::clone(&self.inner.store));
@@ -280,22 +280,6 @@ impl Dispatcher {
             });
             started += 1;
         }
-    }
-
-    /// Attempts every due queue head once, one after another; returns how
-    /// many were attempted. For tests that drive delivery step by step.
-    pub async fn deliver_due_once(&self) -> Result<usize, StoreError> {
-        let due = self
-            .inner
-            .store
-            .webhooks()
-            .due_deliveries(Utc::now(), 1000)
-            .await?;
-        let count = due.len();
-        for delivery in due {
-            self.inner.deliver(delivery).await?;
-        }
-        Ok(count)
     }
 }
 
@@ -413,11 +397,6 @@ impl Inner {
             Some((delivery, outcome)) => self.record(delivery, outcome).await,
             None => Ok(()),
         }
-    }
-
-    async fn deliver(&self, delivery: DueDelivery) -> Result<(), StoreError> {
-        let outcome = self.attempt(&delivery, Utc::now()).await;
-        self.record(delivery, outcome).await
     }
 
     /// Records one attempt's outcome.

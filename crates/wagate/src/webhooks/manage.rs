@@ -16,12 +16,12 @@ use crate::secret::Secret;
 use crate::store::{DeliveryRecord, NewWebhook, Store, StoreError, WebhookPatch, WebhookRecord};
 
 /// Webhooks an organization may have: every event fans out to each.
-pub const MAX_WEBHOOKS: u64 = 50;
+pub(crate) const MAX_WEBHOOKS: u64 = 50;
 const MAX_URL_LENGTH: usize = 2048;
 const MAX_EVENT_TYPES: usize = 32;
 const MAX_SESSIONS: usize = 100;
 /// "Every event type", in a filter.
-pub const ALL_EVENTS: &str = "*";
+pub(crate) const ALL_EVENTS: &str = "*";
 /// How long creating a webhook waits for DNS to check its host.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -56,7 +56,7 @@ pub enum WebhookError {
 
 /// A webhook as a person describes it, before any check.
 #[derive(Debug, Clone, Default)]
-pub struct WebhookInput {
+pub(crate) struct WebhookInput {
     pub url: String,
     /// `None`, or a list holding `"*"`: every type.
     pub events: Option<Vec<String>>,
@@ -66,7 +66,7 @@ pub struct WebhookInput {
     pub enabled: Option<bool>,
 }
 
-pub async fn parse_url(egress: &EgressPolicy, url: &str) -> Result<Url, InvalidWebhook> {
+pub(crate) async fn parse_url(egress: &EgressPolicy, url: &str) -> Result<Url, InvalidWebhook> {
     if url.len() > MAX_URL_LENGTH {
         return Err(invalid(
             "url_too_long",
@@ -105,7 +105,9 @@ pub async fn parse_url(egress: &EgressPolicy, url: &str) -> Result<Url, InvalidW
     }
 }
 
-pub fn parse_events(events: Option<Vec<String>>) -> Result<Option<Vec<EventType>>, InvalidWebhook> {
+pub(crate) fn parse_events(
+    events: Option<Vec<String>>,
+) -> Result<Option<Vec<EventType>>, InvalidWebhook> {
     let Some(events) = events else {
         return Ok(None);
     };
@@ -146,7 +148,7 @@ pub fn parse_events(events: Option<Vec<String>>) -> Result<Option<Vec<EventType>
     Ok(Some(types))
 }
 
-pub async fn parse_sessions(
+pub(crate) async fn parse_sessions(
     store: &dyn Store,
     org: OrgId,
     sessions: Option<Vec<String>>,
@@ -195,7 +197,7 @@ pub async fn parse_sessions(
 
 /// Checks `input` and creates the webhook; returns it with its secret,
 /// which is never readable again.
-pub async fn create(
+pub(crate) async fn create(
     store: &dyn Store,
     egress: &EgressPolicy,
     org: OrgId,
@@ -232,7 +234,7 @@ pub async fn create(
 /// A change to a webhook as a person describes it, before any check:
 /// `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
-pub struct WebhookChange {
+pub(crate) struct WebhookChange {
     pub url: Option<String>,
     /// `Some(None)`, or a list holding `"*"`: every type.
     pub events: Option<Option<Vec<String>>>,
@@ -244,7 +246,7 @@ pub struct WebhookChange {
 }
 
 /// Checks `change` and applies it.
-pub async fn update(
+pub(crate) async fn update(
     store: &dyn Store,
     egress: &EgressPolicy,
     org: OrgId,
@@ -283,7 +285,7 @@ pub async fn update(
 }
 
 /// Enables or disables a webhook, and nothing else.
-pub async fn set_enabled(
+pub(crate) async fn set_enabled(
     store: &dyn Store,
     org: OrgId,
     id: WebhookId,
@@ -303,7 +305,11 @@ pub async fn set_enabled(
 }
 
 /// Deletes a webhook and its delivery log.
-pub async fn delete(store: &dyn Store, org: OrgId, id: WebhookId) -> Result<(), WebhookError> {
+pub(crate) async fn delete(
+    store: &dyn Store,
+    org: OrgId,
+    id: WebhookId,
+) -> Result<(), WebhookError> {
     if !store.webhooks().delete_webhook(org, id).await? {
         return Err(WebhookError::NotFound);
     }
@@ -316,7 +322,7 @@ pub async fn delete(store: &dyn Store, org: OrgId, id: WebhookId) -> Result<(), 
 /// and logged like any other delivery, so a test proves the whole path a
 /// real event takes. A disabled webhook is refused rather than left with
 /// a test that would wait until someone enables it.
-pub async fn send_test(
+pub(crate) async fn send_test(
     store: &dyn Store,
     hub: &EventHub,
     org: OrgId,

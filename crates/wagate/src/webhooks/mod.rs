@@ -5,8 +5,8 @@
 //! session), signed as the Standard Webhooks specification says.
 
 mod dispatcher;
-pub mod manage;
+pub(crate) mod manage;
 mod signature;
 
-pub use dispatcher::{DeliveryPolicy, Dispatcher};
-pub use signature::sign;
+pub(crate) use dispatcher::{DeliveryPolicy, Dispatcher};
+pub(crate) use signature::sign;

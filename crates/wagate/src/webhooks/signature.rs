@@ -13,7 +13,7 @@ use crate::domain::SECRET_PREFIX;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SignatureError {
+pub(crate) enum SignatureError {
     #[error("a webhook secret must be `whsec_` followed by base64")]
     MalformedSecret,
 }
@@ -31,7 +31,7 @@ fn key(secret: &Secret<String>) -> Result<Vec<u8>, SignatureError> {
 /// The `webhook-signature` header value: one `v1,` signature per secret,
 /// space-separated, so a receiver holding either the new or the old secret
 /// during a rotation accepts the delivery.
-pub fn sign(
+pub(crate) fn sign(
     secrets: &[Secret<String>],
     id: &str,
     timestamp: i64,

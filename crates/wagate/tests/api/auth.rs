@@ -1,7 +1,7 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use wagate::TokenId;
 use wagate::admin;
-use wagate::domain::TokenId;
 
 use crate::helpers::{TestApp, session_endpoints};
 

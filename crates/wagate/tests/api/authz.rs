@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
+use wagate::accounts;
 use wagate::admin;
-use wagate::dashboard::accounts;
-use wagate::dashboard::auth::{SESSION_COOKIE, hash_cookie, start_session};
-use wagate::domain::{Email, Role};
+use wagate::{Email, Role};
+use wagate::{SESSION_COOKIE, hash_cookie, start_session};
 
 use crate::helpers::{Response, TestApp};
 

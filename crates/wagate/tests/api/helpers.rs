@@ -9,22 +9,22 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use url::Url;
+use wagate::AppState;
+use wagate::Config;
+use wagate::WhatsAppEngine;
 use wagate::admin;
-use wagate::app::AppState;
-use wagate::config::Config;
-use wagate::serve::build_app;
-use wagate::session::whatsapp::WhatsAppEngine;
-use wagate::store::{SqliteStore, Store};
+use wagate::build_app;
+use wagate::{SqliteStore, Store};
 
 use crate::test_postgres::TestDatabase;
 
-pub use crate::prometheus::Metrics;
+pub(crate) use crate::prometheus::Metrics;
 
 /// A port nothing listens on: sessions that do start fail to connect
 /// quickly instead of reaching out anywhere.
-pub const UNREACHABLE_SERVER: &str = "ws://127.0.0.1:9/ws/chat";
+pub(crate) const UNREACHABLE_SERVER: &str = "ws://127.0.0.1:9/ws/chat";
 
-pub fn test_config(dir: &TempDir) -> Config {
+pub(crate) fn test_config(dir: &TempDir) -> Config {
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: dir.path().to_path_buf(),
@@ -34,7 +34,7 @@ pub fn test_config(dir: &TempDir) -> Config {
     }
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub router: Router,
     /// What the `metrics_listen` listener serves, on the same state.
     pub metrics: Router,
@@ -46,20 +46,20 @@ pub struct TestApp {
     _database: Option<TestDatabase>,
 }
 
-pub struct Response {
+pub(crate) struct Response {
     pub status: StatusCode,
     pub content_type: Option<String>,
     pub bytes: Vec<u8>,
 }
 
 impl Response {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.bytes)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
     }
 
     /// Asserts the error envelope and returns its message.
-    pub fn assert_error(&self, status: StatusCode, code: &str) -> String {
+    pub(crate) fn assert_error(&self, status: StatusCode, code: &str) -> String {
         let body = self.json();
         assert_eq!(self.status, status, "{body}");
         let error = &body["error"];
@@ -76,7 +76,7 @@ impl Response {
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
+    pub(crate) async fn spawn() -> Self {
         let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let config = test_config(&dir);
         // In memory, or with `WAGATE_TEST_DATABASE=postgres` a PostgreSQL
@@ -88,7 +88,7 @@ impl TestApp {
             _ => None,
         };
         let store: Arc<dyn Store> = match &database {
-            Some(database) => wagate::store::connect(&database.url().to_string().into()).await,
+            Some(database) => wagate::connect_store(&database.url().to_string().into()).await,
             None => SqliteStore::connect("sqlite::memory:")
                 .await
                 .map(|store| Arc::new(store) as Arc<dyn Store>),
@@ -105,7 +105,7 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let state = AppState::new(&config, Arc::clone(&store), engine, shutdown.clone());
         Self {
-            metrics: wagate::metrics::scrape::router(state.clone()),
+            metrics: wagate::metrics_router(state.clone()),
             router: build_app(state),
             store,
             token: issued.token.plaintext().expose().clone(),
@@ -116,7 +116,7 @@ impl TestApp {
     }
 
     /// A token of a second, unrelated organization.
-    pub async fn other_org_token(&self) -> String {
+    pub(crate) async fn other_org_token(&self) -> String {
         admin::create_org(self.store.as_ref(), "other")
             .await
             .unwrap_or_else(|e| panic!("org: {e}"));
@@ -129,7 +129,7 @@ impl TestApp {
             .clone()
     }
 
-    pub async fn send(&self, request: Request<Body>) -> Response {
+    pub(crate) async fn send(&self, request: Request<Body>) -> Response {
         let response = self
             .router
             .clone()
@@ -162,11 +162,11 @@ impl TestApp {
     }
 
     /// `method uri` with this app's token and an optional JSON body.
-    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Response {
+    pub(crate) async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Response {
         self.call_as(&self.token.clone(), method, uri, body).await
     }
 
-    pub async fn call_as(
+    pub(crate) async fn call_as(
         &self,
         token: &str,
         method: Method,
@@ -187,7 +187,7 @@ impl TestApp {
             .await
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: Method,
         uri: &str,
@@ -210,7 +210,7 @@ impl TestApp {
     }
 
     /// Creates a session that does not connect, returning its id.
-    pub async fn stopped_session(&self) -> String {
+    pub(crate) async fn stopped_session(&self) -> String {
         let created = self
             .call(
                 Method::POST,
@@ -228,13 +228,13 @@ impl TestApp {
 
 impl TestApp {
     /// `GET /metrics`, parsed.
-    pub async fn scrape(&self) -> Metrics {
+    pub(crate) async fn scrape(&self) -> Metrics {
         let response = self
             .metrics
             .clone()
             .oneshot(
                 Request::builder()
-                    .uri(wagate::metrics::scrape::PATH)
+                    .uri(wagate::METRICS_PATH)
                     .body(Body::empty())
                     .unwrap_or_else(|e| panic!("{e}")),
             )
@@ -269,7 +269,7 @@ impl Drop for TestApp {
 
 /// Every authenticated endpoint for session `id`, with a valid body where
 /// one is needed.
-pub fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
+pub(crate) fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
     let base = format!("/api/v1/sessions/{id}");
     vec![
         (Method::GET, base.clone(), None),
@@ -293,7 +293,7 @@ pub fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
 }
 
 /// The organization the first start creates.
-pub async fn default_org(store: &dyn Store) -> wagate::domain::OrgId {
+pub(crate) async fn default_org(store: &dyn Store) -> wagate::OrgId {
     store
         .orgs()
         .find_org("default")
@@ -306,16 +306,16 @@ pub async fn default_org(store: &dyn Store) -> wagate::domain::OrgId {
 
 /// Logs a QR event for `session`, as its supervisor would; the webhooks
 /// that want it get a delivery queued with it.
-pub async fn log_qr_event(
+pub(crate) async fn log_qr_event(
     store: &dyn Store,
-    org: wagate::domain::OrgId,
-    session: wagate::domain::SessionId,
+    org: wagate::OrgId,
+    session: wagate::SessionId,
     code: &str,
-) -> wagate::events::Envelope {
-    let mut event = wagate::events::Envelope::new(
+) -> wagate::Envelope {
+    let mut event = wagate::Envelope::new(
         org,
         session,
-        wagate::events::EventData::Qr {
+        wagate::EventData::Qr {
             code: code.into(),
             expires_at: chrono::Utc::now(),
         },

@@ -2,7 +2,7 @@
 //! down with an error, so a service manager restarts it.
 
 use tempfile::TempDir;
-use wagate::serve::Application;
+use wagate::Application;
 
 use crate::helpers::test_config;
 

@@ -4,8 +4,8 @@ use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use wagate::Application;
 use wagate::admin;
-use wagate::serve::Application;
 
 use crate::helpers::test_config;
 
@@ -16,7 +16,7 @@ struct Running {
     ws: String,
     token: String,
     shutdown: tokio_util::sync::CancellationToken,
-    store: std::sync::Arc<dyn wagate::store::Store>,
+    store: std::sync::Arc<dyn wagate::Store>,
     _dir: TempDir,
 }
 
@@ -24,7 +24,7 @@ async fn running() -> Running {
     running_with(|_| {}).await
 }
 
-async fn running_with(adjust: impl FnOnce(&mut wagate::config::Config)) -> Running {
+async fn running_with(adjust: impl FnOnce(&mut wagate::Config)) -> Running {
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
     let mut config = test_config(&dir);
     adjust(&mut config);
@@ -235,7 +235,7 @@ async fn a_socket_closes_when_its_token_is_revoked() {
         }
     };
     let frame = closed.unwrap_or_else(|| panic!("a close without a code"));
-    assert_eq!(u16::from(frame.code), wagate::http::ws::CLOSE_TOKEN_REVOKED);
+    assert_eq!(u16::from(frame.code), wagate::CLOSE_TOKEN_REVOKED);
     assert_eq!(frame.reason.as_str(), "token revoked");
 
     // The other socket still streams: a session's first status reaches it.

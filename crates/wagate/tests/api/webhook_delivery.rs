@@ -13,10 +13,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
-use wagate::config::Config;
-use wagate::domain::{OrgId, SessionId};
-use wagate::serve::Application;
-use wagate::store::Store;
+use wagate::Application;
+use wagate::Config;
+use wagate::Store;
+use wagate::{OrgId, SessionId};
 
 use crate::helpers::{default_org, log_qr_event, test_config};
 use crate::webhook_receiver::{Received, Receiver, assert_python_verifies};

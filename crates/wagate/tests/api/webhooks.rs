@@ -364,7 +364,7 @@ async fn another_organizations_webhooks_are_not_found_and_a_token_is_needed() {
 }
 
 /// Logs a QR event for `session`, as a supervisor would.
-async fn log_event(app: &TestApp, session: wagate::domain::SessionId) -> wagate::events::Envelope {
+async fn log_event(app: &TestApp, session: wagate::SessionId) -> wagate::Envelope {
     let org = default_org(app.store.as_ref()).await;
     log_qr_event(app.store.as_ref(), org, session, "2@abc").await
 }
@@ -372,8 +372,8 @@ async fn log_event(app: &TestApp, session: wagate::domain::SessionId) -> wagate:
 /// Attempts everything due, as the dispatcher would, with the receiver
 /// answering 200 for the events in `accepted` and 500 (given up at once)
 /// for the rest, until nothing is due.
-async fn settle(app: &TestApp, accepted: &[wagate::domain::EventId]) {
-    use wagate::store::{AfterFailure, AttemptResult};
+async fn settle(app: &TestApp, accepted: &[wagate::EventId]) {
+    use wagate::{AfterFailure, AttemptResult};
 
     let webhooks = app.store.webhooks();
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
@@ -406,7 +406,7 @@ async fn settle(app: &TestApp, accepted: &[wagate::domain::EventId]) {
 
 #[tokio::test]
 async fn every_failed_delivery_since_a_time_is_queued_again_in_order() {
-    use wagate::domain::SessionId;
+    use wagate::SessionId;
 
     let app = TestApp::spawn().await;
     let hook = create(&app, json!({ "url": PUBLIC_URL })).await;
@@ -438,7 +438,7 @@ async fn every_failed_delivery_since_a_time_is_queued_again_in_order() {
     assert_eq!(retried.status, StatusCode::ACCEPTED);
     assert_eq!(retried.json(), json!({ "queued": 3 }));
 
-    let status_of = |log: &Value, event: &wagate::events::Envelope| {
+    let status_of = |log: &Value, event: &wagate::Envelope| {
         log["data"]
             .as_array()
             .and_then(|d| d.iter().find(|d| d["event_id"] == event.id.to_string()))

@@ -3,17 +3,17 @@
 
 use prometheus_parse::{Scrape, Value};
 
-pub struct Metrics(Scrape);
+pub(crate) struct Metrics(Scrape);
 
 impl Metrics {
-    pub fn parse(body: &str) -> Self {
+    pub(crate) fn parse(body: &str) -> Self {
         let lines = body.lines().map(|line| Ok(line.to_string()));
         Self(Scrape::parse(lines).unwrap_or_else(|e| panic!("not the Prometheus format: {e}")))
     }
 
     /// The value of the sample `name` with exactly these labels, if any;
     /// for a histogram, its count.
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         self.0
             .samples
             .iter()
@@ -33,7 +33,7 @@ impl Metrics {
     }
 
     /// Like [`get`](Self::get), for a sample that must be there.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels)
             .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
     }

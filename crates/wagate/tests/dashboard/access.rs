@@ -1,6 +1,6 @@
+use wagate::Role;
+use wagate::accounts;
 use wagate::admin;
-use wagate::dashboard::accounts;
-use wagate::domain::Role;
 
 use crate::helpers::*;
 
@@ -73,7 +73,7 @@ async fn owners_manage_tokens_and_members_and_a_member_cannot() {
     .unwrap_or_else(|_| panic!("the revoked token's realtime socket stayed open"));
     assert_eq!(
         closed.map(|frame| u16::from(frame.code)),
-        Some(wagate::http::ws::CLOSE_TOKEN_REVOKED)
+        Some(wagate::CLOSE_TOKEN_REVOKED)
     );
 
     // The owner adds a member, whose password is shown once.

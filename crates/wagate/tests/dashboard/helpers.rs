@@ -12,20 +12,20 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use wagate::config::Config;
-use wagate::serve::Application;
-use wagate::store::Store;
+use wagate::Application;
+use wagate::Config;
+use wagate::Store;
 
 use crate::tools::{self, CHROMEDRIVER_BIN, CHROMIUM_BIN};
 
 /// Generous: two cores run Chromium, the gateway, the simulator and the
 /// client's crypto at once.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// Two browsers at a time: more only thrashes a two-core machine.
 static SLOTS: Semaphore = Semaphore::const_new(2);
 
-pub async fn slot() -> SemaphorePermit<'static> {
+pub(crate) async fn slot() -> SemaphorePermit<'static> {
     SLOTS
         .acquire()
         .await
@@ -33,7 +33,7 @@ pub async fn slot() -> SemaphorePermit<'static> {
 }
 
 /// A sandbox gateway on a random loopback port.
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub base: String,
     pub store: Arc<dyn Store>,
     pub sim: wasim::SimHandle,
@@ -45,7 +45,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         // `RUST_LOG=wagate=debug cargo test …` shows what a failing test's
         // gateway was doing; the harness captures it per test.
         let _ = tracing_subscriber::fmt()
@@ -91,11 +91,11 @@ impl Gateway {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(WAIT, task).await;
@@ -110,7 +110,7 @@ impl Drop for Gateway {
 }
 
 /// Headless Chromium behind its own chromedriver.
-pub struct Browser {
+pub(crate) struct Browser {
     pub client: Client,
     driver: Child,
     _profile: TempDir,
@@ -126,7 +126,7 @@ fn free_port() -> u16 {
 impl Browser {
     /// `None` (the test returns, skipped) without Chromium: see
     /// [`tools::present`].
-    pub async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         if !tools::present(&tools::CHROMIUM) {
             return None;
         }
@@ -184,14 +184,14 @@ impl Browser {
         })
     }
 
-    pub async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client
             .goto(url)
             .await
             .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
-    pub async fn find(&self, css: &str) -> Element {
+    pub(crate) async fn find(&self, css: &str) -> Element {
         self.client
             .wait()
             .at_most(WAIT)
@@ -201,7 +201,7 @@ impl Browser {
     }
 
     /// Waits up to `timeout` for an element matching `css`.
-    pub async fn find_within(&self, css: &str, timeout: Duration) -> Element {
+    pub(crate) async fn find_within(&self, css: &str, timeout: Duration) -> Element {
         self.client
             .wait()
             .at_most(timeout)
@@ -210,7 +210,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("waiting {timeout:?} for {css}: {e}"))
     }
 
-    pub async fn exists(&self, css: &str) -> bool {
+    pub(crate) async fn exists(&self, css: &str) -> bool {
         self.client
             .find_all(Locator::Css(css))
             .await
@@ -221,7 +221,7 @@ impl Browser {
     /// The text of the first element matching `css`, once there is one.
     /// Read by script, not through an element reference: the page swaps
     /// its live part on events, which would leave a reference stale.
-    pub async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.find(css).await;
         let text = self
             .client
@@ -236,7 +236,7 @@ impl Browser {
             .unwrap_or_else(|| panic!("{css} went away"))
     }
 
-    pub async fn fill(&self, css: &str, value: &str) {
+    pub(crate) async fn fill(&self, css: &str, value: &str) {
         let field = self.find(css).await;
         field
             .clear()
@@ -250,7 +250,7 @@ impl Browser {
 
     /// Clicks the element matching `css`, finding it again if a live
     /// update replaced it between finding and clicking.
-    pub async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match self.find(css).await.click().await {
@@ -261,7 +261,7 @@ impl Browser {
         }
     }
 
-    pub async fn path(&self) -> String {
+    pub(crate) async fn path(&self) -> String {
         self.client
             .current_url()
             .await
@@ -269,7 +269,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("current url: {e}"))
     }
 
-    pub async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, Vec::new())
             .await
@@ -278,7 +278,7 @@ impl Browser {
 
     /// Runs `script` until it calls its callback (the last argument, as
     /// WebDriver's asynchronous scripts do); returns what it passed.
-    pub async fn js_async(&self, script: &str) -> Value {
+    pub(crate) async fn js_async(&self, script: &str) -> Value {
         self.client
             .execute_async(script, Vec::new())
             .await
@@ -287,18 +287,18 @@ impl Browser {
 
     /// Marks the loaded document; [`Browser::same_document`] tells whether
     /// the page has been reloaded since.
-    pub async fn mark_document(&self) {
+    pub(crate) async fn mark_document(&self) {
         self.js("window.__wagateMark = 'still here'; return null;")
             .await;
     }
 
-    pub async fn same_document(&self) -> bool {
+    pub(crate) async fn same_document(&self) -> bool {
         self.js("return window.__wagateMark === 'still here';")
             .await
             == json!(true)
     }
 
-    pub async fn sign_in(&self, gateway: &Gateway, email: &str, password: &str) {
+    pub(crate) async fn sign_in(&self, gateway: &Gateway, email: &str, password: &str) {
         self.goto(&gateway.url("/login")).await;
         self.fill("#email", email).await;
         self.fill("#password", password).await;
@@ -311,13 +311,13 @@ impl Browser {
         self.find("form[action='/logout']").await;
     }
 
-    pub async fn sign_out(&self) {
+    pub(crate) async fn sign_out(&self) {
         self.click("form[action='/logout'] button").await;
         self.find("form[action='/login']").await;
     }
 
     /// Saves a PNG of the viewport to `target/screenshots/<name>.png`.
-    pub async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self
             .client
             .screenshot()
@@ -329,14 +329,14 @@ impl Browser {
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 
-    pub async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.client
             .set_window_size(width, height)
             .await
             .unwrap_or_else(|e| panic!("resize: {e}"));
     }
 
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill().await;
     }
@@ -344,7 +344,7 @@ impl Browser {
 
 /// Creates a session from the sessions page; returns its id once its page
 /// is showing.
-pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -> String {
+pub(crate) async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -> String {
     browser.goto(&gateway.url("/sessions")).await;
     browser.fill("#label", label).await;
     browser
@@ -360,7 +360,7 @@ pub async fn create_session(browser: &Browser, gateway: &Gateway, label: &str) -
 /// Creates a session and links it with the sandbox's simulated phone
 /// (the "Scan" button); returns its id and number once the page shows it
 /// working.
-pub async fn link_in_sandbox(
+pub(crate) async fn link_in_sandbox(
     browser: &Browser,
     gateway: &Gateway,
     label: &str,
@@ -385,7 +385,7 @@ fn is_stale(error: &fantoccini::error::CmdError) -> bool {
 
 /// An HTTP client that shows redirects instead of following them, for
 /// tests that drive the dashboard's forms without a browser.
-pub fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -394,7 +394,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// Submits the sign-in form as the owner with `password`, after getting
 /// the form's CSRF token the way a browser would.
-pub async fn post_login(
+pub(crate) async fn post_login(
     client: &reqwest::Client,
     gateway: &Gateway,
     password: &str,
@@ -403,7 +403,7 @@ pub async fn post_login(
 }
 
 /// Submits the sign-in form as `email`.
-pub async fn post_login_as(
+pub(crate) async fn post_login_as(
     client: &reqwest::Client,
     gateway: &Gateway,
     email: &str,
@@ -434,7 +434,7 @@ pub async fn post_login_as(
 }
 
 /// Signs in as `email`; returns the session cookie (`name=value`).
-pub async fn session_cookie(
+pub(crate) async fn session_cookie(
     client: &reqwest::Client,
     gateway: &Gateway,
     email: &str,
@@ -446,7 +446,7 @@ pub async fn session_cookie(
 }
 
 /// The whole `Set-Cookie` header for cookie `name`, attributes included.
-pub fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
+pub(crate) fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
     response
         .headers()
         .get_all("set-cookie")
@@ -458,20 +458,20 @@ pub fn set_cookie_header(response: &reqwest::Response, name: &str) -> String {
 }
 
 /// Cookie `name` as a request sends it back: `name=value`.
-pub fn set_cookie(response: &reqwest::Response, name: &str) -> String {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> String {
     let header = set_cookie_header(response, name);
     header.split(';').next().unwrap_or_default().to_string()
 }
 
 /// `application/x-www-form-urlencoded` of `fields`.
-pub fn form_body(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish()
 }
 
 /// A page as a signed-in browser gets it: (status, HTML).
-pub async fn get_page(
+pub(crate) async fn get_page(
     client: &reqwest::Client,
     gateway: &Gateway,
     cookie: &str,
@@ -488,7 +488,7 @@ pub async fn get_page(
 }
 
 /// Posts a form as a signed-in browser would: (status, HTML).
-pub async fn post_form(
+pub(crate) async fn post_form(
     client: &reqwest::Client,
     gateway: &Gateway,
     cookie: &str,
@@ -509,7 +509,7 @@ pub async fn post_form(
 
 /// The value of the first `name="{name}" value="…"` in `html` (maud writes
 /// attributes in the order the template gives them).
-pub fn input_value(html: &str, name: &str) -> String {
+pub(crate) fn input_value(html: &str, name: &str) -> String {
     let marker = format!(r#"name="{name}" value=""#);
     html.split_once(&marker)
         .and_then(|(_, rest)| rest.split_once('"'))

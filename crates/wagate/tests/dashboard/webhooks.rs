@@ -12,9 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use wagate::dashboard::accounts;
-use wagate::domain::{DeliveryStatus, Role};
-use wagate::store::DeliveryQuery;
+use wagate::DeliveryQuery;
+use wagate::accounts;
+use wagate::{DeliveryStatus, Role};
 
 use crate::helpers::*;
 

@@ -28,7 +28,7 @@ const MESSAGE_EVENTS: [&str; 5] = [
 ];
 
 /// One linked session with the webhook receiver subscribed to it.
-pub struct Side {
+pub(crate) struct Side {
     pub session: String,
     pub phone: &'static str,
     pub hook: Receiver,
@@ -38,7 +38,7 @@ pub struct Side {
 impl Side {
     /// A receiver, and a webhook of `gateway` for `session`'s events of
     /// `types` pointing at it.
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         gateway: &Gateway,
         session: String,
         phone: &'static str,
@@ -64,7 +64,7 @@ impl Side {
 
     /// Every request the receiver took in since `from` verifies with the
     /// webhook's secret, under the PyPI package and the Rust crate.
-    pub fn verify_since(&self, from: usize) {
+    pub(crate) fn verify_since(&self, from: usize) {
         let requests: Vec<&Received> = self.hook.got[from..].iter().collect();
         assert!(
             requests.iter().all(|r| r.verifies_with(&self.secret)),
@@ -75,7 +75,7 @@ impl Side {
 
     /// Waits until an event about each of `wa_ids` (received, reaction,
     /// edit, revoke) was delivered.
-    pub async fn wait_for_messages(&mut self, what: &str, wa_ids: &[String]) {
+    pub(crate) async fn wait_for_messages(&mut self, what: &str, wa_ids: &[String]) {
         let wanted: HashSet<&String> = wa_ids.iter().collect();
         self.hook
             .wait_until(what, |got| {
@@ -91,7 +91,7 @@ impl Side {
 
     /// Each event was delivered in the order it was logged (event ids are
     /// UUIDv7 stamped at commit): no duplicate 2xx, none out of order.
-    pub fn assert_in_order(&self) {
+    pub(crate) fn assert_in_order(&self) {
         let delivered: Vec<&str> = self
             .hook
             .got
@@ -470,8 +470,8 @@ async fn two_sessions_exchange_every_kind_and_each_webhook_gets_its_side() {
 }
 
 /// Retries come quickly: a test's outage is over in seconds.
-pub fn quick_retries(config: wagate::config::Config) -> wagate::config::Config {
-    wagate::config::Config {
+pub(crate) fn quick_retries(config: wagate::Config) -> wagate::Config {
+    wagate::Config {
         webhook_backoff_base_ms: 50,
         webhook_backoff_max_secs: 1,
         webhook_poll_interval_ms: 50,
@@ -484,7 +484,7 @@ pub fn quick_retries(config: wagate::config::Config) -> wagate::config::Config {
 /// bytes under the same `webhook-id`, and the session's order kept: no
 /// event attempted while an earlier one was still undelivered. Returns how
 /// many requests were retries.
-pub fn assert_all_arrived_once_in_order(side: &Side, sent: &[String]) -> usize {
+pub(crate) fn assert_all_arrived_once_in_order(side: &Side, sent: &[String]) -> usize {
     let requests = &side.hook.got;
     let mut bodies: HashMap<&str, &[u8]> = HashMap::new();
     for request in requests {

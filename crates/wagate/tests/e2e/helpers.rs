@@ -14,17 +14,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use url::Url;
-use wagate::config::Config;
-use wagate::serve::Application;
+use wagate::Application;
+use wagate::Config;
 use wasim::{SimConfig, Simulator};
 
 use crate::test_postgres::TestDatabase;
 
 /// Generous: two cores run the gateway, the simulator and the client's
 /// crypto at once.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-pub async fn simulator() -> Simulator {
+pub(crate) async fn simulator() -> Simulator {
     // `RUST_LOG=wagate=debug,whatsapp_rust=info cargo test …` shows what a
     // failing test's gateway and client were doing; the test harness
     // captures it per test.
@@ -41,7 +41,7 @@ pub async fn simulator() -> Simulator {
 /// keys, media) and the database, SQLite in that directory or, with
 /// `WAGATE_TEST_DATABASE=postgres`, a PostgreSQL database of its own. Both
 /// live as long as this, across gateway restarts.
-pub struct DataDir {
+pub(crate) struct DataDir {
     dir: TempDir,
     database: Option<TestDatabase>,
 }
@@ -49,7 +49,7 @@ pub struct DataDir {
 impl DataDir {
     /// On the database `WAGATE_TEST_DATABASE` names (`sqlite`, the
     /// default, or `postgres`, which must then be reachable).
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         match std::env::var("WAGATE_TEST_DATABASE").as_deref() {
             Ok("postgres") => match TestDatabase::create().await {
                 Some(database) => Self::with(Some(database)),
@@ -62,7 +62,7 @@ impl DataDir {
 
     /// On PostgreSQL whatever the run's default; `None` (the test is
     /// skipped, as it has said) when there is none to use.
-    pub async fn postgres() -> Option<Self> {
+    pub(crate) async fn postgres() -> Option<Self> {
         TestDatabase::create()
             .await
             .map(|database| Self::with(Some(database)))
@@ -75,12 +75,12 @@ impl DataDir {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// `None`: the gateway's default, SQLite in the directory.
-    pub fn database_url(&self) -> Option<&str> {
+    pub(crate) fn database_url(&self) -> Option<&str> {
         self.database.as_ref().map(TestDatabase::url)
     }
 }
@@ -89,19 +89,22 @@ impl DataDir {
 /// data in the directory (keep it alive as long as the gateway), and the
 /// gateway's realtime socket, open before anything happens so no event is
 /// missed.
-pub async fn world(limits: Limits) -> (Simulator, DataDir, Gateway, Events) {
+pub(crate) async fn world(limits: Limits) -> (Simulator, DataDir, Gateway, Events) {
     world_in(DataDir::new().await, limits).await
 }
 
 /// [`world`] on the given data.
-pub async fn world_in(dir: DataDir, limits: Limits) -> (Simulator, DataDir, Gateway, Events) {
+pub(crate) async fn world_in(
+    dir: DataDir,
+    limits: Limits,
+) -> (Simulator, DataDir, Gateway, Events) {
     let sim = simulator().await;
     let gateway = Gateway::start(&sim, &dir, limits).await;
     let events = gateway.events().await;
     (sim, dir, gateway, events)
 }
 
-pub struct Limits {
+pub(crate) struct Limits {
     pub link_timeout_secs: u64,
     pub retry_budget_secs: u64,
 }
@@ -115,7 +118,7 @@ impl Default for Limits {
     }
 }
 
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub base: String,
     pub ws: String,
     pub token: String,
@@ -124,13 +127,13 @@ pub struct Gateway {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-pub fn config(sim: &Simulator, data_dir: &DataDir, limits: &Limits) -> Config {
+pub(crate) fn config(sim: &Simulator, data_dir: &DataDir, limits: &Limits) -> Config {
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
         data_dir: data_dir.path().to_path_buf(),
         database_url: data_dir
             .database_url()
-            .map(|url| wagate::secret::Secret::new(url.to_string())),
+            .map(|url| wagate::Secret::new(url.to_string())),
         whatsapp_url: Url::parse(&sim.ws_url()).ok(),
         link_timeout_secs: limits.link_timeout_secs,
         retry_budget_secs: limits.retry_budget_secs,
@@ -147,12 +150,12 @@ pub fn config(sim: &Simulator, data_dir: &DataDir, limits: &Limits) -> Config {
 impl Gateway {
     /// Starts a gateway on a fresh data directory; `token` is the one the
     /// first start prints.
-    pub async fn start(sim: &Simulator, dir: &DataDir, limits: Limits) -> Self {
+    pub(crate) async fn start(sim: &Simulator, dir: &DataDir, limits: Limits) -> Self {
         Self::start_with(config(sim, dir, &limits), None).await
     }
 
     /// `POST /sessions/{id}/start`, which must be accepted.
-    pub async fn start_session(&self, id: &str) {
+    pub(crate) async fn start_session(&self, id: &str) {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -165,7 +168,7 @@ impl Gateway {
 
     /// Starts a gateway on `config`; pass the token of an earlier start on
     /// the same data directory.
-    pub async fn start_with(config: Config, token: Option<String>) -> Self {
+    pub(crate) async fn start_with(config: Config, token: Option<String>) -> Self {
         let mut app = Application::build(config)
             .await
             .unwrap_or_else(|e| panic!("gateway: {e:?}"));
@@ -189,7 +192,7 @@ impl Gateway {
     }
 
     /// A gateway running elsewhere (another process) on `port`.
-    pub fn at(port: u16, token: String) -> Self {
+    pub(crate) fn at(port: u16, token: String) -> Self {
         Self {
             base: format!("http://127.0.0.1:{port}/api/v1"),
             ws: format!("ws://127.0.0.1:{port}/api/v1/ws"),
@@ -201,7 +204,7 @@ impl Gateway {
     }
 
     /// Graceful shutdown, as on SIGTERM.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             match tokio::time::timeout(WAIT, task).await {
@@ -211,13 +214,13 @@ impl Gateway {
         }
     }
 
-    pub async fn events(&self) -> Events {
+    pub(crate) async fn events(&self) -> Events {
         self.events_with("").await
     }
 
     /// The realtime socket with extra query parameters (`since=...`,
     /// `events=...`).
-    pub async fn events_with(&self, query: &str) -> Events {
+    pub(crate) async fn events_with(&self, query: &str) -> Events {
         let url = format!("{}?token={}&{query}", self.ws, self.token);
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -225,7 +228,7 @@ impl Gateway {
         Events { socket }
     }
 
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -250,7 +253,7 @@ impl Gateway {
         )
     }
 
-    pub async fn create_session(&self) -> String {
+    pub(crate) async fn create_session(&self) -> String {
         let (status, body) = self
             .call(
                 reqwest::Method::POST,
@@ -265,7 +268,7 @@ impl Gateway {
             .unwrap_or_else(|| panic!("{body}"))
     }
 
-    pub async fn session(&self, id: &str) -> Value {
+    pub(crate) async fn session(&self, id: &str) -> Value {
         let (status, body) = self
             .call(reqwest::Method::GET, &format!("/sessions/{id}"), None)
             .await;
@@ -280,13 +283,13 @@ impl Drop for Gateway {
     }
 }
 
-pub struct Events {
+pub(crate) struct Events {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl Events {
     /// The next event, whatever it is.
-    pub async fn next(&mut self, what: &str) -> Value {
+    pub(crate) async fn next(&mut self, what: &str) -> Value {
         loop {
             match tokio::time::timeout(WAIT, self.socket.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => {
@@ -303,7 +306,7 @@ impl Events {
     }
 
     /// The next frame, whatever it is (a close frame, say).
-    pub async fn frame(&mut self) -> Option<Message> {
+    pub(crate) async fn frame(&mut self) -> Option<Message> {
         match tokio::time::timeout(WAIT, self.socket.next()).await {
             Ok(Some(Ok(frame))) => Some(frame),
             _ => None,
@@ -312,7 +315,7 @@ impl Events {
 
     /// The next event of `session` that `pick` accepts; earlier ones are
     /// skipped.
-    pub async fn wait(
+    pub(crate) async fn wait(
         &mut self,
         what: &str,
         session: &str,
@@ -336,7 +339,7 @@ impl Events {
         }
     }
 
-    pub async fn status(&mut self, session: &str, status: &str) -> Value {
+    pub(crate) async fn status(&mut self, session: &str, status: &str) -> Value {
         self.wait(&format!("status {status}"), session, |e| {
             e["event"] == "session.status" && e["data"]["status"] == status
         })
@@ -345,7 +348,7 @@ impl Events {
 
     /// The next status change of `session`, whatever it is: `(status,
     /// previous)`.
-    pub async fn next_status(&mut self, session: &str) -> (String, String) {
+    pub(crate) async fn next_status(&mut self, session: &str) -> (String, String) {
         let event = self
             .wait("a status change", session, |e| {
                 e["event"] == "session.status"
@@ -358,7 +361,7 @@ impl Events {
         )
     }
 
-    pub async fn qr(&mut self, session: &str) -> String {
+    pub(crate) async fn qr(&mut self, session: &str) -> String {
         let event = self
             .wait("a QR code", session, |e| e["event"] == "session.qr")
             .await;
@@ -371,7 +374,7 @@ impl Events {
 
 /// Creates a session, scans its QR code with `phone` and waits for
 /// `working`.
-pub async fn link_by_qr(
+pub(crate) async fn link_by_qr(
     gateway: &Gateway,
     events: &mut Events,
     sim: &Simulator,
@@ -386,7 +389,7 @@ pub async fn link_by_qr(
     id
 }
 
-pub fn device_of(sim: &Simulator, phone: &str) -> u16 {
+pub(crate) fn device_of(sim: &Simulator, phone: &str) -> u16 {
     sim.handle()
         .devices()
         .into_iter()
@@ -397,7 +400,7 @@ pub fn device_of(sim: &Simulator, phone: &str) -> u16 {
 
 /// The gateway binary of this build, on `dir`, pointed at the simulator
 /// (a `simulator` build accepts no other server, even for admin commands).
-pub fn wagate(dir: &DataDir, sim: &Simulator) -> Command {
+pub(crate) fn wagate(dir: &DataDir, sim: &Simulator) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wagate"));
     command
         .arg("--data-dir")
@@ -416,7 +419,7 @@ pub fn wagate(dir: &DataDir, sim: &Simulator) -> Command {
 }
 
 /// Runs an admin command to completion and returns what it printed.
-pub async fn admin(dir: &DataDir, sim: &Simulator, args: &[&str]) -> String {
+pub(crate) async fn admin(dir: &DataDir, sim: &Simulator, args: &[&str]) -> String {
     let output = wagate(dir, sim)
         .args(args)
         .output()
@@ -426,7 +429,7 @@ pub async fn admin(dir: &DataDir, sim: &Simulator, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -435,7 +438,7 @@ pub fn free_port() -> u16 {
 
 /// `wagate serve` as a process of its own, with everything it prints on
 /// stdout and stderr kept, line by line, in order per stream.
-pub struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     pub child: Child,
     pub output: Arc<Mutex<Vec<String>>>,
     readers: Vec<JoinHandle<()>>,
@@ -443,7 +446,12 @@ pub struct GatewayProcess {
 
 impl GatewayProcess {
     /// Starts it on `port` with `env` and waits for its "listening" line.
-    pub async fn serve(dir: &DataDir, sim: &Simulator, port: u16, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn serve(
+        dir: &DataDir,
+        sim: &Simulator,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = wagate(dir, sim);
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -485,7 +493,7 @@ impl GatewayProcess {
 
     /// Stops it as a service manager would (SIGTERM), waits for it to exit
     /// and returns every line it printed.
-    pub async fn stop(mut self) -> Vec<String> {
+    pub(crate) async fn stop(mut self) -> Vec<String> {
         if let Some(pid) = self.child.id() {
             let status = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -531,12 +539,12 @@ fn read_lines(
 /// How many key rows the gateway on `dir` holds for session `id`, read
 /// through a second connection to its database (SQLite's WAL lets it read
 /// beside the running gateway; PostgreSQL serves both).
-pub async fn key_rows(dir: &DataDir, id: &str) -> u64 {
+pub(crate) async fn key_rows(dir: &DataDir, id: &str) -> u64 {
     let url = match dir.database_url() {
         Some(url) => url.to_string(),
         None => format!("sqlite://{}", dir.path().join("wagate.db").display()),
     };
-    let store = wagate::store::connect(&wagate::secret::Secret::new(url))
+    let store = wagate::connect_store(&wagate::Secret::new(url))
         .await
         .unwrap_or_else(|e| panic!("database: {e:?}"));
     let id = id.parse().unwrap_or_else(|e| panic!("{id}: {e:?}"));

@@ -10,7 +10,12 @@ const BOB: &str = "15550002222";
 
 impl Events {
     /// The next `message.status` event of `message` reaching `status`.
-    pub async fn message_status(&mut self, session: &str, message: &str, status: &str) -> Value {
+    pub(crate) async fn message_status(
+        &mut self,
+        session: &str,
+        message: &str,
+        status: &str,
+    ) -> Value {
         self.wait(&format!("message {message} {status}"), session, |e| {
             e["event"] == "message.status"
                 && e["data"]["message_id"] == message
@@ -21,7 +26,7 @@ impl Events {
 }
 
 /// A phone number that has WhatsApp.
-pub fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
+pub(crate) fn has_whatsapp(sim: &wasim::Simulator, phone: &str) {
     sim.handle()
         .register_phone(phone)
         .unwrap_or_else(|e| panic!("register {phone}: {e}"));
@@ -33,7 +38,7 @@ async fn small_media_world() -> (wasim::Simulator, DataDir, Gateway, Events) {
     let sim = simulator().await;
     let dir = DataDir::new().await;
     let gateway = Gateway::start_with(
-        wagate::config::Config {
+        wagate::Config {
             media_limit_bytes: 64 * 1024,
             ..config(&sim, &dir, &Limits::default())
         },
@@ -44,7 +49,7 @@ async fn small_media_world() -> (wasim::Simulator, DataDir, Gateway, Events) {
     (sim, dir, gateway, events)
 }
 
-pub async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn send(gateway: &Gateway, session: &str, body: Value) -> (u16, Value) {
     gateway
         .call(
             Method::POST,

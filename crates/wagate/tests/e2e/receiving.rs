@@ -31,7 +31,7 @@ const INCOMING: [&str; 5] = [
 impl Events {
     /// The next incoming-message event of `session` about WhatsApp id
     /// `wa_id`.
-    pub async fn incoming(&mut self, session: &str, wa_id: &str) -> Value {
+    pub(crate) async fn incoming(&mut self, session: &str, wa_id: &str) -> Value {
         self.wait(&format!("incoming {wa_id}"), session, |e| {
             INCOMING.contains(&e["event"].as_str().unwrap_or_default())
                 && e["data"]["wa_id"] == wa_id

@@ -164,7 +164,7 @@ async fn a_connection_that_goes_silent_is_dropped_and_made_again_with_the_reason
     // Short enough for a test; long enough that a healthy link under a
     // loaded machine always answers (the simulator answers pings at once).
     let gateway = Gateway::start_with(
-        wagate::config::Config {
+        wagate::Config {
             liveness_idle_ms: 500,
             liveness_timeout_ms: 2_000,
             ..config(&sim, &dir, &Limits::default())

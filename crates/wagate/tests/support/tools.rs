@@ -16,16 +16,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Where Debian's `chromium` and `chromium-driver` packages put them.
-pub const CHROMIUM_BIN: &str = "/usr/bin/chromium";
-pub const CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
+pub(crate) const CHROMIUM_BIN: &str = "/usr/bin/chromium";
+pub(crate) const CHROMEDRIVER_BIN: &str = "/usr/bin/chromedriver";
 
 /// The npm packages the contract test generates and compiles a TypeScript
 /// client with (pinned in this directory's package-lock.json).
-pub const NODE_CLIENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+pub(crate) const NODE_CLIENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
 const NODE_PACKAGES: [&str; 3] = ["openapi-typescript", "openapi-fetch", "typescript"];
 
 /// A tool some tests cannot run without.
-pub struct Tool {
+pub(crate) struct Tool {
     /// What it is, as the skip line names it.
     pub name: &'static str,
     /// The variable that, set to `1`, makes its absence a failure.
@@ -37,7 +37,7 @@ pub struct Tool {
 }
 
 /// Headless Chromium and chromedriver: the dashboard's browser tests.
-pub const CHROMIUM: Tool = Tool {
+pub(crate) const CHROMIUM: Tool = Tool {
     name: "Chromium and chromedriver (the dashboard's browser tests)",
     require: "WAGATE_REQUIRE_CHROMIUM",
     install: "apt-get install chromium chromium-driver",
@@ -50,7 +50,7 @@ pub const CHROMIUM: Tool = Tool {
 
 /// The Standard Webhooks project's Python package: checks the gateway's
 /// webhook signatures with an implementation independent of it.
-pub const STANDARD_WEBHOOKS: Tool = Tool {
+pub(crate) const STANDARD_WEBHOOKS: Tool = Tool {
     name: "the PyPI package standardwebhooks (the Python check of webhook signatures)",
     require: "WAGATE_REQUIRE_STANDARDWEBHOOKS",
     install: "python3 -m pip install standardwebhooks",
@@ -58,7 +58,7 @@ pub const STANDARD_WEBHOOKS: Tool = Tool {
 };
 
 /// Schemathesis: fuzzes the API against its OpenAPI document.
-pub const SCHEMATHESIS: Tool = Tool {
+pub(crate) const SCHEMATHESIS: Tool = Tool {
     name: "the PyPI package schemathesis (the API contract test)",
     require: "WAGATE_REQUIRE_SCHEMATHESIS",
     install: "python3 -m pip install schemathesis==4.32.5",
@@ -67,7 +67,7 @@ pub const SCHEMATHESIS: Tool = Tool {
 
 /// The client generators: openapi-python-client, and Node with
 /// openapi-typescript, openapi-fetch and TypeScript.
-pub const CLIENT_GENERATORS: Tool = Tool {
+pub(crate) const CLIENT_GENERATORS: Tool = Tool {
     name: "openapi-python-client and Node with the npm client generators (the generated clients test)",
     require: "WAGATE_REQUIRE_CLIENT_GENERATORS",
     install: "python3 -m pip install openapi-python-client==0.29.1; \
@@ -83,7 +83,7 @@ pub const CLIENT_GENERATORS: Tool = Tool {
 
 /// What a test does about a tool.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Run,
     /// Passes without running; the line to print.
     Skip(String),
@@ -93,7 +93,7 @@ pub enum Decision {
 
 /// The rule: a tool that is there runs; one that is missing skips, or
 /// fails when required.
-pub fn decide(tool: &Tool, missing: Option<String>, required: bool) -> Decision {
+pub(crate) fn decide(tool: &Tool, missing: Option<String>, required: bool) -> Decision {
     match missing {
         None => Decision::Run,
         Some(what) if required => Decision::Fail(format!(
@@ -108,12 +108,12 @@ pub fn decide(tool: &Tool, missing: Option<String>, required: bool) -> Decision 
 }
 
 /// Whether `tool` is required, reading variables with `var`.
-pub fn required(tool: &Tool, var: impl Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn required(tool: &Tool, var: impl Fn(&str) -> Option<String>) -> bool {
     var(tool.require).is_some_and(|value| value == "1")
 }
 
 /// [`present`], reading variables with `var`.
-pub fn present_with(tool: &Tool, var: impl Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn present_with(tool: &Tool, var: impl Fn(&str) -> Option<String>) -> bool {
     match decide(tool, (tool.probe)().err(), required(tool, var)) {
         Decision::Run => true,
         Decision::Skip(line) => {
@@ -128,7 +128,7 @@ pub fn present_with(tool: &Tool, var: impl Fn(&str) -> Option<String>) -> bool {
 /// printing the skip line) when it is missing and the test should return
 /// now. Panics when it is missing and its `WAGATE_REQUIRE_*` variable is
 /// `1`.
-pub fn present(tool: &Tool) -> bool {
+pub(crate) fn present(tool: &Tool) -> bool {
     present_with(tool, |name| std::env::var(name).ok())
 }
 

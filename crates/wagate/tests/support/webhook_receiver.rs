@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 
 /// How long a test waits for a delivery before it fails: generous, two
 /// cores run the gateway, the simulator and the clients' crypto at once.
-pub const DELIVERY_WAIT: Duration = Duration::from_secs(90);
+pub(crate) const DELIVERY_WAIT: Duration = Duration::from_secs(90);
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     /// What the receiver answered.
@@ -38,22 +38,22 @@ pub struct Received {
 
 impl Received {
     /// The `webhook-id` header: the event id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.header("webhook-id")
     }
 
-    pub fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is JSON: {e}"))
     }
 
-    pub fn signatures(&self) -> usize {
+    pub(crate) fn signatures(&self) -> usize {
         self.headers
             .get("webhook-signature")
             .and_then(|v| v.to_str().ok())
@@ -62,7 +62,7 @@ impl Received {
 
     /// Verified with the `standardwebhooks` crate (timestamp within 5
     /// minutes, any of the `v1` signatures).
-    pub fn verifies_with(&self, secret: &str) -> bool {
+    pub(crate) fn verifies_with(&self, secret: &str) -> bool {
         standardwebhooks::Webhook::new(secret)
             .and_then(|hook| hook.verify(&self.body, &self.headers))
             .is_ok()
@@ -70,7 +70,7 @@ impl Received {
 }
 
 /// Decides the answer from the request and every earlier one.
-pub type Answer = dyn Fn(&Received, &[Received]) -> StatusCode + Send + Sync;
+pub(crate) type Answer = dyn Fn(&Received, &[Received]) -> StatusCode + Send + Sync;
 
 #[derive(Clone)]
 struct ReceiverState {
@@ -79,7 +79,7 @@ struct ReceiverState {
     tx: mpsc::UnboundedSender<Received>,
 }
 
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub url: String,
     answer: Arc<Mutex<Arc<Answer>>>,
     pub rx: mpsc::UnboundedReceiver<Received>,
@@ -89,7 +89,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// Listens on a free port, answering 200 until told otherwise.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let answer: Arc<Mutex<Arc<Answer>>> = Arc::new(Mutex::new(Arc::new(|_, _| StatusCode::OK)));
         let state = ReceiverState {
@@ -113,7 +113,7 @@ impl Receiver {
         }
     }
 
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         answer: impl Fn(&Received, &[Received]) -> StatusCode + Send + Sync + 'static,
     ) {
@@ -121,7 +121,7 @@ impl Receiver {
     }
 
     /// The next request, whatever it is.
-    pub async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         match tokio::time::timeout(DELIVERY_WAIT, self.rx.recv()).await {
             Ok(Some(received)) => received,
             other => panic!("no delivery arrived: {other:?}"),
@@ -129,7 +129,7 @@ impl Receiver {
     }
 
     /// Requests until one for `event` is answered 2xx; returns them all.
-    pub async fn until_delivered(&mut self, event: &str) -> Vec<Received> {
+    pub(crate) async fn until_delivered(&mut self, event: &str) -> Vec<Received> {
         let mut got = Vec::new();
         loop {
             let received = self.next().await;
@@ -143,7 +143,11 @@ impl Receiver {
 
     /// Takes requests into `got` until `done` holds for all of them so far;
     /// fails after [`DELIVERY_WAIT`] without a new request.
-    pub async fn wait_until(&mut self, what: &str, mut done: impl FnMut(&[Received]) -> bool) {
+    pub(crate) async fn wait_until(
+        &mut self,
+        what: &str,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) {
         while !done(&self.got) {
             match tokio::time::timeout(DELIVERY_WAIT, self.rx.recv()).await {
                 Ok(Some(received)) => self.got.push(received),
@@ -160,14 +164,14 @@ impl Receiver {
     }
 
     /// The events answered 2xx so far (in `got`): see [`delivered`].
-    pub fn delivered(&self) -> Vec<Value> {
+    pub(crate) fn delivered(&self) -> Vec<Value> {
         delivered(&self.got)
     }
 }
 
 /// The events of `requests` answered 2xx, each once, in the order they
 /// were first delivered.
-pub fn delivered(requests: &[Received]) -> Vec<Value> {
+pub(crate) fn delivered(requests: &[Received]) -> Vec<Value> {
     let mut ids = std::collections::HashSet::new();
     requests
         .iter()
@@ -202,7 +206,7 @@ async fn receive(
 /// `tools::present(&tools::STANDARD_WEBHOOKS)` first, as
 /// [`assert_python_verifies`] does. The package checks the timestamp too (within 5 minutes), so verify
 /// what arrived soon after it arrived.
-pub fn python_verify(secret: &str, requests: &[&Received]) -> Vec<Option<String>> {
+pub(crate) fn python_verify(secret: &str, requests: &[&Received]) -> Vec<Option<String>> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/verify_webhooks.py"
@@ -264,7 +268,7 @@ pub fn python_verify(secret: &str, requests: &[&Received]) -> Vec<Option<String>
 /// package, and that none does with another secret (so a verifier that
 /// accepts anything would fail the test). Without the package this check
 /// is skipped (the rest of the test runs): see [`crate::tools`].
-pub fn assert_python_verifies(secret: &str, requests: &[&Received]) {
+pub(crate) fn assert_python_verifies(secret: &str, requests: &[&Received]) {
     assert!(!requests.is_empty(), "nothing to verify");
     if !crate::tools::present(&crate::tools::STANDARD_WEBHOOKS) {
         return;

@@ -13,14 +13,14 @@ use whatsapp_rust::client::Client;
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust_tokio_transport::TokioWebSocketTransportFactory;
 
-pub use wasim::{SimConfig, SimHandle, Simulator};
+pub(crate) use wasim::{SimConfig, SimHandle, Simulator};
 // Media URLs are always https://; this reaches the simulator's plain http.
-pub use wasim::LoopbackHttpClient;
+pub(crate) use wasim::LoopbackHttpClient;
 
 /// Waits long enough for a loaded 2-core machine, short enough to fail fast.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -30,7 +30,7 @@ pub fn init_logs() {
         .try_init();
 }
 
-pub async fn simulator() -> Simulator {
+pub(crate) async fn simulator() -> Simulator {
     init_logs();
     match Simulator::start(SimConfig::default()).await {
         Ok(sim) => sim,
@@ -38,7 +38,7 @@ pub async fn simulator() -> Simulator {
     }
 }
 
-pub struct TestClient {
+pub(crate) struct TestClient {
     pub client: Arc<Client>,
     pub store: Arc<dyn Backend>,
     events: mpsc::UnboundedReceiver<Arc<Event>>,
@@ -47,12 +47,12 @@ pub struct TestClient {
 
 impl TestClient {
     /// A new, unlinked client.
-    pub async fn new(sim: &Simulator) -> Self {
+    pub(crate) async fn new(sim: &Simulator) -> Self {
         Self::with_store(sim, Arc::new(InMemoryBackend::new())).await
     }
 
     /// A client on an existing device store (a restart).
-    pub async fn with_store(sim: &Simulator, store: Arc<dyn Backend>) -> Self {
+    pub(crate) async fn with_store(sim: &Simulator, store: Arc<dyn Backend>) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let bot = Bot::builder()
             .with_backend_arc(store.clone())
@@ -83,7 +83,7 @@ impl TestClient {
     }
 
     /// The first event `pick` accepts, or a panic naming `what` after `WAIT`.
-    pub async fn wait_for<T>(
+    pub(crate) async fn wait_for<T>(
         &mut self,
         what: &str,
         mut pick: impl FnMut(&Event) -> Option<T>,
@@ -102,7 +102,7 @@ impl TestClient {
         }
     }
 
-    pub async fn next_qr(&mut self) -> String {
+    pub(crate) async fn next_qr(&mut self) -> String {
         self.wait_for("a QR code", |e| match e {
             Event::PairingQrCode(q) => Some(q.code.clone()),
             _ => None,
@@ -110,7 +110,7 @@ impl TestClient {
         .await
     }
 
-    pub async fn connected(&mut self) {
+    pub(crate) async fn connected(&mut self) {
         self.wait_for("Connected", |e| {
             matches!(e, Event::Connected(_)).then_some(())
         })
@@ -118,7 +118,7 @@ impl TestClient {
     }
 
     /// Links this client to `phone` by QR and waits until it is connected.
-    pub async fn link(&mut self, sim: &SimHandle, phone: &str) {
+    pub(crate) async fn link(&mut self, sim: &SimHandle, phone: &str) {
         let qr = self.next_qr().await;
         if let Err(e) = sim.scan_qr(phone, &qr) {
             panic!("scan refused: {e}");
@@ -130,7 +130,7 @@ impl TestClient {
         self.connected().await;
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(handle) = self.handle.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), handle.shutdown()).await;
         }

@@ -18,7 +18,7 @@ use crate::store::Store;
 /// The credential a socket was opened with, checked again whenever a token
 /// is revoked in this process and at every ping (a revocation made by
 /// another process on the same database).
-pub struct Access {
+pub(crate) struct Access {
     pub store: Arc<dyn Store>,
     pub token: TokenHash,
     pub revocations: tokio::sync::watch::Receiver<u64>,
@@ -26,7 +26,7 @@ pub struct Access {
 
 /// What ends a [`pump`] besides the client: the gateway shutting down, and
 /// the socket's token being revoked.
-pub struct Until {
+pub(crate) struct Until {
     pub shutdown: CancellationToken,
     pub access: Option<Access>,
 }
@@ -73,7 +73,7 @@ async fn revocation(access: &mut Option<Access>) {
 /// behind is served from the log through `backlog`, or without one cut
 /// off. Generic over the socket halves so tests can drive it with
 /// channels.
-pub async fn pump<S, R>(
+pub(crate) async fn pump<S, R>(
     mut sink: S,
     mut stream: R,
     mut subscription: Subscription,

@@ -19,7 +19,7 @@ const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a replay ended early.
 #[derive(Debug)]
-pub enum Replay {
+pub(crate) enum Replay {
     /// The resume point cannot be served: close with this code and reason.
     Refused(u16, &'static str),
     /// The client went away.
@@ -33,7 +33,7 @@ pub enum Replay {
 /// on from where it got to with a fresh subscription, until a pass ends
 /// with the subscription still live. Returns it and the id of the last
 /// event read from the log.
-pub async fn catch_up<S>(
+pub(crate) async fn catch_up<S>(
     sink: &mut S,
     store: &dyn Store,
     hub: &EventHub,
@@ -85,7 +85,7 @@ where
 /// the event log instead of cutting it off: a burst (an offline backlog
 /// arriving after a reconnect is one batch) can outrun any queue, and the
 /// log already holds every event, so memory stays bounded either way.
-pub struct Backlog {
+pub(crate) struct Backlog {
     pub store: Arc<dyn Store>,
     pub hub: EventHub,
     pub org: OrgId,
@@ -101,7 +101,7 @@ fn internal(error: StoreError) -> Replay {
 /// wants, oldest first, once `since` is known to be a resume point with
 /// no gap. Returns the id of the last event read (wanted or not): the
 /// live stream resumes after it.
-pub async fn replay<S>(
+pub(crate) async fn replay<S>(
     sink: &mut S,
     store: &dyn Store,
     org: OrgId,

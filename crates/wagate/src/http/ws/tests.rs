@@ -9,6 +9,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::replay::replay;
 use super::*;
 use crate::domain::{EventId, TokenHash};
 use crate::domain::{OrgId, SessionStatus};

@@ -52,10 +52,10 @@ pub enum CommandError {
     NotSaved,
 }
 
-pub type Reply<T> = oneshot::Sender<T>;
+pub(crate) type Reply<T> = oneshot::Sender<T>;
 
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Start(Reply<()>),
     Stop(Reply<()>),
     Restart(Reply<()>),

@@ -82,7 +82,7 @@ const WRITER_LOCK: i64 = 0x7761_6761_7465_0001;
 pub(super) const DEFAULT_POOL_SIZE: u32 = 10;
 
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pub(in crate::store) pool: PgPool,
     /// Plain reads; on PostgreSQL the same pool, whose connections already
     /// read beside the writer (the shared SQL names the two apart for
@@ -99,14 +99,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to the existing database at `url`
     /// (`postgres://user:password@host:port/database`, with libpq's
-    /// parameters such as `sslmode`) and migrates it. The database itself
-    /// is not created: whoever runs PostgreSQL creates it and its owner.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with(url, DEFAULT_POOL_SIZE).await
-    }
-
-    /// [`PostgresStore::connect`] with a pool of `pool_size` connections.
-    pub async fn connect_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+    /// parameters such as `sslmode`), with a pool of `pool_size`
+    /// connections, and migrates it. The database itself is not created:
+    /// whoever runs PostgreSQL creates it and its owner.
+    pub(crate) async fn connect_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
         let server = Arc::new(options.clone());
         let pool = PgPoolOptions::new()
@@ -147,7 +143,7 @@ async fn lock_writers(tx: &mut Transaction<'static, Postgres>) -> Result<(), Sto
 #[cfg(test)]
 async fn test_store() -> Option<super::testing::TestStore<PostgresStore>> {
     let database = super::testing::TestDatabase::create().await?;
-    match PostgresStore::connect(database.url()).await {
+    match PostgresStore::connect_with(database.url(), DEFAULT_POOL_SIZE).await {
         Ok(store) => Some(super::testing::TestStore::new(store, Some(database))),
         Err(e) => panic!("PostgreSQL store: {e:?}"),
     }
