@@ -185,12 +185,17 @@ pub struct Limits {
     pub max_media_bytes: usize,
 }
 
-/// Room for everything in a JSON body but the media itself: the largest
-/// valid contact message (every vcard at its longest, each character four
-/// bytes in UTF-8) and 512 KiB for the rest. Smaller, a multipart send with
-/// long vcards was refused as too large (413) before it was validated,
-/// whether valid or not (more than `MAX_VCARDS`: 422 `invalid_contact_count`).
-const JSON_OVERHEAD: usize = MAX_VCARDS * MAX_VCARD_CHARS * 4 + 512 * 1024;
+/// Room for everything in a JSON body but the media itself.
+const JSON_OVERHEAD: usize = 512 * 1024;
+
+/// The largest valid message with no media in it: a contact message with
+/// every vcard at its longest (each character four bytes in UTF-8), and
+/// room for the rest. A multipart body's `message` part carries no media
+/// bytes, but is capped at this, not at [`JSON_OVERHEAD`]: smaller, a send
+/// with long vcards was refused as too large (413) before it was validated,
+/// whether valid or not (more than `MAX_VCARDS`: 422
+/// `invalid_contact_count`).
+const MESSAGE_PART: usize = MAX_VCARDS * MAX_VCARD_CHARS * 4 + JSON_OVERHEAD;
 
 impl Limits {
     /// The largest JSON body: the media base64-encoded, plus the rest.
@@ -203,7 +208,7 @@ impl Limits {
 
     /// The largest `message` part of a multipart body, which carries no bytes.
     pub fn max_message_part_bytes(&self) -> usize {
-        JSON_OVERHEAD
+        MESSAGE_PART
     }
 }
 
