@@ -44,10 +44,6 @@ impl TokenHash {
         Self(hex::encode(Sha256::digest(presented.as_bytes())))
     }
 
-    pub fn from_stored(hex: String) -> Self {
-        Self(hex)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
