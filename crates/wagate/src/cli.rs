@@ -23,7 +23,7 @@ environment variable named after it: WAGATE_LISTEN, WAGATE_DATA_DIR, \
 WAGATE_DATABASE_URL, WAGATE_WHATSAPP_URL, WAGATE_LINK_TIMEOUT_SECS, \
 WAGATE_RETRY_BUDGET_SECS, WAGATE_BODY_LIMIT_BYTES, WAGATE_WS_CLIENT_BUFFER, \
 WAGATE_WS_PING_INTERVAL_SECS, WAGATE_WS_MAX_CLIENTS_PER_ORG, \
-WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX. Precedence: flag > environment > file > default. \
+WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX, WAGATE_NATS_URL. Precedence: flag > environment > file > default. \
 Log verbosity: WAGATE_LOG (e.g. WAGATE_LOG=debug).";
 
 #[derive(Debug, Parser)]
@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// second address; keep it where only the scraper reaches [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// NATS server URL (nats://HOST:PORT): serve as one node of several
+    /// gateway processes on one PostgreSQL database. Without it this
+    /// process must be the only one serving its database.
+    #[arg(long = "nats", alias = "nats-url", value_name = "URL")]
+    pub nats_url: Option<String>,
     /// WhatsApp server WebSocket URL [default: WhatsApp itself].
     #[arg(long, value_name = "URL")]
     pub whatsapp_url: Option<Url>,
@@ -152,6 +157,7 @@ impl Cli {
         if let Command::Serve(serve) = &self.command {
             overrides.listen = serve.listen;
             overrides.metrics_listen = serve.metrics_listen;
+            overrides.nats_url = serve.nats_url.clone().map(Secret::new);
             overrides.whatsapp_url = serve.whatsapp_url.clone();
             overrides.link_timeout_secs = serve.link_timeout_secs;
             overrides.retry_budget_secs = serve.retry_budget_secs;

@@ -38,6 +38,11 @@ pub struct Config {
     /// `max_connections` must leave room for them. SQLite ignores it (one
     /// writer connection and a few readers).
     pub database_pool_size: u32,
+    /// NATS server through which several gateway processes on one
+    /// PostgreSQL database work as one gateway (`--nats`). Unset, the
+    /// default, the process must be the only one serving its database.
+    /// May hold credentials.
+    pub nats_url: Option<Secret<String>>,
     /// WhatsApp server to connect to; unset means WhatsApp itself.
     pub whatsapp_url: Option<Url>,
     /// How long a session may wait for a phone to link before it fails.
@@ -132,6 +137,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             database_pool_size: 10,
+            nats_url: None,
             whatsapp_url: None,
             link_timeout_secs: 300,
             retry_budget_secs: 600,
@@ -191,6 +197,11 @@ pub enum ConfigError {
     )]
     SandboxOwnServer,
     #[error(
+        "--nats (nats_url) needs a PostgreSQL database (--database postgres://…): \
+         SQLite serves one process"
+    )]
+    NatsNeedsPostgres,
+    #[error(
         "event_retention_secs must be at least webhook_retry_window_secs: a delivery still being retried would lose its event"
     )]
     RetentionShorterThanRetries,
@@ -209,6 +220,8 @@ pub struct Overrides {
     pub database_url: Option<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_pool_size: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_url: Option<Secret<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whatsapp_url: Option<Url>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,6 +309,9 @@ impl Config {
         if self.event_retention_secs < self.webhook_retry_window_secs {
             return Err(ConfigError::RetentionShorterThanRetries);
         }
+        if self.nats_url.is_some() && !self.database_is_postgres() {
+            return Err(ConfigError::NatsNeedsPostgres);
+        }
         if self.sandbox {
             if !cfg!(feature = "sandbox") {
                 return Err(ConfigError::SandboxNotBuilt);
@@ -323,6 +339,12 @@ impl Config {
                 self.data_dir.join("wagate.db").display()
             ))
         })
+    }
+
+    fn database_is_postgres(&self) -> bool {
+        let url = self.database_url();
+        let url = url.expose();
+        url.starts_with("postgres:") || url.starts_with("postgresql:")
     }
 
     /// Where downloaded incoming media is cached.
@@ -538,6 +560,23 @@ mod tests {
         let config = Config::load_from(None, &overrides, no_env())?;
         assert!(!format!("{config:?}").contains("hunter2"));
         Ok(())
+    }
+
+    #[test]
+    fn nats_needs_postgres() -> Result<(), ConfigError> {
+        let nats = Some(Secret::new("nats://127.0.0.1:4222".to_string()));
+        let on_sqlite = Overrides {
+            nats_url: nats.clone(),
+            ..base()
+        };
+        let refused = Config::load_from(None, &on_sqlite, no_env());
+        assert!(matches!(refused, Err(ConfigError::NatsNeedsPostgres)));
+        let on_postgres = Overrides {
+            nats_url: nats,
+            database_url: Some(Secret::new("postgres://wagate@db/wagate".into())),
+            ..base()
+        };
+        Config::load_from(None, &on_postgres, no_env()).map(|_| ())
     }
 
     #[cfg(feature = "simulator")]

@@ -23,6 +23,7 @@ use crate::dashboard::state::Dashboard;
 use crate::http;
 use crate::retention::Retention;
 use crate::session::whatsapp::WhatsAppEngine;
+use crate::store::process_lock::{ProcessLock, Sharing, Whoami};
 use crate::store::{self, Store};
 use crate::webhooks::Dispatcher;
 
@@ -45,6 +46,9 @@ pub struct Application {
     /// [`Application::add_task`]).
     tasks: Vec<(&'static str, BoxFuture<'static, anyhow::Result<()>>)>,
     webhooks: Dispatcher,
+    /// This process's hold on its database, for its whole life (see
+    /// `store/process_lock.rs`).
+    process_lock: ProcessLock,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -59,6 +63,21 @@ impl Application {
         tokio::fs::create_dir_all(&config.data_dir)
             .await
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        // Before the store migrates or anything resumes: a second process
+        // on the same database stops here, naming the first.
+        let sharing = if config.nats_url.is_some() {
+            Sharing::Node
+        } else {
+            Sharing::Alone
+        };
+        if sharing == Sharing::Node {
+            anyhow::bail!(
+                "--nats: serving one database from several processes is not finished in this \
+                 build; run one process without --nats"
+            );
+        }
+        let process_lock =
+            ProcessLock::acquire(&config.database_url(), sharing, &Whoami::this_process()).await?;
         let store = store::connect_with(&config.database_url(), config.database_pool_size)
             .await
             .context("opening the database")?;
@@ -114,6 +133,7 @@ impl Application {
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             tasks: Vec::new(),
             webhooks,
+            process_lock,
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -181,6 +201,7 @@ impl Application {
             shutdown_timeout,
             tasks: mut extra,
             webhooks,
+            process_lock,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -236,6 +257,9 @@ impl Application {
                 Ok(())
             }),
         ));
+        if let Some(keeper) = process_lock.keeper(shutdown.child_token()) {
+            extra.push(("database lock", Box::pin(async move { Ok(keeper.await?) })));
+        }
         for (name, task) in extra {
             names.insert(tasks.spawn(task).id(), name);
         }
@@ -278,6 +302,8 @@ impl Application {
                 Ok(())
             }
         };
+        // Last: everything that wrote for this process has stopped.
+        process_lock.release().await;
         match died {
             Some(error) => Err(error),
             None => drained,

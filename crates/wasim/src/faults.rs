@@ -93,6 +93,9 @@ pub struct StatsSnapshot {
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_refused: u64,
+    /// Connections closed because a newer login of the same device
+    /// replaced them, over all devices.
+    pub connections_replaced: u64,
     pub stanzas_in: u64,
     pub stanzas_out: u64,
     /// Prekey digest queries answered: a device checks its keys with one
@@ -107,6 +110,7 @@ pub(crate) struct Stats {
     open: AtomicU64,
     total: AtomicU64,
     refused: AtomicU64,
+    replaced: AtomicU64,
     stanzas_in: AtomicU64,
     stanzas_out: AtomicU64,
     digests_answered: AtomicU64,
@@ -120,6 +124,10 @@ impl Stats {
     }
     pub(crate) fn connection_closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+    pub(crate) fn connection_replaced(&self) {
+        self.replaced.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
     }
     pub(crate) fn connection_refused(&self) {
@@ -152,6 +160,7 @@ impl Stats {
             connections_open: self.open.load(Ordering::Relaxed),
             connections_total: self.total.load(Ordering::Relaxed),
             connections_refused: self.refused.load(Ordering::Relaxed),
+            connections_replaced: self.replaced.load(Ordering::Relaxed),
             stanzas_in: self.stanzas_in.load(Ordering::Relaxed),
             stanzas_out: self.stanzas_out.load(Ordering::Relaxed),
             digests_answered: self.digests_answered.load(Ordering::Relaxed),

@@ -79,7 +79,12 @@ pub struct DeviceInfo {
     pub jid: String,
     pub push_name: String,
     pub platform: String,
+    /// Whether the device has a connection open (at most one: a newer
+    /// login replaces the older).
     pub connected: bool,
+    /// How many of its connections a newer login of the same device
+    /// replaced (`<stream:error><conflict type="replaced"/>`).
+    pub replaced: u64,
     pub last_seen: u64,
 }
 

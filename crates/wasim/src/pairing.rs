@@ -248,6 +248,7 @@ pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
                 platform: pairing.platform,
                 push_name: String::new(),
                 connection: None,
+                replaced: 0,
                 last_seen: stanza::now_secs(),
                 offline: Default::default(),
             },

@@ -297,6 +297,7 @@ mod tests {
                 platform: String::new(),
                 push_name: String::new(),
                 connection: Some(1),
+                replaced: 0,
                 last_seen: 0,
                 offline: Default::default(),
             },

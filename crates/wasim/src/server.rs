@@ -126,7 +126,11 @@ impl Server {
             return;
         }
         // A second connection for the same device replaces the first, as on WhatsApp.
-        let replaced = d.connection.replace(conn);
+        let replaced = d.connection.replace(conn).filter(|old| *old != conn);
+        if replaced.is_some() {
+            d.replaced += 1;
+            self.stats.connection_replaced();
+        }
         d.last_seen = stanza::now_secs();
         if let Some(name) = payload.push_name.as_deref().filter(|n| !n.is_empty()) {
             d.push_name = name.to_owned();
@@ -137,7 +141,7 @@ impl Server {
                 device,
             });
         }
-        if let Some(old) = replaced.filter(|old| *old != conn) {
+        if let Some(old) = replaced {
             let conflict = NodeBuilder::new("stream:error")
                 .children([NodeBuilder::new("conflict")
                     .attr("type", "replaced")
@@ -272,6 +276,7 @@ impl Server {
                 platform: "provisioned".into(),
                 push_name: String::new(),
                 connection: None,
+                replaced: 0,
                 last_seen: 0,
                 offline: Default::default(),
             },
@@ -292,6 +297,7 @@ impl Server {
                     push_name: d.push_name.clone(),
                     platform: d.platform.clone(),
                     connected: d.connection.is_some(),
+                    replaced: d.replaced,
                     last_seen: d.last_seen,
                 })
             })

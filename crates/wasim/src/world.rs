@@ -66,6 +66,9 @@ pub(crate) struct Device {
     pub platform: String,
     pub push_name: String,
     pub connection: Option<ConnId>,
+    /// Connections of this device closed because a newer one logged in
+    /// (`conflict type="replaced"`).
+    pub replaced: u64,
     pub last_seen: u64,
     /// Stanzas waiting for the device to come online.
     pub offline: VecDeque<Node>,

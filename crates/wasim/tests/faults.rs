@@ -156,3 +156,24 @@ async fn client_logout_unlinks_its_device() {
     );
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_login_of_the_same_device_replaces_the_first_which_is_told_so() {
+    let (sim, mut first) = linked().await;
+    // The same device (its keys) logging in from elsewhere: a second
+    // process given the same database.
+    let mut second = TestClient::with_store(&sim, first.store.clone()).await;
+    second.connected().await;
+    first
+        .wait_for("StreamReplaced", |e| {
+            matches!(e, Event::StreamReplaced(_)).then_some(())
+        })
+        .await;
+    let devices = sim.handle().devices();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert!(devices[0].connected);
+    assert_eq!(devices[0].replaced, 1, "{devices:?}");
+    assert_eq!(sim.handle().stats().connections_replaced, 1);
+    first.stop().await;
+    second.stop().await;
+}

@@ -62,6 +62,10 @@ pub(crate) fn explain(
             "WhatsApp rejected this gateway's client version.",
             "Update wagate to a newer release, then press Start.",
         )),
+        (SessionStatus::Failed, Some(StatusReason::Replaced)) => Some((
+            "Another connection of this linked device logged in to WhatsApp, which closed this one.",
+            "Another gateway process (or a copy of this one's database) is using the same device. Stop it, then press Start. Several gateway processes on one database need --nats.",
+        )),
         (SessionStatus::Failed, Some(StatusReason::DeviceStoreUnavailable)) => Some((
             "The session's device keys could not be opened.",
             "Check that the gateway's data directory is readable and has free space, then press Start. If that does not help, delete the session and link again.",

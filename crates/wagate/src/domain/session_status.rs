@@ -111,6 +111,12 @@ named_enum! {
         TemporarilyBanned = "temporarily_banned",
         /// WhatsApp rejected this client version.
         ClientOutdated = "client_outdated",
+        /// Another connection of the same linked device logged in to
+        /// WhatsApp (another gateway process on the same database, or on a
+        /// copy of it), and WhatsApp closed this one; the gateway gave way
+        /// rather than fight over the device. Start the session to take it
+        /// back.
+        Replaced = "replaced",
         /// The session was stopped through the API.
         StopRequested = "stop_requested",
         /// The session's device keys could not be opened.

@@ -40,6 +40,9 @@ pub enum EngineEvent {
         expires_in: Duration,
     },
     ClientOutdated,
+    /// WhatsApp closed the connection because another one of the same
+    /// device logged in (`conflict type="replaced"`).
+    Replaced,
 }
 
 /// What WhatsApp reports about sent messages, by WhatsApp message id. It

@@ -12,6 +12,7 @@ mod messages;
 mod migration_twins;
 mod orgs;
 mod postgres;
+pub(crate) mod process_lock;
 mod sessions;
 pub(crate) mod sqlite;
 #[cfg(test)]

@@ -60,6 +60,11 @@ impl DataDir {
         }
     }
 
+    /// On SQLite whatever the run's default.
+    pub(crate) fn sqlite() -> Self {
+        Self::with(None)
+    }
+
     /// On PostgreSQL whatever the run's default; `None` (the test is
     /// skipped, as it has said) when there is none to use.
     pub(crate) async fn postgres() -> Option<Self> {

@@ -16,6 +16,7 @@ mod crash;
 mod deliveries;
 mod linking;
 mod messaging;
+mod one_process;
 mod postgres;
 mod receiving;
 mod resilience;

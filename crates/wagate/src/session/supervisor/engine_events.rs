@@ -103,6 +103,19 @@ impl Supervisor {
                     .await?;
                 return Ok(Flow::Exit(Exit::Idle));
             }
+            EngineEvent::Replaced => {
+                // Reconnecting would close the other connection in turn,
+                // and the two would take the device from each other for
+                // ever, both writing its keys.
+                tracing::warn!(
+                    "another connection of this device logged in to WhatsApp; \
+                     giving way and not reconnecting"
+                );
+                active.link.disconnect().await;
+                self.set_status(SessionStatus::Failed, Some(StatusReason::Replaced))
+                    .await?;
+                return Ok(Flow::Exit(Exit::Idle));
+            }
             EngineEvent::ClientOutdated => {
                 tracing::error!("WhatsApp rejected this client version");
                 active.link.disconnect().await;

@@ -728,6 +728,28 @@ async fn a_temporary_ban_fails_the_session() {
 }
 
 #[tokio::test]
+async fn a_replaced_connection_is_not_made_again_until_started() {
+    let mut h = harness(fast_policy()).await;
+    let connection = h.link().await;
+    // As whatsapp-rust reports it: the event, then the end.
+    h.emit(EngineEvent::Replaced);
+    drop(connection);
+    assert_eq!(
+        h.status().await,
+        (SessionStatus::Failed, Some(StatusReason::Replaced))
+    );
+    assert!(
+        h.attempts.try_recv().is_err(),
+        "reconnected after being replaced"
+    );
+    h.send(Command::Start).await;
+    assert_eq!(h.status().await, (SessionStatus::Starting, None));
+    let _again = h.attempt().await;
+    h.emit(EngineEvent::Connected);
+    assert_eq!(h.status().await, (SessionStatus::Working, None));
+}
+
+#[tokio::test]
 async fn stop_and_logout_through_commands() {
     let mut h = harness(fast_policy()).await;
     let _connection = h.link().await;

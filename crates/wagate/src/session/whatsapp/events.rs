@@ -75,6 +75,7 @@ impl EventHandler for Forwarder {
                 expires_in: ban.expire.to_std().unwrap_or_default(),
             },
             Event::ClientOutdated(_) => EngineEvent::ClientOutdated,
+            Event::StreamReplaced(_) => EngineEvent::Replaced,
             _ => return,
         };
         // A closed channel means the supervisor is gone; nothing to tell.
@@ -91,6 +92,7 @@ impl EventHandler for Forwarder {
             EventKind::LoggedOut,
             EventKind::TemporaryBan,
             EventKind::ClientOutdated,
+            EventKind::StreamReplaced,
             EventKind::ServerAck,
             EventKind::Receipt,
         ])
