@@ -8,6 +8,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::events::{append_event, append_events_to};
 use super::webhooks::WebhookTargets;
+use super::writer::{self, Write, Written};
 use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
@@ -517,23 +518,10 @@ impl MessageStore for Backend {
     }
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(self).await?;
-        let events = record_incoming_in(&mut tx, vec![batch], &mut WebhookTargets::default())
-            .await?
-            .pop()
-            .unwrap_or_default();
-        tx.commit().await?;
-        Ok(events)
-    }
-
-    async fn record_incoming_groups(
-        &self,
-        groups: Vec<Vec<NewIncoming>>,
-    ) -> Result<Vec<Vec<Envelope>>, StoreError> {
-        let mut tx = begin_write(self).await?;
-        let events = record_incoming_in(&mut tx, groups, &mut WebhookTargets::default()).await?;
-        tx.commit().await?;
-        Ok(events)
+        match writer::write(&self.writer, Write::Incoming(batch)).await? {
+            Written::Incoming(events) => Ok(events),
+            _ => Err(writer::mismatch()),
+        }
     }
 
     async fn media_ref(
@@ -639,7 +627,7 @@ struct IncomingRow {
 /// so what came before it is inserted before that read), and so do their
 /// events and webhook deliveries (`append_events_to`): a group of
 /// hundreds of messages is a handful of statements, not four per message.
-async fn record_incoming_in(
+pub(super) async fn record_incoming_in(
     tx: &mut WriteTx,
     batches: Vec<Vec<NewIncoming>>,
     targets: &mut WebhookTargets,
