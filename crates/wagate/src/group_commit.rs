@@ -230,11 +230,12 @@ mod tests {
     }
 
     /// Commits numbers; a group holding a negative one fails as a whole,
-    /// `i64::MIN` panics. Records every group it was given.
+    /// `i64::MIN` panics. Records every group it was given; with a gate,
+    /// says when it holds a group and waits for the gate to open.
     #[derive(Default)]
     struct Numbers {
         groups: Arc<Mutex<Vec<Vec<i64>>>>,
-        gate: Option<Arc<tokio::sync::Semaphore>>,
+        gate: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>,
     }
 
     impl Commit for Numbers {
@@ -248,9 +249,8 @@ mod tests {
         }
 
         async fn commit(&self, group: &[i64]) -> Result<Vec<i64>, String> {
-            if let Some(gate) = &self.gate {
-                // Held closed until the test has queued what it wants
-                // grouped; then open for good.
+            if let Some((holding, gate)) = &self.gate {
+                holding.notify_one();
                 let _ = gate.acquire().await.map_err(|e| e.to_string())?;
             }
             if let Ok(mut groups) = self.groups.lock() {
@@ -264,38 +264,34 @@ mod tests {
         }
     }
 
+    /// Queues `n` as `write` does, without waiting for its answer.
+    fn queue(writer: &GroupWriter<Numbers>, n: i64) -> oneshot::Receiver<Result<i64, String>> {
+        let (reply, answer) = oneshot::channel();
+        assert!(writer.queue.send(Pending { request: n, reply }).is_ok());
+        answer
+    }
+
     /// A failed group is committed again request by request: the good
     /// requests get their results, only the bad one its error.
     #[tokio::test]
     async fn a_failed_group_is_retried_one_by_one_and_only_the_bad_request_fails() {
+        let holding = Arc::new(tokio::sync::Notify::new());
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let groups = Arc::default();
         let writer = GroupWriter::spawn(Numbers {
             groups: Arc::clone(&groups),
-            gate: Some(Arc::clone(&gate)),
+            gate: Some((Arc::clone(&holding), Arc::clone(&gate))),
         });
-        // The first write occupies the writer (held at the gate); the next
-        // three queue behind it and make one group.
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.write(1).await }
-        });
-        let mut rest = Vec::new();
-        for n in [2, -3, 4] {
-            let writer = writer.clone();
-            rest.push(tokio::spawn(async move { writer.write(n).await }));
-            tokio::task::yield_now().await;
-        }
-        gate.add_permits(usize::MAX >> 4);
-        assert_eq!(first.await.ok().and_then(|r| r.ok()), Some(10));
+        // The writer takes the first request alone and holds it at the
+        // gate; the next three queue behind it and make one group.
+        let first = queue(&writer, 1);
+        holding.notified().await;
+        let rest: Vec<_> = [2, -3, 4].into_iter().map(|n| queue(&writer, n)).collect();
+        gate.add_permits(1 << 20);
+        assert_eq!(first.await.ok(), Some(Ok(10)));
         let mut results = Vec::new();
-        for task in rest {
-            results.push(match task.await {
-                Ok(Ok(n)) => Ok(n),
-                Ok(Err(WriteError::Failed(e))) => Err(e),
-                Ok(Err(WriteError::Stopped)) => Err("stopped".to_string()),
-                Err(join) => Err(join.to_string()),
-            });
+        for answer in rest {
+            results.push(answer.await.unwrap_or_else(|_| Err("no answer".into())));
         }
         assert_eq!(
             results,

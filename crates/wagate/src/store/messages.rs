@@ -172,11 +172,14 @@ pub trait MessageStore: Send + Sync {
         query: &MessageQuery,
     ) -> Result<Vec<MessageRecord>, StoreError>;
 
-    /// Pending outgoing messages due by `now`, oldest first.
+    /// Pending outgoing messages due by `now`, oldest first; with
+    /// `after`, only those accepted after that one (an index range, so a
+    /// backlog before it is not read again).
     async fn due(
         &self,
         session: SessionId,
         now: DateTime<Utc>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
 

@@ -1,6 +1,7 @@
 //! The store's one group-commit writer: every small write that comes in
 //! bursts from many sessions at once (status changes, incoming batches,
-//! the key rows every message makes, delivered webhook runs) is a
+//! the key rows every message makes, delivered webhook runs, accepted
+//! messages, their attempts, acks and receipts) is a
 //! [`Write`] request to one [`GroupWriter`] task, which commits the
 //! requests waiting at that moment in one transaction, kind by kind (rows
 //! of one kind merged into multi-row statements where the kind allows),
@@ -15,18 +16,26 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use sqlx::Pool;
 use tokio::sync::Mutex;
 
 use super::Db;
 use super::keys::{KeyWrite, write_key_group};
-use super::messages::record_incoming_in;
+use super::messages::{
+    accept_many_in, advance_many_in, record_attempt_in, record_incoming_in, set_wire_in,
+};
 use super::sessions::write_status;
 use super::tx::begin_write_on;
 use super::webhooks::{WebhookTargets, record_delivered_in};
+use crate::domain::{Failure, MessageId, MessageStatus, SessionId};
 use crate::events::Envelope;
 use crate::group_commit::{Commit, GroupWriter, WriteError};
-use crate::store::{AttemptResult, DueDelivery, NewIncoming, StatusChange, StoreError};
+use crate::store::{
+    Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewIncoming, NewOutgoing, StatusChange,
+    StoreError,
+};
 
 /// One request to the writer.
 pub(in crate::store) enum Write {
@@ -39,6 +48,19 @@ pub(in crate::store) enum Write {
     Keys(KeyWrite),
     /// A delivered webhook run.
     Delivered(Vec<(DueDelivery, AttemptResult)>),
+    /// An outgoing message accepted (with its idempotency claim).
+    Accept(Box<(NewOutgoing, Option<IdempotencyClaim>)>),
+    /// An ack or receipt: outgoing messages of a session, by WhatsApp id,
+    /// moved forward.
+    Advance(Box<Advance>),
+    /// A message's wire form, built once before its first attempt.
+    Wire { id: MessageId, wire: Vec<u8> },
+    /// An attempt made, and when the next one is due.
+    Attempt {
+        id: MessageId,
+        attempts: u32,
+        next: DateTime<Utc>,
+    },
     /// Makes the writer panic, as a bug would.
     #[cfg(test)]
     Panic,
@@ -50,7 +72,18 @@ pub(in crate::store) enum Written {
     Status(StatusChange),
     /// The events of the messages that were new.
     Incoming(Vec<Envelope>),
+    Accepted(Accepted),
+    /// The events of the messages that moved.
+    Advanced(Vec<Envelope>),
     Done,
+}
+
+/// What an ack or receipt changes.
+pub(in crate::store) struct Advance {
+    pub(in crate::store) session: SessionId,
+    pub(in crate::store) wa_ids: Vec<String>,
+    pub(in crate::store) status: MessageStatus,
+    pub(in crate::store) failure: Option<Failure>,
 }
 
 /// The writer's handle, as the aggregates hold it.
@@ -108,6 +141,8 @@ impl Commit for Committer {
             Write::Incoming(batch) => batch.len().max(1),
             Write::Keys(keys) => keys.rows().max(1),
             Write::Delivered(run) => run.len().max(1),
+            Write::Advance(advance) => advance.wa_ids.len().max(1),
+            Write::Accept(_) | Write::Wire { .. } | Write::Attempt { .. } => 1,
             #[cfg(test)]
             Write::Panic => 1,
         }
@@ -115,6 +150,8 @@ impl Commit for Committer {
 
     async fn commit(&self, group: &[Write]) -> Result<Vec<Written>, StoreError> {
         let mut keys: Vec<&KeyWrite> = Vec::new();
+        let mut accepts = Vec::new();
+        let mut advances: Vec<&Advance> = Vec::new();
         let mut incoming: Vec<Vec<NewIncoming>> = Vec::new();
         let mut delivered: Vec<(DueDelivery, AttemptResult)> = Vec::new();
         for write in group {
@@ -122,7 +159,9 @@ impl Commit for Committer {
                 Write::Keys(write) => keys.push(write),
                 Write::Incoming(batch) => incoming.push(batch.clone()),
                 Write::Delivered(run) => delivered.extend(run.iter().cloned()),
-                Write::Status(_) => {}
+                Write::Accept(accept) => accepts.push(accept.as_ref()),
+                Write::Advance(advance) => advances.push(advance.as_ref()),
+                Write::Status(_) | Write::Wire { .. } | Write::Attempt { .. } => {}
                 #[cfg(test)]
                 Write::Panic => panic!("injected writer panic"),
             }
@@ -142,6 +181,20 @@ impl Commit for Committer {
         if !delivered.is_empty() {
             record_delivered_in(&mut tx, &delivered).await?;
         }
+        // Accepts before the reports: a message's ack can only come after
+        // its accept has committed, so no report in this group names one.
+        let mut accepted = if accepts.is_empty() {
+            Vec::new()
+        } else {
+            accept_many_in(&mut tx, &accepts).await?
+        }
+        .into_iter();
+        let mut advanced = if advances.is_empty() {
+            Vec::new()
+        } else {
+            advance_many_in(&mut tx, &advances).await?
+        }
+        .into_iter();
         let mut done = Vec::with_capacity(group.len());
         for write in group {
             done.push(match write {
@@ -158,6 +211,19 @@ impl Commit for Committer {
                     Written::Status(change)
                 }
                 Write::Incoming(_) => Written::Incoming(incoming.next().unwrap_or_default()),
+                Write::Accept(_) => match accepted.next() {
+                    Some(accepted) => Written::Accepted(accepted),
+                    None => return Err(mismatch()),
+                },
+                Write::Advance(_) => Written::Advanced(advanced.next().unwrap_or_default()),
+                Write::Wire { id, wire } => {
+                    set_wire_in(&mut tx, *id, wire).await?;
+                    Written::Done
+                }
+                Write::Attempt { id, attempts, next } => {
+                    record_attempt_in(&mut tx, *id, *attempts, *next).await?;
+                    Written::Done
+                }
                 Write::Keys(_) | Write::Delivered(_) => Written::Done,
                 #[cfg(test)]
                 Write::Panic => Written::Done,
