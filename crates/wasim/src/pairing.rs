@@ -250,6 +250,7 @@ pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
                 connection: None,
                 last_seen: stanza::now_secs(),
                 offline: Default::default(),
+                presence: None,
             },
         );
     }

@@ -299,6 +299,7 @@ mod tests {
                 connection: Some(1),
                 last_seen: 0,
                 offline: Default::default(),
+                presence: None,
             },
         );
         (w, rx)

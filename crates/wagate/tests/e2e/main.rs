@@ -17,6 +17,7 @@ mod deliveries;
 mod linking;
 mod messaging;
 mod postgres;
+mod presence_calls;
 mod receiving;
 mod resilience;
 mod secrets;

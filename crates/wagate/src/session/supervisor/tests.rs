@@ -199,6 +199,8 @@ async fn harness_on(
             inbound: InboundWriter::spawn(Arc::clone(&store)),
             statuses: StatusWriter::spawn(Arc::clone(&store)),
             policy,
+            behaviour: watch::channel(session.behaviour.clone()).1,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         },
         live_tx,
         working_tx,
