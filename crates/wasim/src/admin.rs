@@ -36,6 +36,10 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/phones/{phone}/read", post(phone_read))
         .route("/admin/phones/{phone}/receipts", get(phone_receipts))
         .route("/admin/phones/{phone}/chat-states", get(phone_chat_states))
+        .route(
+            "/admin/phones/{phone}/calls",
+            get(phone_calls).post(phone_call),
+        )
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -276,6 +280,31 @@ async fn phone_receipts(State(s): State<Arc<Server>>, Path(phone): Path<String>)
 async fn phone_chat_states(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
     let states = handle(s).phone_chat_states(&phone)?;
     Ok(Json(json!({ "chat_states": states })))
+}
+
+#[derive(Deserialize)]
+struct CallBody {
+    /// A phone number or JID.
+    to: String,
+    #[serde(default)]
+    video: bool,
+}
+
+/// `{"ok": true, "call_id": "..."}` once the offer is on its way to every
+/// linked device of `to`.
+async fn phone_call(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<CallBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let call_id = handle(s).phone_call(&phone, &body.to, body.video)?;
+    Ok(Json(json!({ "ok": true, "call_id": call_id })))
+}
+
+async fn phone_calls(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let calls = handle(s).phone_calls(&phone)?;
+    Ok(Json(json!({ "calls": calls })))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod calls;
 mod conn;
 mod error;
 mod faults;
@@ -39,6 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+pub use calls::PhoneCall;
 pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use media::LoopbackHttpClient;
@@ -86,6 +88,9 @@ pub struct DeviceInfo {
     /// replaced (`<stream:error><conflict type="replaced"/>`).
     pub replaced: u64,
     pub last_seen: u64,
+    /// The last presence the device sent about itself (`available`,
+    /// `unavailable`); `None` until it sends one.
+    pub presence: Option<String>,
 }
 
 /// A running simulator. Dropping it stops it.
@@ -455,6 +460,50 @@ impl SimHandle {
         Ok(account.phone_inbox.chat_states().to_vec())
     }
 
+    /// The phone calls `to` (a phone number or JID): every linked device
+    /// of that number gets the offer. Returns the call id. What the
+    /// devices answer, [`phone_calls`](Self::phone_calls) shows.
+    pub fn phone_call(&self, phone: &str, to: &str, video: bool) -> Result<String, SimError> {
+        check_phone(phone)?;
+        calls::place(&mut self.server.world(), phone, to, video)
+    }
+
+    /// What the devices the phone called answered, oldest first.
+    pub fn phone_calls(&self, phone: &str) -> Result<Vec<PhoneCall>, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.phone_inbox.calls().to_vec())
+    }
+
+    /// Waits up to `timeout` for a call signal at the phone that `pick`
+    /// accepts.
+    pub async fn wait_phone_call(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PhoneCall) -> bool,
+    ) -> Option<PhoneCall> {
+        self.wait_phone(timeout, |w| {
+            let inbox = &w.accounts.get(phone)?.phone_inbox;
+            inbox.calls().iter().find(|c| pick(c)).cloned()
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until the linked devices satisfy `ready`
+    /// (e.g. "the device said it is unavailable"); returns them.
+    pub async fn wait_devices(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut(&[DeviceInfo]) -> bool,
+    ) -> Option<Vec<DeviceInfo>> {
+        self.wait_phone(timeout, |w| {
+            let devices = server::devices(w);
+            ready(&devices).then_some(devices)
+        })
+        .await
+    }
+
     /// The phone's user reads these messages: one `read` receipt per
     /// sender goes to every device of that sender's account.
     pub fn phone_read(&self, phone: &str, ids: &[String]) -> Result<Vec<String>, SimError> {
@@ -540,7 +589,8 @@ impl SimHandle {
         .await
     }
 
-    /// Re-checks `look` each time any phone's records change, until it
+    /// Re-checks `look` each time any phone's records (or a device's
+    /// presence) change, until it
     /// finds something or `timeout` passes.
     async fn wait_phone<T>(
         &self,

@@ -406,6 +406,12 @@ pub(crate) fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
             .attr("from", device_jid(&phone, device))
             .build(),
     );
+    // A device's receipt of a call offer goes to the caller, not the
+    // message receipts' way.
+    if child(receipt, "offer").is_some() {
+        crate::calls::on_offer_receipt(w, &phone, device, receipt);
+        return;
+    }
     route_receipt(w, &phone, device, receipt);
 }
 

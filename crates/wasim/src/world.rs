@@ -72,6 +72,9 @@ pub(crate) struct Device {
     pub last_seen: u64,
     /// Stanzas waiting for the device to come online.
     pub offline: VecDeque<Node>,
+    /// The last presence the device sent about itself (`available` or
+    /// `unavailable`); `None` until it sends one.
+    pub presence: Option<String>,
 }
 
 /// What a connection is, as far as the server knows.

@@ -324,6 +324,7 @@ impl From<ManagerError> for ApiError {
                 message: "this Idempotency-Key was already used for a different request".into(),
                 status: None,
             },
+            ManagerError::Upstream(failure) => Self::Upstream(failure.to_string()),
             ManagerError::Store(error) => Self::internal(error),
         }
     }

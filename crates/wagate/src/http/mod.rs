@@ -8,6 +8,7 @@ pub(crate) mod health;
 pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod openapi;
+pub(crate) mod presence;
 pub(crate) mod qr;
 pub(crate) mod sessions;
 pub(crate) mod webhooks;
@@ -39,6 +40,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::stop))
         .routes(routes!(sessions::restart))
         .routes(routes!(sessions::logout))
+        .routes(routes!(presence::set))
         .routes(routes!(qr::qr))
         .routes(routes!(qr::pairing_code))
         // Media can come in the body; the handler caps it itself, as it

@@ -121,6 +121,12 @@ fn rest_table() -> Vec<Rest> {
         ),
         rest(
             Method::POST,
+            "/sessions/{id}/presence",
+            Some(json!({ "state": "unavailable" })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/contacts/check",
             Some(json!({ "phones": ["15550001111"] })),
             Resource,

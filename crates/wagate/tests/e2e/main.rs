@@ -18,6 +18,7 @@ mod linking;
 mod messaging;
 mod one_process;
 mod postgres;
+mod presence_calls;
 mod receiving;
 mod resilience;
 mod secrets;
