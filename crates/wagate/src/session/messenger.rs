@@ -84,6 +84,12 @@ pub trait Messenger: Send + Sync {
 
     /// Asks WhatsApp which of `phones` (digits) have an account.
     async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure>;
+
+    /// Group calls on this connection (`session/groups.rs`); `None` where
+    /// a test double has none.
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        None
+    }
 }
 
 pub(crate) struct ClientMessenger {
@@ -112,6 +118,12 @@ impl Messenger for ClientMessenger {
 
     fn own_jid(&self) -> Option<Jid> {
         self.client.pn().map(|jid| jid.to_non_ad())
+    }
+
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        Some(Arc::new(super::groups::ClientGroups::new(Arc::clone(
+            &self.client,
+        ))))
     }
 
     async fn upload(
