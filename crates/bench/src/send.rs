@@ -52,6 +52,11 @@ pub(crate) struct SendArgs {
     /// acked before they count as never acked.
     #[arg(long, default_value_t = 30)]
     ack_timeout_secs: u64,
+    /// Messages queued (across all sessions) while the simulator refuses
+    /// every connection, in the `backlog` phase; then it lets them back
+    /// and the phase times the drain.
+    #[arg(long, default_value_t = 20_000)]
+    backlog: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +64,9 @@ pub(crate) enum Mode {
     Rate,
     Saturate,
     Both,
+    /// Queue `--backlog` messages while no session is connected, then
+    /// time sending them all (and the gateway's CPU per message).
+    Backlog,
 }
 
 /// The recipient of session `i`'s messages.
@@ -98,8 +106,124 @@ pub(crate) async fn run(args: &Args, send: &SendArgs, stack: &Stack) -> anyhow::
         report.print();
         reports.push(report);
     }
+    if send.mode == Mode::Backlog {
+        backlog(stack, &sessions, send).await?;
+    }
     print_table(&reports, sessions.len(), send);
     Ok(())
+}
+
+/// Every session cut off (the simulator drops them and refuses them back),
+/// `--backlog` messages accepted meanwhile, then the simulator lets them
+/// back: how long until all are acked, and the gateway's CPU per message
+/// over that drain, to set beside the saturated phase's.
+async fn backlog(
+    stack: &Stack,
+    sessions: &Arc<Vec<String>>,
+    send: &SendArgs,
+) -> anyhow::Result<()> {
+    let outage = |millis: u64| {
+        let http = stack.gw.http.clone();
+        let url = format!("{}/admin/faults/outage", stack.sim_base);
+        async move {
+            let reply = http
+                .post(&url)
+                .json(&json!({ "millis": millis }))
+                .send()
+                .await?;
+            if !reply.status().is_success() {
+                bail!("{url}: {}", reply.status());
+            }
+            anyhow::Ok(())
+        }
+    };
+    outage(3_600_000).await?;
+    let dropped = stack
+        .gw
+        .http
+        .post(format!("{}/admin/faults/drop-all", stack.sim_base))
+        .send()
+        .await?;
+    if !dropped.status().is_success() {
+        bail!("drop-all: {}", dropped.status());
+    }
+    eprintln!(
+        "backlog: queueing {} messages with every session cut off",
+        send.backlog
+    );
+    let queued_from = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..send.in_flight.max(1) {
+        let gw = stack.gw.clone();
+        let sessions = Arc::clone(sessions);
+        let next = Arc::clone(&next);
+        let total = send.backlog;
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    break;
+                }
+                let i = k % sessions.len();
+                outcomes.push(
+                    send_one(
+                        &gw,
+                        &sessions[i],
+                        &recipient_phone(i),
+                        &format!("queued {k}"),
+                    )
+                    .await,
+                );
+            }
+            outcomes
+        });
+    }
+    let mut ids = Vec::with_capacity(send.backlog);
+    let mut refused = 0;
+    while let Some(done) = tasks.join_next().await {
+        for outcome in done.context("a sender task")? {
+            match outcome.result {
+                Ok((_, id)) => ids.push(id),
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    let queue_wall = queued_from.elapsed();
+    let cpu_before = CpuUse::now(stack);
+    let started = Instant::now();
+    outage(0).await?;
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs(send.ack_timeout_secs.max(ids.len() as u64 / 100));
+    let open = stack.events.wait_acked(&ids, deadline).await;
+    let wall = started.elapsed();
+    let cpu = CpuUse::now(stack).since(&cpu_before);
+    let acked = ids.len().saturating_sub(open);
+    println!(
+        "backlog: {} accepted in {:.1} s while cut off ({refused} refused); after the simulator let \
+         the sessions back, {acked} acked in {:.1} s ({:.0}/s), {open} not acked",
+        ids.len(),
+        queue_wall.as_secs_f64(),
+        wall.as_secs_f64(),
+        per_sec(acked, wall),
+    );
+    println!(
+        "  CPU over the drain: gateway {} = {} per acked message; simulator {}",
+        cpu_secs(cpu.gateway),
+        cpu.gateway
+            .filter(|_| acked > 0)
+            .map_or("-".to_string(), |c| format!(
+                "{} µs",
+                c.as_micros() / acked as u128
+            )),
+        cpu_secs(cpu.simulator),
+    );
+    Ok(())
+}
+
+fn cpu_secs(d: Option<Duration>) -> String {
+    d.map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
 }
 
 /// Each recipient phone sends one text to its session's phone, which

@@ -2,13 +2,15 @@
 //! It sits below the handlers (`http/`, `dashboard/`, `metrics/scrape.rs`)
 //! that take it; `serve.rs` binds the listeners and runs them.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dashboard::state::Dashboard;
+use crate::domain::{OrgId, TokenHash};
 use crate::egress::EgressPolicy;
 use crate::hub::{EventHub, HubLimits};
 use crate::media_cache::MediaCache;
@@ -41,8 +43,11 @@ pub struct AppState {
     pub event_retention: Duration,
     /// Counters and histograms for `/metrics` (the hub's).
     pub metrics: Metrics,
-    /// Token revocations, for the realtime sockets they opened.
+    /// Token revocations, for the realtime sockets they opened and the
+    /// token cache.
     pub revocations: Revocations,
+    /// The organizations of recently presented API tokens.
+    pub tokens: TokenCache,
 }
 
 impl AppState {
@@ -88,6 +93,7 @@ impl AppState {
             ),
             event_retention: config.event_retention(),
             revocations: Revocations::default(),
+            tokens: TokenCache::default(),
         }
     }
 }
@@ -113,5 +119,85 @@ impl Revocations {
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
+    }
+
+    /// Changes with every revocation in this process.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.0.borrow()
+    }
+}
+
+/// How long a token looked up is believed without asking the store
+/// again: the bound on how late a revocation made by another process (the
+/// `token revoke` command) takes effect here. One made in this process
+/// (the dashboard) empties the cache at once.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Tokens kept at most; past it the cache starts over.
+const TOKEN_CACHE_MAX: usize = 4096;
+
+/// The organizations of recently presented API tokens, by hash, so a busy
+/// client's requests do not each read the token from the store (a read,
+/// and on SQLite a turn on a reader connection, per request).
+#[derive(Clone, Default)]
+pub struct TokenCache(Arc<Mutex<HashMap<TokenHash, CachedToken>>>);
+
+struct CachedToken {
+    org: OrgId,
+    /// The revocation generation when it was read: any revocation since
+    /// makes it stale.
+    generation: u64,
+    until: Instant,
+}
+
+impl TokenCache {
+    /// The token's organization, if it was found live at `generation`
+    /// (the current one) less than [`TOKEN_CACHE_TTL`] ago.
+    pub(crate) fn get(&self, token: &TokenHash, generation: u64) -> Option<OrgId> {
+        let entries = self.0.lock().ok()?;
+        entries
+            .get(token)
+            .filter(|cached| cached.generation == generation && cached.until > Instant::now())
+            .map(|cached| cached.org)
+    }
+
+    /// Keeps a live token, read at `generation` (taken before the read, so
+    /// a revocation during it makes the entry stale at once).
+    pub(crate) fn insert(&self, token: TokenHash, org: OrgId, generation: u64) {
+        let Ok(mut entries) = self.0.lock() else {
+            return;
+        };
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(
+            token,
+            CachedToken {
+                org,
+                generation,
+                until: Instant::now() + TOKEN_CACHE_TTL,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_token_is_stale_after_any_revocation_in_this_process() {
+        let cache = TokenCache::default();
+        let revocations = Revocations::default();
+        let token = TokenHash::of("wag_a");
+        let org = OrgId::new();
+        cache.insert(token.clone(), org, revocations.generation());
+        assert_eq!(cache.get(&token, revocations.generation()), Some(org));
+        assert_eq!(
+            cache.get(&TokenHash::of("wag_b"), revocations.generation()),
+            None
+        );
+        revocations.notify();
+        assert_eq!(cache.get(&token, revocations.generation()), None);
     }
 }

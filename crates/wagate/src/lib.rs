@@ -42,7 +42,7 @@ mod webhooks;
 // integration tests and the fuzz targets use; everything else is
 // crate-private, so the compiler reports what nothing uses. Each item is
 // named by the module that defines it.
-pub use app::AppState;
+pub use app::{AppState, TOKEN_CACHE_TTL};
 pub use cli::Cli;
 pub use config::Config;
 pub use dashboard::accounts;

@@ -196,6 +196,7 @@ impl Application {
             media: state.media_cache.clone(),
             events_for: state.event_retention,
         };
+        let writer_ended = state.store.writer_ended();
         let mut tasks = JoinSet::new();
         let mut names = HashMap::new();
         if let Some((listener, metrics_addr)) = metrics {
@@ -226,6 +227,19 @@ impl Application {
             Box::pin(async move {
                 webhooks.run(dispatcher_stop).await;
                 Ok(())
+            }),
+        ));
+        // The store's group-commit writer: every grouped write (statuses,
+        // incoming batches, key rows, delivered runs) waits on it, so if it
+        // dies the gateway must not serve on without it.
+        let writer_stop = shutdown.child_token();
+        extra.push((
+            "group-commit writer",
+            Box::pin(async move {
+                tokio::select! {
+                    () = writer_stop.cancelled() => Ok(()),
+                    why = writer_ended => Err(anyhow::anyhow!("{why}")),
+                }
             }),
         ));
         let retention_stop = shutdown.child_token();
@@ -282,5 +296,56 @@ impl Application {
             Some(error) => Err(error),
             None => drained,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The store's group-commit writer is a top-level task: a bug that
+    /// panics it stops the gateway with an error naming it, instead of
+    /// leaving a process that looks healthy while every grouped write
+    /// (statuses, incoming messages, keys) fails.
+    #[tokio::test]
+    async fn a_writer_that_panics_stops_the_gateway_with_an_error() -> anyhow::Result<()> {
+        let dir = tempfile::TempDir::new()?;
+        let config = Config {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir: dir.path().to_path_buf(),
+            whatsapp_url: url::Url::parse("ws://127.0.0.1:9/ws/chat").ok(),
+            ..Config::default()
+        };
+        let app = Application::build(config).await?;
+        let port = app.port();
+        let store = app.store();
+        let shutdown = app.shutdown_token();
+        let running = tokio::spawn(app.run_until_stopped());
+        // Serving, so the writer task is being watched.
+        let health = loop {
+            if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await {
+                break response;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(health.status().is_success());
+
+        store.panic_writer().await;
+        let result = tokio::time::timeout(Duration::from_secs(30), running)
+            .await
+            .map_err(|_| anyhow::anyhow!("the gateway kept running without its writer"))??;
+        let error = result.err().map(|e| format!("{e:#}"));
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("group-commit writer")
+                    && e.contains("panicked")
+                    && e.contains("injected writer panic")),
+            "{error:?}"
+        );
+        assert!(shutdown.is_cancelled());
+        Ok(())
     }
 }

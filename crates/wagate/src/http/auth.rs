@@ -35,7 +35,11 @@ pub(crate) async fn authenticate(
     store: &dyn Store,
     presented: &str,
 ) -> Result<Authenticated, ApiError> {
-    match store.orgs().find_token(&TokenHash::of(presented)).await? {
+    authenticate_hash(store, &TokenHash::of(presented)).await
+}
+
+async fn authenticate_hash(store: &dyn Store, hash: &TokenHash) -> Result<Authenticated, ApiError> {
+    match store.orgs().find_token(hash).await? {
         Some(token) if !token.revoked => Ok(Authenticated {
             org_id: token.org_id,
         }),
@@ -67,7 +71,18 @@ impl FromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?.ok_or(ApiError::MissingToken)?;
-        let auth = authenticate(state.store.as_ref(), token).await?;
+        let hash = TokenHash::of(token);
+        // Taken before the store is asked: a revocation during the lookup
+        // leaves the entry stale.
+        let generation = state.revocations.generation();
+        let auth = match state.tokens.get(&hash, generation) {
+            Some(org_id) => Authenticated { org_id },
+            None => {
+                let auth = authenticate_hash(state.store.as_ref(), &hash).await?;
+                state.tokens.insert(hash, auth.org_id, generation);
+                auth
+            }
+        };
         tracing::Span::current().record("org_id", tracing::field::display(auth.org_id));
         Ok(auth)
     }

@@ -81,6 +81,11 @@ impl Pacer {
         self.policy = policy;
     }
 
+    /// Whether sends are paced at all (`per_minute` 0: benchmarks).
+    pub(crate) fn is_off(&self) -> bool {
+        self.policy.per_minute == 0
+    }
+
     /// The earliest time a message (to a new chat or not) may go out.
     pub(crate) fn ready_at(&self, new_chat: bool) -> Instant {
         if new_chat {

@@ -19,7 +19,6 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::pacing::{Pacer, PacingPolicy};
 use super::prepare::{self, PrepareError};
 use crate::domain::{Failure, FailureReason, MessageId, MessageStatus, SessionId, SessionPace};
-use crate::events::Envelope;
 use crate::hub::EventHub;
 use crate::messages::MediaFetcher;
 use crate::session::engine::Delivery;
@@ -96,6 +95,13 @@ pub(crate) struct OutboxWorker {
     in_flight: HashMap<String, (MessageId, u32)>,
     /// Chats this session has sent to (a chat never leaves this set).
     known_chats: HashSet<String>,
+    /// Where the next pass reads from: after the last message it handled,
+    /// or (`None`) from the oldest pending one, once something before the
+    /// cursor may be due again (a retry, an ack that never came, a lost
+    /// connection, a chat held back). Passes that only follow new accepts
+    /// then never read again what is in flight or already handled, so a
+    /// backlog of 10,000 costs per message what one of 10 does.
+    cursor: Option<MessageId>,
     next_expiry_check: Instant,
     cancel: CancellationToken,
 }
@@ -127,6 +133,7 @@ impl OutboxWorker {
             inputs,
             in_flight: HashMap::new(),
             known_chats: HashSet::new(),
+            cursor: None,
             next_expiry_check: Instant::now(),
             cancel,
         }
@@ -147,17 +154,26 @@ impl OutboxWorker {
             Err(error) => tracing::error!(%error, "could not requeue unacknowledged messages"),
         }
         let mut next_wake: Option<Instant> = Some(Instant::now());
+        // The next pass goes on from the cursor (a full batch was read, or a
+        // message was accepted) rather than from the oldest pending message
+        // (a retry or an ack's deadline came due).
+        let mut continuing = false;
         loop {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return,
                 delivery = self.inputs.deliveries.recv() => match delivery {
                     Some(delivery) => {
-                        if let Err(error) = self.on_delivery(delivery).await {
+                        // Everything that arrived with it, recorded together
+                        // (acks and receipts of a burst share one commit).
+                        let mut deliveries = vec![delivery];
+                        while let Ok(more) = self.inputs.deliveries.try_recv() {
+                            deliveries.push(more);
+                        }
+                        if let Err(error) = self.on_deliveries(deliveries).await {
                             tracing::error!(%error, "could not record a delivery report");
                         }
-                        // Drain what else arrived, so a burst of acks is
-                        // recorded before the next pass.
+                        // Before the next pass: what else arrived first.
                         continue;
                     }
                     None => return,
@@ -166,6 +182,7 @@ impl OutboxWorker {
                     if changed.is_err() {
                         return;
                     }
+                    self.cursor = None;
                     let lost = self.inputs.working.borrow().is_none();
                     if lost && let Err(error) = self.on_connection_lost().await {
                         tracing::error!(%error, "could not requeue in-flight messages");
@@ -179,21 +196,30 @@ impl OutboxWorker {
                     self.pacer.set_policy(self.policy.pacing.for_session(pace));
                 }
                 () = self.inputs.wake.notified() => {}
-                () = wait_until(next_wake) => {}
+                () = wait_until(next_wake) => {
+                    if !continuing {
+                        self.cursor = None;
+                    }
+                }
             }
-            next_wake = match self.process().await {
-                Ok(next) => next,
+            (next_wake, continuing) = match self.process().await {
+                Ok(Pass::Continue) => (Some(Instant::now()), true),
+                Ok(Pass::Wait(at)) => (at, false),
                 Err(error) => {
                     tracing::error!(%error, "outbox pass failed; retrying shortly");
-                    Some(Instant::now() + self.policy.retry_base)
+                    (Some(Instant::now() + self.policy.retry_base), false)
                 }
             };
         }
     }
 
     /// One pass: expires what is too old, then sends what is due while the
-    /// session is working and pacing allows. Returns when to look again.
-    pub(crate) async fn process(&mut self) -> Result<Option<Instant>, OutboxError> {
+    /// session is working and pacing allows, up to a batch: the wire forms
+    /// it lacks built and stored first (one commit for the batch), then
+    /// every message sent in order, then the attempts recorded (one commit
+    /// again), so a session keeps sending while earlier messages wait for
+    /// their acks.
+    pub(crate) async fn process(&mut self) -> Result<Pass, OutboxError> {
         let now = Utc::now();
         // Expiry is measured in hours: looking once a minute is plenty, and
         // spares every pass a write transaction.
@@ -211,36 +237,97 @@ impl OutboxWorker {
         }
         let Some(messenger) = self.messenger() else {
             // Not working: messages wait; a connection change wakes us.
-            return Ok(None);
+            return Ok(Pass::Wait(None));
         };
-        let due = self.store.messages().due(self.session, now, BATCH).await?;
-        let full_batch = due.len() == BATCH as usize;
+        // Paced, a session sends one message at a time anyway.
+        let limit = if self.pacer.is_off() { BATCH } else { 1 };
+        let due = self
+            .store
+            .messages()
+            .due(self.session, now, self.cursor, limit)
+            .await?;
+        let full_batch = due.len() == limit as usize;
         // A chat whose earlier message could not go out now holds its
         // later ones back: order per chat is kept.
         let mut held: HashSet<String> = HashSet::new();
+        let mut ready = Vec::with_capacity(due.len());
+        let mut wires = Vec::new();
         for item in due {
-            if self.in_flight.contains_key(&item.message.wa_id) || held.contains(&item.message.chat)
-            {
+            if self.in_flight.contains_key(&item.message.wa_id) {
+                continue;
+            }
+            if held.contains(&item.message.chat) {
+                // Due, and passed over: the next pass starts from the oldest.
+                continue;
+            }
+            match self.wire(&item, messenger.as_ref()).await {
+                Ok((message, built)) => {
+                    if built {
+                        wires.push((item.message.id, message.encode_to_vec()));
+                    }
+                    ready.push((item, message));
+                }
+                Err(PrepareError::Fail(failure)) => self.fail(item.message.id, failure).await?,
+                Err(PrepareError::Retry(reason)) => {
+                    let attempts = item.attempts.saturating_add(1);
+                    self.retry_later(item.message.id, attempts, &reason).await?;
+                    held.insert(item.message.chat.clone());
+                }
+            }
+        }
+        // Stored before any of them goes out, so every attempt sends the
+        // same bytes.
+        let store = Arc::clone(&self.store);
+        let messages = store.messages();
+        futures::future::try_join_all(wires.iter().map(|(id, wire)| messages.set_wire(*id, wire)))
+            .await?;
+        let mut attempts = Vec::with_capacity(ready.len());
+        let mut wait = None;
+        for (item, message) in ready {
+            if held.contains(&item.message.chat) {
                 continue;
             }
             let new_chat = self.is_new_chat(&item.message.chat).await?;
-            let ready = self.pacer.ready_at(new_chat);
-            if ready > Instant::now() {
-                return Ok(Some(ready));
+            let at = self.pacer.ready_at(new_chat);
+            if at > Instant::now() {
+                wait = Some(at);
+                break;
             }
             let chat = item.message.chat.clone();
-            if !self.attempt(messenger.as_ref(), item, new_chat).await? {
-                held.insert(chat);
+            match self
+                .attempt(messenger.as_ref(), &item, message, new_chat)
+                .await?
+            {
+                Attempted::Sent(next) => attempts.push(next),
+                Attempted::Done => {}
+                Attempted::Held => {
+                    held.insert(chat);
+                }
             }
+            self.cursor = Some(item.message.id);
+        }
+        // Due again only if no ack comes in time: then sent again under the
+        // same id.
+        futures::future::try_join_all(
+            attempts
+                .iter()
+                .map(|(id, attempts, again)| messages.record_attempt(*id, *attempts, *again)),
+        )
+        .await?;
+        if !held.is_empty() {
+            self.cursor = None;
+        }
+        if let Some(at) = wait {
+            return Ok(Pass::Wait(Some(at)));
         }
         if full_batch {
-            return Ok(Some(Instant::now()));
+            return Ok(Pass::Continue);
         }
-        let next = self.store.messages().next_due(self.session).await?;
-        Ok(next.map(|at| {
+        let next = messages.next_due(self.session).await?;
+        Ok(Pass::Wait(next.map(|at| {
             let wait = (at - Utc::now()).to_std().unwrap_or_default();
             Instant::now() + wait
-        }))
+        })))
     }
 
     fn messenger(&self) -> Option<Arc<dyn Messenger>> {
@@ -252,7 +339,8 @@ impl OutboxWorker {
     }
 
     async fn is_new_chat(&mut self, chat: &str) -> Result<bool, StoreError> {
-        if self.known_chats.contains(chat) {
+        // Unpaced, a new chat has no budget of its own to look up.
+        if self.pacer.is_off() || self.known_chats.contains(chat) {
             return Ok(false);
         }
         let known = self
@@ -266,54 +354,37 @@ impl OutboxWorker {
         Ok(!known)
     }
 
-    /// Sends one message; returns whether its chat may go on.
+    /// Sends one message whose wire form is ready.
     async fn attempt(
         &mut self,
         messenger: &dyn Messenger,
-        item: OutboxItem,
+        item: &OutboxItem,
+        message: wa::Message,
         new_chat: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Attempted, StoreError> {
         let id = item.message.id;
         let attempts = item.attempts.saturating_add(1);
-        let message = match self.wire(&item, messenger).await? {
-            Ok(message) => message,
-            Err(PrepareError::Fail(failure)) => {
-                self.fail(id, failure).await?;
-                return Ok(true);
-            }
-            Err(PrepareError::Retry(reason)) => {
-                self.retry_later(id, attempts, &reason).await?;
-                return Ok(false);
-            }
-        };
         let Ok(chat) = item.message.chat.parse::<Jid>() else {
             self.fail(id, Failure::new(FailureReason::Invalid)).await?;
-            return Ok(true);
+            return Ok(Attempted::Done);
         };
-        let sent = messenger.send(&chat, &item.message.wa_id, message).await;
-        match sent {
+        match messenger.send(&chat, &item.message.wa_id, message).await {
             Ok(()) => {
                 self.pacer.sent(new_chat, Instant::now());
                 self.in_flight
                     .insert(item.message.wa_id.clone(), (id, attempts));
                 self.known_chats.insert(item.message.chat.clone());
-                // Due again only if no ack comes in time: then it is sent
-                // again under the same id.
                 let again = Utc::now() + to_chrono(self.policy.ack_timeout);
-                self.store
-                    .messages()
-                    .record_attempt(id, attempts, again)
-                    .await?;
-                Ok(true)
+                Ok(Attempted::Sent((id, attempts, again)))
             }
             Err(SendFailure::Transient(reason)) => {
                 self.retry_later(id, attempts, &reason).await?;
-                Ok(false)
+                Ok(Attempted::Held)
             }
             Err(SendFailure::Invalid(reason)) => {
                 tracing::warn!(message_id = %id, %reason, "WhatsApp cannot send this message");
                 self.fail(id, Failure::new(FailureReason::Invalid)).await?;
-                Ok(true)
+                Ok(Attempted::Done)
             }
         }
     }
@@ -332,27 +403,23 @@ impl OutboxWorker {
             .await
     }
 
-    /// The message to put on the wire: built once, stored, then reused by
-    /// every attempt so a resend is byte-for-byte the same message.
+    /// The message to put on the wire, and whether it was built just now
+    /// (then the caller stores it before sending): built once, then
+    /// reused by every attempt so a resend is byte-for-byte the same
+    /// message.
     async fn wire(
         &self,
         item: &OutboxItem,
         messenger: &dyn Messenger,
-    ) -> Result<Result<wa::Message, PrepareError>, StoreError> {
+    ) -> Result<(wa::Message, bool), PrepareError> {
         if let Some(wire) = &item.wire {
-            return Ok(wa::Message::decode(&mut wire.as_slice())
-                .map_err(|_| PrepareError::Fail(Failure::new(FailureReason::Invalid))));
+            return wa::Message::decode(&mut wire.as_slice())
+                .map(|message| (message, false))
+                .map_err(|_| PrepareError::Fail(Failure::new(FailureReason::Invalid)));
         }
-        match prepare::prepare(item, messenger, self.fetcher.as_deref()).await {
-            Ok(message) => {
-                self.store
-                    .messages()
-                    .set_wire(item.message.id, &message.encode_to_vec())
-                    .await?;
-                Ok(Ok(message))
-            }
-            Err(error) => Ok(Err(error)),
-        }
+        prepare::prepare(item, messenger, self.fetcher.as_deref())
+            .await
+            .map(|message| (message, true))
     }
 
     async fn fail(&self, id: MessageId, failure: Failure) -> Result<(), StoreError> {
@@ -367,34 +434,51 @@ impl OutboxWorker {
         Ok(())
     }
 
-    /// Records an ack or receipt and publishes its events.
-    pub(crate) async fn on_delivery(&mut self, delivery: Delivery) -> Result<(), StoreError> {
-        let events: Vec<Envelope> = match delivery {
-            Delivery::ServerAck { wa_id, error } => {
-                self.in_flight.remove(&wa_id);
-                let (status, failure) = match error {
-                    None => (MessageStatus::Sent, None),
-                    Some(code) => (MessageStatus::Failed, Some(Failure::rejected(code))),
-                };
-                self.store
-                    .messages()
-                    .advance_by_wa_ids(self.session, &[wa_id], status, failure)
-                    .await?
-            }
-            Delivery::Receipt { wa_ids, status } => {
-                for wa_id in &wa_ids {
-                    self.in_flight.remove(wa_id);
+    /// Records acks and receipts and publishes their events. Written all
+    /// at once (they share the store writer's next commit), published in
+    /// the order they came.
+    async fn on_deliveries(&mut self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
+        let mut advances = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery {
+                Delivery::ServerAck { wa_id, error } => {
+                    self.in_flight.remove(&wa_id);
+                    let (status, failure) = match error {
+                        None => (MessageStatus::Sent, None),
+                        Some(code) => (MessageStatus::Failed, Some(Failure::rejected(code))),
+                    };
+                    advances.push((vec![wa_id], status, failure));
                 }
-                self.store
-                    .messages()
-                    .advance_by_wa_ids(self.session, &wa_ids, status, None)
-                    .await?
+                Delivery::Receipt { wa_ids, status } => {
+                    for wa_id in &wa_ids {
+                        self.in_flight.remove(wa_id);
+                    }
+                    advances.push((wa_ids, status, None));
+                }
             }
-        };
-        for event in events {
-            self.hub.publish(event);
         }
-        Ok(())
+        let messages = self.store.messages();
+        let session = self.session;
+        let written = futures::future::join_all(advances.into_iter().map(
+            |(wa_ids, status, failure)| async move {
+                messages
+                    .advance_by_wa_ids(session, &wa_ids, status, failure)
+                    .await
+            },
+        ))
+        .await;
+        let mut failed = None;
+        for result in written {
+            match result {
+                Ok(events) => {
+                    for event in events {
+                        self.hub.publish(event);
+                    }
+                }
+                Err(error) => failed = Some(error),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// What was in flight on a lost connection may never have reached the
@@ -410,6 +494,24 @@ impl OutboxWorker {
         }
         Ok(())
     }
+}
+
+/// What a pass asks of the loop.
+pub(crate) enum Pass {
+    /// A full batch was read: go on from the cursor at once.
+    Continue,
+    /// Look again at this time (`None`: when woken).
+    Wait(Option<Instant>),
+}
+
+/// How one attempt went.
+enum Attempted {
+    /// On the wire, in flight: its record (id, attempts, due again at).
+    Sent((MessageId, u32, chrono::DateTime<Utc>)),
+    /// Failed for good, recorded.
+    Done,
+    /// Will be tried again later: its chat waits.
+    Held,
 }
 
 fn to_chrono(duration: Duration) -> chrono::Duration {

@@ -1,109 +1,22 @@
 //! A session's incoming messages: stored, each with its event, before the
 //! engine tells WhatsApp they arrived; published once stored.
 //!
-//! Every session's batches go through one [`InboundWriter`], which commits
-//! the batches waiting at that moment together: one transaction for many
-//! sessions' messages instead of one each. The store has a single writer
-//! (SQLite's one connection, PostgreSQL's writer lock), so the commits
-//! queue behind each other anyway; grouping them makes the queue shorter
-//! without making anyone wait for a timer.
+//! Every session's batches go through the store's group-commit writer
+//! (`MessageStore::record_incoming`), which commits the batches waiting at
+//! that moment together: one transaction for many sessions' messages
+//! instead of one each.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{InboundError, InboundSink};
 use crate::domain::{MessageId, OrgId, SessionId};
-use crate::events::Envelope;
-use crate::group_commit::next_group;
 use crate::hub::EventHub;
 use crate::messages::Inbound;
-use crate::store::{NewIncoming, Store, StoreError, StoredPoll};
-
-/// Most messages in one group commit: bounds the transaction (and what
-/// a failed one has to redo alone) when a backlog is waiting.
-const MAX_GROUP_MESSAGES: usize = 512;
-
-type Reply = oneshot::Sender<Result<Vec<Envelope>, StoreError>>;
-
-struct Pending {
-    batch: Vec<NewIncoming>,
-    reply: Reply,
-}
-
-/// Stores incoming batches with group commit. Cheap to clone; the writer
-/// task ends when the last clone is gone.
-#[derive(Clone)]
-pub(crate) struct InboundWriter {
-    queue: mpsc::UnboundedSender<Pending>,
-}
-
-impl InboundWriter {
-    /// Starts the writer task (on the current Tokio runtime).
-    pub(crate) fn spawn(store: Arc<dyn Store>) -> Self {
-        let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(store, pending));
-        Self { queue }
-    }
-
-    /// Stores `batch` with its events; returns the events of the messages
-    /// that were new, once they are committed. Dropping the future does
-    /// not take the batch back: it may still be committed (and is then
-    /// recognised as already recorded when WhatsApp delivers it again).
-    pub(crate) async fn record(
-        &self,
-        batch: Vec<NewIncoming>,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { batch, reply })
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
-    }
-}
-
-/// The writer: takes whatever is waiting (up to [`MAX_GROUP_MESSAGES`]),
-/// commits it as one transaction, answers each waiter, repeats. While one
-/// group commits the next one gathers, so under load groups grow and at
-/// rest a batch is written as soon as it comes.
-async fn write_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(group) = next_group(&mut queue, MAX_GROUP_MESSAGES, |p| p.batch.len()).await {
-        commit(store.as_ref(), group).await;
-    }
-}
-
-async fn commit(store: &dyn Store, group: Vec<Pending>) {
-    let messages = store.messages();
-    if let [_] = group.as_slice() {
-        for Pending { batch, reply } in group {
-            // A waiter that went away (its connection dropped) needs no
-            // answer: WhatsApp delivers its messages again.
-            let _ = reply.send(messages.record_incoming(batch).await);
-        }
-        return;
-    }
-    // Kept for the retry below, should the group fail.
-    let batches: Vec<Vec<NewIncoming>> = group.iter().map(|p| p.batch.clone()).collect();
-    match messages.record_incoming_groups(batches).await {
-        Ok(events) => {
-            for (pending, events) in group.into_iter().zip(events) {
-                let _ = pending.reply.send(Ok(events));
-            }
-        }
-        Err(error) => {
-            // One batch's failure must not hold back the others: each is
-            // tried again alone, so only it goes unacknowledged.
-            tracing::warn!(%error, batches = group.len(), "group commit failed; committing one by one");
-            for Pending { batch, reply } in group {
-                let _ = reply.send(messages.record_incoming(batch).await);
-            }
-        }
-    }
-}
+use crate::store::{NewIncoming, Store, StoredPoll};
 
 pub(crate) struct Inbox {
-    writer: InboundWriter,
     store: Arc<dyn Store>,
     hub: EventHub,
     org_id: OrgId,
@@ -112,14 +25,12 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     pub(crate) fn new(
-        writer: InboundWriter,
         store: Arc<dyn Store>,
         hub: EventHub,
         org_id: OrgId,
         session_id: SessionId,
     ) -> Self {
         Self {
-            writer,
             store,
             hub,
             org_id,
@@ -141,11 +52,16 @@ impl InboundSink for Inbox {
                 inbound,
             })
             .collect();
-        let events = self.writer.record(batch).await.inspect_err(|error| {
-            // WhatsApp will deliver them again: nothing is lost yet,
-            // but a store that keeps failing is worth knowing about.
-            tracing::error!(%error, count, "could not store incoming messages");
-        })?;
+        let events = self
+            .store
+            .messages()
+            .record_incoming(batch)
+            .await
+            .inspect_err(|error| {
+                // WhatsApp will deliver them again: nothing is lost yet,
+                // but a store that keeps failing is worth knowing about.
+                tracing::error!(%error, count, "could not store incoming messages");
+            })?;
         tracing::debug!(count, new = events.len(), "incoming messages stored");
         // Only after the commit: a subscriber never hears of a message the
         // store does not have.
@@ -211,13 +127,7 @@ mod tests {
         let Ok(mut events) = hub.subscribe(org.id, Filter::default()) else {
             panic!("subscribe");
         };
-        let inbox = Inbox::new(
-            InboundWriter::spawn(Arc::clone(&store)),
-            Arc::clone(&store),
-            hub.clone(),
-            org.id,
-            session.id,
-        );
+        let inbox = Inbox::new(Arc::clone(&store), hub.clone(), org.id, session.id);
         let first = text("3EB0A", "15550001111@s.whatsapp.net");
         // The same message under the sender's LID, in the same batch and
         // again later (a redelivery).
@@ -263,7 +173,7 @@ mod tests {
         for _ in 0..2 {
             sessions.push(new_session(store.as_ref(), org.id).await?.id);
         }
-        let writer = InboundWriter::spawn(Arc::clone(&store));
+        let messages = store.messages();
         let batch = |session: SessionId, wa_id: &str| {
             vec![NewIncoming {
                 id: MessageId::new(),
@@ -274,9 +184,9 @@ mod tests {
         };
         // Sent together, so the writer finds them waiting as one group.
         let (first, unknown, second) = tokio::join!(
-            writer.record(batch(sessions[0], "3EB0A")),
-            writer.record(batch(SessionId::new(), "3EB0B")),
-            writer.record(batch(sessions[1], "3EB0C")),
+            messages.record_incoming(batch(sessions[0], "3EB0A")),
+            messages.record_incoming(batch(SessionId::new(), "3EB0B")),
+            messages.record_incoming(batch(sessions[1], "3EB0C")),
         );
         assert_eq!(first?.len(), 1);
         assert!(

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
-use super::inbox::InboundWriter;
 use super::messenger::Messenger;
 use super::status_writer::StatusWriter;
 use super::supervisor::{
@@ -85,8 +84,7 @@ struct Inner {
     store: Arc<dyn Store>,
     engine: Arc<dyn Engine>,
     hub: EventHub,
-    inbound: InboundWriter,
-    /// Shared by every session: group-commits their status changes.
+    /// Writes every session's status changes.
     statuses: StatusWriter,
     policy: SupervisorPolicy,
     outbox: OutboxPolicy,
@@ -139,8 +137,7 @@ impl SessionManager {
         };
         Self {
             inner: Arc::new(Inner {
-                inbound: InboundWriter::spawn(Arc::clone(&store)),
-                statuses: StatusWriter::spawn(Arc::clone(&store)),
+                statuses: StatusWriter::new(Arc::clone(&store)),
                 store,
                 engine,
                 hub,
@@ -540,7 +537,6 @@ impl SessionManager {
                 store: Arc::clone(&self.inner.store),
                 engine: Arc::clone(&self.inner.engine),
                 hub: self.inner.hub.clone(),
-                inbound: self.inner.inbound.clone(),
                 statuses: self.inner.statuses.clone(),
                 policy: self.inner.policy,
             },

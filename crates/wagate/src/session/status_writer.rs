@@ -1,51 +1,33 @@
-//! Every session's status changes, group-committed.
+//! Every session's status changes, each with its event.
 //!
 //! A drop-all (a network outage, WhatsApp restarting) makes every session
 //! write `starting` and, moments later, `working`: two write transactions
 //! per session, and the store has a single writer (SQLite's one
 //! connection, PostgreSQL's writer lock). One at a time, 1,000 sessions
 //! took about 10 s to get their two writes through, and the reconnects
-//! waited on them. The [`StatusWriter`] commits the changes waiting at
-//! that moment in one transaction, each with its event, as the
-//! [`InboundWriter`](super::inbox::InboundWriter) does for incoming
-//! messages: no timer, while one group commits the next one gathers.
+//! waited on them. So a change goes through the store's group-commit
+//! writer (`SessionStore::write_status`), committed with whatever else
+//! is waiting at that moment.
 //!
-//! It takes a [`Transition`], which only the transition table gives out:
-//! the session layer cannot write a status change that table refuses.
+//! The [`StatusWriter`] takes a [`Transition`], which only the transition
+//! table gives out: the session layer cannot write a status change that
+//! table refuses.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
 use crate::domain::{OrgId, SessionId, StatusReason, Transition};
 use crate::events::{Envelope, EventData};
-use crate::group_commit::next_group;
 use crate::store::{StatusChange, Store, StoreError};
 
-/// Most changes in one transaction: bounds what a failed group has to redo
-/// one by one.
-const MAX_GROUP: usize = 1024;
-
-type Reply = oneshot::Sender<Result<StatusChange, StoreError>>;
-
-struct Pending {
-    change: StatusChange,
-    reply: Reply,
-}
-
-/// Writes status changes with group commit. Cheap to clone; the writer task
-/// ends when the last clone is gone.
+/// Writes legal status changes. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StatusWriter {
-    queue: mpsc::UnboundedSender<Pending>,
+    store: Arc<dyn Store>,
 }
 
 impl StatusWriter {
-    /// Starts the writer task (on the current Tokio runtime).
-    pub(crate) fn spawn(store: Arc<dyn Store>) -> Self {
-        let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(store, pending));
-        Self { queue }
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
     }
 
     /// Stores the change and the `session.status` event reporting it in
@@ -73,49 +55,7 @@ impl StatusWriter {
                 },
             ),
         };
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { change, reply })
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
-    }
-}
-
-async fn write_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(group) = next_group(&mut queue, MAX_GROUP, |_| 1).await {
-        commit(store.as_ref(), group).await;
-    }
-}
-
-async fn commit(store: &dyn Store, group: Vec<Pending>) {
-    let sessions = store.sessions();
-    let (mut changes, replies): (Vec<StatusChange>, Vec<Reply>) =
-        group.into_iter().map(|p| (p.change, p.reply)).unzip();
-    // Kept unstamped for the retry below, should the group fail.
-    let originals = (changes.len() > 1).then(|| changes.clone());
-    match sessions.set_statuses(&mut changes).await {
-        Ok(()) => {
-            for (change, reply) in changes.into_iter().zip(replies) {
-                let _ = reply.send(Ok(change));
-            }
-        }
-        Err(error) => {
-            let Some(originals) = originals else {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(error));
-                }
-                return;
-            };
-            // One change's failure must not fail the others: each is tried
-            // again alone, so only it is reported as not saved.
-            tracing::warn!(%error, changes = originals.len(), "status group commit failed; committing one by one");
-            for (change, reply) in originals.into_iter().zip(replies) {
-                let mut one = [change];
-                let result = sessions.set_statuses(&mut one).await;
-                let [change] = one;
-                let _ = reply.send(result.map(|()| change));
-            }
-        }
+        self.store.sessions().write_status(change).await
     }
 }
 
@@ -146,7 +86,7 @@ mod tests {
                 .await?;
             ids.push(id);
         }
-        let writer = StatusWriter::spawn(Arc::clone(&store));
+        let writer = StatusWriter::new(Arc::clone(&store));
         let start = SessionStatus::Stopped
             .transition(SessionStatus::Starting)
             .map_err(|illegal| StoreError::Corrupt(illegal.to_string()))?;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use self::phase::{Active, OnConnection, on_connection, wait_until};
 use super::backoff::{Retry, RetryPolicy};
 use super::engine::{Delivery, Engine, InboundSink};
-use super::inbox::{InboundWriter, Inbox};
+use super::inbox::Inbox;
 use super::liveness::LivenessPolicy;
 use super::status_writer::StatusWriter;
 use super::working::Working;
@@ -89,7 +89,6 @@ pub(crate) struct Supervisor {
     statuses: StatusWriter,
     engine: Arc<dyn Engine>,
     hub: EventHub,
-    inbound: InboundWriter,
     live: watch::Sender<Live>,
     working: watch::Sender<Working>,
     deliveries: mpsc::UnboundedSender<Delivery>,
@@ -102,9 +101,7 @@ pub(crate) struct SupervisorDeps {
     pub store: Arc<dyn Store>,
     pub engine: Arc<dyn Engine>,
     pub hub: EventHub,
-    /// Shared by every session: stores what they receive, group-committed.
-    pub inbound: InboundWriter,
-    /// Shared by every session: group-commits status changes.
+    /// Writes the session's status changes (group-committed by the store).
     pub statuses: StatusWriter,
     pub policy: SupervisorPolicy,
 }
@@ -129,7 +126,6 @@ impl Supervisor {
             statuses: deps.statuses,
             engine: deps.engine,
             hub: deps.hub,
-            inbound: deps.inbound,
             live,
             working,
             deliveries,
@@ -188,7 +184,6 @@ impl Supervisor {
     /// Where the connection stores what the session receives.
     fn inbox(&self) -> Arc<dyn InboundSink> {
         Arc::new(Inbox::new(
-            self.inbound.clone(),
             Arc::clone(&self.store),
             self.hub.clone(),
             self.org_id,

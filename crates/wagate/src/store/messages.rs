@@ -172,11 +172,14 @@ pub trait MessageStore: Send + Sync {
         query: &MessageQuery,
     ) -> Result<Vec<MessageRecord>, StoreError>;
 
-    /// Pending outgoing messages due by `now`, oldest first.
+    /// Pending outgoing messages due by `now`, oldest first; with
+    /// `after`, only those accepted after that one (an index range, so a
+    /// backlog before it is not read again).
     async fn due(
         &self,
         session: SessionId,
         now: DateTime<Utc>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError>;
 
@@ -238,20 +241,12 @@ pub trait MessageStore: Send + Sync {
 
     /// Records incoming messages with their events, all in one
     /// transaction (all or nothing, so WhatsApp is told they arrived only
-    /// once all are stored). A message already recorded under the same
-    /// WhatsApp id (redelivered, or seen under both a LID and a phone
-    /// number) is skipped: no row, no event. Returns the events to publish.
+    /// once all are stored), through the store's group-commit writer: the
+    /// batches of all sessions waiting at that moment share it. A message
+    /// already recorded under the same WhatsApp id (redelivered, or seen
+    /// under both a LID and a phone number) is skipped: no row, no event.
+    /// Returns the events to publish.
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError>;
-
-    /// [`record_incoming`](Self::record_incoming) for several batches at
-    /// once, in one transaction: all are stored, or none. Returns each
-    /// batch's events, in the order of `groups`. What the group commit of
-    /// [`crate::session::inbox::InboundWriter`] writes: one commit for the
-    /// batches of many sessions arriving together.
-    async fn record_incoming_groups(
-        &self,
-        groups: Vec<Vec<NewIncoming>>,
-    ) -> Result<Vec<Vec<Envelope>>, StoreError>;
 
     /// A message with the reference to its attachment, if it has one the
     /// gateway can download.

@@ -22,6 +22,7 @@ pub(crate) mod webhooks;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::future::BoxFuture;
 
 use crate::secret::Secret;
 
@@ -63,8 +64,8 @@ pub enum StoreError {
     /// database) could not be removed.
     #[error("could not remove a key file")]
     KeyFile(#[source] std::io::Error),
-    /// A task that group-commits writes (incoming messages, status
-    /// changes) is gone (the gateway is shutting down).
+    /// The store's group-commit writer is gone (the gateway is shutting
+    /// down, or the writer died and the gateway is stopping).
     #[error("the group-commit writer has stopped")]
     WriterStopped,
 }
@@ -83,6 +84,14 @@ pub trait Store: Send + Sync + 'static {
     fn webhooks(&self) -> &dyn WebhookStore;
     /// Every session's WhatsApp keys (whatsapp-rust's storage backend).
     fn keys(&self) -> &dyn KeyStore;
+    /// Resolves once the store's group-commit writer has ended, saying
+    /// how. Every grouped write (statuses, incoming batches, key rows,
+    /// delivered runs) waits on it, so the application stops when it
+    /// does (`serve.rs`) rather than serve on without it.
+    fn writer_ended(&self) -> BoxFuture<'static, Arc<str>>;
+    /// Makes the group-commit writer panic, as a bug in it would.
+    #[cfg(test)]
+    fn panic_writer(&self) -> BoxFuture<'static, ()>;
 }
 
 /// Opens the store named by `url`. An unknown scheme is a start-up error,

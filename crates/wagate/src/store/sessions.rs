@@ -97,7 +97,7 @@ pub struct SessionQuery {
 }
 
 /// One session's status change with the event reporting it, as
-/// [`SessionStore::set_statuses`] writes it.
+/// [`SessionStore::write_status`] writes it.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub id: SessionId,
@@ -149,12 +149,12 @@ pub trait SessionStore: Send + Sync {
         reason: Option<StatusReason>,
         event: &mut Envelope,
     ) -> Result<(), StoreError>;
-    /// Several sessions' status changes, each with its event, in one
-    /// transaction: all are stored or none. One writer turn and one
-    /// commit for many changes, which is what a reconnect storm (every
-    /// session writing `starting`, then `working`) needs from a store
-    /// with a single writer.
-    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError>;
+    /// [`set_status`](Self::set_status) through the store's group-commit
+    /// writer: committed with the other writes waiting at that moment, so
+    /// a reconnect storm (every session writing `starting`, then
+    /// `working`) is a few commits, not thousands. Returns the change with
+    /// its event stamped (id, time).
+    async fn write_status(&self, change: StatusChange) -> Result<StatusChange, StoreError>;
     async fn set_identity(
         &self,
         id: SessionId,

@@ -222,8 +222,9 @@ pub trait WebhookStore: Send + Sync {
         delivery: &DueDelivery,
         result: &AttemptResult,
     ) -> Result<(), StoreError>;
-    /// [`delivery_succeeded`](Self::delivery_succeeded) for several
-    /// deliveries, in one transaction.
+    /// [`delivery_succeeded`](Self::delivery_succeeded) for a delivered
+    /// run, in one transaction, through the store's group-commit writer
+    /// (committed with the other runs that ended at that moment).
     async fn deliveries_succeeded(
         &self,
         delivered: &[(DueDelivery, AttemptResult)],

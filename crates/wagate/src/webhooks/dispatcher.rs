@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -28,7 +28,6 @@ use url::Url;
 use super::sign;
 use crate::domain::{DisabledReason, SessionId, WebhookId};
 use crate::egress::{EgressPolicy, describe};
-use crate::group_commit::next_group;
 use crate::hub::EventHub;
 use crate::metrics::DeliveryResult;
 use crate::store::{AfterFailure, AttemptResult, DueDelivery, Store, StoreError};
@@ -207,7 +206,6 @@ impl Dispatcher {
     pub(crate) async fn run(self, cancel: CancellationToken) {
         let wake: Arc<Notify> = self.inner.hub.committed();
         let flights = SharedFlights::default();
-        let recorder = Recorder::spawn(Arc::clone(&self.inner.store));
         let mut tasks = JoinSet::new();
         loop {
             while let Some(joined) = tasks.try_join_next() {
@@ -217,7 +215,7 @@ impl Dispatcher {
             }
             let free = self.inner.policy.max_in_flight.saturating_sub(tasks.len());
             if free > 0 {
-                self.start_due(&mut tasks, &flights, &recorder, free).await;
+                self.start_due(&mut tasks, &flights, free).await;
             }
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -231,13 +229,7 @@ impl Dispatcher {
 
     /// Starts an attempt for up to `free` due queue heads not already in
     /// flight.
-    async fn start_due(
-        &self,
-        tasks: &mut JoinSet<()>,
-        flights: &SharedFlights,
-        recorder: &Recorder,
-        free: usize,
-    ) {
+    async fn start_due(&self, tasks: &mut JoinSet<()>, flights: &SharedFlights, free: usize) {
         // Attempts that ended before this read are in what it reads.
         let busy = lock(flights).begin_read();
         // Heads in flight are still pending, so they come back too: ask
@@ -270,10 +262,9 @@ impl Dispatcher {
                 flights: Arc::clone(flights),
             };
             let inner = Arc::clone(&self.inner);
-            let recorder = recorder.clone();
             tasks.spawn(async move {
                 let _guard = guard;
-                if let Err(error) = inner.deliver_run(delivery, &recorder).await {
+                if let Err(error) = inner.deliver_run(delivery).await {
                     // The row is untouched, so the attempt is made again.
                     tracing::error!(%error, "could not record a webhook delivery attempt");
                 }
@@ -283,83 +274,11 @@ impl Dispatcher {
     }
 }
 
-type Delivered = Vec<(DueDelivery, AttemptResult)>;
-
-struct ToRecord {
-    delivered: Delivered,
-    reply: oneshot::Sender<(Delivered, Result<(), StoreError>)>,
-}
-
-/// Records delivered runs with group commit: the runs that end while one
-/// group is being written are written together, in one transaction, as
-/// `InboundWriter` does for incoming messages (under load hundreds of
-/// runs of one or two deliveries end each second, and each was a
-/// transaction on the store's single writer). A run's task waits for its
-/// record, so its queue stays busy until then. If a group fails, each run
-/// is recorded again alone.
-#[derive(Clone)]
-struct Recorder {
-    queue: mpsc::UnboundedSender<ToRecord>,
-}
-
-/// Most deliveries recorded in one group.
-const RECORD_GROUP: usize = 1024;
-
-impl Recorder {
-    fn spawn(store: Arc<dyn Store>) -> Self {
-        let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(record_groups(store, pending));
-        Self { queue }
-    }
-
-    /// Records `delivered`; hands it back once it is committed.
-    async fn record(&self, delivered: Delivered) -> Result<Delivered, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(ToRecord { delivered, reply })
-            .map_err(|_| StoreError::WriterStopped)?;
-        let (delivered, result) = answer.await.map_err(|_| StoreError::WriterStopped)?;
-        result.map(|()| delivered)
-    }
-}
-
-async fn record_groups(store: Arc<dyn Store>, mut queue: mpsc::UnboundedReceiver<ToRecord>) {
-    let webhooks = store.webhooks();
-    while let Some(mut group) = next_group(&mut queue, RECORD_GROUP, |r| r.delivered.len()).await {
-        if group.len() == 1 {
-            if let Some(ToRecord { delivered, reply }) = group.pop() {
-                let result = webhooks.deliveries_succeeded(&delivered).await;
-                let _ = reply.send((delivered, result));
-            }
-            continue;
-        }
-        let all: Delivered = group
-            .iter()
-            .flat_map(|g| g.delivered.iter().cloned())
-            .collect();
-        match webhooks.deliveries_succeeded(&all).await {
-            Ok(()) => {
-                for ToRecord { delivered, reply } in group {
-                    // A task that went away needs no answer.
-                    let _ = reply.send((delivered, Ok(())));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, runs = group.len(), "recording delivered runs together failed; one by one");
-                for ToRecord { delivered, reply } in group {
-                    let result = webhooks.deliveries_succeeded(&delivered).await;
-                    let _ = reply.send((delivered, result));
-                }
-            }
-        }
-    }
-}
-
 impl Inner {
     /// Delivers `head` and, if it went through, the deliveries queued
     /// behind it that are due, in order, until one fails; records the
     /// delivered ones in one transaction, then the failure.
-    async fn deliver_run(&self, head: DueDelivery, recorder: &Recorder) -> Result<(), StoreError> {
+    async fn deliver_run(&self, head: DueDelivery) -> Result<(), StoreError> {
         let outcome = self.attempt(&head, Utc::now()).await;
         let result = match outcome {
             Outcome::Delivered(result) => result,
@@ -381,7 +300,9 @@ impl Inner {
                 }
             }
         }
-        let delivered = recorder.record(delivered).await?;
+        // Group-committed with the other runs that ended at that moment
+        // (the store's writer); the run's queue stays in flight until then.
+        webhooks.deliveries_succeeded(&delivered).await?;
         for (delivery, _) in &delivered {
             self.hub
                 .metrics()

@@ -196,8 +196,7 @@ async fn harness_on(
             store: Arc::clone(&store),
             engine: Arc::clone(&engine) as Arc<dyn Engine>,
             hub,
-            inbound: InboundWriter::spawn(Arc::clone(&store)),
-            statuses: StatusWriter::spawn(Arc::clone(&store)),
+            statuses: StatusWriter::new(Arc::clone(&store)),
             policy,
         },
         live_tx,
@@ -434,6 +433,12 @@ impl Store for FlakyStatuses {
     fn keys(&self) -> &dyn KeyStore {
         self.inner.keys()
     }
+    fn writer_ended(&self) -> futures::future::BoxFuture<'static, Arc<str>> {
+        self.inner.writer_ended()
+    }
+    fn panic_writer(&self) -> futures::future::BoxFuture<'static, ()> {
+        self.inner.panic_writer()
+    }
 }
 
 #[async_trait]
@@ -484,12 +489,12 @@ impl SessionStore for FlakyStatuses {
             .set_status(id, status, reason, event)
             .await
     }
-    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError> {
+    async fn write_status(&self, change: StatusChange) -> Result<StatusChange, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             self.refused.send_modify(|n| *n += 1);
             return Err(StoreError::Corrupt("pool timed out".into()));
         }
-        self.inner.sessions().set_statuses(changes).await
+        self.inner.sessions().write_status(change).await
     }
     async fn set_identity(
         &self,

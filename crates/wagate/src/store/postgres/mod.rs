@@ -50,6 +50,8 @@ mod tx;
 mod users;
 #[path = "../sql/webhooks.rs"]
 mod webhooks;
+#[path = "../sql/writer.rs"]
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -92,8 +94,10 @@ pub(crate) struct PostgresStore {
     pub(in crate::store) key_fences: Arc<KeyFences>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
-    /// Group commit of the key writes every incoming message makes.
-    pub(in crate::store) key_group: keys::KeyGroup,
+    /// The group-commit writer (`sql/writer.rs`): status changes,
+    /// incoming batches, the key rows of every message, delivered
+    /// webhook runs.
+    pub(in crate::store) writer: writer::StoreWriter,
 }
 
 impl PostgresStore {
@@ -120,12 +124,13 @@ impl PostgresStore {
         // sqlx takes an advisory lock of its own while migrating, so two
         // gateways starting at once do not both migrate.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let writers = Arc::default();
         Ok(Self {
             reader: pool.clone(),
-            key_group: keys::KeyGroup::spawn(pool.clone()),
+            writer: writer::spawn(pool.clone(), Arc::clone(&writers)),
             pool,
             key_fences: Arc::default(),
-            writers: Arc::default(),
+            writers,
         })
     }
 }

@@ -6,6 +6,7 @@ use chrono::Utc;
 use super::*;
 use crate::domain::Direction;
 use crate::events::EventType;
+use crate::group_commit::Commit;
 use crate::messages::{Inbound, IncomingContent, Target};
 use crate::store::testing::TestStore;
 use crate::store::{EventStore, NewSession, OrgStore, SessionStore};
@@ -221,16 +222,23 @@ async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreErr
         })
         .await?
         .id;
-    let groups = store
-        .record_incoming_groups(vec![
-            vec![
+    let written = writer::committer(&store)
+        .commit(&[
+            Write::Incoming(vec![
                 incoming(org, session, "3EB0A", text("a")),
                 incoming(org, session, "3EB0B", text("b")),
-            ],
-            vec![incoming(org, other, "3EB0A", text("other a"))],
-            vec![incoming(org, session, "3EB0B", text("b again"))],
+            ]),
+            Write::Incoming(vec![incoming(org, other, "3EB0A", text("other a"))]),
+            Write::Incoming(vec![incoming(org, session, "3EB0B", text("b again"))]),
         ])
         .await?;
+    let groups: Vec<Vec<Envelope>> = written
+        .into_iter()
+        .map(|written| match written {
+            Written::Incoming(events) => events,
+            _ => panic!("not an incoming batch's result"),
+        })
+        .collect();
     let wa_ids = |events: &[Envelope]| -> Vec<(SessionId, String)> {
         events
             .iter()

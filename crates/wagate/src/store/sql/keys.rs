@@ -8,7 +8,8 @@
 //! library trait the backend implements (`signal.rs`, `app_state.rs`,
 //! `protocol.rs`, `msg_secrets.rs`, `device.rs`), each kind's batch
 //! upsert (`upserts.rs`, shared by the traits and the import) and the
-//! [`KeyGroup`] (`group.rs`).
+//! grouped writes every message makes (`group.rs`, committed by the
+//! store's group-commit writer, `sql/writer.rs`).
 //!
 //! Writes go to the writer (`pool`), plain reads to `reader` (SQLite's
 //! read-only connections; PostgreSQL's same pool). Writes are one
@@ -38,6 +39,7 @@ use tokio::sync::RwLockReadGuard;
 use wacore::store::error::{Result as KeyResult, StoreError as KeyError};
 use wacore::store::traits::Backend;
 
+use super::writer::{self, StoreWriter, Write};
 use super::{Backend as GatewayStore, Db, DbConnection};
 use crate::domain::SessionId;
 use crate::store::keys::Fence;
@@ -85,8 +87,7 @@ mod signal;
 #[path = "keys/upserts.rs"]
 mod upserts;
 
-pub(in crate::store) use group::KeyGroup;
-use group::KeyWrite;
+pub(in crate::store) use group::{KeyWrite, write_key_group};
 use upserts::{
     GROUP_METADATA, SENDER_KEYS, SESSIONS, merge_secrets, put_base_keys, put_device,
     put_device_lists, put_identities, put_lid_mappings, put_msg_secrets, put_mutation_macs,
@@ -105,7 +106,7 @@ impl KeyStore for GatewayStore {
             writer: Writer {
                 pool: self.pool.clone(),
                 fence: self.key_fences.current(session),
-                group: self.key_group.clone(),
+                group: self.writer.clone(),
             },
             reader: self.reader.clone(),
             session: session.to_string().into(),
@@ -295,7 +296,7 @@ struct Writer {
     pool: Pool<Db>,
     fence: Arc<Fence>,
     /// The hot small writes go here, to be committed with other sessions'.
-    group: KeyGroup,
+    group: StoreWriter,
 }
 
 /// The pool, with the fence held open while this lives.
@@ -317,14 +318,17 @@ impl Writer {
         })
     }
 
-    /// Writes through the [`KeyGroup`], with the fence held until the
-    /// group has committed.
+    /// Writes through the store's group-commit writer, with the fence
+    /// held until the group has committed.
     async fn grouped(&self, write: KeyWrite) -> KeyResult<()> {
         if write.rows() == 0 {
             return Ok(());
         }
         let _open = self.open().await?;
-        self.group.write(write).await.map_err(db)
+        writer::write(&self.group, Write::Keys(write))
+            .await
+            .map(|_| ())
+            .map_err(|error| KeyError::Database(Box::new(error)))
     }
 }
 

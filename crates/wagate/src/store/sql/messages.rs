@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
 
 use super::events::{append_event, append_events_to};
 use super::webhooks::WebhookTargets;
+use super::writer::{self, Advance, Write, Written};
 use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
@@ -30,6 +31,10 @@ macro_rules! select_messages {
         )
     };
 }
+
+#[path = "messages/advance.rs"]
+mod advance;
+pub(super) use advance::advance_many_in;
 
 fn failure(row: &DbRow, reason: &str, code: &str) -> Result<Option<Failure>, StoreError> {
     let reason: Option<String> = row.try_get(reason)?;
@@ -161,6 +166,205 @@ async fn advance_in(
     Ok(events)
 }
 
+/// Accepts a group's messages inside the caller's transaction (the store's
+/// group-commit writer's), in order: each idempotency claim decided one
+/// by one (a second request with the same key finds the first one's
+/// claim, in the group too), then the new messages, their first history
+/// steps and their `pending` events written as one multi-row statement
+/// each. Returns each request's outcome, in order.
+pub(super) async fn accept_many_in(
+    tx: &mut WriteTx,
+    requests: &[&(NewOutgoing, Option<IdempotencyClaim>)],
+) -> Result<Vec<Accepted>, StoreError> {
+    let at = now();
+    // The messages this group creates, by id, for a replay within it.
+    let mut created: HashMap<MessageId, MessageRecord> = HashMap::new();
+    // Per request: the outcome already decided, or `None` to create.
+    let mut decided: Vec<Option<Accepted>> = Vec::with_capacity(requests.len());
+    for (new, claim) in requests.iter().map(|r| (&r.0, r.1.as_ref())) {
+        let replay = match claim {
+            Some(claim) => claim_key(tx, new, claim, at, &created).await?,
+            None => None,
+        };
+        if replay.is_none() {
+            created.insert(new.id, outgoing_record(new, at));
+        }
+        decided.push(replay);
+    }
+    let creating: Vec<(&NewOutgoing, &MessageRecord)> = requests
+        .iter()
+        .zip(&decided)
+        .filter(|(_, decided)| decided.is_none())
+        .filter_map(|(request, _)| {
+            created
+                .get(&request.0.id)
+                .map(|record| (&request.0, record))
+        })
+        .collect();
+    for chunk in creating.chunks(ACCEPT_CHUNK) {
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, content, \
+             media, status, next_attempt_at, created_at, updated_at) ",
+        );
+        query.push_values(chunk, |mut row, (new, record)| {
+            row.push_bind(record.id.to_string())
+                .push_bind(record.org_id.to_string())
+                .push_bind(record.session_id.to_string())
+                .push_bind(record.direction.as_str())
+                .push_bind(record.wa_id.clone())
+                .push_bind(record.chat.clone())
+                .push_bind(record.kind.clone())
+                .push_bind(record.content.to_string())
+                .push_bind(new.media.clone())
+                .push_bind(record.status.as_str())
+                .push_bind(millis(at))
+                .push_bind(millis(at))
+                .push_bind(millis(at));
+        });
+        query.build().execute(&mut **tx).await?;
+        let mut query = QueryBuilder::<Db>::new(
+            "INSERT INTO message_status_history (message_id, status, failure_reason, \
+             failure_code, at) ",
+        );
+        query.push_values(chunk, |mut row, (_, record)| {
+            row.push_bind(record.id.to_string())
+                .push_bind(MessageStatus::Pending.as_str())
+                .push_bind(None::<String>)
+                .push_bind(None::<i64>)
+                .push_bind(millis(at));
+        });
+        query.build().execute(&mut **tx).await?;
+    }
+    let mut events: Vec<Envelope> = creating
+        .iter()
+        .map(|(_, record)| status_event(record, MessageStatus::Pending, None, None))
+        .collect();
+    append_events_to(tx, &mut events, &mut WebhookTargets::default()).await?;
+    let mut events = events.into_iter();
+    let mut answers = Vec::with_capacity(requests.len());
+    for (request, decided) in requests.iter().zip(decided) {
+        answers.push(match decided {
+            Some(replay) => replay,
+            None => match (created.remove(&request.0.id), events.next()) {
+                (Some(message), Some(event)) => Accepted::Created {
+                    message,
+                    event: Box::new(event),
+                },
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "an accepted message went missing".into(),
+                    ));
+                }
+            },
+        });
+    }
+    Ok(answers)
+}
+
+/// Messages per multi-row insert of an accepted group: 13 parameters each.
+const ACCEPT_CHUNK: usize = 200;
+
+fn outgoing_record(new: &NewOutgoing, at: DateTime<Utc>) -> MessageRecord {
+    MessageRecord {
+        id: new.id,
+        org_id: new.org_id,
+        session_id: new.session_id,
+        direction: crate::domain::Direction::Outgoing,
+        wa_id: new.wa_id.clone(),
+        chat: new.chat.clone(),
+        kind: new.kind.clone(),
+        content: new.content.clone(),
+        status: MessageStatus::Pending,
+        failure: None,
+        received: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Decides an idempotency key inside the transaction: `None` if this
+/// request claimed it (and creates its message), else what to answer.
+async fn claim_key(
+    tx: &mut WriteTx,
+    new: &NewOutgoing,
+    claim: &IdempotencyClaim,
+    at: DateTime<Utc>,
+    created: &HashMap<MessageId, MessageRecord>,
+) -> Result<Option<Accepted>, StoreError> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, message_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, idem_key) DO NOTHING",
+    )
+    .bind(new.org_id.to_string())
+    .bind(&claim.key)
+    .bind(&claim.request_hash)
+    .bind(new.id.to_string())
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if claimed {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT request_hash, message_id FROM idempotency_keys \
+         WHERE org_id = $1 AND idem_key = $2",
+    )
+    .bind(new.org_id.to_string())
+    .bind(&claim.key)
+    .fetch_one(&mut **tx)
+    .await?;
+    let hash: String = row.try_get("request_hash")?;
+    if hash != claim.request_hash {
+        return Ok(Some(Accepted::KeyReused));
+    }
+    let first: MessageId = parse("idempotency_keys.message_id", row.try_get("message_id")?)?;
+    // Claimed earlier in this same group: not written yet.
+    if let Some(record) = created.get(&first) {
+        return Ok(Some(Accepted::Replayed(record.clone())));
+    }
+    let found = sqlx::query(select_messages!("WHERE id = $1"))
+        .bind(first.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match found {
+        Some(row) => Ok(Some(Accepted::Replayed(message(&row)?))),
+        // The first message's session was deleted since.
+        None => Ok(Some(Accepted::KeyReused)),
+    }
+}
+
+/// [`MessageStore::set_wire`] in the caller's transaction.
+pub(super) async fn set_wire_in(
+    tx: &mut WriteTx,
+    id: MessageId,
+    wire: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET wire = $1, media = NULL WHERE id = $2")
+        .bind(wire)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// [`MessageStore::record_attempt`] in the caller's transaction.
+pub(super) async fn record_attempt_in(
+    tx: &mut WriteTx,
+    id: MessageId,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET attempts = $1, next_attempt_at = $2 WHERE id = $3")
+        .bind(i64::from(attempts))
+        .bind(millis(next_attempt_at))
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn load_by_id(
     tx: &mut WriteTx,
     session: SessionId,
@@ -202,93 +406,10 @@ impl MessageStore for Backend {
         new: NewOutgoing,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Accepted, StoreError> {
-        let at = now();
-        let mut tx = begin_write(self).await?;
-        if let Some(claim) = &claim {
-            // The key decides, inside this transaction, whether this
-            // request does the work or returns what the first one did.
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency_keys (org_id, idem_key, request_hash, message_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id, idem_key) DO NOTHING",
-            )
-            .bind(new.org_id.to_string())
-            .bind(&claim.key)
-            .bind(&claim.request_hash)
-            .bind(new.id.to_string())
-            .bind(millis(at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !claimed {
-                let row = sqlx::query(
-                    "SELECT request_hash, message_id FROM idempotency_keys \
-                     WHERE org_id = $1 AND idem_key = $2",
-                )
-                .bind(new.org_id.to_string())
-                .bind(&claim.key)
-                .fetch_one(&mut *tx)
-                .await?;
-                let hash: String = row.try_get("request_hash")?;
-                if hash != claim.request_hash {
-                    return Ok(Accepted::KeyReused);
-                }
-                let first: MessageId =
-                    parse("idempotency_keys.message_id", row.try_get("message_id")?)?;
-                let found = sqlx::query(select_messages!("WHERE id = $1"))
-                    .bind(first.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                return match found {
-                    Some(row) => Ok(Accepted::Replayed(message(&row)?)),
-                    // The first message's session was deleted since.
-                    None => Ok(Accepted::KeyReused),
-                };
-            }
+        match writer::write(&self.writer, Write::Accept(Box::new((new, claim)))).await? {
+            Written::Accepted(accepted) => Ok(accepted),
+            _ => Err(writer::mismatch()),
         }
-        let record = MessageRecord {
-            id: new.id,
-            org_id: new.org_id,
-            session_id: new.session_id,
-            direction: crate::domain::Direction::Outgoing,
-            wa_id: new.wa_id,
-            chat: new.chat,
-            kind: new.kind,
-            content: new.content,
-            status: MessageStatus::Pending,
-            failure: None,
-            received: None,
-            created_at: at,
-            updated_at: at,
-        };
-        sqlx::query(
-            "INSERT INTO messages (id, org_id, session_id, direction, wa_id, chat, kind, content, \
-             media, status, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(record.id.to_string())
-        .bind(record.org_id.to_string())
-        .bind(record.session_id.to_string())
-        .bind(record.direction.as_str())
-        .bind(&record.wa_id)
-        .bind(&record.chat)
-        .bind(&record.kind)
-        .bind(record.content.to_string())
-        .bind(new.media)
-        .bind(record.status.as_str())
-        .bind(millis(at))
-        .bind(millis(at))
-        .bind(millis(at))
-        .execute(&mut *tx)
-        .await?;
-        add_step(&mut tx, record.id, MessageStatus::Pending, None, at).await?;
-        let mut event = status_event(&record, MessageStatus::Pending, None, None);
-        append_event(&mut tx, &mut event).await?;
-        tx.commit().await?;
-        Ok(Accepted::Created {
-            message: record,
-            event: Box::new(event),
-        })
     }
 
     async fn get_message(
@@ -354,31 +475,48 @@ impl MessageStore for Backend {
         &self,
         session: SessionId,
         now: DateTime<Utc>,
+        after: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        sqlx::query(
-            "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
-             failure_reason, failure_code, created_at, updated_at, sender_phone, sender_lid, \
-             push_name, from_me, sent_at, reply_to, media, wire, attempts \
-             FROM messages WHERE session_id = $1 AND status = 'pending' AND next_attempt_at <= $2 \
-             ORDER BY id LIMIT $3",
-        )
+        // Two statements rather than `($4 IS NULL OR id > $4)`, which no
+        // index range serves; both walk `messages_pending_by_id`.
+        macro_rules! select_due {
+            ($after:literal) => {
+                concat!(
+                    "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
+                     failure_reason, failure_code, created_at, updated_at, sender_phone, \
+                     sender_lid, push_name, from_me, sent_at, reply_to, media, wire, attempts \
+                     FROM messages WHERE session_id = $1 AND status = 'pending' ",
+                    $after,
+                    " AND next_attempt_at <= $2 ORDER BY id LIMIT $3"
+                )
+            };
+        }
+        let query = match after {
+            None => sqlx::query(select_due!("")),
+            Some(_) => sqlx::query(select_due!("AND id > $4")),
+        }
         .bind(session.to_string())
         .bind(millis(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|row| {
-            let attempts: i64 = row.try_get("attempts")?;
-            Ok(OutboxItem {
-                message: message(row)?,
-                media: row.try_get("media")?,
-                wire: row.try_get("wire")?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        .bind(i64::from(limit));
+        let query = match after {
+            None => query,
+            Some(after) => query.bind(after.to_string()),
+        };
+        query
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|row| {
+                let attempts: i64 = row.try_get("attempts")?;
+                Ok(OutboxItem {
+                    message: message(row)?,
+                    media: row.try_get("media")?,
+                    wire: row.try_get("wire")?,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     async fn next_due(&self, session: SessionId) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -405,11 +543,8 @@ impl MessageStore for Backend {
     }
 
     async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET wire = $1, media = NULL WHERE id = $2")
-            .bind(wire)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        let wire = wire.to_vec();
+        writer::write(&self.writer, Write::Wire { id, wire }).await?;
         Ok(())
     }
 
@@ -419,12 +554,8 @@ impl MessageStore for Backend {
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE messages SET attempts = $1, next_attempt_at = $2 WHERE id = $3")
-            .bind(i64::from(attempts))
-            .bind(millis(next_attempt_at))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        let next = next_attempt_at;
+        writer::write(&self.writer, Write::Attempt { id, attempts, next }).await?;
         Ok(())
     }
 
@@ -451,21 +582,16 @@ impl MessageStore for Backend {
         status: MessageStatus,
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(self).await?;
-        let mut events = Vec::new();
-        for wa_id in wa_ids {
-            let found = sqlx::query(select_messages!(
-                "WHERE session_id = $1 AND direction = 'outgoing' AND wa_id = $2"
-            ))
-            .bind(session.to_string())
-            .bind(wa_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = found else { continue };
-            events.extend(advance_in(&mut tx, message(&row)?, status, failure.clone()).await?);
+        let advance = Advance {
+            session,
+            wa_ids: wa_ids.to_vec(),
+            status,
+            failure,
+        };
+        match writer::write(&self.writer, Write::Advance(Box::new(advance))).await? {
+            Written::Advanced(events) => Ok(events),
+            _ => Err(writer::mismatch()),
         }
-        tx.commit().await?;
-        Ok(events)
     }
 
     async fn requeue(&self, session: SessionId, at: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -517,23 +643,10 @@ impl MessageStore for Backend {
     }
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
-        let mut tx = begin_write(self).await?;
-        let events = record_incoming_in(&mut tx, vec![batch], &mut WebhookTargets::default())
-            .await?
-            .pop()
-            .unwrap_or_default();
-        tx.commit().await?;
-        Ok(events)
-    }
-
-    async fn record_incoming_groups(
-        &self,
-        groups: Vec<Vec<NewIncoming>>,
-    ) -> Result<Vec<Vec<Envelope>>, StoreError> {
-        let mut tx = begin_write(self).await?;
-        let events = record_incoming_in(&mut tx, groups, &mut WebhookTargets::default()).await?;
-        tx.commit().await?;
-        Ok(events)
+        match writer::write(&self.writer, Write::Incoming(batch)).await? {
+            Written::Incoming(events) => Ok(events),
+            _ => Err(writer::mismatch()),
+        }
     }
 
     async fn media_ref(
@@ -639,7 +752,7 @@ struct IncomingRow {
 /// so what came before it is inserted before that read), and so do their
 /// events and webhook deliveries (`append_events_to`): a group of
 /// hundreds of messages is a handful of statements, not four per message.
-async fn record_incoming_in(
+pub(super) async fn record_incoming_in(
     tx: &mut WriteTx,
     batches: Vec<Vec<NewIncoming>>,
     targets: &mut WebhookTargets,

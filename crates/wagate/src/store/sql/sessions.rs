@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::events::append_event;
+use super::writer::{self, Write, Written};
 use super::{Backend, WriteTx, begin_write, parse, session};
 use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
 use crate::events::Envelope;
@@ -183,23 +184,11 @@ impl SessionStore for Backend {
         Ok(())
     }
 
-    async fn set_statuses(&self, changes: &mut [StatusChange]) -> Result<(), StoreError> {
-        if changes.is_empty() {
-            return Ok(());
+    async fn write_status(&self, change: StatusChange) -> Result<StatusChange, StoreError> {
+        match writer::write(&self.writer, Write::Status(change)).await? {
+            Written::Status(change) => Ok(change),
+            _ => Err(writer::mismatch()),
         }
-        let mut tx = begin_write(self).await?;
-        for change in changes.iter_mut() {
-            write_status(
-                &mut tx,
-                change.id,
-                change.status,
-                change.reason,
-                &mut change.event,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     async fn set_identity(
@@ -222,7 +211,7 @@ impl SessionStore for Backend {
 }
 
 /// A status change and its event, inside the caller's write transaction.
-async fn write_status(
+pub(super) async fn write_status(
     tx: &mut WriteTx,
     id: SessionId,
     status: SessionStatus,

@@ -1,5 +1,9 @@
 //! The whole store on one backend: each aggregate is the backend itself.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
 use super::Backend;
 use crate::store::{
     EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore, WebhookStore,
@@ -32,5 +36,17 @@ impl Store for Backend {
 
     fn keys(&self) -> &dyn KeyStore {
         self
+    }
+
+    fn writer_ended(&self) -> BoxFuture<'static, Arc<str>> {
+        Box::pin(self.writer.ended())
+    }
+
+    #[cfg(test)]
+    fn panic_writer(&self) -> BoxFuture<'static, ()> {
+        let writer = self.writer.clone();
+        Box::pin(async move {
+            let _ = super::writer::write(&writer, super::writer::Write::Panic).await;
+        })
     }
 }

@@ -16,8 +16,8 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use sqlx::Transaction;
-use tokio::sync::OwnedMutexGuard;
+use sqlx::{Pool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Backend, Db, DbConnection, lock_writers};
 use crate::store::StoreError;
@@ -30,8 +30,17 @@ pub(in crate::store) struct WriteTx {
 }
 
 pub(in crate::store) async fn begin_write(store: &Backend) -> Result<WriteTx, StoreError> {
-    let turn = Arc::clone(&store.writers).lock_owned().await;
-    let mut tx = store.pool.begin().await?;
+    begin_write_on(&store.pool, &store.writers).await
+}
+
+/// [`begin_write`], given the backend's writer pool and turn (what the
+/// store's group-commit writer holds).
+pub(in crate::store) async fn begin_write_on(
+    pool: &Pool<Db>,
+    writers: &Arc<Mutex<()>>,
+) -> Result<WriteTx, StoreError> {
+    let turn = Arc::clone(writers).lock_owned().await;
+    let mut tx = pool.begin().await?;
     lock_writers(&mut tx).await?;
     Ok(WriteTx { tx, _turn: turn })
 }

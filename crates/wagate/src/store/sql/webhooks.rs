@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::events::append_event;
+use super::writer::{self, Write};
 use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{DeliveryId, DeliveryStatus, DisabledReason, OrgId, SessionId, WebhookId};
 use crate::events::{Envelope, EventData};
@@ -523,21 +524,7 @@ impl WebhookStore for Backend {
         &self,
         delivered: &[(DueDelivery, AttemptResult)],
     ) -> Result<(), StoreError> {
-        let mut tx = begin_write(self).await?;
-        mark_delivered(&mut tx, delivered).await?;
-        let mut failing = Vec::new();
-        for (delivery, _) in delivered {
-            if delivery.failing_since.is_some() && !failing.contains(&delivery.webhook_id) {
-                failing.push(delivery.webhook_id);
-            }
-        }
-        for webhook in failing {
-            sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1")
-                .bind(webhook.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        writer::write(&self.writer, Write::Delivered(delivered.to_vec())).await?;
         Ok(())
     }
 
@@ -610,3 +597,27 @@ impl WebhookStore for Backend {
 #[cfg(test)]
 #[path = "webhooks_tests.rs"]
 mod tests;
+
+/// A delivered run's record (see
+/// [`WebhookStore::deliveries_succeeded`]), in the caller's transaction:
+/// the deliveries marked delivered, and a webhook that was failing no
+/// longer is.
+pub(super) async fn record_delivered_in(
+    tx: &mut WriteTx,
+    delivered: &[(DueDelivery, AttemptResult)],
+) -> Result<(), StoreError> {
+    mark_delivered(tx, delivered).await?;
+    let mut failing = Vec::new();
+    for (delivery, _) in delivered {
+        if delivery.failing_since.is_some() && !failing.contains(&delivery.webhook_id) {
+            failing.push(delivery.webhook_id);
+        }
+    }
+    for webhook in failing {
+        sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1")
+            .bind(webhook.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}

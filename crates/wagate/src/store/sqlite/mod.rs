@@ -32,6 +32,8 @@ mod tx;
 mod users;
 #[path = "../sql/webhooks.rs"]
 mod webhooks;
+#[path = "../sql/writer.rs"]
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -69,8 +71,10 @@ pub struct SqliteStore {
     pub(in crate::store) key_fences: Arc<KeyFences>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
-    /// Group commit of the key writes every incoming message makes.
-    pub(in crate::store) key_group: keys::KeyGroup,
+    /// The group-commit writer (`sql/writer.rs`): status changes,
+    /// incoming batches, the key rows of every message, delivered
+    /// webhook runs.
+    pub(in crate::store) writer: writer::StoreWriter,
 }
 
 /// Reader connections of a file database: enough for the API, the
@@ -117,12 +121,13 @@ impl SqliteStore {
                 .connect_with(options.read_only(true).create_if_missing(false))
                 .await?
         };
+        let writers = Arc::default();
         Ok(Self {
-            key_group: keys::KeyGroup::spawn(pool.clone()),
+            writer: writer::spawn(pool.clone(), Arc::clone(&writers)),
             pool,
             reader,
             key_fences: Arc::default(),
-            writers: Arc::default(),
+            writers,
         })
     }
 }
