@@ -16,6 +16,8 @@ use crate::SimHandle;
 use crate::error::SimError;
 use crate::server::Server;
 
+mod groups;
+
 pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/admin/phones/{phone}/register", post(register))
@@ -54,6 +56,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/faults/delay", post(delay))
         .route("/admin/faults/nack", post(nack))
         .route("/admin/stats", get(stats))
+        .merge(groups::routes())
 }
 
 fn handle(server: Arc<Server>) -> SimHandle {
@@ -75,6 +78,9 @@ impl From<SimError> for AdminError {
                 StatusCode::CONFLICT
             }
             SimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SimError::GroupRefused { code, .. } => {
+                StatusCode::from_u16(code).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+            }
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self(status, e.code(), e.to_string())
@@ -151,9 +157,17 @@ async fn phone_send(
     body: Result<Json<SendBody>, JsonRejection>,
 ) -> Reply {
     let Json(body) = body?;
-    let id = handle(s)
-        .phone_send_text(&phone, &body.to, &body.text)
-        .await?;
+    let id = if body.to.ends_with("@g.us") {
+        let text = waproto::whatsapp::Message {
+            conversation: Some(body.text),
+            ..Default::default()
+        };
+        handle(s).phone_send_group(&phone, &body.to, text).await?
+    } else {
+        handle(s)
+            .phone_send_text(&phone, &body.to, &body.text)
+            .await?
+    };
     Ok(Json(json!({ "ok": true, "id": id })))
 }
 

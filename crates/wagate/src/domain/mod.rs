@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 mod behaviour;
+pub(crate) mod group;
 pub(crate) mod ids;
 mod label;
 mod message_status;
@@ -15,6 +16,7 @@ pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
 pub(crate) use behaviour::{PresenceState, SessionBehaviour, check_call_reply};
+pub(crate) use group::{GroupRole, ParticipantOutcome};
 pub(crate) use ids::{
     DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
 };

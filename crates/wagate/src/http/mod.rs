@@ -4,6 +4,7 @@ pub(crate) mod auth;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod media;
 pub(crate) mod messages;
@@ -54,6 +55,14 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::mark_read))
         .routes(routes!(chats::typing))
         .routes(routes!(chats::check_contacts))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::update))
+        .routes(routes!(groups::participants))
+        .routes(routes!(groups::invite))
+        .routes(routes!(groups::reset_invite))
+        .routes(routes!(groups::join))
+        .routes(routes!(groups::preview))
+        .routes(routes!(groups::leave))
         .routes(routes!(media::download))
         .routes(routes!(ws::subscribe))
         .routes(routes!(webhooks::create, webhooks::list))

@@ -97,6 +97,12 @@ pub trait Messenger: Send + Sync {
         peer: &str,
         creator: &str,
     ) -> Result<(), SendFailure>;
+
+    /// Group calls on this connection (`session/groups.rs`); `None` where
+    /// a test double has none.
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        None
+    }
 }
 
 pub(crate) struct ClientMessenger {
@@ -125,6 +131,12 @@ impl Messenger for ClientMessenger {
 
     fn own_jid(&self) -> Option<Jid> {
         self.client.pn().map(|jid| jid.to_non_ad())
+    }
+
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        Some(Arc::new(super::groups::ClientGroups::new(Arc::clone(
+            &self.client,
+        ))))
     }
 
     async fn upload(

@@ -14,6 +14,7 @@ mod actions;
 mod contract;
 mod crash;
 mod deliveries;
+mod groups;
 mod linking;
 mod messaging;
 mod one_process;
