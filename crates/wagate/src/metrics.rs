@@ -180,8 +180,6 @@ impl Metrics {
             | EventData::WebhookTest { .. }
             | EventData::Qr { .. }
             | EventData::PairingCode { .. }
-            | EventData::CallReceived { .. }
-            | EventData::CallRejected { .. }
             | EventData::WebhookDisabled { .. } => {}
         }
     }

@@ -12,7 +12,6 @@
 
 pub(crate) mod backoff;
 pub(crate) mod engine;
-pub(crate) mod groups;
 pub(crate) mod inbox;
 pub(crate) mod liveness;
 #[cfg(feature = "simulator")]
