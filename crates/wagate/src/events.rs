@@ -10,7 +10,7 @@ use crate::domain::{
     DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus,
     StatusReason, WebhookId,
 };
-use crate::messages::{IncomingContent, IncomingMessage};
+use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
 /// Declares the events once: each `EventData` variant with its name and
 /// the `EventType` that names it, so the tag an event is serialized with,
@@ -108,6 +108,23 @@ events! {
         MessageEdited(Box<IncomingMessage>) => MessageEdited = "message.edited",
         /// Someone deleted a message for everyone (`content.type` is `revoke`).
         MessageRevoked(Box<IncomingMessage>) => MessageRevoked = "message.revoked",
+        /// Someone calls this number (voice or video; `group` is the group's
+        /// JID for a group call). With the session's `reject_calls` on, a
+        /// `call.rejected` follows.
+        CallReceived {
+            /// WhatsApp's call id.
+            call_id: String,
+            /// The caller.
+            from: Sender,
+            video: bool,
+            group: Option<String>,
+        } => CallReceived = "call.received",
+        /// The session rejected a call (its `reject_calls` setting): the
+        /// caller sees it declined.
+        CallRejected {
+            call_id: String,
+            from: Sender,
+        } => CallRejected = "call.rejected",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery
@@ -255,6 +272,19 @@ mod tests {
             EventData::MessagePollVote(message()),
             EventData::MessageEdited(message()),
             EventData::MessageRevoked(message()),
+            EventData::CallReceived {
+                call_id: "CA11".into(),
+                from: crate::messages::Sender {
+                    phone: Some("15551234567".into()),
+                    lid: None,
+                },
+                video: false,
+                group: None,
+            },
+            EventData::CallRejected {
+                call_id: "CA11".into(),
+                from: crate::messages::Sender::default(),
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -275,6 +305,8 @@ mod tests {
                 | EventData::MessagePollVote(_)
                 | EventData::MessageEdited(_)
                 | EventData::MessageRevoked(_)
+                | EventData::CallReceived { .. }
+                | EventData::CallRejected { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }

@@ -180,6 +180,8 @@ impl Metrics {
             | EventData::WebhookTest { .. }
             | EventData::Qr { .. }
             | EventData::PairingCode { .. }
+            | EventData::CallReceived { .. }
+            | EventData::CallRejected { .. }
             | EventData::WebhookDisabled { .. } => {}
         }
     }

@@ -16,6 +16,8 @@ use crate::SimHandle;
 use crate::error::SimError;
 use crate::server::Server;
 
+mod groups;
+
 pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
         .route("/admin/phones/{phone}/register", post(register))
@@ -36,6 +38,10 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/phones/{phone}/read", post(phone_read))
         .route("/admin/phones/{phone}/receipts", get(phone_receipts))
         .route("/admin/phones/{phone}/chat-states", get(phone_chat_states))
+        .route(
+            "/admin/phones/{phone}/calls",
+            get(phone_calls).post(phone_call),
+        )
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -50,6 +56,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/faults/delay", post(delay))
         .route("/admin/faults/nack", post(nack))
         .route("/admin/stats", get(stats))
+        .merge(groups::routes())
 }
 
 fn handle(server: Arc<Server>) -> SimHandle {
@@ -71,6 +78,9 @@ impl From<SimError> for AdminError {
                 StatusCode::CONFLICT
             }
             SimError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SimError::GroupRefused { code, .. } => {
+                StatusCode::from_u16(code).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY)
+            }
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self(status, e.code(), e.to_string())
@@ -147,9 +157,17 @@ async fn phone_send(
     body: Result<Json<SendBody>, JsonRejection>,
 ) -> Reply {
     let Json(body) = body?;
-    let id = handle(s)
-        .phone_send_text(&phone, &body.to, &body.text)
-        .await?;
+    let id = if body.to.ends_with("@g.us") {
+        let text = waproto::whatsapp::Message {
+            conversation: Some(body.text),
+            ..Default::default()
+        };
+        handle(s).phone_send_group(&phone, &body.to, text).await?
+    } else {
+        handle(s)
+            .phone_send_text(&phone, &body.to, &body.text)
+            .await?
+    };
     Ok(Json(json!({ "ok": true, "id": id })))
 }
 
@@ -276,6 +294,31 @@ async fn phone_receipts(State(s): State<Arc<Server>>, Path(phone): Path<String>)
 async fn phone_chat_states(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
     let states = handle(s).phone_chat_states(&phone)?;
     Ok(Json(json!({ "chat_states": states })))
+}
+
+#[derive(Deserialize)]
+struct CallBody {
+    /// A phone number or JID.
+    to: String,
+    #[serde(default)]
+    video: bool,
+}
+
+/// `{"ok": true, "call_id": "..."}` once the offer is on its way to every
+/// linked device of `to`.
+async fn phone_call(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<CallBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let call_id = handle(s).phone_call(&phone, &body.to, body.video)?;
+    Ok(Json(json!({ "ok": true, "call_id": call_id })))
+}
+
+async fn phone_calls(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let calls = handle(s).phone_calls(&phone)?;
+    Ok(Json(json!({ "calls": calls })))
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,9 @@ pub enum SimError {
     InvalidPhone(String),
     #[error("{0}")]
     Invalid(String),
+    /// WhatsApp's group server refused, with its code (400, 403, 404, 406, 409).
+    #[error("the group server refused: {code} {text}")]
+    GroupRefused { code: u16, text: &'static str },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -46,6 +49,7 @@ impl SimError {
             Self::MalformedCode(_) => "malformed_code",
             Self::InvalidPhone(_) => "invalid_phone",
             Self::Invalid(_) => "invalid_request",
+            Self::GroupRefused { .. } => "group_refused",
             Self::Internal(_) => "internal",
         }
     }

@@ -80,6 +80,10 @@ pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
             return;
         }
         ("w:m", _, "media_conn") => crate::media::media_conn(w, &id),
+        ("w:g2", _, _) => {
+            crate::groups::handle_iq(w, conn, iq);
+            return;
+        }
         _ => {
             tracing::debug!(%xmlns, %kind, child = first, "answering unknown iq with an empty result");
             iq_result(&id, vec![])

@@ -8,11 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod calls;
 mod conn;
 mod error;
 mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
+mod groups;
 mod iq;
 mod media;
 mod media_crypto;
@@ -39,8 +41,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+pub use calls::PhoneCall;
 pub use error::SimError;
 pub use faults::StatsSnapshot;
+pub use groups::{GroupInfo, ParticipantResult};
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
 pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
@@ -86,6 +90,9 @@ pub struct DeviceInfo {
     /// replaced (`<stream:error><conflict type="replaced"/>`).
     pub replaced: u64,
     pub last_seen: u64,
+    /// The last presence the device sent about itself (`available`,
+    /// `unavailable`); `None` until it sends one.
+    pub presence: Option<String>,
 }
 
 /// A running simulator. Dropping it stops it.
@@ -315,8 +322,9 @@ impl SimHandle {
     }
 
     /// Creates a group chat of these phone numbers (their accounts are
-    /// created if need be); returns its JID. A linked device of a member
-    /// receives what other members send to it.
+    /// created if need be), silently, as if it had always been there: the
+    /// first is its creator and admin. Returns its JID. A linked device of a
+    /// member receives what other members send to it.
     pub fn create_group(&self, participants: &[&str]) -> Result<String, SimError> {
         for phone in participants {
             check_phone(phone)?;
@@ -325,15 +333,161 @@ impl SimHandle {
         for phone in participants {
             w.account_mut(phone);
         }
+        w.groups_made += 1;
         // WhatsApp's group ids: the creation time and a counter, digits.
-        let jid = format!("1203630{:011}@g.us", w.groups.len() + 1);
+        let jid = format!("1203630{:011}@g.us", w.groups_made);
+        let creator = participants.first().map(|p| (*p).to_owned());
+        let invite = format!("sim{}", w.groups_made);
         w.groups.insert(
             jid.clone(),
             world::Group {
                 participants: participants.iter().map(|p| (*p).to_owned()).collect(),
+                admins: creator.iter().cloned().collect(),
+                creator,
+                subject: "Group".to_owned(),
+                invite,
+                ..Default::default()
             },
         );
         Ok(jid)
+    }
+
+    /// The phone `creator` creates a group with `subject`, as WhatsApp
+    /// does: the members that can be added are, every member's linked
+    /// devices are told; a result per person named.
+    pub fn group_create(
+        &self,
+        creator: &str,
+        subject: &str,
+        members: &[&str],
+    ) -> Result<(String, Vec<ParticipantResult>), SimError> {
+        check_phone(creator)?;
+        let mut w = self.server.world();
+        w.account_mut(creator);
+        let members: Vec<String> = members
+            .iter()
+            .map(|m| format!("{m}@s.whatsapp.net"))
+            .collect();
+        Ok(groups::create(&mut w, creator, subject, &members, None)?)
+    }
+
+    /// The phone `by` (an admin) adds, removes, promotes or demotes
+    /// (`action`) people by phone number; a result per person.
+    pub fn group_change(
+        &self,
+        group: &str,
+        by: &str,
+        action: &str,
+        people: &[&str],
+    ) -> Result<Vec<ParticipantResult>, SimError> {
+        let action = match action {
+            "add" => groups::Change::Add,
+            "remove" => groups::Change::Remove,
+            "promote" => groups::Change::Promote,
+            "demote" => groups::Change::Demote,
+            other => return Err(SimError::Invalid(format!("no group action {other:?}"))),
+        };
+        let people: Vec<String> = people
+            .iter()
+            .map(|m| format!("{m}@s.whatsapp.net"))
+            .collect();
+        Ok(groups::change(
+            &mut self.server.world(),
+            group,
+            by,
+            action,
+            &people,
+        )?)
+    }
+
+    /// The phone `by` renames the group.
+    pub fn group_set_subject(&self, group: &str, by: &str, subject: &str) -> Result<(), SimError> {
+        Ok(groups::set_subject(
+            &mut self.server.world(),
+            group,
+            by,
+            subject,
+        )?)
+    }
+
+    /// The phone `by` (an admin) turns announce mode (only admins send) or
+    /// the lock (only admins edit the info) on or off.
+    pub fn group_set(
+        &self,
+        group: &str,
+        by: &str,
+        announce: Option<bool>,
+        locked: Option<bool>,
+    ) -> Result<(), SimError> {
+        let mut w = self.server.world();
+        if let Some(on) = announce {
+            groups::set(&mut w, group, by, groups::Setting::Announce(on))?;
+        }
+        if let Some(on) = locked {
+            groups::set(&mut w, group, by, groups::Setting::Locked(on))?;
+        }
+        Ok(())
+    }
+
+    /// The phone leaves the group.
+    pub fn group_leave(&self, group: &str, phone: &str) -> Result<(), SimError> {
+        Ok(groups::leave(&mut self.server.world(), group, phone)?)
+    }
+
+    /// The group's invite code as the phone `by` (an admin) sees it; with
+    /// `reset`, a new one.
+    pub fn group_invite(&self, group: &str, by: &str, reset: bool) -> Result<String, SimError> {
+        Ok(groups::invite(&mut self.server.world(), group, by, reset)?)
+    }
+
+    /// The phone joins a group through an invite code; returns the group's
+    /// JID (waiting for approval is an error naming it).
+    pub fn group_join(&self, phone: &str, code: &str) -> Result<String, SimError> {
+        check_phone(phone)?;
+        let mut w = self.server.world();
+        w.account_mut(phone);
+        match groups::join(&mut w, phone, code)? {
+            groups::Joined::Joined(jid) => Ok(jid),
+            groups::Joined::Requested(jid) => Err(SimError::Invalid(format!(
+                "joining {jid} waits for an admin's approval"
+            ))),
+        }
+    }
+
+    /// A group as the server keeps it.
+    pub fn group_info(&self, group: &str) -> Option<GroupInfo> {
+        groups::info(&self.server.world(), group)
+    }
+
+    /// The phone's privacy settings refuse (or allow again) being added to
+    /// groups: an add is answered with an invite instead.
+    pub fn set_group_add_restricted(&self, phone: &str, restricted: bool) -> Result<(), SimError> {
+        check_phone(phone)?;
+        let mut w = self.server.world();
+        if restricted {
+            w.add_restricted.insert(phone.to_owned());
+        } else {
+            w.add_restricted.remove(phone);
+        }
+        Ok(())
+    }
+
+    /// Most members a group takes (WhatsApp's 1024 by default).
+    pub fn set_group_limit(&self, limit: usize) {
+        self.server.world().group_limit = limit;
+    }
+
+    /// The server names the group's members by LID from now on; with
+    /// `hide_phones`, without their numbers.
+    pub fn set_group_lid_addressed(&self, group: &str, hide_phones: bool) -> Result<(), SimError> {
+        let mut w = self.server.world();
+        let g = w.groups.get_mut(group).ok_or(SimError::GroupRefused {
+            code: 404,
+            text: "item-not-found",
+        })?;
+        g.lid_addressed = true;
+        g.hide_phones = hide_phones;
+        Ok(())
     }
 
     /// The phone sends `message` to a group it is in (see
@@ -455,6 +609,50 @@ impl SimHandle {
         Ok(account.phone_inbox.chat_states().to_vec())
     }
 
+    /// The phone calls `to` (a phone number or JID): every linked device
+    /// of that number gets the offer. Returns the call id. What the
+    /// devices answer, [`phone_calls`](Self::phone_calls) shows.
+    pub fn phone_call(&self, phone: &str, to: &str, video: bool) -> Result<String, SimError> {
+        check_phone(phone)?;
+        calls::place(&mut self.server.world(), phone, to, video)
+    }
+
+    /// What the devices the phone called answered, oldest first.
+    pub fn phone_calls(&self, phone: &str) -> Result<Vec<PhoneCall>, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.phone_inbox.calls().to_vec())
+    }
+
+    /// Waits up to `timeout` for a call signal at the phone that `pick`
+    /// accepts.
+    pub async fn wait_phone_call(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PhoneCall) -> bool,
+    ) -> Option<PhoneCall> {
+        self.wait_phone(timeout, |w| {
+            let inbox = &w.accounts.get(phone)?.phone_inbox;
+            inbox.calls().iter().find(|c| pick(c)).cloned()
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until the linked devices satisfy `ready`
+    /// (e.g. "the device said it is unavailable"); returns them.
+    pub async fn wait_devices(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut(&[DeviceInfo]) -> bool,
+    ) -> Option<Vec<DeviceInfo>> {
+        self.wait_phone(timeout, |w| {
+            let devices = server::devices(w);
+            ready(&devices).then_some(devices)
+        })
+        .await
+    }
+
     /// The phone's user reads these messages: one `read` receipt per
     /// sender goes to every device of that sender's account.
     pub fn phone_read(&self, phone: &str, ids: &[String]) -> Result<Vec<String>, SimError> {
@@ -540,7 +738,8 @@ impl SimHandle {
         .await
     }
 
-    /// Re-checks `look` each time any phone's records change, until it
+    /// Re-checks `look` each time any phone's records (or a device's
+    /// presence) change, until it
     /// finds something or `timeout` passes.
     async fn wait_phone<T>(
         &self,

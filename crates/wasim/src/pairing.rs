@@ -251,6 +251,7 @@ pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
                 replaced: 0,
                 last_seen: stanza::now_secs(),
                 offline: Default::default(),
+                presence: None,
             },
         );
     }

@@ -294,13 +294,19 @@ pub(crate) fn send_group(
     group: &str,
     message: wa::Message,
 ) -> Result<oneshot::Receiver<Result<String, SimError>>, SimError> {
-    let members = &w
+    let found = w
         .groups
         .get(group)
-        .ok_or_else(|| SimError::Invalid(format!("no group {group:?}")))?
-        .participants;
-    if !members.iter().any(|m| m == phone) {
+        .ok_or_else(|| SimError::Invalid(format!("no group {group:?}")))?;
+    if !found.is_member(phone) {
         return Err(SimError::Invalid(format!("{phone} is not in {group}")));
+    }
+    // Announce mode: the server refuses a member who is not an admin.
+    if found.announce && !found.is_admin(phone) {
+        return Err(SimError::GroupRefused {
+            code: 403,
+            text: "forbidden",
+        });
     }
     let (reply, answer) = oneshot::channel();
     let cmd = Command::SendGroup {

@@ -300,6 +300,7 @@ mod tests {
                 replaced: 0,
                 last_seen: 0,
                 offline: Default::default(),
+                presence: None,
             },
         );
         (w, rx)

@@ -306,6 +306,19 @@ pub(crate) fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
         .get(&sender_device)
         .map(|d| d.push_name.clone())
         .unwrap_or_default();
+    if to.ends_with("@g.us") {
+        let now = stanza::now_secs().to_string();
+        let mut ack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id.as_str())
+            .attr("from", to.as_str())
+            .attr("t", now);
+        if let Err(why) = crate::groups::fan_out(w, (&sender_phone, sender_device), &to, msg) {
+            ack = ack.attr("error", why.code().to_string());
+        }
+        w.send(conn, ack.build());
+        return;
+    }
     let identity = child(msg, "device-identity").cloned();
     let chat = parse_jid(&to).and_then(|a| phone_of(w, &a).map(|p| (a, p)));
     // An injected refusal: the server nacks instead of relaying, and nobody
@@ -406,6 +419,12 @@ pub(crate) fn on_receipt(w: &mut World, conn: ConnId, receipt: &Node) {
             .attr("from", device_jid(&phone, device))
             .build(),
     );
+    // A device's receipt of a call offer goes to the caller, not the
+    // message receipts' way.
+    if child(receipt, "offer").is_some() {
+        crate::calls::on_offer_receipt(w, &phone, device, receipt);
+        return;
+    }
     route_receipt(w, &phone, device, receipt);
 }
 

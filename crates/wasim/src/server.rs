@@ -13,7 +13,7 @@ use crate::faults::{Faults, Stats};
 use crate::noise::ServerIdentity;
 use crate::stanza;
 use crate::world::{Conn, Role, World};
-use crate::{SimConfig, iq, pairing, relay};
+use crate::{SimConfig, calls, iq, pairing, relay};
 
 pub(crate) use crate::world::ConnId;
 
@@ -72,6 +72,8 @@ impl Server {
                 {
                     d.connection = None;
                     d.last_seen = stanza::now_secs();
+                    // What it said about itself went with the connection.
+                    d.presence = None;
                 }
             }
             Some(Role::Pairing(p)) => {
@@ -172,8 +174,10 @@ impl Server {
             "receipt" => relay::on_receipt(&mut w, conn, &node),
             "ack" => relay::on_ack(&mut w, conn, &node),
             "chatstate" => relay::on_chatstate(&mut w, conn, &node),
-            // Acks of what we delivered, presence, unified session
-            // markers: nothing the simulator needs to act on.
+            "presence" => calls::on_presence(&mut w, conn, &node),
+            "call" => calls::on_call(&mut w, conn, &node),
+            // Acks of what we delivered, unified session markers: nothing
+            // the simulator needs to act on.
             _ => {}
         }
     }
@@ -279,32 +283,38 @@ impl Server {
                 replaced: 0,
                 last_seen: 0,
                 offline: Default::default(),
+                presence: None,
             },
         );
         id
     }
 
     pub(crate) fn devices(&self) -> Vec<crate::DeviceInfo> {
-        let w = self.world();
-        let mut out: Vec<_> = w
-            .accounts
-            .values()
-            .flat_map(|a| {
-                a.devices.values().map(|d| crate::DeviceInfo {
-                    phone: a.phone.clone(),
-                    device: d.id,
-                    jid: format!("{}:{}@s.whatsapp.net", a.phone, d.id),
-                    push_name: d.push_name.clone(),
-                    platform: d.platform.clone(),
-                    connected: d.connection.is_some(),
-                    replaced: d.replaced,
-                    last_seen: d.last_seen,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.phone, a.device).cmp(&(&b.phone, b.device)));
-        out
+        devices(&self.world())
     }
+}
+
+/// Every linked device, by phone and device id.
+pub(crate) fn devices(w: &World) -> Vec<crate::DeviceInfo> {
+    let mut out: Vec<_> = w
+        .accounts
+        .values()
+        .flat_map(|a| {
+            a.devices.values().map(|d| crate::DeviceInfo {
+                phone: a.phone.clone(),
+                device: d.id,
+                jid: format!("{}:{}@s.whatsapp.net", a.phone, d.id),
+                push_name: d.push_name.clone(),
+                platform: d.platform.clone(),
+                connected: d.connection.is_some(),
+                replaced: d.replaced,
+                last_seen: d.last_seen,
+                presence: d.presence.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.phone, a.device).cmp(&(&b.phone, b.device)));
+    out
 }
 
 fn connection_of(w: &World, phone: &str, device: u16) -> Result<ConnId, SimError> {

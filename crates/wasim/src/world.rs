@@ -72,6 +72,9 @@ pub(crate) struct Device {
     pub last_seen: u64,
     /// Stanzas waiting for the device to come online.
     pub offline: VecDeque<Node>,
+    /// The last presence the device sent about itself (`available` or
+    /// `unavailable`); `None` until it sends one.
+    pub presence: Option<String>,
 }
 
 /// What a connection is, as far as the server knows.
@@ -141,13 +144,53 @@ pub(crate) struct World {
     pub blobs: HashMap<String, bytes::Bytes>,
     /// Groups by JID (`<id>@g.us`).
     pub groups: HashMap<String, Group>,
+    /// Groups ever made (their ids are numbered).
+    pub groups_made: u64,
+    /// Most members a group takes (WhatsApp: 1024).
+    pub group_limit: usize,
+    /// Accounts whose privacy settings refuse being added to a group by
+    /// anyone (an add is answered with an invite instead).
+    pub add_restricted: std::collections::HashSet<String>,
 }
 
-/// A group chat: its members, by phone number. (No subject or metadata
-/// queries yet: a group's messages need only its members.)
-#[derive(Debug, Clone)]
+/// A group chat as WhatsApp's group server keeps it (see [`crate::groups`]).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Group {
+    /// Members by phone number, in the order they joined.
     pub participants: Vec<String>,
+    /// Members who are admins; the creator is the super admin.
+    pub admins: std::collections::BTreeSet<String>,
+    pub creator: Option<String>,
+    pub creation: u64,
+    pub subject: String,
+    pub subject_owner: Option<String>,
+    pub subject_time: u64,
+    pub description: Option<GroupDescription>,
+    /// Only admins send.
+    pub announce: bool,
+    /// Only admins edit the group's info.
+    pub locked: bool,
+    /// Disappearing messages, seconds (0: off).
+    pub ephemeral: u32,
+    /// Admins approve who joins by link.
+    pub approval: bool,
+    /// Waiting for an admin's approval, by phone number.
+    pub requests: Vec<String>,
+    /// The current invite code (the link's last part).
+    pub invite: String,
+    /// Members are named by LID in everything the server says about the
+    /// group; `hide_phones` leaves their numbers out too.
+    pub lid_addressed: bool,
+    pub hide_phones: bool,
+}
+
+/// A group's description: its id is what an update names as `prev`.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupDescription {
+    pub id: String,
+    pub body: String,
+    pub owner: String,
+    pub time: u64,
 }
 
 impl World {

@@ -2,6 +2,8 @@
 //! construction, so handlers parse input into them before doing any work.
 
 pub(crate) mod account;
+mod behaviour;
+pub(crate) mod group;
 pub(crate) mod ids;
 mod label;
 mod message_status;
@@ -13,6 +15,8 @@ mod token;
 pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
+pub(crate) use behaviour::{PresenceState, SessionBehaviour, check_call_reply};
+pub(crate) use group::{GroupRole, ParticipantOutcome};
 pub(crate) use ids::{
     DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
 };

@@ -65,6 +65,9 @@ pub(crate) enum ApiError {
         field: &'static str,
         message: String,
     },
+    /// WhatsApp refused: the number lacks the right (not a group admin).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     Conflict {
         code: &'static str,
@@ -123,6 +126,7 @@ impl ApiError {
             Self::InvalidBody(_) | Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
@@ -152,6 +156,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Forbidden { code, .. }
             | Self::UnknownReference { code, .. } => code,
             Self::TooManyConnections => "too_many_connections",
             Self::UpgradeRequired => "upgrade_required",
@@ -324,6 +329,7 @@ impl From<ManagerError> for ApiError {
                 message: "this Idempotency-Key was already used for a different request".into(),
                 status: None,
             },
+            ManagerError::Upstream(failure) => Self::Upstream(failure.to_string()),
             ManagerError::Store(error) => Self::internal(error),
         }
     }

@@ -4,10 +4,12 @@ pub(crate) mod auth;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod openapi;
+pub(crate) mod presence;
 pub(crate) mod qr;
 pub(crate) mod sessions;
 pub(crate) mod webhooks;
@@ -39,6 +41,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::stop))
         .routes(routes!(sessions::restart))
         .routes(routes!(sessions::logout))
+        .routes(routes!(presence::set))
         .routes(routes!(qr::qr))
         .routes(routes!(qr::pairing_code))
         // Media can come in the body; the handler caps it itself, as it
@@ -52,6 +55,14 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::mark_read))
         .routes(routes!(chats::typing))
         .routes(routes!(chats::check_contacts))
+        .routes(routes!(groups::create, groups::list))
+        .routes(routes!(groups::get, groups::update))
+        .routes(routes!(groups::participants))
+        .routes(routes!(groups::invite))
+        .routes(routes!(groups::reset_invite))
+        .routes(routes!(groups::join))
+        .routes(routes!(groups::preview))
+        .routes(routes!(groups::leave))
         .routes(routes!(media::download))
         .routes(routes!(ws::subscribe))
         .routes(routes!(webhooks::create, webhooks::list))

@@ -53,6 +53,7 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Messages sent through a linked session and received by it"),
         (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
+        (name = "groups", description = "Groups: create, list, participants, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
 Standard Webhooks specification says, in order per session, retried for at least 24 hours.\n\n\

@@ -11,7 +11,10 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
-use crate::domain::{Label, PerMinute, SessionId, SessionPace, SessionStatus, StatusReason};
+use crate::domain::{
+    Label, PerMinute, PresenceState, SessionId, SessionPace, SessionStatus, StatusReason,
+    check_call_reply,
+};
 use crate::store::{Cursor, SessionChanges, SessionQuery, SessionRecord};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,6 +37,13 @@ pub(crate) struct Session {
     /// `send_new_chats_per_minute`.
     #[schema(value_type = Option<u32>)]
     pub send_new_chats_per_minute: Option<PerMinute>,
+    /// What the linked device tells WhatsApp after every connect:
+    /// `unavailable` (the default) keeps the phone's own notifications.
+    pub presence: PresenceState,
+    /// Every incoming call is rejected (and reported).
+    pub reject_calls: bool,
+    /// The text a rejected caller gets, if any.
+    pub reject_calls_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -49,6 +59,9 @@ impl From<SessionRecord> for Session {
             push_name: record.push_name,
             send_per_minute: record.pace.per_minute,
             send_new_chats_per_minute: record.pace.new_chats_per_minute,
+            presence: record.behaviour.presence,
+            reject_calls: record.behaviour.reject_calls,
+            reject_calls_message: record.behaviour.reject_calls_message,
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
@@ -89,6 +102,16 @@ pub(crate) struct UpdateSession {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
     pub send_new_chats_per_minute: Option<Option<PerMinute>>,
+    /// The presence shown after every connect (from the next connect on;
+    /// `POST /sessions/{id}/presence` also changes it now).
+    pub presence: Option<PresenceState>,
+    /// Reject every incoming call.
+    pub reject_calls: Option<bool>,
+    /// The text a rejected caller gets (1 to 4096 characters, not only
+    /// spaces); `null` sends none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 4096, pattern = r"\S")]
+    pub reject_calls_message: Option<Option<String>>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -226,7 +249,7 @@ pub(crate) async fn get(
     Ok(Json(state.sessions.get(auth.org_id(), id).await?.into()))
 }
 
-/// Change a session's label or send pace.
+/// Change a session's label, send pace, presence or call settings.
 #[utoipa::path(
     patch,
     path = "/sessions/{id}",
@@ -242,10 +265,20 @@ pub(crate) async fn update(
     Path(id): Path<SessionId>,
     Json(body): Json<UpdateSession>,
 ) -> Result<Json<Session>, ApiError> {
+    if let Some(Some(text)) = &body.reject_calls_message {
+        check_call_reply(text).map_err(|e| ApiError::Validation {
+            code: "invalid_reject_calls_message",
+            field: "reject_calls_message",
+            message: e.to_string(),
+        })?;
+    }
     let changes = SessionChanges {
         label: body.label.map(parse_label).transpose()?,
         per_minute: body.send_per_minute,
         new_chats_per_minute: body.send_new_chats_per_minute,
+        presence: body.presence,
+        reject_calls: body.reject_calls,
+        reject_calls_message: body.reject_calls_message,
     };
     let record = state.sessions.update(auth.org_id(), id, &changes).await?;
     Ok(Json(record.into()))

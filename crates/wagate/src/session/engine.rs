@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::messenger::Messenger;
 use crate::domain::{MessageStatus, Phone, SessionId};
-use crate::messages::{Inbound, MediaRef};
+use crate::messages::{Inbound, MediaRef, Sender};
 use crate::store::{StoreError, StoredPoll};
 
 /// What the protocol reports, reduced to what the supervisor acts on.
@@ -43,6 +43,28 @@ pub enum EngineEvent {
     /// WhatsApp closed the connection because another one of the same
     /// device logged in (`conflict type="replaced"`).
     Replaced,
+    /// The account's own profile name changed (or arrived): the client
+    /// announces itself `available` when it does, so the session's own
+    /// presence is said again.
+    PushNameChanged,
+    /// Someone calls this number: the offer, ringing now.
+    IncomingCall(CallOffer),
+}
+
+/// A call offer as the supervisor acts on it (reports, maybe rejects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOffer {
+    /// WhatsApp's call id.
+    pub call_id: String,
+    /// Who the offer came from, as WhatsApp addressed it (a JID).
+    pub peer: String,
+    /// Who started the call (a JID).
+    pub creator: String,
+    /// The caller, by phone and LID as far as known.
+    pub from: Sender,
+    pub video: bool,
+    /// The group's JID, for a group call.
+    pub group: Option<String>,
 }
 
 /// What WhatsApp reports about sent messages, by WhatsApp message id. It

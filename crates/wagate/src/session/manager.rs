@@ -11,14 +11,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
-use super::messenger::Messenger;
+use super::messenger::{Messenger, SendFailure};
 use super::status_writer::StatusWriter;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy,
 };
 use super::working::Working;
 use crate::domain::{
-    Label, MessageId, OrgId, Phone, SessionId, SessionPace, SessionStatus, StatusReason,
+    Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId, SessionPace,
+    SessionStatus, StatusReason,
 };
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
@@ -51,6 +52,8 @@ pub enum ManagerError {
     MessageNotFound,
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    #[error("WhatsApp: {0}")]
+    Upstream(SendFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,6 +76,8 @@ struct Handle {
     outbox: Arc<Notify>,
     /// The session's own send pace, for its outbox worker.
     pace: watch::Sender<SessionPace>,
+    /// Its presence and call settings, for its supervisor.
+    behaviour: watch::Sender<SessionBehaviour>,
 }
 
 #[derive(Clone)]
@@ -234,6 +239,33 @@ impl SessionManager {
             .ok_or(ManagerError::NotFound)?;
         if let Some(handle) = self.inner.handles().get(&id) {
             handle.pace.send_replace(record.pace);
+            handle.behaviour.send_replace(record.behaviour.clone());
+        }
+        Ok(record)
+    }
+
+    /// Sets the session's presence: kept for every later connect, and told
+    /// WhatsApp now if the session is `working` (a failure to tell it now
+    /// is a `502`; the setting is kept either way).
+    pub async fn set_presence(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        presence: PresenceState,
+    ) -> Result<SessionRecord, ManagerError> {
+        let changes = SessionChanges {
+            presence: Some(presence),
+            ..SessionChanges::default()
+        };
+        let record = self.update(org, id, &changes).await?;
+        let link = self
+            .working(id)
+            .and_then(|working| working.borrow().clone());
+        if let Some(messenger) = link.and_then(|link| link.messenger()) {
+            messenger
+                .set_presence(presence)
+                .await
+                .map_err(ManagerError::Upstream)?;
         }
         Ok(record)
     }
@@ -516,6 +548,7 @@ impl SessionManager {
         let (deliveries_tx, deliveries) = mpsc::unbounded_channel();
         let outbox = Arc::new(Notify::new());
         let (pace_tx, pace) = watch::channel(record.pace);
+        let (behaviour_tx, behaviour) = watch::channel(record.behaviour.clone());
         let cancel = self.inner.cancel.child_token();
         let worker = OutboxWorker::new(
             record.id,
@@ -539,6 +572,8 @@ impl SessionManager {
                 hub: self.inner.hub.clone(),
                 statuses: self.inner.statuses.clone(),
                 policy: self.inner.policy,
+                behaviour,
+                outbox: Arc::clone(&outbox),
             },
             live_tx,
             working_tx,
@@ -554,6 +589,7 @@ impl SessionManager {
                 working,
                 outbox,
                 pace: pace_tx,
+                behaviour: behaviour_tx,
             },
         );
         // A panic in the supervisor (a bug) must not leave a session that

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid;
-use whatsapp_rust::features::ChatStateType;
+use whatsapp_rust::features::{ChatStateType, PresenceStatus};
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 
+use crate::domain::PresenceState;
 use crate::messages::{MediaKind, UploadedMedia};
 
 /// Why an attempt to send failed, as the outbox acts on it.
@@ -84,6 +85,24 @@ pub trait Messenger: Send + Sync {
 
     /// Asks WhatsApp which of `phones` (digits) have an account.
     async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure>;
+
+    /// Tells WhatsApp this device is online or not.
+    async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure>;
+
+    /// Rejects a ringing call; `peer` and `creator` are JIDs as the offer
+    /// named them.
+    async fn reject_call(
+        &self,
+        call_id: &str,
+        peer: &str,
+        creator: &str,
+    ) -> Result<(), SendFailure>;
+
+    /// Group calls on this connection (`session/groups.rs`); `None` where
+    /// a test double has none.
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        None
+    }
 }
 
 pub(crate) struct ClientMessenger {
@@ -112,6 +131,12 @@ impl Messenger for ClientMessenger {
 
     fn own_jid(&self) -> Option<Jid> {
         self.client.pn().map(|jid| jid.to_non_ad())
+    }
+
+    fn groups(&self) -> Option<Arc<dyn super::groups::GroupOps>> {
+        Some(Arc::new(super::groups::ClientGroups::new(Arc::clone(
+            &self.client,
+        ))))
     }
 
     async fn upload(
@@ -149,6 +174,35 @@ impl Messenger for ClientMessenger {
         self.client
             .chatstate()
             .send(chat, state)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure> {
+        let status = match presence {
+            PresenceState::Available => PresenceStatus::Available,
+            PresenceState::Unavailable => PresenceStatus::Unavailable,
+        };
+        self.client
+            .presence()
+            .set(status)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn reject_call(
+        &self,
+        call_id: &str,
+        peer: &str,
+        creator: &str,
+    ) -> Result<(), SendFailure> {
+        let jid = |s: &str| {
+            s.parse::<Jid>()
+                .map_err(|_| SendFailure::Invalid(format!("not a JID: {s}")))
+        };
+        self.client
+            .voip()
+            .reject_call(call_id, &jid(peer)?, &jid(creator)?)
             .await
             .map_err(|e| SendFailure::Transient(e.to_string()))
     }

@@ -19,7 +19,7 @@ mod unlink;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::phase::{Active, OnConnection, on_connection, wait_until};
@@ -29,7 +29,9 @@ use super::inbox::Inbox;
 use super::liveness::LivenessPolicy;
 use super::status_writer::StatusWriter;
 use super::working::Working;
-use crate::domain::{IllegalTransition, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::domain::{
+    IllegalTransition, OrgId, SessionBehaviour, SessionId, SessionStatus, StatusReason,
+};
 use crate::events::{Envelope, EventData};
 use crate::hub::EventHub;
 use crate::store::{SessionRecord, Store, StoreError};
@@ -95,6 +97,11 @@ pub(crate) struct Supervisor {
     commands: mpsc::Receiver<Command>,
     cancel: CancellationToken,
     policy: SupervisorPolicy,
+    /// The session's presence and call settings, as they are now.
+    behaviour: watch::Receiver<SessionBehaviour>,
+    /// Wakes the session's outbox worker (for what the supervisor itself
+    /// queues: the answer to a rejected call).
+    outbox: Arc<Notify>,
 }
 
 pub(crate) struct SupervisorDeps {
@@ -104,6 +111,11 @@ pub(crate) struct SupervisorDeps {
     /// Writes the session's status changes (group-committed by the store).
     pub statuses: StatusWriter,
     pub policy: SupervisorPolicy,
+    /// This session's presence and call settings, kept current by the
+    /// manager.
+    pub behaviour: watch::Receiver<SessionBehaviour>,
+    /// Wakes this session's outbox worker.
+    pub outbox: Arc<Notify>,
 }
 
 impl Supervisor {
@@ -132,6 +144,8 @@ impl Supervisor {
             commands,
             cancel,
             policy: deps.policy,
+            behaviour: deps.behaviour,
+            outbox: deps.outbox,
         }
     }
 

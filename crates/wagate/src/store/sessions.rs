@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::domain::{Label, OrgId, PerMinute, SessionId, SessionPace, SessionStatus, StatusReason};
+use crate::domain::{
+    Label, OrgId, PerMinute, PresenceState, SessionBehaviour, SessionId, SessionPace,
+    SessionStatus, StatusReason,
+};
 use crate::events::Envelope;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +24,8 @@ pub struct SessionRecord {
     pub push_name: Option<String>,
     /// What this session overrides of the gateway's send pace.
     pub pace: SessionPace,
+    /// Its presence and what it does with calls.
+    pub behaviour: SessionBehaviour,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -48,6 +53,10 @@ pub struct SessionChanges {
     pub label: Option<Option<Label>>,
     pub per_minute: Option<Option<PerMinute>>,
     pub new_chats_per_minute: Option<Option<PerMinute>>,
+    pub presence: Option<PresenceState>,
+    pub reject_calls: Option<bool>,
+    /// A checked text (`domain::check_call_reply`), or `Some(None)` for none.
+    pub reject_calls_message: Option<Option<String>>,
 }
 
 /// A position in the `(created_at, id)` order of an organization's

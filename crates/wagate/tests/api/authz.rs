@@ -121,8 +121,64 @@ fn rest_table() -> Vec<Rest> {
         ),
         rest(
             Method::POST,
+            "/sessions/{id}/presence",
+            Some(json!({ "state": "unavailable" })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/contacts/check",
             Some(json!({ "phones": ["15550001111"] })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups",
+            Some(json!({ "subject": "Team" })),
+            Resource,
+        ),
+        rest(Method::GET, "/sessions/{id}/groups", None, Resource),
+        rest(Method::GET, "/sessions/{id}/groups/{group}", None, Resource),
+        rest(
+            Method::PATCH,
+            "/sessions/{id}/groups/{group}",
+            Some(json!({ "subject": "Team" })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/{group}/participants",
+            Some(json!({ "add": ["15550001111"] })),
+            Resource,
+        ),
+        rest(
+            Method::GET,
+            "/sessions/{id}/groups/{group}/invite",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/{group}/invite/reset",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/join",
+            Some(json!({ "code": "AbCdEf" })),
+            Resource,
+        ),
+        rest(
+            Method::GET,
+            "/sessions/{id}/groups/invite/{code}",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/{group}/leave",
+            None,
             Resource,
         ),
         // The socket, named by a session of the first organization.
@@ -179,7 +235,9 @@ impl Owned {
             .replace("{id}", id)
             .replace("{message_id}", &self.message)
             .replace("{delivery_id}", &self.delivery)
-            .replace("{chat}", "15550001111");
+            .replace("{chat}", "15550001111")
+            .replace("{group}", "120363000000000001@g.us")
+            .replace("{code}", "AbCdEf");
         if path == "/ws" {
             format!("/api/v1/ws?session_id={}", self.session)
         } else {

@@ -93,6 +93,7 @@ pub(crate) struct Inbox {
     index: HashMap<(String, String, String), usize>,
     receipts: Vec<PhoneReceipt>,
     chat_states: Vec<PhoneChatState>,
+    calls: Vec<crate::calls::PhoneCall>,
 }
 
 impl Inbox {
@@ -106,6 +107,15 @@ impl Inbox {
 
     pub(crate) fn chat_states(&self) -> &[PhoneChatState] {
         &self.chat_states
+    }
+
+    /// What the devices this phone called answered, oldest first.
+    pub(crate) fn calls(&self) -> &[crate::calls::PhoneCall] {
+        &self.calls
+    }
+
+    pub(crate) fn add_call(&mut self, call: crate::calls::PhoneCall) {
+        self.calls.push(call);
     }
 
     /// Counts another arrival of a message the phone already has; false

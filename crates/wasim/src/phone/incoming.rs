@@ -92,7 +92,12 @@ struct Envelope {
 
 async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node: Node) {
     let id = attr(&node, "id").unwrap_or_default();
-    let from = attr(&node, "from").unwrap_or_default();
+    // A group's message comes from the group, sent by its `participant`.
+    let group = attr(&node, "from").filter(|f| f.ends_with("@g.us"));
+    let from = match &group {
+        Some(_) => attr(&node, "participant").unwrap_or_default(),
+        None => attr(&node, "from").unwrap_or_default(),
+    };
     let Some(sender) = parse_jid(&from) else {
         return;
     };
@@ -101,10 +106,23 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
     };
     let from_me = sender_phone == phone;
     for enc in children(&node).iter().filter(|c| c.tag == "enc") {
-        let Some(message) = decrypt(signal, &sender_phone, sender.device, enc).await else {
+        let message = match &group {
+            Some(group) if attr(enc, "type").as_deref() == Some("skmsg") => {
+                group_decrypt(signal, group, &sender_phone, sender.device, enc).await
+            }
+            _ => decrypt(signal, &sender_phone, sender.device, enc).await,
+        };
+        let Some(message) = message else {
             continue;
         };
-        let chat = if from_me {
+        if let Some(group) = &group
+            && let Some(skdm) = message.sender_key_distribution_message.as_option()
+        {
+            take_sender_key(signal, group, &sender_phone, sender.device, skdm).await;
+        }
+        let chat = if let Some(group) = &group {
+            group.clone()
+        } else if from_me {
             message
                 .device_sent_message
                 .as_option()
@@ -157,13 +175,20 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
         keep(server, phone, envelope, decoded, secret, secret_encrypted).await;
     }
     if !from_me {
-        // As a client sends it: to the sending device; the server routes it
-        // like any other delivery receipt.
-        let receipt = NodeBuilder::new("receipt")
-            .attr("to", device_jid(&sender_phone, sender.device))
-            .attr("id", id)
-            .attr("t", stanza::now_secs().to_string())
-            .build();
+        // As a client sends it: to the sending device (in a group, to the
+        // group naming the sender); the server routes it like any other
+        // delivery receipt.
+        let receipt = match &group {
+            Some(group) => NodeBuilder::new("receipt")
+                .attr("to", group.as_str())
+                .attr("participant", device_jid(&sender_phone, sender.device)),
+            None => {
+                NodeBuilder::new("receipt").attr("to", device_jid(&sender_phone, sender.device))
+            }
+        }
+        .attr("id", id)
+        .attr("t", stanza::now_secs().to_string())
+        .build();
         relay::route_receipt(&mut server.world(), phone, 0, &receipt);
     }
 }
@@ -300,6 +325,52 @@ async fn keep(
     w.phone_events.notify_waiters();
 }
 
+/// The sender's key for a group, from the distribution message a member's
+/// device sent pairwise beside its first group message.
+async fn take_sender_key(
+    signal: &mut PhoneSignal,
+    group: &str,
+    sender_phone: &str,
+    device: u16,
+    skdm: &wa::message::SenderKeyDistributionMessage,
+) {
+    use wacore_libsignal::protocol::{
+        SenderKeyDistributionMessage, SenderKeyName, process_sender_key_distribution_message,
+    };
+    let Some(bytes) = skdm.axolotl_sender_key_distribution_message.as_deref() else {
+        return;
+    };
+    let name = SenderKeyName::new(group.to_owned(), address(sender_phone, device).to_string());
+    let processed = match SenderKeyDistributionMessage::try_from(bytes) {
+        Ok(m) => process_sender_key_distribution_message(&name, &m, &mut signal.sender_keys).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = processed {
+        tracing::warn!(%sender_phone, device, %group, error = %e, "phone could not take a sender key");
+    }
+}
+
+/// A group message sealed with the sender's key (`skmsg`).
+async fn group_decrypt(
+    signal: &mut PhoneSignal,
+    group: &str,
+    sender_phone: &str,
+    device: u16,
+    enc: &Node,
+) -> Option<wa::Message> {
+    use wacore_libsignal::protocol::SenderKeyName;
+    let bytes = stanza::bytes(enc)?;
+    let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2u8);
+    let name = SenderKeyName::new(group.to_owned(), address(sender_phone, device).to_string());
+    let plaintext = wacore_libsignal::protocol::group_decrypt(bytes, &mut signal.sender_keys, &name)
+        .await
+        .map_err(|e| tracing::warn!(%sender_phone, device, %group, error = %e, "phone could not decrypt a group message"))
+        .ok()?;
+    wacore::messages::decode_plaintext(&plaintext, version)
+        .map_err(|e| tracing::warn!(%sender_phone, device, error = %e, "undecodable plaintext"))
+        .ok()
+}
+
 async fn decrypt(
     signal: &mut PhoneSignal,
     sender_phone: &str,
@@ -312,7 +383,7 @@ async fn decrypt(
     let ciphertext = match kind.as_str() {
         "pkmsg" => PreKeySignalMessage::try_from(bytes).map(CiphertextMessage::PreKeySignalMessage),
         "msg" => SignalMessage::try_from(bytes).map(CiphertextMessage::SignalMessage),
-        // Group sender-key messages: the simulator routes no groups.
+        // Group sender-key messages go through `group_decrypt`.
         _ => return None,
     };
     let ciphertext = ciphertext

@@ -8,12 +8,16 @@ use tokio::time::Instant;
 
 use super::command::{Expiring, format_pairing_code};
 use super::phase::{Active, Liveness, Phase};
-use super::{Exit, Flow, Live, StepResult, Supervisor};
-use crate::domain::{SessionStatus, StatusReason};
+use super::{Exit, Flow, Live, StepError, StepResult, Supervisor};
+use wacore::request::RequestUtils;
+
+use crate::domain::{MessageId, SessionStatus, StatusReason};
 use crate::events::EventData;
+use crate::messages::{Content, OutgoingMessage, Recipient};
 use crate::metrics::ReconnectReason;
-use crate::session::engine::EngineEvent;
+use crate::session::engine::{CallOffer, EngineEvent, Link};
 use crate::session::liveness::Watchdog;
+use crate::store::{Accepted, NewOutgoing, StoreError};
 
 impl Supervisor {
     pub(super) async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> StepResult {
@@ -79,6 +83,7 @@ impl Supervisor {
                     self.hub.metrics().linked(start.method, start.at.elapsed());
                 }
                 self.working.send_replace(Some(Arc::clone(&active.link)));
+                self.say_presence(Arc::clone(&active.link)).await;
                 if let Some(liveness) = active.phase.liveness() {
                     *liveness = match active.link.frames_received() {
                         Some(frames) => Liveness::Watched(Watchdog::new(
@@ -89,6 +94,10 @@ impl Supervisor {
                         None => Liveness::Unwatched,
                     };
                 }
+            }
+            EngineEvent::PushNameChanged => self.say_presence(Arc::clone(&active.link)).await,
+            EngineEvent::IncomingCall(offer) => {
+                self.on_call(offer, Arc::clone(&active.link)).await?
             }
             EngineEvent::LoggedOut => {
                 tracing::info!("the device was unlinked");
@@ -127,3 +136,112 @@ impl Supervisor {
         Ok(Flow::Continue)
     }
 }
+
+impl Supervisor {
+    /// Tells WhatsApp the presence the session's setting asks for. The
+    /// client announces itself `available` on every connect (and when its
+    /// profile name arrives), which silences the phone's own
+    /// notifications; said after it, this one is what WhatsApp keeps.
+    async fn say_presence(&self, link: Arc<dyn Link>) {
+        let presence = self.behaviour.borrow().presence;
+        let Some(messenger) = link.messenger() else {
+            return;
+        };
+        match tokio::time::timeout(PRESENCE_TIMEOUT, messenger.set_presence(presence)).await {
+            Ok(Ok(())) => tracing::debug!(%presence, "presence sent"),
+            Ok(Err(error)) => tracing::warn!(%error, %presence, "could not send the presence"),
+            Err(_) => tracing::warn!(%presence, "sending the presence timed out"),
+        }
+    }
+
+    /// Reports a ringing call, and rejects it if the session's setting says
+    /// so.
+    async fn on_call(&mut self, offer: CallOffer, link: Arc<dyn Link>) -> Result<(), StepError> {
+        self.publish(EventData::CallReceived {
+            call_id: offer.call_id.clone(),
+            from: offer.from.clone(),
+            video: offer.video,
+            group: offer.group.clone(),
+        })
+        .await?;
+        if !self.behaviour.borrow().reject_calls {
+            return Ok(());
+        }
+        let Some(messenger) = link.messenger() else {
+            return Ok(());
+        };
+        let rejected = tokio::time::timeout(
+            PRESENCE_TIMEOUT,
+            messenger.reject_call(&offer.call_id, &offer.peer, &offer.creator),
+        )
+        .await;
+        match rejected {
+            Ok(Ok(())) => {
+                self.publish(EventData::CallRejected {
+                    call_id: offer.call_id.clone(),
+                    from: offer.from.clone(),
+                })
+                .await?;
+                let reply = self.behaviour.borrow().reject_calls_message.clone();
+                if let Some(text) = reply {
+                    self.answer_caller(&offer, text).await?;
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "could not reject a call"),
+            Err(_) => tracing::warn!("rejecting a call timed out"),
+        }
+        Ok(())
+    }
+}
+
+impl Supervisor {
+    /// Queues the session's answer to a rejected caller in its outbox,
+    /// like any message sent through the API (stored, then sent in order
+    /// while `working`, retried, reported by `message.status`).
+    async fn answer_caller(&self, offer: &CallOffer, text: String) -> Result<(), StoreError> {
+        let Ok(to) = offer.creator.parse::<Recipient>() else {
+            tracing::warn!("a rejected caller cannot be answered: not a person's JID");
+            return Ok(());
+        };
+        let message = OutgoingMessage {
+            to,
+            reply_to: None,
+            content: Content::Text {
+                body: text,
+                link_preview: false,
+            },
+        };
+        let content = match serde_json::to_value(&message) {
+            Ok(content) => content,
+            Err(error) => {
+                tracing::error!(%error, "could not encode the answer to a caller");
+                return Ok(());
+            }
+        };
+        let accepted = self
+            .store
+            .messages()
+            .accept(
+                NewOutgoing {
+                    id: MessageId::new(),
+                    org_id: self.org_id,
+                    session_id: self.id,
+                    wa_id: RequestUtils::message_id_at(None, wacore::time::now_secs_u64()),
+                    chat: message.to.to_string(),
+                    kind: message.content.kind().as_str().to_string(),
+                    content,
+                    media: None,
+                },
+                None,
+            )
+            .await?;
+        if let Accepted::Created { event, .. } = accepted {
+            self.hub.publish(*event);
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// How long a presence or a call's reject may take to send.
+const PRESENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -198,6 +198,8 @@ async fn harness_on(
             hub,
             statuses: StatusWriter::new(Arc::clone(&store)),
             policy,
+            behaviour: watch::channel(session.behaviour.clone()).1,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         },
         live_tx,
         working_tx,

@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use wacore::types::call::{CallAction, IncomingCall};
 use wacore::types::presence::ReceiptType;
+use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
 
 use crate::domain::MessageStatus;
-use crate::session::engine::{Delivery, EngineEvent};
+use crate::messages::Sender;
+use crate::session::engine::{CallOffer, Delivery, EngineEvent};
 
 /// Turns the library's events into [`EngineEvent`]s for the supervisor and
 /// [`Delivery`] reports for the outbox. Called inline by the event bus, so
@@ -76,6 +79,11 @@ impl EventHandler for Forwarder {
             },
             Event::ClientOutdated(_) => EngineEvent::ClientOutdated,
             Event::StreamReplaced(_) => EngineEvent::Replaced,
+            Event::SelfPushNameUpdated(_) => EngineEvent::PushNameChanged,
+            Event::IncomingCall(call) => match offer(call) {
+                Some(offer) => EngineEvent::IncomingCall(offer),
+                None => return,
+            },
             _ => return,
         };
         // A closed channel means the supervisor is gone; nothing to tell.
@@ -93,8 +101,54 @@ impl EventHandler for Forwarder {
             EventKind::TemporaryBan,
             EventKind::ClientOutdated,
             EventKind::StreamReplaced,
+            EventKind::SelfPushNameUpdated,
+            EventKind::IncomingCall,
             EventKind::ServerAck,
             EventKind::Receipt,
         ])
+    }
+}
+
+/// A call that rings now: an offer. (One replayed from the offline queue
+/// comes as a missed call instead, and every later signal of a call is
+/// not an offer.)
+fn offer(call: &IncomingCall) -> Option<CallOffer> {
+    let CallAction::Offer {
+        call_id,
+        call_creator,
+        caller_pn,
+        is_video,
+        group_jid,
+        ..
+    } = &call.action
+    else {
+        return None;
+    };
+    if call.offline {
+        return None;
+    }
+    Some(CallOffer {
+        call_id: call_id.clone(),
+        peer: call.from.to_string(),
+        creator: call_creator.to_string(),
+        from: person(call_creator, caller_pn.as_ref()),
+        video: *is_video,
+        group: group_jid.as_ref().map(|g| g.to_non_ad().to_string()),
+    })
+}
+
+/// A person by phone and LID, from a JID of either kind and the phone
+/// number WhatsApp added to a LID.
+fn person(jid: &Jid, pn: Option<&Jid>) -> Sender {
+    if jid.is_lid() {
+        Sender {
+            phone: pn.map(|pn| pn.user.to_string()),
+            lid: Some(jid.user.to_string()),
+        }
+    } else {
+        Sender {
+            phone: Some(jid.user.to_string()),
+            lid: None,
+        }
     }
 }

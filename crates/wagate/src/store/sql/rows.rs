@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sqlx::Row;
 
 use super::DbRow;
-use crate::domain::{Label, PerMinute, SessionPace, StatusReason};
+use crate::domain::{Label, PerMinute, SessionBehaviour, SessionPace, StatusReason};
 use crate::store::{Organization, SessionRecord, StoreError, from_millis};
 
 pub(in crate::store) fn parse<T: FromStr>(column: &str, value: &str) -> Result<T, StoreError> {
@@ -45,6 +45,11 @@ pub(in crate::store) fn session(row: &DbRow) -> Result<SessionRecord, StoreError
         pace: SessionPace {
             per_minute: pace(row, "send_per_minute")?,
             new_chats_per_minute: pace(row, "send_new_chats_per_minute")?,
+        },
+        behaviour: SessionBehaviour {
+            presence: parse("sessions.presence", row.try_get("presence")?)?,
+            reject_calls: row.try_get("reject_calls")?,
+            reject_calls_message: row.try_get("reject_calls_message")?,
         },
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,

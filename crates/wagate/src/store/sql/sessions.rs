@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use super::events::append_event;
 use super::writer::{self, Write, Written};
 use super::{Backend, WriteTx, begin_write, parse, session};
-use crate::domain::{Label, OrgId, SessionId, SessionStatus, StatusReason};
+use crate::domain::{
+    Label, OrgId, PresenceState, SessionBehaviour, SessionId, SessionStatus, StatusReason,
+};
 use crate::events::Envelope;
 use crate::store::{
     Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
@@ -18,7 +20,8 @@ macro_rules! select_sessions {
     ($($rest:literal)*) => {
         concat!(
             "SELECT id, org_id, label, status, status_reason, phone, push_name, \
-             send_per_minute, send_new_chats_per_minute, created_at, updated_at \
+             send_per_minute, send_new_chats_per_minute, presence, reject_calls, \
+             reject_calls_message, created_at, updated_at \
              FROM sessions ",
             $($rest),*
         )
@@ -38,6 +41,7 @@ impl SessionStore for Backend {
             phone: None,
             push_name: None,
             pace: new.pace,
+            behaviour: SessionBehaviour::default(),
             created_at: now,
             updated_at: now,
         };
@@ -118,6 +122,9 @@ impl SessionStore for Backend {
                label = CASE WHEN $1 THEN $2 ELSE label END, \
                send_per_minute = CASE WHEN $3 THEN $4 ELSE send_per_minute END, \
                send_new_chats_per_minute = CASE WHEN $5 THEN $6 ELSE send_new_chats_per_minute END, \
+               presence = COALESCE($10, presence), \
+               reject_calls = COALESCE($11, reject_calls), \
+               reject_calls_message = CASE WHEN $12 THEN $13 ELSE reject_calls_message END, \
                updated_at = $7 \
              WHERE id = $8 AND org_id = $9",
         )
@@ -130,6 +137,10 @@ impl SessionStore for Backend {
         .bind(millis(now()))
         .bind(id.to_string())
         .bind(org.to_string())
+        .bind(changes.presence.map(PresenceState::as_str))
+        .bind(changes.reject_calls)
+        .bind(changes.reject_calls_message.is_some())
+        .bind(changes.reject_calls_message.clone().flatten())
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {

@@ -1,0 +1,42 @@
+//! Groups: a member's role, what became of each person in a participant
+//! change, and the limits WhatsApp sets.
+
+use super::named_enum;
+
+/// WhatsApp's limits, checked before anything reaches it.
+pub(crate) const SUBJECT_MAX_CHARS: usize = 100;
+pub(crate) const DESCRIPTION_MAX_CHARS: usize = 2048;
+pub(crate) const PARTICIPANTS_MAX: usize = 1024;
+
+named_enum! {
+    /// A member's role in a group.
+    pub enum GroupRole {
+        Member = "member",
+        Admin = "admin",
+        /// The group's creator (owner).
+        SuperAdmin = "superadmin",
+    }
+}
+
+named_enum! {
+    /// What happened to one person in a create or a participant change.
+    pub enum ParticipantOutcome {
+        Added = "added",
+        Removed = "removed",
+        Promoted = "promoted",
+        Demoted = "demoted",
+        /// Already in the group (WhatsApp's 409).
+        AlreadyMember = "already_member",
+        /// The number has no WhatsApp account.
+        NotOnWhatsapp = "not_on_whatsapp",
+        /// Their privacy settings refuse being added: `invite_code` is the
+        /// invite WhatsApp offers instead (WhatsApp's 403).
+        PrivacyRestricted = "privacy_restricted",
+        /// Not in the group, so not removed, promoted or demoted.
+        NotMember = "not_member",
+        /// The group is full (WhatsApp's 406).
+        GroupFull = "group_full",
+        /// WhatsApp refused with another code (`error`).
+        Refused = "refused",
+    }
+}
