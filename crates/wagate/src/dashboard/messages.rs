@@ -30,6 +30,7 @@ pub(super) async fn section(
         status: None,
         limit: RECENT,
         before: None,
+        after: None,
     };
     let messages = state.sessions.messages(user.org().id, id, &query).await?;
     Ok(html! {

@@ -72,7 +72,7 @@ fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) 
     }
 }
 
-fn parse_chat(chat: &str) -> Result<Recipient, ApiError> {
+pub(super) fn parse_chat(chat: &str) -> Result<Recipient, ApiError> {
     chat.parse().map_err(|_| {
         invalid(
             "invalid_recipient",

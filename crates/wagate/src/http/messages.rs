@@ -247,6 +247,7 @@ pub(crate) async fn list(
                 status: params.status,
                 limit: limit + 1,
                 before: params.before,
+                after: None,
             },
         )
         .await?;

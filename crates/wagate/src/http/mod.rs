@@ -1,6 +1,7 @@
 //! The HTTP API: routes, extractors and the error envelope.
 
 pub(crate) mod auth;
+pub(crate) mod chat_list;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -52,6 +53,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list))
         .routes(routes!(messages::get, messages::revoke))
         .routes(routes!(messages::edit))
+        .routes(routes!(chat_list::list))
+        .routes(routes!(chat_list::messages))
         .routes(routes!(chats::mark_read))
         .routes(routes!(chats::typing))
         .routes(routes!(chats::check_contacts))

@@ -26,6 +26,7 @@ use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
 
+use crate::store::chats::ChatRecord;
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
     SessionChanges, SessionPage, SessionQuery, SessionRecord, StatusStep, Store, StoreError,
@@ -399,6 +400,39 @@ impl SessionManager {
             .store
             .messages()
             .list_messages(org, session, query)
+            .await?)
+    }
+
+    /// The session's chats, latest activity first.
+    pub async fn chats(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<ChatRecord>, ManagerError> {
+        self.get(org, session).await?;
+        Ok(self
+            .inner
+            .store
+            .chats()
+            .list_chats(org, session, before, limit)
+            .await?)
+    }
+
+    /// One of the session's chats.
+    pub async fn chat(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        chat: &str,
+    ) -> Result<Option<ChatRecord>, ManagerError> {
+        self.get(org, session).await?;
+        Ok(self
+            .inner
+            .store
+            .chats()
+            .get_chat(org, session, chat)
             .await?)
     }
 

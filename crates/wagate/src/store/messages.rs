@@ -145,6 +145,9 @@ pub struct MessageQuery {
     pub limit: u32,
     /// Only messages older than this one (the previous page's last).
     pub before: Option<MessageId>,
+    /// Only messages newer than this one: the `limit` closest to it, still
+    /// newest first (a page towards the present).
+    pub after: Option<MessageId>,
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@
 //! PostgreSQL (`postgres:`/`postgresql:`), one implementation of the
 //! aggregates compiled for each (`sql/`).
 
+pub(crate) mod chats;
 mod events;
 mod keys;
 pub(crate) mod legacy_keys;
@@ -27,6 +28,7 @@ use futures::future::BoxFuture;
 
 use crate::secret::Secret;
 
+pub(crate) use chats::ChatStore;
 pub(crate) use events::EventStore;
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub(crate) use messages::{
@@ -81,6 +83,8 @@ pub trait Store: Send + Sync + 'static {
     fn users(&self) -> &dyn UserStore;
     fn events(&self) -> &dyn EventStore;
     fn messages(&self) -> &dyn MessageStore;
+    /// The chat list, kept by the message writes.
+    fn chats(&self) -> &dyn ChatStore;
     /// Webhooks and their delivery outbox (queued by the event log).
     fn webhooks(&self) -> &dyn WebhookStore;
     /// Every session's WhatsApp keys (whatsapp-rust's storage backend).

@@ -125,6 +125,13 @@ fn rest_table() -> Vec<Rest> {
             Some(json!({ "state": "unavailable" })),
             Resource,
         ),
+        rest(Method::GET, "/sessions/{id}/chats", None, Resource),
+        rest(
+            Method::GET,
+            "/sessions/{id}/chats/{chat}/messages",
+            None,
+            Resource,
+        ),
         rest(
             Method::POST,
             "/sessions/{id}/contacts/check",

@@ -11,6 +11,7 @@ mod helpers;
 mod prometheus;
 
 mod actions;
+mod chats;
 mod contract;
 mod crash;
 mod deliveries;

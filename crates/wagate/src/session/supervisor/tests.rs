@@ -429,6 +429,9 @@ impl Store for FlakyStatuses {
     fn messages(&self) -> &dyn MessageStore {
         self.inner.messages()
     }
+    fn chats(&self) -> &dyn crate::store::ChatStore {
+        self.inner.chats()
+    }
     fn webhooks(&self) -> &dyn WebhookStore {
         self.inner.webhooks()
     }

@@ -26,6 +26,8 @@
 // Each file of `store/sql/` is compiled once per backend on purpose.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "../sql/chats.rs"]
+mod chats;
 #[path = "../sql/events.rs"]
 mod events;
 #[path = "../sql/keys.rs"]

@@ -61,6 +61,7 @@ fn query() -> MessageQuery {
         status: None,
         limit: 50,
         before: None,
+        after: None,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
 
+use super::chats::touch_in;
 use super::events::{append_event, append_events_to};
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Advance, Write, Written};
@@ -15,20 +16,29 @@ use crate::domain::{
 };
 use crate::events::{Envelope, EventData};
 use crate::messages::{IncomingMessage, MediaRef, Sender};
+use crate::store::chats::{ACTIVITY_EXCLUDED, ChatKind, ChatTouch, chat_kind};
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, StoredPoll,
     from_millis, millis, now,
 };
 
+/// The columns [`message`] reads, qualified so a query may join another
+/// table (the chat list does).
+macro_rules! message_columns {
+    () => {
+        "messages.id, messages.org_id, messages.session_id, messages.direction, \
+         messages.wa_id, messages.chat, messages.kind, messages.content, messages.status, \
+         messages.failure_reason, messages.failure_code, messages.created_at, \
+         messages.updated_at, messages.sender_phone, messages.sender_lid, messages.push_name, \
+         messages.from_me, messages.sent_at, messages.reply_to, messages.media_ref"
+    };
+}
+pub(super) use message_columns;
+
 macro_rules! select_messages {
     ($($rest:literal)*) => {
-        concat!(
-            "SELECT id, org_id, session_id, direction, wa_id, chat, kind, content, status, \
-             failure_reason, failure_code, created_at, updated_at, sender_phone, sender_lid, \
-             push_name, from_me, sent_at, reply_to, media_ref FROM messages ",
-            $($rest),*
-        )
+        concat!("SELECT ", message_columns!(), " FROM messages ", $($rest),*)
     };
 }
 
@@ -49,7 +59,7 @@ fn failure(row: &DbRow, reason: &str, code: &str) -> Result<Option<Failure>, Sto
         .transpose()
 }
 
-fn message(row: &DbRow) -> Result<MessageRecord, StoreError> {
+pub(super) fn message(row: &DbRow) -> Result<MessageRecord, StoreError> {
     let content: String = row.try_get("content")?;
     let direction: Direction = parse("messages.direction", row.try_get("direction")?)?;
     let received = match direction {
@@ -235,6 +245,19 @@ pub(super) async fn accept_many_in(
         });
         query.build().execute(&mut **tx).await?;
     }
+    let touches: Vec<ChatTouch> = creating
+        .iter()
+        .filter(|(_, record)| !ACTIVITY_EXCLUDED.contains(&record.kind.as_str()))
+        .map(|(_, record)| ChatTouch {
+            session_id: record.session_id,
+            chat: record.chat.clone(),
+            message_id: record.id,
+            // Sent by the session: the chat is read up to here.
+            unread: false,
+            name: None,
+        })
+        .collect();
+    touch_in(tx, &touches).await?;
     let mut events: Vec<Envelope> = creating
         .iter()
         .map(|(_, record)| status_event(record, MessageStatus::Pending, None, None))
@@ -451,24 +474,41 @@ impl MessageStore for Backend {
         query: &MessageQuery,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         // UUIDv7 ids sort in creation order, so the id alone is the cursor.
-        sqlx::query(select_messages!(
-            "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
-            "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
-            "AND ($7 IS NULL OR direction = $7) "
-            "ORDER BY id DESC LIMIT $6"
-        ))
-        .bind(org.to_string())
-        .bind(session.to_string())
-        .bind(query.chat.as_deref())
-        .bind(query.status.map(MessageStatus::as_str))
-        .bind(query.before.map(|id| id.to_string()))
-        .bind(i64::from(query.limit))
-        .bind(query.direction.map(Direction::as_str))
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(message)
-        .collect()
+        // Towards the present (`after`) the closest come first, then the
+        // page is turned to newest first like every other.
+        let sql = if query.after.is_some() {
+            select_messages!(
+                "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
+                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($7 IS NULL OR direction = $7) AND id > $8 "
+                "ORDER BY id ASC LIMIT $6"
+            )
+        } else {
+            select_messages!(
+                "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
+                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($7 IS NULL OR direction = $7) AND ($8 IS NULL OR id > $8) "
+                "ORDER BY id DESC LIMIT $6"
+            )
+        };
+        let mut records = sqlx::query(sql)
+            .bind(org.to_string())
+            .bind(session.to_string())
+            .bind(query.chat.as_deref())
+            .bind(query.status.map(MessageStatus::as_str))
+            .bind(query.before.map(|id| id.to_string()))
+            .bind(i64::from(query.limit))
+            .bind(query.direction.map(Direction::as_str))
+            .bind(query.after.map(|id| id.to_string()))
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(message)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if query.after.is_some() {
+            records.reverse();
+        }
+        Ok(records)
     }
 
     async fn due(
@@ -809,6 +849,24 @@ pub(super) async fn record_incoming_in(
         }
     }
     insert_incoming(tx, &rows[written..], at, &mut inserted).await?;
+    let touches = rows
+        .iter()
+        .filter(|row| inserted.contains(&row.id) && !ACTIVITY_EXCLUDED.contains(&row.kind))
+        .map(|row| {
+            let inbound = &row.inbound;
+            Ok(ChatTouch {
+                session_id: row.session_id,
+                chat: inbound.chat.clone(),
+                message_id: parse::<MessageId>("messages.id", &row.id)?,
+                unread: !inbound.from_me,
+                // A person's chat is named by what they call themselves.
+                name: (!inbound.from_me && chat_kind(&inbound.chat) == ChatKind::Person)
+                    .then(|| inbound.push_name.clone())
+                    .flatten(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    touch_in(tx, &touches).await?;
 
     let mut events = Vec::new();
     let mut of_batch = Vec::new();

@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Backend;
 use crate::store::{
-    EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore, WebhookStore,
+    ChatStore, EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore,
+    WebhookStore,
 };
 
 impl Store for Backend {
@@ -27,6 +28,10 @@ impl Store for Backend {
     }
 
     fn messages(&self) -> &dyn MessageStore {
+        self
+    }
+
+    fn chats(&self) -> &dyn ChatStore {
         self
     }
 

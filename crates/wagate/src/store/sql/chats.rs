@@ -1,0 +1,178 @@
+//! The chat list's rows: kept current in each message's own transaction
+//! (`touch_in`), read by latest activity.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Row};
+
+use super::messages::{message, message_columns};
+use super::{Backend, Db, DbRow, WriteTx, parse};
+use crate::domain::{MessageId, OrgId, SessionId};
+use crate::store::chats::{ChatRecord, ChatStore, ChatTouch, chat_kind};
+use crate::store::{StoreError, from_millis, millis, now};
+
+/// The latest message of each chat a write touched, and what it does to
+/// the unread count.
+struct Touched<'a> {
+    session_id: SessionId,
+    chat: &'a str,
+    last: &'a ChatTouch,
+    /// Unread messages after the last one the session's own side wrote.
+    unread: i64,
+    /// The session's own side wrote in this group: the count starts over.
+    read: bool,
+    name: Option<&'a str>,
+}
+
+/// Records that `touches` (in the order they were stored) were written to
+/// their chats: each chat's latest message, its activity time, unread
+/// count and name. One upsert per kind of unread change, whatever the
+/// number of messages (a chat appears once per statement, as PostgreSQL
+/// requires of `ON CONFLICT DO UPDATE`).
+pub(super) async fn touch_in(tx: &mut WriteTx, touches: &[ChatTouch]) -> Result<(), StoreError> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let mut order: Vec<(SessionId, &str)> = Vec::new();
+    let mut by_chat: HashMap<(SessionId, &str), Touched<'_>> = HashMap::new();
+    for touch in touches {
+        let key = (touch.session_id, touch.chat.as_str());
+        let entry = by_chat.entry(key).or_insert_with(|| {
+            order.push(key);
+            Touched {
+                session_id: touch.session_id,
+                chat: &touch.chat,
+                last: touch,
+                unread: 0,
+                read: false,
+                name: None,
+            }
+        });
+        entry.last = touch;
+        if touch.unread {
+            entry.unread += 1;
+            entry.name = touch.name.as_deref().or(entry.name);
+        } else {
+            entry.unread = 0;
+            entry.read = true;
+        }
+    }
+    let at = millis(now());
+    for read in [false, true] {
+        let rows: Vec<&Touched<'_>> = order
+            .iter()
+            .filter_map(|key| by_chat.get(key))
+            .filter(|t| t.read == read)
+            .collect();
+        for chunk in rows.chunks(TOUCH_CHUNK) {
+            let mut query = QueryBuilder::<Db>::new(
+                "INSERT INTO chats (session_id, chat, kind, name, last_message_id, last_at, \
+                 unread) ",
+            );
+            query.push_values(chunk, |mut row, t| {
+                row.push_bind(t.session_id.to_string())
+                    .push_bind(t.chat.to_owned())
+                    .push_bind(chat_kind(t.chat).as_str())
+                    .push_bind(t.name.map(str::to_owned))
+                    .push_bind(t.last.message_id.to_string())
+                    .push_bind(at)
+                    .push_bind(t.unread);
+            });
+            // A message older than the chat's latest (from history, say)
+            // leaves the latest where it is.
+            query.push(
+                " ON CONFLICT (session_id, chat) DO UPDATE SET \
+                 last_message_id = CASE WHEN excluded.last_message_id > chats.last_message_id \
+                     THEN excluded.last_message_id ELSE chats.last_message_id END, \
+                 last_at = CASE WHEN excluded.last_message_id > chats.last_message_id \
+                     THEN excluded.last_at ELSE chats.last_at END, \
+                 name = COALESCE(excluded.name, chats.name), ",
+            );
+            query.push(if read {
+                "unread = excluded.unread"
+            } else {
+                "unread = chats.unread + excluded.unread"
+            });
+            query.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Chats per upsert: 7 parameters each.
+const TOUCH_CHUNK: usize = 500;
+
+macro_rules! select_chats {
+    ($($rest:literal)*) => {
+        concat!(
+            "SELECT chats.chat AS chat_id, chats.kind AS chat_kind, chats.name AS chat_name, \
+             chats.unread, chats.last_at, ",
+            message_columns!(),
+            " FROM chats JOIN messages ON messages.id = chats.last_message_id ",
+            $($rest),*
+        )
+    };
+}
+
+fn chat(row: &DbRow) -> Result<ChatRecord, StoreError> {
+    let unread: i64 = row.try_get("unread")?;
+    Ok(ChatRecord {
+        chat: row.try_get("chat_id")?,
+        kind: parse("chats.kind", row.try_get("chat_kind")?)?,
+        name: row.try_get("chat_name")?,
+        unread: u64::try_from(unread)
+            .map_err(|_| StoreError::Corrupt(format!("chats.unread: {unread}")))?,
+        last_at: from_millis(row.try_get("last_at")?)?,
+        last_message: message(row)?,
+    })
+}
+
+#[async_trait]
+impl ChatStore for Backend {
+    async fn list_chats(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<ChatRecord>, StoreError> {
+        sqlx::query(select_chats!(
+            "WHERE chats.session_id = $1 AND messages.org_id = $2 "
+            "AND ($3 IS NULL OR chats.last_message_id < $3) "
+            "ORDER BY chats.last_message_id DESC LIMIT $4"
+        ))
+        .bind(session.to_string())
+        .bind(org.to_string())
+        .bind(before.map(|id| id.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(chat)
+        .collect()
+    }
+
+    async fn get_chat(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        chat_id: &str,
+    ) -> Result<Option<ChatRecord>, StoreError> {
+        sqlx::query(select_chats!(
+            "WHERE chats.session_id = $1 AND messages.org_id = $2 AND chats.chat = $3"
+        ))
+        .bind(session.to_string())
+        .bind(org.to_string())
+        .bind(chat_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(chat)
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+#[path = "chats_tests.rs"]
+mod chats_tests;
