@@ -28,6 +28,8 @@
 
 #[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/groups.rs"]
+mod groups;
 #[path = "../sql/keys.rs"]
 mod keys;
 #[path = "../sql/messages.rs"]

@@ -6,7 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Backend;
 use crate::store::{
-    EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore, WebhookStore,
+    EventStore, GroupStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore,
+    WebhookStore,
 };
 
 impl Store for Backend {
@@ -35,6 +36,10 @@ impl Store for Backend {
     }
 
     fn keys(&self) -> &dyn KeyStore {
+        self
+    }
+
+    fn groups(&self) -> &dyn GroupStore {
         self
     }
 
