@@ -25,7 +25,7 @@ pub(crate) use message_status::{Direction, Failure, FailureReason, MessageStatus
 pub(crate) use named::UnknownStatus;
 pub(crate) use named::named_enum;
 pub(crate) use pace::{PerMinute, SessionPace};
-pub(crate) use phone::Phone;
+pub(crate) use phone::{PHONE_PATTERN, Phone};
 pub(crate) use session_status::{IllegalTransition, SessionStatus, StatusReason, Transition};
 pub(crate) use token::{ApiToken, TokenHash};
 /// For the signing tests, which check a new secret's length.

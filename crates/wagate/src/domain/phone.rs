@@ -8,6 +8,9 @@ use serde::Serialize;
 /// code have 8.
 const MIN_DIGITS: usize = 8;
 const MAX_DIGITS: usize = 15;
+/// What [`Phone`] parses, as the OpenAPI document's pattern (a test holds
+/// the two equal).
+pub(crate) const PHONE_PATTERN: &str = "^[1-9][0-9]{7,14}$";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -69,6 +72,30 @@ mod tests {
                 Ok(ok.to_string())
             );
         }
+    }
+
+    #[test]
+    fn the_pattern_is_the_parser() -> Result<(), regex::Error> {
+        let pattern = regex::Regex::new(PHONE_PATTERN)?;
+        for sample in [
+            "628123456789",
+            "12345678",
+            "123456789012345",
+            "1234567",
+            "1234567890123456",
+            "0812345678",
+            "+628123456789",
+            "62812345678a",
+            "",
+            "628123456789\n",
+        ] {
+            assert_eq!(
+                pattern.is_match(sample),
+                Phone::try_from(sample).is_ok(),
+                "{sample:?}"
+            );
+        }
+        Ok(())
     }
 
     #[test]

@@ -33,8 +33,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateGroupRequest {
-    /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub subject: String,
     /// Phone numbers in international format, digits only; up to 1,024.
     #[schema(max_items = 1024, value_type = Vec<String>)]
@@ -103,7 +103,8 @@ pub(crate) struct ParticipantsResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateGroupRequest {
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub subject: Option<String>,
     /// An empty string deletes it.
     #[schema(max_length = 2048)]
@@ -129,10 +130,11 @@ pub(crate) struct Invite {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JoinRequest {
-    /// The invite code, or the whole link.
-    #[schema(min_length = 1, max_length = 200)]
+    // The patterns of both are written into the document by
+    // `http::openapi` (utoipa's `pattern` takes only a literal).
+    /// The invite code: letters, digits, `-` and `_`.
     pub code: Option<String>,
-    #[schema(min_length = 1, max_length = 200)]
+    /// The whole link, `https://chat.whatsapp.com/<code>`.
     pub link: Option<String>,
 }
 
@@ -151,6 +153,18 @@ fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) 
         message: message.into(),
     }
 }
+
+/// What [`parse_group`] takes, as the OpenAPI document's pattern for every
+/// `{group}` (`http::openapi` writes it in; a test holds the two equal).
+pub(crate) const GROUP_PATTERN: &str = r"^([0-9]{1,40}|[0-9]{1,20}-[0-9]{1,19})(@g\.us)?$";
+/// What [`parse_code`] takes: an invite code, in a path or a body.
+pub(crate) const INVITE_CODE_PATTERN: &str = "^[A-Za-z0-9_-]{1,200}$";
+/// What [`parse_link`] takes.
+pub(crate) const INVITE_LINK_PATTERN: &str =
+    r"^([Hh][Tt][Tt][Pp][Ss]?://)?chat\.whatsapp\.com/[A-Za-z0-9_-]{1,200}/?$";
+const INVITE_CODE_MAX: usize = 200;
+/// Where an invite link leads, after its optional scheme.
+const INVITE_HOST: &str = "chat.whatsapp.com/";
 
 /// A group named in the path: its JID, or the digits before `@g.us`.
 fn parse_group(group: &str) -> Result<Jid, ApiError> {
@@ -604,22 +618,42 @@ pub(crate) async fn reset_invite(
     )))
 }
 
+/// An invite code: 1 to 200 letters, digits, `-` and `_`.
 fn parse_code(code: &str) -> Result<String, ApiError> {
-    let code = code.trim().trim_end_matches('/');
-    let code = code.rsplit('/').next().unwrap_or_default();
-    if code.is_empty()
-        || code.len() > 200
-        || !code
+    let well_formed = (1..=INVITE_CODE_MAX).contains(&code.len())
+        && code
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !well_formed {
         return Err(invalid(
             "invalid_invite",
             "code",
-            "code must be an invite code or a https://chat.whatsapp.com/<code> link",
+            format!("code must be 1 to {INVITE_CODE_MAX} letters, digits, '-' or '_'"),
         ));
     }
     Ok(code.to_owned())
+}
+
+/// The code of an invite link: `[http[s]://]chat.whatsapp.com/<code>[/]`.
+fn parse_link(link: &str) -> Result<String, ApiError> {
+    let refused = || {
+        invalid(
+            "invalid_invite",
+            "link",
+            "link must be https://chat.whatsapp.com/<code>",
+        )
+    };
+    let rest = ["https://", "http://"]
+        .iter()
+        .find_map(|scheme| {
+            link.get(..scheme.len())
+                .filter(|start| start.eq_ignore_ascii_case(scheme))
+                .and_then(|_| link.get(scheme.len()..))
+        })
+        .unwrap_or(link);
+    let code = rest.strip_prefix(INVITE_HOST).ok_or_else(refused)?;
+    let code = code.strip_suffix('/').unwrap_or(code);
+    parse_code(code).map_err(|_| refused())
 }
 
 /// Join a group through an invite code or link.
@@ -648,7 +682,8 @@ pub(crate) async fn join(
     Json(body): Json<JoinRequest>,
 ) -> Result<Json<JoinResponse>, ApiError> {
     let code = match (body.code, body.link) {
-        (Some(c), None) | (None, Some(c)) => parse_code(&c)?,
+        (Some(code), None) => parse_code(&code)?,
+        (None, Some(link)) => parse_link(&link)?,
         _ => {
             return Err(invalid(
                 "invalid_invite",
@@ -730,4 +765,78 @@ pub(crate) async fn leave(
     let groups = groups_of(&state, auth.org_id(), session).await?;
     on_whatsapp(groups.leave(&group)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agree(pattern: &str, parse: impl Fn(&str) -> bool, samples: &[&str]) {
+        let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        for sample in samples {
+            assert_eq!(
+                regex.is_match(sample),
+                parse(sample),
+                "{pattern} on {sample:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_group_pattern_is_the_parser() {
+        agree(
+            GROUP_PATTERN,
+            |g| parse_group(g).is_ok(),
+            &[
+                "120363025246125486@g.us",
+                "120363025246125486",
+                "15551234567-1600000000@g.us",
+                "15551234567-1600000000",
+                "0",
+                "",
+                "@g.us",
+                "123@s.whatsapp.net",
+                "123@lid",
+                "12a@g.us",
+                "1-@g.us",
+                "-1@g.us",
+                "1234567890123456789012345678901234567890@g.us",
+                "12345678901234567890123456789012345678901@g.us",
+                "µ",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_invite_patterns_are_the_parsers() {
+        let long = "a".repeat(201);
+        let long_link = format!("https://chat.whatsapp.com/{long}");
+        agree(
+            INVITE_CODE_PATTERN,
+            |c| parse_code(c).is_ok(),
+            &["AbC_12-x", "", "a b", "a/b", "ä", &long],
+        );
+        agree(
+            INVITE_LINK_PATTERN,
+            |l| parse_link(l).is_ok(),
+            &[
+                "https://chat.whatsapp.com/AbC12",
+                "HTTPS://chat.whatsapp.com/AbC12/",
+                "http://chat.whatsapp.com/AbC12",
+                "chat.whatsapp.com/AbC12",
+                "https://chat.whatsapp.com/",
+                "https://chat.whatsapp.com/a/b",
+                "https://example.com/AbC12",
+                "ftp://chat.whatsapp.com/AbC12",
+                "AbC12",
+                &long_link,
+            ],
+        );
+        assert_eq!(
+            parse_link("https://chat.whatsapp.com/AbC12/")
+                .ok()
+                .as_deref(),
+            Some("AbC12")
+        );
+    }
 }

@@ -6,9 +6,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::groups::{GROUP_PATTERN, INVITE_CODE_PATTERN, INVITE_LINK_PATTERN};
 use super::{error, qr, webhooks};
 use crate::domain::{
-    Direction, Failure, FailureReason, MessageStatus, SessionStatus, StatusReason,
+    Direction, Failure, FailureReason, MessageStatus, PHONE_PATTERN, SessionStatus, StatusReason,
 };
 use crate::events::{Envelope, EventData, EventType};
 use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
@@ -186,10 +187,6 @@ const CONSTRAINTS: &[(&str, &str)] = &[
         r#"{"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"}"#,
     ),
     (
-        "/components/schemas/CheckContactsRequest/properties/phones/items",
-        r#"{"type": "string", "pattern": "^[1-9][0-9]{7,14}$"}"#,
-    ),
-    (
         "/components/schemas/CreateWebhook/properties/events",
         r#"{"minItems": 1, "maxItems": 32}"#,
     ),
@@ -276,7 +273,10 @@ impl Constraints {
             "/components/schemas/MarkReadRequest/properties/sender",
             serde_json::json!({ "pattern": PERSON_PATTERN }),
         )?;
-        pattern_chat_paths(doc)?;
+        pattern_path_params(doc, "chat", CHAT_PATTERN)?;
+        pattern_path_params(doc, "group", GROUP_PATTERN)?;
+        pattern_path_params(doc, "code", INVITE_CODE_PATTERN)?;
+        shape_groups(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {
             set(
                 doc,
@@ -285,6 +285,7 @@ impl Constraints {
             )?;
         }
         name_events(doc)?;
+        pattern_ws_events(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {
             set(
                 doc,
@@ -326,29 +327,122 @@ impl Constraints {
     }
 }
 
-/// Gives every `{chat}` path parameter the pattern of what the parser
+/// Gives every `{name}` path parameter the pattern of what its parser
 /// takes.
-fn pattern_chat_paths(doc: &mut serde_json::Value) -> Result<(), String> {
+fn pattern_path_params(
+    doc: &mut serde_json::Value,
+    name: &str,
+    pattern: &str,
+) -> Result<(), String> {
     let paths = doc
         .pointer_mut("/paths")
         .and_then(serde_json::Value::as_object_mut)
         .ok_or("no paths")?;
+    let placeholder = format!("{{{name}}}");
+    let mut found = false;
     for (path, item) in paths.iter_mut() {
-        if !path.contains("{chat}") {
+        if !path.contains(&placeholder) {
             continue;
         }
+        found = true;
         let operations = item.as_object_mut().ok_or("a path that is not an object")?;
         for operation in operations.values_mut() {
             let parameters = operation["parameters"]
                 .as_array_mut()
                 .ok_or_else(|| format!("{path}: no parameters"))?;
-            let chat = parameters
+            let param = parameters
                 .iter_mut()
-                .find(|p| p["name"] == "chat" && p["in"] == "path")
-                .ok_or_else(|| format!("{path}: no chat parameter"))?;
-            chat["schema"]["pattern"] = serde_json::Value::from(CHAT_PATTERN);
+                .find(|p| p["name"] == name && p["in"] == "path")
+                .ok_or_else(|| format!("{path}: no {name} parameter"))?;
+            param["schema"]["pattern"] = serde_json::Value::from(pattern);
         }
     }
+    if found {
+        Ok(())
+    } else {
+        Err(format!("no path has {placeholder}"))
+    }
+}
+
+/// The realtime socket's `events` filter: a comma-separated list of event
+/// types, blanks and spaces around them allowed, as `ws::parse_types`
+/// reads it.
+fn pattern_ws_events(doc: &mut serde_json::Value) -> Result<(), String> {
+    let names: Vec<String> = EventType::ALL
+        .iter()
+        .map(|t| t.as_str().replace('.', r"\."))
+        .collect();
+    let one = format!("({})?", names.join("|"));
+    let pattern = format!("^ *{one} *(, *{one} *)*$");
+    let parameters = doc
+        .pointer_mut("/paths/~1ws/get/parameters")
+        .and_then(serde_json::Value::as_array_mut)
+        .ok_or("no parameters on /ws")?;
+    let events = parameters
+        .iter_mut()
+        .find(|p| p["name"] == "events" && p["in"] == "query")
+        .ok_or("no events parameter on /ws")?;
+    events["schema"]["pattern"] = serde_json::Value::from(pattern);
+    Ok(())
+}
+
+/// What the group requests' schemas (and the contact check's) cannot say
+/// through utoipa: the numbers' pattern, and "exactly one of" for the participant lists and
+/// for an invite's code or link (the other keys absent or `null`).
+fn shape_groups(doc: &mut serde_json::Value) -> Result<(), String> {
+    let schemas = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or("no schemas")?;
+    let phone = serde_json::json!({ "type": "string", "pattern": PHONE_PATTERN });
+    let exactly_one = |keys: &[&str], shape: &dyn Fn(&str) -> serde_json::Value| {
+        let alternatives: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|key| {
+                let mut properties = serde_json::Map::new();
+                for other in keys {
+                    properties.insert(
+                        (*other).to_string(),
+                        if other == key {
+                            shape(key)
+                        } else {
+                            serde_json::json!({ "type": "null" })
+                        },
+                    );
+                }
+                serde_json::json!({ "required": [key], "properties": properties })
+            })
+            .collect();
+        serde_json::Value::from(alternatives)
+    };
+    let check = schemas
+        .get_mut("CheckContactsRequest")
+        .ok_or("no CheckContactsRequest")?;
+    check["properties"]["phones"]["items"] = phone.clone();
+    let create = schemas
+        .get_mut("CreateGroupRequest")
+        .ok_or("no CreateGroupRequest")?;
+    create["properties"]["participants"]["items"] = phone.clone();
+
+    const LISTS: [&str; 4] = ["add", "remove", "promote", "demote"];
+    let participants = schemas
+        .get_mut("ParticipantsRequest")
+        .ok_or("no ParticipantsRequest")?;
+    for list in LISTS {
+        participants["properties"][list]["items"] = phone.clone();
+    }
+    participants["oneOf"] = exactly_one(
+        &LISTS,
+        &|_| serde_json::json!({ "type": "array", "minItems": 1 }),
+    );
+
+    let join = schemas.get_mut("JoinRequest").ok_or("no JoinRequest")?;
+    join["properties"]["code"]["pattern"] = serde_json::Value::from(INVITE_CODE_PATTERN);
+    join["properties"]["link"]["pattern"] = serde_json::Value::from(INVITE_LINK_PATTERN);
+    join["oneOf"] = exactly_one(
+        &["code", "link"],
+        &|_| serde_json::json!({ "type": "string" }),
+    );
     Ok(())
 }
 

@@ -171,3 +171,24 @@ fn incoming_events_and_resume_are_described() -> Result<(), serde_json::Error> {
     assert!(ws.contains("since"), "the resume parameter: {ws}");
     Ok(())
 }
+
+#[test]
+fn the_socket_filter_names_every_event_type() -> Result<(), regex::Error> {
+    let doc = document();
+    let pattern = doc["paths"]["/ws"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "events"))
+        .and_then(|p| p["schema"]["pattern"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let filter = regex::Regex::new(&pattern)?;
+    for t in EventType::ALL {
+        let name = t.as_str();
+        assert!(filter.is_match(name), "{name} is not in {pattern}");
+        assert!(filter.is_match(&format!(" session.status , {name},")));
+    }
+    for bad in ["nope", "session.status;message.status", "session.statusx"] {
+        assert!(!filter.is_match(bad), "{bad:?}");
+    }
+    Ok(())
+}
