@@ -135,8 +135,9 @@ events! {
             /// Who added the number; `null` when it joined on its own.
             by: Option<Sender>,
         } => GroupJoined = "group.joined",
-        /// The number is no longer in a group: it left (`removed` false), or
-        /// an admin (`by`) removed it. The group is gone from the list.
+        /// The number is no longer in a group: it left (`removed` false), an
+        /// admin (`by`) removed it, or the group was deleted. The group is
+        /// gone from the list.
         GroupLeft {
             group: String,
             by: Option<Sender>,

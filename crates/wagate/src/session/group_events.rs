@@ -49,6 +49,8 @@ pub enum NoticeChange {
     },
     /// Subject, description, settings, picture or invite.
     Updated(GroupUpdate),
+    /// The group is no more (deleted by an admin, or by WhatsApp).
+    Deleted,
 }
 
 /// The session's own number, to tell when a notification is about it.
@@ -86,7 +88,7 @@ impl GroupNotice {
             | NoticeChange::Promoted { people }
             | NoticeChange::Demoted { people }
             | NoticeChange::Requested { people } => Some(people.iter_mut()),
-            NoticeChange::Created | NoticeChange::Updated(_) => None,
+            NoticeChange::Created | NoticeChange::Updated(_) | NoticeChange::Deleted => None,
         };
         self.by.iter_mut().chain(people.into_iter().flatten())
     }
@@ -191,6 +193,16 @@ pub(crate) fn plan(
             ParticipantsAction::Requested,
             &people.iter().collect::<Vec<_>>(),
         ),
+        NoticeChange::Deleted => {
+            edits.push(GroupEdit::Drop {
+                group: group.clone(),
+            });
+            events.push(EventData::GroupLeft {
+                group: group.clone(),
+                removed: true,
+                by,
+            });
+        }
         NoticeChange::Updated(update) => {
             if !update.is_empty() {
                 edits.push(GroupEdit::Update {
@@ -327,6 +339,17 @@ mod tests {
                 by: Some(_),
                 ..
             }]
+        ));
+    }
+
+    #[test]
+    fn a_deleted_group_is_left() {
+        let n = notice(person("1666", "901"), NoticeChange::Deleted);
+        let (edits, events) = plan(&n, &me(), None);
+        assert!(matches!(edits[..], [GroupEdit::Drop { .. }]));
+        assert!(matches!(
+            &events[..],
+            [EventData::GroupLeft { removed: true, .. }]
         ));
     }
 

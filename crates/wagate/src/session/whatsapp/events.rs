@@ -274,6 +274,7 @@ fn group_notice(update: &GroupUpdate) -> Option<GroupNotice> {
             approval: Some(*enabled),
             ..Changes::default()
         }),
+        GroupNotificationAction::Delete { .. } => Some(NoticeChange::Deleted),
         GroupNotificationAction::RevokeInvite => changed(Changes {
             invite_reset: Some(true),
             ..Changes::default()
