@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, SessionId, SessionStatus,
-    StatusReason, WebhookId,
+    DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, ParticipantsAction,
+    PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -125,6 +125,40 @@ events! {
             call_id: String,
             from: Sender,
         } => CallRejected = "call.rejected",
+        /// The number is in a group now: it was added (`by` names who added
+        /// it), made the group, or joined through an invite. The group is
+        /// in `GET /sessions/{id}/groups` from then on.
+        GroupJoined {
+            /// The group's JID, `<digits>@g.us`.
+            group: String,
+            subject: Option<String>,
+            /// Who added the number; `null` when it joined on its own.
+            by: Option<Sender>,
+        } => GroupJoined = "group.joined",
+        /// The number is no longer in a group: it left (`removed` false), an
+        /// admin (`by`) removed it, or the group was deleted. The group is
+        /// gone from the list.
+        GroupLeft {
+            group: String,
+            by: Option<Sender>,
+            removed: bool,
+        } => GroupLeft = "group.left",
+        /// People were added to a group, removed, promoted to admin,
+        /// demoted, or asked to join (`requested`). Each person is named by
+        /// `phone` and `lid` where known; `by` is who did it.
+        GroupParticipants {
+            group: String,
+            action: ParticipantsAction,
+            by: Option<Sender>,
+            participants: Vec<Sender>,
+        } => GroupParticipants = "group.participants",
+        /// A group's subject, description, settings or picture changed, or
+        /// its invite link was reset. `changes` holds only what changed.
+        GroupUpdated {
+            group: String,
+            by: Option<Sender>,
+            changes: GroupUpdate,
+        } => GroupUpdated = "group.updated",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery
@@ -149,6 +183,39 @@ events! {
             webhook_id: WebhookId,
         } => WebhookTest = "webhook.test",
     ]
+}
+
+/// What changed in a group (`group.updated`); only what changed is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupUpdate {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+    /// The new description; `""` when it was deleted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
+    /// Only admins send messages.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub announce: Option<bool>,
+    /// Only admins edit the group's info.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub locked: Option<bool>,
+    /// Disappearing messages after this many seconds; 0: off.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ephemeral: Option<u32>,
+    /// Admins approve who joins by link.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub approval: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub picture: Option<PictureChange>,
+    /// The invite link was reset: the old one no longer works.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub invite_reset: Option<bool>,
+}
+
+impl GroupUpdate {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl EventType {
@@ -285,6 +352,34 @@ mod tests {
                 call_id: "CA11".into(),
                 from: crate::messages::Sender::default(),
             },
+            EventData::GroupJoined {
+                group: "120363000000000001@g.us".into(),
+                subject: Some("Team".into()),
+                by: None,
+            },
+            EventData::GroupLeft {
+                group: "120363000000000001@g.us".into(),
+                by: None,
+                removed: false,
+            },
+            EventData::GroupParticipants {
+                group: "120363000000000001@g.us".into(),
+                action: ParticipantsAction::Added,
+                by: Some(crate::messages::Sender::default()),
+                participants: vec![crate::messages::Sender {
+                    phone: Some("15551234567".into()),
+                    lid: Some("123456789012345".into()),
+                }],
+            },
+            EventData::GroupUpdated {
+                group: "120363000000000001@g.us".into(),
+                by: None,
+                changes: GroupUpdate {
+                    subject: Some("New".into()),
+                    invite_reset: Some(true),
+                    ..GroupUpdate::default()
+                },
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -307,6 +402,10 @@ mod tests {
                 | EventData::MessageRevoked(_)
                 | EventData::CallReceived { .. }
                 | EventData::CallRejected { .. }
+                | EventData::GroupJoined { .. }
+                | EventData::GroupLeft { .. }
+                | EventData::GroupParticipants { .. }
+                | EventData::GroupUpdated { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }

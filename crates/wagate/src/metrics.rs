@@ -182,6 +182,10 @@ impl Metrics {
             | EventData::PairingCode { .. }
             | EventData::CallReceived { .. }
             | EventData::CallRejected { .. }
+            | EventData::GroupJoined { .. }
+            | EventData::GroupLeft { .. }
+            | EventData::GroupParticipants { .. }
+            | EventData::GroupUpdated { .. }
             | EventData::WebhookDisabled { .. } => {}
         }
     }

@@ -31,6 +31,11 @@ impl Retention {
         let before = Utc::now()
             .checked_sub_signed(keep)
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        // A notification is redelivered within hours, never after the
+        // events it gave are gone.
+        if let Err(error) = self.store.groups().prune_group_notices(before).await {
+            tracing::warn!(%error, "could not prune applied group notifications");
+        }
         self.store.events().prune_events(before).await
     }
 

@@ -40,3 +40,24 @@ named_enum! {
         Refused = "refused",
     }
 }
+
+named_enum! {
+    /// What a `group.participants` event reports was done to the people it
+    /// names.
+    pub enum ParticipantsAction {
+        Added = "added",
+        Removed = "removed",
+        Promoted = "promoted",
+        Demoted = "demoted",
+        /// They asked to join; an admin approves or rejects.
+        Requested = "requested",
+    }
+}
+
+named_enum! {
+    /// A group's picture, changed.
+    pub enum PictureChange {
+        Set = "set",
+        Removed = "removed",
+    }
+}

@@ -25,6 +25,7 @@ use crate::messages::Recipient;
 use crate::session::groups::{
     GroupChanges, GroupFailure, GroupInfo, GroupOps, Joined, ParticipantAction, ParticipantResult,
 };
+use crate::store::GroupEdit;
 
 /// How long a call waits for WhatsApp before answering 502.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,11 +75,8 @@ pub(crate) struct GroupList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct GetParams {
-    /// Ask WhatsApp now (the answer is always WhatsApp's for now).
-    #[allow(
-        dead_code,
-        reason = "the answer is WhatsApp's either way until groups are stored"
-    )]
+    /// Ask WhatsApp now (the session must be `working`) and store its
+    /// answer; otherwise the group is read from the gateway's store.
     pub refresh: Option<bool>,
 }
 
@@ -332,6 +330,10 @@ pub(crate) async fn create(
 }
 
 /// List the groups the number is in.
+///
+/// From the gateway's store: read from WhatsApp on every connect and kept
+/// current by its notifications (`group.*` events), so a session that is
+/// not `working` lists the groups it last knew.
 #[utoipa::path(
     get,
     path = "/sessions/{id}/groups",
@@ -342,9 +344,7 @@ pub(crate) async fn create(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The session is not `working`", body = ErrorBody),
         (status = 422, body = ErrorBody),
-        (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -358,18 +358,12 @@ pub(crate) async fn list(
     if !(1..=100).contains(&limit) {
         return Err(invalid("invalid_limit", "limit", "limit must be 1 to 100"));
     }
-    let groups = groups_of(&state, auth.org_id(), session).await?;
-    let all = on_whatsapp(groups.participating()).await?;
-    let mut data: Vec<GroupInfo> = all
-        .into_iter()
-        .filter(|g| {
-            params
-                .cursor
-                .as_ref()
-                .is_none_or(|c| g.id.as_str() > c.as_str())
-        })
-        .take(limit as usize + 1)
-        .collect();
+    state.sessions.get(auth.org_id(), session).await?;
+    let mut data = state
+        .store
+        .groups()
+        .list_groups(session, params.cursor.as_deref(), limit + 1)
+        .await?;
     let next_cursor = if data.len() > limit as usize {
         data.truncate(limit as usize);
         data.last().map(|g| g.id.clone())
@@ -381,6 +375,9 @@ pub(crate) async fn list(
 
 /// A group: subject, description, owner, creation time, settings and
 /// participants (each with `phone`, `lid` and role).
+///
+/// From the gateway's store; `?refresh=true` asks WhatsApp (the session
+/// must be `working`) and stores its answer.
 #[utoipa::path(
     get,
     path = "/sessions/{id}/groups/{group}",
@@ -395,9 +392,9 @@ pub(crate) async fn list(
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such session, no such group, or the number is not in it", body = ErrorBody),
-        (status = 409, description = "The session is not `working`", body = ErrorBody),
+        (status = 409, description = "`refresh=true` and the session is not `working`", body = ErrorBody),
         (status = 422, body = ErrorBody),
-        (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 502, description = "`refresh=true` and WhatsApp failed or did not answer", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -405,15 +402,38 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((session, group)): Path<(SessionId, String)>,
-    Query(_params): Query<GetParams>,
+    Query(params): Query<GetParams>,
 ) -> Result<Json<GroupInfo>, ApiError> {
     let group = parse_group(&group)?;
+    if params.refresh != Some(true) {
+        state.sessions.get(auth.org_id(), session).await?;
+        return match state
+            .store
+            .groups()
+            .get_group(session, &group.to_string())
+            .await?
+        {
+            Some(info) => Ok(Json(info)),
+            None => Err(failure(GroupFailure::NotFound)),
+        };
+    }
     let groups = groups_of(&state, auth.org_id(), session).await?;
     // A group the number is not in is, to it, no group at all.
-    match on_whatsapp(groups.metadata(&group)).await {
+    let info = match on_whatsapp(groups.metadata(&group)).await {
         Err(ApiError::Forbidden { .. }) => Err(failure(GroupFailure::NotFound)),
-        other => other.map(Json),
-    }
+        other => other,
+    }?;
+    state
+        .store
+        .groups()
+        .apply_group_edits(
+            session,
+            None,
+            &[GroupEdit::Put(Box::new(info.clone()))],
+            &mut [],
+        )
+        .await?;
+    Ok(Json(info))
 }
 
 /// Add, remove, promote or demote participants.

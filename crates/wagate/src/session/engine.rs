@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
+use super::group_events::GroupNotice;
 use super::messenger::Messenger;
 use crate::domain::{MessageStatus, Phone, SessionId};
 use crate::messages::{Inbound, MediaRef, Sender};
@@ -49,6 +50,9 @@ pub enum EngineEvent {
     PushNameChanged,
     /// Someone calls this number: the offer, ringing now.
     IncomingCall(CallOffer),
+    /// A group the number is in (or was in, or comes into) changed: one
+    /// action of a `w:gp2` notification, or a group's picture.
+    Group(Box<GroupNotice>),
 }
 
 /// A call offer as the supervisor acts on it (reports, maybe rejects).
@@ -119,6 +123,8 @@ pub enum DownloadError {
 pub struct Identity {
     pub phone: Option<String>,
     pub push_name: Option<String>,
+    /// The account's LID, `<digits>@lid`, once known.
+    pub lid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -173,6 +173,12 @@ pub trait GroupOps: Send + Sync {
     async fn preview(&self, code: &str) -> Result<GroupInfo, GroupFailure>;
 
     async fn leave(&self, group: &Jid) -> Result<(), GroupFailure>;
+
+    /// The phone number of a LID (`<digits>@lid`), from the client's LID
+    /// map; `None` while unknown.
+    async fn phone_of(&self, _lid: &str) -> Option<String> {
+        None
+    }
 }
 
 /// [`GroupOps`] on whatsapp-rust's client.
@@ -421,5 +427,15 @@ impl GroupOps for ClientGroups {
 
     async fn leave(&self, group: &Jid) -> Result<(), GroupFailure> {
         Ok(self.client.groups().leave(group.clone()).await?)
+    }
+
+    async fn phone_of(&self, lid: &str) -> Option<String> {
+        let user = lid.strip_suffix("@lid").unwrap_or(lid);
+        self.client
+            .get_lid_pn_entry(&Jid::lid(user))
+            .await
+            .ok()
+            .flatten()
+            .map(|entry| entry.phone_number.to_string())
     }
 }

@@ -12,6 +12,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod engine;
+pub(crate) mod group_events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
 pub(crate) mod liveness;

@@ -248,6 +248,7 @@ impl Link for WhatsAppLink {
         Identity {
             phone: self.client.pn().map(|jid| jid.user.to_string()),
             push_name: (!push_name.is_empty()).then_some(push_name),
+            lid: self.client.lid().map(|jid| format!("{}@lid", jid.user)),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub(crate) mod chats;
 mod events;
+pub(crate) mod groups;
 mod keys;
 pub(crate) mod legacy_keys;
 mod messages;
@@ -30,6 +31,7 @@ use crate::secret::Secret;
 
 pub(crate) use chats::ChatStore;
 pub(crate) use events::EventStore;
+pub(crate) use groups::{GroupEdit, GroupStore, NoticeKey};
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
@@ -89,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     fn webhooks(&self) -> &dyn WebhookStore;
     /// Every session's WhatsApp keys (whatsapp-rust's storage backend).
     fn keys(&self) -> &dyn KeyStore;
+    /// The groups each session's number is in.
+    fn groups(&self) -> &dyn GroupStore;
     /// Resolves once the store's group-commit writer has ended, saying
     /// how. Every grouped write (statuses, incoming batches, key rows,
     /// delivered runs) waits on it, so the application stops when it

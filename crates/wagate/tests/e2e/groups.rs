@@ -126,6 +126,20 @@ async fn a_session_creates_uses_and_manages_a_group() {
         "promoted"
     );
     handle.group_change(&group, BOB, "add", &[DAVE]).unwrap();
+    let added = events
+        .wait("dave added", &session, |e| {
+            e["event"] == "group.participants"
+                && e["data"]["action"] == "added"
+                && e["data"]["participants"][0]["phone"] == DAVE
+        })
+        .await;
+    assert_eq!(added["data"]["group"], group.as_str(), "{added}");
+    assert_eq!(added["data"]["by"]["phone"], BOB, "{added}");
+    assert_eq!(added["data"]["participants"][0]["phone"], DAVE, "{added}");
+    assert!(
+        added["data"]["participants"][0]["lid"].is_string(),
+        "{added}"
+    );
     let (_, got) = gateway.call(Method::GET, &one, None).await;
     let dave = member(&got, DAVE).unwrap_or_else(|| panic!("no dave: {got}"));
     assert!(dave["lid"].is_string(), "{got}");
@@ -203,6 +217,11 @@ async fn a_session_creates_uses_and_manages_a_group() {
     // Refusals: not an admin (Carol's group, made on her phone), no such
     // group, bad input before WhatsApp.
     let (theirs, _) = handle.group_create(CAROL, "Carol's", &[ALICE]).unwrap();
+    events
+        .wait("carol's group joined", &session, |e| {
+            e["event"] == "group.joined" && e["data"]["group"] == theirs.as_str()
+        })
+        .await;
     let cases = [
         (
             Method::POST,
@@ -286,6 +305,11 @@ async fn a_session_creates_uses_and_manages_a_group() {
         .call(Method::POST, &format!("{one}/leave"), None)
         .await;
     assert_eq!(status, 204, "{body}");
+    let left = events
+        .wait("group.left", &session, |e| e["event"] == "group.left")
+        .await;
+    assert_eq!(left["data"]["group"], group.as_str(), "{left}");
+    assert_eq!(left["data"]["removed"], false, "{left}");
     assert!(
         !handle
             .group_info(&group)
@@ -305,13 +329,168 @@ async fn a_session_creates_uses_and_manages_a_group() {
     let (status, error) = gateway.call(Method::GET, &one, None).await;
     assert_eq!(status, 404, "{error}");
 
-    // A session that is not working: 409 with its status.
+    // A session that is not working: the stored list still answers;
+    // anything asked of WhatsApp is a 409 with its status.
     let (status, _) = gateway
         .call(Method::POST, &format!("/sessions/{session}/stop"), None)
         .await;
     assert_eq!(status, 200);
-    let (status, error) = gateway.call(Method::GET, &groups, None).await;
+    let (status, list) = gateway.call(Method::GET, &groups, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == theirs.as_str()),
+        "{list}"
+    );
+    let (status, error) = gateway
+        .call(
+            Method::GET,
+            &format!("{groups}/{theirs}?refresh=true"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "{error}");
     assert_eq!(error["error"]["details"]["status"], "stopped", "{error}");
+    gateway.stop().await;
+}
+
+/// What others change in a group reaches the session as events, and the
+/// group list is the gateway's own: served from its store after a
+/// restart, whatever the session's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_changes_are_events_and_the_list_outlives_a_restart() {
+    const ANNA: &str = "15550007001";
+    const BEN: &str = "15550007002";
+    const CORA: &str = "15550007003";
+    const DAN: &str = "15550007004";
+    let (sim, dir, gateway, mut events) = world(Limits::default()).await;
+    let session = link_by_qr(&gateway, &mut events, &sim, ANNA).await;
+    for phone in [BEN, CORA, DAN] {
+        has_whatsapp(&sim, phone);
+    }
+    let handle = sim.handle();
+
+    // Ben makes a group from his phone with the session's number in it:
+    // the session has joined, added by Ben.
+    let (group, _) = handle.group_create(BEN, "Ben's", &[ANNA, CORA]).unwrap();
+    let joined = events
+        .wait("group.joined", &session, |e| e["event"] == "group.joined")
+        .await;
+    assert_eq!(joined["data"]["group"], group.as_str(), "{joined}");
+    assert_eq!(joined["data"]["subject"], "Ben's", "{joined}");
+    assert_eq!(joined["data"]["by"]["phone"], BEN, "{joined}");
+    let one = format!("/sessions/{session}/groups/{group}");
+    let (status, got) = gateway.call(Method::GET, &one, None).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got["participants"].as_array().map(Vec::len),
+        Some(3),
+        "{got}"
+    );
+    assert_eq!(member(&got, BEN).unwrap()["role"], "superadmin", "{got}");
+
+    // Ben (an admin) adds Dan: named by number and LID, Ben by number.
+    handle.group_change(&group, BEN, "add", &[DAN]).unwrap();
+    let added = events
+        .wait("dan added", &session, |e| {
+            e["event"] == "group.participants" && e["data"]["action"] == "added"
+        })
+        .await;
+    assert_eq!(added["data"]["by"]["phone"], BEN, "{added}");
+    let people = added["data"]["participants"].as_array().unwrap();
+    assert_eq!(people.len(), 1, "{added}");
+    assert_eq!(people[0]["phone"], DAN, "{added}");
+    assert!(people[0]["lid"].is_string(), "{added}");
+
+    // Cora, a member, renames it (the group is not locked).
+    handle.group_set_subject(&group, CORA, "Renamed").unwrap();
+    let updated = events
+        .wait("group.updated", &session, |e| e["event"] == "group.updated")
+        .await;
+    assert_eq!(
+        updated["data"]["changes"]["subject"], "Renamed",
+        "{updated}"
+    );
+    assert_eq!(updated["data"]["by"]["phone"], CORA, "{updated}");
+    let (_, got) = gateway.call(Method::GET, &one, None).await;
+    assert_eq!(got["subject"], "Renamed", "{got}");
+    assert!(member(&got, DAN).is_some(), "{got}");
+
+    // Ben promotes Cora, then removes Dan.
+    handle
+        .group_change(&group, BEN, "promote", &[CORA])
+        .unwrap();
+    let promoted = events
+        .wait("cora promoted", &session, |e| {
+            e["event"] == "group.participants" && e["data"]["action"] == "promoted"
+        })
+        .await;
+    assert_eq!(
+        promoted["data"]["participants"][0]["phone"], CORA,
+        "{promoted}"
+    );
+    handle.group_change(&group, BEN, "remove", &[DAN]).unwrap();
+    events
+        .wait("dan removed", &session, |e| {
+            e["event"] == "group.participants" && e["data"]["action"] == "removed"
+        })
+        .await;
+    let (_, got) = gateway.call(Method::GET, &one, None).await;
+    assert!(member(&got, DAN).is_none(), "{got}");
+    assert_eq!(member(&got, CORA).unwrap()["role"], "admin", "{got}");
+
+    // A second group, which Ben then removes the session from.
+    let (other, _) = handle.group_create(BEN, "Short-lived", &[ANNA]).unwrap();
+    events
+        .wait("second group joined", &session, |e| {
+            e["event"] == "group.joined" && e["data"]["group"] == other.as_str()
+        })
+        .await;
+    handle.group_change(&other, BEN, "remove", &[ANNA]).unwrap();
+    let removed = events
+        .wait("removed from the second", &session, |e| {
+            e["event"] == "group.left"
+        })
+        .await;
+    assert_eq!(removed["data"]["group"], other.as_str(), "{removed}");
+    assert_eq!(removed["data"]["removed"], true, "{removed}");
+    assert_eq!(removed["data"]["by"]["phone"], BEN, "{removed}");
+
+    // Stopped, then the gateway restarts: the list comes from the store.
+    let (status, _) = gateway
+        .call(Method::POST, &format!("/sessions/{session}/stop"), None)
+        .await;
+    assert_eq!(status, 200);
+    let token = gateway.token.clone();
+    gateway.stop().await;
+    let gateway = Gateway::start_with(config(&sim, &dir, &Limits::default()), Some(token)).await;
+    let (status, list) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/groups?limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
+    assert_eq!(ids, [group.as_str()], "{list}");
+    assert!(list["next_cursor"].is_null(), "{list}");
+    assert_eq!(list["data"][0]["subject"], "Renamed", "{list}");
+    let (status, error) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/groups/{other}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{error}");
     gateway.stop().await;
 }

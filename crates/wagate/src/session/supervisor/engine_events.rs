@@ -12,12 +12,14 @@ use super::{Exit, Flow, Live, StepError, StepResult, Supervisor};
 use wacore::request::RequestUtils;
 
 use crate::domain::{MessageId, SessionStatus, StatusReason};
-use crate::events::EventData;
+use crate::events::{Envelope, EventData};
 use crate::messages::{Content, OutgoingMessage, Recipient};
 use crate::metrics::ReconnectReason;
 use crate::session::engine::{CallOffer, EngineEvent, Link};
+use crate::session::group_events::{GroupNotice, Me, plan};
 use crate::session::liveness::Watchdog;
 use crate::store::{Accepted, NewOutgoing, StoreError};
+use whatsapp_rust::Jid;
 
 impl Supervisor {
     pub(super) async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> StepResult {
@@ -84,6 +86,7 @@ impl Supervisor {
                 }
                 self.working.send_replace(Some(Arc::clone(&active.link)));
                 self.say_presence(Arc::clone(&active.link)).await;
+                self.sync_groups(Arc::clone(&active.link)).await;
                 if let Some(liveness) = active.phase.liveness() {
                     *liveness = match active.link.frames_received() {
                         Some(frames) => Liveness::Watched(Watchdog::new(
@@ -99,6 +102,7 @@ impl Supervisor {
             EngineEvent::IncomingCall(offer) => {
                 self.on_call(offer, Arc::clone(&active.link)).await?
             }
+            EngineEvent::Group(notice) => self.on_group(*notice, Arc::clone(&active.link)).await?,
             EngineEvent::LoggedOut => {
                 tracing::info!("the device was unlinked");
                 active.link.disconnect().await;
@@ -195,6 +199,81 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// Makes the stored groups what WhatsApp says the number is in, after
+    /// every connect (what changed meanwhile also comes as notifications,
+    /// which give the events). A failure keeps the stored list as it was.
+    async fn sync_groups(&self, link: Arc<dyn Link>) {
+        let Some(groups) = link.messenger().and_then(|m| m.groups()) else {
+            return;
+        };
+        match tokio::time::timeout(GROUP_TIMEOUT, groups.participating()).await {
+            Ok(Ok(all)) => {
+                if let Err(error) = self.store.groups().replace_groups(self.id, &all).await {
+                    tracing::warn!(%error, "could not store the session's groups");
+                } else {
+                    tracing::debug!(groups = all.len(), "groups read from WhatsApp");
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "could not read the session's groups"),
+            Err(_) => tracing::warn!("reading the session's groups timed out"),
+        }
+    }
+
+    /// A group changed: the stored groups follow and the events that say
+    /// so are logged in the same transaction, once per notification
+    /// action however often WhatsApp delivers it, then published.
+    async fn on_group(
+        &mut self,
+        mut notice: GroupNotice,
+        link: Arc<dyn Link>,
+    ) -> Result<(), StepError> {
+        let identity = link.identity();
+        let me = Me {
+            phone: identity.phone.or_else(|| self.identity.0.clone()),
+            lid: identity.lid,
+        };
+        let groups = link.messenger().and_then(|m| m.groups());
+        let mut fetched = None;
+        if let Some(groups) = &groups {
+            for person in notice.people_mut() {
+                if person.phone.is_none()
+                    && let Some(lid) = person.lid.clone()
+                {
+                    person.phone = groups.phone_of(&lid).await;
+                }
+            }
+            if notice.brings_me_in(&me)
+                && let Ok(jid) = notice.group.parse::<Jid>()
+            {
+                match tokio::time::timeout(GROUP_TIMEOUT, groups.metadata(&jid)).await {
+                    Ok(Ok(info)) => fetched = Some(info),
+                    Ok(Err(error)) => tracing::warn!(%error, "could not read a group just joined"),
+                    Err(_) => tracing::warn!("reading a group just joined timed out"),
+                }
+            }
+        }
+        let (edits, data) = plan(&notice, &me, fetched.as_ref());
+        if edits.is_empty() && data.is_empty() {
+            return Ok(());
+        }
+        let mut events: Vec<Envelope> = data.into_iter().map(|d| self.event(d)).collect();
+        let applied = self
+            .store
+            .groups()
+            .apply_group_edits(self.id, notice.key.as_ref(), &edits, &mut events)
+            .await?;
+        if applied {
+            for event in events {
+                self.hub.publish(event);
+            }
+        } else {
+            tracing::debug!(group = %notice.group, "a group notification delivered again");
+        }
+        Ok(())
+    }
+}
+
+impl Supervisor {
     /// Queues the session's answer to a rejected caller in its outbox,
     /// like any message sent through the API (stored, then sent in order
     /// while `working`, retried, reported by `message.status`).
@@ -242,6 +321,10 @@ impl Supervisor {
         Ok(())
     }
 }
+
+/// How long reading a session's groups (or one group) from WhatsApp may
+/// take.
+const GROUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a presence or a call's reject may take to send.
 const PRESENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

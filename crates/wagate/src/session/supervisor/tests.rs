@@ -107,6 +107,7 @@ impl Link for FakeLink {
         Identity {
             phone: Some(PHONE.into()),
             push_name: Some("Sales".into()),
+            lid: None,
         }
     }
 
@@ -437,6 +438,9 @@ impl Store for FlakyStatuses {
     }
     fn keys(&self) -> &dyn KeyStore {
         self.inner.keys()
+    }
+    fn groups(&self) -> &dyn crate::store::GroupStore {
+        self.inner.groups()
     }
     fn writer_ended(&self) -> futures::future::BoxFuture<'static, Arc<str>> {
         self.inner.writer_ended()

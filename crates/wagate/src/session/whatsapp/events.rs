@@ -4,14 +4,21 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
+use wacore::stanza::groups::{GroupNotificationAction, GroupParticipantInfo, GroupParticipantType};
 use wacore::types::call::{CallAction, IncomingCall};
+use wacore::types::events::{GroupUpdate, PictureUpdate};
 use wacore::types::presence::ReceiptType;
 use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::wacore_binary::JidExt;
 
-use crate::domain::MessageStatus;
+use crate::domain::{GroupRole, MessageStatus, PictureChange};
+use crate::events::GroupUpdate as Changes;
 use crate::messages::Sender;
 use crate::session::engine::{CallOffer, Delivery, EngineEvent};
+use crate::session::group_events::{GroupNotice, NoticeChange};
+use crate::session::groups::GroupMember;
+use crate::store::NoticeKey;
 
 /// Turns the library's events into [`EngineEvent`]s for the supervisor and
 /// [`Delivery`] reports for the outbox. Called inline by the event bus, so
@@ -84,6 +91,13 @@ impl EventHandler for Forwarder {
                 Some(offer) => EngineEvent::IncomingCall(offer),
                 None => return,
             },
+            Event::GroupUpdate(update) => match group_notice(update) {
+                Some(notice) => EngineEvent::Group(Box::new(notice)),
+                None => return,
+            },
+            Event::PictureUpdate(picture) if picture.jid.is_group() => {
+                EngineEvent::Group(Box::new(picture_notice(picture)))
+            }
             _ => return,
         };
         // A closed channel means the supervisor is gone; nothing to tell.
@@ -103,6 +117,8 @@ impl EventHandler for Forwarder {
             EventKind::StreamReplaced,
             EventKind::SelfPushNameUpdated,
             EventKind::IncomingCall,
+            EventKind::GroupUpdate,
+            EventKind::PictureUpdate,
             EventKind::ServerAck,
             EventKind::Receipt,
         ])
@@ -150,5 +166,152 @@ fn person(jid: &Jid, pn: Option<&Jid>) -> Sender {
             phone: Some(jid.user.to_string()),
             lid: None,
         }
+    }
+}
+
+/// A group member named by a JID of either kind and what WhatsApp added:
+/// the number of a LID, the LID of a number.
+fn member(jid: &Jid, pn: Option<&Jid>, lid: Option<&Jid>, role: GroupRole) -> GroupMember {
+    if jid.is_lid() {
+        GroupMember {
+            phone: pn.map(|p| p.user.to_string()),
+            lid: Some(format!("{}@lid", jid.user)),
+            role,
+        }
+    } else {
+        GroupMember {
+            phone: Some(jid.user.to_string()),
+            lid: lid.map(|l| format!("{}@lid", l.user)),
+            role,
+        }
+    }
+}
+
+fn members(people: &[GroupParticipantInfo]) -> Vec<GroupMember> {
+    people
+        .iter()
+        .map(|p| {
+            let role = match p.r#type {
+                Some(GroupParticipantType::SuperAdmin) => GroupRole::SuperAdmin,
+                Some(GroupParticipantType::Admin) => GroupRole::Admin,
+                _ => GroupRole::Member,
+            };
+            member(&p.jid, p.phone_number.as_ref(), p.lid.as_ref(), role)
+        })
+        .collect()
+}
+
+/// One action of a `w:gp2` notification, as the supervisor acts on it;
+/// `None` for what the gateway does not report (communities, moderation).
+fn group_notice(update: &GroupUpdate) -> Option<GroupNotice> {
+    let by = update
+        .participant
+        .as_ref()
+        .map(|p| member(p, update.participant_pn.as_ref(), None, GroupRole::Member));
+    let changed = |changes: Changes| Some(NoticeChange::Updated(changes));
+    let change = match &update.action {
+        GroupNotificationAction::Create { .. } => Some(NoticeChange::Created),
+        GroupNotificationAction::Add {
+            participants,
+            reason,
+        } => Some(NoticeChange::Added {
+            people: members(participants),
+            invite: reason.as_deref() == Some("invite"),
+        }),
+        // Joined through a link: the one who joined is the participant.
+        GroupNotificationAction::Invite { .. } => by.clone().map(|joiner| NoticeChange::Added {
+            people: vec![joiner],
+            invite: true,
+        }),
+        GroupNotificationAction::Remove { participants, .. } => Some(NoticeChange::Removed {
+            people: members(participants),
+        }),
+        GroupNotificationAction::Promote { participants } => Some(NoticeChange::Promoted {
+            people: members(participants),
+        }),
+        GroupNotificationAction::Demote { participants } => Some(NoticeChange::Demoted {
+            people: members(participants),
+        }),
+        GroupNotificationAction::MembershipApprovalRequest { .. } => {
+            by.clone().map(|asker| NoticeChange::Requested {
+                people: vec![asker],
+            })
+        }
+        GroupNotificationAction::CreatedMembershipRequests { requests, .. } => {
+            Some(NoticeChange::Requested {
+                people: members(requests),
+            })
+        }
+        GroupNotificationAction::Subject { subject, .. } => changed(Changes {
+            subject: Some(subject.clone()),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Description { description, .. } => changed(Changes {
+            description: Some(description.clone().unwrap_or_default()),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Locked { .. } => changed(Changes {
+            locked: Some(true),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Unlocked => changed(Changes {
+            locked: Some(false),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Announce => changed(Changes {
+            announce: Some(true),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::NotAnnounce => changed(Changes {
+            announce: Some(false),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Ephemeral { expiration, .. } => changed(Changes {
+            ephemeral: Some(*expiration),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::MembershipApprovalMode { enabled } => changed(Changes {
+            approval: Some(*enabled),
+            ..Changes::default()
+        }),
+        GroupNotificationAction::Delete { .. } => Some(NoticeChange::Deleted),
+        GroupNotificationAction::RevokeInvite => changed(Changes {
+            invite_reset: Some(true),
+            ..Changes::default()
+        }),
+        _ => None,
+    }?;
+    Some(GroupNotice {
+        group: update.group_jid.to_non_ad().to_string(),
+        key: update.notification_id.clone().map(|id| NoticeKey {
+            notification: id,
+            action: update.action_index,
+        }),
+        by,
+        change,
+    })
+}
+
+/// A group's picture set or removed (a `picture` notification), keyed by
+/// the new picture's id where there is one.
+fn picture_notice(picture: &PictureUpdate) -> GroupNotice {
+    GroupNotice {
+        group: picture.jid.to_non_ad().to_string(),
+        key: picture.picture_id.clone().map(|id| NoticeKey {
+            notification: format!("picture:{id}"),
+            action: 0,
+        }),
+        by: picture
+            .author
+            .as_ref()
+            .map(|a| member(a, None, None, GroupRole::Member)),
+        change: NoticeChange::Updated(Changes {
+            picture: Some(if picture.removed {
+                PictureChange::Removed
+            } else {
+                PictureChange::Set
+            }),
+            ..Changes::default()
+        }),
     }
 }

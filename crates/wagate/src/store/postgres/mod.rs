@@ -30,6 +30,8 @@
 mod chats;
 #[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/groups.rs"]
+mod groups;
 #[path = "../sql/keys.rs"]
 mod keys;
 #[path = "../sql/messages.rs"]

@@ -6,8 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Backend;
 use crate::store::{
-    ChatStore, EventStore, KeyStore, MessageStore, OrgStore, SessionStore, Store, UserStore,
-    WebhookStore,
+    ChatStore, EventStore, GroupStore, KeyStore, MessageStore, OrgStore, SessionStore, Store,
+    UserStore, WebhookStore,
 };
 
 impl Store for Backend {
@@ -40,6 +40,10 @@ impl Store for Backend {
     }
 
     fn keys(&self) -> &dyn KeyStore {
+        self
+    }
+
+    fn groups(&self) -> &dyn GroupStore {
         self
     }
 

@@ -258,3 +258,98 @@ async fn a_reader_following_the_log_misses_no_event_of_concurrent_writers() -> R
     assert_eq!(seen, all);
     Ok(())
 }
+
+/// A group notification applied twice (WhatsApp delivered it again) writes
+/// its change and its event once; the stored groups follow the edits and
+/// page by JID.
+#[tokio::test]
+async fn a_group_notification_applies_once_and_groups_page_by_jid() -> Result<(), StoreError> {
+    use crate::domain::{GroupRole, ParticipantsAction};
+    use crate::session::groups::{GroupInfo, GroupMember};
+    use crate::store::{GroupEdit, GroupStore, NoticeKey};
+    let Some(store) = test_store().await else {
+        return Ok(());
+    };
+    let org = store.create_org("acme").await?;
+    let session = store
+        .insert_session(NewSession {
+            id: SessionId::new(),
+            org_id: org.id,
+            label: None,
+            pace: Default::default(),
+        })
+        .await?;
+    let member = |phone: &str, role| GroupMember {
+        phone: Some(phone.into()),
+        lid: Some(format!("9{phone}@lid")),
+        role,
+    };
+    let group = |id: &str| GroupInfo {
+        id: id.into(),
+        subject: format!("group {id}"),
+        description: None,
+        owner: Some("1555".into()),
+        created_at: None,
+        settings: Default::default(),
+        participants: vec![
+            member("1555", GroupRole::SuperAdmin),
+            member("1666", GroupRole::Member),
+        ],
+    };
+    store
+        .replace_groups(
+            session.id,
+            &[group("2@g.us"), group("1@g.us"), group("3@g.us")],
+        )
+        .await?;
+    let page = store.list_groups(session.id, None, 2).await?;
+    assert_eq!(
+        page.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        ["1@g.us", "2@g.us"]
+    );
+    assert_eq!(page[0].participants.len(), 2);
+    let rest = store.list_groups(session.id, Some("2@g.us"), 2).await?;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].participants.len(), 2);
+
+    let key = NoticeKey {
+        notification: "N1".into(),
+        action: 0,
+    };
+    let edits = [GroupEdit::AddMembers {
+        group: "1@g.us".into(),
+        members: vec![member("1777", GroupRole::Member)],
+    }];
+    let event = || {
+        Envelope::new(
+            org.id,
+            session.id,
+            EventData::GroupParticipants {
+                group: "1@g.us".into(),
+                action: ParticipantsAction::Added,
+                by: None,
+                participants: Vec::new(),
+            },
+        )
+    };
+    assert!(
+        store
+            .apply_group_edits(session.id, Some(&key), &edits, &mut [event()])
+            .await?
+    );
+    assert!(
+        !store
+            .apply_group_edits(session.id, Some(&key), &edits, &mut [event()])
+            .await?
+    );
+    let logged = store.events_after(org.id, None, 10).await?;
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let one = store.get_group(session.id, "1@g.us").await?;
+    assert_eq!(one.map(|g| g.participants.len()), Some(3));
+
+    // Gone from WhatsApp's list on the next connect: gone here.
+    store.replace_groups(session.id, &[group("3@g.us")]).await?;
+    assert_eq!(store.get_group(session.id, "1@g.us").await?, None);
+    assert_eq!(store.list_groups(session.id, None, 10).await?.len(), 1);
+    Ok(())
+}
