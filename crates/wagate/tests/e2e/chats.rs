@@ -133,7 +133,11 @@ async fn chats_list_by_activity_and_page_their_messages_both_ways() {
     assert_eq!(chats["data"][0]["id"], jid(BOB), "{chats}");
     assert_eq!(chats["data"][0]["unread"], 0);
     assert_eq!(chats["data"][0]["last_message"]["id"], sent["id"]);
-    let (_, newest) = get(&gateway, &format!("{messages}&limit=1")).await;
+    let (_, newest) = get(
+        &gateway,
+        &format!("/sessions/{session}/chats/{BOB}/messages?limit=1"),
+    )
+    .await;
     assert_eq!(newest["data"][0]["direction"], "outgoing", "{newest}");
 
     // No such chat, and no chat at all.
