@@ -6,6 +6,7 @@
 
 mod events;
 mod keys;
+pub(crate) mod leases;
 pub(crate) mod legacy_keys;
 mod messages;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use futures::future::BoxFuture;
 use crate::secret::Secret;
 
 pub(crate) use events::EventStore;
+pub(crate) use leases::{Epoch, Held, LeaseRecord, LeaseStore, SessionMoved};
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
@@ -69,6 +71,10 @@ pub enum StoreError {
     /// down, or the writer died and the gateway is stopping).
     #[error("the group-commit writer has stopped")]
     WriterStopped,
+    /// The write's session is no longer owned here: its lease moved to
+    /// another node (or was lost). Not to be retried: stop the session.
+    #[error(transparent)]
+    Moved(#[from] SessionMoved),
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait
@@ -85,6 +91,9 @@ pub trait Store: Send + Sync + 'static {
     fn webhooks(&self) -> &dyn WebhookStore;
     /// Every session's WhatsApp keys (whatsapp-rust's storage backend).
     fn keys(&self) -> &dyn KeyStore;
+    /// Ownership of sessions by lease, for several processes on one
+    /// database: PostgreSQL only (`None` on SQLite).
+    fn leases(&self) -> Option<&dyn LeaseStore>;
     /// Resolves once the store's group-commit writer has ended, saying
     /// how. Every grouped write (statuses, incoming batches, key rows,
     /// delivered runs) waits on it, so the application stops when it

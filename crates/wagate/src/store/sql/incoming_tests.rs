@@ -309,7 +309,7 @@ async fn a_poll_is_found_by_its_whatsapp_id_sent_before_received() -> Result<(),
         )
         .await?;
     assert!(matches!(accepted, Accepted::Created { .. }));
-    store.set_wire(sent, &[9, 9, 9]).await?;
+    store.set_wire(session, sent, &[9, 9, 9]).await?;
     let Some(found) = store.poll(session, "3EB0IN").await? else {
         panic!("the sent poll is not found");
     };

@@ -22,6 +22,7 @@ use sqlx::Pool;
 use tokio::sync::Mutex;
 
 use super::Db;
+use super::fences::check_fences;
 use super::keys::{KeyWrite, write_key_group};
 use super::messages::{
     accept_many_in, advance_many_in, record_attempt_in, record_incoming_in, set_wire_in,
@@ -31,6 +32,7 @@ use super::tx::begin_write_on;
 use super::webhooks::{WebhookTargets, record_delivered_in};
 use crate::domain::{Failure, MessageId, MessageStatus, SessionId};
 use crate::events::Envelope;
+use crate::store::leases::Claim;
 use crate::group_commit::{Commit, GroupWriter, WriteError};
 use crate::store::{
     Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewIncoming, NewOutgoing, StatusChange,
@@ -64,6 +66,16 @@ pub(in crate::store) enum Write {
     /// Makes the writer panic, as a bug would.
     #[cfg(test)]
     Panic,
+}
+
+/// A [`Write`] with the lease claims of the sessions it writes for
+/// (`store/leases.rs`): none unless this process holds leases. A group
+/// checks all its requests' claims at once, in its transaction, and fails
+/// as a whole if one is stale; retried one by one, only the stale request
+/// fails, with `StoreError::Moved`.
+pub(in crate::store) struct Request {
+    write: Write,
+    claims: Vec<Claim>,
 }
 
 /// What a committed [`Write`] gives back, variant for variant.
@@ -116,7 +128,18 @@ pub(in crate::store) async fn write(
     writer: &StoreWriter,
     write: Write,
 ) -> Result<Written, StoreError> {
-    writer.write(write).await.map_err(|error| match error {
+    write_claimed(writer, write, Vec::new()).await
+}
+
+/// [`write`], refused (`StoreError::Moved`) unless every one of `claims`
+/// holds at commit.
+pub(in crate::store) async fn write_claimed(
+    writer: &StoreWriter,
+    write: Write,
+    claims: Vec<Claim>,
+) -> Result<Written, StoreError> {
+    let request = Request { write, claims };
+    writer.write(request).await.map_err(|error| match error {
         WriteError::Stopped => StoreError::WriterStopped,
         WriteError::Failed(error) => error,
     })
@@ -129,14 +152,14 @@ pub(in crate::store) fn mismatch() -> StoreError {
 }
 
 impl Commit for Committer {
-    type Request = Write;
+    type Request = Request;
     type Done = Written;
     type Error = StoreError;
 
     const MAX_WEIGHT: usize = 1024;
 
-    fn weight(request: &Write) -> usize {
-        match request {
+    fn weight(request: &Request) -> usize {
+        match &request.write {
             Write::Status(_) => 1,
             Write::Incoming(batch) => batch.len().max(1),
             Write::Keys(keys) => keys.rows().max(1),
@@ -148,14 +171,19 @@ impl Commit for Committer {
         }
     }
 
-    async fn commit(&self, group: &[Write]) -> Result<Vec<Written>, StoreError> {
+    async fn commit(&self, group: &[Request]) -> Result<Vec<Written>, StoreError> {
+        let claims: Vec<Claim> = group
+            .iter()
+            .flat_map(|r| r.claims.iter().copied())
+            .collect();
+        let group: Vec<&Write> = group.iter().map(|r| &r.write).collect();
         let mut keys: Vec<&KeyWrite> = Vec::new();
         let mut accepts = Vec::new();
         let mut advances: Vec<&Advance> = Vec::new();
         let mut incoming: Vec<Vec<NewIncoming>> = Vec::new();
         let mut delivered: Vec<(DueDelivery, AttemptResult)> = Vec::new();
-        for write in group {
-            match write {
+        for write in &group {
+            match *write {
                 Write::Keys(write) => keys.push(write),
                 Write::Incoming(batch) => incoming.push(batch.clone()),
                 Write::Delivered(run) => delivered.extend(run.iter().cloned()),
@@ -167,6 +195,9 @@ impl Commit for Committer {
             }
         }
         let mut tx = begin_write_on(&self.pool, &self.writers).await?;
+        // Fencing first, for every session of the group at once (nothing
+        // to do without leases).
+        check_fences(&mut tx, &claims).await?;
         // Keys first: nothing else in a group depends on them, and their
         // rows, merged, are one statement per kind.
         if !keys.is_empty() {
@@ -196,8 +227,8 @@ impl Commit for Committer {
         }
         .into_iter();
         let mut done = Vec::with_capacity(group.len());
-        for write in group {
-            done.push(match write {
+        for write in &group {
+            done.push(match *write {
                 Write::Status(change) => {
                     let mut change = change.clone();
                     write_status(
