@@ -33,7 +33,7 @@ use crate::domain::SessionId;
 
 /// A lease's fencing token: it grows by one every time the session is
 /// taken, by any node.
-pub type Epoch = i64;
+pub(crate) type Epoch = i64;
 
 /// A lease a node holds: the session and the epoch it took it at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +105,60 @@ pub trait LeaseStore: Send + Sync {
 
     /// The session's lease row.
     async fn lease(&self, session: SessionId) -> Result<Option<LeaseRecord>, StoreError>;
+}
+
+/// The leases of a whole store, as the lease keeper holds them: refused
+/// on a store without leases (SQLite).
+pub(crate) struct StoreLeases(pub(crate) std::sync::Arc<dyn super::Store>);
+
+impl StoreLeases {
+    fn leases(&self) -> Result<&dyn LeaseStore, StoreError> {
+        self.0.leases().ok_or(StoreError::NoLeases)
+    }
+}
+
+#[async_trait]
+impl LeaseStore for StoreLeases {
+    async fn take_free(
+        &self,
+        node: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Held>, StoreError> {
+        self.leases()?.take_free(node, lease, limit).await
+    }
+
+    async fn take(
+        &self,
+        node: &str,
+        session: SessionId,
+        lease: Duration,
+    ) -> Result<Option<Held>, StoreError> {
+        self.leases()?.take(node, session, lease).await
+    }
+
+    async fn renew(
+        &self,
+        node: &str,
+        lease: Duration,
+        held: &[Held],
+    ) -> Result<Vec<Held>, StoreError> {
+        self.leases()?.renew(node, lease, held).await
+    }
+
+    async fn release(&self, node: &str, held: Held) -> Result<bool, StoreError> {
+        self.leases()?.release(node, held).await
+    }
+
+    fn forget(&self, session: SessionId) {
+        if let Ok(leases) = self.leases() {
+            leases.forget(session);
+        }
+    }
+
+    async fn lease(&self, session: SessionId) -> Result<Option<LeaseRecord>, StoreError> {
+        self.leases()?.lease(session).await
+    }
 }
 
 /// The epochs this process writes under, one per session it holds, kept

@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use crate::secret::Secret;
 
 pub(crate) use events::EventStore;
-pub(crate) use leases::{Epoch, Held, LeaseRecord, LeaseStore, SessionMoved};
+pub(crate) use leases::{Held, LeaseStore, SessionMoved};
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
@@ -75,6 +75,10 @@ pub enum StoreError {
     /// another node (or was lost). Not to be retried: stop the session.
     #[error(transparent)]
     Moved(#[from] SessionMoved),
+    /// Leases were asked of a store that has none (SQLite serves one
+    /// process).
+    #[error("this database has no session leases: several processes need PostgreSQL")]
+    NoLeases,
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait
@@ -93,7 +97,9 @@ pub trait Store: Send + Sync + 'static {
     fn keys(&self) -> &dyn KeyStore;
     /// Ownership of sessions by lease, for several processes on one
     /// database: PostgreSQL only (`None` on SQLite).
-    fn leases(&self) -> Option<&dyn LeaseStore>;
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        None
+    }
     /// Resolves once the store's group-commit writer has ended, saying
     /// how. Every grouped write (statuses, incoming batches, key rows,
     /// delivered runs) waits on it, so the application stops when it

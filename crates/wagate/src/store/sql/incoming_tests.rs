@@ -224,12 +224,22 @@ async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreErr
         .id;
     let written = writer::committer(&store)
         .commit(&[
-            Write::Incoming(vec![
+            writer::Request::unclaimed(Write::Incoming(vec![
                 incoming(org, session, "3EB0A", text("a")),
                 incoming(org, session, "3EB0B", text("b")),
-            ]),
-            Write::Incoming(vec![incoming(org, other, "3EB0A", text("other a"))]),
-            Write::Incoming(vec![incoming(org, session, "3EB0B", text("b again"))]),
+            ])),
+            writer::Request::unclaimed(Write::Incoming(vec![incoming(
+                org,
+                other,
+                "3EB0A",
+                text("other a"),
+            )])),
+            writer::Request::unclaimed(Write::Incoming(vec![incoming(
+                org,
+                session,
+                "3EB0B",
+                text("b again"),
+            )])),
         ])
         .await?;
     let groups: Vec<Vec<Envelope>> = written

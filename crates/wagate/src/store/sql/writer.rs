@@ -78,6 +78,18 @@ pub(in crate::store) struct Request {
     claims: Vec<Claim>,
 }
 
+impl Request {
+    /// A request with no claims, for tests that commit a group of their
+    /// own making.
+    #[cfg(test)]
+    pub(in crate::store) fn unclaimed(write: Write) -> Self {
+        Self {
+            write,
+            claims: Vec::new(),
+        }
+    }
+}
+
 /// What a committed [`Write`] gives back, variant for variant.
 pub(in crate::store) enum Written {
     /// The change with its event stamped (id, time).
