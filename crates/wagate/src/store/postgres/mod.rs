@@ -35,6 +35,8 @@ mod keys;
 #[path = "../sql/messages.rs"]
 mod messages;
 mod leases;
+#[cfg(test)]
+mod leases_tests;
 mod nodelay;
 #[path = "../sql/orgs.rs"]
 mod orgs;
