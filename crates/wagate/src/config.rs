@@ -336,7 +336,11 @@ impl Config {
         if self.node_capacity == Some(0) {
             return Err(ConfigError::Zero("node_capacity"));
         }
-        if self.node_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
             return Err(ConfigError::EmptyNodeId);
         }
         if self.nats_url.is_some() && !self.database_is_postgres() {

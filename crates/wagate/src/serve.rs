@@ -24,8 +24,8 @@ use crate::http;
 use crate::retention::Retention;
 use crate::session::leases::LeaseKeeper;
 use crate::session::whatsapp::WhatsAppEngine;
-use crate::store::process_lock::{ProcessLock, Sharing, Whoami};
 use crate::store::leases::StoreLeases;
+use crate::store::process_lock::{ProcessLock, Sharing, Whoami};
 use crate::store::{self, Store};
 use crate::webhooks::Dispatcher;
 

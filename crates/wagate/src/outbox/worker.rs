@@ -280,8 +280,12 @@ impl OutboxWorker {
         let store = Arc::clone(&self.store);
         let messages = store.messages();
         let session = self.session;
-        futures::future::try_join_all(wires.iter().map(|(id, wire)| messages.set_wire(session, *id, wire)))
-            .await?;
+        futures::future::try_join_all(
+            wires
+                .iter()
+                .map(|(id, wire)| messages.set_wire(session, *id, wire)),
+        )
+        .await?;
         let mut attempts = Vec::with_capacity(ready.len());
         let mut wait = None;
         for (item, message) in ready {
@@ -310,9 +314,9 @@ impl OutboxWorker {
         // Due again only if no ack comes in time: then sent again under the
         // same id.
         futures::future::try_join_all(
-            attempts
-                .iter()
-                .map(|(id, attempts, again)| messages.record_attempt(session, *id, *attempts, *again)),
+            attempts.iter().map(|(id, attempts, again)| {
+                messages.record_attempt(session, *id, *attempts, *again)
+            }),
         )
         .await?;
         if !held.is_empty() {

@@ -247,7 +247,10 @@ mod tests {
             _lease: Duration,
             limit: u32,
         ) -> Result<Vec<Held>, StoreError> {
-            let mut sessions = self.sessions.lock().map_err(|_| StoreError::WriterStopped)?;
+            let mut sessions = self
+                .sessions
+                .lock()
+                .map_err(|_| StoreError::WriterStopped)?;
             let n = sessions.len().min(limit as usize);
             Ok(sessions
                 .drain(..n)
@@ -274,7 +277,10 @@ mod tests {
                 if let Ok(mut at) = self.renewed_at.lock() {
                     at.push(Instant::now());
                 }
-                let mut renewals = self.renewals.lock().map_err(|_| StoreError::WriterStopped)?;
+                let mut renewals = self
+                    .renewals
+                    .lock()
+                    .map_err(|_| StoreError::WriterStopped)?;
                 if renewals.is_empty() {
                     None
                 } else {
@@ -376,12 +382,19 @@ mod tests {
             assert_eq!(what, "disown");
             disowned.push((session, at));
         }
-        let renewed_at = leases.renewed_at.lock().map(|a| a.clone()).unwrap_or_default();
+        let renewed_at = leases
+            .renewed_at
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
         // The first renewal (answered) one period in, the second (never
         // answered) one period later.
         assert_eq!(
             renewed_at,
-            vec![started + Duration::from_secs(5), started + Duration::from_secs(10)]
+            vec![
+                started + Duration::from_secs(5),
+                started + Duration::from_secs(10)
+            ]
         );
         let answered = renewed_at[0];
         let lease = Duration::from_secs(15);

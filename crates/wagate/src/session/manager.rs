@@ -630,7 +630,18 @@ impl SessionManager {
 #[async_trait::async_trait]
 impl OwnedSessions for SessionManager {
     async fn own(&self, leases: Vec<Held>) {
-        let owned: HashSet<SessionId> = leases.iter().map(|l| l.session).collect();
+        // Already running here (taken again after a lapse): nothing to do.
+        let owned: HashSet<SessionId> = {
+            let handles = self.inner.handles();
+            leases
+                .iter()
+                .map(|l| l.session)
+                .filter(|id| !handles.contains_key(id))
+                .collect()
+        };
+        if owned.is_empty() {
+            return;
+        }
         let records = match self.inner.store.sessions().all_sessions().await {
             Ok(records) => records,
             Err(error) => {

@@ -29,8 +29,8 @@ use futures::future::BoxFuture;
 use crate::secret::Secret;
 
 pub(crate) use events::EventStore;
-pub(crate) use leases::{Held, LeaseStore, SessionMoved};
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
+pub(crate) use leases::{Held, LeaseStore, SessionMoved};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoredPoll,

@@ -9,8 +9,8 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use crate::domain::SessionId;
-use crate::store::{StoreError, from_millis};
 use crate::store::leases::{Held, LeaseRecord, LeaseStore, lease_millis};
+use crate::store::{StoreError, from_millis};
 
 fn held(row: &PgRow) -> Result<Held, StoreError> {
     let id: String = row.try_get(0)?;

@@ -27,8 +27,16 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 /// sessions; `None` without PostgreSQL.
 async fn two_nodes(
     n: usize,
-) -> Result<Option<(TestDatabase, PostgresStore, PostgresStore, OrgId, Vec<SessionId>)>, StoreError>
-{
+) -> Result<
+    Option<(
+        TestDatabase,
+        PostgresStore,
+        PostgresStore,
+        OrgId,
+        Vec<SessionId>,
+    )>,
+    StoreError,
+> {
     let Some(database) = TestDatabase::create().await else {
         return Ok(None);
     };
@@ -140,7 +148,13 @@ async fn a_lease_is_taken_once_renewed_lost_on_expiry_and_released() -> TestResu
     // Held and unexpired: another node gets none of them, only the rest.
     assert_eq!(two.take("n2", a, LEASE).await?, None);
     let rest = two.take_free("n2", LEASE, 10).await?;
-    assert_eq!(rest, vec![Held { session: c, epoch: 1 }]);
+    assert_eq!(
+        rest,
+        vec![Held {
+            session: c,
+            epoch: 1
+        }]
+    );
     assert!(two.take_free("n2", LEASE, 10).await?.is_empty());
     let lease = one.lease(a).await?.ok_or("no lease row")?;
     assert_eq!(lease.node.as_deref(), Some("n1"));
@@ -152,7 +166,13 @@ async fn a_lease_is_taken_once_renewed_lost_on_expiry_and_released() -> TestResu
     // the old owner's next renewal no longer renews it.
     expire(&one, a).await?;
     let moved = two.take_free("n2", LEASE, 10).await?;
-    assert_eq!(moved, vec![Held { session: a, epoch: 2 }]);
+    assert_eq!(
+        moved,
+        vec![Held {
+            session: a,
+            epoch: 2
+        }]
+    );
     assert_eq!(
         one.renew("n1", LEASE, &taken).await?,
         vec![Held {
@@ -162,14 +182,39 @@ async fn a_lease_is_taken_once_renewed_lost_on_expiry_and_released() -> TestResu
     );
     // A renewal names the epoch: n2 cannot renew n1's lease.
     assert!(
-        two.renew("n2", LEASE, &[Held { session: b, epoch: 1 }])
-            .await?
-            .is_empty()
+        two.renew(
+            "n2",
+            LEASE,
+            &[Held {
+                session: b,
+                epoch: 1
+            }]
+        )
+        .await?
+        .is_empty()
     );
 
     // Released: free at once for another node, at the next epoch.
-    assert!(one.release("n1", Held { session: b, epoch: 1 }).await?);
-    assert!(!one.release("n1", Held { session: b, epoch: 1 }).await?);
+    assert!(
+        one.release(
+            "n1",
+            Held {
+                session: b,
+                epoch: 1
+            }
+        )
+        .await?
+    );
+    assert!(
+        !one.release(
+            "n1",
+            Held {
+                session: b,
+                epoch: 1
+            }
+        )
+        .await?
+    );
     assert_eq!(one.lease(b).await?.ok_or("no lease row")?.node, None);
     assert_eq!(
         two.take("n2", b, LEASE).await?,
@@ -284,7 +329,8 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
         moving
     ));
     assert!(is_moved(
-        one.advance(moving, outgoing, MessageStatus::Sent, None).await,
+        one.advance(moving, outgoing, MessageStatus::Sent, None)
+            .await,
         moving
     ));
     assert!(is_moved(one.requeue(moving, Utc::now()).await, moving));
@@ -296,10 +342,7 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
     ));
 
     // Nothing of it was stored.
-    let record = two
-        .get_session(org, moving)
-        .await?
-        .ok_or("session gone")?;
+    let record = two.get_session(org, moving).await?.ok_or("session gone")?;
     assert_eq!(record.status, SessionStatus::Starting);
     let new_keys = two.for_session(moving);
     assert_eq!(

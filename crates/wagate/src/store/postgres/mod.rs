@@ -32,11 +32,11 @@ mod events;
 mod fences;
 #[path = "../sql/keys.rs"]
 mod keys;
-#[path = "../sql/messages.rs"]
-mod messages;
 mod leases;
 #[cfg(test)]
 mod leases_tests;
+#[path = "../sql/messages.rs"]
+mod messages;
 mod nodelay;
 #[path = "../sql/orgs.rs"]
 mod orgs;

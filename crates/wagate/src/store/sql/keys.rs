@@ -364,10 +364,14 @@ impl Writer {
             return Ok(());
         }
         let open = self.open_unchecked().await?;
-        writer::write_claimed(&self.group, Write::Keys(write), open.claim.into_iter().collect())
-            .await
-            .map(|_| ())
-            .map_err(|error| KeyError::Database(Box::new(error)))
+        writer::write_claimed(
+            &self.group,
+            Write::Keys(write),
+            open.claim.into_iter().collect(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|error| KeyError::Database(Box::new(error)))
     }
 }
 

@@ -603,7 +603,8 @@ impl MessageStore for Backend {
             failure,
         };
         let claims = self.claims([session]);
-        match writer::write_claimed(&self.writer, Write::Advance(Box::new(advance)), claims).await? {
+        match writer::write_claimed(&self.writer, Write::Advance(Box::new(advance)), claims).await?
+        {
             Written::Advanced(events) => Ok(events),
             _ => Err(writer::mismatch()),
         }

@@ -32,8 +32,8 @@ use super::tx::begin_write_on;
 use super::webhooks::{WebhookTargets, record_delivered_in};
 use crate::domain::{Failure, MessageId, MessageStatus, SessionId};
 use crate::events::Envelope;
-use crate::store::leases::Claim;
 use crate::group_commit::{Commit, GroupWriter, WriteError};
+use crate::store::leases::Claim;
 use crate::store::{
     Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewIncoming, NewOutgoing, StatusChange,
     StoreError,
