@@ -23,7 +23,8 @@ environment variable named after it: WAGATE_LISTEN, WAGATE_DATA_DIR, \
 WAGATE_DATABASE_URL, WAGATE_WHATSAPP_URL, WAGATE_LINK_TIMEOUT_SECS, \
 WAGATE_RETRY_BUDGET_SECS, WAGATE_BODY_LIMIT_BYTES, WAGATE_WS_CLIENT_BUFFER, \
 WAGATE_WS_PING_INTERVAL_SECS, WAGATE_WS_MAX_CLIENTS_PER_ORG, \
-WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX, WAGATE_NATS_URL. Precedence: flag > environment > file > default. \
+WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX, WAGATE_NATS_URL, WAGATE_NODE_ID, \
+WAGATE_NODE_CAPACITY, WAGATE_LEASE_TIME_MS. Precedence: flag > environment > file > default. \
 Log verbosity: WAGATE_LOG (e.g. WAGATE_LOG=debug).";
 
 #[derive(Debug, Parser)]
@@ -62,7 +63,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the gateway.
     #[command(after_help = ENV_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage organizations.
     #[command(subcommand)]
     Org(OrgCommand),

@@ -322,15 +322,13 @@ mod tests {
         }
     }
 
+    type Seen = mpsc::UnboundedReceiver<(&'static str, SessionId, Instant)>;
+
     fn keeper(
         sessions: Vec<SessionId>,
         renewals: Vec<Option<usize>>,
         cancel: CancellationToken,
-    ) -> (
-        LeaseKeeper,
-        Arc<FakeLeases>,
-        mpsc::UnboundedReceiver<(&'static str, SessionId, Instant)>,
-    ) {
+    ) -> (LeaseKeeper, Arc<FakeLeases>, Seen) {
         let leases = Arc::new(FakeLeases {
             sessions: Mutex::new(sessions),
             renewals: Mutex::new(renewals),
@@ -350,9 +348,7 @@ mod tests {
         (keeper, leases, seen)
     }
 
-    async fn next(
-        seen: &mut mpsc::UnboundedReceiver<(&'static str, SessionId, Instant)>,
-    ) -> (&'static str, SessionId, Instant) {
+    async fn next(seen: &mut Seen) -> (&'static str, SessionId, Instant) {
         match tokio::time::timeout(Duration::from_secs(120), seen.recv()).await {
             Ok(Some(event)) => event,
             other => panic!("no event from the keeper: {other:?}"),
