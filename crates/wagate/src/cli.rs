@@ -23,7 +23,8 @@ environment variable named after it: WAGATE_LISTEN, WAGATE_DATA_DIR, \
 WAGATE_DATABASE_URL, WAGATE_WHATSAPP_URL, WAGATE_LINK_TIMEOUT_SECS, \
 WAGATE_RETRY_BUDGET_SECS, WAGATE_BODY_LIMIT_BYTES, WAGATE_WS_CLIENT_BUFFER, \
 WAGATE_WS_PING_INTERVAL_SECS, WAGATE_WS_MAX_CLIENTS_PER_ORG, \
-WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX, WAGATE_NATS_URL. Precedence: flag > environment > file > default. \
+WAGATE_SHUTDOWN_TIMEOUT_SECS, WAGATE_SANDBOX, WAGATE_NATS_URL, WAGATE_NODE_ID, \
+WAGATE_NODE_CAPACITY, WAGATE_LEASE_TIME_MS. Precedence: flag > environment > file > default. \
 Log verbosity: WAGATE_LOG (e.g. WAGATE_LOG=debug).";
 
 #[derive(Debug, Parser)]
@@ -62,7 +63,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the gateway.
     #[command(after_help = ENV_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage organizations.
     #[command(subcommand)]
     Org(OrgCommand),
@@ -88,6 +89,17 @@ pub struct ServeArgs {
     /// process must be the only one serving its database.
     #[arg(long = "nats", alias = "nats-url", value_name = "URL")]
     pub nats_url: Option<String>,
+    /// This node's name among several (with --nats) [default: derived
+    /// from the host and the data directory].
+    #[arg(long, value_name = "NAME")]
+    pub node_id: Option<String>,
+    /// Sessions this node owns at most (with --nats) [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub node_capacity: Option<u32>,
+    /// Milliseconds a session's lease lasts unrenewed (with --nats): the
+    /// longest a dead node's sessions stay offline [default: 15000].
+    #[arg(long, value_name = "MS")]
+    pub lease_time_ms: Option<u64>,
     /// WhatsApp server WebSocket URL [default: WhatsApp itself].
     #[arg(long, value_name = "URL")]
     pub whatsapp_url: Option<Url>,
@@ -158,6 +170,9 @@ impl Cli {
             overrides.listen = serve.listen;
             overrides.metrics_listen = serve.metrics_listen;
             overrides.nats_url = serve.nats_url.clone().map(Secret::new);
+            overrides.node_id = serve.node_id.clone();
+            overrides.node_capacity = serve.node_capacity;
+            overrides.lease_time_ms = serve.lease_time_ms;
             overrides.whatsapp_url = serve.whatsapp_url.clone();
             overrides.link_timeout_secs = serve.link_timeout_secs;
             overrides.retry_budget_secs = serve.retry_budget_secs;

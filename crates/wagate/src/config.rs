@@ -43,6 +43,18 @@ pub struct Config {
     /// default, the process must be the only one serving its database.
     /// May hold credentials.
     pub nats_url: Option<Secret<String>>,
+    /// This process's name among the nodes serving one database (with
+    /// `--nats`): the owner written on the leases it holds. Unset, a
+    /// stable name derived from the host and the data directory.
+    pub node_id: Option<String>,
+    /// Sessions this node owns at most (with `--nats`). Unset, no limit.
+    pub node_capacity: Option<u32>,
+    /// How long a session's lease lasts unrenewed (with `--nats`), in
+    /// milliseconds: a node renews its leases every third of it and, when
+    /// it cannot, disconnects its sessions before the lease can expire; a
+    /// dead node's sessions are taken over by others after at most this
+    /// long. Default 15 s.
+    pub lease_time_ms: u64,
     /// WhatsApp server to connect to; unset means WhatsApp itself.
     pub whatsapp_url: Option<Url>,
     /// How long a session may wait for a phone to link before it fails.
@@ -138,6 +150,9 @@ impl Default for Config {
             database_url: None,
             database_pool_size: 10,
             nats_url: None,
+            node_id: None,
+            node_capacity: None,
+            lease_time_ms: 15_000,
             whatsapp_url: None,
             link_timeout_secs: 300,
             retry_budget_secs: 600,
@@ -201,6 +216,8 @@ pub enum ConfigError {
          SQLite serves one process"
     )]
     NatsNeedsPostgres,
+    #[error("node_id must not be empty")]
+    EmptyNodeId,
     #[error(
         "event_retention_secs must be at least webhook_retry_window_secs: a delivery still being retried would lose its event"
     )]
@@ -222,6 +239,12 @@ pub struct Overrides {
     pub database_pool_size: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<Secret<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_capacity: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_time_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whatsapp_url: Option<Url>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,6 +296,7 @@ impl Config {
             ("retry_budget_secs", self.retry_budget_secs),
             ("liveness_idle_ms", self.liveness_idle_ms),
             ("liveness_timeout_ms", self.liveness_timeout_ms),
+            ("lease_time_ms", self.lease_time_ms),
             ("ws_ping_interval_secs", self.ws_ping_interval_secs),
             ("message_expiry_secs", self.message_expiry_secs),
             ("event_retention_secs", self.event_retention_secs),
@@ -308,6 +332,16 @@ impl Config {
         }
         if self.event_retention_secs < self.webhook_retry_window_secs {
             return Err(ConfigError::RetentionShorterThanRetries);
+        }
+        if self.node_capacity == Some(0) {
+            return Err(ConfigError::Zero("node_capacity"));
+        }
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(ConfigError::EmptyNodeId);
         }
         if self.nats_url.is_some() && !self.database_is_postgres() {
             return Err(ConfigError::NatsNeedsPostgres);
@@ -345,6 +379,39 @@ impl Config {
         let url = self.database_url();
         let url = url.expose();
         url.starts_with("postgres:") || url.starts_with("postgresql:")
+    }
+
+    /// This node's name among several (`node_id`), or one derived from
+    /// the host's name and the data directory: stable across restarts of
+    /// the same installation, different for two on one host.
+    pub fn node_id(&self) -> String {
+        if let Some(id) = &self.node_id {
+            return id.trim().to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_string());
+        let dir = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        // FNV-1a: the same name from every build, unlike std's hasher.
+        let hash = dir
+            .to_string_lossy()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("{host}-{:08x}", hash & 0xffff_ffff)
+    }
+
+    /// How this node holds session leases (used with `--nats`).
+    pub(crate) fn lease_policy(&self) -> crate::session::leases::LeasePolicy {
+        crate::session::leases::LeasePolicy {
+            node: self.node_id(),
+            lease: Duration::from_millis(self.lease_time_ms),
+            capacity: self.node_capacity,
+        }
     }
 
     /// Where downloaded incoming media is cached.

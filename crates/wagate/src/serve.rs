@@ -22,7 +22,9 @@ use crate::config::Config;
 use crate::dashboard::state::Dashboard;
 use crate::http;
 use crate::retention::Retention;
+use crate::session::leases::LeaseKeeper;
 use crate::session::whatsapp::WhatsAppEngine;
+use crate::store::leases::StoreLeases;
 use crate::store::process_lock::{ProcessLock, Sharing, Whoami};
 use crate::store::{self, Store};
 use crate::webhooks::Dispatcher;
@@ -49,6 +51,9 @@ pub struct Application {
     /// This process's hold on its database, for its whole life (see
     /// `store/process_lock.rs`).
     process_lock: ProcessLock,
+    /// How this node holds session leases, when it is one of several
+    /// (`--nats`); `None` for the single process, which runs every session.
+    leases: Option<crate::session::leases::LeasePolicy>,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -134,6 +139,7 @@ impl Application {
             tasks: Vec::new(),
             webhooks,
             process_lock,
+            leases: (sharing == Sharing::Node).then(|| config.lease_policy()),
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -202,6 +208,7 @@ impl Application {
             tasks: mut extra,
             webhooks,
             process_lock,
+            leases,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -209,8 +216,22 @@ impl Application {
         } = self;
         let shutdown = state.shutdown.clone();
         let sessions = state.sessions.clone();
-        let resumed = sessions.resume_all().await.context("resuming sessions")?;
-        tracing::info!(%addr, resumed, "wagate listening");
+        let mut extra_leases = None;
+        if let Some(policy) = leases {
+            // One node of several: this node runs the sessions it takes
+            // by lease, which its lease keeper decides.
+            let keeper = LeaseKeeper::new(
+                Arc::new(StoreLeases(Arc::clone(&state.store))),
+                Arc::new(sessions.clone()),
+                policy,
+                shutdown.child_token(),
+            );
+            extra_leases = Some(keeper);
+            tracing::info!(%addr, "wagate listening; sessions are taken by lease");
+        } else {
+            let resumed = sessions.resume_all().await.context("resuming sessions")?;
+            tracing::info!(%addr, resumed, "wagate listening");
+        }
 
         let retention = Retention {
             store: Arc::clone(&state.store),
@@ -271,6 +292,15 @@ impl Application {
                 Ok(())
             }),
         ));
+        if let Some(keeper) = extra_leases {
+            extra.push((
+                "lease keeper",
+                Box::pin(async move {
+                    keeper.run().await;
+                    Ok(())
+                }),
+            ));
+        }
         if let Some(keeper) = process_lock.keeper(shutdown.child_token()) {
             extra.push(("database lock", Box::pin(async move { Ok(keeper.await?) })));
         }

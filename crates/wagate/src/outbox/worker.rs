@@ -279,8 +279,13 @@ impl OutboxWorker {
         // same bytes.
         let store = Arc::clone(&self.store);
         let messages = store.messages();
-        futures::future::try_join_all(wires.iter().map(|(id, wire)| messages.set_wire(*id, wire)))
-            .await?;
+        let session = self.session;
+        futures::future::try_join_all(
+            wires
+                .iter()
+                .map(|(id, wire)| messages.set_wire(session, *id, wire)),
+        )
+        .await?;
         let mut attempts = Vec::with_capacity(ready.len());
         let mut wait = None;
         for (item, message) in ready {
@@ -309,9 +314,9 @@ impl OutboxWorker {
         // Due again only if no ack comes in time: then sent again under the
         // same id.
         futures::future::try_join_all(
-            attempts
-                .iter()
-                .map(|(id, attempts, again)| messages.record_attempt(*id, *attempts, *again)),
+            attempts.iter().map(|(id, attempts, again)| {
+                messages.record_attempt(session, *id, *attempts, *again)
+            }),
         )
         .await?;
         if !held.is_empty() {
@@ -399,7 +404,7 @@ impl OutboxWorker {
         let again = Utc::now() + to_chrono(self.policy.retry_delay(attempts));
         self.store
             .messages()
-            .record_attempt(id, attempts, again)
+            .record_attempt(self.session, id, attempts, again)
             .await
     }
 
@@ -489,7 +494,7 @@ impl OutboxWorker {
         for (_, (id, attempts)) in self.in_flight.drain() {
             self.store
                 .messages()
-                .record_attempt(id, attempts, now)
+                .record_attempt(self.session, id, attempts, now)
                 .await?;
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! operations to it, resumes sessions at start-up and stops them all on
 //! shutdown.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::engine::{ClientMemory, Engine};
+use super::leases::OwnedSessions;
 use super::messenger::{Messenger, SendFailure};
 use super::status_writer::StatusWriter;
 use super::supervisor::{
@@ -28,7 +29,7 @@ use wacore::request::RequestUtils;
 
 use crate::store::chats::ChatRecord;
 use crate::store::{
-    Accepted, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
+    Accepted, Held, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
     SessionChanges, SessionPage, SessionQuery, SessionRecord, StatusStep, Store, StoreError,
 };
 
@@ -79,6 +80,11 @@ struct Handle {
     pace: watch::Sender<SessionPace>,
     /// Its presence and call settings, for its supervisor.
     behaviour: watch::Sender<SessionBehaviour>,
+    /// Stops this session's supervisor and worker alone (they disconnect
+    /// and write nothing), as shutdown stops them all.
+    cancel: CancellationToken,
+    /// Cancelled once its supervisor has ended.
+    done: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -584,6 +590,7 @@ impl SessionManager {
         let (pace_tx, pace) = watch::channel(record.pace);
         let (behaviour_tx, behaviour) = watch::channel(record.behaviour.clone());
         let cancel = self.inner.cancel.child_token();
+        let done = CancellationToken::new();
         let worker = OutboxWorker::new(
             record.id,
             Arc::clone(&self.inner.store),
@@ -613,7 +620,7 @@ impl SessionManager {
             working_tx,
             deliveries_tx,
             receiver,
-            cancel,
+            cancel.clone(),
         );
         self.inner.handles().insert(
             record.id,
@@ -624,6 +631,8 @@ impl SessionManager {
                 outbox,
                 pace: pace_tx,
                 behaviour: behaviour_tx,
+                cancel,
+                done: done.clone(),
             },
         );
         // A panic in the supervisor (a bug) must not leave a session that
@@ -633,7 +642,9 @@ impl SessionManager {
         let manager = self.clone();
         let record = record.clone();
         self.inner.tasks.spawn(async move {
-            if let Err(join) = supervised.await
+            let ended = supervised.await;
+            done.cancel();
+            if let Err(join) = ended
                 && join.is_panic()
             {
                 manager.on_supervisor_panic(record).await;
@@ -642,6 +653,55 @@ impl SessionManager {
         // The worker also ends when its session is deleted: the supervisor
         // drops the sending halves of its inputs.
         self.inner.tasks.spawn(worker.run());
+    }
+}
+
+/// Ownership by lease (several nodes on one database): the lease keeper
+/// (`session/leases.rs`) tells the manager which sessions it runs.
+/// Resuming a session owned here is what `resume_all` does for every
+/// session of a single process; disowning one stops its supervisor alone,
+/// which writes nothing (its status stays, for its next owner to resume).
+#[async_trait::async_trait]
+impl OwnedSessions for SessionManager {
+    async fn own(&self, leases: Vec<Held>) {
+        // Already running here (taken again after a lapse): nothing to do.
+        let owned: HashSet<SessionId> = {
+            let handles = self.inner.handles();
+            leases
+                .iter()
+                .map(|l| l.session)
+                .filter(|id| !handles.contains_key(id))
+                .collect()
+        };
+        if owned.is_empty() {
+            return;
+        }
+        let records = match self.inner.store.sessions().all_sessions().await {
+            Ok(records) => records,
+            Err(error) => {
+                tracing::error!(%error, "could not read the sessions taken; they wait for the next owner");
+                return;
+            }
+        };
+        let mut starts = Vec::new();
+        for record in records.iter().filter(|r| owned.contains(&r.id)) {
+            if self.inner.handles().contains_key(&record.id) {
+                continue;
+            }
+            self.spawn(record);
+            if record.status.is_active() {
+                starts.push(record.id);
+            }
+        }
+        futures::future::join_all(starts.into_iter().map(|id| self.send(id, Command::Start))).await;
+    }
+
+    async fn disown(&self, session: SessionId) {
+        let handle = self.inner.handles().remove(&session);
+        if let Some(handle) = handle {
+            handle.cancel.cancel();
+            handle.done.cancelled().await;
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! [`whatsapp`] implements with whatsapp-rust; [`messenger`] is the narrow
 //! face of a live connection the outbox sends through, [`working`] the link
 //! a `working` session offers, [`server`] which WhatsApp server a build may
-//! reach. [`inbox`] stores what a session receives; [`status_writer`]
+//! reach. [`leases`] keeps the node's session leases when several
+//! processes serve one database. [`inbox`] stores what a session receives; [`status_writer`]
 //! group-commits every session's status changes.
 //!
 //! The [`manager`] sits a layer above the rest (and above the outbox,
@@ -15,6 +16,7 @@ pub(crate) mod engine;
 pub(crate) mod group_events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
+pub(crate) mod leases;
 pub(crate) mod liveness;
 #[cfg(feature = "simulator")]
 mod loopback_http;

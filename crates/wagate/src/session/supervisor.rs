@@ -324,10 +324,23 @@ impl Supervisor {
             return Ok(());
         }
         let change = previous.transition(next)?;
-        let written = self
+        let written = match self
             .statuses
             .write(self.org_id, self.id, change, reason)
-            .await?;
+            .await
+        {
+            Ok(written) => written,
+            Err(StoreError::Moved(moved)) => {
+                // Another node owns the session now (several nodes on one
+                // database): not a failure to retry. The session stops
+                // here, disconnecting at the loop's next turn, and writes
+                // nothing more.
+                tracing::warn!(%moved, "the session moved to another node; stopping it here");
+                self.cancel.cancel();
+                return Err(StoreError::Moved(moved).into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let event = written.event;
         self.status = next;
         if next != SessionStatus::Working {

@@ -191,11 +191,17 @@ pub trait MessageStore: Send + Sync {
 
     /// Keeps the built WhatsApp message, so every attempt sends the same
     /// bytes, and drops the request's media bytes.
-    async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError>;
+    async fn set_wire(
+        &self,
+        session: SessionId,
+        id: MessageId,
+        wire: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// Records an attempt and when the next one is due.
     async fn record_attempt(
         &self,
+        session: SessionId,
         id: MessageId,
         attempts: u32,
         next_attempt_at: DateTime<Utc>,

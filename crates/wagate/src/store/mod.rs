@@ -8,6 +8,7 @@ pub(crate) mod chats;
 mod events;
 pub(crate) mod groups;
 mod keys;
+pub(crate) mod leases;
 pub(crate) mod legacy_keys;
 mod messages;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub(crate) use chats::ChatStore;
 pub(crate) use events::EventStore;
 pub(crate) use groups::{GroupEdit, GroupStore, NoticeKey};
 pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
+pub(crate) use leases::{Held, LeaseStore, SessionMoved};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoredPoll,
@@ -73,6 +75,14 @@ pub enum StoreError {
     /// down, or the writer died and the gateway is stopping).
     #[error("the group-commit writer has stopped")]
     WriterStopped,
+    /// The write's session is no longer owned here: its lease moved to
+    /// another node (or was lost). Not to be retried: stop the session.
+    #[error(transparent)]
+    Moved(#[from] SessionMoved),
+    /// Leases were asked of a store that has none (SQLite serves one
+    /// process).
+    #[error("this database has no session leases: several processes need PostgreSQL")]
+    NoLeases,
 }
 
 /// The whole store, one accessor per aggregate. Each aggregate's trait
@@ -93,6 +103,11 @@ pub trait Store: Send + Sync + 'static {
     fn keys(&self) -> &dyn KeyStore;
     /// The groups each session's number is in.
     fn groups(&self) -> &dyn GroupStore;
+    /// Ownership of sessions by lease, for several processes on one
+    /// database: PostgreSQL only (`None` on SQLite).
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        None
+    }
     /// Resolves once the store's group-commit writer has ended, saying
     /// how. Every grouped write (statuses, incoming batches, key rows,
     /// delivered runs) waits on it, so the application stops when it

@@ -243,3 +243,230 @@ async fn a_panic_in_a_stopped_session_keeps_its_status() -> Result<(), ManagerEr
     );
     Ok(())
 }
+
+/// Links that connect forever and report when they are disconnected.
+struct Disconnects {
+    opened: mpsc::UnboundedSender<SessionId>,
+    closed: mpsc::UnboundedSender<(SessionId, tokio::time::Instant)>,
+}
+
+struct Reporting {
+    session: SessionId,
+    closed: mpsc::UnboundedSender<(SessionId, tokio::time::Instant)>,
+}
+
+#[async_trait]
+impl Engine for Disconnects {
+    async fn open(
+        &self,
+        session: SessionId,
+        _events: mpsc::UnboundedSender<EngineEvent>,
+        _deliveries: mpsc::UnboundedSender<Delivery>,
+        _inbound: Arc<dyn InboundSink>,
+    ) -> Result<Arc<dyn Link>, EngineError> {
+        let _ = self.opened.send(session);
+        Ok(Arc::new(Reporting {
+            session,
+            closed: self.closed.clone(),
+        }))
+    }
+
+    async fn wipe(&self, _session: SessionId) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Link for Reporting {
+    fn connect(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
+    async fn request_pairing_code(&self, _phone: &Phone) -> Result<String, EngineError> {
+        Err(EngineError::PairingCode("not here".into()))
+    }
+    fn identity(&self) -> Identity {
+        Identity::default()
+    }
+    async fn logout(&self) {}
+    async fn disconnect(&self) {
+        let _ = self
+            .closed
+            .send((self.session, tokio::time::Instant::now()));
+    }
+    fn messenger(&self) -> Option<Arc<dyn Messenger>> {
+        None
+    }
+}
+
+/// A database that hands `sessions` to the first take, answers the first
+/// renewal, and then never answers again (cut off). Records when each
+/// renewal was sent.
+struct CutOff {
+    sessions: Mutex<Vec<SessionId>>,
+    renewals: Mutex<Vec<tokio::time::Instant>>,
+}
+
+#[async_trait]
+impl crate::store::LeaseStore for CutOff {
+    async fn take_free(
+        &self,
+        _node: &str,
+        _lease: Duration,
+        _limit: u32,
+    ) -> Result<Vec<Held>, StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(sessions
+            .drain(..)
+            .map(|session| Held { session, epoch: 1 })
+            .collect())
+    }
+
+    async fn take(
+        &self,
+        _node: &str,
+        _session: SessionId,
+        _lease: Duration,
+    ) -> Result<Option<Held>, StoreError> {
+        Ok(None)
+    }
+
+    async fn renew(
+        &self,
+        _node: &str,
+        _lease: Duration,
+        held: &[Held],
+    ) -> Result<Vec<Held>, StoreError> {
+        let first = {
+            let mut renewals = self.renewals.lock().unwrap_or_else(PoisonError::into_inner);
+            renewals.push(tokio::time::Instant::now());
+            renewals.len() == 1
+        };
+        if first {
+            Ok(held.to_vec())
+        } else {
+            std::future::pending().await
+        }
+    }
+
+    async fn release(&self, _node: &str, _held: Held) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn forget(&self, _session: SessionId) {}
+
+    async fn lease(
+        &self,
+        _session: SessionId,
+    ) -> Result<Option<crate::store::leases::LeaseRecord>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A node whose database stops answering its lease renewals disconnects
+/// every session it runs from WhatsApp before the leases it last renewed
+/// can expire (the database stamped them after the renewal was sent, so
+/// not before `sent + lease`), writing nothing: each session stays
+/// `starting`, for its next owner to resume.
+///
+/// The clock is paused (and advanced by Tokio when everything waits) once
+/// the sessions run, for the keeper's part: the store's pool times out
+/// under a paused clock.
+#[tokio::test]
+async fn a_node_that_cannot_renew_disconnects_its_sessions_before_the_lease_expires()
+-> Result<(), ManagerError> {
+    use crate::session::leases::{LeaseKeeper, LeasePolicy};
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::connect("sqlite::memory:").await?);
+    let org = store.orgs().create_org("acme").await?.id;
+    let (opened, mut opens) = mpsc::unbounded_channel();
+    let (closed, mut closes) = mpsc::unbounded_channel();
+    let hub = EventHub::new(HubLimits {
+        client_buffer: 64,
+        max_clients_per_org: 4,
+    });
+    let manager = SessionManager::new(
+        Arc::clone(&store),
+        Arc::new(Disconnects { opened, closed }),
+        hub,
+        SupervisorPolicy {
+            link_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::with_budget(Duration::from_secs(300)),
+            liveness: LivenessPolicy::default(),
+        },
+        OutboxPolicy::default(),
+        CancellationToken::new(),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let record = manager
+            .create(org, None, SessionPace::default(), true)
+            .await?;
+        ids.push(record.id);
+    }
+    for _ in 0..2 {
+        let open = tokio::time::timeout(Duration::from_secs(60), opens.recv()).await;
+        assert!(
+            matches!(open, Ok(Some(_))),
+            "a session's link was not opened"
+        );
+    }
+
+    tokio::time::pause();
+    let lease = Duration::from_secs(15);
+    let leases = Arc::new(CutOff {
+        sessions: Mutex::new(ids.clone()),
+        renewals: Mutex::default(),
+    });
+    let cancel = CancellationToken::new();
+    let keeper = LeaseKeeper::new(
+        Arc::clone(&leases) as Arc<dyn crate::store::LeaseStore>,
+        Arc::new(manager.clone()),
+        LeasePolicy {
+            node: "a".into(),
+            lease,
+            capacity: None,
+        },
+        cancel.clone(),
+    );
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(keeper.run());
+    let mut disconnected = Vec::new();
+    for _ in 0..2 {
+        match tokio::time::timeout(Duration::from_secs(120), closes.recv()).await {
+            Ok(Some(closed)) => disconnected.push(closed),
+            other => panic!("a session was not disconnected: {other:?}"),
+        }
+    }
+    let renewals = leases
+        .renewals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    // Answered one period in (to the timer's millisecond); the next, a
+    // period later, never is.
+    let answered = *renewals.first().ok_or(ManagerError::NotFound)?;
+    assert!(answered >= started + lease / 3);
+    assert!(answered - started < lease / 3 + Duration::from_millis(10));
+    assert_eq!(renewals.len(), 2);
+    for (session, at) in &disconnected {
+        assert!(ids.contains(session));
+        assert!(
+            *at < answered + lease,
+            "disconnected {:?} after the start, the lease may expire {:?} after it",
+            *at - started,
+            answered + lease - started
+        );
+    }
+    tokio::time::resume();
+    // Stopped without a word to the store: still `starting`.
+    for id in &ids {
+        assert_eq!(manager.get(org, *id).await?.status, SessionStatus::Starting);
+    }
+    cancel.cancel();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .is_ok()
+    );
+    Ok(())
+}

@@ -30,10 +30,15 @@
 mod chats;
 #[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/fences.rs"]
+mod fences;
 #[path = "../sql/groups.rs"]
 mod groups;
 #[path = "../sql/keys.rs"]
 mod keys;
+mod leases;
+#[cfg(test)]
+mod leases_tests;
 #[path = "../sql/messages.rs"]
 mod messages;
 mod nodelay;
@@ -66,6 +71,12 @@ use sqlx::{Postgres, Transaction};
 
 use super::StoreError;
 use super::keys::KeyFences;
+use super::leases::Holdings;
+
+use leases::leases_of;
+
+/// Locks the lease rows a write checks (`sql/fences.rs`) until it commits.
+const FOR_SHARE: &str = " FOR SHARE";
 
 #[allow(unused_imports)]
 pub(super) use rows::{is_unique_violation, organization, parse, session};
@@ -96,6 +107,9 @@ pub(crate) struct PostgresStore {
     pub(in crate::store) reader: PgPool,
     /// Keeps wiped sessions' old clients from writing their keys back.
     pub(in crate::store) key_fences: Arc<KeyFences>,
+    /// The lease epochs this process writes under (`store/leases.rs`);
+    /// never enabled on SQLite.
+    pub(in crate::store) holdings: Arc<Holdings>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
     /// The group-commit writer (`sql/writer.rs`): status changes,
@@ -134,6 +148,7 @@ impl PostgresStore {
             writer: writer::spawn(pool.clone(), Arc::clone(&writers)),
             pool,
             key_fences: Arc::default(),
+            holdings: Arc::default(),
             writers,
         })
     }

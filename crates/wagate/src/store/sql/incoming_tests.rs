@@ -225,12 +225,22 @@ async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreErr
         .id;
     let written = writer::committer(&store)
         .commit(&[
-            Write::Incoming(vec![
+            writer::Request::unclaimed(Write::Incoming(vec![
                 incoming(org, session, "3EB0A", text("a")),
                 incoming(org, session, "3EB0B", text("b")),
-            ]),
-            Write::Incoming(vec![incoming(org, other, "3EB0A", text("other a"))]),
-            Write::Incoming(vec![incoming(org, session, "3EB0B", text("b again"))]),
+            ])),
+            writer::Request::unclaimed(Write::Incoming(vec![incoming(
+                org,
+                other,
+                "3EB0A",
+                text("other a"),
+            )])),
+            writer::Request::unclaimed(Write::Incoming(vec![incoming(
+                org,
+                session,
+                "3EB0B",
+                text("b again"),
+            )])),
         ])
         .await?;
     let groups: Vec<Vec<Envelope>> = written
@@ -310,7 +320,7 @@ async fn a_poll_is_found_by_its_whatsapp_id_sent_before_received() -> Result<(),
         )
         .await?;
     assert!(matches!(accepted, Accepted::Created { .. }));
-    store.set_wire(sent, &[9, 9, 9]).await?;
+    store.set_wire(session, sent, &[9, 9, 9]).await?;
     let Some(found) = store.poll(session, "3EB0IN").await? else {
         panic!("the sent poll is not found");
     };

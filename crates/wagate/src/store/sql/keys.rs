@@ -39,10 +39,12 @@ use tokio::sync::RwLockReadGuard;
 use wacore::store::error::{Result as KeyResult, StoreError as KeyError};
 use wacore::store::traits::Backend;
 
+use super::fences::check_fences;
 use super::writer::{self, StoreWriter, Write};
 use super::{Backend as GatewayStore, Db, DbConnection};
 use crate::domain::SessionId;
 use crate::store::keys::Fence;
+use crate::store::leases::{Claim, Holdings};
 use crate::store::{KeyCounts, KeySet, KeyStore, StoreError};
 
 /// Runs `$body` (a future using the connection `$conn`) for `$rows` rows:
@@ -56,17 +58,28 @@ macro_rules! write_rows {
         let rows: usize = $rows;
         if rows == 0 {
             Ok(())
-        } else if rows <= CHUNK {
-            let open = $keys.writer.open().await?;
-            let mut conn = open.pool.acquire().await.map_err(db)?;
-            let $conn: &mut DbConnection = &mut conn;
-            $body.await.map_err(db)
         } else {
-            let open = $keys.writer.open().await?;
-            let mut tx = open.pool.begin().await.map_err(db)?;
-            let $conn: &mut DbConnection = &mut tx;
-            $body.await.map_err(db)?;
-            tx.commit().await.map_err(db)
+            let open = $keys.writer.open_unchecked().await?;
+            if let Some(claim) = open.claim {
+                // Leases in use: the epoch is checked in the write's own
+                // transaction (`sql/fences.rs`).
+                let mut tx = open.pool.begin().await.map_err(db)?;
+                super::check_fences(&mut tx, &[claim])
+                    .await
+                    .map_err(super::moved)?;
+                let $conn: &mut DbConnection = &mut tx;
+                $body.await.map_err(db)?;
+                tx.commit().await.map_err(db)
+            } else if rows <= CHUNK {
+                let mut conn = open.pool.acquire().await.map_err(db)?;
+                let $conn: &mut DbConnection = &mut conn;
+                $body.await.map_err(db)
+            } else {
+                let mut tx = open.pool.begin().await.map_err(db)?;
+                let $conn: &mut DbConnection = &mut tx;
+                $body.await.map_err(db)?;
+                tx.commit().await.map_err(db)
+            }
         }
     }};
 }
@@ -107,6 +120,8 @@ impl KeyStore for GatewayStore {
                 pool: self.pool.clone(),
                 fence: self.key_fences.current(session),
                 group: self.writer.clone(),
+                holdings: Arc::clone(&self.holdings),
+                session,
             },
             reader: self.reader.clone(),
             session: session.to_string().into(),
@@ -297,16 +312,23 @@ struct Writer {
     fence: Arc<Fence>,
     /// The hot small writes go here, to be committed with other sessions'.
     group: StoreWriter,
+    /// The lease epochs this process writes under (`store/leases.rs`).
+    holdings: Arc<Holdings>,
+    session: SessionId,
 }
 
 /// The pool, with the fence held open while this lives.
 struct Open<'a> {
     pool: &'a Pool<Db>,
+    /// What the write must be checked against, when leases are in use.
+    claim: Option<Claim>,
     _fence: RwLockReadGuard<'a, bool>,
 }
 
 impl Writer {
-    async fn open(&self) -> KeyResult<Open<'_>> {
+    /// The pool for a write that checks its lease claim itself, in its
+    /// own transaction (`write_rows!`, the grouped writes).
+    async fn open_unchecked(&self) -> KeyResult<Open<'_>> {
         let fence = self
             .fence
             .open()
@@ -314,8 +336,25 @@ impl Writer {
             .map_err(|wiped| KeyError::Database(Box::new(wiped)))?;
         Ok(Open {
             pool: &self.pool,
+            claim: self.holdings.claim(self.session),
             _fence: fence,
         })
+    }
+
+    /// The pool for a write of one statement. When leases are in use, the
+    /// claim is checked first, in a transaction of its own: unlike the
+    /// writes above, not atomically with the write (a pause between the two
+    /// could let one statement through after the session moved). These
+    /// are the rarer writes (deletions, the device, app-state versions);
+    /// the Signal records every message touches check atomically.
+    async fn open(&self) -> KeyResult<Open<'_>> {
+        let open = self.open_unchecked().await?;
+        if let Some(claim) = open.claim {
+            let mut tx = open.pool.begin().await.map_err(db)?;
+            check_fences(&mut tx, &[claim]).await.map_err(moved)?;
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(open)
     }
 
     /// Writes through the store's group-commit writer, with the fence
@@ -324,15 +363,25 @@ impl Writer {
         if write.rows() == 0 {
             return Ok(());
         }
-        let _open = self.open().await?;
-        writer::write(&self.group, Write::Keys(write))
-            .await
-            .map(|_| ())
-            .map_err(|error| KeyError::Database(Box::new(error)))
+        let open = self.open_unchecked().await?;
+        writer::write_claimed(
+            &self.group,
+            Write::Keys(write),
+            open.claim.into_iter().collect(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|error| KeyError::Database(Box::new(error)))
     }
 }
 
 fn db(error: sqlx::Error) -> KeyError {
+    KeyError::Database(Box::new(error))
+}
+
+/// A write refused by the store (`StoreError::Moved` when the session's
+/// lease moved on), as the library's error, the store's error inside.
+fn moved(error: StoreError) -> KeyError {
     KeyError::Database(Box::new(error))
 }
 

@@ -8,6 +8,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::chats::touch_in;
 use super::events::{append_event, append_events_to};
+use super::fences::check_fences;
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Advance, Write, Written};
 use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
@@ -422,6 +423,10 @@ impl Backend {
     }
 }
 
+/// Makes a session's pending messages due by `$1` (`requeue`).
+const REQUEUE: &str = "UPDATE messages SET next_attempt_at = $1 \
+     WHERE session_id = $2 AND status = 'pending' AND next_attempt_at > $1";
+
 #[async_trait]
 impl MessageStore for Backend {
     async fn accept(
@@ -582,20 +587,28 @@ impl MessageStore for Backend {
         })
     }
 
-    async fn set_wire(&self, id: MessageId, wire: &[u8]) -> Result<(), StoreError> {
+    async fn set_wire(
+        &self,
+        session: SessionId,
+        id: MessageId,
+        wire: &[u8],
+    ) -> Result<(), StoreError> {
         let wire = wire.to_vec();
-        writer::write(&self.writer, Write::Wire { id, wire }).await?;
+        let claims = self.claims([session]);
+        writer::write_claimed(&self.writer, Write::Wire { id, wire }, claims).await?;
         Ok(())
     }
 
     async fn record_attempt(
         &self,
+        session: SessionId,
         id: MessageId,
         attempts: u32,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let next = next_attempt_at;
-        writer::write(&self.writer, Write::Attempt { id, attempts, next }).await?;
+        let claims = self.claims([session]);
+        writer::write_claimed(&self.writer, Write::Attempt { id, attempts, next }, claims).await?;
         Ok(())
     }
 
@@ -607,6 +620,7 @@ impl MessageStore for Backend {
         failure: Option<Failure>,
     ) -> Result<Vec<Envelope>, StoreError> {
         let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([session])).await?;
         let Some(current) = load_by_id(&mut tx, session, id).await? else {
             return Ok(Vec::new());
         };
@@ -628,21 +642,32 @@ impl MessageStore for Backend {
             status,
             failure,
         };
-        match writer::write(&self.writer, Write::Advance(Box::new(advance))).await? {
+        let claims = self.claims([session]);
+        match writer::write_claimed(&self.writer, Write::Advance(Box::new(advance)), claims).await?
+        {
             Written::Advanced(events) => Ok(events),
             _ => Err(writer::mismatch()),
         }
     }
 
     async fn requeue(&self, session: SessionId, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "UPDATE messages SET next_attempt_at = $1 \
-             WHERE session_id = $2 AND status = 'pending' AND next_attempt_at > $1",
-        )
-        .bind(millis(at))
-        .bind(session.to_string())
-        .execute(&self.pool)
-        .await?;
+        let claims = self.claims([session]);
+        if !claims.is_empty() {
+            let mut tx = begin_write(self).await?;
+            check_fences(&mut tx, &claims).await?;
+            let result = sqlx::query(REQUEUE)
+                .bind(millis(at))
+                .bind(session.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(result.rows_affected());
+        }
+        let result = sqlx::query(REQUEUE)
+            .bind(millis(at))
+            .bind(session.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -665,6 +690,7 @@ impl MessageStore for Backend {
         before: DateTime<Utc>,
     ) -> Result<Vec<Envelope>, StoreError> {
         let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([session])).await?;
         let rows = sqlx::query(select_messages!(
             "WHERE session_id = $1 AND status = 'pending' AND created_at < $2 ORDER BY id"
         ))
@@ -683,7 +709,8 @@ impl MessageStore for Backend {
     }
 
     async fn record_incoming(&self, batch: Vec<NewIncoming>) -> Result<Vec<Envelope>, StoreError> {
-        match writer::write(&self.writer, Write::Incoming(batch)).await? {
+        let claims = self.claims(batch.iter().map(|m| m.session_id));
+        match writer::write_claimed(&self.writer, Write::Incoming(batch), claims).await? {
             Written::Incoming(events) => Ok(events),
             _ => Err(writer::mismatch()),
         }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::events::append_event;
+use super::fences::check_fences;
 use super::writer::{self, Write, Written};
 use super::{Backend, WriteTx, begin_write, parse, session};
 use crate::domain::{
@@ -190,13 +191,15 @@ impl SessionStore for Backend {
         event: &mut Envelope,
     ) -> Result<(), StoreError> {
         let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([id])).await?;
         write_status(&mut tx, id, status, reason, event).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn write_status(&self, change: StatusChange) -> Result<StatusChange, StoreError> {
-        match writer::write(&self.writer, Write::Status(change)).await? {
+        let claims = self.claims([change.id]);
+        match writer::write_claimed(&self.writer, Write::Status(change), claims).await? {
             Written::Status(change) => Ok(change),
             _ => Err(writer::mismatch()),
         }

@@ -47,6 +47,10 @@ impl Store for Backend {
         self
     }
 
+    fn leases(&self) -> Option<&dyn crate::store::LeaseStore> {
+        super::leases_of(self)
+    }
+
     fn writer_ended(&self) -> BoxFuture<'static, Arc<str>> {
         Box::pin(self.writer.ended())
     }

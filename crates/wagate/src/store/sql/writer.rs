@@ -22,6 +22,7 @@ use sqlx::Pool;
 use tokio::sync::Mutex;
 
 use super::Db;
+use super::fences::check_fences;
 use super::keys::{KeyWrite, write_key_group};
 use super::messages::{
     accept_many_in, advance_many_in, record_attempt_in, record_incoming_in, set_wire_in,
@@ -32,6 +33,7 @@ use super::webhooks::{WebhookTargets, record_delivered_in};
 use crate::domain::{Failure, MessageId, MessageStatus, SessionId};
 use crate::events::Envelope;
 use crate::group_commit::{Commit, GroupWriter, WriteError};
+use crate::store::leases::Claim;
 use crate::store::{
     Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewIncoming, NewOutgoing, StatusChange,
     StoreError,
@@ -64,6 +66,28 @@ pub(in crate::store) enum Write {
     /// Makes the writer panic, as a bug would.
     #[cfg(test)]
     Panic,
+}
+
+/// A [`Write`] with the lease claims of the sessions it writes for
+/// (`store/leases.rs`): none unless this process holds leases. A group
+/// checks all its requests' claims at once, in its transaction, and fails
+/// as a whole if one is stale; retried one by one, only the stale request
+/// fails, with `StoreError::Moved`.
+pub(in crate::store) struct Request {
+    write: Write,
+    claims: Vec<Claim>,
+}
+
+impl Request {
+    /// A request with no claims, for tests that commit a group of their
+    /// own making.
+    #[cfg(test)]
+    pub(in crate::store) fn unclaimed(write: Write) -> Self {
+        Self {
+            write,
+            claims: Vec::new(),
+        }
+    }
 }
 
 /// What a committed [`Write`] gives back, variant for variant.
@@ -116,7 +140,18 @@ pub(in crate::store) async fn write(
     writer: &StoreWriter,
     write: Write,
 ) -> Result<Written, StoreError> {
-    writer.write(write).await.map_err(|error| match error {
+    write_claimed(writer, write, Vec::new()).await
+}
+
+/// [`write`], refused (`StoreError::Moved`) unless every one of `claims`
+/// holds at commit.
+pub(in crate::store) async fn write_claimed(
+    writer: &StoreWriter,
+    write: Write,
+    claims: Vec<Claim>,
+) -> Result<Written, StoreError> {
+    let request = Request { write, claims };
+    writer.write(request).await.map_err(|error| match error {
         WriteError::Stopped => StoreError::WriterStopped,
         WriteError::Failed(error) => error,
     })
@@ -129,14 +164,14 @@ pub(in crate::store) fn mismatch() -> StoreError {
 }
 
 impl Commit for Committer {
-    type Request = Write;
+    type Request = Request;
     type Done = Written;
     type Error = StoreError;
 
     const MAX_WEIGHT: usize = 1024;
 
-    fn weight(request: &Write) -> usize {
-        match request {
+    fn weight(request: &Request) -> usize {
+        match &request.write {
             Write::Status(_) => 1,
             Write::Incoming(batch) => batch.len().max(1),
             Write::Keys(keys) => keys.rows().max(1),
@@ -148,14 +183,19 @@ impl Commit for Committer {
         }
     }
 
-    async fn commit(&self, group: &[Write]) -> Result<Vec<Written>, StoreError> {
+    async fn commit(&self, group: &[Request]) -> Result<Vec<Written>, StoreError> {
+        let claims: Vec<Claim> = group
+            .iter()
+            .flat_map(|r| r.claims.iter().copied())
+            .collect();
+        let group: Vec<&Write> = group.iter().map(|r| &r.write).collect();
         let mut keys: Vec<&KeyWrite> = Vec::new();
         let mut accepts = Vec::new();
         let mut advances: Vec<&Advance> = Vec::new();
         let mut incoming: Vec<Vec<NewIncoming>> = Vec::new();
         let mut delivered: Vec<(DueDelivery, AttemptResult)> = Vec::new();
-        for write in group {
-            match write {
+        for write in &group {
+            match *write {
                 Write::Keys(write) => keys.push(write),
                 Write::Incoming(batch) => incoming.push(batch.clone()),
                 Write::Delivered(run) => delivered.extend(run.iter().cloned()),
@@ -167,6 +207,9 @@ impl Commit for Committer {
             }
         }
         let mut tx = begin_write_on(&self.pool, &self.writers).await?;
+        // Fencing first, for every session of the group at once (nothing
+        // to do without leases).
+        check_fences(&mut tx, &claims).await?;
         // Keys first: nothing else in a group depends on them, and their
         // rows, merged, are one statement per kind.
         if !keys.is_empty() {
@@ -196,8 +239,8 @@ impl Commit for Committer {
         }
         .into_iter();
         let mut done = Vec::with_capacity(group.len());
-        for write in group {
-            done.push(match write {
+        for write in &group {
+            done.push(match *write {
                 Write::Status(change) => {
                     let mut change = change.clone();
                     write_status(

@@ -13,6 +13,8 @@
 mod chats;
 #[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/fences.rs"]
+mod fences;
 #[path = "../sql/groups.rs"]
 mod groups;
 #[path = "../sql/keys.rs"]
@@ -51,6 +53,15 @@ use sqlx::{Sqlite, Transaction};
 
 use super::StoreError;
 use super::keys::KeyFences;
+use super::leases::Holdings;
+
+/// SQLite has no row locks (its one writer already excludes the others).
+const FOR_SHARE: &str = "";
+
+/// SQLite serves one process: no leases.
+fn leases_of(_store: &SqliteStore) -> Option<&dyn super::LeaseStore> {
+    None
+}
 
 #[allow(unused_imports)]
 pub(super) use rows::{is_unique_violation, organization, parse, session};
@@ -73,6 +84,9 @@ pub struct SqliteStore {
     pub(in crate::store) reader: SqlitePool,
     /// Keeps wiped sessions' old clients from writing their keys back.
     pub(in crate::store) key_fences: Arc<KeyFences>,
+    /// The lease epochs this process writes under (`store/leases.rs`);
+    /// never enabled on SQLite.
+    pub(in crate::store) holdings: Arc<Holdings>,
     /// Write transactions take turns here first (see `sql/tx.rs`).
     pub(in crate::store) writers: Arc<tokio::sync::Mutex<()>>,
     /// The group-commit writer (`sql/writer.rs`): status changes,
@@ -131,6 +145,7 @@ impl SqliteStore {
             pool,
             reader,
             key_fences: Arc::default(),
+            holdings: Arc::default(),
             writers,
         })
     }
