@@ -395,22 +395,18 @@ fn shape_groups(doc: &mut serde_json::Value) -> Result<(), String> {
         .and_then(serde_json::Value::as_object_mut)
         .ok_or("no schemas")?;
     let phone = serde_json::json!({ "type": "string", "pattern": PHONE_PATTERN });
-    let exactly_one = |keys: &[&str], shape: &dyn Fn(&str) -> serde_json::Value| {
+    // Exactly one key present and not null: each alternative wants its
+    // own, and `oneOf` refuses a body that two alternatives take. (In the
+    // shape of `SendMessageRequest`'s kinds, which client generators read.)
+    let exactly_one = |keys: &[&str]| {
         let alternatives: Vec<serde_json::Value> = keys
             .iter()
             .map(|key| {
-                let mut properties = serde_json::Map::new();
-                for other in keys {
-                    properties.insert(
-                        (*other).to_string(),
-                        if other == key {
-                            shape(key)
-                        } else {
-                            serde_json::json!({ "type": "null" })
-                        },
-                    );
-                }
-                serde_json::json!({ "required": [key], "properties": properties })
+                serde_json::json!({
+                    "type": "object",
+                    "required": [key],
+                    "properties": { *key: { "not": { "type": "null" } } },
+                })
             })
             .collect();
         serde_json::Value::from(alternatives)
@@ -430,19 +426,14 @@ fn shape_groups(doc: &mut serde_json::Value) -> Result<(), String> {
         .ok_or("no ParticipantsRequest")?;
     for list in LISTS {
         participants["properties"][list]["items"] = phone.clone();
+        participants["properties"][list]["minItems"] = serde_json::Value::from(1);
     }
-    participants["oneOf"] = exactly_one(
-        &LISTS,
-        &|_| serde_json::json!({ "type": "array", "minItems": 1 }),
-    );
+    participants["oneOf"] = exactly_one(&LISTS);
 
     let join = schemas.get_mut("JoinRequest").ok_or("no JoinRequest")?;
     join["properties"]["code"]["pattern"] = serde_json::Value::from(INVITE_CODE_PATTERN);
     join["properties"]["link"]["pattern"] = serde_json::Value::from(INVITE_LINK_PATTERN);
-    join["oneOf"] = exactly_one(
-        &["code", "link"],
-        &|_| serde_json::json!({ "type": "string" }),
-    );
+    join["oneOf"] = exactly_one(&["code", "link"]);
     Ok(())
 }
 
