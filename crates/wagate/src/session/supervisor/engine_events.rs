@@ -85,8 +85,8 @@ impl Supervisor {
                     self.hub.metrics().linked(start.method, start.at.elapsed());
                 }
                 self.working.send_replace(Some(Arc::clone(&active.link)));
-                self.say_presence(Arc::clone(&active.link)).await;
-                self.sync_groups(Arc::clone(&active.link)).await;
+                // Watched before anything that waits on WhatsApp, so a
+                // connection that goes silent at once is still noticed.
                 if let Some(liveness) = active.phase.liveness() {
                     *liveness = match active.link.frames_received() {
                         Some(frames) => Liveness::Watched(Watchdog::new(
@@ -97,6 +97,8 @@ impl Supervisor {
                         None => Liveness::Unwatched,
                     };
                 }
+                self.say_presence(Arc::clone(&active.link)).await;
+                self.spawn_group_sync(Arc::clone(&active.link));
             }
             EngineEvent::PushNameChanged => self.say_presence(Arc::clone(&active.link)).await,
             EngineEvent::IncomingCall(offer) => {
@@ -201,22 +203,31 @@ impl Supervisor {
 impl Supervisor {
     /// Makes the stored groups what WhatsApp says the number is in, after
     /// every connect (what changed meanwhile also comes as notifications,
-    /// which give the events). A failure keeps the stored list as it was.
-    async fn sync_groups(&self, link: Arc<dyn Link>) {
+    /// which give the events). A failure keeps the stored list as it was,
+    /// to be made again on the next connect. In a task of its own, bounded
+    /// in time: the supervisor goes on serving its session (the liveness
+    /// watch above all) while WhatsApp answers, or does not.
+    fn spawn_group_sync(&self, link: Arc<dyn Link>) {
         let Some(groups) = link.messenger().and_then(|m| m.groups()) else {
             return;
         };
-        match tokio::time::timeout(GROUP_TIMEOUT, groups.participating()).await {
-            Ok(Ok(all)) => {
-                if let Err(error) = self.store.groups().replace_groups(self.id, &all).await {
-                    tracing::warn!(%error, "could not store the session's groups");
-                } else {
-                    tracing::debug!(groups = all.len(), "groups read from WhatsApp");
+        let store = Arc::clone(&self.store);
+        let id = self.id;
+        tokio::spawn(async move {
+            match tokio::time::timeout(GROUP_TIMEOUT, groups.participating()).await {
+                Ok(Ok(all)) => {
+                    if let Err(error) = store.groups().replace_groups(id, &all).await {
+                        tracing::warn!(session = %id, %error, "could not store the session's groups");
+                    } else {
+                        tracing::debug!(session = %id, groups = all.len(), "groups read from WhatsApp");
+                    }
                 }
+                Ok(Err(error)) => {
+                    tracing::warn!(session = %id, %error, "could not read the session's groups");
+                }
+                Err(_) => tracing::warn!(session = %id, "reading the session's groups timed out"),
             }
-            Ok(Err(error)) => tracing::warn!(%error, "could not read the session's groups"),
-            Err(_) => tracing::warn!("reading the session's groups timed out"),
-        }
+        });
     }
 
     /// A group changed: the stored groups follow and the events that say
