@@ -1,5 +1,9 @@
 //! Groups: a member's role, what became of each person in a participant
-//! change, and the limits WhatsApp sets.
+//! change, a group as WhatsApp describes it, and the limits WhatsApp sets.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::named_enum;
 
@@ -60,4 +64,41 @@ named_enum! {
         Set = "set",
         Removed = "removed",
     }
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupMember {
+    /// Their phone number, digits only; `null` while only their LID is known.
+    pub phone: Option<String>,
+    /// Their LID (`<digits>@lid`), when known.
+    pub lid: Option<String>,
+    pub role: GroupRole,
+}
+
+/// A group's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupSettings {
+    /// Only admins send messages.
+    pub announce: bool,
+    /// Only admins edit the group's info.
+    pub locked: bool,
+    /// Disappearing messages after this many seconds; 0: off.
+    pub ephemeral: u32,
+    /// Admins approve who joins by link.
+    pub approval: bool,
+}
+
+/// A group as WhatsApp describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct GroupInfo {
+    /// The group's JID, `<digits>@g.us`.
+    pub id: String,
+    pub subject: String,
+    pub description: Option<String>,
+    /// The creator's phone number, when known.
+    pub owner: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub settings: GroupSettings,
+    pub participants: Vec<GroupMember>,
 }

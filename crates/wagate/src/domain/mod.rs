@@ -16,7 +16,10 @@ pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
 pub(crate) use behaviour::{PresenceState, SessionBehaviour, check_call_reply};
-pub(crate) use group::{GroupRole, ParticipantOutcome, ParticipantsAction, PictureChange};
+pub(crate) use group::{
+    GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
+    PictureChange,
+};
 pub(crate) use ids::{
     DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
 };

@@ -4,10 +4,10 @@
 //! supervisor fetches what is missing and the store writes both in one
 //! transaction.
 
+use crate::domain::{GroupInfo, GroupMember};
 use crate::domain::{GroupRole, ParticipantsAction};
 use crate::events::{EventData, GroupUpdate};
 use crate::messages::Sender;
-use crate::session::groups::{GroupInfo, GroupMember};
 use crate::store::{GroupEdit, NoticeKey};
 
 /// One action of a group notification, as the engine reports it.

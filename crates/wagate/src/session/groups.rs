@@ -15,6 +15,7 @@ use whatsapp_rust::{
     JoinGroupResult,
 };
 
+pub use crate::domain::{GroupInfo, GroupMember, GroupSettings};
 use crate::domain::{GroupRole, ParticipantOutcome};
 
 /// Why a group call failed.
@@ -58,43 +59,6 @@ impl From<GroupError> for GroupFailure {
             other => Self::Transient(other.to_string()),
         }
     }
-}
-
-/// A member of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct GroupMember {
-    /// Their phone number, digits only; `null` while only their LID is known.
-    pub phone: Option<String>,
-    /// Their LID (`<digits>@lid`), when known.
-    pub lid: Option<String>,
-    pub role: GroupRole,
-}
-
-/// A group's settings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct GroupSettings {
-    /// Only admins send messages.
-    pub announce: bool,
-    /// Only admins edit the group's info.
-    pub locked: bool,
-    /// Disappearing messages after this many seconds; 0: off.
-    pub ephemeral: u32,
-    /// Admins approve who joins by link.
-    pub approval: bool,
-}
-
-/// A group as WhatsApp describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
-pub struct GroupInfo {
-    /// The group's JID, `<digits>@g.us`.
-    pub id: String,
-    pub subject: String,
-    pub description: Option<String>,
-    /// The creator's phone number, when known.
-    pub owner: Option<String>,
-    pub created_at: Option<DateTime<Utc>>,
-    pub settings: GroupSettings,
-    pub participants: Vec<GroupMember>,
 }
 
 /// What became of one person named in a create or a change.

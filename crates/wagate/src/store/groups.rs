@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::domain::{GroupInfo, GroupMember};
 use crate::domain::{GroupRole, SessionId};
 use crate::events::{Envelope, GroupUpdate};
-use crate::session::groups::{GroupInfo, GroupMember};
 
 /// One change to a session's stored groups.
 #[derive(Debug, Clone, PartialEq, Eq)]

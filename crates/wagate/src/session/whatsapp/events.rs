@@ -12,12 +12,12 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::wacore_binary::JidExt;
 
+use crate::domain::GroupMember;
 use crate::domain::{GroupRole, MessageStatus, PictureChange};
 use crate::events::GroupUpdate as Changes;
 use crate::messages::Sender;
 use crate::session::engine::{CallOffer, Delivery, EngineEvent};
 use crate::session::group_events::{GroupNotice, NoticeChange};
-use crate::session::groups::GroupMember;
 use crate::store::NoticeKey;
 
 /// Turns the library's events into [`EngineEvent`]s for the supervisor and

@@ -11,9 +11,9 @@ use sqlx::Row;
 use super::events::append_events_to;
 use super::webhooks::WebhookTargets;
 use super::{Backend, DbRow, WriteTx, begin_write, parse};
+use crate::domain::{GroupInfo, GroupMember, GroupSettings};
 use crate::domain::{GroupRole, SessionId};
 use crate::events::{Envelope, GroupUpdate};
-use crate::session::groups::{GroupInfo, GroupMember, GroupSettings};
 use crate::store::groups::{GroupEdit, GroupStore, NoticeKey};
 use crate::store::{StoreError, from_millis, millis, now};
 

@@ -264,8 +264,8 @@ async fn a_reader_following_the_log_misses_no_event_of_concurrent_writers() -> R
 /// page by JID.
 #[tokio::test]
 async fn a_group_notification_applies_once_and_groups_page_by_jid() -> Result<(), StoreError> {
+    use crate::domain::{GroupInfo, GroupMember};
     use crate::domain::{GroupRole, ParticipantsAction};
-    use crate::session::groups::{GroupInfo, GroupMember};
     use crate::store::{GroupEdit, GroupStore, NoticeKey};
     let Some(store) = test_store().await else {
         return Ok(());
