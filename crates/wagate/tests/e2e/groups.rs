@@ -80,8 +80,32 @@ async fn a_session_creates_uses_and_manages_a_group() {
         "{created}"
     );
 
-    // The session learnt Bob's LID from the group: each resolves to the
-    // other.
+    // A text into it reaches every member's phone.
+    let (status, body) = send(
+        &gateway,
+        &session,
+        json!({ "to": group, "text": { "body": "welcome" } }),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for phone in [BOB, CAROL] {
+        let got = handle
+            .wait_phone_message(phone, WAIT, |m| m.text.as_deref() == Some("welcome"))
+            .await
+            .unwrap_or_else(|| panic!("{phone} did not read the group's message"));
+        assert_eq!(got.chat, group);
+    }
+
+    // Checking a number asks WhatsApp for its LID too: each resolves to
+    // the other from then on.
+    let (status, body) = gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/contacts/check"),
+            Some(json!({ "phones": [BOB] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let bob_lid = bob["lid"].as_str().unwrap().to_owned();
     let mapping = lid_mapping(&gateway, &format!("/sessions/{session}/lids?phone={BOB}")).await;
     assert_eq!(mapping, json!({ "lid": bob_lid, "phone": BOB }));
@@ -110,22 +134,6 @@ async fn a_session_creates_uses_and_manages_a_group() {
         (422, &json!("invalid_lid")),
         "{body}"
     );
-
-    // A text into it reaches every member's phone.
-    let (status, body) = send(
-        &gateway,
-        &session,
-        json!({ "to": group, "text": { "body": "welcome" } }),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    for phone in [BOB, CAROL] {
-        let got = handle
-            .wait_phone_message(phone, WAIT, |m| m.text.as_deref() == Some("welcome"))
-            .await
-            .unwrap_or_else(|| panic!("{phone} did not read the group's message"));
-        assert_eq!(got.chat, group);
-    }
 
     // Listed, and read back.
     let (status, list) = gateway.call(Method::GET, &groups, None).await;
