@@ -56,8 +56,8 @@ impl PresenceStore for Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::OrgId;
-    use crate::store::{NewSession, OrgStore, SessionStore};
+    use crate::store::SessionStore;
+    use crate::store::testing::new_session;
 
     const CAROL: &str = "15550006363@s.whatsapp.net";
     const DAN: &str = "123456789012345@lid";
@@ -69,19 +69,13 @@ mod tests {
         let Some(store) = super::super::test_store().await else {
             return Ok(());
         };
-        let org: OrgId = store.create_org("acme").await?.id;
-        let session = store
-            .insert_session(NewSession {
-                id: SessionId::new(),
-                org_id: org,
-                label: None,
-                pace: Default::default(),
-            })
-            .await?
-            .id;
+        let (org, session) = new_session(&*store).await?;
         assert!(store.subscribe_presence(session, CAROL).await?);
         assert!(store.subscribe_presence(session, DAN).await?);
-        assert!(!store.subscribe_presence(session, CAROL).await?, "kept twice");
+        assert!(
+            !store.subscribe_presence(session, CAROL).await?,
+            "kept twice"
+        );
         assert_eq!(store.presence_subscriptions(session).await?.len(), 2);
 
         assert!(store.unsubscribe_presence(session, CAROL).await?);
