@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId,
-    ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
+    CallOutcome, ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus,
+    OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -125,6 +125,15 @@ events! {
             call_id: String,
             from: Sender,
         } => CallRejected = "call.rejected",
+        /// A call that rang the session ended without the session taking
+        /// it: the caller gave up (`missed`, or `missed_offline` when it
+        /// rang while the session was offline), or the phone answered or
+        /// declined it (`answered_elsewhere`, `rejected_elsewhere`).
+        CallEnded {
+            call_id: String,
+            from: Sender,
+            outcome: CallOutcome,
+        } => CallEnded = "call.ended",
         /// A contact the session subscribed to
         /// (`POST /sessions/{id}/contacts/{contact}/presence/subscribe`)
         /// came online, went offline (`last_seen` when they share it), or
@@ -363,6 +372,11 @@ mod tests {
                 call_id: "CA11".into(),
                 from: crate::messages::Sender::default(),
             },
+            EventData::CallEnded {
+                call_id: "CA11".into(),
+                from: crate::messages::Sender::default(),
+                outcome: CallOutcome::Missed,
+            },
             EventData::PresenceUpdate {
                 contact: crate::messages::Sender {
                     phone: Some("15551234567".into()),
@@ -422,6 +436,7 @@ mod tests {
                 | EventData::MessageRevoked(_)
                 | EventData::CallReceived { .. }
                 | EventData::CallRejected { .. }
+                | EventData::CallEnded { .. }
                 | EventData::PresenceUpdate { .. }
                 | EventData::GroupJoined { .. }
                 | EventData::GroupLeft { .. }

@@ -182,6 +182,7 @@ impl Metrics {
             | EventData::PairingCode { .. }
             | EventData::CallReceived { .. }
             | EventData::CallRejected { .. }
+            | EventData::CallEnded { .. }
             | EventData::PresenceUpdate { .. }
             | EventData::GroupJoined { .. }
             | EventData::GroupLeft { .. }

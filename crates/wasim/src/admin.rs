@@ -42,6 +42,10 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/calls",
             get(phone_calls).post(phone_call),
         )
+        .route(
+            "/admin/phones/{phone}/calls/{call_id}/hang-up",
+            post(phone_hang_up),
+        )
         .route("/admin/phones/{phone}/presence", post(phone_presence))
         .route("/admin/phones/{phone}/typing", post(phone_typing))
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
@@ -316,6 +320,15 @@ async fn phone_call(
     let Json(body) = body?;
     let call_id = handle(s).phone_call(&phone, &body.to, body.video)?;
     Ok(Json(json!({ "ok": true, "call_id": call_id })))
+}
+
+/// The phone hangs up a call it placed, before it was answered.
+async fn phone_hang_up(
+    State(s): State<Arc<Server>>,
+    Path((phone, call_id)): Path<(String, String)>,
+) -> Reply {
+    handle(s).phone_hang_up(&phone, &call_id)?;
+    ok()
 }
 
 #[derive(Deserialize)]

@@ -89,7 +89,47 @@ pub(crate) fn place(
             .build();
         deliver(w, &callee, device, node);
     }
+    w.calls
+        .insert(call_id.clone(), (caller.to_owned(), callee.clone()));
     Ok(call_id)
+}
+
+/// The caller hangs up a call it placed before anyone answered: every
+/// device it rang gets the `<terminate>` (no reason: the caller gave up,
+/// which a device records as a missed call).
+pub(crate) fn hang_up(w: &mut World, caller: &str, call_id: &str) -> Result<(), SimError> {
+    let Some((placed_by, callee)) = w.calls.get(call_id).cloned() else {
+        return Err(SimError::Invalid(format!("no call {call_id}")));
+    };
+    if placed_by != caller {
+        return Err(SimError::Invalid(format!(
+            "{caller} did not place {call_id}"
+        )));
+    }
+    w.calls.remove(call_id);
+    let devices: Vec<u16> = w
+        .accounts
+        .get(&callee)
+        .ok_or(SimError::NoSuchPhone)?
+        .devices
+        .keys()
+        .copied()
+        .collect();
+    let caller_jid = format!("{caller}@s.whatsapp.net");
+    for device in devices {
+        let id = w.next_iq_id();
+        let node = NodeBuilder::new("call")
+            .attr("from", caller_jid.as_str())
+            .attr("id", id)
+            .attr("t", stanza::now_secs().to_string())
+            .children([NodeBuilder::new("terminate")
+                .attr("call-id", call_id)
+                .attr("call-creator", caller_jid.as_str())
+                .build()])
+            .build();
+        deliver(w, &callee, device, node);
+    }
+    Ok(())
 }
 
 /// A `<call>` a device sent (a reject, a terminate, ...): acknowledged, and

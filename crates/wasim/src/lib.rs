@@ -634,6 +634,13 @@ impl SimHandle {
         presence::phone_typing(&mut self.server.world(), phone, to, typing)
     }
 
+    /// The phone hangs up a call it placed (`phone_call`) before it was
+    /// answered: the devices it rang see the caller give up.
+    pub fn phone_hang_up(&self, phone: &str, call_id: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        calls::hang_up(&mut self.server.world(), phone, call_id)
+    }
+
     /// What the devices the phone called answered, oldest first.
     pub fn phone_calls(&self, phone: &str) -> Result<Vec<PhoneCall>, SimError> {
         let w = self.server.world();

@@ -158,6 +158,8 @@ pub(crate) struct World {
     /// and the connection it did it on (WhatsApp forgets a subscription
     /// with its connection).
     pub presence_subscribers: HashMap<String, std::collections::BTreeSet<(String, u16, ConnId)>>,
+    /// Calls a phone placed, by call id: the caller and the number rung.
+    pub calls: HashMap<String, (String, String)>,
 }
 
 /// A group chat as WhatsApp's group server keeps it (see [`crate::groups`]).

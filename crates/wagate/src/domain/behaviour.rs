@@ -31,6 +31,21 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// How a call that rang the session ended (`call.ended`).
+    pub enum CallOutcome {
+        /// The caller gave up before it was answered.
+        Missed = "missed",
+        /// It rang while the session was offline; reported when it came
+        /// back.
+        MissedOffline = "missed_offline",
+        /// Another of the number's devices (the phone) answered it.
+        AnsweredElsewhere = "answered_elsewhere",
+        /// Another of the number's devices declined it.
+        RejectedElsewhere = "rejected_elsewhere",
+    }
+}
+
 /// The longest text a rejected caller is answered with, in characters.
 pub(crate) const MAX_CALL_REPLY_CHARS: usize = 4096;
 
@@ -77,6 +92,7 @@ mod tests {
     fn presence_names_round_trip() {
         crate::domain::named::assert_names_round_trip::<PresenceState>();
         crate::domain::named::assert_names_round_trip::<ContactPresence>();
+        crate::domain::named::assert_names_round_trip::<CallOutcome>();
     }
 
     #[test]

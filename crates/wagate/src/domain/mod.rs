@@ -15,7 +15,9 @@ mod token;
 pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
-pub(crate) use behaviour::{ContactPresence, PresenceState, SessionBehaviour, check_call_reply};
+pub(crate) use behaviour::{
+    CallOutcome, ContactPresence, PresenceState, SessionBehaviour, check_call_reply,
+};
 pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
     PictureChange,

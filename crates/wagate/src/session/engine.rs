@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::group_events::GroupNotice;
 use super::messenger::Messenger;
-use crate::domain::{ContactPresence, MessageStatus, Phone, SessionId};
+use crate::domain::{CallOutcome, ContactPresence, MessageStatus, Phone, SessionId};
 use crate::messages::{Inbound, MediaRef, Sender};
 use crate::store::{StoreError, StoredPoll};
 
@@ -51,6 +51,12 @@ pub enum EngineEvent {
     PushNameChanged,
     /// Someone calls this number: the offer, ringing now.
     IncomingCall(CallOffer),
+    /// A call that rang ended without the session taking it.
+    CallEnded {
+        call_id: String,
+        from: Sender,
+        outcome: CallOutcome,
+    },
     /// A contact the session subscribed to came online, went offline, or
     /// types in a chat.
     Presence(PresenceNotice),

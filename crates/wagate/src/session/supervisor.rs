@@ -16,6 +16,7 @@ mod engine_events;
 mod phase;
 mod unlink;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +103,9 @@ pub(crate) struct Supervisor {
     /// Wakes the session's outbox worker (for what the supervisor itself
     /// queues: the answer to a rejected call).
     outbox: Arc<Notify>,
+    /// Calls reported ringing and not rejected here, newest last: the ones
+    /// whose end is reported (`call.ended`). A few at most.
+    ringing: VecDeque<String>,
 }
 
 pub(crate) struct SupervisorDeps {
@@ -146,6 +150,7 @@ impl Supervisor {
             policy: deps.policy,
             behaviour: deps.behaviour,
             outbox: deps.outbox,
+            ringing: VecDeque::new(),
         }
     }
 

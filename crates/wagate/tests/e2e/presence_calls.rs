@@ -1,7 +1,8 @@
 //! What a linked session says and does on its own: the presence it shows
 //! after every connect (`unavailable` unless set otherwise, so the phone
-//! keeps its notifications) and incoming calls (reported, and rejected
-//! when the session's setting says so, which the calling phone sees).
+//! keeps its notifications), the presence of the contacts it follows, and
+//! incoming calls (reported, rejected when the session's setting says so,
+//! which the calling phone sees, and reported again when they end).
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -173,6 +174,16 @@ async fn calls_are_reported_and_rejected_when_the_session_says_so() {
         .wait_phone_call(BOB, WAIT, |c| c.call_id == first && c.action == "ringing")
         .await;
     assert!(ringing.is_some(), "{BOB} never heard the device ring");
+    // The caller gives up: a missed call.
+    sim.handle()
+        .phone_hang_up(BOB, &first)
+        .unwrap_or_else(|e| panic!("hang up: {e}"));
+    let ended = events
+        .wait("call.ended", &session, |e| e["event"] == "call.ended")
+        .await;
+    assert_eq!(call_id(&ended), first, "{ended}");
+    assert_eq!(ended["data"]["outcome"], "missed", "{ended}");
+    assert_eq!(ended["data"]["from"]["phone"], BOB, "{ended}");
 
     let (status, body) = gateway
         .call(

@@ -11,7 +11,7 @@ use super::phase::{Active, Liveness, Phase};
 use super::{Exit, Flow, Live, StepError, StepResult, Supervisor};
 use wacore::request::RequestUtils;
 
-use crate::domain::{MessageId, SessionStatus, StatusReason};
+use crate::domain::{CallOutcome, MessageId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData};
 use crate::messages::{Content, OutgoingMessage, Recipient};
 use crate::metrics::ReconnectReason;
@@ -20,6 +20,10 @@ use crate::session::group_events::{GroupNotice, Me, plan};
 use crate::session::liveness::Watchdog;
 use crate::store::{Accepted, NewOutgoing, StoreError};
 use whatsapp_rust::Jid;
+
+/// How many ringing calls the supervisor remembers to report the end of:
+/// WhatsApp rings one call at a time per caller, so a few are plenty.
+const RINGING_KEPT: usize = 32;
 
 impl Supervisor {
     pub(super) async fn on_event(&mut self, event: EngineEvent, active: &mut Active) -> StepResult {
@@ -106,6 +110,27 @@ impl Supervisor {
                 self.on_call(offer, Arc::clone(&active.link)).await?
             }
             EngineEvent::Group(notice) => self.on_group(*notice, Arc::clone(&active.link)).await?,
+            EngineEvent::CallEnded {
+                call_id,
+                from,
+                outcome,
+            } => {
+                // A call that rang here and was not rejected here (a
+                // rejected one's end is its `call.rejected`), or one that
+                // rang while the session was offline.
+                let rang = self.ringing.iter().position(|c| *c == call_id);
+                if let Some(at) = rang {
+                    self.ringing.remove(at);
+                }
+                if rang.is_some() || outcome == CallOutcome::MissedOffline {
+                    self.publish(EventData::CallEnded {
+                        call_id,
+                        from,
+                        outcome,
+                    })
+                    .await?;
+                }
+            }
             EngineEvent::Presence(notice) => {
                 self.publish(EventData::PresenceUpdate {
                     contact: notice.contact,
@@ -181,6 +206,10 @@ impl Supervisor {
         })
         .await?;
         if !self.behaviour.borrow().reject_calls {
+            if self.ringing.len() == RINGING_KEPT {
+                self.ringing.pop_front();
+            }
+            self.ringing.push_back(offer.call_id);
             return Ok(());
         }
         let Some(messenger) = link.messenger() else {

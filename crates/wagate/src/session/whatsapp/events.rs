@@ -13,7 +13,7 @@ use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::wacore_binary::JidExt;
 
 use crate::domain::GroupMember;
-use crate::domain::{ContactPresence, GroupRole, MessageStatus, PictureChange};
+use crate::domain::{CallOutcome, ContactPresence, GroupRole, MessageStatus, PictureChange};
 use crate::events::GroupUpdate as Changes;
 use crate::messages::Sender;
 use crate::session::engine::{CallOffer, Delivery, EngineEvent, PresenceNotice};
@@ -98,8 +98,8 @@ impl EventHandler for Forwarder {
                 chat: None,
             }),
             Event::ChatPresence(update) => EngineEvent::Presence(chat_presence(update)),
-            Event::IncomingCall(call) => match offer(call) {
-                Some(offer) => EngineEvent::IncomingCall(offer),
+            Event::IncomingCall(call) => match offer(call).or_else(|| ended(call)) {
+                Some(mapped) => mapped,
                 None => return,
             },
             Event::GroupUpdate(update) => match group_notice(update) {
@@ -156,7 +156,7 @@ fn chat_presence(update: &ChatPresenceUpdate) -> PresenceNotice {
 /// A call that rings now: an offer. (One replayed from the offline queue
 /// comes as a missed call instead, and every later signal of a call is
 /// not an offer.)
-fn offer(call: &IncomingCall) -> Option<CallOffer> {
+fn offer(call: &IncomingCall) -> Option<EngineEvent> {
     let CallAction::Offer {
         call_id,
         call_creator,
@@ -171,13 +171,56 @@ fn offer(call: &IncomingCall) -> Option<CallOffer> {
     if call.offline {
         return None;
     }
-    Some(CallOffer {
+    Some(EngineEvent::IncomingCall(CallOffer {
         call_id: call_id.clone(),
         peer: call.from.to_string(),
         creator: call_creator.to_string(),
         from: person(call_creator, caller_pn.as_ref()),
         video: *is_video,
         group: group_jid.as_ref().map(|g| g.to_non_ad().to_string()),
+    }))
+}
+
+/// A call that ended without this device taking it: an offer that rang
+/// while the session was offline (replayed on reconnect), or the caller's
+/// `<terminate>`, whose reason says whether the phone answered or declined
+/// it or the caller gave up. (whatsapp-rust reports these as `MissedCall`
+/// and `CallEndedElsewhere` only with its `voip-runtime` feature, a WebRTC
+/// stack the gateway has no use for.) Whether the call rang here first is
+/// the supervisor's to know.
+fn ended(call: &IncomingCall) -> Option<EngineEvent> {
+    let (call_id, creator, caller_pn, outcome) = match &call.action {
+        CallAction::Offer {
+            call_id,
+            call_creator,
+            caller_pn,
+            ..
+        } if call.offline => (
+            call_id,
+            call_creator,
+            caller_pn.as_ref(),
+            CallOutcome::MissedOffline,
+        ),
+        CallAction::Terminate {
+            call_id,
+            call_creator,
+            reason,
+            ..
+        } => {
+            let outcome = match reason.as_deref() {
+                None | Some("timeout") | Some("group_call_ended") => CallOutcome::Missed,
+                Some("accepted_elsewhere") => CallOutcome::AnsweredElsewhere,
+                Some("rejected_elsewhere") => CallOutcome::RejectedElsewhere,
+                Some(_) => return None,
+            };
+            (call_id, call_creator, None, outcome)
+        }
+        _ => return None,
+    };
+    Some(EngineEvent::CallEnded {
+        call_id: call_id.clone(),
+        from: person(creator, caller_pn),
+        outcome,
     })
 }
 
