@@ -313,6 +313,12 @@ impl From<ManagerError> for ApiError {
             },
             ManagerError::Command(CommandError::ShuttingDown) => Self::Unavailable,
             ManagerError::Command(error @ CommandError::NotSaved) => Self::internal(error),
+            ManagerError::Command(CommandError::NoSuchCall) => Self::UnknownReference {
+                code: "call_not_found",
+                field: "call",
+                message: "no such call is ringing the session now".into(),
+            },
+            ManagerError::Command(CommandError::Upstream(reason)) => Self::Upstream(reason),
             ManagerError::NotSending(status) => Self::wrong_status(status, "send messages"),
             // Recorded `working` but between connections for a moment.
             ManagerError::NotWorking(SessionStatus::Working) => Self::Conflict {

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, extractors and the error envelope.
 
 pub(crate) mod auth;
+pub(crate) mod calls;
 pub(crate) mod chat_list;
 pub(crate) mod chats;
 pub(crate) mod error;
@@ -63,6 +64,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(lids::by_phone))
         .routes(routes!(presence::subscribe))
         .routes(routes!(presence::unsubscribe))
+        .routes(routes!(calls::reject))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::get, groups::update))
         .routes(routes!(groups::participants))

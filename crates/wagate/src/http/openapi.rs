@@ -6,6 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::calls::CALL_PATTERN;
 use super::groups::{GROUP_PATTERN, INVITE_CODE_PATTERN, INVITE_LINK_PATTERN};
 use super::lids::LID_PATTERN;
 use super::{error, qr, webhooks};
@@ -55,6 +56,7 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Messages sent through a linked session and received by it"),
         (name = "chats", description = "The chat list and each chat's messages, from what the session stored; read receipts, typing and contact checks, straight on a `working` session"),
+        (name = "calls", description = "Calls ringing a `working` session"),
         (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID; whose presence it follows"),
         (name = "groups", description = "Groups: create, list, participants, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
@@ -280,6 +282,7 @@ impl Constraints {
         pattern_params(doc, "path", "code", INVITE_CODE_PATTERN)?;
         pattern_params(doc, "path", "lid", LID_PATTERN)?;
         pattern_params(doc, "path", "contact", PERSON_PATTERN)?;
+        pattern_params(doc, "path", "call", CALL_PATTERN)?;
         pattern_params(doc, "query", "phone", PHONE_PATTERN)?;
         shape_groups(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {

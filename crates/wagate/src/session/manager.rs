@@ -311,6 +311,19 @@ impl SessionManager {
         Ok(changed)
     }
 
+    /// Rejects a call that rings the session now.
+    pub async fn reject_call(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        call_id: String,
+    ) -> Result<(), ManagerError> {
+        self.get(org, id).await?;
+        self.send(id, |reply| Command::RejectCall { call_id, reply })
+            .await??;
+        Ok(())
+    }
+
     /// The contacts the session is subscribed to the presence of.
     pub async fn presence_subscriptions(
         &self,

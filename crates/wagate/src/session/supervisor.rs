@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::phase::{Active, OnConnection, on_connection, wait_until};
 use super::backoff::{Retry, RetryPolicy};
-use super::engine::{Delivery, Engine, InboundSink};
+use super::engine::{CallOffer, Delivery, Engine, InboundSink};
 use super::inbox::Inbox;
 use super::liveness::LivenessPolicy;
 use super::status_writer::StatusWriter;
@@ -104,8 +104,9 @@ pub(crate) struct Supervisor {
     /// queues: the answer to a rejected call).
     outbox: Arc<Notify>,
     /// Calls reported ringing and not rejected here, newest last: the ones
-    /// whose end is reported (`call.ended`). A few at most.
-    ringing: VecDeque<String>,
+    /// an API call may reject and whose end is reported (`call.ended`). A
+    /// few at most.
+    ringing: VecDeque<CallOffer>,
 }
 
 pub(crate) struct SupervisorDeps {
@@ -191,6 +192,11 @@ impl Supervisor {
                 }
                 Command::PairingCode { reply, .. } => {
                     let _ = reply.send(Err(CommandError::NotLinking(self.status)));
+                    Exit::Idle
+                }
+                // Nothing rings on a session that is not connected.
+                Command::RejectCall { reply, .. } => {
+                    let _ = reply.send(Err(CommandError::NoSuchCall));
                     Exit::Idle
                 }
             };

@@ -136,6 +136,12 @@ fn rest_table() -> Vec<Rest> {
         rest(Method::GET, "/sessions/{id}/lids", None, Resource),
         rest(
             Method::POST,
+            "/sessions/{id}/calls/{call}/reject",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/contacts/{contact}/presence/subscribe",
             None,
             Resource,
@@ -260,7 +266,8 @@ impl Owned {
             .replace("{group}", "120363000000000001@g.us")
             .replace("{code}", "AbCdEf")
             .replace("{lid}", "123456789012345@lid")
-            .replace("{contact}", "15550001111");
+            .replace("{contact}", "15550001111")
+            .replace("{call}", "8D3F6A1B2C4E5F60718293A4B5C6D7E8");
         if path == "/ws" {
             format!("/api/v1/ws?session_id={}", self.session)
         } else if path.ends_with("/lids") {

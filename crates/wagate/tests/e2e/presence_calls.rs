@@ -185,6 +185,35 @@ async fn calls_are_reported_and_rejected_when_the_session_says_so() {
     assert_eq!(ended["data"]["outcome"], "missed", "{ended}");
     assert_eq!(ended["data"]["from"]["phone"], BOB, "{ended}");
 
+    // One rejected through the API: the caller sees it declined.
+    let asked = sim
+        .handle()
+        .phone_call(BOB, ALICE, false)
+        .unwrap_or_else(|e| panic!("call: {e}"));
+    let received = events
+        .wait("call.received", &session, |e| e["event"] == "call.received")
+        .await;
+    assert_eq!(call_id(&received), asked, "{received}");
+    let reject = format!("/sessions/{session}/calls/{asked}/reject");
+    let (status, body) = gateway.call(Method::POST, &reject, None).await;
+    assert_eq!(status, 204, "{body}");
+    let rejected = events
+        .wait("call.rejected", &session, |e| e["event"] == "call.rejected")
+        .await;
+    assert_eq!(call_id(&rejected), asked, "{rejected}");
+    let seen = sim
+        .handle()
+        .wait_phone_call(BOB, WAIT, |c| c.call_id == asked && c.action == "reject")
+        .await;
+    assert!(seen.is_some(), "{BOB} never saw the call rejected");
+    // It rings no more.
+    let (status, body) = gateway.call(Method::POST, &reject, None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("call_not_found")),
+        "{body}"
+    );
+
     let (status, body) = gateway
         .call(
             Method::PATCH,

@@ -50,6 +50,10 @@ pub enum CommandError {
     ShuttingDown,
     #[error("the change could not be saved")]
     NotSaved,
+    #[error("no such call is ringing")]
+    NoSuchCall,
+    #[error("WhatsApp: {0}")]
+    Upstream(String),
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
@@ -65,6 +69,11 @@ pub(crate) enum Command {
     PairingCode {
         phone: Phone,
         reply: Reply<Result<Expiring, CommandError>>,
+    },
+    /// Rejects a call that rings now (`call.rejected` follows).
+    RejectCall {
+        call_id: String,
+        reply: Reply<Result<(), CommandError>>,
     },
 }
 
@@ -147,6 +156,11 @@ impl Supervisor {
                     };
                     let _ = reply.send(result);
                 });
+                Ok(Flow::Continue)
+            }
+            Command::RejectCall { call_id, reply } => {
+                let result = self.reject_ringing(&call_id, &active.link).await?;
+                let _ = reply.send(result);
                 Ok(Flow::Continue)
             }
         }

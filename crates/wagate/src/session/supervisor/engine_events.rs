@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::command::{Expiring, format_pairing_code};
+use super::command::{CommandError, Expiring, format_pairing_code};
 use super::phase::{Active, Liveness, Phase};
 use super::{Exit, Flow, Live, StepError, StepResult, Supervisor};
 use wacore::request::RequestUtils;
@@ -118,11 +118,8 @@ impl Supervisor {
                 // A call that rang here and was not rejected here (a
                 // rejected one's end is its `call.rejected`), or one that
                 // rang while the session was offline.
-                let rang = self.ringing.iter().position(|c| *c == call_id);
-                if let Some(at) = rang {
-                    self.ringing.remove(at);
-                }
-                if rang.is_some() || outcome == CallOutcome::MissedOffline {
+                let rang = self.take_ringing(&call_id).is_some();
+                if rang || outcome == CallOutcome::MissedOffline {
                     self.publish(EventData::CallEnded {
                         call_id,
                         from,
@@ -209,7 +206,7 @@ impl Supervisor {
             if self.ringing.len() == RINGING_KEPT {
                 self.ringing.pop_front();
             }
-            self.ringing.push_back(offer.call_id);
+            self.ringing.push_back(offer);
             return Ok(());
         }
         let Some(messenger) = link.messenger() else {
@@ -267,6 +264,51 @@ impl Supervisor {
                 Err(_) => tracing::warn!(session = %id, "reading the session's groups timed out"),
             }
         });
+    }
+
+    /// The ringing call `call_id`, forgotten: it is being rejected or it
+    /// ended.
+    fn take_ringing(&mut self, call_id: &str) -> Option<CallOffer> {
+        let at = self.ringing.iter().position(|c| c.call_id == call_id)?;
+        self.ringing.remove(at)
+    }
+
+    /// Rejects a call that rings now, asked through the API; the caller
+    /// sees it declined and `call.rejected` reports it. A call no longer
+    /// ringing (or never) is `NoSuchCall`; one WhatsApp did not take the
+    /// reject of rings on.
+    pub(super) async fn reject_ringing(
+        &mut self,
+        call_id: &str,
+        link: &Arc<dyn Link>,
+    ) -> Result<Result<(), CommandError>, StoreError> {
+        let Some(offer) = self.take_ringing(call_id) else {
+            return Ok(Err(CommandError::NoSuchCall));
+        };
+        let Some(messenger) = link.messenger() else {
+            self.ringing.push_back(offer);
+            return Ok(Err(CommandError::Upstream("not connected".into())));
+        };
+        let rejected = tokio::time::timeout(
+            PRESENCE_TIMEOUT,
+            messenger.reject_call(&offer.call_id, &offer.peer, &offer.creator),
+        )
+        .await;
+        let failure = match rejected {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some("WhatsApp did not answer in time".into()),
+        };
+        if let Some(failure) = failure {
+            self.ringing.push_back(offer);
+            return Ok(Err(CommandError::Upstream(failure)));
+        }
+        self.publish(EventData::CallRejected {
+            call_id: offer.call_id,
+            from: offer.from,
+        })
+        .await?;
+        Ok(Ok(()))
     }
 
     /// Subscribes again to every contact the session asked presence of:
