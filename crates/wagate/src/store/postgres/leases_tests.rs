@@ -15,8 +15,8 @@ use crate::events::{Envelope, EventData};
 use crate::messages::{Inbound, IncomingContent, Sender};
 use crate::store::testing::TestDatabase;
 use crate::store::{
-    Held, KeyStore, LeaseStore, MessageStore, NewIncoming, NewOutgoing, NewSession, OrgStore,
-    SessionStore, StatusChange, StoreError,
+    GroupStore, Held, KeyStore, LeaseStore, MessageStore, NewIncoming, NewOutgoing, NewSession,
+    OrgStore, SessionStore, StatusChange, StoreError,
 };
 
 const LEASE: Duration = Duration::from_secs(15);
@@ -338,6 +338,17 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
     assert!(is_moved(
         one.record_incoming(vec![incoming(org, moving, "3EB0IN")])
             .await,
+        moving
+    ));
+    // The account's identity, and its groups (the list read on connect,
+    // and a notification's changes).
+    assert!(is_moved(
+        one.set_identity(moving, Some("15550009999"), None).await,
+        moving
+    ));
+    assert!(is_moved(one.replace_groups(moving, &[]).await, moving));
+    assert!(is_moved(
+        one.apply_group_edits(moving, None, &[], &mut []).await,
         moving
     ));
 

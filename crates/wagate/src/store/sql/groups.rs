@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::events::append_events_to;
+use super::fences::check_fences;
 use super::webhooks::WebhookTargets;
 use super::{Backend, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{GroupInfo, GroupMember, GroupSettings};
@@ -285,6 +286,7 @@ impl GroupStore for Backend {
         groups: &[GroupInfo],
     ) -> Result<(), StoreError> {
         let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([session])).await?;
         let stored: Vec<(String,)> = sqlx::query_as("SELECT jid FROM groups WHERE session_id = $1")
             .bind(session.to_string())
             .fetch_all(&mut *tx)
@@ -309,6 +311,7 @@ impl GroupStore for Backend {
         events: &mut [Envelope],
     ) -> Result<bool, StoreError> {
         let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([session])).await?;
         if let Some(key) = key {
             let fresh = sqlx::query(
                 "INSERT INTO group_notifications (session_id, notification_id, action_index, \

@@ -211,6 +211,8 @@ impl SessionStore for Backend {
         phone: Option<&str>,
         push_name: Option<&str>,
     ) -> Result<(), StoreError> {
+        let mut tx = begin_write(self).await?;
+        check_fences(&mut tx, &self.claims([id])).await?;
         sqlx::query(
             "UPDATE sessions SET phone = $1, push_name = $2, updated_at = $3 WHERE id = $4",
         )
@@ -218,8 +220,9 @@ impl SessionStore for Backend {
         .bind(push_name)
         .bind(millis(now()))
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
