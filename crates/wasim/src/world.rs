@@ -27,6 +27,10 @@ pub(crate) struct Account {
     pub phone_prekeys: Option<PreKeys>,
     /// What reached the phone: messages, receipts, chat states (see [`crate::phone`]).
     pub phone_inbox: crate::phone::Inbox,
+    /// The account's app-state collections (see [`crate::syncd`]).
+    pub app_state: crate::syncd::AppState,
+    /// The phone's view of its chats' settings, from the app state.
+    pub phone_chats: BTreeMap<String, crate::phone::PhoneChat>,
 }
 
 impl Account {
@@ -221,6 +225,8 @@ impl World {
                 banned_for_secs: None,
                 phone_prekeys: None,
                 phone_inbox: Default::default(),
+                app_state: Default::default(),
+                phone_chats: BTreeMap::new(),
             }
         })
     }

@@ -1,0 +1,261 @@
+//! App-state sync (syncd), the server's half: each account's collections as
+//! numbered, encrypted patches. The server holds no app-state key, as
+//! WhatsApp's does not: it numbers what a device uploads (refusing an
+//! upload built on a stale version with a 409 that carries the patches the
+//! device missed), hands a device the patches after the version it names,
+//! a page at a time, and tells the account's other devices (the phone
+//! included) with a `server_sync` notification that a collection moved.
+//!
+//! What WhatsApp also does and this does not: serve a compacted snapshot
+//! (an external blob) to a device syncing from version 0. A device syncing
+//! from scratch gets every patch from version 1 instead, which the client
+//! applies the same way (a genesis patch onto an empty collection).
+
+use std::collections::HashMap;
+
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use waproto::whatsapp as wa;
+
+use crate::iq::device_of;
+use crate::relay;
+use crate::stanza::{self, attr, children, iq_error, iq_result};
+use crate::world::{ConnId, World};
+
+/// The collections WhatsApp keeps per account.
+pub(crate) const COLLECTIONS: [&str; 5] = [
+    "regular",
+    "regular_low",
+    "regular_high",
+    "critical_block",
+    "critical_unblock_low",
+];
+
+/// Patches per answer; a device asks again while `has_more_patches`.
+const PAGE: usize = 50;
+
+/// One account's collections.
+#[derive(Default)]
+pub(crate) struct AppState {
+    collections: HashMap<&'static str, Collection>,
+}
+
+/// A collection: patch `n` (from 1) is `patches[n - 1]`, stored encoded with
+/// its version set, as it goes out.
+#[derive(Default)]
+struct Collection {
+    patches: Vec<Vec<u8>>,
+}
+
+impl Collection {
+    fn version(&self) -> u64 {
+        self.patches.len() as u64
+    }
+
+    /// The patches after `version`, at most one page, and whether more follow.
+    fn after(&self, version: u64) -> (&[Vec<u8>], bool) {
+        let from = usize::try_from(version)
+            .unwrap_or(usize::MAX)
+            .min(self.patches.len());
+        let rest = &self.patches[from..];
+        if rest.len() > PAGE {
+            (&rest[..PAGE], true)
+        } else {
+            (rest, false)
+        }
+    }
+}
+
+impl AppState {
+    /// Every patch after `version`, decoded.
+    pub(crate) fn patches_after(&self, name: &str, version: u64) -> Vec<wa::SyncdPatch> {
+        let Some(c) = self.collections.get(name) else {
+            return Vec::new();
+        };
+        let from = usize::try_from(version).unwrap_or(usize::MAX);
+        c.patches
+            .iter()
+            .skip(from)
+            .filter_map(|raw| waproto::codec::syncd_patch_decode(raw).ok())
+            .collect()
+    }
+}
+
+fn known(name: &str) -> Option<&'static str> {
+    COLLECTIONS.iter().copied().find(|c| *c == name)
+}
+
+/// Why an upload was not taken.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// Built on an older version than the collection's.
+    Conflict,
+    UnknownCollection,
+}
+
+/// Numbers `patch` as the next version of `name` if `base` is the current
+/// one, and tells every device of the account but `from` (the phone is
+/// device 0) that the collection moved. Returns the new version.
+pub(crate) fn append(
+    w: &mut World,
+    phone: &str,
+    from: u16,
+    name: &str,
+    base: u64,
+    mut patch: wa::SyncdPatch,
+) -> Result<u64, Refused> {
+    let name = known(name).ok_or(Refused::UnknownCollection)?;
+    let account = w.account_mut(phone);
+    let collection = account.app_state.collections.entry(name).or_default();
+    if collection.version() != base {
+        return Err(Refused::Conflict);
+    }
+    let version = base + 1;
+    patch.version = buffa::MessageField::some(wa::SyncdVersion {
+        version: Some(version),
+    });
+    collection
+        .patches
+        .push(waproto::codec::syncd_patch_to_vec(&patch));
+    let devices: Vec<u16> = std::iter::once(0)
+        .chain(account.devices.keys().copied())
+        .filter(|d| *d != from)
+        .collect();
+    for device in devices {
+        let id = w.next_iq_id();
+        let node = stanza::server_notification(id, "server_sync")
+            .children([NodeBuilder::new("collection")
+                .attr("name", name)
+                .attr("version", version.to_string())
+                .build()])
+            .build();
+        relay::deliver(w, phone, device, node);
+    }
+    Ok(version)
+}
+
+/// `<iq xmlns="w:sync:app:state" type="set"><sync><collection …/>…</sync>`:
+/// a collection with `<patch>` children is an upload, one without asks for
+/// what follows `version` (everything when `return_snapshot` is true).
+pub(crate) fn handle_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
+    let Some((phone, device)) = device_of(w, conn) else {
+        w.send(conn, iq_error(id, 401, "not-authorized"));
+        return;
+    };
+    let Some(sync) = stanza::child(iq, "sync") else {
+        w.send(conn, iq_error(id, 400, "bad-request"));
+        return;
+    };
+    let mut answers = Vec::new();
+    for c in children(sync).iter().filter(|c| c.tag == "collection") {
+        let name = attr(c, "name").unwrap_or_default();
+        let version = attr(c, "version")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let uploads: Vec<&Node> = children(c).iter().filter(|p| p.tag == "patch").collect();
+        let answer = if uploads.is_empty() {
+            fetch(w, &phone, &name, version)
+        } else {
+            upload(w, &phone, device, &name, version, &uploads)
+        };
+        answers.push(answer);
+    }
+    w.send(
+        conn,
+        iq_result(id, vec![NodeBuilder::new("sync").children(answers).build()]),
+    );
+}
+
+fn error_collection(name: &str, code: u16, text: &str) -> Node {
+    NodeBuilder::new("collection")
+        .attr("name", name)
+        .attr("type", "error")
+        .children([NodeBuilder::new("error")
+            .attr("code", code.to_string())
+            .attr("text", text)
+            .build()])
+        .build()
+}
+
+fn patches_node(patches: &[Vec<u8>]) -> Node {
+    NodeBuilder::new("patches")
+        .children(
+            patches
+                .iter()
+                .map(|p| NodeBuilder::new("patch").bytes(p.clone()).build()),
+        )
+        .build()
+}
+
+fn fetch(w: &mut World, phone: &str, name: &str, version: u64) -> Node {
+    let Some(name) = known(name) else {
+        return error_collection(name, 404, "item-not-found");
+    };
+    let account = w.account_mut(phone);
+    let collection = account.app_state.collections.entry(name).or_default();
+    let (page, more) = collection.after(version);
+    let last = version + page.len() as u64;
+    let mut b = NodeBuilder::new("collection")
+        .attr("name", name)
+        .attr("version", last.to_string());
+    if more {
+        b = b.attr("has_more_patches", "true");
+    }
+    if !page.is_empty() {
+        b = b.children([patches_node(page)]);
+    }
+    b.build()
+}
+
+fn upload(
+    w: &mut World,
+    phone: &str,
+    device: u16,
+    name: &str,
+    base: u64,
+    uploads: &[&Node],
+) -> Node {
+    let Some(name) = known(name) else {
+        return error_collection(name, 404, "item-not-found");
+    };
+    let mut version = base;
+    for raw in uploads {
+        let Some(patch) =
+            stanza::bytes(raw).and_then(|b| waproto::codec::syncd_patch_decode(b).ok())
+        else {
+            return error_collection(name, 400, "bad-request");
+        };
+        match append(w, phone, device, name, version, patch) {
+            Ok(v) => version = v,
+            Err(Refused::UnknownCollection) => {
+                return error_collection(name, 404, "item-not-found");
+            }
+            Err(Refused::Conflict) => {
+                // The device builds on a stale base: it gets what it missed
+                // and rebuilds on top of it.
+                let account = w.account_mut(phone);
+                let collection = account.app_state.collections.entry(name).or_default();
+                let (page, more) = collection.after(version);
+                let mut b = NodeBuilder::new("collection")
+                    .attr("name", name)
+                    .attr("type", "error");
+                if more {
+                    b = b.attr("has_more_patches", "true");
+                }
+                return b
+                    .children([
+                        NodeBuilder::new("error")
+                            .attr("code", "409")
+                            .attr("text", "conflict")
+                            .build(),
+                        patches_node(page),
+                    ])
+                    .build();
+            }
+        }
+    }
+    NodeBuilder::new("collection")
+        .attr("name", name)
+        .attr("version", version.to_string())
+        .build()
+}
