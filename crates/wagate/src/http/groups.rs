@@ -768,10 +768,12 @@ pub(crate) async fn leave(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn agree(pattern: &str, parse: impl Fn(&str) -> bool, samples: &[&str]) {
+    /// Holds a pattern the document gives to what `parse` takes, on
+    /// `samples`.
+    pub(crate) fn agree(pattern: &str, parse: impl Fn(&str) -> bool, samples: &[&str]) {
         let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
         for sample in samples {
             assert_eq!(

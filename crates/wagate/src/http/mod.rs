@@ -7,6 +7,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod groups;
 pub(crate) mod health;
+pub(crate) mod lids;
 pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod openapi;
@@ -58,6 +59,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::mark_read))
         .routes(routes!(chats::typing))
         .routes(routes!(chats::check_contacts))
+        .routes(routes!(lids::by_lid))
+        .routes(routes!(lids::by_phone))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::get, groups::update))
         .routes(routes!(groups::participants))

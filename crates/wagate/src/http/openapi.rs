@@ -7,6 +7,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::groups::{GROUP_PATTERN, INVITE_CODE_PATTERN, INVITE_LINK_PATTERN};
+use super::lids::LID_PATTERN;
 use super::{error, qr, webhooks};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageStatus, PHONE_PATTERN, SessionStatus, StatusReason,
@@ -53,7 +54,8 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "sessions", description = "Sessions: one linked WhatsApp number each"),
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Messages sent through a linked session and received by it"),
-        (name = "chats", description = "Read receipts, typing and contact checks, straight on a `working` session"),
+        (name = "chats", description = "The chat list and each chat's messages, from what the session stored; read receipts, typing and contact checks, straight on a `working` session"),
+        (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID"),
         (name = "groups", description = "Groups: create, list, participants, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
@@ -273,9 +275,11 @@ impl Constraints {
             "/components/schemas/MarkReadRequest/properties/sender",
             serde_json::json!({ "pattern": PERSON_PATTERN }),
         )?;
-        pattern_path_params(doc, "chat", CHAT_PATTERN)?;
-        pattern_path_params(doc, "group", GROUP_PATTERN)?;
-        pattern_path_params(doc, "code", INVITE_CODE_PATTERN)?;
+        pattern_params(doc, "path", "chat", CHAT_PATTERN)?;
+        pattern_params(doc, "path", "group", GROUP_PATTERN)?;
+        pattern_params(doc, "path", "code", INVITE_CODE_PATTERN)?;
+        pattern_params(doc, "path", "lid", LID_PATTERN)?;
+        pattern_params(doc, "query", "phone", PHONE_PATTERN)?;
         shape_groups(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {
             set(
@@ -327,10 +331,11 @@ impl Constraints {
     }
 }
 
-/// Gives every `{name}` path parameter the pattern of what its parser
-/// takes.
-fn pattern_path_params(
+/// Gives every parameter `name` in `location` (`path`, `query`) the
+/// pattern of what its parser takes.
+fn pattern_params(
     doc: &mut serde_json::Value,
+    location: &str,
     name: &str,
     pattern: &str,
 ) -> Result<(), String> {
@@ -338,29 +343,22 @@ fn pattern_path_params(
         .pointer_mut("/paths")
         .and_then(serde_json::Value::as_object_mut)
         .ok_or("no paths")?;
-    let placeholder = format!("{{{name}}}");
     let mut found = false;
-    for (path, item) in paths.iter_mut() {
-        if !path.contains(&placeholder) {
-            continue;
-        }
-        found = true;
-        let operations = item.as_object_mut().ok_or("a path that is not an object")?;
-        for operation in operations.values_mut() {
-            let parameters = operation["parameters"]
-                .as_array_mut()
-                .ok_or_else(|| format!("{path}: no parameters"))?;
-            let param = parameters
-                .iter_mut()
-                .find(|p| p["name"] == name && p["in"] == "path")
-                .ok_or_else(|| format!("{path}: no {name} parameter"))?;
+    let operations = paths
+        .values_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let parameters = operation["parameters"].as_array_mut().into_iter().flatten();
+        for param in parameters.filter(|p| p["name"] == name && p["in"] == location) {
             param["schema"]["pattern"] = serde_json::Value::from(pattern);
+            found = true;
         }
     }
     if found {
         Ok(())
     } else {
-        Err(format!("no path has {placeholder}"))
+        Err(format!("no {location} parameter {name}"))
     }
 }
 

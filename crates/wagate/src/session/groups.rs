@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::Serialize;
 use utoipa::ToSchema;
 use whatsapp_rust::request::IqError;
@@ -15,7 +15,7 @@ use whatsapp_rust::{
     JoinGroupResult,
 };
 
-pub use crate::domain::{GroupInfo, GroupMember, GroupSettings};
+pub(crate) use crate::domain::{GroupInfo, GroupMember, GroupSettings};
 use crate::domain::{GroupRole, ParticipantOutcome};
 
 /// Why a group call failed.

@@ -32,6 +32,7 @@ use crate::store::{
     Accepted, Held, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
     SessionChanges, SessionPage, SessionQuery, SessionRecord, StatusStep, Store, StoreError,
 };
+use crate::store::{LidLookup, LidPn};
 
 /// Commands are handled one at a time; a short queue is plenty.
 const COMMAND_QUEUE: usize = 16;
@@ -424,6 +425,17 @@ impl SessionManager {
             .chats()
             .list_chats(org, session, before, limit)
             .await?)
+    }
+
+    /// The LID and phone number the session knows belong together.
+    pub async fn lid_pn(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        by: LidLookup<'_>,
+    ) -> Result<Option<LidPn>, ManagerError> {
+        self.get(org, session).await?;
+        Ok(self.inner.store.keys().lid_pn(session, by).await?)
     }
 
     /// One of the session's chats.

@@ -35,6 +35,28 @@ pub trait KeyStore: Send + Sync {
 
     /// How many rows of each kind the session has.
     async fn count_keys(&self, session: SessionId) -> Result<KeyCounts, StoreError>;
+
+    /// The LID and phone number the session has learnt belong together
+    /// (whatsapp-rust's mappings), found by either one.
+    async fn lid_pn(
+        &self,
+        session: SessionId,
+        by: LidLookup<'_>,
+    ) -> Result<Option<LidPn>, StoreError>;
+}
+
+/// One side of a LID mapping, digits only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LidLookup<'a> {
+    Lid(&'a str),
+    Phone(&'a str),
+}
+
+/// A LID and the phone number it stands for, each its digits only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LidPn {
+    pub lid: String,
+    pub phone: String,
 }
 
 /// Everything whatsapp-rust stores for one session, as plain rows: what

@@ -33,7 +33,9 @@ use crate::secret::Secret;
 pub(crate) use chats::ChatStore;
 pub(crate) use events::EventStore;
 pub(crate) use groups::{GroupEdit, GroupStore, NoticeKey};
-pub(crate) use keys::{KeyCounts, KeySet, KeyStore, MutationMac, PendingInbound, SentMessage};
+pub(crate) use keys::{
+    KeyCounts, KeySet, KeyStore, LidLookup, LidPn, MutationMac, PendingInbound, SentMessage,
+};
 pub(crate) use leases::{Held, LeaseStore, SessionMoved};
 pub(crate) use messages::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,

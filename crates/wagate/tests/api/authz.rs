@@ -132,6 +132,8 @@ fn rest_table() -> Vec<Rest> {
             None,
             Resource,
         ),
+        rest(Method::GET, "/sessions/{id}/lids/{lid}", None, Resource),
+        rest(Method::GET, "/sessions/{id}/lids", None, Resource),
         rest(
             Method::POST,
             "/sessions/{id}/contacts/check",
@@ -244,9 +246,13 @@ impl Owned {
             .replace("{delivery_id}", &self.delivery)
             .replace("{chat}", "15550001111")
             .replace("{group}", "120363000000000001@g.us")
-            .replace("{code}", "AbCdEf");
+            .replace("{code}", "AbCdEf")
+            .replace("{lid}", "123456789012345@lid");
         if path == "/ws" {
             format!("/api/v1/ws?session_id={}", self.session)
+        } else if path.ends_with("/lids") {
+            // Its one query parameter is required.
+            format!("/api/v1{filled}?phone=15550001111")
         } else {
             format!("/api/v1{filled}")
         }

@@ -128,6 +128,8 @@ pub(crate) struct Gateway {
     pub ws: String,
     pub token: String,
     pub http: reqwest::Client,
+    /// The gateway's store, when it runs in this process.
+    store: Option<Arc<dyn wagate::Store>>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -185,12 +187,14 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no token"));
         let port = app.port();
         let shutdown = app.shutdown_token();
+        let store = app.store();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             base: format!("http://127.0.0.1:{port}/api/v1"),
             ws: format!("ws://127.0.0.1:{port}/api/v1/ws"),
             token,
             http: reqwest::Client::new(),
+            store: Some(store),
             shutdown,
             task: Some(task),
         }
@@ -203,9 +207,29 @@ impl Gateway {
             ws: format!("ws://127.0.0.1:{port}/api/v1/ws"),
             token,
             http: reqwest::Client::new(),
+            store: None,
             shutdown: CancellationToken::new(),
             task: None,
         }
+    }
+
+    /// A token of a new organization, `name`, that sees none of the
+    /// first one's sessions.
+    pub(crate) async fn org_token(&self, name: &str) -> String {
+        let store = self
+            .store
+            .as_deref()
+            .unwrap_or_else(|| panic!("the gateway runs in another process"));
+        wagate::admin::create_org(store, name)
+            .await
+            .unwrap_or_else(|e| panic!("org: {e}"));
+        wagate::admin::create_token(store, name)
+            .await
+            .unwrap_or_else(|e| panic!("token: {e}"))
+            .token
+            .plaintext()
+            .expose()
+            .clone()
     }
 
     /// Graceful shutdown, as on SIGTERM.

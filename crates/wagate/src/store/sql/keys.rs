@@ -46,6 +46,7 @@ use crate::domain::SessionId;
 use crate::store::keys::Fence;
 use crate::store::leases::{Claim, Holdings};
 use crate::store::{KeyCounts, KeySet, KeyStore, StoreError};
+use crate::store::{LidLookup, LidPn};
 
 /// Runs `$body` (a future using the connection `$conn`) for `$rows` rows:
 /// on one connection, in a transaction when the rows take more than one
@@ -271,6 +272,23 @@ impl KeyStore for GatewayStore {
             pending_inbound: n(16)?,
             msg_secrets: n(17)?,
         })
+    }
+
+    async fn lid_pn(
+        &self,
+        session: SessionId,
+        by: LidLookup<'_>,
+    ) -> Result<Option<LidPn>, StoreError> {
+        let (sql, key) = match by {
+            LidLookup::Lid(lid) => (protocol::LID_BY_LID, lid),
+            LidLookup::Phone(phone) => (protocol::LID_BY_PHONE, phone),
+        };
+        let row: Option<(String, String)> = sqlx::query_as(sql)
+            .bind(session.to_string())
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|(lid, phone)| LidPn { lid, phone }))
     }
 }
 

@@ -19,6 +19,16 @@ use super::upserts::{
 use super::{CHUNK, DbConnection, KeyWrite, Keys, by_keys, db, serialization, to_u32};
 type LidRow = (String, String, i64, i64, String);
 
+/// A LID's mapping; also read by the gateway's own lookups
+/// (`KeyStore::lid_pn`).
+pub(super) const LID_BY_LID: &str = "SELECT lid, phone_number, created_at, updated_at, learning_source \
+     FROM key_lid_pn_mappings WHERE session_id = $1 AND lid = $2";
+
+/// A number's newest LID (a number can be reassigned one).
+pub(super) const LID_BY_PHONE: &str = "SELECT lid, phone_number, created_at, updated_at, learning_source \
+     FROM key_lid_pn_mappings WHERE session_id = $1 AND phone_number = $2 \
+     ORDER BY updated_at DESC LIMIT 1";
+
 fn lid_entry(
     (lid, phone_number, created_at, updated_at, learning_source): LidRow,
 ) -> LidPnMappingEntry {
@@ -94,30 +104,22 @@ impl ProtocolStore for Keys {
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> KeyResult<Option<LidPnMappingEntry>> {
-        let row: Option<LidRow> = sqlx::query_as(
-            "SELECT lid, phone_number, created_at, updated_at, learning_source \
-             FROM key_lid_pn_mappings WHERE session_id = $1 AND lid = $2",
-        )
-        .bind(self.session())
-        .bind(lid)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db)?;
+        let row: Option<LidRow> = sqlx::query_as(LID_BY_LID)
+            .bind(self.session())
+            .bind(lid)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
         Ok(row.map(lid_entry))
     }
 
     async fn get_pn_mapping(&self, phone: &str) -> KeyResult<Option<LidPnMappingEntry>> {
-        // A number's newest LID (a number can be reassigned one).
-        let row: Option<LidRow> = sqlx::query_as(
-            "SELECT lid, phone_number, created_at, updated_at, learning_source \
-             FROM key_lid_pn_mappings WHERE session_id = $1 AND phone_number = $2 \
-             ORDER BY updated_at DESC LIMIT 1",
-        )
-        .bind(self.session())
-        .bind(phone)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db)?;
+        let row: Option<LidRow> = sqlx::query_as(LID_BY_PHONE)
+            .bind(self.session())
+            .bind(phone)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
         Ok(row.map(lid_entry))
     }
 
