@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, ParticipantsAction,
-    PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
+    ChatSetting, DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId,
+    ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -159,6 +159,22 @@ events! {
             by: Option<Sender>,
             changes: GroupUpdate,
         } => GroupUpdated = "group.updated",
+        /// A chat was archived or unarchived, pinned or unpinned, muted or
+        /// unmuted, or read (or marked unread): on the phone or another of
+        /// the account's devices (WhatsApp's app state reported it), or
+        /// through the API. `setting` says which; the rest is the chat's
+        /// state after the change.
+        ChatUpdated {
+            /// The chat's JID.
+            chat: String,
+            setting: ChatSetting,
+            archived: bool,
+            pinned: bool,
+            muted: bool,
+            /// When the mute ends; `null` when not muted or muted for ever.
+            muted_until: Option<DateTime<Utc>>,
+            unread: u64,
+        } => ChatUpdated = "chat.updated",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery

@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 mod behaviour;
+mod chat;
 pub(crate) mod group;
 pub(crate) mod ids;
 mod label;
@@ -16,6 +17,7 @@ pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
 pub(crate) use behaviour::{PresenceState, SessionBehaviour, check_call_reply};
+pub(crate) use chat::{ChatChange, ChatSetting, Mute};
 pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
     PictureChange,
