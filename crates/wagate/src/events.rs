@@ -396,6 +396,15 @@ mod tests {
                     ..GroupUpdate::default()
                 },
             },
+            EventData::ChatUpdated {
+                chat: "15551234567@s.whatsapp.net".into(),
+                setting: ChatSetting::Muted,
+                archived: false,
+                pinned: true,
+                muted: true,
+                muted_until: Some(Utc::now()),
+                unread: 3,
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -422,6 +431,7 @@ mod tests {
                 | EventData::GroupLeft { .. }
                 | EventData::GroupParticipants { .. }
                 | EventData::GroupUpdated { .. }
+                | EventData::ChatUpdated { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }
