@@ -259,3 +259,92 @@ fn upload(
         .attr("version", version.to_string())
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: &str = "15550001234";
+
+    fn patch(n: u8) -> wa::SyncdPatch {
+        wa::SyncdPatch {
+            snapshot_mac: Some(vec![n; 32]),
+            ..Default::default()
+        }
+    }
+
+    fn versions(node: &Node) -> Vec<u64> {
+        stanza::child(node, "patches")
+            .map(|p| {
+                children(p)
+                    .iter()
+                    .filter_map(stanza::bytes)
+                    .filter_map(|b| waproto::codec::syncd_patch_decode(b).ok())
+                    .filter_map(|p| p.version.version)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn uploads_are_numbered_and_a_stale_base_is_a_conflict() {
+        let mut w = World::default();
+        w.account_mut(PHONE);
+        assert_eq!(
+            append(&mut w, PHONE, 1, "regular_low", 0, patch(1)).ok(),
+            Some(1)
+        );
+        assert_eq!(
+            append(&mut w, PHONE, 1, "regular_low", 1, patch(2)).ok(),
+            Some(2)
+        );
+        assert!(matches!(
+            append(&mut w, PHONE, 2, "regular_low", 1, patch(3)),
+            Err(Refused::Conflict)
+        ));
+        assert!(matches!(
+            append(&mut w, PHONE, 1, "nonsense", 0, patch(3)),
+            Err(Refused::UnknownCollection)
+        ));
+        // The upload path answers a conflict with what the device missed.
+        let raw = NodeBuilder::new("patch")
+            .bytes(waproto::codec::syncd_patch_to_vec(&patch(4)))
+            .build();
+        let answer = upload(&mut w, PHONE, 2, "regular_low", 1, &[&raw]);
+        assert_eq!(attr(&answer, "type").as_deref(), Some("error"));
+        let code = stanza::child(&answer, "error").and_then(|e| attr(e, "code"));
+        assert_eq!(code.as_deref(), Some("409"));
+        assert_eq!(versions(&answer), vec![2]);
+        // On the current base it is taken.
+        let answer = upload(&mut w, PHONE, 2, "regular_low", 2, &[&raw]);
+        assert_eq!(attr(&answer, "version").as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_fetch_pages_what_follows_the_version() {
+        let mut w = World::default();
+        w.account_mut(PHONE);
+        let total = PAGE as u64 + 7;
+        for v in 0..total {
+            assert!(append(&mut w, PHONE, 0, "regular", v, patch(1)).is_ok());
+        }
+        let first = fetch(&mut w, PHONE, "regular", 0);
+        assert_eq!(attr(&first, "has_more_patches").as_deref(), Some("true"));
+        assert_eq!(versions(&first), (1..=PAGE as u64).collect::<Vec<_>>());
+        let rest = fetch(&mut w, PHONE, "regular", PAGE as u64);
+        assert_eq!(attr(&rest, "has_more_patches"), None);
+        assert_eq!(
+            versions(&rest),
+            (PAGE as u64 + 1..=total).collect::<Vec<_>>()
+        );
+        assert_eq!(attr(&rest, "version"), Some(total.to_string()));
+        // Up to date: nothing, and the version it is at.
+        let none = fetch(&mut w, PHONE, "regular", total);
+        assert!(versions(&none).is_empty());
+        assert_eq!(attr(&none, "version"), Some(total.to_string()));
+        assert_eq!(
+            attr(&fetch(&mut w, PHONE, "bogus", 0), "type").as_deref(),
+            Some("error")
+        );
+    }
+}

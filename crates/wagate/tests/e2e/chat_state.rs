@@ -30,9 +30,7 @@ async fn bob_writes(
     count: usize,
 ) -> Vec<String> {
     let phones = sim.handle();
-    phones
-        .register_phone(BOB)
-        .unwrap_or_else(|e| panic!("{e}"));
+    phones.register_phone(BOB).unwrap_or_else(|e| panic!("{e}"));
     let mut ids = Vec::new();
     for i in 0..count {
         let id = phones
@@ -127,9 +125,7 @@ async fn a_chat_pinned_muted_and_read_here_shows_on_the_phone() {
     let event = chat_updated(&mut events, &session, "pinned").await;
     assert_eq!(event["data"]["pinned"], true, "{event}");
     assert_eq!(bobs_chat(&gateway, &session).await["pinned"], true);
-    let seen = phone
-        .wait_phone_chat(ALICE, BOB, WAIT, |c| c.pinned)
-        .await;
+    let seen = phone.wait_phone_chat(ALICE, BOB, WAIT, |c| c.pinned).await;
     assert!(seen.is_some(), "the phone never showed the chat pinned");
 
     // Muted for ever, then until a time: the phone shows each.
@@ -140,7 +136,10 @@ async fn a_chat_pinned_muted_and_read_here_shows_on_the_phone() {
     let seen = phone
         .wait_phone_chat(ALICE, BOB, WAIT, |c| c.muted && c.muted_until_ms.is_none())
         .await;
-    assert!(seen.is_some(), "the phone never showed the chat muted for ever");
+    assert!(
+        seen.is_some(),
+        "the phone never showed the chat muted for ever"
+    );
     let until = chrono::Utc::now() + chrono::Duration::hours(2);
     let (status, body) = gateway
         .call(

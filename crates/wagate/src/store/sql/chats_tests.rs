@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::*;
 use crate::domain::{ChatSetting, MessageId};
-use crate::store::EventStore;
 use crate::messages::{Inbound, IncomingContent, Sender};
+use crate::store::EventStore;
 use crate::store::chats::ChatKind;
 use crate::store::testing::TestStore;
 use crate::store::{MessageStore, NewIncoming, NewOutgoing, NewSession, OrgStore, SessionStore};
