@@ -710,6 +710,19 @@ impl SimHandle {
         .await
     }
 
+    /// Waits up to `timeout` until the linked device has fetched every
+    /// app-state collection of the account up to its current version: what
+    /// a change made after it reaches the device by `server_sync`. (A
+    /// client still in its first sync of a collection skips the
+    /// notification and reads the version it had asked for.)
+    pub async fn wait_app_state_synced(&self, phone: &str, device: u16, timeout: Duration) -> bool {
+        self.wait_phone(timeout, |w| {
+            syncd::device_synced(w, phone, device).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// The phone's user plays a voice note (or audio, or video): a
     /// `played` receipt goes to the sender's devices.
     pub fn phone_play(&self, phone: &str, id: &str) -> Result<(), SimError> {

@@ -67,6 +67,10 @@ impl Collection {
 }
 
 impl AppState {
+    /// The collection's current version (0: empty).
+    pub(crate) fn version(&self, name: &str) -> u64 {
+        self.collections.get(name).map_or(0, Collection::version)
+    }
     /// Every patch after `version`, decoded.
     pub(crate) fn patches_after(&self, name: &str, version: u64) -> Vec<wa::SyncdPatch> {
         let Some(c) = self.collections.get(name) else {
@@ -154,7 +158,18 @@ pub(crate) fn handle_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
             .unwrap_or(0);
         let uploads: Vec<&Node> = children(c).iter().filter(|p| p.tag == "patch").collect();
         let answer = if uploads.is_empty() {
-            fetch(w, &phone, &name, version)
+            let answer = fetch(w, &phone, &name, version);
+            if let (Some(name), Some(last)) = (
+                known(&name),
+                attr(&answer, "version").and_then(|v| v.parse::<u64>().ok()),
+            ) && let Some(d) = w
+                .accounts
+                .get_mut(&phone)
+                .and_then(|a| a.devices.get_mut(&device))
+            {
+                d.app_state_synced.insert(name, last);
+            }
+            answer
         } else {
             upload(w, &phone, device, &name, version, &uploads)
         };
@@ -164,6 +179,23 @@ pub(crate) fn handle_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
         conn,
         iq_result(id, vec![NodeBuilder::new("sync").children(answers).build()]),
     );
+    w.phone_events.notify_waiters();
+}
+
+/// Whether `device` has fetched every collection of the account up to its
+/// current version (what the server can tell of a device's sync).
+pub(crate) fn device_synced(w: &World, phone: &str, device: u16) -> bool {
+    let Some(account) = w.accounts.get(phone) else {
+        return false;
+    };
+    let Some(d) = account.devices.get(&device) else {
+        return false;
+    };
+    COLLECTIONS.iter().all(|name| {
+        d.app_state_synced
+            .get(name)
+            .is_some_and(|v| *v >= account.app_state.version(name))
+    })
 }
 
 fn error_collection(name: &str, code: u16, text: &str) -> Node {

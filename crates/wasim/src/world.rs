@@ -79,6 +79,9 @@ pub(crate) struct Device {
     /// The last presence the device sent about itself (`available` or
     /// `unavailable`); `None` until it sends one.
     pub presence: Option<String>,
+    /// The version of each app-state collection the device last fetched
+    /// up to (see [`crate::syncd`]).
+    pub app_state_synced: HashMap<&'static str, u64>,
 }
 
 /// What a connection is, as far as the server knows.

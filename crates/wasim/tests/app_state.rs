@@ -92,21 +92,29 @@ async fn changes_reach_the_phone_and_the_other_companion() {
         .await;
     assert!(pinned);
 
-    // The phone mutes for ever: the companion online hears of it
+    // Both companions have read their app state once: what changes next
+    // reaches them by notification.
+    for device in [1, 2] {
+        assert!(phone.wait_app_state_synced(ALICE, device, WAIT).await);
+    }
+
+    // The phone mutes for ever: the companions online hear of it
     // (`server_sync`), with WhatsApp's -1 for "for ever".
     phone
         .phone_chat_action(ALICE, BOB, ChatAction::Mute(None))
         .await
         .unwrap();
-    let end = first
-        .wait_for("the mute from the phone", |e| match e {
-            Event::MuteUpdate(u) if u.jid == bob() && u.action.muted == Some(true) => {
-                u.action.mute_end_timestamp
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(end, -1);
+    for client in [&mut first, &mut second] {
+        let end = client
+            .wait_for("the mute from the phone", |e| match e {
+                Event::MuteUpdate(u) if u.jid == bob() && u.action.muted == Some(true) => {
+                    u.action.mute_end_timestamp
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(end, -1);
+    }
 
     // The second companion marks the chat read: the phone and the first
     // companion see it.

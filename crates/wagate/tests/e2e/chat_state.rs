@@ -73,7 +73,14 @@ async fn a_chat_archived_and_muted_on_the_phone_shows_here() {
     assert_eq!(chat["archived"], false, "{chat}");
     assert_eq!(chat["muted"], false, "{chat}");
 
+    // The session has read the app state once: what changes next reaches
+    // it by notification (one still in its first read would skip that).
     let phone = sim.handle();
+    let device = device_of(&sim, ALICE);
+    assert!(
+        phone.wait_app_state_synced(ALICE, device, WAIT).await,
+        "the session never read its app state"
+    );
     phone
         .phone_chat_action(ALICE, BOB, ChatAction::Archive)
         .await
