@@ -6,10 +6,12 @@
 //! a page at a time, and tells the account's other devices (the phone
 //! included) with a `server_sync` notification that a collection moved.
 //!
-//! What WhatsApp also does and this does not: serve a compacted snapshot
-//! (an external blob) to a device syncing from version 0. A device syncing
-//! from scratch gets every patch from version 1 instead, which the client
-//! applies the same way (a genesis patch onto an empty collection).
+//! A device syncing from scratch (`return_snapshot="true"`) gets a
+//! snapshot instead, as from WhatsApp: the collection's live records (the
+//! latest SET at each index MAC, none that a REMOVE took away), an
+//! encrypted external blob in the media store. The server can build it
+//! without the key: the index MACs are in clear, and the MAC over the
+//! state at the current version is the one the last patch carries.
 
 use std::collections::HashMap;
 
@@ -140,7 +142,7 @@ pub(crate) fn append(
 
 /// `<iq xmlns="w:sync:app:state" type="set"><sync><collection …/>…</sync>`:
 /// a collection with `<patch>` children is an upload, one without asks for
-/// what follows `version` (everything when `return_snapshot` is true).
+/// what follows `version` (a snapshot when `return_snapshot` is true).
 pub(crate) fn handle_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
     let Some((phone, device)) = device_of(w, conn) else {
         w.send(conn, iq_error(id, 401, "not-authorized"));
@@ -158,7 +160,8 @@ pub(crate) fn handle_iq(w: &mut World, conn: ConnId, id: &str, iq: &Node) {
             .unwrap_or(0);
         let uploads: Vec<&Node> = children(c).iter().filter(|p| p.tag == "patch").collect();
         let answer = if uploads.is_empty() {
-            let answer = fetch(w, &phone, &name, version);
+            let snapshot = attr(c, "return_snapshot").as_deref() == Some("true");
+            let answer = fetch(w, &phone, &name, version, snapshot);
             if let (Some(name), Some(last)) = (
                 known(&name),
                 attr(&answer, "version").and_then(|v| v.parse::<u64>().ok()),
@@ -219,12 +222,93 @@ fn patches_node(patches: &[Vec<u8>]) -> Node {
         .build()
 }
 
-fn fetch(w: &mut World, phone: &str, name: &str, version: u64) -> Node {
+/// The collection as one snapshot at its current version; `None` while
+/// it is empty.
+fn snapshot_of(c: &Collection) -> Option<wa::SyncdSnapshot> {
+    let patches: Vec<wa::SyncdPatch> = c
+        .patches
+        .iter()
+        .filter_map(|raw| waproto::codec::syncd_patch_decode(raw).ok())
+        .collect();
+    let last = patches.last()?;
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut live: HashMap<Vec<u8>, wa::SyncdRecord> = HashMap::new();
+    for patch in &patches {
+        for m in &patch.mutations {
+            let Some(record) = m.record.as_option() else {
+                continue;
+            };
+            let Some(index) = record.index.as_option().and_then(|i| i.blob.clone()) else {
+                continue;
+            };
+            let remove = m
+                .operation
+                .is_some_and(|op| op == wa::syncd_mutation::SyncdOperation::REMOVE);
+            if remove {
+                live.remove(&index);
+            } else {
+                if !live.contains_key(&index) {
+                    order.push(index.clone());
+                }
+                live.insert(index, record.clone());
+            }
+        }
+    }
+    let records = order
+        .iter()
+        .filter_map(|index| live.remove(index))
+        .collect();
+    Some(wa::SyncdSnapshot {
+        version: buffa::MessageField::some(wa::SyncdVersion {
+            version: Some(c.version()),
+        }),
+        records,
+        mac: last.snapshot_mac.clone(),
+        key_id: last.key_id.clone(),
+    })
+}
+
+/// Encrypts `snapshot` into the media store as WhatsApp's servers keep
+/// app-state blobs; the reference a `<snapshot>` carries.
+fn store_snapshot(w: &mut World, snapshot: &wa::SyncdSnapshot) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use buffa::Message;
+    let plain = snapshot.encode_to_vec();
+    let encrypted = wacore::upload::encrypt_media(&plain, wacore::download::MediaType::AppState)
+        .map_err(|e| tracing::warn!(error = %e, "encrypting an app-state snapshot"))
+        .ok()?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(encrypted.file_enc_sha256);
+    let direct_path = format!("/v/t62.7118-24/{token}.enc");
+    w.blobs
+        .insert(direct_path.clone(), encrypted.data_to_upload.into());
+    let reference = wa::ExternalBlobReference {
+        media_key: Some(encrypted.media_key.to_vec()),
+        direct_path: Some(direct_path),
+        handle: None,
+        file_size_bytes: Some(plain.len() as u64),
+        file_sha256: Some(encrypted.file_sha256.to_vec()),
+        file_enc_sha256: Some(encrypted.file_enc_sha256.to_vec()),
+    };
+    Some(reference.encode_to_vec())
+}
+
+fn fetch(w: &mut World, phone: &str, name: &str, version: u64, snapshot: bool) -> Node {
     let Some(name) = known(name) else {
         return error_collection(name, 404, "item-not-found");
     };
     let account = w.account_mut(phone);
     let collection = account.app_state.collections.entry(name).or_default();
+    if snapshot && let Some(whole) = snapshot_of(collection) {
+        let current = collection.version();
+        if let Some(reference) = store_snapshot(w, &whole) {
+            return NodeBuilder::new("collection")
+                .attr("name", name)
+                .attr("version", current.to_string())
+                .children([NodeBuilder::new("snapshot").bytes(reference).build()])
+                .build();
+        }
+        return error_collection(name, 500, "internal-server-error");
+    }
     let (page, more) = collection.after(version);
     let last = version + page.len() as u64;
     let mut b = NodeBuilder::new("collection")
@@ -360,10 +444,10 @@ mod tests {
         for v in 0..total {
             assert!(append(&mut w, PHONE, 0, "regular", v, patch(1)).is_ok());
         }
-        let first = fetch(&mut w, PHONE, "regular", 0);
+        let first = fetch(&mut w, PHONE, "regular", 0, false);
         assert_eq!(attr(&first, "has_more_patches").as_deref(), Some("true"));
         assert_eq!(versions(&first), (1..=PAGE as u64).collect::<Vec<_>>());
-        let rest = fetch(&mut w, PHONE, "regular", PAGE as u64);
+        let rest = fetch(&mut w, PHONE, "regular", PAGE as u64, false);
         assert_eq!(attr(&rest, "has_more_patches"), None);
         assert_eq!(
             versions(&rest),
@@ -371,12 +455,65 @@ mod tests {
         );
         assert_eq!(attr(&rest, "version"), Some(total.to_string()));
         // Up to date: nothing, and the version it is at.
-        let none = fetch(&mut w, PHONE, "regular", total);
+        let none = fetch(&mut w, PHONE, "regular", total, false);
         assert!(versions(&none).is_empty());
         assert_eq!(attr(&none, "version"), Some(total.to_string()));
         assert_eq!(
-            attr(&fetch(&mut w, PHONE, "bogus", 0), "type").as_deref(),
+            attr(&fetch(&mut w, PHONE, "bogus", 0, false), "type").as_deref(),
             Some("error")
         );
+    }
+
+    fn mutation(op: wa::syncd_mutation::SyncdOperation, index: u8, value: u8) -> wa::SyncdMutation {
+        wa::SyncdMutation {
+            operation: Some(op.into()),
+            record: buffa::MessageField::some(wa::SyncdRecord {
+                index: buffa::MessageField::some(wa::SyncdIndex {
+                    blob: Some(vec![index; 32]),
+                }),
+                value: buffa::MessageField::some(wa::SyncdValue {
+                    blob: Some(vec![value; 64]),
+                }),
+                key_id: buffa::MessageField::none(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_live_records_and_the_last_mac() {
+        use wa::syncd_mutation::SyncdOperation::{REMOVE, SET};
+        let mut c = Collection::default();
+        assert!(snapshot_of(&c).is_none());
+        for (n, mutations) in [
+            vec![mutation(SET, 1, 10), mutation(SET, 2, 20)],
+            vec![mutation(SET, 1, 11), mutation(SET, 3, 30)],
+            vec![mutation(REMOVE, 2, 20)],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let patch = wa::SyncdPatch {
+                version: buffa::MessageField::some(wa::SyncdVersion {
+                    version: Some(n as u64 + 1),
+                }),
+                snapshot_mac: Some(vec![n as u8; 32]),
+                mutations,
+                ..Default::default()
+            };
+            c.patches.push(waproto::codec::syncd_patch_to_vec(&patch));
+        }
+        let snapshot = snapshot_of(&c).expect("a snapshot of three patches");
+        assert_eq!(snapshot.version.version, Some(3));
+        assert_eq!(snapshot.mac, Some(vec![2; 32]));
+        let values: Vec<(u8, u8)> = snapshot
+            .records
+            .iter()
+            .filter_map(|r| {
+                let index = r.index.as_option()?.blob.as_ref()?[0];
+                let value = r.value.as_option()?.blob.as_ref()?[0];
+                Some((index, value))
+            })
+            .collect();
+        assert_eq!(values, vec![(1, 11), (3, 30)]);
     }
 }

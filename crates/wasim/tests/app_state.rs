@@ -1,7 +1,8 @@
 //! App-state sync (syncd) between the fake phone and real whatsapp-rust
 //! companions: what the phone does to a chat reaches a companion linked
-//! later (page by page) and one already online (`server_sync`); what a
-//! companion does reaches the phone and the account's other companion.
+//! later (a snapshot), one coming back online (page by page) and one
+//! already online (`server_sync`); what a companion does reaches the phone
+//! and the account's other companion.
 
 // The whole crate is test code: its helpers, too, may fail the test by
 // panicking (clippy.toml only exempts `#[test]` functions and `cfg(test)`).
@@ -25,7 +26,7 @@ fn bob() -> Jid {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_companion_linked_later_gets_the_phones_changes_page_by_page() {
+async fn a_companion_gets_the_phones_changes_in_a_snapshot_then_page_by_page() {
     let sim = simulator().await;
     let phone = sim.handle();
     phone.register_phone(ALICE).unwrap();
@@ -67,6 +68,38 @@ async fn a_companion_linked_later_gets_the_phones_changes_page_by_page() {
         .unwrap()
         .version;
     assert_eq!(version, 61);
+
+    // Offline while the phone makes 61 more: back online, it is told
+    // (`server_sync`, queued) and pages from where it was.
+    let store = client.store.clone();
+    client.stop().await;
+    for i in 0..60 {
+        let action = if i % 2 == 0 {
+            ChatAction::Archive
+        } else {
+            ChatAction::Unarchive
+        };
+        phone.phone_chat_action(ALICE, BOB, action).await.unwrap();
+    }
+    phone
+        .phone_chat_action(ALICE, BOB, ChatAction::Unpin)
+        .await
+        .unwrap();
+    let mut client = TestClient::with_store(&sim, store).await;
+    client.connected().await;
+    client
+        .wait_for("the unpin from the phone", |e| match e {
+            Event::PinUpdate(u) if u.jid == bob() && u.action.pinned == Some(false) => Some(()),
+            _ => None,
+        })
+        .await;
+    let version = client
+        .store
+        .get_version("regular_low")
+        .await
+        .unwrap()
+        .version;
+    assert_eq!(version, 122);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

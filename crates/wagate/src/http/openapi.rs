@@ -349,7 +349,14 @@ fn pattern_params(
         .filter_map(serde_json::Value::as_object_mut)
         .flat_map(|item| item.values_mut());
     for operation in operations {
-        let parameters = operation["parameters"].as_array_mut().into_iter().flatten();
+        // `get_mut`, not indexing: indexing a missing key inserts `null`,
+        // which leaves an operation without parameters with an invalid
+        // `parameters: null` (schemathesis refuses the document there).
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(serde_json::Value::as_array_mut)
+            .into_iter()
+            .flatten();
         for param in parameters.filter(|p| p["name"] == name && p["in"] == location) {
             param["schema"]["pattern"] = serde_json::Value::from(pattern);
             found = true;

@@ -131,7 +131,12 @@ fn rest_table() -> Vec<Rest> {
             None,
             Resource,
         ),
-        rest(Method::POST, "/sessions/{id}/chats/{chat}/pin", None, Resource),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/pin",
+            None,
+            Resource,
+        ),
         rest(
             Method::POST,
             "/sessions/{id}/chats/{chat}/unpin",
