@@ -185,7 +185,13 @@ pub(crate) async fn mark_read(
     .await?;
     // The chat is read as a whole: on the account's other devices through
     // the app state, and in the chat list (nothing unread, `chat.updated`).
-    on_whatsapp(messenger.change_chat(chat.jid(), ChatChange::Read(true))).await?;
+    // The receipts are what was asked for and they went out, so an app
+    // state that cannot take the mark yet (no app-state key shared so soon
+    // after linking, say) does not fail the request.
+    if let Err(error) = on_whatsapp(messenger.change_chat(chat.jid(), ChatChange::Read(true))).await
+    {
+        tracing::warn!(?error, "the chat was not marked read in the app state");
+    }
     state
         .sessions
         .change_chat(
