@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    ChatSetting, DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId,
-    ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
+    ChatSetting, ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus,
+    OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -125,6 +125,17 @@ events! {
             call_id: String,
             from: Sender,
         } => CallRejected = "call.rejected",
+        /// A contact the session subscribed to
+        /// (`POST /sessions/{id}/contacts/{contact}/presence/subscribe`)
+        /// came online, went offline (`last_seen` when they share it), or
+        /// types, records or stopped in a chat (`chat`: their chat with
+        /// the number, or a group's).
+        PresenceUpdate {
+            contact: Sender,
+            state: ContactPresence,
+            last_seen: Option<DateTime<Utc>>,
+            chat: Option<String>,
+        } => PresenceUpdate = "presence.update",
         /// The number is in a group now: it was added (`by` names who added
         /// it), made the group, or joined through an invite. The group is
         /// in `GET /sessions/{id}/groups` from then on.
@@ -368,6 +379,15 @@ mod tests {
                 call_id: "CA11".into(),
                 from: crate::messages::Sender::default(),
             },
+            EventData::PresenceUpdate {
+                contact: crate::messages::Sender {
+                    phone: Some("15551234567".into()),
+                    lid: None,
+                },
+                state: ContactPresence::Composing,
+                last_seen: None,
+                chat: Some("15551234567@s.whatsapp.net".into()),
+            },
             EventData::GroupJoined {
                 group: "120363000000000001@g.us".into(),
                 subject: Some("Team".into()),
@@ -427,6 +447,7 @@ mod tests {
                 | EventData::MessageRevoked(_)
                 | EventData::CallReceived { .. }
                 | EventData::CallRejected { .. }
+                | EventData::PresenceUpdate { .. }
                 | EventData::GroupJoined { .. }
                 | EventData::GroupLeft { .. }
                 | EventData::GroupParticipants { .. }

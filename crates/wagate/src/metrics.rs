@@ -182,6 +182,7 @@ impl Metrics {
             | EventData::PairingCode { .. }
             | EventData::CallReceived { .. }
             | EventData::CallRejected { .. }
+            | EventData::PresenceUpdate { .. }
             | EventData::GroupJoined { .. }
             | EventData::GroupLeft { .. }
             | EventData::GroupParticipants { .. }

@@ -43,6 +43,8 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/calls",
             get(phone_calls).post(phone_call),
         )
+        .route("/admin/phones/{phone}/presence", post(phone_presence))
+        .route("/admin/phones/{phone}/typing", post(phone_typing))
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -316,6 +318,42 @@ async fn phone_call(
     let Json(body) = body?;
     let call_id = handle(s).phone_call(&phone, &body.to, body.video)?;
     Ok(Json(json!({ "ok": true, "call_id": call_id })))
+}
+
+#[derive(Deserialize)]
+struct PresenceBody {
+    online: bool,
+}
+
+/// The phone's user comes online or goes offline.
+async fn phone_presence(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<PresenceBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    handle(s).set_phone_presence(&phone, body.online)?;
+    ok()
+}
+
+#[derive(Deserialize)]
+struct TypingBody {
+    /// A phone number or JID.
+    to: String,
+    /// `composing`, `recording` or `paused`.
+    state: String,
+}
+
+/// The phone's user types, records or stops in a chat.
+async fn phone_typing(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<TypingBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let typing = body.state.parse()?;
+    handle(s).phone_typing(&phone, &body.to, typing)?;
+    ok()
 }
 
 async fn phone_calls(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {

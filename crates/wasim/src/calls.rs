@@ -1,8 +1,7 @@
 //! Calls and presence, as far as signalling goes (no media ever flows):
 //! a phone rings a number's linked devices with an `<offer>`, and what a
 //! device answers (the offer's receipt, a reject) reaches the caller's
-//! phone, which records it; a device's own `<presence>` is recorded on
-//! the device.
+//! phone, which records it. Presence is in `presence.rs`.
 
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
@@ -140,28 +139,6 @@ fn record(w: &mut World, phone: &str, device: u16, outer: &Node, action: &str, i
     };
     if let Some(account) = w.accounts.get_mut(&caller) {
         account.phone_inbox.add_call(call);
-        w.phone_events.notify_waiters();
-    }
-}
-
-/// A device's `<presence type="available|unavailable">` (its own, not a
-/// subscription): the device keeps the last one.
-pub(crate) fn on_presence(w: &mut World, conn: ConnId, node: &Node) {
-    if attr(node, "to").is_some() {
-        return;
-    }
-    let Some(kind) = attr(node, "type").filter(|k| k == "available" || k == "unavailable") else {
-        return;
-    };
-    let Some((phone, device)) = device_of(w, conn) else {
-        return;
-    };
-    if let Some(d) = w
-        .accounts
-        .get_mut(&phone)
-        .and_then(|a| a.devices.get_mut(&device))
-    {
-        d.presence = Some(kind);
         w.phone_events.notify_waiters();
     }
 }

@@ -24,6 +24,7 @@ mod pairing;
 mod phone;
 mod phone_media;
 mod prekeys;
+mod presence;
 pub mod raw_client;
 mod relay;
 mod server;
@@ -51,6 +52,7 @@ pub use pair_code::CodeOutcome;
 pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
 pub use phone::{ChatAction, PhoneChat};
 pub use phone_media::{Attachment, AttachmentKind, SentMedia};
+pub use presence::Typing;
 use server::Server;
 
 /// Settings of one simulator.
@@ -617,6 +619,21 @@ impl SimHandle {
     pub fn phone_call(&self, phone: &str, to: &str, video: bool) -> Result<String, SimError> {
         check_phone(phone)?;
         calls::place(&mut self.server.world(), phone, to, video)
+    }
+
+    /// The phone's user comes online (`true`) or goes offline: the
+    /// devices subscribed to their presence are told.
+    pub fn set_phone_presence(&self, phone: &str, online: bool) -> Result<(), SimError> {
+        check_phone(phone)?;
+        presence::set_phone_presence(&mut self.server.world(), phone, online)
+    }
+
+    /// The phone's user types, records or stops in their chat with `to`
+    /// (a number or JID): the devices of `to` subscribed to their presence
+    /// see it.
+    pub fn phone_typing(&self, phone: &str, to: &str, typing: Typing) -> Result<(), SimError> {
+        check_phone(phone)?;
+        presence::phone_typing(&mut self.server.world(), phone, to, typing)
     }
 
     /// What the devices the phone called answered, oldest first.

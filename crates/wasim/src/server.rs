@@ -13,7 +13,7 @@ use crate::faults::{Faults, Stats};
 use crate::noise::ServerIdentity;
 use crate::stanza;
 use crate::world::{Conn, Role, World};
-use crate::{SimConfig, calls, iq, pairing, relay};
+use crate::{SimConfig, calls, iq, pairing, presence, relay};
 
 pub(crate) use crate::world::ConnId;
 
@@ -174,7 +174,7 @@ impl Server {
             "receipt" => relay::on_receipt(&mut w, conn, &node),
             "ack" => relay::on_ack(&mut w, conn, &node),
             "chatstate" => relay::on_chatstate(&mut w, conn, &node),
-            "presence" => calls::on_presence(&mut w, conn, &node),
+            "presence" => presence::on_presence(&mut w, conn, &node),
             "call" => calls::on_call(&mut w, conn, &node),
             // Acks of what we delivered, unified session markers: nothing
             // the simulator needs to act on.

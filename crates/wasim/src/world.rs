@@ -158,6 +158,13 @@ pub(crate) struct World {
     /// Accounts whose privacy settings refuse being added to a group by
     /// anyone (an add is answered with an invite instead).
     pub add_restricted: std::collections::HashSet<String>,
+    /// Whether each phone (its user) is online now, and since when it was
+    /// last seen (unix seconds); a phone not here was never online.
+    pub phone_presence: HashMap<String, crate::presence::PhonePresence>,
+    /// Who subscribed to each account's presence: the subscribing device
+    /// and the connection it did it on (WhatsApp forgets a subscription
+    /// with its connection).
+    pub presence_subscribers: HashMap<String, std::collections::BTreeSet<(String, u16, ConnId)>>,
 }
 
 /// A group chat as WhatsApp's group server keeps it (see [`crate::groups`]).

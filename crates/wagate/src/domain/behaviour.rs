@@ -14,6 +14,23 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What a contact the session subscribed to is doing, as WhatsApp
+    /// reports it (`presence.update`).
+    pub enum ContactPresence {
+        /// Online.
+        Available = "available",
+        /// Offline (with `last_seen`, when they share it).
+        Unavailable = "unavailable",
+        /// Typing in a chat.
+        Composing = "composing",
+        /// Recording a voice message in a chat.
+        Recording = "recording",
+        /// Stopped typing or recording.
+        Paused = "paused",
+    }
+}
+
 /// The longest text a rejected caller is answered with, in characters.
 pub(crate) const MAX_CALL_REPLY_CHARS: usize = 4096;
 
@@ -59,6 +76,7 @@ mod tests {
     #[test]
     fn presence_names_round_trip() {
         crate::domain::named::assert_names_round_trip::<PresenceState>();
+        crate::domain::named::assert_names_round_trip::<ContactPresence>();
     }
 
     #[test]

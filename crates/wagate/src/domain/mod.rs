@@ -16,7 +16,7 @@ mod token;
 pub(crate) mod webhook;
 
 pub(crate) use account::{Email, InvalidEmail, Role, UserId};
-pub(crate) use behaviour::{PresenceState, SessionBehaviour, check_call_reply};
+pub(crate) use behaviour::{ContactPresence, PresenceState, SessionBehaviour, check_call_reply};
 pub(crate) use chat::{ChatChange, ChatSetting, Mute};
 pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,

@@ -68,6 +68,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::check_contacts))
         .routes(routes!(lids::by_lid))
         .routes(routes!(lids::by_phone))
+        .routes(routes!(presence::subscribe))
+        .routes(routes!(presence::unsubscribe))
         .routes(routes!(groups::create, groups::list))
         .routes(routes!(groups::get, groups::update))
         .routes(routes!(groups::participants))

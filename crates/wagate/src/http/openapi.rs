@@ -55,7 +55,7 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "linking", description = "Linking a phone by QR code or pairing code"),
         (name = "messages", description = "Messages sent through a linked session and received by it"),
         (name = "chats", description = "The chat list and each chat's messages, from what the session stored; read receipts, typing and contact checks, straight on a `working` session"),
-        (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID"),
+        (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID; whose presence it follows"),
         (name = "groups", description = "Groups: create, list, participants, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
@@ -279,6 +279,7 @@ impl Constraints {
         pattern_params(doc, "path", "group", GROUP_PATTERN)?;
         pattern_params(doc, "path", "code", INVITE_CODE_PATTERN)?;
         pattern_params(doc, "path", "lid", LID_PATTERN)?;
+        pattern_params(doc, "path", "contact", PERSON_PATTERN)?;
         pattern_params(doc, "query", "phone", PHONE_PATTERN)?;
         shape_groups(doc)?;
         for schema in ["CreateWebhook", "UpdateWebhook"] {
@@ -349,9 +350,6 @@ fn pattern_params(
         .filter_map(serde_json::Value::as_object_mut)
         .flat_map(|item| item.values_mut());
     for operation in operations {
-        // `get_mut`, not indexing: indexing a missing key inserts `null`,
-        // which leaves an operation without parameters with an invalid
-        // `parameters: null` (schemathesis refuses the document there).
         let parameters = operation
             .get_mut("parameters")
             .and_then(serde_json::Value::as_array_mut)

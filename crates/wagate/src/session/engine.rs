@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 use super::group_events::GroupNotice;
 use super::messenger::Messenger;
-use crate::domain::{MessageStatus, Phone, SessionId};
+use crate::domain::{ContactPresence, MessageStatus, Phone, SessionId};
 use crate::messages::{Inbound, MediaRef, Sender};
 use crate::store::{StoreError, StoredPoll};
 
@@ -51,6 +52,9 @@ pub enum EngineEvent {
     PushNameChanged,
     /// Someone calls this number: the offer, ringing now.
     IncomingCall(CallOffer),
+    /// A contact the session subscribed to came online, went offline, or
+    /// types in a chat.
+    Presence(PresenceNotice),
     /// A group the number is in (or was in, or comes into) changed: one
     /// action of a `w:gp2` notification, or a group's picture.
     Group(Box<GroupNotice>),
@@ -61,6 +65,16 @@ pub enum EngineEvent {
         chat: String,
         change: ChatChange,
     },
+}
+
+/// A contact's presence, as the supervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceNotice {
+    pub contact: Sender,
+    pub state: ContactPresence,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The chat they type in.
+    pub chat: Option<String>,
 }
 
 /// A call offer as the supervisor acts on it (reports, maybe rejects).

@@ -26,6 +26,7 @@ use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
+use whatsapp_rust::Jid;
 
 use crate::store::chats::{ChatChanged, ChatRecord};
 use crate::store::{
@@ -276,6 +277,53 @@ impl SessionManager {
                 .map_err(ManagerError::Upstream)?;
         }
         Ok(record)
+    }
+
+    /// Subscribes the session to `contact`'s presence, or (`subscribe`
+    /// false) ends that: kept for every later connect, and told WhatsApp
+    /// now if the session is `working` (a failure to tell it now is a
+    /// `502`; the subscription is kept, or forgotten, either way). `true`
+    /// when that changed anything.
+    pub async fn subscribe_presence(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        contact: &Jid,
+        subscribe: bool,
+    ) -> Result<bool, ManagerError> {
+        self.get(org, id).await?;
+        let presence = self.inner.store.presence();
+        let key = contact.to_string();
+        let changed = if subscribe {
+            presence.subscribe_presence(id, &key).await?
+        } else {
+            presence.unsubscribe_presence(id, &key).await?
+        };
+        let link = self
+            .working(id)
+            .and_then(|working| working.borrow().clone());
+        if let Some(messenger) = link.and_then(|link| link.messenger()) {
+            messenger
+                .subscribe_presence(contact, subscribe)
+                .await
+                .map_err(ManagerError::Upstream)?;
+        }
+        Ok(changed)
+    }
+
+    /// The contacts the session is subscribed to the presence of.
+    pub async fn presence_subscriptions(
+        &self,
+        org: OrgId,
+        id: SessionId,
+    ) -> Result<Vec<String>, ManagerError> {
+        self.get(org, id).await?;
+        Ok(self
+            .inner
+            .store
+            .presence()
+            .presence_subscriptions(id)
+            .await?)
     }
 
     pub async fn start(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {

@@ -93,6 +93,11 @@ pub trait Messenger: Send + Sync {
     /// Tells WhatsApp this device is online or not.
     async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure>;
 
+    /// Asks WhatsApp for `contact`'s presence (online, last seen, typing)
+    /// from now on, for as long as this connection lasts; or, with
+    /// `subscribe` false, no longer.
+    async fn subscribe_presence(&self, contact: &Jid, subscribe: bool) -> Result<(), SendFailure>;
+
     /// Rejects a ringing call; `peer` and `creator` are JIDs as the offer
     /// named them.
     async fn reject_call(
@@ -218,6 +223,16 @@ impl Messenger for ClientMessenger {
             .set(status)
             .await
             .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn subscribe_presence(&self, contact: &Jid, subscribe: bool) -> Result<(), SendFailure> {
+        let presence = self.client.presence();
+        let sent = if subscribe {
+            presence.subscribe(contact.clone()).await
+        } else {
+            presence.unsubscribe(contact).await
+        };
+        sent.map_err(|e| SendFailure::Transient(e.to_string()))
     }
 
     async fn reject_call(

@@ -15,6 +15,7 @@ mod messages;
 mod migration_twins;
 mod orgs;
 mod postgres;
+pub(crate) mod presence;
 pub(crate) mod process_lock;
 mod sessions;
 pub(crate) mod sqlite;
@@ -43,6 +44,7 @@ pub(crate) use messages::{
 };
 pub(crate) use orgs::{OrgStore, Organization, TokenRecord};
 pub(crate) use postgres::PostgresStore;
+pub(crate) use presence::PresenceStore;
 pub(crate) use sessions::{
     Cursor, NewSession, SessionChanges, SessionPage, SessionQuery, SessionRecord, SessionStore,
     StatusChange,
@@ -105,6 +107,8 @@ pub trait Store: Send + Sync + 'static {
     fn keys(&self) -> &dyn KeyStore;
     /// The groups each session's number is in.
     fn groups(&self) -> &dyn GroupStore;
+    /// The contacts each session subscribed to the presence of.
+    fn presence(&self) -> &dyn PresenceStore;
     /// Ownership of sessions by lease, for several processes on one
     /// database: PostgreSQL only (`None` on SQLite).
     fn leases(&self) -> Option<&dyn LeaseStore> {

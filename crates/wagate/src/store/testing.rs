@@ -30,3 +30,20 @@ impl<S> Deref for TestStore<S> {
         &self.store
     }
 }
+
+/// A new organization's new session, with default settings.
+pub(crate) async fn new_session(
+    store: &(impl super::OrgStore + super::SessionStore),
+) -> Result<(crate::domain::OrgId, crate::domain::SessionId), super::StoreError> {
+    let org = store.create_org("acme").await?.id;
+    let session = store
+        .insert_session(super::NewSession {
+            id: crate::domain::SessionId::new(),
+            org_id: org,
+            label: None,
+            pace: Default::default(),
+        })
+        .await?
+        .id;
+    Ok((org, session))
+}

@@ -172,6 +172,18 @@ fn rest_table() -> Vec<Rest> {
         rest(Method::GET, "/sessions/{id}/lids", None, Resource),
         rest(
             Method::POST,
+            "/sessions/{id}/contacts/{contact}/presence/subscribe",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/contacts/{contact}/presence/unsubscribe",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/contacts/check",
             Some(json!({ "phones": ["15550001111"] })),
             Resource,
@@ -283,7 +295,8 @@ impl Owned {
             .replace("{chat}", "15550001111")
             .replace("{group}", "120363000000000001@g.us")
             .replace("{code}", "AbCdEf")
-            .replace("{lid}", "123456789012345@lid");
+            .replace("{lid}", "123456789012345@lid")
+            .replace("{contact}", "15550001111");
         if path == "/ws" {
             format!("/api/v1/ws?session_id={}", self.session)
         } else if path.ends_with("/lids") {

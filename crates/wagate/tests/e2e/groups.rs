@@ -96,6 +96,45 @@ async fn a_session_creates_uses_and_manages_a_group() {
         assert_eq!(got.chat, group);
     }
 
+    // Checking a number asks WhatsApp for its LID too: each resolves to
+    // the other from then on.
+    let (status, body) = gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/contacts/check"),
+            Some(json!({ "phones": [BOB] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let bob_lid = bob["lid"].as_str().unwrap().to_owned();
+    let mapping = lid_mapping(&gateway, &format!("/sessions/{session}/lids?phone={BOB}")).await;
+    assert_eq!(mapping, json!({ "lid": bob_lid, "phone": BOB }));
+    let digits = bob_lid.trim_end_matches("@lid");
+    for lid in [bob_lid.as_str(), digits] {
+        let mapping = lid_mapping(&gateway, &format!("/sessions/{session}/lids/{lid}")).await;
+        assert_eq!(mapping, json!({ "lid": bob_lid, "phone": BOB }));
+    }
+    let (status, body) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/lids?phone={NOBODY}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("lid_not_found")),
+        "{body}"
+    );
+    let (status, body) = gateway
+        .call(Method::GET, &format!("/sessions/{session}/lids/12a"), None)
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("invalid_lid")),
+        "{body}"
+    );
+
     // Listed, and read back.
     let (status, list) = gateway.call(Method::GET, &groups, None).await;
     assert_eq!(status, 200, "{list}");
@@ -493,4 +532,22 @@ async fn group_changes_are_events_and_the_list_outlives_a_restart() {
         .await;
     assert_eq!(status, 404, "{error}");
     gateway.stop().await;
+}
+
+/// A LID lookup's answer, once the session has it: whatsapp-rust keeps
+/// a mapping learnt from a group's metadata from a task of its own, so it
+/// may reach the store a moment after the call that taught it.
+async fn lid_mapping(gateway: &Gateway, uri: &str) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, body) = gateway.call(Method::GET, uri, None).await;
+            match status {
+                200 => return body,
+                404 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                _ => panic!("{uri}: {status} {body}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{uri}: no mapping within {WAIT:?}"))
 }

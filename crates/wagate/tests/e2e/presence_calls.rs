@@ -222,3 +222,90 @@ async fn calls_are_reported_and_rejected_when_the_session_says_so() {
     );
     gateway.stop().await;
 }
+
+/// The next `presence.update` about `phone` in `state`.
+async fn presence_update(events: &mut Events, session: &str, phone: &str, state: &str) -> Value {
+    events
+        .wait("presence.update", session, |e| {
+            e["event"] == "presence.update"
+                && e["data"]["contact"]["phone"] == phone
+                && e["data"]["state"] == state
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_contact_coming_online_and_typing_are_events_also_after_a_reconnect() {
+    const CAROL: &str = "15550006363";
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    has_whatsapp(&sim, CAROL);
+    let session = link_by_qr(&gateway, &mut events, &sim, ALICE).await;
+    let handle = sim.handle();
+    let subscribe = format!("/sessions/{session}/contacts/{CAROL}/presence/subscribe");
+
+    let (status, body) = gateway.call(Method::POST, &subscribe, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "contact": format!("{CAROL}@s.whatsapp.net"), "subscribed": true, "changed": true })
+    );
+    // WhatsApp answers a subscription with where the contact is now.
+    let now = presence_update(&mut events, &session, CAROL, "unavailable").await;
+    assert_eq!(now["data"]["chat"], Value::Null, "{now}");
+
+    handle.set_phone_presence(CAROL, true).unwrap();
+    presence_update(&mut events, &session, CAROL, "available").await;
+    handle
+        .phone_typing(CAROL, ALICE, wasim::Typing::Composing)
+        .unwrap();
+    let typing = presence_update(&mut events, &session, CAROL, "composing").await;
+    assert_eq!(typing["data"]["chat"], format!("{CAROL}@s.whatsapp.net"));
+    handle.set_phone_presence(CAROL, false).unwrap();
+    let away = presence_update(&mut events, &session, CAROL, "unavailable").await;
+    assert!(away["data"]["last_seen"].is_string(), "{away}");
+
+    // Asked again: kept, nothing changed.
+    let (status, body) = gateway.call(Method::POST, &subscribe, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changed"], false, "{body}");
+
+    // WhatsApp forgets subscriptions with the connection; the session
+    // subscribes again after it reconnects, and is answered again.
+    handle.set_phone_presence(CAROL, true).unwrap();
+    presence_update(&mut events, &session, CAROL, "available").await;
+    assert!(handle.drop_all() >= 1);
+    events.status(&session, "starting").await;
+    events.status(&session, "working").await;
+    presence_update(&mut events, &session, CAROL, "available").await;
+    handle
+        .phone_typing(CAROL, ALICE, wasim::Typing::Recording)
+        .unwrap();
+    presence_update(&mut events, &session, CAROL, "recording").await;
+
+    let (status, body) = gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/contacts/{CAROL}/presence/unsubscribe"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["subscribed"], &body["changed"]),
+        (&json!(false), &json!(true))
+    );
+
+    // A group is no contact.
+    let (status, body) = gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/contacts/120363025246125486@g.us/presence/subscribe"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("invalid_contact")),
+        "{body}"
+    );
+}

@@ -99,6 +99,7 @@ impl Supervisor {
                     };
                 }
                 self.say_presence(Arc::clone(&active.link)).await;
+                self.spawn_presence_subscriptions(Arc::clone(&active.link));
                 self.spawn_group_sync(Arc::clone(&active.link));
             }
             EngineEvent::PushNameChanged => self.say_presence(Arc::clone(&active.link)).await,
@@ -107,6 +108,15 @@ impl Supervisor {
             }
             EngineEvent::Group(notice) => self.on_group(*notice, Arc::clone(&active.link)).await?,
             EngineEvent::Chat { chat, change } => self.on_chat(&chat, change).await?,
+            EngineEvent::Presence(notice) => {
+                self.publish(EventData::PresenceUpdate {
+                    contact: notice.contact,
+                    state: notice.state,
+                    last_seen: notice.last_seen,
+                    chat: notice.chat,
+                })
+                .await?
+            }
             EngineEvent::LoggedOut => {
                 tracing::info!("the device was unlinked");
                 active.link.disconnect().await;
@@ -228,6 +238,44 @@ impl Supervisor {
                     tracing::warn!(session = %id, %error, "could not read the session's groups");
                 }
                 Err(_) => tracing::warn!(session = %id, "reading the session's groups timed out"),
+            }
+        });
+    }
+
+    /// Subscribes again to every contact the session asked presence of:
+    /// WhatsApp forgets subscriptions with the connection. In a task of
+    /// its own, each bounded in time, like the group sync; one that fails
+    /// is tried again on the next connect.
+    fn spawn_presence_subscriptions(&self, link: Arc<dyn Link>) {
+        let Some(messenger) = link.messenger() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let id = self.id;
+        tokio::spawn(async move {
+            let contacts = match store.presence().presence_subscriptions(id).await {
+                Ok(contacts) => contacts,
+                Err(error) => {
+                    tracing::warn!(session = %id, %error, "could not read the presence subscriptions");
+                    return;
+                }
+            };
+            for contact in contacts {
+                let Ok(jid) = contact.parse::<Jid>() else {
+                    continue;
+                };
+                let sent = tokio::time::timeout(
+                    PRESENCE_TIMEOUT,
+                    messenger.subscribe_presence(&jid, true),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(session = %id, %error, "could not subscribe to a presence");
+                    }
+                    Err(_) => tracing::warn!(session = %id, "a presence subscription timed out"),
+                }
             }
         });
     }

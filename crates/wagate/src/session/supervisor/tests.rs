@@ -442,6 +442,9 @@ impl Store for FlakyStatuses {
     fn groups(&self) -> &dyn crate::store::GroupStore {
         self.inner.groups()
     }
+    fn presence(&self) -> &dyn crate::store::PresenceStore {
+        self.inner.presence()
+    }
     fn writer_ended(&self) -> futures::future::BoxFuture<'static, Arc<str>> {
         self.inner.writer_ended()
     }

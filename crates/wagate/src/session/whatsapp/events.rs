@@ -6,17 +6,17 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use wacore::stanza::groups::{GroupNotificationAction, GroupParticipantInfo, GroupParticipantType};
 use wacore::types::call::{CallAction, IncomingCall};
-use wacore::types::events::{GroupUpdate, PictureUpdate};
-use wacore::types::presence::ReceiptType;
+use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, PictureUpdate};
+use wacore::types::presence::{ChatPresence, ChatPresenceMedia, ReceiptType};
 use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::wacore_binary::JidExt;
 
 use crate::domain::GroupMember;
-use crate::domain::{ChatChange, GroupRole, MessageStatus, Mute, PictureChange};
+use crate::domain::{ChatChange, ContactPresence, GroupRole, MessageStatus, Mute, PictureChange};
 use crate::events::GroupUpdate as Changes;
 use crate::messages::Sender;
-use crate::session::engine::{CallOffer, Delivery, EngineEvent};
+use crate::session::engine::{CallOffer, Delivery, EngineEvent, PresenceNotice};
 use crate::session::group_events::{GroupNotice, NoticeChange};
 use crate::store::NoticeKey;
 
@@ -87,6 +87,17 @@ impl EventHandler for Forwarder {
             Event::ClientOutdated(_) => EngineEvent::ClientOutdated,
             Event::StreamReplaced(_) => EngineEvent::Replaced,
             Event::SelfPushNameUpdated(_) => EngineEvent::PushNameChanged,
+            Event::Presence(update) => EngineEvent::Presence(PresenceNotice {
+                contact: person(&update.from.to_non_ad(), None),
+                state: if update.unavailable {
+                    ContactPresence::Unavailable
+                } else {
+                    ContactPresence::Available
+                },
+                last_seen: update.last_seen,
+                chat: None,
+            }),
+            Event::ChatPresence(update) => EngineEvent::Presence(chat_presence(update)),
             Event::IncomingCall(call) => match offer(call) {
                 Some(offer) => EngineEvent::IncomingCall(offer),
                 None => return,
@@ -138,6 +149,8 @@ impl EventHandler for Forwarder {
             EventKind::StreamReplaced,
             EventKind::SelfPushNameUpdated,
             EventKind::IncomingCall,
+            EventKind::Presence,
+            EventKind::ChatPresence,
             EventKind::GroupUpdate,
             EventKind::PictureUpdate,
             EventKind::ArchiveUpdate,
@@ -147,6 +160,21 @@ impl EventHandler for Forwarder {
             EventKind::ServerAck,
             EventKind::Receipt,
         ])
+    }
+}
+
+/// Someone typing, recording or stopping in a chat with the number.
+fn chat_presence(update: &ChatPresenceUpdate) -> PresenceNotice {
+    let state = match (update.state, update.media) {
+        (ChatPresence::Composing, ChatPresenceMedia::Audio) => ContactPresence::Recording,
+        (ChatPresence::Composing, ChatPresenceMedia::Text) => ContactPresence::Composing,
+        (ChatPresence::Paused, _) => ContactPresence::Paused,
+    };
+    PresenceNotice {
+        contact: person(&update.source.sender.to_non_ad(), None),
+        state,
+        last_seen: None,
+        chat: Some(update.source.chat.to_non_ad().to_string()),
     }
 }
 

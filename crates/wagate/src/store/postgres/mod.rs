@@ -44,6 +44,8 @@ mod messages;
 mod nodelay;
 #[path = "../sql/orgs.rs"]
 mod orgs;
+#[path = "../sql/presence.rs"]
+mod presence;
 #[path = "../sql/rows.rs"]
 mod rows;
 #[path = "../sql/sessions.rs"]

@@ -6,8 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Backend;
 use crate::store::{
-    ChatStore, EventStore, GroupStore, KeyStore, MessageStore, OrgStore, SessionStore, Store,
-    UserStore, WebhookStore,
+    ChatStore, EventStore, GroupStore, KeyStore, MessageStore, OrgStore, PresenceStore,
+    SessionStore, Store, UserStore, WebhookStore,
 };
 
 impl Store for Backend {
@@ -44,6 +44,10 @@ impl Store for Backend {
     }
 
     fn groups(&self) -> &dyn GroupStore {
+        self
+    }
+
+    fn presence(&self) -> &dyn PresenceStore {
         self
     }
 

@@ -23,6 +23,8 @@ mod keys;
 mod messages;
 #[path = "../sql/orgs.rs"]
 mod orgs;
+#[path = "../sql/presence.rs"]
+mod presence;
 #[path = "../sql/rows.rs"]
 mod rows;
 #[path = "../sql/sessions.rs"]
