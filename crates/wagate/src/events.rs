@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    CallOutcome, ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus,
-    OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
+    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, MessageId,
+    MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus,
+    StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -179,6 +180,22 @@ events! {
             by: Option<Sender>,
             changes: GroupUpdate,
         } => GroupUpdated = "group.updated",
+        /// A chat was archived or unarchived, pinned or unpinned, muted or
+        /// unmuted, or read (or marked unread): on the phone or another of
+        /// the account's devices (WhatsApp's app state reported it), or
+        /// through the API. `setting` says which; the rest is the chat's
+        /// state after the change.
+        ChatUpdated {
+            /// The chat's JID.
+            chat: String,
+            setting: ChatSetting,
+            archived: bool,
+            pinned: bool,
+            muted: bool,
+            /// When the mute ends; `null` when not muted or muted for ever.
+            muted_until: Option<DateTime<Utc>>,
+            unread: u64,
+        } => ChatUpdated = "chat.updated",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery
@@ -414,6 +431,15 @@ mod tests {
                     ..GroupUpdate::default()
                 },
             },
+            EventData::ChatUpdated {
+                chat: "15551234567@s.whatsapp.net".into(),
+                setting: ChatSetting::Muted,
+                archived: false,
+                pinned: true,
+                muted: true,
+                muted_until: Some(Utc::now()),
+                unread: 3,
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -442,6 +468,7 @@ mod tests {
                 | EventData::GroupLeft { .. }
                 | EventData::GroupParticipants { .. }
                 | EventData::GroupUpdated { .. }
+                | EventData::ChatUpdated { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }

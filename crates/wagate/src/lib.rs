@@ -14,6 +14,10 @@
 //! served at `/`, `metrics::scrape` what Prometheus scrapes; `serve` wires
 //! and runs them; `cli` is the process's edge.
 
+// whatsapp-rust's chat actions (`archive_chat` and the rest) are futures
+// nested deeper than the default limit of 128 layout queries allows.
+#![recursion_limit = "256"]
+
 pub mod admin;
 mod app;
 mod cli;

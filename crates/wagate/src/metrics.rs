@@ -188,6 +188,7 @@ impl Metrics {
             | EventData::GroupLeft { .. }
             | EventData::GroupParticipants { .. }
             | EventData::GroupUpdated { .. }
+            | EventData::ChatUpdated { .. }
             | EventData::WebhookDisabled { .. } => {}
         }
     }

@@ -16,6 +16,7 @@ use crate::SimHandle;
 use crate::error::SimError;
 use crate::server::Server;
 
+mod chats;
 mod groups;
 
 pub(crate) fn routes() -> Router<Arc<Server>> {
@@ -63,6 +64,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/faults/nack", post(nack))
         .route("/admin/stats", get(stats))
         .merge(groups::routes())
+        .merge(chats::routes())
 }
 
 fn handle(server: Arc<Server>) -> SimHandle {

@@ -57,7 +57,10 @@ pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
         ("encrypt", "get", "digest") => prekeys::digest(w, conn, &id),
         ("encrypt", "get", "key") => prekeys::fetch(w, &id, iq),
         ("usync", _, _) => relay::usync(w, &id, iq),
-        ("w:sync:app:state", _, _) => app_state_sync(&id, iq),
+        ("w:sync:app:state", _, _) => {
+            crate::syncd::handle_iq(w, conn, &id, iq);
+            return;
+        }
         ("abt", _, _) => iq_result(
             &id,
             vec![
@@ -90,29 +93,6 @@ pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
         }
     };
     w.send(conn, reply);
-}
-
-/// Every collection is empty: the client needs no keys for it and is done.
-fn app_state_sync(id: &str, iq: &Node) -> Node {
-    let collections = child(iq, "sync")
-        .map(|s| {
-            children(s)
-                .iter()
-                .filter(|c| c.tag == "collection")
-                .filter_map(|c| attr(c, "name"))
-                .map(|name| {
-                    NodeBuilder::new("collection")
-                        .attr("name", name)
-                        .attr("version", "0")
-                        .build()
-                })
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    iq_result(
-        id,
-        vec![NodeBuilder::new("sync").children(collections).build()],
-    )
 }
 
 /// The account and device a connection is logged in as.

@@ -29,6 +29,7 @@ pub mod raw_client;
 mod relay;
 mod server;
 mod stanza;
+mod syncd;
 mod world;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub use groups::{GroupInfo, ParticipantResult};
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
 pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
+pub use phone::{ChatAction, PhoneChat};
 pub use phone_media::{Attachment, AttachmentKind, SentMedia};
 pub use presence::Typing;
 use server::Server;
@@ -689,6 +691,62 @@ impl SimHandle {
         phone::read(&mut self.server.world(), phone, phone::Reading::Chat(chat))
     }
 
+    /// The phone's user archives, pins, mutes or marks read `chat` (a
+    /// number or JID) on the phone: WhatsApp's app state carries it to the
+    /// companions. Returns once the patch is on the server.
+    pub async fn phone_chat_action(
+        &self,
+        phone: &str,
+        chat: &str,
+        action: ChatAction,
+    ) -> Result<(), SimError> {
+        let answer = phone::chat_action(&mut self.server.world(), phone, &chat_jid(chat), action)?;
+        answer
+            .await
+            .map_err(|_| SimError::Internal("the phone actor stopped".into()))?
+    }
+
+    /// The phone's view of `chat`'s settings (default when it has none).
+    pub fn phone_chat(&self, phone: &str, chat: &str) -> Result<PhoneChat, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account
+            .phone_chats
+            .get(&chat_jid(chat))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Waits up to `timeout` until the phone's view of `chat` satisfies
+    /// `ready` (a companion's patch applied); returns it.
+    pub async fn wait_phone_chat(
+        &self,
+        phone: &str,
+        chat: &str,
+        timeout: Duration,
+        mut ready: impl FnMut(&PhoneChat) -> bool,
+    ) -> Option<PhoneChat> {
+        let chat = chat_jid(chat);
+        self.wait_phone(timeout, |w| {
+            let view = w.accounts.get(phone)?.phone_chats.get(&chat)?;
+            ready(view).then(|| view.clone())
+        })
+        .await
+    }
+
+    /// Waits up to `timeout` until the linked device has fetched every
+    /// app-state collection of the account up to its current version: what
+    /// a change made after it reaches the device by `server_sync`. (A
+    /// client still in its first sync of a collection skips the
+    /// notification and reads the version it had asked for.)
+    pub async fn wait_app_state_synced(&self, phone: &str, device: u16, timeout: Duration) -> bool {
+        self.wait_phone(timeout, |w| {
+            syncd::device_synced(w, phone, device).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
     /// The phone's user plays a voice note (or audio, or video): a
     /// `played` receipt goes to the sender's devices.
     pub fn phone_play(&self, phone: &str, id: &str) -> Result<(), SimError> {
@@ -793,6 +851,16 @@ impl SimHandle {
     /// Waits (without polling) until the connection counters satisfy `ready`.
     pub async fn wait_for_stats(&self, ready: impl FnMut(&StatsSnapshot) -> bool) {
         self.server.stats.wait_until(ready).await;
+    }
+}
+
+/// A chat as a number (`+1 555 0001`) or a JID -> its JID.
+pub(crate) fn chat_jid(chat: &str) -> String {
+    if chat.contains('@') {
+        chat.to_owned()
+    } else {
+        let digits: String = chat.chars().filter(char::is_ascii_digit).collect();
+        format!("{digits}@s.whatsapp.net")
     }
 }
 

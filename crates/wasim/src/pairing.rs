@@ -252,6 +252,7 @@ pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
                 last_seen: stanza::now_secs(),
                 offline: Default::default(),
                 presence: None,
+                app_state_synced: Default::default(),
             },
         );
     }

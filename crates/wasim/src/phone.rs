@@ -8,6 +8,7 @@
 //! never across an await. One actor for all phones also keeps every
 //! phone's messages in the order they were routed, which Signal needs.
 
+mod app_state;
 pub(crate) mod content;
 pub(crate) mod inbox;
 mod incoming;
@@ -15,6 +16,7 @@ mod outgoing;
 mod receipts;
 mod store;
 
+pub use app_state::{ChatAction, PhoneChat};
 pub(crate) use inbox::{Inbox, PhoneChatState, PhoneMessage, PhoneReceipt};
 pub(crate) use receipts::{Reading, play, read};
 
@@ -64,6 +66,13 @@ pub(crate) enum Command {
         id: Option<String>,
         reply: oneshot::Sender<Result<String, SimError>>,
     },
+    /// The phone's user archives, pins, mutes or marks read a chat.
+    ChatAction {
+        phone: String,
+        chat: String,
+        action: ChatAction,
+        reply: oneshot::Sender<Result<(), SimError>>,
+    },
     /// Send a message to a group as the phone.
     SendGroup {
         phone: String,
@@ -73,9 +82,9 @@ pub(crate) enum Command {
     },
 }
 
-/// The app-state sync key a phone shares with its companions. Nothing is
-/// ever encrypted with it (the simulator's app state is empty); the share
-/// itself is what lets a fresh companion finish logging in without waiting.
+/// The app-state sync key a phone shares with its companions: every
+/// mutation of the account's app state is encrypted and MACed with keys
+/// derived from it (see [`app_state`]).
 struct AppStateKey {
     id: Vec<u8>,
     data: [u8; 32],
@@ -91,6 +100,8 @@ pub(crate) struct PhoneSignal {
     signed: store::SignedPreKeys,
     sender_keys: store::SenderKeys,
     app_state_key: AppStateKey,
+    /// The app-state collections as the phone last applied them.
+    syncd: app_state::PhoneSyncd,
     /// What the phone sent lately, for resending on a retry receipt.
     sent: VecDeque<Outgoing>,
 }
@@ -172,6 +183,7 @@ impl PhoneSignal {
                 raw_id,
                 timestamp_ms: now_ms() as i64,
             },
+            syncd: Default::default(),
             sent: VecDeque::new(),
         };
         Some((signal, public))
@@ -393,6 +405,33 @@ pub(crate) fn vote(
     Ok((poll.chat.clone(), message))
 }
 
+/// Asks the phone's user to do `action` to `chat` (a JID); done once the
+/// patch is on the server and the companions were told.
+pub(crate) fn chat_action(
+    w: &mut World,
+    phone: &str,
+    chat: &str,
+    action: ChatAction,
+) -> Result<oneshot::Receiver<Result<(), SimError>>, SimError> {
+    if !w.accounts.contains_key(phone) {
+        return Err(SimError::NoSuchPhone);
+    }
+    let (reply, answer) = oneshot::channel();
+    let cmd = Command::ChatAction {
+        phone: phone.to_owned(),
+        chat: chat.to_owned(),
+        action,
+        reply,
+    };
+    if command(w, phone, cmd) {
+        Ok(answer)
+    } else {
+        Err(SimError::Invalid(
+            "this phone has no Signal state (is the simulator running?)".into(),
+        ))
+    }
+}
+
 /// The phone's messages, oldest first.
 pub(crate) fn messages(w: &World, phone: &str) -> Option<Vec<PhoneMessage>> {
     w.accounts
@@ -445,6 +484,18 @@ pub(crate) async fn run(
                     Some(signal) => {
                         Ok(send_message(&server, &phone, signal, &to, &message, id).await)
                     }
+                    None => Err(SimError::NoSuchPhone),
+                };
+                let _ = reply.send(result);
+            }
+            Command::ChatAction {
+                phone,
+                chat,
+                action,
+                reply,
+            } => {
+                let result = match phones.get_mut(&phone) {
+                    Some(signal) => app_state::act(&server, &phone, signal, &chat, action),
                     None => Err(SimError::NoSuchPhone),
                 };
                 let _ = reply.send(result);

@@ -301,6 +301,7 @@ mod tests {
                 last_seen: 0,
                 offline: Default::default(),
                 presence: None,
+                app_state_synced: Default::default(),
             },
         );
         (w, rx)

@@ -284,6 +284,7 @@ impl Server {
                 last_seen: 0,
                 offline: Default::default(),
                 presence: None,
+                app_state_synced: Default::default(),
             },
         );
         id

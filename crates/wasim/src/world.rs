@@ -27,6 +27,10 @@ pub(crate) struct Account {
     pub phone_prekeys: Option<PreKeys>,
     /// What reached the phone: messages, receipts, chat states (see [`crate::phone`]).
     pub phone_inbox: crate::phone::Inbox,
+    /// The account's app-state collections (see [`crate::syncd`]).
+    pub app_state: crate::syncd::AppState,
+    /// The phone's view of its chats' settings, from the app state.
+    pub phone_chats: BTreeMap<String, crate::phone::PhoneChat>,
 }
 
 impl Account {
@@ -75,6 +79,9 @@ pub(crate) struct Device {
     /// The last presence the device sent about itself (`available` or
     /// `unavailable`); `None` until it sends one.
     pub presence: Option<String>,
+    /// The version of each app-state collection the device last fetched
+    /// up to (see [`crate::syncd`]).
+    pub app_state_synced: HashMap<&'static str, u64>,
 }
 
 /// What a connection is, as far as the server knows.
@@ -230,6 +237,8 @@ impl World {
                 banned_for_secs: None,
                 phone_prekeys: None,
                 phone_inbox: Default::default(),
+                app_state: Default::default(),
+                phone_chats: BTreeMap::new(),
             }
         })
     }

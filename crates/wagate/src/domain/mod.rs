@@ -3,6 +3,7 @@
 
 pub(crate) mod account;
 mod behaviour;
+mod chat;
 pub(crate) mod group;
 pub(crate) mod ids;
 mod label;
@@ -18,6 +19,7 @@ pub(crate) use account::{Email, InvalidEmail, Role, UserId};
 pub(crate) use behaviour::{
     CallOutcome, ContactPresence, PresenceState, SessionBehaviour, check_call_reply,
 };
+pub(crate) use chat::{ChatChange, ChatSetting, Mute};
 pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
     PictureChange,

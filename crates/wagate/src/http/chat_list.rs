@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use super::messages::Message;
 use crate::app::AppState;
-use crate::domain::{MessageId, SessionId};
+use crate::domain::{MessageId, Mute, SessionId};
 use crate::store::MessageQuery;
 use crate::store::chats::{ChatKind, ChatRecord};
 
@@ -28,6 +28,13 @@ pub(crate) struct Chat {
     /// When the chat's latest message was stored.
     pub last_activity_at: DateTime<Utc>,
     pub last_message: Message,
+    /// Archived (on the phone, another device, or through the API).
+    pub archived: bool,
+    pub pinned: bool,
+    /// Muted now: for ever, or until `muted_until`.
+    pub muted: bool,
+    /// When the mute ends; `null` when not muted or muted for ever.
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
 impl From<ChatRecord> for Chat {
@@ -39,6 +46,13 @@ impl From<ChatRecord> for Chat {
             unread: record.unread,
             last_activity_at: record.last_at,
             last_message: Message::from(record.last_message),
+            archived: record.archived,
+            pinned: record.pinned,
+            muted: record.mute.is_muted(Utc::now()),
+            muted_until: match record.mute {
+                Mute::Until(at) => Some(at),
+                Mute::Off | Mute::Forever => None,
+            },
         }
     }
 }

@@ -15,7 +15,7 @@ use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::app::AppState;
-use crate::domain::{Phone, SessionId};
+use crate::domain::{ChatChange, Phone, SessionId};
 use crate::messages::Recipient;
 use crate::session::messenger::{ContactCheck, SendFailure, Typing};
 
@@ -83,7 +83,9 @@ pub(super) fn parse_chat(chat: &str) -> Result<Recipient, ApiError> {
 }
 
 /// Runs one call on the live connection, bounded in time.
-async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> Result<T, ApiError> {
+pub(super) async fn on_whatsapp<T>(
+    call: impl Future<Output = Result<T, SendFailure>>,
+) -> Result<T, ApiError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(failure)) => Err(ApiError::Upstream(failure.to_string())),
@@ -94,7 +96,9 @@ async fn on_whatsapp<T>(call: impl Future<Output = Result<T, SendFailure>>) -> R
 /// Mark messages read.
 ///
 /// Sends read receipts (the sender sees blue ticks) for messages received
-/// in a chat.
+/// in a chat, and reads the chat as a whole: marked read in WhatsApp's app
+/// state (the phone shows it read) and nothing unread in the chat list
+/// (with a `chat.updated` event when its count was not zero).
 #[utoipa::path(
     post,
     path = "/sessions/{id}/chats/{chat}/read",
@@ -179,6 +183,24 @@ pub(crate) async fn mark_read(
         &body.message_ids,
     ))
     .await?;
+    // The chat is read as a whole: on the account's other devices through
+    // the app state, and in the chat list (nothing unread, `chat.updated`).
+    // The receipts are what was asked for and they went out, so an app
+    // state that cannot take the mark yet (no app-state key shared so soon
+    // after linking, say) does not fail the request.
+    if let Err(error) = on_whatsapp(messenger.change_chat(chat.jid(), ChatChange::Read(true))).await
+    {
+        tracing::warn!(?error, "the chat was not marked read in the app state");
+    }
+    state
+        .sessions
+        .change_chat(
+            auth.org_id(),
+            session,
+            &chat.jid().to_string(),
+            ChatChange::Read(true),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

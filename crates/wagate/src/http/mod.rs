@@ -3,6 +3,7 @@
 pub(crate) mod auth;
 pub(crate) mod calls;
 pub(crate) mod chat_list;
+pub(crate) mod chat_state;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -59,6 +60,12 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chat_list::messages))
         .routes(routes!(chats::mark_read))
         .routes(routes!(chats::typing))
+        .routes(routes!(chat_state::archive))
+        .routes(routes!(chat_state::unarchive))
+        .routes(routes!(chat_state::pin))
+        .routes(routes!(chat_state::unpin))
+        .routes(routes!(chat_state::mute))
+        .routes(routes!(chat_state::unmute))
         .routes(routes!(chats::check_contacts))
         .routes(routes!(lids::by_lid))
         .routes(routes!(lids::by_phone))

@@ -2,6 +2,7 @@
 //! supervisor only sees these traits and [`EngineEvent`]s, which is what
 //! lets its state machine be tested without a network.
 
+use crate::domain::ChatChange;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +64,13 @@ pub enum EngineEvent {
     /// A group the number is in (or was in, or comes into) changed: one
     /// action of a `w:gp2` notification, or a group's picture.
     Group(Box<GroupNotice>),
+    /// The account's app state changed a chat's settings (archived,
+    /// pinned, muted, read), on the phone or another device, or echoing
+    /// this session's own change.
+    Chat {
+        chat: String,
+        change: ChatChange,
+    },
 }
 
 /// A contact's presence, as the supervisor reports it.

@@ -19,8 +19,8 @@ use super::supervisor::{
 };
 use super::working::Working;
 use crate::domain::{
-    Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId, SessionPace,
-    SessionStatus, StatusReason,
+    ChatChange, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId,
+    SessionPace, SessionStatus, StatusReason,
 };
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
@@ -28,7 +28,7 @@ use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
 use wacore::request::RequestUtils;
 use whatsapp_rust::Jid;
 
-use crate::store::chats::ChatRecord;
+use crate::store::chats::{ChatChanged, ChatRecord};
 use crate::store::{
     Accepted, Held, IdempotencyClaim, MessageQuery, MessageRecord, NewOutgoing, NewSession,
     SessionChanges, SessionPage, SessionQuery, SessionRecord, StatusStep, Store, StoreError,
@@ -513,6 +513,33 @@ impl SessionManager {
             .chats()
             .get_chat(org, session, chat)
             .await?)
+    }
+
+    /// Applies `change` to one of the session's chats, logging and then
+    /// publishing its `chat.updated` event; `false` when the session has no
+    /// such chat.
+    pub async fn change_chat(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        chat: &str,
+        change: ChatChange,
+    ) -> Result<bool, ManagerError> {
+        self.get(org, session).await?;
+        match self
+            .inner
+            .store
+            .chats()
+            .change_chat(org, session, chat, change)
+            .await?
+        {
+            ChatChanged::Changed(event) => {
+                self.inner.hub.publish(*event);
+                Ok(true)
+            }
+            ChatChanged::Unchanged => Ok(true),
+            ChatChanged::NoSuchChat => Ok(false),
+        }
     }
 
     /// A supervisor panicked (a bug): an active session is failed, with

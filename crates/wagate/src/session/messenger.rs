@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid;
-use whatsapp_rust::features::{ChatStateType, PresenceStatus};
+use whatsapp_rust::features::{AppStateError, ChatStateType, PresenceStatus};
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use crate::domain::PresenceState;
+use crate::domain::{ChatChange, Mute, PresenceState};
 use crate::messages::{MediaKind, UploadedMedia};
 
 /// Why an attempt to send failed, as the outbox acts on it.
@@ -85,6 +85,10 @@ pub trait Messenger: Send + Sync {
 
     /// Asks WhatsApp which of `phones` (digits) have an account.
     async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure>;
+
+    /// Changes a chat's settings in the account's app state (archive, pin,
+    /// mute, read), so the phone and every other device show it.
+    async fn change_chat(&self, chat: &Jid, change: ChatChange) -> Result<(), SendFailure>;
 
     /// Tells WhatsApp this device is online or not.
     async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure>;
@@ -181,6 +185,32 @@ impl Messenger for ClientMessenger {
             .send(chat, state)
             .await
             .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn change_chat(&self, chat: &Jid, change: ChatChange) -> Result<(), SendFailure> {
+        // Each call boxed, so this future holds one pointer rather than the
+        // largest of the library's (deep) chat-action futures.
+        type Call<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), AppStateError>> + Send + 'a>,
+        >;
+        let actions = self.client.chat_actions();
+        let call: Call<'_> = match change {
+            ChatChange::Archive(true) => Box::pin(actions.archive_chat(chat, None)),
+            ChatChange::Archive(false) => Box::pin(actions.unarchive_chat(chat, None)),
+            ChatChange::Pin(true) => Box::pin(actions.pin_chat(chat)),
+            ChatChange::Pin(false) => Box::pin(actions.unpin_chat(chat)),
+            ChatChange::Mute(Mute::Forever) => Box::pin(actions.mute_chat(chat)),
+            ChatChange::Mute(Mute::Until(at)) => {
+                Box::pin(actions.mute_chat_until(chat, at.timestamp_millis()))
+            }
+            ChatChange::Mute(Mute::Off) => Box::pin(actions.unmute_chat(chat)),
+            ChatChange::Read(read) => Box::pin(actions.mark_chat_as_read(chat, read, None)),
+        };
+        let done = call.await;
+        done.map_err(|e| match e {
+            AppStateError::InvalidRequest(reason) => SendFailure::Invalid(reason),
+            other => SendFailure::Transient(other.to_string()),
+        })
     }
 
     async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure> {

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{MessageRecord, StoreError};
-use crate::domain::{MessageId, OrgId, SessionId};
+use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
+use crate::events::Envelope;
 
 /// Kinds of message that point at another message (a reaction, an edit, a
 /// revoke, a poll vote) and so do not make their chat active. The
@@ -40,6 +41,20 @@ pub struct ChatRecord {
     pub unread: u64,
     pub last_at: DateTime<Utc>,
     pub last_message: MessageRecord,
+    pub archived: bool,
+    pub pinned: bool,
+    pub mute: Mute,
+}
+
+/// What [`ChatStore::change_chat`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatChanged {
+    /// The session has no such chat (no message in it yet).
+    NoSuchChat,
+    /// The chat already was so: nothing written, no event.
+    Unchanged,
+    /// Written with this `chat.updated` event, to publish now.
+    Changed(Box<Envelope>),
 }
 
 /// A message that has just been stored, as the chat list sees it.
@@ -66,6 +81,17 @@ pub trait ChatStore: Send + Sync {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<ChatRecord>, StoreError>;
+
+    /// Applies `change` to one of the session's chats and logs the
+    /// `chat.updated` event reporting it, in one transaction. Reading a
+    /// chat leaves nothing unread; marking it unread counts at least one.
+    async fn change_chat(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        chat: &str,
+        change: ChatChange,
+    ) -> Result<ChatChanged, StoreError>;
 
     /// One chat, if the session has a message in it.
     async fn get_chat(

@@ -121,6 +121,42 @@ fn rest_table() -> Vec<Rest> {
         ),
         rest(
             Method::POST,
+            "/sessions/{id}/chats/{chat}/archive",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/unarchive",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/pin",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/unpin",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/mute",
+            Some(json!({ "until": null })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/chats/{chat}/unmute",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/presence",
             Some(json!({ "state": "unavailable" })),
             Resource,

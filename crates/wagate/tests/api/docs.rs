@@ -143,7 +143,8 @@ async fn every_documented_operation_is_routed() {
     }
     // What the document listed before the route list became one (31),
     // `POST /sessions/{id}/presence`, the ten group operations, the two
-    // of the chat list, the two LID lookups, presence (un)subscribe and
-    // a call's reject.
-    assert_eq!(operations, 49);
+    // of the chat list, the two LID lookups, presence (un)subscribe, a
+    // call's reject and the six chat settings (archive, unarchive, pin,
+    // unpin, mute, unmute).
+    assert_eq!(operations, 55);
 }

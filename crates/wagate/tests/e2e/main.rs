@@ -11,6 +11,7 @@ mod helpers;
 mod prometheus;
 
 mod actions;
+mod chat_state;
 mod chats;
 mod contract;
 mod crash;

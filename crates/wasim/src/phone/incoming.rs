@@ -27,6 +27,9 @@ pub(super) async fn on_stanza(server: &Server, phone: &str, signal: &mut PhoneSi
         }
         "receipt" => on_receipt(server, phone, &node),
         "chatstate" => on_chat_state(server, phone, &node),
+        "notification" if attr(&node, "type").as_deref() == Some("server_sync") => {
+            super::app_state::catch_up_all(server, phone, signal);
+        }
         _ => {}
     }
 }

@@ -11,13 +11,14 @@ use super::phase::{Active, Liveness, Phase};
 use super::{Exit, Flow, Live, StepError, StepResult, Supervisor};
 use wacore::request::RequestUtils;
 
-use crate::domain::{CallOutcome, MessageId, SessionStatus, StatusReason};
+use crate::domain::{CallOutcome, ChatChange, MessageId, SessionStatus, StatusReason};
 use crate::events::{Envelope, EventData};
 use crate::messages::{Content, OutgoingMessage, Recipient};
 use crate::metrics::ReconnectReason;
 use crate::session::engine::{CallOffer, EngineEvent, Link};
 use crate::session::group_events::{GroupNotice, Me, plan};
 use crate::session::liveness::Watchdog;
+use crate::store::chats::ChatChanged;
 use crate::store::{Accepted, NewOutgoing, StoreError};
 use whatsapp_rust::Jid;
 
@@ -128,6 +129,7 @@ impl Supervisor {
                     .await?;
                 }
             }
+            EngineEvent::Chat { chat, change } => self.on_chat(&chat, change).await?,
             EngineEvent::Presence(notice) => {
                 self.publish(EventData::PresenceUpdate {
                     contact: notice.contact,
@@ -404,6 +406,26 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// The account's app state changed a chat: stored with its
+    /// `chat.updated` event, then published. A chat the gateway has no
+    /// message in is not in the list, so its settings are not kept; one
+    /// already so (this session's own change, echoed) gives no event.
+    async fn on_chat(&self, chat: &str, change: ChatChange) -> Result<(), StoreError> {
+        match self
+            .store
+            .chats()
+            .change_chat(self.org_id, self.id, chat, change)
+            .await?
+        {
+            ChatChanged::Changed(event) => self.hub.publish(*event),
+            ChatChanged::Unchanged => {}
+            ChatChanged::NoSuchChat => {
+                tracing::debug!(setting = %change.setting(), "app state changed a chat not in the list");
+            }
+        }
+        Ok(())
+    }
+
     /// Queues the session's answer to a rejected caller in its outbox,
     /// like any message sent through the API (stored, then sent in order
     /// while `working`, retried, reported by `message.status`).

@@ -13,7 +13,9 @@ use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::wacore_binary::JidExt;
 
 use crate::domain::GroupMember;
-use crate::domain::{CallOutcome, ContactPresence, GroupRole, MessageStatus, PictureChange};
+use crate::domain::{
+    CallOutcome, ChatChange, ContactPresence, GroupRole, MessageStatus, Mute, PictureChange,
+};
 use crate::events::GroupUpdate as Changes;
 use crate::messages::Sender;
 use crate::session::engine::{CallOffer, Delivery, EngineEvent, PresenceNotice};
@@ -109,6 +111,27 @@ impl EventHandler for Forwarder {
             Event::PictureUpdate(picture) if picture.jid.is_group() => {
                 EngineEvent::Group(Box::new(picture_notice(picture)))
             }
+            Event::ArchiveUpdate(update) => EngineEvent::Chat {
+                chat: update.jid.to_non_ad().to_string(),
+                change: ChatChange::Archive(update.action.archived.unwrap_or(false)),
+            },
+            Event::PinUpdate(update) => EngineEvent::Chat {
+                chat: update.jid.to_non_ad().to_string(),
+                change: ChatChange::Pin(update.action.pinned.unwrap_or(false)),
+            },
+            Event::MuteUpdate(update) => EngineEvent::Chat {
+                chat: update.jid.to_non_ad().to_string(),
+                change: ChatChange::Mute(if update.action.muted.unwrap_or(false) {
+                    // WhatsApp writes -1 (or leaves it out) for "for ever".
+                    Mute::from_millis(Some(update.action.mute_end_timestamp.unwrap_or(-1)))
+                } else {
+                    Mute::Off
+                }),
+            },
+            Event::MarkChatAsReadUpdate(update) => EngineEvent::Chat {
+                chat: update.jid.to_non_ad().to_string(),
+                change: ChatChange::Read(update.action.read.unwrap_or(true)),
+            },
             _ => return,
         };
         // A closed channel means the supervisor is gone; nothing to tell.
@@ -132,6 +155,10 @@ impl EventHandler for Forwarder {
             EventKind::ChatPresence,
             EventKind::GroupUpdate,
             EventKind::PictureUpdate,
+            EventKind::ArchiveUpdate,
+            EventKind::PinUpdate,
+            EventKind::MuteUpdate,
+            EventKind::MarkChatAsReadUpdate,
             EventKind::ServerAck,
             EventKind::Receipt,
         ])

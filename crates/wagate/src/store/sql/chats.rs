@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
+use super::events::append_events_to;
 use super::messages::{message, message_columns};
-use super::{Backend, Db, DbRow, WriteTx, parse};
-use crate::domain::{MessageId, OrgId, SessionId};
-use crate::store::chats::{ChatRecord, ChatStore, ChatTouch, chat_kind};
+use super::webhooks::WebhookTargets;
+use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
+use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
+use crate::events::{Envelope, EventData};
+use crate::store::chats::{ChatChanged, ChatRecord, ChatStore, ChatTouch, chat_kind};
 use crate::store::{StoreError, from_millis, millis, now};
 
 /// The latest message of each chat a write touched, and what it does to
@@ -107,7 +110,7 @@ macro_rules! select_chats {
     ($($rest:literal)*) => {
         concat!(
             "SELECT chats.chat AS chat_id, chats.kind AS chat_kind, chats.name AS chat_name, \
-             chats.unread, chats.last_at, ",
+             chats.unread, chats.last_at, chats.archived, chats.pinned, chats.muted_until, ",
             message_columns!(),
             " FROM chats JOIN messages ON messages.id = chats.last_message_id ",
             $($rest),*
@@ -125,7 +128,32 @@ fn chat(row: &DbRow) -> Result<ChatRecord, StoreError> {
             .map_err(|_| StoreError::Corrupt(format!("chats.unread: {unread}")))?,
         last_at: from_millis(row.try_get("last_at")?)?,
         last_message: message(row)?,
+        archived: row.try_get("archived")?,
+        pinned: row.try_get("pinned")?,
+        mute: Mute::from_millis(row.try_get("muted_until")?),
     })
+}
+
+/// A chat's settings as `change_chat` reads and writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settings {
+    archived: bool,
+    pinned: bool,
+    mute: Mute,
+    unread: i64,
+}
+
+impl Settings {
+    fn with(mut self, change: ChatChange) -> Self {
+        match change {
+            ChatChange::Archive(on) => self.archived = on,
+            ChatChange::Pin(on) => self.pinned = on,
+            ChatChange::Mute(mute) => self.mute = mute,
+            ChatChange::Read(true) => self.unread = 0,
+            ChatChange::Read(false) => self.unread = self.unread.max(1),
+        }
+        self
+    }
 }
 
 #[async_trait]
@@ -151,6 +179,73 @@ impl ChatStore for Backend {
         .iter()
         .map(chat)
         .collect()
+    }
+
+    async fn change_chat(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        chat_id: &str,
+        change: ChatChange,
+    ) -> Result<ChatChanged, StoreError> {
+        let mut tx = begin_write(self).await?;
+        let Some(row) = sqlx::query(
+            "SELECT archived, pinned, muted_until, unread FROM chats \
+             WHERE session_id = $1 AND chat = $2",
+        )
+        .bind(session.to_string())
+        .bind(chat_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(ChatChanged::NoSuchChat);
+        };
+        let before = Settings {
+            archived: row.try_get("archived")?,
+            pinned: row.try_get("pinned")?,
+            mute: Mute::from_millis(row.try_get("muted_until")?),
+            unread: row.try_get("unread")?,
+        };
+        let after = before.with(change);
+        if after == before {
+            return Ok(ChatChanged::Unchanged);
+        }
+        sqlx::query(
+            "UPDATE chats SET archived = $1, pinned = $2, muted_until = $3, unread = $4 \
+             WHERE session_id = $5 AND chat = $6",
+        )
+        .bind(after.archived)
+        .bind(after.pinned)
+        .bind(after.mute.to_millis())
+        .bind(after.unread)
+        .bind(session.to_string())
+        .bind(chat_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut event = Envelope::new(
+            org,
+            session,
+            EventData::ChatUpdated {
+                chat: chat_id.to_owned(),
+                setting: change.setting(),
+                archived: after.archived,
+                pinned: after.pinned,
+                muted: after.mute.is_muted(now()),
+                muted_until: match after.mute {
+                    Mute::Until(at) => Some(at),
+                    Mute::Off | Mute::Forever => None,
+                },
+                unread: u64::try_from(after.unread).unwrap_or(0),
+            },
+        );
+        append_events_to(
+            &mut tx,
+            std::slice::from_mut(&mut event),
+            &mut WebhookTargets::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ChatChanged::Changed(Box::new(event)))
     }
 
     async fn get_chat(

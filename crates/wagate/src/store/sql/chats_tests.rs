@@ -1,10 +1,11 @@
 //! The chat list: written with each message, read by latest activity.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::domain::MessageId;
+use crate::domain::{ChatSetting, MessageId};
 use crate::messages::{Inbound, IncomingContent, Sender};
+use crate::store::EventStore;
 use crate::store::chats::ChatKind;
 use crate::store::testing::TestStore;
 use crate::store::{MessageStore, NewIncoming, NewOutgoing, NewSession, OrgStore, SessionStore};
@@ -175,5 +176,125 @@ async fn the_list_pages_without_gaps_or_repeats() -> Result<(), StoreError> {
         })
         .await?;
     assert!(store.list_chats(org, other.id, None, 10).await?.is_empty());
+    Ok(())
+}
+
+/// The `chat.updated` event a change logged.
+fn updated(changed: ChatChanged) -> Option<(ChatSetting, bool, bool, bool, u64)> {
+    match changed {
+        ChatChanged::Changed(event) => match event.data {
+            EventData::ChatUpdated {
+                setting,
+                archived,
+                pinned,
+                muted,
+                unread,
+                ..
+            } => Some((setting, archived, pinned, muted, unread)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_chat_setting_is_stored_with_its_event() -> Result<(), StoreError> {
+    let Some((store, org, session)) = setup().await? else {
+        return Ok(());
+    };
+    store
+        .record_incoming(vec![
+            incoming(org, session, BOB, "S1", false),
+            incoming(org, session, BOB, "S2", false),
+        ])
+        .await?;
+    let before = store.events_after(org, None, 100).await?.len();
+
+    let archived = store
+        .change_chat(org, session, BOB, ChatChange::Archive(true))
+        .await?;
+    assert_eq!(
+        updated(archived),
+        Some((ChatSetting::Archived, true, false, false, 2))
+    );
+    // The same again writes nothing and logs nothing.
+    assert_eq!(
+        store
+            .change_chat(org, session, BOB, ChatChange::Archive(true))
+            .await?,
+        ChatChanged::Unchanged
+    );
+    let pinned = store
+        .change_chat(org, session, BOB, ChatChange::Pin(true))
+        .await?;
+    assert_eq!(
+        updated(pinned),
+        Some((ChatSetting::Pinned, true, true, false, 2))
+    );
+    let until = Utc::now() + chrono::Duration::hours(8);
+    store
+        .change_chat(org, session, BOB, ChatChange::Mute(Mute::Until(until)))
+        .await?;
+    let read = store
+        .change_chat(org, session, BOB, ChatChange::Read(true))
+        .await?;
+    assert_eq!(
+        updated(read),
+        Some((ChatSetting::Read, true, true, true, 0))
+    );
+
+    let chat = store
+        .get_chat(org, session, BOB)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("Bob's chat is gone".into()))?;
+    assert!(chat.archived && chat.pinned);
+    assert_eq!(chat.unread, 0);
+    // Stored to the millisecond.
+    assert_eq!(
+        chat.mute,
+        Mute::Until(DateTime::from_timestamp_millis(until.timestamp_millis()).unwrap_or(until))
+    );
+    // Four changes, four events in the log, each with the change.
+    let logged = store.events_after(org, None, 100).await?;
+    assert_eq!(logged.len() - before, 4);
+    assert!(
+        logged[before..]
+            .iter()
+            .all(|e| e.data.event_type() == crate::events::EventType::ChatUpdated)
+    );
+
+    // Marked unread: at least one; muted for ever; unpinned, unarchived.
+    store
+        .change_chat(org, session, BOB, ChatChange::Read(false))
+        .await?;
+    store
+        .change_chat(org, session, BOB, ChatChange::Mute(Mute::Forever))
+        .await?;
+    store
+        .change_chat(org, session, BOB, ChatChange::Pin(false))
+        .await?;
+    store
+        .change_chat(org, session, BOB, ChatChange::Archive(false))
+        .await?;
+    let chat = store.get_chat(org, session, BOB).await?;
+    assert_eq!(
+        chat.map(|c| (c.archived, c.pinned, c.mute, c.unread)),
+        Some((false, false, Mute::Forever, 1))
+    );
+    // A chat with no message is not in the list, and nothing is logged.
+    let count = store.events_after(org, None, 100).await?.len();
+    assert_eq!(
+        store
+            .change_chat(org, session, ANN, ChatChange::Archive(true))
+            .await?,
+        ChatChanged::NoSuchChat
+    );
+    assert_eq!(store.events_after(org, None, 100).await?.len(), count);
+    // A new message keeps the settings.
+    store
+        .record_incoming(vec![incoming(org, session, BOB, "S3", false)])
+        .await?;
+    let chat = store.get_chat(org, session, BOB).await?;
+    assert_eq!(chat.map(|c| (c.mute, c.unread)), Some((Mute::Forever, 2)));
     Ok(())
 }
