@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, ParticipantsAction,
-    PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
+    DisabledReason, EventId, Failure, HistorySyncType, MessageId, MessageStatus, OrgId,
+    ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -159,6 +159,24 @@ events! {
             by: Option<Sender>,
             changes: GroupUpdate,
         } => GroupUpdated = "group.updated",
+        /// A chunk of the history the phone sends after a link (or that was
+        /// asked for) was stored, as far as the session's `history`
+        /// setting keeps it: its chats, messages (from both directions,
+        /// each stored once, marked `from_history`) and push names. Its
+        /// messages do not come as `message.received` events.
+        HistorySync {
+            sync_type: HistorySyncType,
+            /// The chunk's place in its sync, as WhatsApp numbers it.
+            chunk_order: Option<u32>,
+            /// How far the sync is, 0 to 100, when WhatsApp says.
+            progress: Option<u32>,
+            /// Chats in the chunk that were stored or updated.
+            chats: u64,
+            /// Messages stored that the session did not have yet.
+            messages: u64,
+            /// Push names stored.
+            push_names: u64,
+        } => HistorySync = "history.sync",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery
@@ -380,6 +398,14 @@ mod tests {
                     ..GroupUpdate::default()
                 },
             },
+            EventData::HistorySync {
+                sync_type: HistorySyncType::InitialBootstrap,
+                chunk_order: Some(1),
+                progress: Some(20),
+                chats: 3,
+                messages: 60,
+                push_names: 0,
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -406,6 +432,7 @@ mod tests {
                 | EventData::GroupLeft { .. }
                 | EventData::GroupParticipants { .. }
                 | EventData::GroupUpdated { .. }
+                | EventData::HistorySync { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }

@@ -186,6 +186,7 @@ impl Metrics {
             | EventData::GroupLeft { .. }
             | EventData::GroupParticipants { .. }
             | EventData::GroupUpdated { .. }
+            | EventData::HistorySync { .. }
             | EventData::WebhookDisabled { .. } => {}
         }
     }

@@ -4,6 +4,7 @@
 pub(crate) mod account;
 mod behaviour;
 pub(crate) mod group;
+mod history;
 pub(crate) mod ids;
 mod label;
 mod message_status;
@@ -20,6 +21,7 @@ pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
     PictureChange,
 };
+pub(crate) use history::{HistoryScope, HistorySyncType};
 pub(crate) use ids::{
     DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
 };

@@ -19,8 +19,8 @@ use super::supervisor::{
 };
 use super::working::Working;
 use crate::domain::{
-    Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId, SessionPace,
-    SessionStatus, StatusReason,
+    HistoryScope, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId,
+    SessionPace, SessionStatus, StatusReason,
 };
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
@@ -189,6 +189,7 @@ impl SessionManager {
         org: OrgId,
         label: Option<Label>,
         pace: SessionPace,
+        history: HistoryScope,
         start: bool,
     ) -> Result<SessionRecord, ManagerError> {
         let record = self
@@ -200,6 +201,7 @@ impl SessionManager {
                 org_id: org,
                 label,
                 pace,
+                history,
             })
             .await?;
         self.spawn(&record);

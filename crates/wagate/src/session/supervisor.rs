@@ -202,6 +202,7 @@ impl Supervisor {
             self.hub.clone(),
             self.org_id,
             self.id,
+            self.behaviour.clone(),
         ))
     }
 

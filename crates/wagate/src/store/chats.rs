@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MessageRecord, StoreError};
+use super::{MessageRecord, NewHistory, StoreError};
 use crate::domain::{MessageId, OrgId, SessionId};
+use crate::events::Envelope;
 
 /// Kinds of message that point at another message (a reaction, an edit, a
 /// revoke, a poll vote) and so do not make their chat active. The
@@ -35,7 +36,8 @@ crate::domain::named_enum! {
 pub struct ChatRecord {
     pub chat: String,
     pub kind: ChatKind,
-    /// A person's latest push name, when one came with their messages.
+    /// A person's latest push name, when one came with their messages (or
+    /// with history); a group's subject as history gave it.
     pub name: Option<String>,
     pub unread: u64,
     pub last_at: DateTime<Utc>,
@@ -66,6 +68,16 @@ pub trait ChatStore: Send + Sync {
         before: Option<MessageId>,
         limit: u32,
     ) -> Result<Vec<ChatRecord>, StoreError>;
+
+    /// Stores a history-sync chunk and its `history.sync` event in one
+    /// transaction (through the group-commit writer): its messages that
+    /// the session does not have yet (by WhatsApp id, in either
+    /// direction), marked as from history, under ids made from their
+    /// WhatsApp timestamps so they sort among the others by when they were
+    /// sent; their chats (a new chat takes the phone's unread count; an
+    /// existing one keeps its own); the push names. Returns the event to
+    /// publish.
+    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError>;
 
     /// One chat, if the session has a message in it.
     async fn get_chat(

@@ -7,10 +7,12 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
 use super::messages::{message, message_columns};
+use super::writer::{self, Write, Written};
 use super::{Backend, Db, DbRow, WriteTx, parse};
 use crate::domain::{MessageId, OrgId, SessionId};
+use crate::events::Envelope;
 use crate::store::chats::{ChatRecord, ChatStore, ChatTouch, chat_kind};
-use crate::store::{StoreError, from_millis, millis, now};
+use crate::store::{NewHistory, StoreError, from_millis, millis, now};
 
 /// The latest message of each chat a write touched, and what it does to
 /// the unread count.
@@ -151,6 +153,15 @@ impl ChatStore for Backend {
         .iter()
         .map(chat)
         .collect()
+    }
+
+    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError> {
+        let claims = self.claims([history.session_id]);
+        match writer::write_claimed(&self.writer, Write::History(Box::new(history)), claims).await?
+        {
+            Written::History(event) => Ok(*event),
+            _ => Err(writer::mismatch()),
+        }
     }
 
     async fn get_chat(
