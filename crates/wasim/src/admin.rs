@@ -42,6 +42,10 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             "/admin/phones/{phone}/calls",
             get(phone_calls).post(phone_call),
         )
+        .route(
+            "/admin/phones/{phone}/history",
+            get(phone_history).post(seed_history),
+        )
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -104,6 +108,23 @@ type Reply = Result<Json<serde_json::Value>, AdminError>;
 
 fn ok() -> Reply {
     Ok(Json(json!({"ok": true})))
+}
+
+/// Adds chats to the phone's history, sent to companions linked later.
+async fn seed_history(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<crate::HistorySeed>, JsonRejection>,
+) -> Reply {
+    let Json(seed) = body?;
+    let messages = handle(s).seed_history(&phone, seed)?;
+    Ok(Json(json!({ "messages": messages })))
+}
+
+/// The history chunks the phone sent its companions.
+async fn phone_history(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let chunks = handle(s).history_chunks(&phone)?;
+    Ok(Json(json!({ "chunks": chunks })))
 }
 
 async fn register(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {

@@ -301,6 +301,7 @@ mod tests {
                 last_seen: 0,
                 offline: Default::default(),
                 presence: None,
+                full_sync: false,
             },
         );
         (w, rx)

@@ -284,6 +284,7 @@ impl Server {
                 last_seen: 0,
                 offline: Default::default(),
                 presence: None,
+                full_sync: false,
             },
         );
         id

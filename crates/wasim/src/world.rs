@@ -27,6 +27,11 @@ pub(crate) struct Account {
     pub phone_prekeys: Option<PreKeys>,
     /// What reached the phone: messages, receipts, chat states (see [`crate::phone`]).
     pub phone_inbox: crate::phone::Inbox,
+    /// The phone's existing chats, sent to each new companion (see
+    /// [`crate::history`]).
+    pub history: crate::history::HistorySeed,
+    /// The history chunks the phone sent its companions, in order.
+    pub history_sent: Vec<crate::history::SentChunk>,
 }
 
 impl Account {
@@ -75,6 +80,8 @@ pub(crate) struct Device {
     /// The last presence the device sent about itself (`available` or
     /// `unavailable`); `None` until it sends one.
     pub presence: Option<String>,
+    /// Its device properties asked for the full history at linking.
+    pub full_sync: bool,
 }
 
 /// What a connection is, as far as the server knows.
@@ -101,6 +108,8 @@ pub(crate) struct PairingConn {
     pub platform: String,
     /// Set while a pairing-code flow is running on this connection.
     pub code: Option<crate::pair_code::CodeFlow>,
+    /// Its device properties ask for the full history (`requireFullSync`).
+    pub full_sync: bool,
 }
 
 /// A pair-success we sent and whose signed answer we await.
@@ -221,6 +230,8 @@ impl World {
                 banned_for_secs: None,
                 phone_prekeys: None,
                 phone_inbox: Default::default(),
+                history: Default::default(),
+                history_sent: Vec::new(),
             }
         })
     }
