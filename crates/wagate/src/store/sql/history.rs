@@ -236,3 +236,7 @@ async fn stored_wa_ids(
     }
     Ok(known)
 }
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod history_tests;
