@@ -114,7 +114,13 @@ async fn setup() -> Setup {
 impl Setup {
     async fn session(&self) -> Result<SessionRecord, ManagerError> {
         self.manager
-            .create(self.org, None, SessionPace::default(), false)
+            .create(
+                self.org,
+                None,
+                SessionPace::default(),
+                Default::default(),
+                false,
+            )
             .await
     }
 

@@ -4,14 +4,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::*;
-use crate::domain::{HistorySyncType, MessageId};
+use super::super::Backend;
+use crate::domain::{HistorySyncType, MessageId, OrgId, SessionId};
 use crate::events::EventData;
 use crate::messages::{Inbound, IncomingContent, Sender};
 use crate::store::testing::TestStore;
 use crate::store::{
-    ChatStore, EventStore, HistoryChat, MessageQuery, MessageStore, NewHistory, NewIncoming,
-    NewOutgoing, NewSession, OrgStore, SessionStore,
+    Accepted, ChatStore, EventStore, HistoryChat, MessageQuery, MessageStore, NewHistory,
+    NewIncoming, NewOutgoing, NewSession, OrgStore, SessionStore, StoreError,
 };
 
 const BOB: &str = "15550001111@s.whatsapp.net";
@@ -195,7 +195,9 @@ async fn a_chunk_is_stored_once_with_its_event_among_live_messages() -> Result<(
         [None, Some(false), Some(true), Some(true), Some(true)]
     );
     // The outgoing message is there once, as sent.
-    assert_eq!(sent.record.wa_id, "SENT");
+    assert!(matches!(sent, Accepted::Created { .. }), "{sent:?}");
+    assert_eq!(all[0].wa_id, "SENT");
+    assert_eq!(all[0].direction, crate::domain::Direction::Outgoing);
     // The live message stays the chat's latest; its unread count is its own.
     let list = store.list_chats(org, session, None, 10).await?;
     let bob_chat = list.iter().find(|c| c.chat == BOB);
