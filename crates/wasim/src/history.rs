@@ -491,7 +491,7 @@ mod tests {
     fn message(t: u64, text: &str) -> HistoryMessage {
         HistoryMessage {
             id: Some(format!("ID{t}")),
-            from_me: t % 2 == 0,
+            from_me: t.is_multiple_of(2),
             sender: None,
             push_name: Some("Ann".into()),
             timestamp: t,

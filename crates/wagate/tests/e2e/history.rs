@@ -56,11 +56,19 @@ fn message(
 fn seed() -> HistorySeed {
     let base = now() - 10 * 86_400;
     let bob = (0..100)
-        .map(|i| message(base + i * 60, format!("b{i}"), i % 3 == 0, None, "Bob"))
+        .map(|i| {
+            message(
+                base + i * 60,
+                format!("b{i}"),
+                i.is_multiple_of(3),
+                None,
+                "Bob",
+            )
+        })
         .collect();
     let group = (0..60)
-        .map(|i| {
-            let (who, name) = if i % 2 == 0 {
+        .map(|i: u64| {
+            let (who, name) = if i.is_multiple_of(2) {
                 (BOB, "Bob")
             } else {
                 (CAROL, "Carol")
@@ -68,18 +76,18 @@ fn seed() -> HistorySeed {
             message(
                 base + 20_000 + i * 60,
                 format!("g{i}"),
-                i % 3 == 0,
+                i.is_multiple_of(3),
                 Some(who),
                 name,
             )
         })
         .collect();
     let dave = (0..40)
-        .map(|i| {
+        .map(|i: u64| {
             message(
                 base + 40_000 + i * 60,
                 format!("d{i}"),
-                i % 3 == 0,
+                i.is_multiple_of(3),
                 None,
                 "Dave",
             )
