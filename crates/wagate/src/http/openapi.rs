@@ -349,7 +349,13 @@ fn pattern_params(
         .filter_map(serde_json::Value::as_object_mut)
         .flat_map(|item| item.values_mut());
     for operation in operations {
-        let parameters = operation["parameters"].as_array_mut().into_iter().flatten();
+        // `get_mut`, not indexing: indexing a missing key would write a
+        // `null` `parameters` into every operation without any.
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(serde_json::Value::as_array_mut)
+            .into_iter()
+            .flatten();
         for param in parameters.filter(|p| p["name"] == name && p["in"] == location) {
             param["schema"]["pattern"] = serde_json::Value::from(pattern);
             found = true;
