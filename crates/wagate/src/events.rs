@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, MessageId,
-    MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus,
-    StatusReason, WebhookId,
+    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId, HistorySyncType,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -196,6 +194,24 @@ events! {
             muted_until: Option<DateTime<Utc>>,
             unread: u64,
         } => ChatUpdated = "chat.updated",
+        /// A chunk of the history the phone sends after a link (or that was
+        /// asked for) was stored, as far as the session's `history`
+        /// setting keeps it: its chats, messages (from both directions,
+        /// each stored once, marked `from_history`) and push names. Its
+        /// messages do not come as `message.received` events.
+        HistorySync {
+            sync_type: HistorySyncType,
+            /// The chunk's place in its sync, as WhatsApp numbers it.
+            chunk_order: Option<u32>,
+            /// How far the sync is, 0 to 100, when WhatsApp says.
+            progress: Option<u32>,
+            /// Chats in the chunk that were stored or updated.
+            chats: u64,
+            /// Messages stored that the session did not have yet.
+            messages: u64,
+            /// Push names stored.
+            push_names: u64,
+        } => HistorySync = "history.sync",
         /// The gateway disabled a webhook: it answered `410 Gone`, or kept
         /// failing for longer than allowed. Its pending deliveries wait until
         /// it is enabled again. `session_id` is the session whose delivery
@@ -440,6 +456,14 @@ mod tests {
                 muted_until: Some(Utc::now()),
                 unread: 3,
             },
+            EventData::HistorySync {
+                sync_type: HistorySyncType::InitialBootstrap,
+                chunk_order: Some(1),
+                progress: Some(20),
+                chats: 3,
+                messages: 60,
+                push_names: 0,
+            },
             EventData::WebhookDisabled {
                 webhook_id: WebhookId::new(),
                 reason: DisabledReason::Gone,
@@ -469,6 +493,7 @@ mod tests {
                 | EventData::GroupParticipants { .. }
                 | EventData::GroupUpdated { .. }
                 | EventData::ChatUpdated { .. }
+                | EventData::HistorySync { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}
             }

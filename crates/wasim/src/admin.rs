@@ -49,6 +49,10 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         )
         .route("/admin/phones/{phone}/presence", post(phone_presence))
         .route("/admin/phones/{phone}/typing", post(phone_typing))
+        .route(
+            "/admin/phones/{phone}/history",
+            get(phone_history).post(seed_history),
+        )
         .route("/admin/phones/{phone}/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{phone}/{device}/drop", post(drop_device))
@@ -112,6 +116,23 @@ type Reply = Result<Json<serde_json::Value>, AdminError>;
 
 fn ok() -> Reply {
     Ok(Json(json!({"ok": true})))
+}
+
+/// Adds chats to the phone's history, sent to companions linked later.
+async fn seed_history(
+    State(s): State<Arc<Server>>,
+    Path(phone): Path<String>,
+    body: Result<Json<crate::HistorySeed>, JsonRejection>,
+) -> Reply {
+    let Json(seed) = body?;
+    let messages = handle(s).seed_history(&phone, seed)?;
+    Ok(Json(json!({ "messages": messages })))
+}
+
+/// The history chunks the phone sent its companions.
+async fn phone_history(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {
+    let chunks = handle(s).history_chunks(&phone)?;
+    Ok(Json(json!({ "chunks": chunks })))
 }
 
 async fn register(State(s): State<Arc<Server>>, Path(phone): Path<String>) -> Reply {

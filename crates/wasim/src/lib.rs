@@ -15,6 +15,7 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
+mod history;
 mod iq;
 mod media;
 mod media_crypto;
@@ -47,6 +48,7 @@ pub use calls::PhoneCall;
 pub use error::SimError;
 pub use faults::StatsSnapshot;
 pub use groups::{GroupInfo, ParticipantResult};
+pub use history::{HistoryChat, HistoryMessage, HistorySeed, PushName, SentChunk};
 pub use media::LoopbackHttpClient;
 pub use pair_code::CodeOutcome;
 pub use phone::inbox::{PhoneChatState, PhoneMessage, PhoneReceipt};
@@ -773,6 +775,35 @@ impl SimHandle {
         self.wait_phone(timeout, |w| {
             let inbox = &w.accounts.get(phone)?.phone_inbox;
             inbox.messages().iter().find(|m| pick(m)).cloned()
+        })
+        .await
+    }
+
+    /// Adds chats to the phone's history (`history::seed`): every
+    /// companion linked from now on gets them as history-sync chunks.
+    /// Returns how many messages the phone's history holds.
+    pub fn seed_history(&self, phone: &str, seed: HistorySeed) -> Result<usize, SimError> {
+        history::seed(&mut self.server.world(), phone, seed)
+    }
+
+    /// The history chunks the phone sent its companions, in order.
+    pub fn history_chunks(&self, phone: &str) -> Result<Vec<SentChunk>, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.history_sent.clone())
+    }
+
+    /// Waits up to `timeout` until the chunks the phone sent satisfy
+    /// `ready` (e.g. "every chunk acknowledged"); returns them.
+    pub async fn wait_history_chunks(
+        &self,
+        phone: &str,
+        timeout: Duration,
+        mut ready: impl FnMut(&[SentChunk]) -> bool,
+    ) -> Option<Vec<SentChunk>> {
+        self.wait_phone(timeout, |w| {
+            let chunks = &w.accounts.get(phone)?.history_sent;
+            ready(chunks).then(|| chunks.clone())
         })
         .await
     }

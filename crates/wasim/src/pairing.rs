@@ -34,10 +34,15 @@ pub(crate) fn start(
         signed_sig: reg.e_skey_sig.clone().unwrap_or_default(),
         one_time: Default::default(),
     };
-    let platform = reg
+    let props = reg
         .device_props
         .as_deref()
-        .and_then(|b| wa::DeviceProps::decode_from_slice(b).ok())
+        .and_then(|b| wa::DeviceProps::decode_from_slice(b).ok());
+    let full_sync = props
+        .as_ref()
+        .and_then(|p| p.require_full_sync)
+        .unwrap_or(false);
+    let platform = props
         .and_then(|p| p.os)
         .unwrap_or_else(|| "unknown".to_owned());
     for r in &refs {
@@ -63,6 +68,7 @@ pub(crate) fn start(
             refs,
             platform,
             code: None,
+            full_sync,
         })));
     }
     w.send(conn, node);
@@ -253,6 +259,7 @@ pub(crate) fn on_answer(w: &mut World, conn: ConnId, iq: &Node) -> bool {
                 offline: Default::default(),
                 presence: None,
                 app_state_synced: Default::default(),
+                full_sync: pairing.full_sync,
             },
         );
     }

@@ -21,7 +21,7 @@ pub(crate) use inbox::{Inbox, PhoneChatState, PhoneMessage, PhoneReceipt};
 pub(crate) use receipts::{Reading, play, read};
 
 use incoming::on_stanza;
-use outgoing::{send_group_message, send_message, share_key};
+use outgoing::{send_group_message, send_history, send_message, share_key};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Weak;
@@ -55,7 +55,8 @@ pub(crate) enum Command {
     },
     /// A stanza the server routed to the phone.
     Receive { phone: String, node: Node },
-    /// Send the phone's app-state sync key to one of its companions.
+    /// Send the phone's app-state sync key to one of its companions, then
+    /// its history.
     ShareAppStateKey { phone: String, device: u16 },
     /// Send a message as the phone.
     Send {
@@ -471,6 +472,9 @@ pub(crate) async fn run(
             Command::ShareAppStateKey { phone, device } => {
                 if let Some(signal) = phones.get_mut(&phone) {
                     share_key(&server, &phone, signal, device).await;
+                    // Then the phone's existing chats, as a phone does
+                    // right after a link.
+                    send_history(&server, &phone, signal, device).await;
                 }
             }
             Command::Send {
@@ -522,6 +526,6 @@ fn address(phone: &str, device: u16) -> ProtocolAddress {
     ProtocolAddress::new(phone, u32::from(device).into())
 }
 
-fn new_message_id() -> String {
+pub(crate) fn new_message_id() -> String {
     format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 10]>()))
 }

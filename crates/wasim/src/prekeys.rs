@@ -302,6 +302,7 @@ mod tests {
                 offline: Default::default(),
                 presence: None,
                 app_state_synced: Default::default(),
+                full_sync: false,
             },
         );
         (w, rx)

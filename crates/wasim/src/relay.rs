@@ -445,6 +445,11 @@ pub(crate) fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &N
     ) {
         sync_to_own_devices(w, phone, device, receipt);
     }
+    // A companion took a history chunk: the phone notes it.
+    if kind.as_deref() == Some("hist_sync") {
+        history_acknowledged(w, phone, device, &id);
+        return;
+    }
     // Receipts about our own devices' copies stay between them.
     if matches!(
         kind.as_deref(),
@@ -488,6 +493,17 @@ pub(crate) fn route_receipt(w: &mut World, phone: &str, device: u16, receipt: &N
         }
         deliver(w, &target_phone, d, node.clone());
     }
+}
+
+fn history_acknowledged(w: &mut World, phone: &str, device: u16, id: &str) {
+    if let Some(account) = w.accounts.get_mut(phone) {
+        for chunk in &mut account.history_sent {
+            if chunk.id == id && chunk.device == device {
+                chunk.acknowledged = true;
+            }
+        }
+    }
+    w.phone_events.notify_waiters();
 }
 
 fn sync_to_own_devices(w: &mut World, phone: &str, device: u16, receipt: &Node) {

@@ -285,6 +285,7 @@ impl Server {
                 offline: Default::default(),
                 presence: None,
                 app_state_synced: Default::default(),
+                full_sync: false,
             },
         );
         id

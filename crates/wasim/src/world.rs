@@ -31,6 +31,11 @@ pub(crate) struct Account {
     pub app_state: crate::syncd::AppState,
     /// The phone's view of its chats' settings, from the app state.
     pub phone_chats: BTreeMap<String, crate::phone::PhoneChat>,
+    /// The phone's existing chats, sent to each new companion (see
+    /// [`crate::history`]).
+    pub history: crate::history::HistorySeed,
+    /// The history chunks the phone sent its companions, in order.
+    pub history_sent: Vec<crate::history::SentChunk>,
 }
 
 impl Account {
@@ -82,6 +87,8 @@ pub(crate) struct Device {
     /// The version of each app-state collection the device last fetched
     /// up to (see [`crate::syncd`]).
     pub app_state_synced: HashMap<&'static str, u64>,
+    /// Its device properties asked for the full history at linking.
+    pub full_sync: bool,
 }
 
 /// What a connection is, as far as the server knows.
@@ -108,6 +115,8 @@ pub(crate) struct PairingConn {
     pub platform: String,
     /// Set while a pairing-code flow is running on this connection.
     pub code: Option<crate::pair_code::CodeFlow>,
+    /// Its device properties ask for the full history (`requireFullSync`).
+    pub full_sync: bool,
 }
 
 /// A pair-success we sent and whose signed answer we await.
@@ -239,6 +248,8 @@ impl World {
                 phone_inbox: Default::default(),
                 app_state: Default::default(),
                 phone_chats: BTreeMap::new(),
+                history: Default::default(),
+                history_sent: Vec::new(),
             }
         })
     }

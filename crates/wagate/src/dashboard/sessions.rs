@@ -158,7 +158,13 @@ pub(super) async fn create(
     // The same call the API's POST /sessions makes.
     let record = state
         .sessions
-        .create(user.org().id, label, Default::default(), true)
+        .create(
+            user.org().id,
+            label,
+            Default::default(),
+            Default::default(),
+            true,
+        )
         .await?;
     tracing::info!(session_id = %record.id, "session created from the dashboard");
     Ok(Redirect::to(&format!("/sessions/{}", record.id)).into_response())

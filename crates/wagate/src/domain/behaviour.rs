@@ -1,7 +1,8 @@
 //! What a session does on its own on WhatsApp, as its settings say: the
-//! presence it shows after each connect, and what it does with calls.
+//! presence it shows after each connect, what it does with calls, and how
+//! much of the history after a link it keeps.
 
-use super::named_enum;
+use super::{HistoryScope, named_enum};
 
 named_enum! {
     /// What the linked device tells WhatsApp about itself.
@@ -58,6 +59,8 @@ pub struct SessionBehaviour {
     pub reject_calls: bool,
     /// The text a rejected caller then gets, if any.
     pub reject_calls_message: Option<String>,
+    /// How much of the history after a link it keeps.
+    pub history: HistoryScope,
 }
 
 impl Default for SessionBehaviour {
@@ -66,6 +69,7 @@ impl Default for SessionBehaviour {
             presence: PresenceState::Unavailable,
             reject_calls: false,
             reject_calls_message: None,
+            history: HistoryScope::Recent,
         }
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod account;
 mod behaviour;
 mod chat;
 pub(crate) mod group;
+mod history;
 pub(crate) mod ids;
 mod label;
 mod message_status;
@@ -24,6 +25,7 @@ pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
     PictureChange,
 };
+pub(crate) use history::{HistoryScope, HistorySyncType};
 pub(crate) use ids::{
     DeliveryId, EventId, MessageId, OrgId, ParseIdError, SessionId, TokenId, WebhookId,
 };

@@ -56,6 +56,10 @@ pub(crate) struct Message {
     /// Incoming messages only: the WhatsApp id of the message it quotes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// Incoming messages only: stored from the history the phone sent
+    /// after a link (or that was asked for), not received live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_history: Option<bool>,
     /// Incoming messages are `delivered`.
     pub status: MessageStatus,
     pub failure: Option<Failure>,
@@ -89,6 +93,7 @@ impl From<MessageRecord> for Message {
             push_name: received.as_ref().and_then(|r| r.push_name.clone()),
             from_me: received.as_ref().map(|r| r.from_me),
             timestamp: received.as_ref().map(|r| r.sent_at),
+            from_history: received.as_ref().map(|r| r.from_history),
             reply_to: received.and_then(|r| r.reply_to),
             status: record.status,
             failure: record.failure,

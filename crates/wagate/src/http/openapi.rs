@@ -353,6 +353,8 @@ fn pattern_params(
         .filter_map(serde_json::Value::as_object_mut)
         .flat_map(|item| item.values_mut());
     for operation in operations {
+        // `get_mut`, not indexing: indexing a missing key would write a
+        // `null` `parameters` into every operation without any.
         let parameters = operation
             .get_mut("parameters")
             .and_then(serde_json::Value::as_array_mut)

@@ -12,8 +12,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, page_limit};
 use crate::app::AppState;
 use crate::domain::{
-    Label, PerMinute, PresenceState, SessionId, SessionPace, SessionStatus, StatusReason,
-    check_call_reply,
+    HistoryScope, Label, PerMinute, PresenceState, SessionId, SessionPace, SessionStatus,
+    StatusReason, check_call_reply,
 };
 use crate::store::{Cursor, SessionChanges, SessionQuery, SessionRecord};
 
@@ -44,6 +44,9 @@ pub(crate) struct Session {
     pub reject_calls: bool,
     /// The text a rejected caller gets, if any.
     pub reject_calls_message: Option<String>,
+    /// How much of the history after a link is kept: `none`, `recent`
+    /// (the default: all but the full-history chunks) or `full`.
+    pub history: HistoryScope,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,6 +65,7 @@ impl From<SessionRecord> for Session {
             presence: record.behaviour.presence,
             reject_calls: record.behaviour.reject_calls,
             reject_calls_message: record.behaviour.reject_calls_message,
+            history: record.behaviour.history,
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
@@ -83,6 +87,9 @@ pub(crate) struct CreateSession {
     /// Messages per minute to chats it never messaged, 0 to 600.
     #[schema(value_type = Option<u32>, minimum = 0, maximum = 600)]
     pub send_new_chats_per_minute: Option<PerMinute>,
+    /// How much of the history the phone sends after a link is kept:
+    /// `none`, `recent` (the default) or `full`.
+    pub history: Option<HistoryScope>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,6 +119,9 @@ pub(crate) struct UpdateSession {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 4096, pattern = r"\S")]
     pub reject_calls_message: Option<Option<String>>,
+    /// How much of the history after a link is kept (`none`, `recent`,
+    /// `full`), for chunks that arrive from now on.
+    pub history: Option<HistoryScope>,
 }
 
 /// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -184,6 +194,7 @@ pub(crate) async fn create(
                 per_minute: body.send_per_minute,
                 new_chats_per_minute: body.send_new_chats_per_minute,
             },
+            body.history.unwrap_or_default(),
             body.start.unwrap_or(true),
         )
         .await?;
@@ -279,6 +290,7 @@ pub(crate) async fn update(
         presence: body.presence,
         reject_calls: body.reject_calls,
         reject_calls_message: body.reject_calls_message,
+        history: body.history,
     };
     let record = state.sessions.update(auth.org_id(), id, &changes).await?;
     Ok(Json(record.into()))

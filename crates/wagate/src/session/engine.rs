@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 
 use super::group_events::GroupNotice;
 use super::messenger::Messenger;
-use crate::domain::{CallOutcome, ContactPresence, MessageStatus, Phone, SessionId};
+use crate::domain::{CallOutcome, ContactPresence, MessageStatus, Phone, SessionId, HistoryScope, HistorySyncType};
 use crate::messages::{Inbound, MediaRef, Sender};
-use crate::store::{StoreError, StoredPoll};
+use crate::store::{HistoryChat, StoreError, StoredPoll};
 
 /// What the protocol reports, reduced to what the supervisor acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +123,32 @@ pub trait InboundSink: Send + Sync + 'static {
     /// The poll with this WhatsApp id that the session sent or received,
     /// to open and name the votes on it.
     async fn poll(&self, wa_id: &str) -> Result<Option<StoredPoll>, InboundError>;
+
+    /// How much of the history after a link the session keeps now (its
+    /// `history` setting): the engine does not decode a chunk it would
+    /// drop.
+    fn history_scope(&self) -> HistoryScope {
+        HistoryScope::None
+    }
+
+    /// Stores a decoded history-sync chunk (idempotent: messages are
+    /// stored once by WhatsApp id).
+    async fn history(&self, chunk: HistoryChunk) -> Result<(), InboundError> {
+        let _ = chunk;
+        Ok(())
+    }
+}
+
+/// One history-sync chunk the phone sent, decoded: its chats (each with
+/// its messages, either direction) and push names.
+#[derive(Debug, Clone)]
+pub struct HistoryChunk {
+    pub sync_type: HistorySyncType,
+    pub chunk_order: Option<u32>,
+    pub progress: Option<u32>,
+    pub chats: Vec<HistoryChat>,
+    /// `(JID, push name)`.
+    pub push_names: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,18 +9,21 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
-use super::engine::{InboundError, InboundSink};
-use crate::domain::{MessageId, OrgId, SessionId};
+use super::engine::{HistoryChunk, InboundError, InboundSink};
+use crate::domain::{HistoryScope, MessageId, OrgId, SessionBehaviour, SessionId};
 use crate::hub::EventHub;
 use crate::messages::Inbound;
-use crate::store::{NewIncoming, Store, StoredPoll};
+use crate::store::{NewHistory, NewIncoming, Store, StoredPoll};
 
 pub(crate) struct Inbox {
     store: Arc<dyn Store>,
     hub: EventHub,
     org_id: OrgId,
     session_id: SessionId,
+    /// The session's settings, for how much history it keeps.
+    behaviour: watch::Receiver<SessionBehaviour>,
 }
 
 impl Inbox {
@@ -29,12 +32,14 @@ impl Inbox {
         hub: EventHub,
         org_id: OrgId,
         session_id: SessionId,
+        behaviour: watch::Receiver<SessionBehaviour>,
     ) -> Self {
         Self {
             store,
             hub,
             org_id,
             session_id,
+            behaviour,
         }
     }
 }
@@ -74,6 +79,38 @@ impl InboundSink for Inbox {
     async fn poll(&self, wa_id: &str) -> Result<Option<StoredPoll>, InboundError> {
         Ok(self.store.messages().poll(self.session_id, wa_id).await?)
     }
+
+    fn history_scope(&self) -> HistoryScope {
+        self.behaviour.borrow().history
+    }
+
+    async fn history(&self, chunk: HistoryChunk) -> Result<(), InboundError> {
+        // The setting may have changed since the engine looked.
+        if !self.history_scope().keeps(chunk.sync_type) {
+            return Ok(());
+        }
+        let history = NewHistory {
+            org_id: self.org_id,
+            session_id: self.session_id,
+            sync_type: chunk.sync_type,
+            chunk_order: chunk.chunk_order,
+            progress: chunk.progress,
+            chats: chunk.chats,
+            push_names: chunk.push_names,
+        };
+        let count = history.message_count();
+        let event = self
+            .store
+            .chats()
+            .record_history(history)
+            .await
+            .inspect_err(|error| {
+                tracing::error!(%error, count, "could not store a history chunk");
+            })?;
+        tracing::debug!(count, "history chunk stored");
+        self.hub.publish(event);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +148,7 @@ mod tests {
                 org_id: org,
                 label: None,
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await
     }
@@ -127,7 +165,14 @@ mod tests {
         let Ok(mut events) = hub.subscribe(org.id, Filter::default()) else {
             panic!("subscribe");
         };
-        let inbox = Inbox::new(Arc::clone(&store), hub.clone(), org.id, session.id);
+        let (_behaviour, watching) = watch::channel(SessionBehaviour::default());
+        let inbox = Inbox::new(
+            Arc::clone(&store),
+            hub.clone(),
+            org.id,
+            session.id,
+            watching,
+        );
         let first = text("3EB0A", "15550001111@s.whatsapp.net");
         // The same message under the sender's LID, in the same batch and
         // again later (a redelivery).

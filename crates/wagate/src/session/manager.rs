@@ -19,7 +19,7 @@ use super::supervisor::{
 };
 use super::working::Working;
 use crate::domain::{
-    ChatChange, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId,
+    ChatChange, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId, HistoryScope,
     SessionPace, SessionStatus, StatusReason,
 };
 use crate::hub::EventHub;
@@ -190,6 +190,7 @@ impl SessionManager {
         org: OrgId,
         label: Option<Label>,
         pace: SessionPace,
+        history: HistoryScope,
         start: bool,
     ) -> Result<SessionRecord, ManagerError> {
         let record = self
@@ -201,6 +202,7 @@ impl SessionManager {
                 org_id: org,
                 label,
                 pace,
+                history,
             })
             .await?;
         self.spawn(&record);

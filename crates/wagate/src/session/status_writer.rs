@@ -82,6 +82,7 @@ mod tests {
                     org_id: org.id,
                     label: Label::try_from(format!("s{n}")).ok(),
                     pace: Default::default(),
+                    history: Default::default(),
                 })
                 .await?;
             ids.push(id);

@@ -213,6 +213,7 @@ impl Supervisor {
             self.hub.clone(),
             self.org_id,
             self.id,
+            self.behaviour.clone(),
         ))
     }
 

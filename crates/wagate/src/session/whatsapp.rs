@@ -10,6 +10,7 @@
 mod cache;
 mod durability;
 mod events;
+mod history;
 mod inbound;
 mod memory;
 mod runtime;
@@ -129,12 +130,14 @@ impl Engine for WhatsAppEngine {
             .with_runtime(SessionRuntime {
                 span: tracing::Span::current(),
             })
-            .with_event_handler(Forwarder { events, deliveries })
+            .with_event_handler(Forwarder {
+                events,
+                deliveries,
+                history: history::spawn(Arc::clone(&inbound)),
+            })
             // WhatsApp is told a message arrived only once it is stored:
             // a crash in between means it is delivered again, not lost.
-            .with_inbound_durability_hook(DurableInbox { sink: inbound })
-            // The gateway relays live traffic; old chats are not its business.
-            .skip_history_sync();
+            .with_inbound_durability_hook(DurableInbox { sink: inbound });
         let builder = match &self.server {
             #[cfg(feature = "simulator")]
             Some(url) => builder

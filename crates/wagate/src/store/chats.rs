@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MessageRecord, StoreError};
+use super::{MessageRecord, StoreError, NewHistory};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::Envelope;
 
@@ -36,7 +36,8 @@ crate::domain::named_enum! {
 pub struct ChatRecord {
     pub chat: String,
     pub kind: ChatKind,
-    /// A person's latest push name, when one came with their messages.
+    /// A person's latest push name, when one came with their messages (or
+    /// with history); a group's subject as history gave it.
     pub name: Option<String>,
     pub unread: u64,
     pub last_at: DateTime<Utc>,
@@ -92,6 +93,15 @@ pub trait ChatStore: Send + Sync {
         chat: &str,
         change: ChatChange,
     ) -> Result<ChatChanged, StoreError>;
+    /// Stores a history-sync chunk and its `history.sync` event in one
+    /// transaction (through the group-commit writer): its messages that
+    /// the session does not have yet (by WhatsApp id, in either
+    /// direction), marked as from history, under ids made from their
+    /// WhatsApp timestamps so they sort among the others by when they were
+    /// sent; their chats (a new chat takes the phone's unread count; an
+    /// existing one keeps its own); the push names. Returns the event to
+    /// publish.
+    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError>;
 
     /// One chat, if the session has a message in it.
     async fn get_chat(

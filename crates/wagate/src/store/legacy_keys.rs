@@ -554,6 +554,7 @@ mod tests {
                 org_id: org.id,
                 label: None,
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await?
             .id;

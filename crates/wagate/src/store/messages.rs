@@ -41,6 +41,9 @@ pub struct Received {
     pub sent_at: DateTime<Utc>,
     /// The WhatsApp id of the message it quotes.
     pub reply_to: Option<String>,
+    /// Stored from the history the phone sent after a link (or that was
+    /// asked for), not received live.
+    pub from_history: bool,
 }
 
 /// An incoming message to record, with the gateway id it gets if it is new.

@@ -7,6 +7,7 @@
 pub(crate) mod chats;
 mod events;
 pub(crate) mod groups;
+mod history;
 mod keys;
 pub(crate) mod leases;
 pub(crate) mod legacy_keys;
@@ -34,6 +35,7 @@ use crate::secret::Secret;
 pub(crate) use chats::ChatStore;
 pub(crate) use events::EventStore;
 pub(crate) use groups::{GroupEdit, GroupStore, NoticeKey};
+pub(crate) use history::{HistoryChat, NewHistory};
 pub(crate) use keys::{
     KeyCounts, KeySet, KeyStore, LidLookup, LidPn, MutationMac, PendingInbound, SentMessage,
 };

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::domain::{
-    Label, OrgId, PerMinute, PresenceState, SessionBehaviour, SessionId, SessionPace,
+    HistoryScope, Label, OrgId, PerMinute, PresenceState, SessionBehaviour, SessionId, SessionPace,
     SessionStatus, StatusReason,
 };
 use crate::events::Envelope;
@@ -44,6 +44,8 @@ pub struct NewSession {
     pub org_id: OrgId,
     pub label: Option<Label>,
     pub pace: SessionPace,
+    /// How much of the history after a link it keeps.
+    pub history: HistoryScope,
 }
 
 /// What a `PATCH` changes: `None` leaves a field as it is, `Some(None)`
@@ -57,6 +59,7 @@ pub struct SessionChanges {
     pub reject_calls: Option<bool>,
     /// A checked text (`domain::check_call_reply`), or `Some(None)` for none.
     pub reject_calls_message: Option<Option<String>>,
+    pub history: Option<HistoryScope>,
 }
 
 /// A position in the `(created_at, id)` order of an organization's

@@ -42,6 +42,7 @@ pub(crate) async fn new_session(
             org_id: org,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?
         .id;

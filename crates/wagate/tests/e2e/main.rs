@@ -17,6 +17,7 @@ mod contract;
 mod crash;
 mod deliveries;
 mod groups;
+mod history;
 mod linking;
 mod messaging;
 mod one_process;

@@ -135,23 +135,95 @@ fn key_share(key: &AppStateKey) -> wa::Message {
 /// Sends the app-state key to a companion as a peer message: from the
 /// account's device 0, which is what the client requires of a key share.
 pub(super) async fn share_key(server: &Server, phone: &str, signal: &mut PhoneSignal, device: u16) {
-    let plaintext = MessageUtils::encode_and_pad(&key_share(&signal.app_state_key));
-    let (kind, ciphertext) = match encrypt(server, signal, phone, device, &plaintext).await {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            tracing::warn!(%phone, device, error = %e, "app-state key share not sent");
-            return;
-        }
-    };
+    let message = key_share(&signal.app_state_key);
+    if let Err(e) = send_peer(server, phone, signal, device, &message, new_message_id()).await {
+        tracing::warn!(%phone, device, error = %e, "app-state key share not sent");
+    }
+}
+
+/// Sends `message` to one of the phone's own companions as a peer
+/// (protocol) message from device 0, under `id`.
+async fn send_peer(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    device: u16,
+    message: &wa::Message,
+    id: String,
+) -> Result<(), String> {
+    let plaintext = MessageUtils::encode_and_pad(message);
+    let (kind, ciphertext) = encrypt(server, signal, phone, device, &plaintext).await?;
     let node = NodeBuilder::new("message")
         .attr("from", device_jid(phone, 0))
-        .attr("id", new_message_id())
+        .attr("id", id)
         .attr("t", stanza::now_secs().to_string())
         .attr("type", "protocol")
         .attr("category", "peer")
         .children([enc_node(kind, ciphertext)])
         .build();
     relay::deliver(&mut server.world(), phone, device, node);
+    Ok(())
+}
+
+/// Sends the phone's existing chats to a companion that just linked, as
+/// history-sync chunks (`crate::history`); nothing when the phone has
+/// none. Each chunk is recorded, to be matched with its receipt.
+pub(super) async fn send_history(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    device: u16,
+) {
+    let chunks = {
+        let w = server.world();
+        let Some(account) = w.accounts.get(phone) else {
+            return;
+        };
+        if account.history.chats.is_empty() && account.history.push_names.is_empty() {
+            return;
+        }
+        let full_sync = account.devices.get(&device).is_some_and(|d| d.full_sync);
+        let mappings = w
+            .accounts
+            .values()
+            .map(|a| (a.jid(), a.lid_jid()))
+            .collect();
+        let own = crate::history::Own {
+            jid: account.jid(),
+            mappings,
+        };
+        crate::history::plan(&account.history, &own, full_sync, stanza::now_secs())
+    };
+    for chunk in chunks {
+        let built = crate::history::notification(&mut server.world(), &chunk);
+        let (message, uploaded) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::warn!(%phone, device, error = %e, "history chunk not built");
+                return;
+            }
+        };
+        let id = new_message_id();
+        {
+            let mut w = server.world();
+            if let Some(account) = w.accounts.get_mut(phone) {
+                account.history_sent.push(crate::history::SentChunk {
+                    device,
+                    id: id.clone(),
+                    sync_type: crate::history::type_name(chunk.sync_type).to_owned(),
+                    chunk_order: chunk.chunk_order,
+                    progress: chunk.progress,
+                    messages: chunk.messages,
+                    uploaded,
+                    acknowledged: false,
+                });
+            }
+        }
+        if let Err(e) = send_peer(server, phone, signal, device, &message, id).await {
+            tracing::warn!(%phone, device, error = %e, "history chunk not sent");
+            return;
+        }
+    }
 }
 
 fn stanza_type(message: &wa::Message) -> &'static str {

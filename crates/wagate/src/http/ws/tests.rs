@@ -110,6 +110,7 @@ async fn log_with_session() -> (crate::store::SqliteStore, OrgId, SessionId) {
             org_id: org.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await
     else {

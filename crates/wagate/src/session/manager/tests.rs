@@ -114,7 +114,13 @@ async fn setup() -> Setup {
 impl Setup {
     async fn session(&self) -> Result<SessionRecord, ManagerError> {
         self.manager
-            .create(self.org, None, SessionPace::default(), false)
+            .create(
+                self.org,
+                None,
+                SessionPace::default(),
+                Default::default(),
+                false,
+            )
             .await
     }
 
@@ -399,7 +405,7 @@ async fn a_node_that_cannot_renew_disconnects_its_sessions_before_the_lease_expi
     let mut ids = Vec::new();
     for _ in 0..2 {
         let record = manager
-            .create(org, None, SessionPace::default(), true)
+            .create(org, None, SessionPace::default(), Default::default(), true)
             .await?;
         ids.push(record.id);
     }

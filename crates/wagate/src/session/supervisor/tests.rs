@@ -168,6 +168,7 @@ async fn harness_on(
                 org_id: org.id,
                 label: Label::try_from("test".to_string()).ok(),
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await
     }

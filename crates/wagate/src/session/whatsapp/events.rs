@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use wacore::stanza::groups::{GroupNotificationAction, GroupParticipantInfo, GroupParticipantType};
 use wacore::types::call::{CallAction, IncomingCall};
-use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, PictureUpdate};
+use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, PictureUpdate, LazyHistorySync};
 use wacore::types::presence::{ChatPresence, ChatPresenceMedia, ReceiptType};
 use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
@@ -28,6 +28,8 @@ use crate::store::NoticeKey;
 pub(super) struct Forwarder {
     pub(super) events: mpsc::UnboundedSender<EngineEvent>,
     pub(super) deliveries: mpsc::UnboundedSender<Delivery>,
+    /// The connection's history task (`history.rs`).
+    pub(super) history: mpsc::UnboundedSender<LazyHistorySync>,
 }
 
 impl Forwarder {
@@ -66,6 +68,11 @@ impl EventHandler for Forwarder {
         if let Some(delivery) = Self::delivery(&event) {
             // A closed channel means the session is going away.
             let _ = self.deliveries.send(delivery);
+            return;
+        }
+        if let Event::HistorySync(lazy) = &*event {
+            // A refcounted handle on the compressed chunk; decoded there.
+            let _ = self.history.send(lazy.as_ref().clone());
             return;
         }
         let mapped = match &*event {
@@ -161,6 +168,7 @@ impl EventHandler for Forwarder {
             EventKind::MarkChatAsReadUpdate,
             EventKind::ServerAck,
             EventKind::Receipt,
+            EventKind::HistorySync,
         ])
     }
 }

@@ -51,6 +51,7 @@ async fn two_nodes(
                 org_id: org,
                 label: None,
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await?;
         sessions.push(record.id);

@@ -34,6 +34,8 @@ mod events;
 mod fences;
 #[path = "../sql/groups.rs"]
 mod groups;
+#[path = "../sql/history.rs"]
+mod history;
 #[path = "../sql/keys.rs"]
 mod keys;
 mod leases;

@@ -8,12 +8,13 @@ use sqlx::{QueryBuilder, Row};
 
 use super::events::append_events_to;
 use super::messages::{message, message_columns};
-use super::webhooks::WebhookTargets;
+use super::webhooks::{WebhookTargets};
 use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::{Envelope, EventData};
 use crate::store::chats::{ChatChanged, ChatRecord, ChatStore, ChatTouch, chat_kind};
-use crate::store::{StoreError, from_millis, millis, now};
+use crate::store::{StoreError, from_millis, millis, now, NewHistory};
+use super::writer::{self, Write, Written};
 
 /// The latest message of each chat a write touched, and what it does to
 /// the unread count.
@@ -246,6 +247,15 @@ impl ChatStore for Backend {
         .await?;
         tx.commit().await?;
         Ok(ChatChanged::Changed(Box::new(event)))
+    }
+
+    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError> {
+        let claims = self.claims([history.session_id]);
+        match writer::write_claimed(&self.writer, Write::History(Box::new(history)), claims).await?
+        {
+            Written::History(event) => Ok(*event),
+            _ => Err(writer::mismatch()),
+        }
     }
 
     async fn get_chat(

@@ -26,6 +26,7 @@ async fn setup() -> Result<Option<(TestStore<Backend>, OrgId, SessionId)>, Store
             org_id: org.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     Ok(Some((store, org.id, session.id)))
@@ -173,6 +174,7 @@ async fn the_list_pages_without_gaps_or_repeats() -> Result<(), StoreError> {
             org_id: org,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     assert!(store.list_chats(org, other.id, None, 10).await?.is_empty());

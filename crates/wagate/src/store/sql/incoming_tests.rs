@@ -23,6 +23,7 @@ async fn setup() -> Result<Option<(TestStore<Backend>, OrgId, SessionId)>, Store
             org_id: org.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     Ok(Some((store, org.id, session.id)))
@@ -220,6 +221,7 @@ async fn a_group_answers_each_batch_with_its_own_events() -> Result<(), StoreErr
             org_id: org,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?
         .id;

@@ -42,6 +42,7 @@ async fn session(store: &GatewayStore, org: OrgId) -> Result<SessionId, StoreErr
             org_id: org,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?
         .id)

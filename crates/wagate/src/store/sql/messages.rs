@@ -32,7 +32,8 @@ macro_rules! message_columns {
          messages.wa_id, messages.chat, messages.kind, messages.content, messages.status, \
          messages.failure_reason, messages.failure_code, messages.created_at, \
          messages.updated_at, messages.sender_phone, messages.sender_lid, messages.push_name, \
-         messages.from_me, messages.sent_at, messages.reply_to, messages.media_ref"
+         messages.from_me, messages.sent_at, messages.reply_to, messages.media_ref, \
+         messages.from_history"
     };
 }
 pub(super) use message_columns;
@@ -76,6 +77,7 @@ pub(super) fn message(row: &DbRow) -> Result<MessageRecord, StoreError> {
                 from_me: row.try_get("from_me")?,
                 sent_at: from_millis(sent_at.unwrap_or_default())?,
                 reply_to: row.try_get("reply_to")?,
+                from_history: row.try_get("from_history")?,
             })
         }
     };

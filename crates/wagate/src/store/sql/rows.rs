@@ -50,6 +50,7 @@ pub(in crate::store) fn session(row: &DbRow) -> Result<SessionRecord, StoreError
             presence: parse("sessions.presence", row.try_get("presence")?)?,
             reject_calls: row.try_get("reject_calls")?,
             reject_calls_message: row.try_get("reject_calls_message")?,
+            history: parse("sessions.history", row.try_get("history")?)?,
         },
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,

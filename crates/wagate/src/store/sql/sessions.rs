@@ -7,7 +7,8 @@ use super::fences::check_fences;
 use super::writer::{self, Write, Written};
 use super::{Backend, WriteTx, begin_write, parse, session};
 use crate::domain::{
-    Label, OrgId, PresenceState, SessionBehaviour, SessionId, SessionStatus, StatusReason,
+    HistoryScope, Label, OrgId, PresenceState, SessionBehaviour, SessionId, SessionStatus,
+    StatusReason,
 };
 use crate::events::Envelope;
 use crate::store::{
@@ -22,7 +23,7 @@ macro_rules! select_sessions {
         concat!(
             "SELECT id, org_id, label, status, status_reason, phone, push_name, \
              send_per_minute, send_new_chats_per_minute, presence, reject_calls, \
-             reject_calls_message, created_at, updated_at \
+             reject_calls_message, history, created_at, updated_at \
              FROM sessions ",
             $($rest),*
         )
@@ -42,14 +43,17 @@ impl SessionStore for Backend {
             phone: None,
             push_name: None,
             pace: new.pace,
-            behaviour: SessionBehaviour::default(),
+            behaviour: SessionBehaviour {
+                history: new.history,
+                ..SessionBehaviour::default()
+            },
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
             "INSERT INTO sessions (id, org_id, label, status, send_per_minute, \
-             send_new_chats_per_minute, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             send_new_chats_per_minute, created_at, updated_at, history) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(record.id.to_string())
         .bind(record.org_id.to_string())
@@ -59,6 +63,7 @@ impl SessionStore for Backend {
         .bind(new.pace.new_chats_per_minute.map(|p| i64::from(p.get())))
         .bind(millis(now))
         .bind(millis(now))
+        .bind(new.history.as_str())
         .execute(&self.pool)
         .await?;
         Ok(record)
@@ -126,6 +131,7 @@ impl SessionStore for Backend {
                presence = COALESCE($10, presence), \
                reject_calls = COALESCE($11, reject_calls), \
                reject_calls_message = CASE WHEN $12 THEN $13 ELSE reject_calls_message END, \
+               history = COALESCE($14, history), \
                updated_at = $7 \
              WHERE id = $8 AND org_id = $9",
         )
@@ -142,6 +148,7 @@ impl SessionStore for Backend {
         .bind(changes.reject_calls)
         .bind(changes.reject_calls_message.is_some())
         .bind(changes.reject_calls_message.clone().flatten())
+        .bind(changes.history.map(HistoryScope::as_str))
         .execute(&self.pool)
         .await?;
         if result.rows_affected() == 0 {

@@ -82,6 +82,7 @@ async fn sessions_are_scoped_to_their_organization() -> Result<(), StoreError> {
             org_id: acme.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     assert_eq!(store.get_session(other.id, created.id).await?, None);
@@ -114,6 +115,7 @@ async fn listing_pages_through_sessions_with_a_cursor_and_a_status_filter() -> R
                 org_id: org.id,
                 label: None,
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await?;
         ids.push(s.id);
@@ -182,6 +184,7 @@ async fn status_reason_and_identity_are_persisted() -> Result<(), StoreError> {
             org_id: org.id,
             label: Label::try_from("sales".to_string()).ok(),
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     store
@@ -277,6 +280,7 @@ async fn a_group_notification_applies_once_and_groups_page_by_jid() -> Result<()
             org_id: org.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     let member = |phone: &str, role| GroupMember {

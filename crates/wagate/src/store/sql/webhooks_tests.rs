@@ -100,6 +100,7 @@ async fn an_event_queues_one_delivery_per_matching_enabled_webhook_in_its_transa
             org_id: org.id,
             label: None,
             pace: Default::default(),
+            history: Default::default(),
         })
         .await?;
     let all = hook(&store, org.id, None, None, true).await;

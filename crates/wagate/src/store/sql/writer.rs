@@ -1,6 +1,7 @@
 //! The store's one group-commit writer: every small write that comes in
 //! bursts from many sessions at once (status changes, incoming batches,
-//! the key rows every message makes, delivered webhook runs, accepted
+//! the key rows every message makes, history-sync chunks, delivered
+//! webhook runs, accepted
 //! messages, their attempts, acks and receipts) is a
 //! [`Write`] request to one [`GroupWriter`] task, which commits the
 //! requests waiting at that moment in one transaction, kind by kind (rows
@@ -23,6 +24,7 @@ use tokio::sync::Mutex;
 
 use super::Db;
 use super::fences::check_fences;
+use super::history::record_history_in;
 use super::keys::{KeyWrite, write_key_group};
 use super::messages::{
     accept_many_in, advance_many_in, record_attempt_in, record_incoming_in, set_wire_in,
@@ -35,8 +37,8 @@ use crate::events::Envelope;
 use crate::group_commit::{Commit, GroupWriter, WriteError};
 use crate::store::leases::Claim;
 use crate::store::{
-    Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewIncoming, NewOutgoing, StatusChange,
-    StoreError,
+    Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewHistory, NewIncoming, NewOutgoing,
+    StatusChange, StoreError,
 };
 
 /// One request to the writer.
@@ -48,6 +50,8 @@ pub(in crate::store) enum Write {
     /// Key rows of one session (Signal sessions, the durability hook's
     /// pending-inbound rows).
     Keys(KeyWrite),
+    /// A history-sync chunk, with its event.
+    History(Box<NewHistory>),
     /// A delivered webhook run.
     Delivered(Vec<(DueDelivery, AttemptResult)>),
     /// An outgoing message accepted (with its idempotency claim).
@@ -97,6 +101,8 @@ pub(in crate::store) enum Written {
     /// The events of the messages that were new.
     Incoming(Vec<Envelope>),
     Accepted(Accepted),
+    /// The `history.sync` event.
+    History(Box<Envelope>),
     /// The events of the messages that moved.
     Advanced(Vec<Envelope>),
     Done,
@@ -176,6 +182,7 @@ impl Commit for Committer {
             Write::Incoming(batch) => batch.len().max(1),
             Write::Keys(keys) => keys.rows().max(1),
             Write::Delivered(run) => run.len().max(1),
+            Write::History(history) => history.message_count().max(1),
             Write::Advance(advance) => advance.wa_ids.len().max(1),
             Write::Accept(_) | Write::Wire { .. } | Write::Attempt { .. } => 1,
             #[cfg(test)]
@@ -201,7 +208,10 @@ impl Commit for Committer {
                 Write::Delivered(run) => delivered.extend(run.iter().cloned()),
                 Write::Accept(accept) => accepts.push(accept.as_ref()),
                 Write::Advance(advance) => advances.push(advance.as_ref()),
-                Write::Status(_) | Write::Wire { .. } | Write::Attempt { .. } => {}
+                Write::Status(_)
+                | Write::Wire { .. }
+                | Write::Attempt { .. }
+                | Write::History(_) => {}
                 #[cfg(test)]
                 Write::Panic => panic!("injected writer panic"),
             }
@@ -254,6 +264,9 @@ impl Commit for Committer {
                     Written::Status(change)
                 }
                 Write::Incoming(_) => Written::Incoming(incoming.next().unwrap_or_default()),
+                Write::History(history) => {
+                    Written::History(Box::new(record_history_in(&mut tx, history).await?))
+                }
                 Write::Accept(_) => match accepted.next() {
                     Some(accepted) => Written::Accepted(accepted),
                     None => return Err(mismatch()),

@@ -17,6 +17,8 @@ mod events;
 mod fences;
 #[path = "../sql/groups.rs"]
 mod groups;
+#[path = "../sql/history.rs"]
+mod history;
 #[path = "../sql/keys.rs"]
 mod keys;
 #[path = "../sql/messages.rs"]
@@ -323,6 +325,7 @@ mod tests {
                 org_id: org.id,
                 label: None,
                 pace: Default::default(),
+                history: Default::default(),
             })
             .await?;
         store

@@ -1,0 +1,392 @@
+//! History after linking: the phone's existing chats (a person, a group, a
+//! person known by LID only; 200 messages) arrive as history-sync chunks,
+//! are reported as `history.sync` events (not one `message.received`
+//! each) and stored as chats and messages that page both ways; a live
+//! message afterwards is stored once and moves its chat to the top; with
+//! `history: none` nothing is kept.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use wasim::{HistoryChat, HistoryMessage, HistorySeed};
+
+use crate::helpers::*;
+
+/// The linked number.
+const ALICE: &str = "15550015555";
+/// A person with an account (so a number and a LID the phone maps).
+const BOB: &str = "15550016666";
+const CAROL: &str = "15550017777";
+const GROUP: &str = "120363000000000042@g.us";
+/// A person the phone knows by LID only.
+const DAVE: &str = "987654321098765@lid";
+
+fn jid(phone: &str) -> String {
+    format!("{phone}@s.whatsapp.net")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn message(
+    at: u64,
+    text: String,
+    from_me: bool,
+    sender: Option<&str>,
+    name: &str,
+) -> HistoryMessage {
+    HistoryMessage {
+        id: Some(format!("HIST{}", text.to_uppercase())),
+        from_me,
+        sender: sender.map(str::to_string),
+        push_name: (!from_me).then(|| name.to_string()),
+        timestamp: at,
+        text,
+    }
+}
+
+/// Bob's chat is the oldest, then the group, then Dave's (newest): 100,
+/// 60 and 40 messages, every third one written by the phone's owner.
+fn seed() -> HistorySeed {
+    let base = now() - 10 * 86_400;
+    let bob = (0..100)
+        .map(|i| {
+            message(
+                base + i * 60,
+                format!("b{i}"),
+                i.is_multiple_of(3),
+                None,
+                "Bob",
+            )
+        })
+        .collect();
+    let group = (0..60)
+        .map(|i: u64| {
+            let (who, name) = if i.is_multiple_of(2) {
+                (BOB, "Bob")
+            } else {
+                (CAROL, "Carol")
+            };
+            message(
+                base + 20_000 + i * 60,
+                format!("g{i}"),
+                i.is_multiple_of(3),
+                Some(who),
+                name,
+            )
+        })
+        .collect();
+    let dave = (0..40)
+        .map(|i: u64| {
+            message(
+                base + 40_000 + i * 60,
+                format!("d{i}"),
+                i.is_multiple_of(3),
+                None,
+                "Dave",
+            )
+        })
+        .collect();
+    HistorySeed {
+        chats: vec![
+            HistoryChat {
+                jid: jid(BOB),
+                name: None,
+                unread: 2,
+                messages: bob,
+            },
+            HistoryChat {
+                jid: GROUP.into(),
+                name: Some("Team".into()),
+                unread: 0,
+                messages: group,
+            },
+            HistoryChat {
+                jid: DAVE.into(),
+                name: None,
+                unread: 1,
+                messages: dave,
+            },
+        ],
+        push_names: vec![],
+    }
+}
+
+async fn get(gateway: &Gateway, path: &str) -> (u16, Value) {
+    gateway.call(Method::GET, path, None).await
+}
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .map(|m| {
+                    m["content"]["body"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Creates a session with `history`, links `phone` to it by QR code and
+/// waits for `working`; returns the session and the `history.sync` events
+/// that came meanwhile (the first chunks may come before `working`).
+async fn link_with(
+    gateway: &Gateway,
+    events: &mut Events,
+    sim: &wasim::Simulator,
+    phone: &str,
+    history: &str,
+) -> (String, Vec<Value>) {
+    let (status, body) = gateway
+        .call(
+            Method::POST,
+            "/sessions",
+            Some(json!({ "history": history })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["history"], history, "{body}");
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    let code = events.qr(&id).await;
+    sim.handle()
+        .scan_qr(phone, &code)
+        .unwrap_or_else(|e| panic!("scan: {e}"));
+    let mut synced = Vec::new();
+    loop {
+        let event = events.next("working").await;
+        if event["session_id"] != id.as_str() {
+            continue;
+        }
+        assert_ne!(event["event"], "message.received", "{event}");
+        if event["event"] == "history.sync" {
+            synced.push(event);
+        } else if event["event"] == "session.status" && event["data"]["status"] == "working" {
+            return (id, synced);
+        }
+    }
+}
+
+/// Every message of a chat, newest first, `limit` at a time back with
+/// `before`; then oldest first forward with `after`. Both must hold each
+/// message once.
+async fn page_both_ways(gateway: &Gateway, session: &str, chat: &str) -> Vec<String> {
+    let messages = format!("/sessions/{session}/chats/{chat}/messages?limit=30");
+    let (status, mut page) = get(gateway, &messages).await;
+    assert_eq!(status, 200, "{page}");
+    let mut back = Vec::new();
+    loop {
+        for m in page["data"].as_array().into_iter().flatten() {
+            assert_eq!(m["from_history"], true, "{m}");
+        }
+        back.extend(bodies(&page));
+        let Some(before) = page["next_before"].as_str().map(str::to_string) else {
+            break;
+        };
+        page = get(gateway, &format!("{messages}&before={before}")).await.1;
+    }
+    let oldest = page["data"]
+        .as_array()
+        .and_then(|d| d.last())
+        .and_then(|m| m["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut forward = vec![bodies(&page).last().cloned().unwrap_or_default()];
+    let (_, mut page) = get(gateway, &format!("{messages}&after={oldest}")).await;
+    loop {
+        let mut newest_first = bodies(&page);
+        newest_first.reverse();
+        forward.extend(newest_first);
+        let Some(after) = page["next_after"].as_str().map(str::to_string) else {
+            break;
+        };
+        page = get(gateway, &format!("{messages}&after={after}")).await.1;
+    }
+    let mut reversed = back.clone();
+    reversed.reverse();
+    assert_eq!(forward, reversed, "forward and back disagree");
+    let unique: HashSet<&String> = back.iter().collect();
+    assert_eq!(unique.len(), back.len(), "a message twice: {back:?}");
+    back
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_after_linking_is_stored_as_chats_and_messages() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let phones = sim.handle();
+    for phone in [BOB, CAROL] {
+        phones
+            .register_phone(phone)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let seeded = phones
+        .seed_history(ALICE, seed())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seeded, 200);
+    let (session, mut synced) = link_with(&gateway, &mut events, &sim, ALICE, "recent").await;
+
+    // Chunks until all 200 are stored, and none as a message.received.
+    let mut stored = 0;
+    let mut kinds = Vec::new();
+    while stored < 200 || !kinds.contains(&"push_name".to_string()) {
+        let event = if synced.is_empty() {
+            events.next("history.sync events").await
+        } else {
+            synced.remove(0)
+        };
+        if event["session_id"] != session.as_str() {
+            continue;
+        }
+        assert_ne!(event["event"], "message.received", "{event}");
+        if event["event"] == "history.sync" {
+            stored += event["data"]["messages"].as_u64().unwrap_or_default();
+            kinds.push(
+                event["data"]["sync_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            assert!(event["data"]["chunk_order"].is_u64(), "{event}");
+        }
+    }
+    assert_eq!(stored, 200);
+    assert_eq!(kinds[0], "initial_bootstrap", "{kinds:?}");
+    assert!(kinds.contains(&"recent".to_string()), "{kinds:?}");
+    // Every chunk was acknowledged to the phone.
+    let chunks = phones
+        .wait_history_chunks(ALICE, Duration::from_secs(30), |c| {
+            c.len() == 4 && c.iter().all(|c| c.acknowledged)
+        })
+        .await;
+    assert!(chunks.is_some(), "{:?}", phones.history_chunks(ALICE));
+
+    // Latest activity first, each with its name and last message.
+    let (status, chats) = get(&gateway, &format!("/sessions/{session}/chats")).await;
+    assert_eq!(status, 200, "{chats}");
+    let ids: Vec<&str> = chats["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, [DAVE, GROUP, jid(BOB).as_str()], "{chats}");
+    let [dave, group, bob] = [&chats["data"][0], &chats["data"][1], &chats["data"][2]];
+    assert_eq!(dave["name"], "Dave", "{dave}");
+    assert_eq!(dave["last_message"]["content"]["body"], "d39");
+    assert_eq!(dave["unread"], 1);
+    assert_eq!(group["kind"], "group");
+    assert_eq!(group["name"], "Team", "{group}");
+    assert_eq!(group["last_message"]["content"]["body"], "g59");
+    assert_eq!(bob["name"], "Bob", "{bob}");
+    assert_eq!(bob["unread"], 2);
+    assert_eq!(bob["last_message"]["content"]["body"], "b99");
+    assert_eq!(bob["last_message"]["from_history"], true);
+
+    // Each chat's messages, both ways, without gaps or repeats.
+    let expect = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n).rev().map(|i| format!("{prefix}{i}")).collect()
+    };
+    assert_eq!(
+        page_both_ways(&gateway, &session, BOB).await,
+        expect("b", 100)
+    );
+    assert_eq!(
+        page_both_ways(&gateway, &session, GROUP).await,
+        expect("g", 60)
+    );
+    assert_eq!(
+        page_both_ways(&gateway, &session, DAVE).await,
+        expect("d", 40)
+    );
+    // Both directions and the senders kept.
+    let (_, newest) = get(
+        &gateway,
+        &format!("/sessions/{session}/chats/{GROUP}/messages?limit=3"),
+    )
+    .await;
+    assert_eq!(newest["data"][0]["sender"]["phone"], CAROL, "{newest}");
+    assert_eq!(newest["data"][0]["push_name"], "Carol", "{newest}");
+    assert_eq!(newest["data"][0]["from_me"], false, "{newest}");
+    assert_eq!(newest["data"][1]["sender"]["phone"], BOB, "{newest}");
+    assert_eq!(
+        newest["data"][2]["from_me"], true,
+        "g57 is the owner's: {newest}"
+    );
+
+    // A live message arrives once and brings Bob's chat to the top.
+    let id = phones
+        .phone_send_text(BOB, ALICE, "live")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = events.incoming(&session, &id).await;
+    assert_eq!(event["event"], "message.received");
+    let (_, chats) = get(&gateway, &format!("/sessions/{session}/chats")).await;
+    assert_eq!(chats["data"][0]["id"], jid(BOB), "{chats}");
+    assert_eq!(chats["data"][0]["unread"], 3, "{chats}");
+    let (_, newest) = get(
+        &gateway,
+        &format!("/sessions/{session}/chats/{BOB}/messages?limit=2"),
+    )
+    .await;
+    assert_eq!(bodies(&newest), ["live", "b99"], "{newest}");
+    assert_eq!(newest["data"][0]["from_history"], false);
+    assert_eq!(chats["data"].as_array().map(Vec::len), Some(3), "{chats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_none_nothing_is_kept() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let phones = sim.handle();
+    for phone in [BOB, CAROL] {
+        phones
+            .register_phone(phone)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    phones
+        .seed_history(ALICE, seed())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (session, synced) = link_with(&gateway, &mut events, &sim, ALICE, "none").await;
+    assert!(synced.is_empty(), "{synced:?}");
+    let chunks = phones
+        .wait_history_chunks(ALICE, Duration::from_secs(30), |c| {
+            c.len() == 4 && c.iter().all(|c| c.acknowledged)
+        })
+        .await;
+    assert!(chunks.is_some(), "{:?}", phones.history_chunks(ALICE));
+    // A live message after the history: only it is stored.
+    let id = phones
+        .phone_send_text(BOB, ALICE, "live")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    events.incoming(&session, &id).await;
+    let (_, chats) = get(&gateway, &format!("/sessions/{session}/chats")).await;
+    assert_eq!(chats["data"].as_array().map(Vec::len), Some(1), "{chats}");
+    let (_, messages) = get(
+        &gateway,
+        &format!("/sessions/{session}/chats/{BOB}/messages"),
+    )
+    .await;
+    assert_eq!(bodies(&messages), ["live"], "{messages}");
+
+    // The setting changes like the others.
+    let (status, body) = gateway
+        .call(
+            Method::PATCH,
+            &format!("/sessions/{session}"),
+            Some(json!({ "history": "full" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["history"], "full");
+}
