@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, MessageId, MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus, StatusReason, WebhookId, HistorySyncType,
+    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, HistorySyncType,
+    MessageId, MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus,
+    StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 
 use super::group_events::GroupNotice;
 use super::messenger::Messenger;
-use crate::domain::{CallOutcome, ContactPresence, MessageStatus, Phone, SessionId, HistoryScope, HistorySyncType};
+use crate::domain::{
+    CallOutcome, ContactPresence, HistoryScope, HistorySyncType, MessageStatus, Phone, SessionId,
+};
 use crate::messages::{Inbound, MediaRef, Sender};
 use crate::store::{HistoryChat, StoreError, StoredPoll};
 

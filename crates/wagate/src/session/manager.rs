@@ -19,8 +19,8 @@ use super::supervisor::{
 };
 use super::working::Working;
 use crate::domain::{
-    ChatChange, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour, SessionId, HistoryScope,
-    SessionPace, SessionStatus, StatusReason,
+    ChatChange, HistoryScope, Label, MessageId, OrgId, Phone, PresenceState, SessionBehaviour,
+    SessionId, SessionPace, SessionStatus, StatusReason,
 };
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MessageRecord, StoreError, NewHistory};
+use super::{MessageRecord, NewHistory, StoreError};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::Envelope;
 

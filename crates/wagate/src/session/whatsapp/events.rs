@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use wacore::stanza::groups::{GroupNotificationAction, GroupParticipantInfo, GroupParticipantType};
 use wacore::types::call::{CallAction, IncomingCall};
-use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, PictureUpdate, LazyHistorySync};
+use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, LazyHistorySync, PictureUpdate};
 use wacore::types::presence::{ChatPresence, ChatPresenceMedia, ReceiptType};
 use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};

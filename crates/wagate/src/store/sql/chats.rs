@@ -8,13 +8,13 @@ use sqlx::{QueryBuilder, Row};
 
 use super::events::append_events_to;
 use super::messages::{message, message_columns};
-use super::webhooks::{WebhookTargets};
+use super::webhooks::WebhookTargets;
+use super::writer::{self, Write, Written};
 use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::{Envelope, EventData};
 use crate::store::chats::{ChatChanged, ChatRecord, ChatStore, ChatTouch, chat_kind};
-use crate::store::{StoreError, from_millis, millis, now, NewHistory};
-use super::writer::{self, Write, Written};
+use crate::store::{NewHistory, StoreError, from_millis, millis, now};
 
 /// The latest message of each chat a write touched, and what it does to
 /// the unread count.
