@@ -10,13 +10,13 @@ use chrono::Utc;
 use wacore::store::error::StoreError as KeyError;
 
 use super::{DEFAULT_POOL_SIZE, PostgresStore};
-use crate::domain::{MessageId, MessageStatus, OrgId, SessionId, SessionStatus};
+use crate::domain::{ChatChange, MessageId, MessageStatus, OrgId, SessionId, SessionStatus};
 use crate::events::{Envelope, EventData};
 use crate::messages::{Inbound, IncomingContent, Sender};
 use crate::store::testing::TestDatabase;
 use crate::store::{
-    GroupStore, Held, KeyStore, LeaseStore, MessageStore, NewIncoming, NewOutgoing, NewSession,
-    OrgStore, SessionStore, StatusChange, StoreError,
+    ChatStore, GroupStore, Held, KeyStore, LeaseStore, MessageStore, NewIncoming, NewOutgoing,
+    NewSession, OrgStore, SessionStore, StatusChange, StoreError,
 };
 
 const LEASE: Duration = Duration::from_secs(15);
@@ -275,6 +275,9 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
         crate::store::Accepted::Created { message, .. } => message.id,
         _ => return Err("not accepted".into()),
     };
+    // A chat, from a message received while n1 owns it.
+    one.record_incoming(vec![incoming(org, moving, "3EB0FIRST")])
+        .await?;
     let keys = one.for_session(moving);
     keys.put_session("1@s.whatsapp.net", b"before").await?;
     one.write_status(status(org, moving, SessionStatus::Starting))
@@ -348,6 +351,17 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
         moving
     ));
     assert!(is_moved(one.replace_groups(moving, &[]).await, moving));
+    // A chat's settings, as the app state reports them to the owner.
+    assert!(is_moved(
+        one.change_chat(
+            org,
+            moving,
+            "15550001111@s.whatsapp.net",
+            ChatChange::Archive(true)
+        )
+        .await,
+        moving
+    ));
     assert!(is_moved(
         one.apply_group_edits(moving, None, &[], &mut []).await,
         moving

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row};
 
 use super::events::append_events_to;
+use super::fences::check_fences;
 use super::messages::{message, message_columns};
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Write, Written};
@@ -190,6 +191,9 @@ impl ChatStore for Backend {
         change: ChatChange,
     ) -> Result<ChatChanged, StoreError> {
         let mut tx = begin_write(self).await?;
+        // The owner's writes (app-state events) carry its epoch; the API's,
+        // on a node that does not run the session, carry none.
+        check_fences(&mut tx, &self.claims([session])).await?;
         let Some(row) = sqlx::query(
             "SELECT archived, pinned, muted_until, unread FROM chats \
              WHERE session_id = $1 AND chat = $2",
