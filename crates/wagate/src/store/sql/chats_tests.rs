@@ -8,7 +8,7 @@ use crate::messages::{Inbound, IncomingContent, Sender};
 use crate::store::EventStore;
 use crate::store::chats::ChatKind;
 use crate::store::testing::TestStore;
-use crate::store::{MessageStore, NewIncoming, NewOutgoing, NewSession, OrgStore, SessionStore};
+use crate::store::{MessageStore, NewIncoming, NewOutgoing, NewSession, SessionStore};
 
 const BOB: &str = "15550001111@s.whatsapp.net";
 const ANN: &str = "15550002222@s.whatsapp.net";
@@ -19,17 +19,8 @@ async fn setup() -> Result<Option<(TestStore<Backend>, OrgId, SessionId)>, Store
     let Some(store) = super::super::test_store().await else {
         return Ok(None);
     };
-    let org = store.create_org("acme").await?;
-    let session = store
-        .insert_session(NewSession {
-            id: SessionId::new(),
-            org_id: org.id,
-            label: None,
-            pace: Default::default(),
-            history: Default::default(),
-        })
-        .await?;
-    Ok(Some((store, org.id, session.id)))
+    let (org, session) = crate::store::testing::new_session(&*store).await?;
+    Ok(Some((store, org, session)))
 }
 
 fn incoming(org: OrgId, session: SessionId, chat: &str, wa_id: &str, from_me: bool) -> NewIncoming {

@@ -11,7 +11,7 @@ use crate::messages::{Inbound, IncomingContent, Sender};
 use crate::store::testing::TestStore;
 use crate::store::{
     Accepted, ChatStore, EventStore, HistoryChat, MessageQuery, MessageStore, NewHistory,
-    NewIncoming, NewOutgoing, NewSession, OrgStore, SessionStore, StoreError,
+    NewIncoming, NewOutgoing, StoreError,
 };
 
 const BOB: &str = "15550001111@s.whatsapp.net";
@@ -21,17 +21,8 @@ async fn setup() -> Result<Option<(TestStore<Backend>, OrgId, SessionId)>, Store
     let Some(store) = super::super::test_store().await else {
         return Ok(None);
     };
-    let org = store.create_org("acme").await?;
-    let session = store
-        .insert_session(NewSession {
-            id: SessionId::new(),
-            org_id: org.id,
-            label: None,
-            pace: Default::default(),
-            history: Default::default(),
-        })
-        .await?;
-    Ok(Some((store, org.id, session.id)))
+    let (org, session) = crate::store::testing::new_session(&*store).await?;
+    Ok(Some((store, org, session)))
 }
 
 fn text(chat: &str, wa_id: &str, at: DateTime<Utc>, from_me: bool) -> Inbound {
