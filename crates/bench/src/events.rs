@@ -18,6 +18,19 @@ use crate::inbound;
 pub(crate) struct Track {
     pub(crate) first_qr: Option<Instant>,
     pub(crate) statuses: Vec<(String, Instant)>,
+    /// `history.sync` events: chunks, and the chats and messages they
+    /// say were stored.
+    pub(crate) history: HistoryTrack,
+}
+
+/// The sum of a session's `history.sync` events.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct HistoryTrack {
+    pub(crate) chunks: u64,
+    pub(crate) chats: u64,
+    pub(crate) messages: u64,
+    pub(crate) push_names: u64,
+    pub(crate) last: Option<Instant>,
 }
 
 impl Track {
@@ -138,6 +151,16 @@ impl Events {
                         if let Some(status) = event["data"]["status"].as_str() {
                             track.statuses.push((status.to_string(), at));
                         }
+                    }
+                    Some("history.sync") => {
+                        let data = &event["data"];
+                        let count = |field: &str| data[field].as_u64().unwrap_or(0);
+                        let history = &mut track.history;
+                        history.chunks += 1;
+                        history.chats += count("chats");
+                        history.messages += count("messages");
+                        history.push_names += count("push_names");
+                        history.last = Some(at);
                     }
                     _ => {}
                 }

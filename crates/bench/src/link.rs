@@ -260,6 +260,10 @@ pub(crate) struct Linked {
     pub(crate) id: String,
     pub(crate) to_qr: Duration,
     pub(crate) to_working: Duration,
+    /// When the scan was sent to the simulator.
+    pub(crate) scanned_at: Instant,
+    /// When the session reported `working`.
+    pub(crate) working_at: Instant,
 }
 
 pub(crate) async fn link_one(
@@ -303,5 +307,7 @@ pub(crate) async fn link_one(
         id,
         to_qr: qr_at.saturating_duration_since(created_at),
         to_working: working_at.saturating_duration_since(scanned_at),
+        scanned_at,
+        working_at,
     })
 }

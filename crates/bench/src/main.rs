@@ -35,6 +35,7 @@ use clap::Parser;
 mod database;
 mod events;
 mod gateway;
+mod history;
 mod inbound;
 mod link;
 mod resources;
@@ -93,6 +94,10 @@ enum Scenario {
     /// Simulated contacts send texts to the linked sessions; time each to
     /// its `message.received` on the realtime socket and at a webhook.
     Inbound(inbound::InboundArgs),
+    /// A phone with a long history links: time until the gateway has
+    /// stored it, the gateway's peak RSS growth meanwhile, then the chat
+    /// list's and a chat's messages' latency (one session).
+    History(history::HistoryArgs),
 }
 
 #[tokio::main]
@@ -104,12 +109,14 @@ async fn main() -> anyhow::Result<()> {
         Some(Scenario::Send(_)) => &[("WAGATE_SEND_PER_MINUTE", "0")],
         // The webhook receiver listens on loopback.
         Some(Scenario::Inbound(_)) => &[("WAGATE_ALLOW_PRIVATE_NETWORK", "true")],
+        Some(Scenario::History(_)) => &[],
     };
     let mut stack = Stack::start(&args, extra_env).await?;
     let result = match &args.scenario {
         None => link_scenario(&args, &mut stack).await,
         Some(Scenario::Send(send_args)) => send::run(&args, send_args, &stack).await,
         Some(Scenario::Inbound(inbound_args)) => inbound::run(&args, inbound_args, &stack).await,
+        Some(Scenario::History(history_args)) => history::run(&args, history_args, &stack).await,
     };
     stack.stop().await;
     if let Some(database) = stack.database.take() {
