@@ -483,20 +483,34 @@ impl MessageStore for Backend {
         // UUIDv7 ids sort in creation order, so the id alone is the cursor.
         // Towards the present (`after`) the closest come first, then the
         // page is turned to newest first like every other.
-        let sql = if query.after.is_some() {
-            select_messages!(
+        // One chat's messages read the chat's own index (`messages_by_chat`):
+        // with `($3 IS NULL OR chat = $3)` the planner cannot use it and
+        // reads and sorts every message of the session for each page.
+        let sql = match (query.chat.is_some(), query.after.is_some()) {
+            (true, true) => select_messages!(
+                "WHERE org_id = $1 AND session_id = $2 AND chat = $3 "
+                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($7 IS NULL OR direction = $7) AND id > $8 "
+                "ORDER BY id ASC LIMIT $6"
+            ),
+            (true, false) => select_messages!(
+                "WHERE org_id = $1 AND session_id = $2 AND chat = $3 "
+                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($7 IS NULL OR direction = $7) AND ($8 IS NULL OR id > $8) "
+                "ORDER BY id DESC LIMIT $6"
+            ),
+            (false, true) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
                 "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
                 "AND ($7 IS NULL OR direction = $7) AND id > $8 "
                 "ORDER BY id ASC LIMIT $6"
-            )
-        } else {
-            select_messages!(
+            ),
+            (false, false) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
                 "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
                 "AND ($7 IS NULL OR direction = $7) AND ($8 IS NULL OR id > $8) "
                 "ORDER BY id DESC LIMIT $6"
-            )
+            ),
         };
         let mut records = sqlx::query(sql)
             .bind(org.to_string())
