@@ -499,3 +499,96 @@ async fn with_history_recent_the_old_messages_stay_on_the_phone() {
         old_then_new(0)
     );
 }
+
+/// Asks for `count` older messages of Bob's chat; returns the answer.
+async fn ask_older(s: &Synced, count: Value) -> (u16, Value) {
+    s.gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{}/chats/{BOB}/history", s.session),
+            Some(json!({ "count": count })),
+        )
+        .await
+}
+
+/// Waits for the session's next `history.sync` event; returns it.
+async fn next_sync(s: &mut Synced) -> Value {
+    loop {
+        let event = s.events.next("an on-demand history.sync").await;
+        if event["session_id"] == s.session.as_str() && event["event"] == "history.sync" {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_messages_come_on_demand() {
+    // With `recent` the 15 old messages stay on the phone.
+    let mut s = link_and_sync("recent", 25).await;
+
+    let (status, body) = ask_older(&s, json!(10)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["chat"], jid(BOB), "{body}");
+    assert_eq!(body["count"], 10, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["sync_type"], "on_demand", "{event}");
+    assert_eq!(event["data"]["messages"], 10, "{event}");
+    // The ten before the oldest stored (n0), each once.
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(15)[..35].to_vec()
+    );
+
+    // The rest, then nothing more.
+    let (status, body) = ask_older(&s, json!(100)).await;
+    assert_eq!(status, 202, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["messages"], 5, "{event}");
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(15)
+    );
+    let (status, body) = ask_older(&s, json!(100)).await;
+    assert_eq!(status, 202, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["messages"], 0, "{event}");
+    // Every answer was an acknowledged on-demand chunk.
+    let phones = s.sim.handle();
+    let chunks = phones
+        .wait_history_chunks(ALICE, Duration::from_secs(30), |c| {
+            c.iter().filter(|c| c.sync_type == "ON_DEMAND").count() == 3
+                && c.iter().all(|c| c.acknowledged)
+        })
+        .await;
+    assert!(chunks.is_some(), "{:?}", phones.history_chunks(ALICE));
+
+    // Refused: a count out of range, a chat without messages, a session
+    // that is not working.
+    for count in [json!(0), json!(101)] {
+        let (status, body) = ask_older(&s, count).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_count", "{body}");
+    }
+    let (status, body) = s
+        .gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{}/chats/{CAROL}/history", s.session),
+            Some(json!({ "count": 5 })),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "chat_not_found", "{body}");
+    let (status, body) = s
+        .gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{}/stop", s.session),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ask_older(&s, json!(5)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+}
