@@ -511,11 +511,15 @@ async fn ask_older(s: &Synced, count: Value) -> (u16, Value) {
         .await
 }
 
-/// Waits for the session's next `history.sync` event; returns it.
+/// Waits for the session's next on-demand `history.sync` event (the push
+/// names chunk may still come before it); returns it.
 async fn next_sync(s: &mut Synced) -> Value {
     loop {
         let event = s.events.next("an on-demand history.sync").await;
-        if event["session_id"] == s.session.as_str() && event["event"] == "history.sync" {
+        if event["session_id"] == s.session.as_str()
+            && event["event"] == "history.sync"
+            && event["data"]["sync_type"] == "on_demand"
+        {
             return event;
         }
     }
@@ -581,11 +585,7 @@ async fn older_messages_come_on_demand() {
     assert_eq!(body["error"]["code"], "chat_not_found", "{body}");
     let (status, body) = s
         .gateway
-        .call(
-            Method::POST,
-            &format!("/sessions/{}/stop", s.session),
-            None,
-        )
+        .call(Method::POST, &format!("/sessions/{}/stop", s.session), None)
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = ask_older(&s, json!(5)).await;
