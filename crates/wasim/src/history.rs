@@ -325,6 +325,70 @@ pub(crate) fn plan(seed: &HistorySeed, own: &Own, full_sync: bool, now: u64) -> 
     chunks
 }
 
+/// A companion's request for older messages of one chat
+/// (`HistorySyncOnDemandRequest`, in a peer data operation request).
+pub(crate) struct OnDemand {
+    pub chat: String,
+    /// The oldest message the companion has.
+    pub oldest_id: Option<String>,
+    pub oldest_ms: Option<i64>,
+    pub count: usize,
+}
+
+/// The phone's answer to `request`: one `ON_DEMAND` chunk with up to
+/// `count` (at most a chunk's worth) messages of the chat older than the
+/// companion's oldest one, the newest of those; empty when the phone has
+/// none older (or does not know the chat). A person's chat is found by
+/// number or by LID.
+pub(crate) fn on_demand(seed: &HistorySeed, own: &Own, request: &OnDemand) -> Chunk {
+    let same = |jid: &str| {
+        jid == request.chat
+            || own.mappings.iter().any(|(pn, lid)| {
+                (pn == jid && *lid == request.chat) || (lid == jid && *pn == request.chat)
+            })
+    };
+    let mut payload = wa::HistorySync {
+        sync_type: SyncType::ON_DEMAND,
+        chunk_order: Some(1),
+        progress: Some(100),
+        ..Default::default()
+    };
+    let mut count = 0;
+    if let Some(chat) = seed.chats.iter().find(|c| same(&c.jid)) {
+        let mut messages: Vec<&HistoryMessage> = chat.messages.iter().collect();
+        messages.sort_by_key(|m| m.timestamp);
+        let sorted: Vec<(usize, &HistoryMessage)> = messages.into_iter().enumerate().collect();
+        let known = request
+            .oldest_id
+            .as_deref()
+            .and_then(|id| sorted.iter().position(|(_, m)| m.id.as_deref() == Some(id)));
+        let end = match (known, request.oldest_ms) {
+            (Some(at), _) => at,
+            (None, Some(ms)) => sorted
+                .iter()
+                .take_while(|(_, m)| (m.timestamp as i64).saturating_mul(1000) < ms)
+                .count(),
+            (None, None) => 0,
+        };
+        let older = &sorted[..end];
+        let take = request.count.min(CHUNK_MESSAGES).min(older.len());
+        let wanted = &older[older.len() - take..];
+        if !wanted.is_empty() {
+            payload
+                .conversations
+                .push(conversation(chat, own, wanted, false));
+        }
+        count = wanted.len();
+    }
+    Chunk {
+        sync_type: SyncType::ON_DEMAND,
+        chunk_order: 1,
+        progress: Some(100),
+        payload,
+        messages: count,
+    }
+}
+
 /// The messages of `parts` (chat index, messages) cut into chunks of
 /// [`CHUNK_MESSAGES`], a chat's messages spread over as many as it needs.
 fn split_chunks(
@@ -447,13 +511,20 @@ fn zlib(bytes: &[u8]) -> Result<Vec<u8>, SimError> {
 
 /// The notification for `chunk`: the bootstrap inline, every other chunk
 /// encrypted into the blob store (call with the world locked for the
-/// upload). Returns the message and whether it was uploaded.
-pub(crate) fn notification(w: &mut World, chunk: &Chunk) -> Result<(wa::Message, bool), SimError> {
+/// upload); an answer to a peer data operation request names the
+/// request (`peerDataRequestSessionId`). Returns the message and whether
+/// it was uploaded.
+pub(crate) fn notification(
+    w: &mut World,
+    chunk: &Chunk,
+    request: Option<&str>,
+) -> Result<(wa::Message, bool), SimError> {
     let compressed = zlib(&chunk.payload.encode_to_vec())?;
     let mut note = wa::message::HistorySyncNotification {
         sync_type: Some(notification_type(chunk.sync_type)),
         chunk_order: Some(chunk.chunk_order),
         progress: chunk.progress,
+        peer_data_request_session_id: request.map(str::to_owned),
         ..Default::default()
     };
     let inline = chunk.sync_type == SyncType::INITIAL_BOOTSTRAP;

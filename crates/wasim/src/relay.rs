@@ -335,7 +335,7 @@ pub(crate) fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
         );
         return;
     }
-    let targets: Vec<(String, u16, Node)> = child(msg, "participants")
+    let mut targets: Vec<(String, u16, Node)> = child(msg, "participants")
         .map(children)
         .unwrap_or(&[])
         .iter()
@@ -346,6 +346,16 @@ pub(crate) fn on_message(w: &mut World, conn: ConnId, msg: &Node) {
             Some((phone, addr.device, child(t, "enc")?.clone()))
         })
         .collect();
+    // A peer message (`category="peer"`: one of the account's devices to
+    // another, such as a companion's request to its phone) is addressed to
+    // the device itself, its `<enc>` a direct child.
+    if targets.is_empty()
+        && let Some(enc) = child(msg, "enc")
+        && let Some((addr, phone)) = chat.as_ref()
+        && *phone == sender_phone
+    {
+        targets.push((phone.clone(), addr.device, enc.clone()));
+    }
     if w.sent_by.len() >= SENT_INDEX_LIMIT {
         w.sent_by.clear();
     }

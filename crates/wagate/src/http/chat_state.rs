@@ -26,7 +26,7 @@ pub(crate) struct MuteRequest {
     pub until: Option<DateTime<Utc>>,
 }
 
-fn chat_not_found() -> ApiError {
+pub(super) fn chat_not_found() -> ApiError {
     ApiError::UnknownReference {
         code: "chat_not_found",
         field: "chat",

@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod calls;
+pub(crate) mod chat_history;
 pub(crate) mod chat_list;
 pub(crate) mod chat_state;
 pub(crate) mod chats;
@@ -66,6 +67,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chat_state::unpin))
         .routes(routes!(chat_state::mute))
         .routes(routes!(chat_state::unmute))
+        .routes(routes!(chat_history::request_history))
         .routes(routes!(chats::check_contacts))
         .routes(routes!(lids::by_lid))
         .routes(routes!(lids::by_phone))

@@ -45,7 +45,8 @@ pub(crate) struct Session {
     /// The text a rejected caller gets, if any.
     pub reject_calls_message: Option<String>,
     /// How much of the history after a link is kept: `none`, `recent`
-    /// (the default: all but the full-history chunks) or `full`.
+    /// (the default: all but the full-history chunks) or `full` (which,
+    /// set when the phone links, also asks the phone for the full history).
     pub history: HistoryScope,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -54,6 +54,18 @@ pub struct ContactCheck {
     pub business: bool,
 }
 
+/// The oldest message a session has of a chat, as an on-demand history
+/// request names it to the phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldestMessage {
+    /// Its WhatsApp id.
+    pub wa_id: String,
+    /// Written by this account.
+    pub from_me: bool,
+    /// When it was sent, unix milliseconds.
+    pub timestamp_ms: i64,
+}
+
 #[async_trait]
 pub trait Messenger: Send + Sync {
     /// Sends `message` to `chat` under the WhatsApp id `wa_id`. Sending the
@@ -89,6 +101,16 @@ pub trait Messenger: Send + Sync {
     /// Changes a chat's settings in the account's app state (archive, pin,
     /// mute, read), so the phone and every other device show it.
     async fn change_chat(&self, chat: &Jid, change: ChatChange) -> Result<(), SendFailure>;
+
+    /// Asks the phone for up to `count` messages of `chat` older than
+    /// `oldest` (the oldest the session has); they come later as an
+    /// on-demand history chunk.
+    async fn request_history(
+        &self,
+        chat: &Jid,
+        oldest: &OldestMessage,
+        count: u32,
+    ) -> Result<(), SendFailure>;
 
     /// Tells WhatsApp this device is online or not.
     async fn set_presence(&self, presence: PresenceState) -> Result<(), SendFailure>;
@@ -184,6 +206,27 @@ impl Messenger for ClientMessenger {
             .chatstate()
             .send(chat, state)
             .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn request_history(
+        &self,
+        chat: &Jid,
+        oldest: &OldestMessage,
+        count: u32,
+    ) -> Result<(), SendFailure> {
+        let count = i32::try_from(count)
+            .map_err(|_| SendFailure::Invalid(format!("cannot ask for {count} messages")))?;
+        self.client
+            .fetch_message_history(
+                chat,
+                &oldest.wa_id,
+                oldest.from_me,
+                oldest.timestamp_ms,
+                count,
+            )
+            .await
+            .map(|_| ())
             .map_err(|e| SendFailure::Transient(e.to_string()))
     }
 

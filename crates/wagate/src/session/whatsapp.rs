@@ -137,7 +137,13 @@ impl Engine for WhatsAppEngine {
             })
             // WhatsApp is told a message arrived only once it is stored:
             // a crash in between means it is delivered again, not lost.
-            .with_inbound_durability_hook(DurableInbox { sink: inbound });
+            .with_inbound_durability_hook(DurableInbox {
+                sink: Arc::clone(&inbound),
+            });
+        let builder = match history::device_props(inbound.history_scope()) {
+            Some(props) => builder.with_device_props(props),
+            None => builder,
+        };
         let builder = match &self.server {
             #[cfg(feature = "simulator")]
             Some(url) => builder

@@ -157,6 +157,12 @@ fn rest_table() -> Vec<Rest> {
         ),
         rest(
             Method::POST,
+            "/sessions/{id}/chats/{chat}/history",
+            Some(json!({ "count": 10 })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
             "/sessions/{id}/presence",
             Some(json!({ "state": "unavailable" })),
             Resource,

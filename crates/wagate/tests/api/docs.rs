@@ -144,7 +144,7 @@ async fn every_documented_operation_is_routed() {
     // What the document listed before the route list became one (31),
     // `POST /sessions/{id}/presence`, the ten group operations, the two
     // of the chat list, the two LID lookups, presence (un)subscribe, a
-    // call's reject and the six chat settings (archive, unarchive, pin,
-    // unpin, mute, unmute).
-    assert_eq!(operations, 55);
+    // call's reject, the six chat settings (archive, unarchive, pin,
+    // unpin, mute, unmute) and a chat's on-demand history.
+    assert_eq!(operations, 56);
 }

@@ -390,3 +390,205 @@ async fn with_history_none_nothing_is_kept() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["history"], "full");
 }
+
+/// Bob's chat: 15 messages of half a year ago (`o0`..`o14`), then 25 of
+/// last week (`n0`..`n24`): the bootstrap carries the newest 20, a recent
+/// chunk the other 5, and the old ones go only in a full chunk.
+fn old_and_new() -> HistorySeed {
+    let old = now() - 180 * 86_400;
+    let new = now() - 7 * 86_400;
+    let messages = (0..15)
+        .map(|i| message(old + i * 60, format!("o{i}"), false, None, "Bob"))
+        .chain((0..25).map(|i| message(new + i * 60, format!("n{i}"), false, None, "Bob")))
+        .collect();
+    HistorySeed {
+        chats: vec![HistoryChat {
+            jid: jid(BOB),
+            name: None,
+            unread: 0,
+            messages,
+        }],
+        push_names: vec![],
+    }
+}
+
+/// A gateway linked to Alice's phone, its history stored.
+struct Synced {
+    sim: wasim::Simulator,
+    _dir: DataDir,
+    gateway: Gateway,
+    events: Events,
+    session: String,
+    /// The `history.sync` events' kinds, in order.
+    kinds: Vec<String>,
+}
+
+/// Links with `history` and waits until `expected` messages came in
+/// `history.sync` events.
+async fn link_and_sync(history: &str, expected: u64) -> Synced {
+    let (sim, dir, gateway, mut events) = world(Limits::default()).await;
+    let phones = sim.handle();
+    phones.register_phone(BOB).unwrap_or_else(|e| panic!("{e}"));
+    let seeded = phones
+        .seed_history(ALICE, old_and_new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seeded, 40);
+    let (session, mut synced) = link_with(&gateway, &mut events, &sim, ALICE, history).await;
+    let mut stored = 0;
+    let mut kinds = Vec::new();
+    while stored < expected {
+        let event = if synced.is_empty() {
+            events.next("history.sync events").await
+        } else {
+            synced.remove(0)
+        };
+        if event["session_id"] == session.as_str() && event["event"] == "history.sync" {
+            stored += event["data"]["messages"].as_u64().unwrap_or_default();
+            kinds.push(
+                event["data"]["sync_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    assert_eq!(stored, expected, "{kinds:?}");
+    // Every chunk the phone sent was acknowledged: with `full` the phone
+    // sent a fourth, the full one.
+    let chunks = if history == "full" { 4 } else { 3 };
+    let sent = phones
+        .wait_history_chunks(ALICE, Duration::from_secs(30), |c| {
+            c.len() == chunks && c.iter().all(|c| c.acknowledged)
+        })
+        .await;
+    assert!(sent.is_some(), "{:?}", phones.history_chunks(ALICE));
+    Synced {
+        sim,
+        _dir: dir,
+        gateway,
+        events,
+        session,
+        kinds,
+    }
+}
+
+fn old_then_new(old: usize) -> Vec<String> {
+    (0..25)
+        .rev()
+        .map(|i| format!("n{i}"))
+        .chain((0..old).rev().map(|i| format!("o{i}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_full_the_phone_sends_the_old_messages_too() {
+    let s = link_and_sync("full", 40).await;
+    assert!(s.kinds.contains(&"full".to_string()), "{:?}", s.kinds);
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(15)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_history_recent_the_old_messages_stay_on_the_phone() {
+    let s = link_and_sync("recent", 25).await;
+    assert!(!s.kinds.contains(&"full".to_string()), "{:?}", s.kinds);
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(0)
+    );
+}
+
+/// Asks for `count` older messages of Bob's chat; returns the answer.
+async fn ask_older(s: &Synced, count: Value) -> (u16, Value) {
+    s.gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{}/chats/{BOB}/history", s.session),
+            Some(json!({ "count": count })),
+        )
+        .await
+}
+
+/// Waits for the session's next on-demand `history.sync` event (the push
+/// names chunk may still come before it); returns it.
+async fn next_sync(s: &mut Synced) -> Value {
+    loop {
+        let event = s.events.next("an on-demand history.sync").await;
+        if event["session_id"] == s.session.as_str()
+            && event["event"] == "history.sync"
+            && event["data"]["sync_type"] == "on_demand"
+        {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_messages_come_on_demand() {
+    // With `recent` the 15 old messages stay on the phone.
+    let mut s = link_and_sync("recent", 25).await;
+
+    let (status, body) = ask_older(&s, json!(10)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["chat"], jid(BOB), "{body}");
+    assert_eq!(body["count"], 10, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["sync_type"], "on_demand", "{event}");
+    assert_eq!(event["data"]["messages"], 10, "{event}");
+    // The ten before the oldest stored (n0), each once.
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(15)[..35].to_vec()
+    );
+
+    // The rest, then nothing more.
+    let (status, body) = ask_older(&s, json!(100)).await;
+    assert_eq!(status, 202, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["messages"], 5, "{event}");
+    assert_eq!(
+        page_both_ways(&s.gateway, &s.session, BOB).await,
+        old_then_new(15)
+    );
+    let (status, body) = ask_older(&s, json!(100)).await;
+    assert_eq!(status, 202, "{body}");
+    let event = next_sync(&mut s).await;
+    assert_eq!(event["data"]["messages"], 0, "{event}");
+    // Every answer was an acknowledged on-demand chunk.
+    let phones = s.sim.handle();
+    let chunks = phones
+        .wait_history_chunks(ALICE, Duration::from_secs(30), |c| {
+            c.iter().filter(|c| c.sync_type == "ON_DEMAND").count() == 3
+                && c.iter().all(|c| c.acknowledged)
+        })
+        .await;
+    assert!(chunks.is_some(), "{:?}", phones.history_chunks(ALICE));
+
+    // Refused: a count out of range, a chat without messages, a session
+    // that is not working.
+    for count in [json!(0), json!(101)] {
+        let (status, body) = ask_older(&s, count).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_count", "{body}");
+    }
+    let (status, body) = s
+        .gateway
+        .call(
+            Method::POST,
+            &format!("/sessions/{}/chats/{CAROL}/history", s.session),
+            Some(json!({ "count": 5 })),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "chat_not_found", "{body}");
+    let (status, body) = s
+        .gateway
+        .call(Method::POST, &format!("/sessions/{}/stop", s.session), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ask_older(&s, json!(5)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+}

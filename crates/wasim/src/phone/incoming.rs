@@ -12,7 +12,7 @@ use wacore_libsignal::protocol::{
 };
 use waproto::whatsapp as wa;
 
-use super::outgoing::{on_retry, share_key};
+use super::outgoing::{on_retry, send_on_demand, share_key};
 use super::{PhoneChatState, PhoneMessage, PhoneReceipt, PhoneSignal, address, content};
 use crate::media_crypto;
 use crate::relay::{self, device_jid, parse_jid, phone_of};
@@ -145,6 +145,32 @@ async fn on_message(server: &Server, phone: &str, signal: &mut PhoneSignal, node
                 tracing::debug!(%phone, device = sender.device, keys = request.key_ids.len(),
                     "companion asked for app-state keys");
                 share_key(server, phone, signal, sender.device).await;
+            }
+            continue;
+        }
+        if let Some(request) = message
+            .protocol_message
+            .as_option()
+            .and_then(|p| p.peer_data_operation_request_message.as_option())
+        {
+            // Only the account's own companions ask the phone for data.
+            if from_me
+                && request.peer_data_operation_request_type
+                    == Some(wa::message::PeerDataOperationRequestType::HISTORY_SYNC_ON_DEMAND)
+                && let Some(on_demand) = request.history_sync_on_demand_request.as_option()
+            {
+                let on_demand = crate::history::OnDemand {
+                    chat: on_demand.chat_jid.clone().unwrap_or_default(),
+                    oldest_id: on_demand.oldest_msg_id.clone(),
+                    oldest_ms: on_demand.oldest_msg_timestamp_ms,
+                    count: on_demand
+                        .on_demand_msg_count
+                        .and_then(|n| usize::try_from(n).ok())
+                        .unwrap_or_default(),
+                };
+                tracing::debug!(%phone, device = sender.device, count = on_demand.count,
+                    "companion asked for older history");
+                send_on_demand(server, phone, signal, sender.device, &id, &on_demand).await;
             }
             continue;
         }

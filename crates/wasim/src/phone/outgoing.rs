@@ -18,7 +18,7 @@ use crate::error::SimError;
 use crate::relay::{self, device_jid, parse_jid, phone_of};
 use crate::server::Server;
 use crate::stanza::{self, attr};
-use crate::world::World;
+use crate::world::{Account, World};
 
 /// A bundle for one of `phone`'s devices, consuming a one-time prekey.
 fn take_bundle(w: &mut World, phone: &str, device: u16) -> Option<PreKeyBundle> {
@@ -183,47 +183,86 @@ pub(super) async fn send_history(
             return;
         }
         let full_sync = account.devices.get(&device).is_some_and(|d| d.full_sync);
-        let mappings = w
-            .accounts
-            .values()
-            .map(|a| (a.jid(), a.lid_jid()))
-            .collect();
-        let own = crate::history::Own {
-            jid: account.jid(),
-            mappings,
-        };
+        let own = own(&w, account);
         crate::history::plan(&account.history, &own, full_sync, stanza::now_secs())
     };
     for chunk in chunks {
-        let built = crate::history::notification(&mut server.world(), &chunk);
-        let (message, uploaded) = match built {
-            Ok(built) => built,
-            Err(e) => {
-                tracing::warn!(%phone, device, error = %e, "history chunk not built");
-                return;
-            }
-        };
-        let id = new_message_id();
-        {
-            let mut w = server.world();
-            if let Some(account) = w.accounts.get_mut(phone) {
-                account.history_sent.push(crate::history::SentChunk {
-                    device,
-                    id: id.clone(),
-                    sync_type: crate::history::type_name(chunk.sync_type).to_owned(),
-                    chunk_order: chunk.chunk_order,
-                    progress: chunk.progress,
-                    messages: chunk.messages,
-                    uploaded,
-                    acknowledged: false,
-                });
-            }
-        }
-        if let Err(e) = send_peer(server, phone, signal, device, &message, id).await {
-            tracing::warn!(%phone, device, error = %e, "history chunk not sent");
+        if !send_chunk(server, phone, signal, device, &chunk, None).await {
             return;
         }
     }
+}
+
+/// Answers a companion's on-demand history request (a peer data operation
+/// request, message `request`) with an `ON_DEMAND` chunk.
+pub(super) async fn send_on_demand(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    device: u16,
+    request: &str,
+    on_demand: &crate::history::OnDemand,
+) {
+    let chunk = {
+        let w = server.world();
+        let Some(account) = w.accounts.get(phone) else {
+            return;
+        };
+        let own = own(&w, account);
+        crate::history::on_demand(&account.history, &own, on_demand)
+    };
+    send_chunk(server, phone, signal, device, &chunk, Some(request)).await;
+}
+
+fn own(w: &World, account: &Account) -> crate::history::Own {
+    crate::history::Own {
+        jid: account.jid(),
+        mappings: w
+            .accounts
+            .values()
+            .map(|a| (a.jid(), a.lid_jid()))
+            .collect(),
+    }
+}
+
+/// Builds, records and sends one history chunk; `false` when it could not.
+async fn send_chunk(
+    server: &Server,
+    phone: &str,
+    signal: &mut PhoneSignal,
+    device: u16,
+    chunk: &crate::history::Chunk,
+    request: Option<&str>,
+) -> bool {
+    let built = crate::history::notification(&mut server.world(), chunk, request);
+    let (message, uploaded) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            tracing::warn!(%phone, device, error = %e, "history chunk not built");
+            return false;
+        }
+    };
+    let id = new_message_id();
+    {
+        let mut w = server.world();
+        if let Some(account) = w.accounts.get_mut(phone) {
+            account.history_sent.push(crate::history::SentChunk {
+                device,
+                id: id.clone(),
+                sync_type: crate::history::type_name(chunk.sync_type).to_owned(),
+                chunk_order: chunk.chunk_order,
+                progress: chunk.progress,
+                messages: chunk.messages,
+                uploaded,
+                acknowledged: false,
+            });
+        }
+    }
+    if let Err(e) = send_peer(server, phone, signal, device, &message, id).await {
+        tracing::warn!(%phone, device, error = %e, "history chunk not sent");
+        return false;
+    }
+    true
 }
 
 fn stanza_type(message: &wa::Message) -> &'static str {

@@ -16,7 +16,7 @@ use wacore::types::events::LazyHistorySync;
 use whatsapp_rust::Jid;
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use crate::domain::HistorySyncType;
+use crate::domain::{HistoryScope, HistorySyncType};
 use crate::messages::incoming::{self, Inbound, Sender};
 use crate::session::engine::{HistoryChunk, InboundSink};
 use crate::store::HistoryChat;
@@ -31,6 +31,23 @@ pub(super) enum HistoryError {
     Decode(String),
     #[error("the decoding task ended early")]
     Cancelled,
+}
+
+/// The device properties a session links with: with `history: full` the
+/// companion asks the phone for a full sync (`requireFullSync`), as
+/// WhatsApp's desktop client does, so the phone sends the `FULL` chunks
+/// too; otherwise the library's defaults (recent history only). They go
+/// to WhatsApp in the registration payload, so they count at linking.
+pub(super) fn device_props(scope: HistoryScope) -> Option<wacore::store::DevicePropsOverride> {
+    (scope == HistoryScope::Full).then(|| {
+        wacore::store::DevicePropsOverride::new()
+            .with_require_full_sync(true)
+            .with_history_sync_config(wa::device_props::HistorySyncConfig {
+                on_demand_ready: Some(true),
+                complete_on_demand_ready: Some(true),
+                ..wacore::store::device::default_history_sync_config()
+            })
+    })
 }
 
 /// Starts the task that stores a connection's history chunks; it ends when
