@@ -42,14 +42,7 @@ pub(crate) fn place(
     if callee == caller {
         return Err(SimError::Invalid("a phone cannot call itself".into()));
     }
-    let devices: Vec<u16> = w
-        .accounts
-        .get(&callee)
-        .ok_or(SimError::NoSuchPhone)?
-        .devices
-        .keys()
-        .copied()
-        .collect();
+    let devices = devices_of(w, &callee)?;
     let push_name = w.account_mut(caller).push_name.clone();
     // WhatsApp's call ids: 32 upper-case hex digits.
     let call_id = format!("{:032X}", rand::random::<u128>());
@@ -94,6 +87,17 @@ pub(crate) fn place(
     Ok(call_id)
 }
 
+/// Every device of `phone`'s account, the phone's own (0) included.
+fn devices_of(w: &World, phone: &str) -> Result<Vec<u16>, SimError> {
+    Ok(w.accounts
+        .get(phone)
+        .ok_or(SimError::NoSuchPhone)?
+        .devices
+        .keys()
+        .copied()
+        .collect())
+}
+
 /// The caller hangs up a call it placed before anyone answered: every
 /// device it rang gets the `<terminate>` (no reason: the caller gave up,
 /// which a device records as a missed call).
@@ -107,14 +111,7 @@ pub(crate) fn hang_up(w: &mut World, caller: &str, call_id: &str) -> Result<(), 
         )));
     }
     w.calls.remove(call_id);
-    let devices: Vec<u16> = w
-        .accounts
-        .get(&callee)
-        .ok_or(SimError::NoSuchPhone)?
-        .devices
-        .keys()
-        .copied()
-        .collect();
+    let devices = devices_of(w, &callee)?;
     let caller_jid = format!("{caller}@s.whatsapp.net");
     for device in devices {
         let id = w.next_iq_id();

@@ -17,11 +17,13 @@ fn jid(phone: &str) -> String {
     format!("{phone}@s.whatsapp.net")
 }
 
-async fn get(gateway: &Gateway, path: &str) -> (u16, Value) {
+/// `GET path`, as the gateway answers it.
+pub(crate) async fn get(gateway: &Gateway, path: &str) -> (u16, Value) {
     gateway.call(Method::GET, path, None).await
 }
 
-fn bodies(page: &Value) -> Vec<String> {
+/// The text bodies of a page of messages, in its order.
+pub(crate) fn bodies(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
         .map(|messages| {

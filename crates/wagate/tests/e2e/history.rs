@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use wasim::{HistoryChat, HistoryMessage, HistorySeed};
 
+use crate::chats::{bodies, get};
 use crate::helpers::*;
 
 /// The linked number.
@@ -116,27 +117,6 @@ fn seed() -> HistorySeed {
         ],
         push_names: vec![],
     }
-}
-
-async fn get(gateway: &Gateway, path: &str) -> (u16, Value) {
-    gateway.call(Method::GET, path, None).await
-}
-
-fn bodies(page: &Value) -> Vec<String> {
-    page["data"]
-        .as_array()
-        .map(|messages| {
-            messages
-                .iter()
-                .map(|m| {
-                    m["content"]["body"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Creates a session with `history`, links `phone` to it by QR code and
