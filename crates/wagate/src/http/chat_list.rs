@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authenticated;
 use super::chats::parse_chat;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query, page_limit};
+use super::extract::{Json, Path, Query, cut_page, page_limit};
 use super::messages::Message;
 use crate::app::AppState;
 use crate::domain::{MessageId, Mute, SessionId};
@@ -134,12 +134,7 @@ pub(crate) async fn list(
         .sessions
         .chats(auth.org_id(), session, params.cursor, limit + 1)
         .await?;
-    let next_cursor = if records.len() > limit as usize {
-        records.truncate(limit as usize);
-        records.last().map(|last| last.last_message.id)
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut records, limit, |last| last.last_message.id);
     Ok(Json(ChatList {
         data: records.into_iter().map(Chat::from).collect(),
         next_cursor,

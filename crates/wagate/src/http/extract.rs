@@ -110,6 +110,22 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+/// Cuts a page read with one row more than `limit` back to `limit`, and
+/// returns the next page's cursor: the last kept row's, when the extra row
+/// shows there is more.
+pub(crate) fn cut_page<T, C>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor: impl FnOnce(&T) -> C,
+) -> Option<C> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(cursor)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;

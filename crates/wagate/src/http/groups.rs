@@ -17,7 +17,7 @@ use whatsapp_rust::Jid;
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query};
+use super::extract::{Json, Path, Query, cut_page, page_limit};
 use crate::app::AppState;
 use crate::domain::group::{DESCRIPTION_MAX_CHARS, PARTICIPANTS_MAX, SUBJECT_MAX_CHARS};
 use crate::domain::{OrgId, Phone, SessionId};
@@ -354,22 +354,14 @@ pub(crate) async fn list(
     Path(session): Path<SessionId>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<GroupList>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(invalid("invalid_limit", "limit", "limit must be 1 to 100"));
-    }
+    let limit = page_limit(params.limit)?;
     state.sessions.get(auth.org_id(), session).await?;
     let mut data = state
         .store
         .groups()
         .list_groups(session, params.cursor.as_deref(), limit + 1)
         .await?;
-    let next_cursor = if data.len() > limit as usize {
-        data.truncate(limit as usize);
-        data.last().map(|g| g.id.clone())
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut data, limit, |g| g.id.clone());
     Ok(Json(GroupList { data, next_cursor }))
 }
 

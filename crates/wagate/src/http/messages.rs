@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query, page_limit};
+use super::extract::{Json, Path, Query, cut_page, page_limit};
 use crate::app::AppState;
 use crate::domain::{Direction, Failure, MessageId, MessageStatus, SessionId};
 use crate::messages::{
@@ -257,12 +257,7 @@ pub(crate) async fn list(
         )
         .await?;
     let mut data: Vec<Message> = records.into_iter().map(Message::from).collect();
-    let next_before = if data.len() > limit as usize {
-        data.truncate(limit as usize);
-        data.last().map(|m| m.id)
-    } else {
-        None
-    };
+    let next_before = cut_page(&mut data, limit, |m| m.id);
     Ok(Json(MessageList { data, next_before }))
 }
 

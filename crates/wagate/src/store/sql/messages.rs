@@ -38,6 +38,11 @@ macro_rules! message_columns {
 }
 pub(super) use message_columns;
 
+/// Above every message id in the store's order: ids are lowercase
+/// hyphenated UUIDs, and `~` sorts after every character they use (SQLite's
+/// binary collation, PostgreSQL's `"C"`). The empty string is below them all.
+const ID_CEILING: &str = "~";
+
 macro_rules! select_messages {
     ($($rest:literal)*) => {
         concat!("SELECT ", message_columns!(), " FROM messages ", $($rest),*)
@@ -483,32 +488,36 @@ impl MessageStore for Backend {
         // UUIDv7 ids sort in creation order, so the id alone is the cursor.
         // Towards the present (`after`) the closest come first, then the
         // page is turned to newest first like every other.
-        // One chat's messages read the chat's own index (`messages_by_chat`):
-        // with `($3 IS NULL OR chat = $3)` the planner cannot use it and
-        // reads and sorts every message of the session for each page.
+        // The cursors are always bound, as an id range (`id > $8 AND id <
+        // $5`, open ends given as ids below and above every id): with
+        // `($5 IS NULL OR id < $5)` no index range serves the page, and each
+        // page read every message of the session (or the chat) up to it.
+        // One chat's messages read the chat's own index (`messages_by_chat`);
+        // the others `messages_by_session_id` (migration 0036): with
+        // `($3 IS NULL OR chat = $3)` the planner can use neither.
         let sql = match (query.chat.is_some(), query.after.is_some()) {
             (true, true) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND chat = $3 "
-                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($4 IS NULL OR status = $4) AND id < $5 "
                 "AND ($7 IS NULL OR direction = $7) AND id > $8 "
                 "ORDER BY id ASC LIMIT $6"
             ),
             (true, false) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND chat = $3 "
-                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
-                "AND ($7 IS NULL OR direction = $7) AND ($8 IS NULL OR id > $8) "
+                "AND ($4 IS NULL OR status = $4) AND id < $5 "
+                "AND ($7 IS NULL OR direction = $7) AND id > $8 "
                 "ORDER BY id DESC LIMIT $6"
             ),
             (false, true) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
-                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
+                "AND ($4 IS NULL OR status = $4) AND id < $5 "
                 "AND ($7 IS NULL OR direction = $7) AND id > $8 "
                 "ORDER BY id ASC LIMIT $6"
             ),
             (false, false) => select_messages!(
                 "WHERE org_id = $1 AND session_id = $2 AND ($3 IS NULL OR chat = $3) "
-                "AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR id < $5) "
-                "AND ($7 IS NULL OR direction = $7) AND ($8 IS NULL OR id > $8) "
+                "AND ($4 IS NULL OR status = $4) AND id < $5 "
+                "AND ($7 IS NULL OR direction = $7) AND id > $8 "
                 "ORDER BY id DESC LIMIT $6"
             ),
         };
@@ -517,10 +526,14 @@ impl MessageStore for Backend {
             .bind(session.to_string())
             .bind(query.chat.as_deref())
             .bind(query.status.map(MessageStatus::as_str))
-            .bind(query.before.map(|id| id.to_string()))
+            .bind(
+                query
+                    .before
+                    .map_or_else(|| ID_CEILING.to_string(), |id| id.to_string()),
+            )
             .bind(i64::from(query.limit))
             .bind(query.direction.map(Direction::as_str))
-            .bind(query.after.map(|id| id.to_string()))
+            .bind(query.after.map_or_else(String::new, |id| id.to_string()))
             .fetch_all(&self.reader)
             .await?
             .iter()
