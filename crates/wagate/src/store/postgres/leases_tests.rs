@@ -366,6 +366,8 @@ async fn a_write_under_a_stale_epoch_is_refused() -> TestResult {
         one.apply_group_edits(moving, None, &[], &mut []).await,
         moving
     ));
+    // A logout finishing on the old owner wipes nothing.
+    assert!(is_moved(one.delete_keys(moving).await, moving));
 
     // Nothing of it was stored.
     let record = two.get_session(org, moving).await?.ok_or("session gone")?;

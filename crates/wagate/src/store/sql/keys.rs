@@ -131,8 +131,11 @@ impl KeyStore for GatewayStore {
 
     async fn delete_keys(&self, session: SessionId) -> Result<(), StoreError> {
         self.key_fences.retire(session).await;
-        let session = session.to_string();
         let mut tx = self.pool.begin().await?;
+        // A logout in flight on a node that lost the session must not wipe
+        // the keys its new owner is running on.
+        check_fences(&mut tx, &self.claims([session])).await?;
+        let session = session.to_string();
         for statement in DELETE_ALL {
             sqlx::query(*statement)
                 .bind(&session)
