@@ -16,10 +16,12 @@ use wacore_binary::builder::NodeBuilder;
 
 use crate::relay::{parse_jid, phone_of};
 use crate::stanza;
-use crate::world::{Group, GroupDescription, World};
+use crate::world::{Group, GroupDescription, JoinRequest, World};
 
+mod requests;
 mod wire;
 
+pub(crate) use requests::answer_requests;
 pub(crate) use wire::{fan_out, group_node, handle_iq};
 use wire::{notify, participant_jid, participant_nodes};
 
@@ -128,6 +130,8 @@ pub struct GroupInfo {
     pub locked: bool,
     pub ephemeral: u32,
     pub approval: bool,
+    /// Waiting for an admin's approval, by phone number, oldest first.
+    pub requests: Vec<String>,
     pub invite: String,
     pub lid_addressed: bool,
 }
@@ -153,6 +157,7 @@ impl Group {
             locked: self.locked,
             ephemeral: self.ephemeral,
             approval: self.approval,
+            requests: self.requests.iter().map(|r| r.phone.clone()).collect(),
             invite: self.invite.clone(),
             lid_addressed: self.lid_addressed,
         }
@@ -283,7 +288,7 @@ fn admit(w: &World, group: &mut Group, named: &str, limit: usize) -> Participant
         result.error = Some(406);
     } else {
         group.participants.push(phone.clone());
-        group.requests.retain(|r| r != &phone);
+        group.requests.retain(|r| r.phone != phone);
     }
     result
 }
@@ -564,8 +569,11 @@ pub(crate) fn join(w: &mut World, actor: &str, code: &str) -> Result<Joined, Ref
         return Ok(Joined::Joined(jid));
     }
     if group.approval {
-        if !group.requests.iter().any(|r| r == actor) {
-            group.requests.push(actor.to_owned());
+        if !group.requests.iter().any(|r| r.phone == actor) {
+            group.requests.push(JoinRequest {
+                phone: actor.to_owned(),
+                time: stanza::now_secs(),
+            });
         }
         let people = participant_nodes(w, &jid, &[actor.to_owned()]);
         notify(

@@ -460,6 +460,41 @@ impl SimHandle {
         }
     }
 
+    /// The phone uses an invite code: it joins, or, in an approval-mode
+    /// group, asks to (every member's devices are told of the request).
+    /// Returns the group's JID and whether it is in.
+    pub fn group_join_or_ask(&self, phone: &str, code: &str) -> Result<(String, bool), SimError> {
+        check_phone(phone)?;
+        let mut w = self.server.world();
+        w.account_mut(phone);
+        Ok(match groups::join(&mut w, phone, code)? {
+            groups::Joined::Joined(jid) => (jid, true),
+            groups::Joined::Requested(jid) => (jid, false),
+        })
+    }
+
+    /// The phone `by` (an admin) approves or rejects the membership
+    /// requests of `people` (phone numbers); a result per person.
+    pub fn group_answer_requests(
+        &self,
+        group: &str,
+        by: &str,
+        approve: bool,
+        people: &[&str],
+    ) -> Result<Vec<ParticipantResult>, SimError> {
+        let people: Vec<String> = people
+            .iter()
+            .map(|m| format!("{m}@s.whatsapp.net"))
+            .collect();
+        Ok(groups::answer_requests(
+            &mut self.server.world(),
+            group,
+            by,
+            approve,
+            &people,
+        )?)
+    }
+
     /// A group as the server keeps it.
     pub fn group_info(&self, group: &str) -> Option<GroupInfo> {
         groups::info(&self.server.world(), group)

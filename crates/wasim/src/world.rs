@@ -199,14 +199,22 @@ pub(crate) struct Group {
     pub ephemeral: u32,
     /// Admins approve who joins by link.
     pub approval: bool,
-    /// Waiting for an admin's approval, by phone number.
-    pub requests: Vec<String>,
+    /// Waiting for an admin's approval, oldest first.
+    pub requests: Vec<JoinRequest>,
     /// The current invite code (the link's last part).
     pub invite: String,
     /// Members are named by LID in everything the server says about the
     /// group; `hide_phones` leaves their numbers out too.
     pub lid_addressed: bool,
     pub hide_phones: bool,
+}
+
+/// Someone who asked to join an approval-mode group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JoinRequest {
+    pub phone: String,
+    /// When they asked, seconds.
+    pub time: u64,
 }
 
 /// A group's description: its id is what an update names as `prev`.

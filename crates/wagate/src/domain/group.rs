@@ -38,6 +38,12 @@ named_enum! {
         PrivacyRestricted = "privacy_restricted",
         /// Not in the group, so not removed, promoted or demoted.
         NotMember = "not_member",
+        /// Their request to join was approved: they are in.
+        Approved = "approved",
+        /// Their request to join was rejected.
+        Rejected = "rejected",
+        /// They have not asked to join (or their request was answered).
+        NotRequested = "not_requested",
         /// The group is full (WhatsApp's 406).
         GroupFull = "group_full",
         /// WhatsApp refused with another code (`error`).
@@ -101,4 +107,15 @@ pub struct GroupInfo {
     pub created_at: Option<DateTime<Utc>>,
     pub settings: GroupSettings,
     pub participants: Vec<GroupMember>,
+}
+
+/// Someone who asked to join a group whose admins approve who joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct JoinRequest {
+    /// Their phone number, digits only; `null` while only their LID is known.
+    pub phone: Option<String>,
+    /// Their LID (`<digits>@lid`), when known.
+    pub lid: Option<String>,
+    /// When they asked, when WhatsApp says.
+    pub requested_at: Option<DateTime<Utc>>,
 }

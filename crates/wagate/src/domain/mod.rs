@@ -22,8 +22,8 @@ pub(crate) use behaviour::{
 };
 pub(crate) use chat::{ChatChange, ChatSetting, Mute};
 pub(crate) use group::{
-    GroupInfo, GroupMember, GroupRole, GroupSettings, ParticipantOutcome, ParticipantsAction,
-    PictureChange,
+    GroupInfo, GroupMember, GroupRole, GroupSettings, JoinRequest, ParticipantOutcome,
+    ParticipantsAction, PictureChange,
 };
 pub(crate) use history::{HistoryScope, HistorySyncType};
 pub(crate) use ids::{

@@ -146,7 +146,11 @@ pub(crate) struct JoinResponse {
     pub joined: bool,
 }
 
-fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
+pub(super) fn invalid(
+    code: &'static str,
+    field: &'static str,
+    message: impl Into<String>,
+) -> ApiError {
     ApiError::Validation {
         code,
         field,
@@ -167,7 +171,7 @@ const INVITE_CODE_MAX: usize = 200;
 const INVITE_HOST: &str = "chat.whatsapp.com/";
 
 /// A group named in the path: its JID, or the digits before `@g.us`.
-fn parse_group(group: &str) -> Result<Jid, ApiError> {
+pub(super) fn parse_group(group: &str) -> Result<Jid, ApiError> {
     let jid = if group.contains('@') {
         group.to_owned()
     } else {
@@ -210,7 +214,7 @@ fn parse_description(description: &str) -> Result<(), ApiError> {
 }
 
 /// Distinct, valid numbers, in the order given.
-fn parse_phones(
+pub(super) fn parse_phones(
     phones: Vec<String>,
     field: &'static str,
     allow_empty: bool,
@@ -233,7 +237,7 @@ fn parse_phones(
     Ok(out)
 }
 
-fn failure(error: GroupFailure) -> ApiError {
+pub(super) fn failure(error: GroupFailure) -> ApiError {
     match error {
         GroupFailure::NotFound => ApiError::UnknownReference {
             code: "group_not_found",
@@ -262,7 +266,7 @@ fn failure(error: GroupFailure) -> ApiError {
 }
 
 /// Runs one group call on the live connection, bounded in time.
-async fn on_whatsapp<T>(
+pub(super) async fn on_whatsapp<T>(
     call: impl Future<Output = Result<T, GroupFailure>>,
 ) -> Result<T, ApiError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
@@ -271,7 +275,7 @@ async fn on_whatsapp<T>(
     }
 }
 
-async fn groups_of(
+pub(super) async fn groups_of(
     state: &AppState,
     org: OrgId,
     session: SessionId,

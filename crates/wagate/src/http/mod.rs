@@ -8,6 +8,7 @@ pub(crate) mod chat_state;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod group_requests;
 pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod lids;
@@ -82,6 +83,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::join))
         .routes(routes!(groups::preview))
         .routes(routes!(groups::leave))
+        .routes(routes!(group_requests::list))
+        .routes(routes!(group_requests::approve))
+        .routes(routes!(group_requests::reject))
         .routes(routes!(media::download))
         .routes(routes!(ws::subscribe))
         .routes(routes!(webhooks::create, webhooks::list))

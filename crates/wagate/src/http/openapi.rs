@@ -58,7 +58,7 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "chats", description = "The chat list and each chat's messages, from what the session stored; read receipts, typing and contact checks, straight on a `working` session"),
         (name = "calls", description = "Calls ringing a `working` session"),
         (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID; whose presence it follows"),
-        (name = "groups", description = "Groups: create, list, participants, settings, invites, join and leave, straight on a `working` session"),
+        (name = "groups", description = "Groups: create, list, participants, membership requests, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \
 Standard Webhooks specification says, in order per session, retried for at least 24 hours.\n\n\
@@ -427,6 +427,10 @@ fn shape_groups(doc: &mut serde_json::Value) -> Result<(), String> {
         .get_mut("CreateGroupRequest")
         .ok_or("no CreateGroupRequest")?;
     create["properties"]["participants"]["items"] = phone.clone();
+    let answer = schemas
+        .get_mut("AnswerRequestsRequest")
+        .ok_or("no AnswerRequestsRequest")?;
+    answer["properties"]["participants"]["items"] = phone.clone();
 
     const LISTS: [&str; 4] = ["add", "remove", "promote", "demote"];
     let participants = schemas

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use whatsapp_rust::request::IqError;
 use whatsapp_rust::{
     Client, GroupCreateOptions, GroupDescription, GroupError, GroupMetadata, GroupSubject, Jid,
-    JoinGroupResult,
+    JoinGroupResult, ParticipantChangeResponse,
 };
 
-pub(crate) use crate::domain::{GroupInfo, GroupMember, GroupSettings};
+pub(crate) use crate::domain::{GroupInfo, GroupMember, GroupSettings, JoinRequest};
 use crate::domain::{GroupRole, ParticipantOutcome};
 
 /// Why a group call failed.
@@ -74,13 +74,15 @@ pub struct ParticipantResult {
     pub error: Option<String>,
 }
 
-/// What a participant change does.
+/// What a participant change does (the last two: to a request to join).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParticipantAction {
     Add,
     Remove,
     Promote,
     Demote,
+    Approve,
+    Reject,
 }
 
 /// A group's settings to change; what is `None` stays.
@@ -138,9 +140,27 @@ pub trait GroupOps: Send + Sync {
 
     async fn leave(&self, group: &Jid) -> Result<(), GroupFailure>;
 
+    /// Who asked to join (a group whose admins approve who joins).
+    async fn requests(&self, group: &Jid) -> Result<Vec<JoinRequest>, GroupFailure>;
+
+    /// Approves (`approve`) or rejects the requests of `phones`; a result
+    /// per number.
+    async fn answer_requests(
+        &self,
+        group: &Jid,
+        approve: bool,
+        phones: &[String],
+    ) -> Result<Vec<ParticipantResult>, GroupFailure>;
+
     /// The phone number of a LID (`<digits>@lid`), from the client's LID
     /// map; `None` while unknown.
     async fn phone_of(&self, _lid: &str) -> Option<String> {
+        None
+    }
+
+    /// The LID (`<digits>@lid`) of a phone number, from the client's LID
+    /// map; `None` while unknown.
+    async fn lid_of(&self, _phone: &str) -> Option<String> {
         None
     }
 }
@@ -176,6 +196,44 @@ impl ClientGroups {
             phone.get_or_insert_with(|| jid.user.to_string());
         }
         (phone, lid_user.map(|l| format!("{l}@lid")))
+    }
+
+    /// A result per number asked, from WhatsApp's answer about each.
+    async fn results(
+        &self,
+        action: ParticipantAction,
+        phones: &[String],
+        answers: &[ParticipantChangeResponse],
+    ) -> Vec<ParticipantResult> {
+        let mut results = Vec::with_capacity(phones.len());
+        for phone in phones {
+            let answer = answers.iter().find(|a| {
+                a.jid.user == *phone || a.phone_number.as_ref().is_some_and(|p| p.user == *phone)
+            });
+            let lid = match answer {
+                Some(a) if a.jid.is_lid() => Some(format!("{}@lid", a.jid.user)),
+                _ => self.lid_of(phone).await,
+            };
+            let error = answer.and_then(|a| a.error.clone());
+            results.push(match answer {
+                Some(a) => ParticipantResult {
+                    phone: phone.clone(),
+                    lid,
+                    result: outcome(action, error.as_deref()),
+                    invite_code: a.add_request.as_ref().map(|r| r.code.clone()),
+                    error,
+                },
+                // WhatsApp said nothing of them: not done.
+                None => ParticipantResult {
+                    phone: phone.clone(),
+                    lid,
+                    result: ParticipantOutcome::Refused,
+                    invite_code: None,
+                    error: None,
+                },
+            });
+        }
+        results
     }
 
     async fn info(&self, meta: GroupMetadata) -> GroupInfo {
@@ -220,6 +278,11 @@ impl ClientGroups {
 
 fn outcome(action: ParticipantAction, error: Option<&str>) -> ParticipantOutcome {
     match (error, action) {
+        (None, ParticipantAction::Approve) => ParticipantOutcome::Approved,
+        (None, ParticipantAction::Reject) => ParticipantOutcome::Rejected,
+        (Some("404"), ParticipantAction::Approve | ParticipantAction::Reject) => {
+            ParticipantOutcome::NotRequested
+        }
         (None, ParticipantAction::Add) => ParticipantOutcome::Added,
         (None, ParticipantAction::Remove) => ParticipantOutcome::Removed,
         (None, ParticipantAction::Promote) => ParticipantOutcome::Promoted,
@@ -289,42 +352,18 @@ impl GroupOps for ClientGroups {
             ParticipantAction::Remove => groups.remove_participants(group.clone(), &jids).await?,
             ParticipantAction::Promote => groups.promote_participants(group.clone(), &jids).await?,
             ParticipantAction::Demote => groups.demote_participants(group.clone(), &jids).await?,
+            ParticipantAction::Approve => {
+                groups
+                    .approve_membership_requests(group.clone(), &jids)
+                    .await?
+            }
+            ParticipantAction::Reject => {
+                groups
+                    .reject_membership_requests(group.clone(), &jids)
+                    .await?
+            }
         };
-        let mut results = Vec::with_capacity(phones.len());
-        for phone in phones {
-            let answer = answers.iter().find(|a| {
-                a.jid.user == *phone || a.phone_number.as_ref().is_some_and(|p| p.user == *phone)
-            });
-            let lid = match answer {
-                Some(a) if a.jid.is_lid() => Some(format!("{}@lid", a.jid.user)),
-                _ => self
-                    .client
-                    .get_lid_pn_entry(&Jid::pn(phone.as_str()))
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|e| format!("{}@lid", e.lid)),
-            };
-            let error = answer.and_then(|a| a.error.clone());
-            results.push(match answer {
-                Some(a) => ParticipantResult {
-                    phone: phone.clone(),
-                    lid,
-                    result: outcome(action, error.as_deref()),
-                    invite_code: a.add_request.as_ref().map(|r| r.code.clone()),
-                    error,
-                },
-                // WhatsApp said nothing of them: not done.
-                None => ParticipantResult {
-                    phone: phone.clone(),
-                    lid,
-                    result: ParticipantOutcome::Refused,
-                    invite_code: None,
-                    error: None,
-                },
-            });
-        }
-        Ok(results)
+        Ok(self.results(action, phones, &answers).await)
     }
 
     async fn update(&self, group: &Jid, changes: &GroupChanges) -> Result<(), GroupFailure> {
@@ -391,6 +430,51 @@ impl GroupOps for ClientGroups {
 
     async fn leave(&self, group: &Jid) -> Result<(), GroupFailure> {
         Ok(self.client.groups().leave(group.clone()).await?)
+    }
+
+    async fn requests(&self, group: &Jid) -> Result<Vec<JoinRequest>, GroupFailure> {
+        let asked = self.client.groups().get_membership_requests(group).await?;
+        let mut requests = Vec::with_capacity(asked.len());
+        for request in asked {
+            let (phone, mut lid) = self.identify(&request.jid, None, None).await;
+            if lid.is_none()
+                && let Some(phone) = &phone
+            {
+                lid = self.lid_of(phone).await;
+            }
+            requests.push(JoinRequest {
+                phone,
+                lid,
+                requested_at: request
+                    .request_time
+                    .and_then(|t| i64::try_from(t).ok())
+                    .and_then(|t| DateTime::from_timestamp(t, 0)),
+            });
+        }
+        Ok(requests)
+    }
+
+    async fn answer_requests(
+        &self,
+        group: &Jid,
+        approve: bool,
+        phones: &[String],
+    ) -> Result<Vec<ParticipantResult>, GroupFailure> {
+        let action = if approve {
+            ParticipantAction::Approve
+        } else {
+            ParticipantAction::Reject
+        };
+        self.change_participants(group, action, phones).await
+    }
+
+    async fn lid_of(&self, phone: &str) -> Option<String> {
+        self.client
+            .get_lid_pn_entry(&Jid::pn(phone))
+            .await
+            .ok()
+            .flatten()
+            .map(|entry| format!("{}@lid", entry.lid))
     }
 
     async fn phone_of(&self, lid: &str) -> Option<String> {

@@ -250,6 +250,24 @@ fn rest_table() -> Vec<Rest> {
             None,
             Resource,
         ),
+        rest(
+            Method::GET,
+            "/sessions/{id}/groups/{group}/requests",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/{group}/requests/approve",
+            Some(json!({ "participants": ["15550001111"] })),
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/groups/{group}/requests/reject",
+            Some(json!({ "participants": ["15550001111"] })),
+            Resource,
+        ),
         // The socket, named by a session of the first organization.
         rest(Method::GET, "/ws", None, Resource),
         rest(Method::POST, "/webhooks", Some(hook), Collection),

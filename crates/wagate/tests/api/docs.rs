@@ -145,6 +145,7 @@ async fn every_documented_operation_is_routed() {
     // `POST /sessions/{id}/presence`, the ten group operations, the two
     // of the chat list, the two LID lookups, presence (un)subscribe, a
     // call's reject, the six chat settings (archive, unarchive, pin,
-    // unpin, mute, unmute) and a chat's on-demand history.
-    assert_eq!(operations, 56);
+    // unpin, mute, unmute), a chat's on-demand history and a group's
+    // membership requests (list, approve, reject).
+    assert_eq!(operations, 59);
 }

@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<Arc<Server>> {
         .route("/admin/groups/{jid}/settings", post(settings))
         .route("/admin/groups/{jid}/invite", post(invite))
         .route("/admin/groups/{jid}/leave", post(leave))
+        .route("/admin/groups/{jid}/requests", post(requests))
         .route("/admin/phones/{phone}/group-privacy", post(privacy))
 }
 
@@ -148,11 +149,32 @@ struct JoinBody {
     code: String,
 }
 
-/// `{"jid"}`.
+/// `{"jid", "joined"}`: `joined` is false in an approval-mode group,
+/// where the phone has asked to join instead.
 async fn join(State(s): State<Arc<Server>>, body: Result<Json<JoinBody>, JsonRejection>) -> Reply {
     let Json(body) = body?;
-    let jid = handle(s).group_join(&body.phone, &body.code)?;
-    Ok(Json(json!({ "jid": jid })))
+    let (jid, joined) = handle(s).group_join_or_ask(&body.phone, &body.code)?;
+    Ok(Json(json!({ "jid": jid, "joined": joined })))
+}
+
+#[derive(Deserialize)]
+struct RequestsBody {
+    /// The phone answering (an admin).
+    by: String,
+    approve: bool,
+    participants: Vec<String>,
+}
+
+/// `{"participants": [...]}`: a result per person.
+async fn requests(
+    State(s): State<Arc<Server>>,
+    Path(jid): Path<String>,
+    body: Result<Json<RequestsBody>, JsonRejection>,
+) -> Reply {
+    let Json(body) = body?;
+    let people: Vec<&str> = body.participants.iter().map(String::as_str).collect();
+    let results = handle(s).group_answer_requests(&jid, &body.by, body.approve, &people)?;
+    Ok(Json(json!({ "participants": results })))
 }
 
 #[derive(Deserialize)]

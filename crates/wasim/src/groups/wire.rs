@@ -7,7 +7,8 @@ use wacore_binary::builder::NodeBuilder;
 
 use super::{
     ADD_REQUEST_TTL, Change, Joined, ParticipantResult, Refusal, Setting, change, create,
-    group_jid, invite, join, leave, member_group, preview, set, set_description, set_subject,
+    group_jid, invite, join, leave, member_group, preview, requests, set, set_description,
+    set_subject,
 };
 use crate::relay::{self, parse_jid, phone_of};
 use crate::stanza::{self, attr, child, children};
@@ -290,7 +291,7 @@ fn refuse(id: &str, from: &str, why: Refusal) -> Node {
         .build()
 }
 
-fn result_nodes(action: Change, results: &[ParticipantResult]) -> Node {
+fn result_nodes(tag: &'static str, results: &[ParticipantResult]) -> Node {
     let people: Vec<Node> = results
         .iter()
         .map(|r| {
@@ -315,7 +316,7 @@ fn result_nodes(action: Change, results: &[ParticipantResult]) -> Node {
             b.build()
         })
         .collect();
-    NodeBuilder::new(action.tag()).children(people).build()
+    NodeBuilder::new(tag).children(people).build()
 }
 
 fn named_participants(node: &Node) -> Vec<String> {
@@ -420,7 +421,23 @@ pub(super) fn answer_iq(
         ("set", "add" | "remove" | "promote" | "demote") => {
             let action = Change::from_tag(&tag).ok_or(Refusal::BadRequest)?;
             let results = change(w, &jid, actor, action, &named_participants(&first))?;
-            Ok(answer(id, to, vec![result_nodes(action, &results)]))
+            Ok(answer(id, to, vec![result_nodes(action.tag(), &results)]))
+        }
+        ("get", "membership_approval_requests") => {
+            Ok(answer(id, to, vec![requests::pending(w, &jid, actor)?]))
+        }
+        ("set", "membership_requests_action") => {
+            let (approve, results) = requests::act(w, &jid, actor, &first)?;
+            let tag = if approve { "approve" } else { "reject" };
+            Ok(answer(
+                id,
+                to,
+                vec![
+                    NodeBuilder::new("membership_requests_action")
+                        .children([result_nodes(tag, &results)])
+                        .build(),
+                ],
+            ))
         }
         ("set", "subject") => {
             let subject = stanza::bytes(&first)

@@ -373,6 +373,13 @@ impl Supervisor {
                 {
                     person.phone = groups.phone_of(&lid).await;
                 }
+                // Requests name people by number alone: their LID, where
+                // the session knows it.
+                if person.lid.is_none()
+                    && let Some(phone) = person.phone.clone()
+                {
+                    person.lid = groups.lid_of(&phone).await;
+                }
             }
             if notice.brings_me_in(&me)
                 && let Ok(jid) = notice.group.parse::<Jid>()
