@@ -110,7 +110,10 @@ pub struct GroupInfo {
 }
 
 /// Someone who asked to join a group whose admins approve who joins.
+// Named apart in the document: `JoinRequest` is the body of `…/groups/join`,
+// and utoipa lets the last schema of a name replace the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = MembershipRequest)]
 pub struct JoinRequest {
     /// Their phone number, digits only; `null` while only their LID is known.
     pub phone: Option<String>,
