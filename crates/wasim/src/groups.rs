@@ -138,6 +138,9 @@ pub struct GroupInfo {
     pub lid_addressed: bool,
     /// The picture's id, when it has one.
     pub picture: Option<String>,
+    /// Sender keys carried pairwise to members' devices beside group
+    /// messages, so far.
+    pub sender_key_shares: u64,
 }
 
 impl Group {
@@ -165,6 +168,7 @@ impl Group {
             invite: self.invite.clone(),
             lid_addressed: self.lid_addressed,
             picture: self.picture.as_ref().map(|p| p.id.clone()),
+            sender_key_shares: self.sender_key_shares,
         }
     }
 }

@@ -208,6 +208,9 @@ pub(crate) struct Group {
     pub lid_addressed: bool,
     pub hide_phones: bool,
     pub picture: Option<GroupPicture>,
+    /// Sender keys carried pairwise to members' devices beside a group
+    /// message, over the group's life: a sender shares its key once.
+    pub sender_key_shares: u64,
 }
 
 /// A group's picture as the server keeps it.
