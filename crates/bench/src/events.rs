@@ -21,6 +21,9 @@ pub(crate) struct Track {
     /// `history.sync` events: chunks, and the chats and messages they
     /// say were stored.
     pub(crate) history: HistoryTrack,
+    /// `group.joined` events, and when the last came.
+    pub(crate) groups_joined: u64,
+    pub(crate) groups_joined_last: Option<Instant>,
 }
 
 /// The sum of a session's `history.sync` events.
@@ -161,6 +164,10 @@ impl Events {
                         history.messages += count("messages");
                         history.push_names += count("push_names");
                         history.last = Some(at);
+                    }
+                    Some("group.joined") => {
+                        track.groups_joined += 1;
+                        track.groups_joined_last = Some(at);
                     }
                     _ => {}
                 }

@@ -35,6 +35,7 @@ use clap::Parser;
 mod database;
 mod events;
 mod gateway;
+mod groups;
 mod history;
 mod inbound;
 mod link;
@@ -98,6 +99,10 @@ enum Scenario {
     /// stored it, the gateway's peak RSS growth meanwhile, then the chat
     /// list's and a chat's messages' latency (one session).
     History(history::HistoryArgs),
+    /// A session in many groups: the group list's latency from the
+    /// store; then texts into a big group, each timed to its ack (one
+    /// session).
+    Groups(groups::GroupsArgs),
 }
 
 #[tokio::main]
@@ -110,6 +115,8 @@ async fn main() -> anyhow::Result<()> {
         // The webhook receiver listens on loopback.
         Some(Scenario::Inbound(_)) => &[("WAGATE_ALLOW_PRIVATE_NETWORK", "true")],
         Some(Scenario::History(_)) => &[],
+        // Pacing off: a text's time to its ack, not the spacing.
+        Some(Scenario::Groups(_)) => &[("WAGATE_SEND_PER_MINUTE", "0")],
     };
     let mut stack = Stack::start(&args, extra_env).await?;
     let result = match &args.scenario {
@@ -117,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Scenario::Send(send_args)) => send::run(&args, send_args, &stack).await,
         Some(Scenario::Inbound(inbound_args)) => inbound::run(&args, inbound_args, &stack).await,
         Some(Scenario::History(history_args)) => history::run(&args, history_args, &stack).await,
+        Some(Scenario::Groups(groups_args)) => groups::run(&args, groups_args, &stack).await,
     };
     stack.stop().await;
     if let Some(database) = stack.database.take() {

@@ -18,9 +18,11 @@ use crate::relay::{parse_jid, phone_of};
 use crate::stanza;
 use crate::world::{Group, GroupDescription, JoinRequest, World};
 
+mod picture;
 mod requests;
 mod wire;
 
+pub(crate) use picture::{handle_iq as picture_iq, is_for_group as picture_for_group, set_picture};
 pub(crate) use requests::answer_requests;
 pub(crate) use wire::{fan_out, group_node, handle_iq};
 use wire::{notify, participant_jid, participant_nodes};
@@ -134,6 +136,11 @@ pub struct GroupInfo {
     pub requests: Vec<String>,
     pub invite: String,
     pub lid_addressed: bool,
+    /// The picture's id, when it has one.
+    pub picture: Option<String>,
+    /// Sender keys carried pairwise to members' devices beside group
+    /// messages, so far.
+    pub sender_key_shares: u64,
 }
 
 impl Group {
@@ -160,6 +167,8 @@ impl Group {
             requests: self.requests.iter().map(|r| r.phone.clone()).collect(),
             invite: self.invite.clone(),
             lid_addressed: self.lid_addressed,
+            picture: self.picture.as_ref().map(|p| p.id.clone()),
+            sender_key_shares: self.sender_key_shares,
         }
     }
 }

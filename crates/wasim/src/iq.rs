@@ -83,6 +83,10 @@ pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
             return;
         }
         ("w:m", _, "media_conn") => crate::media::media_conn(w, &id),
+        ("w:profile:picture", "set", _) if crate::groups::picture_for_group(iq) => {
+            crate::groups::picture_iq(w, conn, iq);
+            return;
+        }
         ("w:g2", _, _) => {
             crate::groups::handle_iq(w, conn, iq);
             return;

@@ -495,6 +495,33 @@ impl SimHandle {
         )?)
     }
 
+    /// The phone `by` sets (`Some(jpeg)`) or removes the group's picture;
+    /// every member's devices are told. Returns the new picture's id
+    /// (empty on removal).
+    pub fn group_set_picture(
+        &self,
+        group: &str,
+        by: &str,
+        jpeg: Option<Vec<u8>>,
+    ) -> Result<String, SimError> {
+        Ok(groups::set_picture(
+            &mut self.server.world(),
+            group,
+            by,
+            jpeg,
+        )?)
+    }
+
+    /// The group's picture as the server keeps it.
+    pub fn group_picture(&self, group: &str) -> Option<Vec<u8>> {
+        self.server
+            .world()
+            .groups
+            .get(group)
+            .and_then(|g| g.picture.as_ref())
+            .map(|p| p.jpeg.clone())
+    }
+
     /// A group as the server keeps it.
     pub fn group_info(&self, group: &str) -> Option<GroupInfo> {
         groups::info(&self.server.world(), group)

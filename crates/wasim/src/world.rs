@@ -207,6 +207,18 @@ pub(crate) struct Group {
     /// group; `hide_phones` leaves their numbers out too.
     pub lid_addressed: bool,
     pub hide_phones: bool,
+    pub picture: Option<GroupPicture>,
+    /// Sender keys carried pairwise to members' devices beside a group
+    /// message, over the group's life: a sender shares its key once.
+    pub sender_key_shares: u64,
+}
+
+/// A group's picture as the server keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupPicture {
+    /// What notifications and answers name it by.
+    pub id: String,
+    pub jpeg: Vec<u8>,
 }
 
 /// Someone who asked to join an approval-mode group.

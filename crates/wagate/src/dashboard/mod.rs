@@ -10,7 +10,8 @@
 //!   markup next to its handlers.
 //! - Pages, one file each: [`login`], [`sessions`] (the list),
 //!   [`session`] (one session, linking and actions) with [`messages`]
-//!   (its recent messages), [`tokens`], [`members`]; [`live`] holds what
+//!   (its recent messages) and [`groups`] (its groups, a group's
+//!   participants), [`tokens`], [`members`]; [`live`] holds what
 //!   the page script fetches (the realtime socket, fragments, the QR
 //!   image); [`webhooks`] (list, create, test, deliveries).
 //! - [`sandbox`]: the simulated phone's buttons, in `sandbox` builds.
@@ -24,6 +25,7 @@ mod assets;
 pub(crate) mod auth;
 pub(crate) mod csrf;
 pub(crate) mod error;
+mod groups;
 pub(crate) mod html;
 mod live;
 mod login;
@@ -60,6 +62,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions/{id}/live", get(live::fragment))
         .route("/sessions/{id}/row", get(live::row))
         .route("/sessions/{id}/messages", get(messages::fragment))
+        .route("/sessions/{id}/groups", get(groups::list))
+        .route("/sessions/{id}/groups/{group}", get(groups::show))
         .route("/sessions/{id}/qr.svg", get(live::qr_svg))
         .route("/ui/events", get(live::events))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))

@@ -301,6 +301,7 @@ pub(super) async fn render(
                 h1 { (title) }
                 p.muted.mono.small { (record.id) }
             }
+            a.button href={ "/sessions/" (record.id) "/groups" } data-groups-link { "Groups" }
         }
         (live)
         (messages)

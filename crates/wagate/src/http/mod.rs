@@ -8,6 +8,7 @@ pub(crate) mod chat_state;
 pub(crate) mod chats;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod group_picture;
 pub(crate) mod group_requests;
 pub(crate) mod groups;
 pub(crate) mod health;
@@ -83,6 +84,12 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::join))
         .routes(routes!(groups::preview))
         .routes(routes!(groups::leave))
+        // A group's picture is a JPEG body of its own limit, whatever the
+        // configured one for JSON bodies.
+        .routes(
+            routes!(group_picture::set, group_picture::remove)
+                .map(|r| r.layer(DefaultBodyLimit::max(group_picture::PICTURE_MAX_BYTES))),
+        )
         .routes(routes!(group_requests::list))
         .routes(routes!(group_requests::approve))
         .routes(routes!(group_requests::reject))

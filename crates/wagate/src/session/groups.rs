@@ -152,6 +152,11 @@ pub trait GroupOps: Send + Sync {
         phones: &[String],
     ) -> Result<Vec<ParticipantResult>, GroupFailure>;
 
+    /// Sets (`Some(jpeg)`) or removes the group's picture; the new
+    /// picture's id (empty on removal).
+    async fn set_picture(&self, group: &Jid, jpeg: Option<Vec<u8>>)
+    -> Result<String, GroupFailure>;
+
     /// The phone number of a LID (`<digits>@lid`), from the client's LID
     /// map; `None` while unknown.
     async fn phone_of(&self, _lid: &str) -> Option<String> {
@@ -466,6 +471,19 @@ impl GroupOps for ClientGroups {
             ParticipantAction::Reject
         };
         self.change_participants(group, action, phones).await
+    }
+
+    async fn set_picture(
+        &self,
+        group: &Jid,
+        jpeg: Option<Vec<u8>>,
+    ) -> Result<String, GroupFailure> {
+        let groups = self.client.groups();
+        let answer = match jpeg.filter(|j| !j.is_empty()) {
+            Some(jpeg) => groups.set_profile_picture(group.clone(), jpeg).await?,
+            None => groups.remove_profile_picture(group.clone()).await?,
+        };
+        Ok(answer.id)
     }
 
     async fn lid_of(&self, phone: &str) -> Option<String> {

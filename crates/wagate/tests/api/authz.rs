@@ -251,6 +251,18 @@ fn rest_table() -> Vec<Rest> {
             Resource,
         ),
         rest(
+            Method::PUT,
+            "/sessions/{id}/groups/{group}/picture",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::DELETE,
+            "/sessions/{id}/groups/{group}/picture",
+            None,
+            Resource,
+        ),
+        rest(
             Method::GET,
             "/sessions/{id}/groups/{group}/requests",
             None,

@@ -145,7 +145,8 @@ async fn every_documented_operation_is_routed() {
     // `POST /sessions/{id}/presence`, the ten group operations, the two
     // of the chat list, the two LID lookups, presence (un)subscribe, a
     // call's reject, the six chat settings (archive, unarchive, pin,
-    // unpin, mute, unmute), a chat's on-demand history and a group's
-    // membership requests (list, approve, reject).
-    assert_eq!(operations, 59);
+    // unpin, mute, unmute), a chat's on-demand history, a group's
+    // membership requests (list, approve, reject) and its picture (set,
+    // remove).
+    assert_eq!(operations, 61);
 }

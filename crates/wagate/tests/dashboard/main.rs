@@ -12,6 +12,7 @@ mod helpers;
 
 mod access;
 mod forms;
+mod groups;
 mod linking;
 mod messages;
 #[path = "../support/tools.rs"]

@@ -16,6 +16,7 @@ mod chats;
 mod contract;
 mod crash;
 mod deliveries;
+mod group_pictures;
 mod group_requests;
 mod groups;
 mod history;

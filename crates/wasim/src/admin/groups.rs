@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Arc<Server>> {
         .route("/admin/groups/{jid}/invite", post(invite))
         .route("/admin/groups/{jid}/leave", post(leave))
         .route("/admin/groups/{jid}/requests", post(requests))
+        .route("/admin/groups/{jid}/picture", post(picture))
         .route("/admin/phones/{phone}/group-privacy", post(privacy))
 }
 
@@ -191,4 +192,28 @@ async fn privacy(
     let Json(body) = body?;
     handle(s).set_group_add_restricted(&phone, body.restricted)?;
     ok()
+}
+
+#[derive(Deserialize)]
+struct PictureBody {
+    by: String,
+    /// The JPEG, base64; `null` removes the picture.
+    jpeg: Option<String>,
+}
+
+/// `{"id"}`: the new picture's id (empty on removal).
+async fn picture(
+    State(s): State<Arc<Server>>,
+    Path(jid): Path<String>,
+    body: Result<Json<PictureBody>, JsonRejection>,
+) -> Reply {
+    use base64::Engine;
+    let Json(body) = body?;
+    let jpeg = body
+        .jpeg
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+        .transpose()
+        .map_err(|e| SimError::Invalid(format!("jpeg is not base64: {e}")))?;
+    let id = handle(s).group_set_picture(&jid, &body.by, jpeg)?;
+    Ok(Json(json!({ "id": id })))
 }

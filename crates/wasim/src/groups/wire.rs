@@ -206,6 +206,9 @@ pub(crate) fn fan_out(
             pairwise.insert((phone, addr.device), enc.clone());
         }
     }
+    if let Some(g) = w.groups.get_mut(to) {
+        g.sender_key_shares += pairwise.len() as u64;
+    }
     let identity = child(msg, "device-identity").cloned();
     let push_name = w
         .accounts
