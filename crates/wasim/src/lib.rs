@@ -26,6 +26,7 @@ mod phone;
 mod phone_media;
 mod prekeys;
 mod presence;
+mod profile;
 pub mod raw_client;
 mod relay;
 mod server;
@@ -706,6 +707,58 @@ impl SimHandle {
         answer
             .await
             .map_err(|_| SimError::Internal("the phone actor stopped".into()))?
+    }
+
+    /// The phone's user saves `contact` (a number or JID) in the address
+    /// book under `name` (`None`: removes the name); the account's
+    /// companions hear of it through the app state.
+    pub async fn phone_save_contact(
+        &self,
+        phone: &str,
+        contact: &str,
+        name: Option<String>,
+    ) -> Result<(), SimError> {
+        let jid = chat_jid(contact);
+        // WhatsApp's apps name the LID along with the number when they
+        // know it.
+        let lid = {
+            let w = self.server.world();
+            relay::parse_jid(&jid)
+                .and_then(|addr| relay::phone_of(&w, &addr))
+                .and_then(|p| w.accounts.get(&p).map(|a| a.lid.clone()))
+        };
+        self.phone_chat_action(phone, &jid, ChatAction::SaveContact { name, lid })
+            .await
+    }
+
+    /// The LID of `phone`'s account (its digits).
+    pub fn lid_of(&self, phone: &str) -> Result<String, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.lid.clone())
+    }
+
+    /// `phone`'s about text from now on (`None`: none).
+    pub fn set_about(&self, phone: &str, about: Option<String>) -> Result<(), SimError> {
+        profile::set_about(&mut self.server.world(), phone, about)
+    }
+
+    /// `phone`'s profile picture from now on (`None`: removed; `hidden`:
+    /// shown to nobody); the companions of each of `notify` get WhatsApp's
+    /// `picture` notification. Returns the new picture's id.
+    pub fn set_picture(
+        &self,
+        phone: &str,
+        image: Option<bytes::Bytes>,
+        hidden: bool,
+        notify: &[String],
+    ) -> Result<Option<u64>, SimError> {
+        profile::set_picture(&mut self.server.world(), phone, image, hidden, notify)
+    }
+
+    /// The JIDs `phone`'s account blocked.
+    pub fn blocklist(&self, phone: &str) -> Result<Vec<String>, SimError> {
+        profile::blocklist(&self.server.world(), phone)
     }
 
     /// The phone's view of `chat`'s settings (default when it has none).

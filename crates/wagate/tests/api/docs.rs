@@ -145,6 +145,7 @@ async fn every_documented_operation_is_routed() {
     // `POST /sessions/{id}/presence`, the ten group operations, the two
     // of the chat list, the two LID lookups, presence (un)subscribe, a
     // call's reject, the six chat settings (archive, unarchive, pin,
-    // unpin, mute, unmute) and a chat's on-demand history.
-    assert_eq!(operations, 56);
+    // unpin, mute, unmute), a chat's on-demand history, and the contacts
+    // (list, one, picture, block, unblock).
+    assert_eq!(operations, 61);
 }

@@ -15,7 +15,7 @@ use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::{Envelope, EventData};
 use crate::store::chats::{ChatChanged, ChatRecord, ChatStore, ChatTouch, chat_kind};
-use crate::store::{NewHistory, StoreError, from_millis, millis, now};
+use crate::store::{NewHistory, StoreError, StoredHistory, from_millis, millis, now};
 
 /// The latest message of each chat a write touched, and what it does to
 /// the unread count.
@@ -253,7 +253,7 @@ impl ChatStore for Backend {
         Ok(ChatChanged::Changed(Box::new(event)))
     }
 
-    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError> {
+    async fn record_history(&self, history: NewHistory) -> Result<StoredHistory, StoreError> {
         let claims = self.claims([history.session_id]);
         match writer::write_claimed(&self.writer, Write::History(Box::new(history)), claims).await?
         {

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{QueryBuilder, Row};
 
 use super::chats::touch_in;
+use super::contacts::{PushName, note_push_names_in};
 use super::events::{append_event, append_events_to};
 use super::fences::check_fences;
 use super::webhooks::WebhookTargets;
@@ -18,6 +19,7 @@ use crate::domain::{
 use crate::events::{Envelope, EventData};
 use crate::messages::{IncomingMessage, MediaRef, Sender};
 use crate::store::chats::{ACTIVITY_EXCLUDED, ChatKind, ChatTouch, chat_kind};
+use crate::store::contacts::Person;
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, StoredPoll,
@@ -910,6 +912,27 @@ pub(super) async fn record_incoming_in(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     touch_in(tx, &touches).await?;
+    // What each sender calls themselves, in the contacts, reported when it
+    // changed (with the events of the messages that carried it).
+    let names: Vec<PushName<'_>> = rows
+        .iter()
+        .filter(|row| inserted.contains(&row.id) && !row.inbound.from_me)
+        .filter_map(|row| {
+            let name = row.inbound.push_name.as_deref().filter(|n| !n.is_empty())?;
+            Some(PushName {
+                org: row.org_id,
+                session: row.session_id,
+                person: Person {
+                    phone: row.inbound.sender.phone.clone(),
+                    lid: row.inbound.sender.lid.clone(),
+                },
+                name,
+                tag: row.batch,
+                live: true,
+            })
+        })
+        .collect();
+    let contact_events = note_push_names_in(tx, &names).await?;
 
     let mut events = Vec::new();
     let mut of_batch = Vec::new();
@@ -935,6 +958,10 @@ pub(super) async fn record_incoming_in(
                 reply_to: inbound.reply_to,
             }),
         ));
+    }
+    for (batch, event) in contact_events {
+        of_batch.push(batch);
+        events.push(event);
     }
     append_events_to(tx, &mut events, targets).await?;
     let mut per_batch: Vec<Vec<Envelope>> = (0..count).map(|_| Vec::new()).collect();
