@@ -292,6 +292,28 @@ impl SimHandle {
         }
     }
 
+    /// [`register_phone`](Self::register_phone), under the LID `lid`
+    /// (digits) rather than the next one: so that a companion can have
+    /// heard of the LID (in its history, say) before the number's account
+    /// is there.
+    pub fn register_phone_with_lid(&self, phone: &str, lid: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        if lid.is_empty() || !lid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SimError::Invalid(format!("not a LID: {lid:?}")));
+        }
+        {
+            let mut w = self.server.world();
+            if w.accounts
+                .values()
+                .any(|a| a.lid == lid && a.phone != phone)
+            {
+                return Err(SimError::Invalid(format!("LID {lid} is another account's")));
+            }
+            w.account_mut(phone).lid = lid.to_owned();
+        }
+        self.register_phone(phone)
+    }
+
     /// The phone sends a text message as its primary device to `to` (a phone
     /// number or a JID), and a copy to its own companions. Returns the
     /// message id once it is on its way to every device.

@@ -9,12 +9,19 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
+use wasim::{HistoryChat, HistoryMessage, HistorySeed};
+
 use crate::helpers::*;
 
 /// The linked number.
 const ALICE: &str = "15550009191";
 /// Someone who writes to it.
 const BOB: &str = "15550009292";
+
+/// Someone the phone's history names by LID alone: not on the simulated
+/// WhatsApp until later.
+const ERIN: &str = "15550009393";
+const ERIN_LID: &str = "299000000000123";
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -226,5 +233,143 @@ async fn a_contact_has_names_about_text_and_picture_and_can_be_blocked() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"][0]["saved_name"], "Bob Builder", "{body}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_known_by_lid_and_then_by_number_is_one_chat_and_one_contact() {
+    let (sim, _dir, gateway, mut events) = world(Limits::default()).await;
+    let phones = sim.handle();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // Alice's phone has a chat with Erin's LID, and no number for it.
+    let seeded = phones
+        .seed_history(
+            ALICE,
+            HistorySeed {
+                chats: vec![HistoryChat {
+                    jid: format!("{ERIN_LID}@lid"),
+                    name: None,
+                    unread: 1,
+                    messages: (0..3)
+                        .map(|i| HistoryMessage {
+                            id: Some(format!("ERINHIST{i}")),
+                            from_me: false,
+                            sender: None,
+                            push_name: Some("Erin".into()),
+                            timestamp: now - 3_600 + i * 60,
+                            text: format!("by lid {i}"),
+                        })
+                        .collect(),
+                }],
+                push_names: vec![],
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seeded, 3);
+    let session = gateway.create_session().await;
+    let code = events.qr(&session).await;
+    phones
+        .scan_qr(ALICE, &code)
+        .unwrap_or_else(|e| panic!("scan: {e}"));
+    let (mut working, mut stored) = (false, 0);
+    while !working || stored < 3 {
+        let event = events.next("working and the history").await;
+        if event["session_id"] != session.as_str() {
+            continue;
+        }
+        if event["event"] == "history.sync" {
+            stored += event["data"]["messages"].as_u64().unwrap_or_default();
+        }
+        working |= event["event"] == "session.status" && event["data"]["status"] == "working";
+    }
+    let chats = |body: &Value| -> Vec<(String, u64)> {
+        body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_string(),
+                    c["unread"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let (status, body) = gateway
+        .call(Method::GET, &format!("/sessions/{session}/chats"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chats(&body), vec![(format!("{ERIN_LID}@lid"), 1)], "{body}");
+
+    // Erin joins and writes, by number: the session learns her number.
+    phones
+        .register_phone_with_lid(ERIN, ERIN_LID)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = phones
+        .phone_send_text(ERIN, ALICE, "by number")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let received = events.incoming(&session, &id).await;
+    assert_eq!(
+        received["data"]["chat"],
+        format!("{ERIN}@s.whatsapp.net"),
+        "{received}"
+    );
+
+    // One chat, under her number, with every message.
+    let (status, body) = gateway
+        .call(Method::GET, &format!("/sessions/{session}/chats"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        chats(&body),
+        vec![(format!("{ERIN}@s.whatsapp.net"), 2)],
+        "{body}"
+    );
+    let (status, page) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/chats/{ERIN}/messages"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(4), "{page}");
+    // `lids` resolves both ways.
+    let (status, mapping) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/lids/{ERIN_LID}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{mapping}");
+    assert_eq!(mapping["phone"], ERIN, "{mapping}");
+    let (status, mapping) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/lids?phone={ERIN}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{mapping}");
+    assert_eq!(mapping["lid"], format!("{ERIN_LID}@lid"), "{mapping}");
+    // One contact with both ids, found by either.
+    let (status, list) = gateway
+        .call(Method::GET, &format!("/sessions/{session}/contacts"), None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let erins: Vec<&Value> = list["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["phone"] == ERIN || c["lid"] == ERIN_LID)
+        .collect();
+    assert_eq!(erins.len(), 1, "{list}");
+    assert_eq!(erins[0]["id"], format!("{ERIN}@s.whatsapp.net"), "{list}");
+    assert_eq!(erins[0]["lid"], ERIN_LID, "{list}");
     gateway.stop().await;
 }

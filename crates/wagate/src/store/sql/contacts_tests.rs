@@ -266,3 +266,107 @@ async fn the_list_pages_and_searches_names_and_numbers() -> Result<(), StoreErro
     );
     Ok(())
 }
+
+fn lid_only(lid: &str) -> Sender {
+    Sender {
+        phone: None,
+        lid: Some(lid.into()),
+    }
+}
+
+async fn chats_of(
+    store: &TestStore<Backend>,
+    org: OrgId,
+    session: SessionId,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    use crate::store::ChatStore;
+    Ok(store
+        .list_chats(org, session, None, 100)
+        .await?
+        .into_iter()
+        .map(|c| (c.chat, c.unread))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_lid_chat_joins_the_number_s_when_a_message_names_both() -> Result<(), StoreError> {
+    let Some((store, org, session)) = setup().await? else {
+        return Ok(());
+    };
+    store
+        .record_incoming(vec![from(org, session, lid_only("88002"), "Erin")])
+        .await?;
+    assert_eq!(
+        chats_of(&store, org, session).await?,
+        vec![("88002@lid".to_owned(), 1)]
+    );
+    let both = Sender {
+        phone: Some("15550004444".into()),
+        lid: Some("88002".into()),
+    };
+    store
+        .record_incoming(vec![from(org, session, both, "Erin")])
+        .await?;
+    assert_eq!(
+        chats_of(&store, org, session).await?,
+        vec![("15550004444@s.whatsapp.net".to_owned(), 2)]
+    );
+    let page = store
+        .list_messages(
+            org,
+            session,
+            &crate::store::MessageQuery {
+                chat: Some("15550004444@s.whatsapp.net".into()),
+                direction: None,
+                status: None,
+                limit: 10,
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
+    assert_eq!(page.len(), 2);
+    let contacts = store.list_contacts(session, &page_of_all()).await?;
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[0].lid.as_deref(), Some("88002"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lid_chat_joins_the_number_s_when_the_mapping_is_learned() -> Result<(), StoreError> {
+    use wacore::store::traits::LidPnMappingEntry;
+    let Some((store, org, session)) = setup().await? else {
+        return Ok(());
+    };
+    // The number's chat exists already (an outgoing message, say).
+    store
+        .record_incoming(vec![from(org, session, phone("15550005555"), "Finn")])
+        .await?;
+    store
+        .record_incoming(vec![from(org, session, lid_only("88003"), "Finn")])
+        .await?;
+    assert_eq!(chats_of(&store, org, session).await?.len(), 2);
+    let keys = crate::store::KeyStore::for_session(&*store, session);
+    keys.put_lid_mapping(&LidPnMappingEntry {
+        lid: "88003".into(),
+        phone_number: "15550005555".into(),
+        created_at: 1,
+        updated_at: 1,
+        learning_source: "usync".into(),
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    assert_eq!(
+        chats_of(&store, org, session).await?,
+        vec![("15550005555@s.whatsapp.net".to_owned(), 2)]
+    );
+    let contacts = store.list_contacts(session, &page_of_all()).await?;
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(contacts[0].push_name.as_deref(), Some("Finn"));
+    assert_eq!(contacts[0].lid.as_deref(), Some("88003"));
+    Ok(())
+}
+
+fn page_of_all() -> ContactQuery {
+    page(None)
+}

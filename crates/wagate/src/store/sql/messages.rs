@@ -6,13 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
 
-use super::chats::touch_in;
+use super::chats::{merge_lid_in, touch_in};
 use super::contacts::{PushName, note_push_names_in};
 use super::events::{append_event, append_events_to};
 use super::fences::check_fences;
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Advance, Write, Written};
-use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
+use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
 };
@@ -911,6 +911,23 @@ pub(super) async fn record_incoming_in(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    // A person's chat by number takes in what was stored under their LID
+    // before the number was known: one person, one chat.
+    let mut merged: HashSet<(SessionId, &str)> = HashSet::new();
+    for row in rows.iter().filter(|row| inserted.contains(&row.id)) {
+        let inbound = &row.inbound;
+        let (Some(phone), Some(lid)) = (&inbound.sender.phone, &inbound.sender.lid) else {
+            continue;
+        };
+        if inbound.from_me
+            || inbound.chat.strip_suffix("@s.whatsapp.net") != Some(phone.as_str())
+            || !merged.insert((row.session_id, lid.as_str()))
+        {
+            continue;
+        }
+        let conn: &mut DbConnection = &mut *tx;
+        merge_lid_in(conn, &row.session_id.to_string(), lid, phone).await?;
+    }
     touch_in(tx, &touches).await?;
     // What each sender calls themselves, in the contacts, reported when it
     // changed (with the events of the messages that carried it).
