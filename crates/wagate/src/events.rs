@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{
-    CallOutcome, ChatSetting, ContactPresence, DisabledReason, EventId, Failure, HistorySyncType,
-    MessageId, MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId, SessionStatus,
-    StatusReason, WebhookId,
+    CallOutcome, ChatSetting, ContactField, ContactPresence, DisabledReason, EventId, Failure,
+    HistorySyncType, MessageId, MessageStatus, OrgId, ParticipantsAction, PictureChange, SessionId,
+    SessionStatus, StatusReason, WebhookId,
 };
 use crate::messages::{IncomingContent, IncomingMessage, Sender};
 
@@ -196,6 +196,27 @@ events! {
             muted_until: Option<DateTime<Utc>>,
             unread: u64,
         } => ChatUpdated = "chat.updated",
+        /// A contact's name or picture changed: the name they gave
+        /// themselves (`push_name`, from their messages, or from history
+        /// for a contact the session already had), the name the account's
+        /// user saved for them (`saved_name`, from WhatsApp's app state),
+        /// or their profile picture (`picture`, WhatsApp's notification).
+        /// `changed` says which; the rest is the contact after the change.
+        ContactUpdated {
+            /// The contact's key: `<phone>@s.whatsapp.net`, or `<lid>@lid`
+            /// while the number is not known.
+            contact: String,
+            /// The phone number, digits only.
+            phone: Option<String>,
+            /// The LID's digits.
+            lid: Option<String>,
+            changed: ContactField,
+            saved_name: Option<String>,
+            push_name: Option<String>,
+            /// The profile picture's id; `null` when there is none (or it
+            /// is not known).
+            picture_id: Option<String>,
+        } => ContactUpdated = "contact.updated",
         /// A chunk of the history the phone sends after a link (or that was
         /// asked for) was stored, as far as the session's `history`
         /// setting keeps it: its chats, messages (from both directions,
@@ -458,6 +479,15 @@ mod tests {
                 muted_until: Some(Utc::now()),
                 unread: 3,
             },
+            EventData::ContactUpdated {
+                contact: "15551234567@s.whatsapp.net".into(),
+                phone: Some("15551234567".into()),
+                lid: Some("123456789012345".into()),
+                changed: ContactField::SavedName,
+                saved_name: Some("Ana".into()),
+                push_name: Some("ana".into()),
+                picture_id: None,
+            },
             EventData::HistorySync {
                 sync_type: HistorySyncType::InitialBootstrap,
                 chunk_order: Some(1),
@@ -495,6 +525,7 @@ mod tests {
                 | EventData::GroupParticipants { .. }
                 | EventData::GroupUpdated { .. }
                 | EventData::ChatUpdated { .. }
+                | EventData::ContactUpdated { .. }
                 | EventData::HistorySync { .. }
                 | EventData::WebhookDisabled { .. }
                 | EventData::WebhookTest { .. } => {}

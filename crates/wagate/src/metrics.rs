@@ -189,6 +189,7 @@ impl Metrics {
             | EventData::GroupParticipants { .. }
             | EventData::GroupUpdated { .. }
             | EventData::ChatUpdated { .. }
+            | EventData::ContactUpdated { .. }
             | EventData::HistorySync { .. }
             | EventData::WebhookDisabled { .. } => {}
         }

@@ -18,6 +18,7 @@ use crate::server::Server;
 
 mod chats;
 mod groups;
+mod profile;
 
 pub(crate) fn routes() -> Router<Arc<Server>> {
     Router::new()
@@ -69,6 +70,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
         .route("/admin/stats", get(stats))
         .merge(groups::routes())
         .merge(chats::routes())
+        .merge(profile::routes())
 }
 
 fn handle(server: Arc<Server>) -> SimHandle {

@@ -70,7 +70,8 @@ pub(crate) fn handle(w: &mut World, conn: ConnId, iq: &Node) {
                     .build(),
             ],
         ),
-        ("blocklist", _, _) => iq_result(&id, vec![NodeBuilder::new("list").build()]),
+        ("blocklist", _, _) => crate::profile::blocklist_iq(w, conn, &id, iq),
+        ("w:profile:picture", "get", _) => crate::profile::picture_iq(w, &id, iq),
         ("privacy", _, _) => iq_result(&id, vec![NodeBuilder::new("privacy").build()]),
         // Answers itself: a `companion_finish` result must precede the
         // `pair-success` it may trigger.

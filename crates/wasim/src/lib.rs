@@ -26,6 +26,7 @@ mod phone;
 mod phone_media;
 mod prekeys;
 mod presence;
+mod profile;
 pub mod raw_client;
 mod relay;
 mod server;
@@ -289,6 +290,28 @@ impl SimHandle {
                 "the phones' actor is not running".into(),
             ))
         }
+    }
+
+    /// [`register_phone`](Self::register_phone), under the LID `lid`
+    /// (digits) rather than the next one: so that a companion can have
+    /// heard of the LID (in its history, say) before the number's account
+    /// is there.
+    pub fn register_phone_with_lid(&self, phone: &str, lid: &str) -> Result<(), SimError> {
+        check_phone(phone)?;
+        if lid.is_empty() || !lid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SimError::Invalid(format!("not a LID: {lid:?}")));
+        }
+        {
+            let mut w = self.server.world();
+            if w.accounts
+                .values()
+                .any(|a| a.lid == lid && a.phone != phone)
+            {
+                return Err(SimError::Invalid(format!("LID {lid} is another account's")));
+            }
+            w.account_mut(phone).lid = lid.to_owned();
+        }
+        self.register_phone(phone)
     }
 
     /// The phone sends a text message as its primary device to `to` (a phone
@@ -768,6 +791,58 @@ impl SimHandle {
         answer
             .await
             .map_err(|_| SimError::Internal("the phone actor stopped".into()))?
+    }
+
+    /// The phone's user saves `contact` (a number or JID) in the address
+    /// book under `name` (`None`: removes the name); the account's
+    /// companions hear of it through the app state.
+    pub async fn phone_save_contact(
+        &self,
+        phone: &str,
+        contact: &str,
+        name: Option<String>,
+    ) -> Result<(), SimError> {
+        let jid = chat_jid(contact);
+        // WhatsApp's apps name the LID along with the number when they
+        // know it.
+        let lid = {
+            let w = self.server.world();
+            relay::parse_jid(&jid)
+                .and_then(|addr| relay::phone_of(&w, &addr))
+                .and_then(|p| w.accounts.get(&p).map(|a| a.lid.clone()))
+        };
+        self.phone_chat_action(phone, &jid, ChatAction::SaveContact { name, lid })
+            .await
+    }
+
+    /// The LID of `phone`'s account (its digits).
+    pub fn lid_of(&self, phone: &str) -> Result<String, SimError> {
+        let w = self.server.world();
+        let account = w.accounts.get(phone).ok_or(SimError::NoSuchPhone)?;
+        Ok(account.lid.clone())
+    }
+
+    /// `phone`'s about text from now on (`None`: none).
+    pub fn set_about(&self, phone: &str, about: Option<String>) -> Result<(), SimError> {
+        profile::set_about(&mut self.server.world(), phone, about)
+    }
+
+    /// `phone`'s profile picture from now on (`None`: removed; `hidden`:
+    /// shown to nobody); the companions of each of `notify` get WhatsApp's
+    /// `picture` notification. Returns the new picture's id.
+    pub fn set_picture(
+        &self,
+        phone: &str,
+        image: Option<bytes::Bytes>,
+        hidden: bool,
+        notify: &[String],
+    ) -> Result<Option<u64>, SimError> {
+        profile::set_picture(&mut self.server.world(), phone, image, hidden, notify)
+    }
+
+    /// The JIDs `phone`'s account blocked.
+    pub fn blocklist(&self, phone: &str) -> Result<Vec<String>, SimError> {
+        profile::blocklist(&self.server.world(), phone)
     }
 
     /// The phone's view of `chat`'s settings (default when it has none).

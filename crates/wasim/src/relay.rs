@@ -135,6 +135,16 @@ pub(crate) fn usync(w: &mut World, id: &str, iq: &Node) -> Node {
             if wants("contact") {
                 parts.push(contact("in"));
             }
+            if wants("status")
+                && let Some(status) = crate::profile::status_node(&account.profile)
+            {
+                parts.push(status);
+            }
+            if wants("picture")
+                && let Some(picture) = crate::profile::picture_node(&account.profile)
+            {
+                parts.push(picture);
+            }
             Some(
                 NodeBuilder::new("user")
                     .attr("jid", jid)

@@ -36,6 +36,10 @@ pub(crate) struct Account {
     pub history: crate::history::HistorySeed,
     /// The history chunks the phone sent its companions, in order.
     pub history_sent: Vec<crate::history::SentChunk>,
+    /// What the account shows others of itself (see [`crate::profile`]).
+    pub profile: crate::profile::Profile,
+    /// The JIDs the account blocked (as the blocklist IQ names them).
+    pub blocked: std::collections::BTreeSet<String>,
 }
 
 impl Account {
@@ -176,6 +180,8 @@ pub(crate) struct World {
     pub presence_subscribers: HashMap<String, std::collections::BTreeSet<(String, u16, ConnId)>>,
     /// Calls a phone placed, by call id: the caller and the number rung.
     pub calls: HashMap<String, (String, String)>,
+    /// Profile pictures set so far: the next one's id follows.
+    pub pictures_made: u64,
 }
 
 /// A group chat as WhatsApp's group server keeps it (see [`crate::groups`]).
@@ -270,6 +276,8 @@ impl World {
                 phone_chats: BTreeMap::new(),
                 history: Default::default(),
                 history_sent: Vec::new(),
+                profile: Default::default(),
+                blocked: Default::default(),
             }
         })
     }

@@ -57,6 +57,18 @@ super::named_enum! {
     }
 }
 
+super::named_enum! {
+    /// What about a contact changed (`contact.updated`).
+    pub enum ContactField {
+        /// The name they gave themselves.
+        PushName = "push_name",
+        /// The name the account's user saved for them.
+        SavedName = "saved_name",
+        /// Their profile picture.
+        Picture = "picture",
+    }
+}
+
 /// One change to a chat's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatChange {
@@ -85,6 +97,7 @@ mod tests {
     #[test]
     fn setting_names_round_trip() {
         crate::domain::named::assert_names_round_trip::<ChatSetting>();
+        crate::domain::named::assert_names_round_trip::<ContactField>();
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub(crate) use account::{Email, InvalidEmail, Role, UserId};
 pub(crate) use behaviour::{
     CallOutcome, ContactPresence, PresenceState, SessionBehaviour, check_call_reply,
 };
-pub(crate) use chat::{ChatChange, ChatSetting, Mute};
+pub(crate) use chat::{ChatChange, ChatSetting, ContactField, Mute};
 pub(crate) use group::{
     GroupInfo, GroupMember, GroupRole, GroupSettings, JoinRequest, ParticipantOutcome,
     ParticipantsAction, PictureChange,

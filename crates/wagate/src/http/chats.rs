@@ -27,7 +27,7 @@ pub(crate) const MAX_WA_ID_CHARS: usize = 128;
 /// One usync query; WhatsApp Web checks contacts in batches of this size.
 pub(crate) const MAX_CHECK_PHONES: usize = 50;
 /// How long a call waits for WhatsApp before answering 502.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -289,5 +289,10 @@ pub(crate) async fn check_contacts(
         .live_messenger(auth.org_id(), session)
         .await?;
     let results = on_whatsapp(messenger.check_contacts(&phones)).await?;
+    let answers: Vec<(String, bool)> = results
+        .iter()
+        .map(|r| (r.phone.clone(), r.on_whatsapp))
+        .collect();
+    state.sessions.record_on_whatsapp(session, &answers).await?;
     Ok(Json(CheckContactsResponse { results }))
 }

@@ -6,6 +6,7 @@ pub(crate) mod chat_history;
 pub(crate) mod chat_list;
 pub(crate) mod chat_state;
 pub(crate) mod chats;
+pub(crate) mod contacts;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod group_picture;
@@ -71,6 +72,11 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chat_state::unmute))
         .routes(routes!(chat_history::request_history))
         .routes(routes!(chats::check_contacts))
+        .routes(routes!(contacts::list))
+        .routes(routes!(contacts::get))
+        .routes(routes!(contacts::picture))
+        .routes(routes!(contacts::block))
+        .routes(routes!(contacts::unblock))
         .routes(routes!(lids::by_lid))
         .routes(routes!(lids::by_phone))
         .routes(routes!(presence::subscribe))

@@ -57,7 +57,7 @@ use crate::messages::recipient::{CHAT_PATTERN, PERSON_PATTERN};
         (name = "messages", description = "Messages sent through a linked session and received by it"),
         (name = "chats", description = "The chat list and each chat's messages, from what the session stored; read receipts, typing and contact checks, straight on a `working` session"),
         (name = "calls", description = "Calls ringing a `working` session"),
-        (name = "contacts", description = "The people a session knows: a LID's phone number and a number's LID; whose presence it follows"),
+        (name = "contacts", description = "The people a session knows: names, phone numbers and LIDs, about texts and profile pictures; a LID's phone number and a number's LID; blocking; whose presence it follows"),
         (name = "groups", description = "Groups: create, list, participants, membership requests, settings, invites, join and leave, straight on a `working` session"),
         (name = "realtime", description = "Live events over WebSocket, resumable from the event log"),
         (name = "webhooks", description = "Webhooks: every event POSTed to your URL, signed as the \

@@ -68,7 +68,7 @@ pub(crate) struct PresenceSubscription {
 }
 
 /// The person in `{contact}`: a phone number or a person's JID.
-fn parse_contact(contact: &str) -> Result<Recipient, ApiError> {
+pub(super) fn parse_contact(contact: &str) -> Result<Recipient, ApiError> {
     contact
         .parse::<Recipient>()
         .ok()

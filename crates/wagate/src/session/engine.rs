@@ -17,6 +17,7 @@ use crate::domain::{
     CallOutcome, ContactPresence, HistoryScope, HistorySyncType, MessageStatus, Phone, SessionId,
 };
 use crate::messages::{Inbound, MediaRef, Sender};
+use crate::store::contacts::{ContactChange, Person};
 use crate::store::{HistoryChat, StoreError, StoredPoll};
 
 /// What the protocol reports, reduced to what the supervisor acts on.
@@ -72,6 +73,12 @@ pub enum EngineEvent {
     Chat {
         chat: String,
         change: ChatChange,
+    },
+    /// A contact's saved name changed in the account's app state, or
+    /// their profile picture changed (WhatsApp's notification).
+    Contact {
+        person: Person,
+        change: ContactChange,
     },
 }
 

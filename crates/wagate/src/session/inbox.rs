@@ -99,7 +99,7 @@ impl InboundSink for Inbox {
             push_names: chunk.push_names,
         };
         let count = history.message_count();
-        let event = self
+        let stored = self
             .store
             .chats()
             .record_history(history)
@@ -108,7 +108,10 @@ impl InboundSink for Inbox {
                 tracing::error!(%error, count, "could not store a history chunk");
             })?;
         tracing::debug!(count, "history chunk stored");
-        self.hub.publish(event);
+        for event in stored.contacts {
+            self.hub.publish(event);
+        }
+        self.hub.publish(stored.sync);
         Ok(())
     }
 }

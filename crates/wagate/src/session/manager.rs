@@ -35,6 +35,8 @@ use crate::store::{
 };
 use crate::store::{LidLookup, LidPn};
 
+pub(crate) mod contacts;
+
 /// Commands are handled one at a time; a short queue is plenty.
 const COMMAND_QUEUE: usize = 16;
 
@@ -105,6 +107,8 @@ struct Inner {
     /// Shared by every session's worker: one HTTP connection pool.
     fetcher: Option<Arc<MediaFetcher>>,
     handles: Mutex<HashMap<SessionId, Handle>>,
+    /// Contacts' profile pictures, fetched on request.
+    pictures: super::pictures::PictureCache,
     // A tracker rather than a JoinSet: supervisors come and go with their
     // sessions and nobody consumes their results, and a JoinSet would keep
     // every finished one until reaped.
@@ -159,6 +163,7 @@ impl SessionManager {
                 outbox,
                 fetcher,
                 handles: Mutex::default(),
+                pictures: super::pictures::PictureCache::default(),
                 tasks: TaskTracker::new(),
                 cancel,
             }),

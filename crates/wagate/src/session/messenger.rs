@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid;
-use whatsapp_rust::features::{AppStateError, ChatStateType, PresenceStatus};
+use whatsapp_rust::features::{AppStateError, BlockingError, ChatStateType, PresenceStatus};
+use whatsapp_rust::http::HttpRequest;
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -52,6 +53,24 @@ pub struct ContactCheck {
     /// Its LID, when WhatsApp told it.
     pub lid: Option<String>,
     pub business: bool,
+}
+
+/// What WhatsApp says of a person now: their about text and profile
+/// picture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactProfile {
+    /// `None` when they have none or do not share it.
+    pub about: Option<String>,
+    /// `None` when they have none or do not share it.
+    pub picture: Option<ProfilePicture>,
+}
+
+/// A profile picture as WhatsApp names it: an id that changes with the
+/// picture, and where to fetch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfilePicture {
+    pub id: String,
+    pub url: String,
 }
 
 /// The oldest message a session has of a chat, as an on-demand history
@@ -128,6 +147,17 @@ pub trait Messenger: Send + Sync {
         peer: &str,
         creator: &str,
     ) -> Result<(), SendFailure>;
+
+    /// `contact`'s about text and profile picture, as WhatsApp answers
+    /// now.
+    async fn contact_profile(&self, contact: &Jid) -> Result<ContactProfile, SendFailure>;
+
+    /// The bytes of a profile picture WhatsApp named (`picture.url`).
+    async fn download_picture(&self, picture: &ProfilePicture) -> Result<Vec<u8>, SendFailure>;
+
+    /// Blocks `contact` (or, with `block` false, unblocks them): they can
+    /// no longer write to or call the number.
+    async fn block(&self, contact: &Jid, block: bool) -> Result<(), SendFailure>;
 
     /// Group calls on this connection (`session/groups.rs`); `None` where
     /// a test double has none.
@@ -293,6 +323,63 @@ impl Messenger for ClientMessenger {
             .reject_call(call_id, &jid(peer)?, &jid(creator)?)
             .await
             .map_err(|e| SendFailure::Transient(e.to_string()))
+    }
+
+    async fn contact_profile(&self, contact: &Jid) -> Result<ContactProfile, SendFailure> {
+        let contacts = self.client.contacts();
+        let info = contacts
+            .get_user_info(std::slice::from_ref(contact))
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))?;
+        let about = info
+            .values()
+            .find(|i| i.jid.user == contact.user)
+            .and_then(|i| i.status.clone())
+            .filter(|s| !s.is_empty());
+        let picture = contacts
+            .get_profile_picture(contact, false)
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))?
+            .map(|p| ProfilePicture {
+                id: p.id,
+                url: p.url,
+            });
+        Ok(ContactProfile { about, picture })
+    }
+
+    async fn download_picture(&self, picture: &ProfilePicture) -> Result<Vec<u8>, SendFailure> {
+        let response = self
+            .client
+            .http_client
+            .execute(HttpRequest::get(picture.url.clone()))
+            .await
+            .map_err(|e| SendFailure::Transient(e.to_string()))?;
+        match response.status_code {
+            200 => Ok(response.body),
+            // Gone since WhatsApp named it (changed, or no longer shown).
+            401 | 403 | 404 | 410 => Err(SendFailure::Invalid(format!(
+                "the picture is no longer there ({})",
+                response.status_code
+            ))),
+            status => Err(SendFailure::Transient(format!(
+                "fetching the picture answered {status}"
+            ))),
+        }
+    }
+
+    async fn block(&self, contact: &Jid, block: bool) -> Result<(), SendFailure> {
+        let blocking = self.client.blocking();
+        let done = if block {
+            blocking.block(contact).await
+        } else {
+            blocking.unblock(contact).await
+        };
+        done.map_err(|e| match e {
+            // No LID for the number yet: WhatsApp takes a block only with
+            // both ids.
+            BlockingError::InvalidJid(reason) => SendFailure::Invalid(reason),
+            other => SendFailure::Transient(other.to_string()),
+        })
     }
 
     async fn check_contacts(&self, phones: &[String]) -> Result<Vec<ContactCheck>, SendFailure> {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MessageRecord, NewHistory, StoreError};
+use super::{MessageRecord, NewHistory, StoreError, StoredHistory};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::Envelope;
 
@@ -99,9 +99,10 @@ pub trait ChatStore: Send + Sync {
     /// direction), marked as from history, under ids made from their
     /// WhatsApp timestamps so they sort among the others by when they were
     /// sent; their chats (a new chat takes the phone's unread count; an
-    /// existing one keeps its own); the push names. Returns the event to
-    /// publish.
-    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError>;
+    /// existing one keeps its own); the push names (with a
+    /// `contact.updated` for each contact's that changed). Returns the
+    /// events to publish.
+    async fn record_history(&self, history: NewHistory) -> Result<StoredHistory, StoreError>;
 
     /// One chat, if the session has a message in it.
     async fn get_chat(

@@ -3,6 +3,7 @@
 //! setting), stored with its `history.sync` event in one transaction.
 
 use crate::domain::{HistorySyncType, OrgId, SessionId};
+use crate::events::Envelope;
 use crate::messages::Inbound;
 
 /// One history-sync chunk to store.
@@ -36,4 +37,13 @@ pub struct HistoryChat {
     pub unread: u32,
     /// Its messages, in any order.
     pub messages: Vec<Inbound>,
+}
+
+/// What storing a chunk logged, to publish: its `history.sync`, and the
+/// `contact.updated` of contacts whose push name it changed (logged
+/// before it).
+#[derive(Debug, Clone)]
+pub struct StoredHistory {
+    pub sync: Envelope,
+    pub contacts: Vec<Envelope>,
 }

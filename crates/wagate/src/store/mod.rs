@@ -5,6 +5,7 @@
 //! aggregates compiled for each (`sql/`).
 
 pub(crate) mod chats;
+pub(crate) mod contacts;
 mod events;
 pub(crate) mod groups;
 mod history;
@@ -33,9 +34,10 @@ use futures::future::BoxFuture;
 use crate::secret::Secret;
 
 pub(crate) use chats::ChatStore;
+pub(crate) use contacts::ContactStore;
 pub(crate) use events::EventStore;
 pub(crate) use groups::{GroupEdit, GroupStore, NoticeKey};
-pub(crate) use history::{HistoryChat, NewHistory};
+pub(crate) use history::{HistoryChat, NewHistory, StoredHistory};
 pub(crate) use keys::{
     KeyCounts, KeySet, KeyStore, LidLookup, LidPn, MutationMac, PendingInbound, SentMessage,
 };
@@ -103,6 +105,8 @@ pub trait Store: Send + Sync + 'static {
     fn messages(&self) -> &dyn MessageStore;
     /// The chat list, kept by the message writes.
     fn chats(&self) -> &dyn ChatStore;
+    /// The people each session's account knows: names, ids, pictures.
+    fn contacts(&self) -> &dyn ContactStore;
     /// Webhooks and their delivery outbox (queued by the event log).
     fn webhooks(&self) -> &dyn WebhookStore;
     /// Every session's WhatsApp keys (whatsapp-rust's storage backend).

@@ -200,6 +200,31 @@ fn rest_table() -> Vec<Rest> {
             Some(json!({ "phones": ["15550001111"] })),
             Resource,
         ),
+        rest(Method::GET, "/sessions/{id}/contacts", None, Resource),
+        rest(
+            Method::GET,
+            "/sessions/{id}/contacts/{contact}",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::GET,
+            "/sessions/{id}/contacts/{contact}/picture",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/contacts/{contact}/block",
+            None,
+            Resource,
+        ),
+        rest(
+            Method::POST,
+            "/sessions/{id}/contacts/{contact}/unblock",
+            None,
+            Resource,
+        ),
         rest(
             Method::POST,
             "/sessions/{id}/groups",

@@ -147,6 +147,6 @@ async fn every_documented_operation_is_routed() {
     // call's reject, the six chat settings (archive, unarchive, pin,
     // unpin, mute, unmute), a chat's on-demand history, a group's
     // membership requests (list, approve, reject) and its picture (set,
-    // remove).
-    assert_eq!(operations, 61);
+    // remove), and the contacts (list, one, picture, block, unblock).
+    assert_eq!(operations, 66);
 }

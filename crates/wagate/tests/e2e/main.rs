@@ -13,6 +13,7 @@ mod prometheus;
 mod actions;
 mod chat_state;
 mod chats;
+mod contacts;
 mod contract;
 mod crash;
 mod deliveries;

@@ -19,8 +19,9 @@ use crate::error::SimError;
 use crate::server::Server;
 use crate::syncd;
 
-/// What the phone's user does to a chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the phone's user does to a chat (or, saving a contact, to the
+/// person it is with).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatAction {
     Archive,
     Unarchive,
@@ -31,6 +32,13 @@ pub enum ChatAction {
     Unmute,
     MarkRead,
     MarkUnread,
+    /// Saves the person in the phone's address book under `name` (`None`:
+    /// removes the name), naming their LID too when known: WhatsApp's
+    /// `contact` action.
+    SaveContact {
+        name: Option<String>,
+        lid: Option<String>,
+    },
 }
 
 /// The phone's view of one chat's settings, as its app state says.
@@ -75,7 +83,7 @@ fn now_ms() -> i64 {
 }
 
 /// The index and value WhatsApp's apps write for `action` on `chat`.
-fn mutation_of(action: ChatAction) -> (&'static Schema, wa::SyncActionValue) {
+fn mutation_of(action: &ChatAction) -> (&'static Schema, wa::SyncActionValue) {
     let mut value = wa::SyncActionValue {
         timestamp: Some(now_ms()),
         ..Default::default()
@@ -84,14 +92,14 @@ fn mutation_of(action: ChatAction) -> (&'static Schema, wa::SyncActionValue) {
         ChatAction::Archive | ChatAction::Unarchive => {
             value.archive_chat_action =
                 buffa::MessageField::some(wa::sync_action_value::ArchiveChatAction {
-                    archived: Some(action == ChatAction::Archive),
+                    archived: Some(*action == ChatAction::Archive),
                     message_range: buffa::MessageField::none(),
                 });
             &schemas::ARCHIVE
         }
         ChatAction::Pin | ChatAction::Unpin => {
             value.pin_action = buffa::MessageField::some(wa::sync_action_value::PinAction {
-                pinned: Some(action == ChatAction::Pin),
+                pinned: Some(*action == ChatAction::Pin),
             });
             &schemas::PIN
         }
@@ -112,10 +120,24 @@ fn mutation_of(action: ChatAction) -> (&'static Schema, wa::SyncActionValue) {
             });
             &schemas::MUTE
         }
+        ChatAction::SaveContact { name, lid } => {
+            value.contact_action =
+                buffa::MessageField::some(wa::sync_action_value::ContactAction {
+                    full_name: name.clone(),
+                    first_name: name
+                        .as_deref()
+                        .and_then(|n| n.split_whitespace().next())
+                        .map(str::to_owned),
+                    lid_jid: lid.as_ref().map(|l| format!("{l}@lid")),
+                    save_on_primary_addressbook: Some(true),
+                    ..Default::default()
+                });
+            &schemas::CONTACT
+        }
         ChatAction::MarkRead | ChatAction::MarkUnread => {
             value.mark_chat_as_read_action =
                 buffa::MessageField::some(wa::sync_action_value::MarkChatAsReadAction {
-                    read: Some(action == ChatAction::MarkRead),
+                    read: Some(*action == ChatAction::MarkRead),
                     message_range: buffa::MessageField::none(),
                 });
             &schemas::MARK_CHAT_AS_READ
@@ -251,7 +273,7 @@ pub(super) fn act(
     chat: &str,
     action: ChatAction,
 ) -> Result<(), SimError> {
-    let (schema, value) = mutation_of(action);
+    let (schema, value) = mutation_of(&action);
     let name = collection_name(schema);
     let index = index_of(schema, chat)?;
     let keys = keys_of(signal);

@@ -130,6 +130,16 @@ impl Supervisor {
                 }
             }
             EngineEvent::Chat { chat, change } => self.on_chat(&chat, change).await?,
+            EngineEvent::Contact { person, change } => {
+                if let Some(event) = self
+                    .store
+                    .contacts()
+                    .change_contact(self.org_id, self.id, &person, change)
+                    .await?
+                {
+                    self.hub.publish(event);
+                }
+            }
             EngineEvent::Presence(notice) => {
                 self.publish(EventData::PresenceUpdate {
                     contact: notice.contact,

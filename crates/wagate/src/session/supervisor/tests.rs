@@ -434,6 +434,9 @@ impl Store for FlakyStatuses {
     fn chats(&self) -> &dyn crate::store::ChatStore {
         self.inner.chats()
     }
+    fn contacts(&self) -> &dyn crate::store::ContactStore {
+        self.inner.contacts()
+    }
     fn webhooks(&self) -> &dyn WebhookStore {
         self.inner.webhooks()
     }

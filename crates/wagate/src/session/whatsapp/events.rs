@@ -6,7 +6,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use wacore::stanza::groups::{GroupNotificationAction, GroupParticipantInfo, GroupParticipantType};
 use wacore::types::call::{CallAction, IncomingCall};
-use wacore::types::events::{ChatPresenceUpdate, GroupUpdate, LazyHistorySync, PictureUpdate};
+use wacore::types::events::{
+    ChatPresenceUpdate, ContactUpdate, GroupUpdate, LazyHistorySync, PictureUpdate,
+};
 use wacore::types::presence::{ChatPresence, ChatPresenceMedia, ReceiptType};
 use whatsapp_rust::Jid;
 use whatsapp_rust::prelude::{Event, EventHandler, EventInterest, EventKind};
@@ -21,6 +23,7 @@ use crate::messages::Sender;
 use crate::session::engine::{CallOffer, Delivery, EngineEvent, PresenceNotice};
 use crate::session::group_events::{GroupNotice, NoticeChange};
 use crate::store::NoticeKey;
+use crate::store::contacts::{ContactChange, Person};
 
 /// Turns the library's events into [`EngineEvent`]s for the supervisor and
 /// [`Delivery`] reports for the outbox. Called inline by the event bus, so
@@ -118,6 +121,23 @@ impl EventHandler for Forwarder {
             Event::PictureUpdate(picture) if picture.jid.is_group() => {
                 EngineEvent::Group(Box::new(picture_notice(picture)))
             }
+            Event::PictureUpdate(picture) => {
+                match Person::from_jid(&picture.jid.to_non_ad().to_string()) {
+                    Some(person) => EngineEvent::Contact {
+                        person,
+                        change: ContactChange::Picture(if picture.removed {
+                            None
+                        } else {
+                            picture.picture_id.clone()
+                        }),
+                    },
+                    None => return,
+                }
+            }
+            Event::ContactUpdate(update) => match saved_contact(update) {
+                Some(mapped) => mapped,
+                None => return,
+            },
             Event::ArchiveUpdate(update) => EngineEvent::Chat {
                 chat: update.jid.to_non_ad().to_string(),
                 change: ChatChange::Archive(update.action.archived.unwrap_or(false)),
@@ -162,6 +182,7 @@ impl EventHandler for Forwarder {
             EventKind::ChatPresence,
             EventKind::GroupUpdate,
             EventKind::PictureUpdate,
+            EventKind::ContactUpdate,
             EventKind::ArchiveUpdate,
             EventKind::PinUpdate,
             EventKind::MuteUpdate,
@@ -171,6 +192,30 @@ impl EventHandler for Forwarder {
             EventKind::HistorySync,
         ])
     }
+}
+
+/// A contact the account's user saved (or renamed, or removed from their
+/// address book), as the app state's `contact` action says: the index
+/// names them by one id, the action may add the other.
+fn saved_contact(update: &ContactUpdate) -> Option<EngineEvent> {
+    let mut person = Person::from_jid(&update.jid.to_non_ad().to_string())?;
+    let action = &update.action;
+    let other = |jid: &Option<String>| jid.as_deref().and_then(Person::from_jid);
+    if let Some(pn) = other(&action.pn_jid) {
+        person.phone = person.phone.or(pn.phone);
+    }
+    if let Some(lid) = other(&action.lid_jid) {
+        person.lid = person.lid.or(lid.lid);
+    }
+    let name = action
+        .full_name
+        .clone()
+        .or_else(|| action.first_name.clone())
+        .filter(|n| !n.trim().is_empty());
+    Some(EngineEvent::Contact {
+        person,
+        change: ContactChange::SavedName(name),
+    })
 }
 
 /// Someone typing, recording or stopping in a chat with the number.

@@ -11,11 +11,11 @@ use super::fences::check_fences;
 use super::messages::{message, message_columns};
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Write, Written};
-use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
+use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{ChatChange, MessageId, Mute, OrgId, SessionId};
 use crate::events::{Envelope, EventData};
 use crate::store::chats::{ChatChanged, ChatRecord, ChatStore, ChatTouch, chat_kind};
-use crate::store::{NewHistory, StoreError, from_millis, millis, now};
+use crate::store::{NewHistory, StoreError, StoredHistory, from_millis, millis, now};
 
 /// The latest message of each chat a write touched, and what it does to
 /// the unread count.
@@ -107,6 +107,127 @@ pub(super) async fn touch_in(tx: &mut WriteTx, touches: &[ChatTouch]) -> Result<
 
 /// Chats per upsert: 7 parameters each.
 const TOUCH_CHUNK: usize = 500;
+
+/// One person is one chat and one contact: once the session learns that
+/// `lid` (digits) is `phone`'s, what it stored under the LID (written
+/// before the number was known) moves to the number, inside the
+/// transaction that stores the mapping. The LID chat's messages join the
+/// number's chat (their senders get the number too), the two chat rows
+/// become one (the newest latest message, the unread counts added, the
+/// number's own name and settings first), and the LID contact's row
+/// merges into the number's.
+pub(super) async fn merge_lid_in(
+    conn: &mut DbConnection,
+    session: &str,
+    lid: &str,
+    phone: &str,
+) -> Result<(), sqlx::Error> {
+    let lid_jid = format!("{lid}@lid");
+    let pn_jid = format!("{phone}@s.whatsapp.net");
+    // Nothing under the LID (the common case): nothing to move.
+    let found: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM chats WHERE session_id = $1 AND chat = $2) \
+         + (SELECT COUNT(*) FROM contacts WHERE session_id = $1 AND jid = $2)",
+    )
+    .bind(session)
+    .bind(&lid_jid)
+    .fetch_one(&mut *conn)
+    .await?;
+    if found == 0 {
+        return Ok(());
+    }
+    let lid_chat: Option<(String,)> =
+        sqlx::query_as("SELECT chat FROM chats WHERE session_id = $1 AND chat = $2")
+            .bind(session)
+            .bind(&lid_jid)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if lid_chat.is_some() {
+        // The chat's own index finds them; their LID senders get the number.
+        sqlx::query(
+            "UPDATE messages SET chat = $3, sender_phone = CASE \
+             WHEN sender_lid = $4 AND sender_phone IS NULL THEN $5 ELSE sender_phone END \
+             WHERE session_id = $1 AND chat = $2",
+        )
+        .bind(session)
+        .bind(&lid_jid)
+        .bind(&pn_jid)
+        .bind(lid)
+        .bind(phone)
+        .execute(&mut *conn)
+        .await?;
+        // The number's row takes the LID's where it has nothing of its own.
+        let merged = sqlx::query(
+            "UPDATE chats SET \
+             last_message_id = CASE WHEN l.last_message_id > chats.last_message_id \
+                 THEN l.last_message_id ELSE chats.last_message_id END, \
+             last_at = CASE WHEN l.last_message_id > chats.last_message_id \
+                 THEN l.last_at ELSE chats.last_at END, \
+             unread = chats.unread + l.unread, \
+             name = COALESCE(chats.name, l.name), \
+             archived = (chats.archived OR l.archived), \
+             pinned = (chats.pinned OR l.pinned), \
+             muted_until = COALESCE(chats.muted_until, l.muted_until) \
+             FROM (SELECT last_message_id, last_at, unread, name, archived, pinned, muted_until \
+                   FROM chats WHERE session_id = $1 AND chat = $2) AS l \
+             WHERE chats.session_id = $1 AND chats.chat = $3",
+        )
+        .bind(session)
+        .bind(&lid_jid)
+        .bind(&pn_jid)
+        .execute(&mut *conn)
+        .await?;
+        if merged.rows_affected() == 0 {
+            sqlx::query("UPDATE chats SET chat = $3 WHERE session_id = $1 AND chat = $2")
+                .bind(session)
+                .bind(&lid_jid)
+                .bind(&pn_jid)
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM chats WHERE session_id = $1 AND chat = $2")
+                .bind(session)
+                .bind(&lid_jid)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    // The contact: the number's row takes the LID row's names and facts
+    // where it has none, or the LID row becomes the number's.
+    let merged = sqlx::query(
+        "UPDATE contacts SET \
+         lid = COALESCE(contacts.lid, $4), \
+         push_name = COALESCE(contacts.push_name, l.push_name), \
+         saved_name = COALESCE(contacts.saved_name, l.saved_name), \
+         on_whatsapp = COALESCE(contacts.on_whatsapp, l.on_whatsapp), \
+         picture_id = COALESCE(contacts.picture_id, l.picture_id) \
+         FROM (SELECT push_name, saved_name, on_whatsapp, picture_id FROM contacts \
+               WHERE session_id = $1 AND jid = $2) AS l \
+         WHERE contacts.session_id = $1 AND contacts.jid = $3",
+    )
+    .bind(session)
+    .bind(&lid_jid)
+    .bind(&pn_jid)
+    .bind(lid)
+    .execute(&mut *conn)
+    .await?;
+    if merged.rows_affected() == 0 {
+        sqlx::query("UPDATE contacts SET jid = $3, phone = $4 WHERE session_id = $1 AND jid = $2")
+            .bind(session)
+            .bind(&lid_jid)
+            .bind(&pn_jid)
+            .bind(phone)
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        sqlx::query("DELETE FROM contacts WHERE session_id = $1 AND jid = $2")
+            .bind(session)
+            .bind(&lid_jid)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
 
 macro_rules! select_chats {
     ($($rest:literal)*) => {
@@ -253,7 +374,7 @@ impl ChatStore for Backend {
         Ok(ChatChanged::Changed(Box::new(event)))
     }
 
-    async fn record_history(&self, history: NewHistory) -> Result<Envelope, StoreError> {
+    async fn record_history(&self, history: NewHistory) -> Result<StoredHistory, StoreError> {
         let claims = self.claims([history.session_id]);
         match writer::write_claimed(&self.writer, Write::History(Box::new(history)), claims).await?
         {

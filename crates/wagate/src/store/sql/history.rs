@@ -1,18 +1,22 @@
 //! History after linking: a chunk's messages, chats and push names stored
-//! with its `history.sync` event in one transaction (`record_history_in`,
+//! with its `history.sync` event (and the `contact.updated` of push names
+//! that changed) in one transaction (`record_history_in`,
 //! run by the group-commit writer).
 
 use std::collections::{HashMap, HashSet};
 
 use sqlx::QueryBuilder;
 
-use super::events::append_event;
+use super::contacts::{PushName, note_push_names_in};
+use super::events::{append_event, append_events_to};
+use super::webhooks::WebhookTargets;
 use super::{Db, WriteTx};
 use crate::domain::{MessageId, MessageStatus};
 use crate::events::{Envelope, EventData};
 use crate::messages::Inbound;
 use crate::store::chats::{ACTIVITY_EXCLUDED, ChatKind, chat_kind};
-use crate::store::{NewHistory, StoreError, millis, now};
+use crate::store::contacts::Person;
+use crate::store::{NewHistory, StoreError, StoredHistory, millis, now};
 
 /// Messages per multi-row `INSERT` (20 parameters a row).
 const MESSAGE_CHUNK: usize = 500;
@@ -42,7 +46,7 @@ fn id_at(ms: i64) -> MessageId {
 pub(super) async fn record_history_in(
     tx: &mut WriteTx,
     history: &NewHistory,
-) -> Result<Envelope, StoreError> {
+) -> Result<StoredHistory, StoreError> {
     let session = history.session_id.to_string();
     let at = millis(now());
     let mut known = stored_wa_ids(tx, &session, history).await?;
@@ -158,18 +162,26 @@ pub(super) async fn record_history_in(
         query.build().execute(&mut **tx).await?;
     }
 
+    let names: Vec<PushName<'_>> = history
+        .push_names
+        .iter()
+        .filter_map(|(jid, name)| {
+            Some(PushName {
+                org: history.org_id,
+                session: history.session_id,
+                person: Person::from_jid(jid)?,
+                name,
+                tag: 0,
+                live: false,
+            })
+        })
+        .collect();
+    let mut contacts: Vec<Envelope> = note_push_names_in(tx, &names)
+        .await?
+        .into_iter()
+        .map(|(_, event)| event)
+        .collect();
     for (jid, name) in &history.push_names {
-        sqlx::query(
-            "INSERT INTO contacts (session_id, jid, push_name, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session_id, jid) DO UPDATE SET push_name = excluded.push_name, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&session)
-        .bind(jid)
-        .bind(name)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
         // A person's chat without a name takes the one they gave themselves.
         sqlx::query(
             "UPDATE chats SET name = $3 WHERE session_id = $1 AND chat = $2 AND name IS NULL",
@@ -180,6 +192,7 @@ pub(super) async fn record_history_in(
         .execute(&mut **tx)
         .await?;
     }
+    append_events_to(tx, &mut contacts, &mut WebhookTargets::default()).await?;
 
     let mut event = Envelope::new(
         history.org_id,
@@ -194,7 +207,10 @@ pub(super) async fn record_history_in(
         },
     );
     append_event(tx, &mut event).await?;
-    Ok(event)
+    Ok(StoredHistory {
+        sync: event,
+        contacts,
+    })
 }
 
 /// A group's chat is named by its subject; a person's by the name the

@@ -138,7 +138,8 @@ async fn a_chunk_is_stored_once_with_its_event_among_live_messages() -> Result<(
             session,
             vec![chat(BOB, None, bob.clone()), chat(TEAM, Some("Team"), team)],
         ))
-        .await?;
+        .await?
+        .sync;
     let EventData::HistorySync {
         sync_type,
         chunk_order,
@@ -203,7 +204,8 @@ async fn a_chunk_is_stored_once_with_its_event_among_live_messages() -> Result<(
     // The same chunk again (a restart mid-sync): nothing new.
     let again = store
         .record_history(chunk(org, session, vec![chat(BOB, None, bob)]))
-        .await?;
+        .await?
+        .sync;
     assert!(
         matches!(
             again.data,
@@ -247,7 +249,7 @@ async fn push_names_name_chats_without_one() -> Result<(), StoreError> {
     let mut names = chunk(org, session, Vec::new());
     names.sync_type = HistorySyncType::PushName;
     names.push_names = vec![(lid.into(), "Dave".into())];
-    let event = store.record_history(names).await?;
+    let event = store.record_history(names).await?.sync;
     assert!(matches!(
         event.data,
         EventData::HistorySync {

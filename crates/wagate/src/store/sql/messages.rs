@@ -6,18 +6,20 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
 
-use super::chats::touch_in;
+use super::chats::{merge_lid_in, touch_in};
+use super::contacts::{PushName, note_push_names_in};
 use super::events::{append_event, append_events_to};
 use super::fences::check_fences;
 use super::webhooks::WebhookTargets;
 use super::writer::{self, Advance, Write, Written};
-use super::{Backend, Db, DbRow, WriteTx, begin_write, parse};
+use super::{Backend, Db, DbConnection, DbRow, WriteTx, begin_write, parse};
 use crate::domain::{
     Direction, Failure, FailureReason, MessageId, MessageStatus, OrgId, SessionId,
 };
 use crate::events::{Envelope, EventData};
 use crate::messages::{IncomingMessage, MediaRef, Sender};
 use crate::store::chats::{ACTIVITY_EXCLUDED, ChatKind, ChatTouch, chat_kind};
+use crate::store::contacts::Person;
 use crate::store::{
     Accepted, IdempotencyClaim, MessageQuery, MessageRecord, MessageStore, NewIncoming,
     NewOutgoing, OutboxDepth, OutboxItem, Received, StatusStep, StoreError, StoredPoll,
@@ -922,7 +924,45 @@ pub(super) async fn record_incoming_in(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    // A person's chat by number takes in what was stored under their LID
+    // before the number was known: one person, one chat.
+    let mut merged: HashSet<(SessionId, &str)> = HashSet::new();
+    for row in rows.iter().filter(|row| inserted.contains(&row.id)) {
+        let inbound = &row.inbound;
+        let (Some(phone), Some(lid)) = (&inbound.sender.phone, &inbound.sender.lid) else {
+            continue;
+        };
+        if inbound.from_me
+            || inbound.chat.strip_suffix("@s.whatsapp.net") != Some(phone.as_str())
+            || !merged.insert((row.session_id, lid.as_str()))
+        {
+            continue;
+        }
+        let conn: &mut DbConnection = &mut *tx;
+        merge_lid_in(conn, &row.session_id.to_string(), lid, phone).await?;
+    }
     touch_in(tx, &touches).await?;
+    // What each sender calls themselves, in the contacts, reported when it
+    // changed (with the events of the messages that carried it).
+    let names: Vec<PushName<'_>> = rows
+        .iter()
+        .filter(|row| inserted.contains(&row.id) && !row.inbound.from_me)
+        .filter_map(|row| {
+            let name = row.inbound.push_name.as_deref().filter(|n| !n.is_empty())?;
+            Some(PushName {
+                org: row.org_id,
+                session: row.session_id,
+                person: Person {
+                    phone: row.inbound.sender.phone.clone(),
+                    lid: row.inbound.sender.lid.clone(),
+                },
+                name,
+                tag: row.batch,
+                live: true,
+            })
+        })
+        .collect();
+    let contact_events = note_push_names_in(tx, &names).await?;
 
     let mut events = Vec::new();
     let mut of_batch = Vec::new();
@@ -948,6 +988,10 @@ pub(super) async fn record_incoming_in(
                 reply_to: inbound.reply_to,
             }),
         ));
+    }
+    for (batch, event) in contact_events {
+        of_batch.push(batch);
+        events.push(event);
     }
     append_events_to(tx, &mut events, targets).await?;
     let mut per_batch: Vec<Vec<Envelope>> = (0..count).map(|_| Vec::new()).collect();

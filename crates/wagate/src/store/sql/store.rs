@@ -6,8 +6,8 @@ use futures::future::BoxFuture;
 
 use super::Backend;
 use crate::store::{
-    ChatStore, EventStore, GroupStore, KeyStore, MessageStore, OrgStore, PresenceStore,
-    SessionStore, Store, UserStore, WebhookStore,
+    ChatStore, ContactStore, EventStore, GroupStore, KeyStore, MessageStore, OrgStore,
+    PresenceStore, SessionStore, Store, UserStore, WebhookStore,
 };
 
 impl Store for Backend {
@@ -32,6 +32,10 @@ impl Store for Backend {
     }
 
     fn chats(&self) -> &dyn ChatStore {
+        self
+    }
+
+    fn contacts(&self) -> &dyn ContactStore {
         self
     }
 

@@ -38,7 +38,7 @@ use crate::group_commit::{Commit, GroupWriter, WriteError};
 use crate::store::leases::Claim;
 use crate::store::{
     Accepted, AttemptResult, DueDelivery, IdempotencyClaim, NewHistory, NewIncoming, NewOutgoing,
-    StatusChange, StoreError,
+    StatusChange, StoreError, StoredHistory,
 };
 
 /// One request to the writer.
@@ -102,7 +102,7 @@ pub(in crate::store) enum Written {
     Incoming(Vec<Envelope>),
     Accepted(Accepted),
     /// The `history.sync` event.
-    History(Box<Envelope>),
+    History(Box<StoredHistory>),
     /// The events of the messages that moved.
     Advanced(Vec<Envelope>),
     Done,

@@ -11,6 +11,8 @@
 
 #[path = "../sql/chats.rs"]
 mod chats;
+#[path = "../sql/contacts.rs"]
+mod contacts;
 #[path = "../sql/events.rs"]
 mod events;
 #[path = "../sql/fences.rs"]

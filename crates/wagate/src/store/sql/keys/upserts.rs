@@ -256,7 +256,12 @@ pub(super) async fn put_lid_mappings(
             b.push_bind(entry.learning_source.clone());
         },
     )
-    .await
+    .await?;
+    // What the session stored under the LID alone is the number's now.
+    for entry in &rows {
+        super::super::chats::merge_lid_in(conn, session, &entry.lid, &entry.phone_number).await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn put_base_keys(
