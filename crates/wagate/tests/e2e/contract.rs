@@ -165,6 +165,8 @@ async fn generated_python_and_typescript_clients_create_a_session_read_its_qr_co
             "none",
             "--fail-on-warning",
         ])
+        .arg("--config")
+        .arg(support("openapi-python-client.yml"))
         .arg("--path")
         .arg(&doc)
         .arg("--output-path")
