@@ -22,6 +22,7 @@
 pub mod accounts;
 mod assets;
 pub(crate) mod auth;
+mod chats;
 pub(crate) mod csrf;
 pub(crate) mod error;
 pub(crate) mod html;
@@ -60,6 +61,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions/{id}/live", get(live::fragment))
         .route("/sessions/{id}/row", get(live::row))
         .route("/sessions/{id}/messages", get(messages::fragment))
+        .route("/sessions/{id}/chats", get(chats::list))
+        .route("/sessions/{id}/chats/{chat}", get(chats::messages))
         .route("/sessions/{id}/qr.svg", get(live::qr_svg))
         .route("/ui/events", get(live::events))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))

@@ -301,6 +301,7 @@ pub(super) async fn render(
                 h1 { (title) }
                 p.muted.mono.small { (record.id) }
             }
+            a.button data-chats-link href={ "/sessions/" (record.id) "/chats" } { "Chats" }
         }
         (live)
         (messages)
