@@ -1,6 +1,8 @@
 //! A session's chats, latest activity first, and one chat's messages,
 //! newest first, each paged with a link to what comes next: the same
-//! store reads as `GET /sessions/{id}/chats` and `…/chats/{chat}/messages`.
+//! store reads as `GET /sessions/{id}/chats` and `…/chats/{chat}/messages`;
+//! and a box to reply in the chat with a text, sent through the outbox as
+//! the API sends.
 //! Names and message text are written by strangers: they only reach the
 //! page as text spliced into `maud` markup, which escapes it.
 
@@ -11,13 +13,16 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::auth::CurrentUser;
+use super::csrf::CsrfForm;
 use super::error::DashError;
-use super::html::{Nav, user_page};
+use super::html::{Nav, csrf_field, user_page};
 use super::messages::{chat_name, row};
-use super::session::parse_id;
+use super::session::{describe, parse_id};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{MessageId, Mute};
+use crate::messages::{Content, MAX_TEXT_CHARS, OutgoingMessage, Recipient};
+use crate::session::manager::Outgoing;
 use crate::store::MessageQuery;
 use crate::store::chats::{ChatKind, ChatRecord};
 
@@ -130,9 +135,24 @@ pub(super) async fn messages(
     Path((id, chat)): Path<(String, String)>,
     Query(paging): Query<Paging>,
 ) -> Result<Response, DashError> {
-    let id = parse_id(&id)?;
+    let before = position(paging.before.as_deref())?;
+    chat_page(&state, &user, &id, &chat, before, None, StatusCode::OK).await
+}
+
+/// A chat's page: its messages from `before` back, the reply box, and an
+/// answer to the reply just sent (`Ok`: a notice, `Err`: what went wrong).
+async fn chat_page(
+    state: &AppState,
+    user: &CurrentUser,
+    id: &str,
+    chat: &str,
+    before: Option<MessageId>,
+    answer: Option<Result<String, String>>,
+    status: StatusCode,
+) -> Result<Response, DashError> {
+    let id = parse_id(id)?;
     let org = user.org().id;
-    let Some(found) = state.sessions.chat(org, id, &chat).await? else {
+    let Some(found) = state.sessions.chat(org, id, chat).await? else {
         return Err(DashError::NotFound);
     };
     let query = MessageQuery {
@@ -140,7 +160,7 @@ pub(super) async fn messages(
         direction: None,
         status: None,
         limit: PAGE + 1,
-        before: position(paging.before.as_deref())?,
+        before,
         after: None,
     };
     let mut messages = state.sessions.messages(org, id, &query).await?;
@@ -155,6 +175,21 @@ pub(super) async fn messages(
                 a.back href={ "/sessions/" (id) "/chats" } { "← Chats" }
                 h1 { (heading) }
                 p.muted.mono.small { (found.chat) }
+            }
+        }
+        @match &answer {
+            Some(Ok(notice)) => div.alert.alert-success role="status" data-reply-sent { (notice) },
+            Some(Err(error)) => div.alert.alert-error role="alert" data-reply-error { (error) },
+            None => {},
+        }
+        section.card {
+            form.create-form method="post" action={ "/sessions/" (id) "/chats/" (found.chat) "/reply" } data-reply {
+                (csrf_field(user))
+                div.field.grow {
+                    label for="text" { "Reply" }
+                    textarea #text name="text" rows="2" maxlength=(MAX_TEXT_CHARS) required {}
+                }
+                button.button.primary type="submit" { "Send" }
             }
         }
         section.card.flush.messages data-chat-messages data-chat-id=(found.chat) {
@@ -179,11 +214,73 @@ pub(super) async fn messages(
         }
     };
     Ok(user_page(
-        &state,
-        &user,
+        state,
+        user,
         &heading,
         Nav::Sessions,
-        StatusCode::OK,
+        status,
         body,
     ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ReplyForm {
+    text: String,
+}
+
+/// Sends a text to the chat through the outbox, as `POST …/messages`
+/// does; the page shows it with its status.
+pub(super) async fn reply(
+    State(state): State<AppState>,
+    Path((id, chat)): Path<(String, String)>,
+    CsrfForm { user, form }: CsrfForm<ReplyForm>,
+) -> Result<Response, DashError> {
+    let session = parse_id(&id)?;
+    let org = user.org().id;
+    let Some(found) = state.sessions.chat(org, session, &chat).await? else {
+        return Err(DashError::NotFound);
+    };
+    let text = form.text.trim();
+    let refused = if text.is_empty() {
+        Some("Write a message to send.".to_string())
+    } else if text.chars().count() > MAX_TEXT_CHARS {
+        Some(format!("A message is at most {MAX_TEXT_CHARS} characters."))
+    } else {
+        None
+    };
+    if let Some(error) = refused {
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return chat_page(&state, &user, &id, &chat, None, Some(Err(error)), status).await;
+    }
+    let to: Recipient = found.chat.parse().map_err(|_| DashError::NotFound)?;
+    let message = OutgoingMessage {
+        to,
+        reply_to: None,
+        content: Content::Text {
+            body: text.to_owned(),
+            link_preview: false,
+        },
+    };
+    let content = serde_json::to_value(&message).map_err(|e| DashError::Internal(e.to_string()))?;
+    let outgoing = Outgoing {
+        chat: message.to.to_string(),
+        kind: message.content.kind().as_str().to_string(),
+        content,
+        media: None,
+    };
+    match state
+        .sessions
+        .accept_message(org, session, outgoing, None)
+        .await
+    {
+        Ok(_) => {
+            let sent = Some(Ok("Sent. Its status shows below.".to_string()));
+            chat_page(&state, &user, &id, &chat, None, sent, StatusCode::OK).await
+        }
+        Err(error) => {
+            let error = Some(Err(describe(error)?));
+            chat_page(&state, &user, &id, &chat, None, error, StatusCode::CONFLICT).await
+        }
+    }
 }

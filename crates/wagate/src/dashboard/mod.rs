@@ -63,6 +63,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions/{id}/messages", get(messages::fragment))
         .route("/sessions/{id}/chats", get(chats::list))
         .route("/sessions/{id}/chats/{chat}", get(chats::messages))
+        .route("/sessions/{id}/chats/{chat}/reply", post(chats::reply))
         .route("/sessions/{id}/qr.svg", get(live::qr_svg))
         .route("/ui/events", get(live::events))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))

@@ -61,13 +61,32 @@ async fn the_chat_list_leads_to_each_chats_messages() {
         format!("/sessions/{id}/chats/{STRANGER}@s.whatsapp.net")
     );
 
+    // A reply from the box goes out like a message sent through the API.
+    browser
+        .fill("form[data-reply] #text", "We got your <message>")
+        .await;
+    browser.click("form[data-reply] button[type=submit]").await;
+    browser.find("[data-reply-sent]").await;
+    let outgoing = "[data-chat-messages] tr[data-direction='outgoing']";
+    browser.find(outgoing).await;
+    assert_eq!(
+        browser.text(&format!("{outgoing} .message-text")).await,
+        "We got your <message>"
+    );
+    let reached = gateway
+        .sim
+        .wait_phone_message(STRANGER, std::time::Duration::from_secs(20), |m| {
+            m.text.as_deref() == Some("We got your <message>")
+        })
+        .await;
+    assert!(reached.is_some(), "the contact's phone never got the reply");
+
     browser.close().await;
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_without_chats_says_so_and_an_unknown_chat_is_not_found() {
-    let _slot = slot().await;
+async fn a_chat_page_lists_its_messages_and_takes_a_reply() {
     let gateway = Gateway::start().await;
     let client = http_client();
     let cookie = session_cookie(
@@ -80,34 +99,88 @@ async fn a_session_without_chats_says_so_and_an_unknown_chat_is_not_found() {
     let created = client
         .post(gateway.url("/api/v1/sessions"))
         .bearer_auth(&gateway.api_token)
-        .json(&json!({ "label": "Empty" }))
+        .json(&json!({ "label": "Chats" }))
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(created.status().as_u16(), 201);
     let body: serde_json::Value = created.json().await.unwrap_or_default();
     let id = body["id"].as_str().unwrap_or_default().to_string();
-    let get = |path: String| {
-        let client = client.clone();
-        let cookie = cookie.clone();
-        let url = gateway.url(&path);
-        async move {
-            let response = client
-                .get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-    };
-    let (status, page) = get(format!("/sessions/{id}/chats")).await;
+
+    let (status, page) =
+        get_page(&client, &gateway, &cookie, &format!("/sessions/{id}/chats")).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("data-chats-empty"), "{page}");
-    let (status, _) = get(format!("/sessions/{id}/chats/15550004545@s.whatsapp.net")).await;
-    assert_eq!(status, 404);
-    let (status, _) = get(format!("/sessions/{id}/chats?cursor=not-an-id")).await;
-    assert_eq!(status, 404);
+    let chat = format!("/sessions/{id}/chats/{STRANGER}@s.whatsapp.net");
+    let (status, _) = get_page(&client, &gateway, &cookie, &chat).await;
+    assert_eq!(status, 404, "no chat yet");
+    let (status, _) = get_page(
+        &client,
+        &gateway,
+        &cookie,
+        &format!("/sessions/{id}/chats?cursor=x"),
+    )
+    .await;
+    assert_eq!(status, 404, "not a cursor");
+
+    // A message queued through the API (the session is not linked: it
+    // waits in the outbox) makes the chat.
+    let sent = client
+        .post(gateway.url(&format!("/api/v1/sessions/{id}/messages")))
+        .bearer_auth(&gateway.api_token)
+        .json(&json!({ "to": STRANGER, "text": { "body": HOSTILE } }))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or_default();
+    assert_eq!(sent, 202);
+    let (status, page) =
+        get_page(&client, &gateway, &cookie, &format!("/sessions/{id}/chats")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!(r#"data-chat-id="{STRANGER}@s.whatsapp.net""#)),
+        "{page}"
+    );
+    assert!(!page.contains(HOSTILE), "escaped: {page}");
+    let (status, page) = get_page(&client, &gateway, &cookie, &chat).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("&lt;script&gt;"), "shown as text: {page}");
+    assert!(!page.contains(HOSTILE), "{page}");
+
+    // The reply box: refused empty, and without the form token; sent
+    // otherwise, through the outbox.
+    let csrf = input_value(&page, "_csrf");
+    let reply = format!("{chat}/reply");
+    let (status, page) = post_form(
+        &client,
+        &gateway,
+        &cookie,
+        &reply,
+        &[("_csrf", &csrf), ("text", "  ")],
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("data-reply-error"), "{page}");
+    let (status, _) = post_form(&client, &gateway, &cookie, &reply, &[("text", "hello")]).await;
+    assert_ne!(status, 200, "no form token, no reply");
+    let (status, page) = post_form(
+        &client,
+        &gateway,
+        &cookie,
+        &reply,
+        &[("_csrf", &csrf), ("text", "Thanks!")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("data-reply-sent"), "{page}");
+    assert!(page.contains("Thanks!"), "{page}");
+    let listed = client
+        .get(gateway.url(&format!("/api/v1/sessions/{id}/chats/{STRANGER}/messages")))
+        .bearer_auth(&gateway.api_token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed: serde_json::Value = listed.json().await.unwrap_or_default();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
     gateway.stop().await;
 }
