@@ -8,7 +8,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -36,6 +36,8 @@ pub(super) struct Paging {
     cursor: Option<String>,
     /// A chat's messages: older than this one.
     before: Option<String>,
+    /// A chat's page after a reply was queued (`1`).
+    sent: Option<String>,
 }
 
 /// A page position from the query string: a malformed one is no page.
@@ -136,7 +138,11 @@ pub(super) async fn messages(
     Query(paging): Query<Paging>,
 ) -> Result<Response, DashError> {
     let before = position(paging.before.as_deref())?;
-    chat_page(&state, &user, &id, &chat, before, None, StatusCode::OK).await
+    let sent = paging
+        .sent
+        .is_some()
+        .then(|| Ok("Sent. Its status shows below.".to_string()));
+    chat_page(&state, &user, &id, &chat, before, sent, StatusCode::OK).await
 }
 
 /// A chat's page: its messages from `before` back, the reply box, and an
@@ -274,10 +280,11 @@ pub(super) async fn reply(
         .accept_message(org, session, outgoing, None)
         .await
     {
-        Ok(_) => {
-            let sent = Some(Ok("Sent. Its status shows below.".to_string()));
-            chat_page(&state, &user, &id, &chat, None, sent, StatusCode::OK).await
-        }
+        // Back to the chat's page, so that reloading it sends nothing.
+        Ok(_) => Ok(
+            Redirect::to(&format!("/sessions/{session}/chats/{}?sent=1", found.chat))
+                .into_response(),
+        ),
         Err(error) => {
             let error = Some(Err(describe(error)?));
             chat_page(&state, &user, &id, &chat, None, error, StatusCode::CONFLICT).await

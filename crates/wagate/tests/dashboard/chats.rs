@@ -163,7 +163,7 @@ async fn a_chat_page_lists_its_messages_and_takes_a_reply() {
     assert!(page.contains("data-reply-error"), "{page}");
     let (status, _) = post_form(&client, &gateway, &cookie, &reply, &[("text", "hello")]).await;
     assert_ne!(status, 200, "no form token, no reply");
-    let (status, page) = post_form(
+    let (status, _) = post_form(
         &client,
         &gateway,
         &cookie,
@@ -171,6 +171,8 @@ async fn a_chat_page_lists_its_messages_and_takes_a_reply() {
         &[("_csrf", &csrf), ("text", "Thanks!")],
     )
     .await;
+    assert_eq!(status, 303, "back to the chat's page");
+    let (status, page) = get_page(&client, &gateway, &cookie, &format!("{chat}?sent=1")).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("data-reply-sent"), "{page}");
     assert!(page.contains("Thanks!"), "{page}");
