@@ -14,3 +14,7 @@ UPDATE contacts SET phone = substr(jid, 1, length(jid) - 15)
     WHERE jid LIKE '%@s.whatsapp.net';
 UPDATE contacts SET lid = substr(jid, 1, length(jid) - 4)
     WHERE jid LIKE '%@lid';
+
+-- A contact by either id (the message writes look each sender up so).
+CREATE INDEX contacts_by_phone ON contacts (session_id, phone);
+CREATE INDEX contacts_by_lid ON contacts (session_id, lid);

@@ -70,7 +70,7 @@ pub(super) async fn fragment(
     Ok(section(&state, &user, parse_id(&id)?).await?.into())
 }
 
-fn row(message: &MessageRecord) -> Markup {
+pub(super) fn row(message: &MessageRecord) -> Markup {
     let received = message.received.as_ref();
     let at = received.map_or(message.created_at, |r| r.sent_at);
     html! {
@@ -82,7 +82,7 @@ fn row(message: &MessageRecord) -> Markup {
                     Direction::Outgoing => span title="Sent through the gateway" { "↑ out" },
                 }
             }
-            td.mono.small { (chat(&message.chat)) }
+            td.mono.small { (chat_name(&message.chat)) }
             td {
                 @match received {
                     Some(r) if r.from_me => span.muted { "This account's phone" },
@@ -119,7 +119,7 @@ fn row(message: &MessageRecord) -> Markup {
 
 /// A one-to-one chat as its number; groups and others as WhatsApp names
 /// them.
-fn chat(jid: &str) -> String {
+pub(super) fn chat_name(jid: &str) -> String {
     match jid.strip_suffix("@s.whatsapp.net") {
         Some(number) if number.bytes().all(|b| b.is_ascii_digit()) => phone(number),
         _ => jid.to_string(),
@@ -130,7 +130,7 @@ fn chat(jid: &str) -> String {
 /// is. Reads the stored content JSON, whose `type` shapes are shared by
 /// both directions (an outgoing message stores the whole request, the
 /// shape under `content`).
-fn summary(kind: &str, stored: &Value) -> String {
+pub(super) fn summary(kind: &str, stored: &Value) -> String {
     let content = stored
         .get("content")
         .filter(|c| c.is_object())
@@ -225,7 +225,7 @@ mod tests {
         let sent =
             json!({ "to": "x", "reply_to": null, "content": { "type": "text", "body": "hi" } });
         assert_eq!(summary("text", &sent), "hi", "an outgoing request");
-        assert_eq!(chat("15550001111@s.whatsapp.net"), "+15550001111");
-        assert_eq!(chat("1203630@g.us"), "1203630@g.us");
+        assert_eq!(chat_name("15550001111@s.whatsapp.net"), "+15550001111");
+        assert_eq!(chat_name("1203630@g.us"), "1203630@g.us");
     }
 }

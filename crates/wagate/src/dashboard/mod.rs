@@ -23,6 +23,7 @@
 pub mod accounts;
 mod assets;
 pub(crate) mod auth;
+mod chats;
 pub(crate) mod csrf;
 pub(crate) mod error;
 mod groups;
@@ -64,6 +65,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/sessions/{id}/messages", get(messages::fragment))
         .route("/sessions/{id}/groups", get(groups::list))
         .route("/sessions/{id}/groups/{group}", get(groups::show))
+        .route("/sessions/{id}/chats", get(chats::list))
+        .route("/sessions/{id}/chats/{chat}", get(chats::messages))
+        .route("/sessions/{id}/chats/{chat}/reply", post(chats::reply))
         .route("/sessions/{id}/qr.svg", get(live::qr_svg))
         .route("/ui/events", get(live::events))
         .route("/webhooks", get(webhooks::list).post(webhooks::create))

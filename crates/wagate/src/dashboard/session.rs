@@ -301,7 +301,10 @@ pub(super) async fn render(
                 h1 { (title) }
                 p.muted.mono.small { (record.id) }
             }
-            a.button href={ "/sessions/" (record.id) "/groups" } data-groups-link { "Groups" }
+            div.actions {
+                a.button data-chats-link href={ "/sessions/" (record.id) "/chats" } { "Chats" }
+                a.button data-groups-link href={ "/sessions/" (record.id) "/groups" } { "Groups" }
+            }
         }
         (live)
         (messages)

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::Authenticated;
 use super::chat_state::chat_not_found;
-use super::chats::{on_whatsapp, parse_chat};
+use super::chats::{on_whatsapp, parse_chat, stored_chat};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::app::AppState;
@@ -85,7 +85,7 @@ pub(crate) async fn request_history(
             message: format!("count must be 1 to {MAX_HISTORY_COUNT}"),
         });
     }
-    let chat = parse_chat(&chat)?;
+    let chat = stored_chat(&state, session, parse_chat(&chat)?).await?;
     let jid = chat.jid().to_string();
     let org = auth.org_id();
     // Ids sort by when a message was sent: the one closest after the

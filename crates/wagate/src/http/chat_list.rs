@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Authenticated;
-use super::chats::parse_chat;
+use super::chats::{parse_chat, stored_chat};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query, cut_page, page_limit};
 use super::messages::Message;
@@ -168,7 +168,10 @@ pub(crate) async fn messages(
     Query(params): Query<ChatMessagesParams>,
 ) -> Result<Json<ChatMessages>, ApiError> {
     let limit = page_limit(params.limit)?;
-    let chat = parse_chat(&chat)?.jid().to_string();
+    let chat = stored_chat(&state, session, parse_chat(&chat)?)
+        .await?
+        .jid()
+        .to_string();
     let org = auth.org_id();
     if state.sessions.chat(org, session, &chat).await?.is_none() {
         return Err(ApiError::UnknownReference {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use super::chats::{on_whatsapp, parse_chat};
+use super::chats::{on_whatsapp, parse_chat, stored_chat};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Json, Path};
 use crate::app::AppState;
@@ -42,7 +42,7 @@ pub(super) async fn change(
     chat: &str,
     change: ChatChange,
 ) -> Result<StatusCode, ApiError> {
-    let chat = parse_chat(chat)?;
+    let chat = stored_chat(state, session, parse_chat(chat)?).await?;
     let jid = chat.jid().to_string();
     let org = auth.org_id();
     if state.sessions.chat(org, session, &jid).await?.is_none() {

@@ -18,6 +18,7 @@ use crate::app::AppState;
 use crate::domain::{ChatChange, Phone, SessionId};
 use crate::messages::Recipient;
 use crate::session::messenger::{ContactCheck, SendFailure, Typing};
+use crate::store::contacts::Person;
 
 /// WhatsApp caps one read receipt at 256 ids (WhatsApp Web sends more as
 /// several receipts; a caller can too).
@@ -80,6 +81,23 @@ pub(super) fn parse_chat(chat: &str) -> Result<Recipient, ApiError> {
             "chat must be a phone number in international format or a person's or group's JID",
         )
     })
+}
+
+/// The chat `chat` names as the session keeps it: a LID whose number the
+/// session knows is that number's chat (one person, one chat, whichever
+/// id names them).
+pub(super) async fn stored_chat(
+    state: &AppState,
+    session: SessionId,
+    chat: Recipient,
+) -> Result<Recipient, ApiError> {
+    let Some(person) = Person::from_jid(&chat.jid().to_string()).filter(|p| p.lid.is_some()) else {
+        return Ok(chat);
+    };
+    match state.sessions.resolve_person(session, person).await?.phone {
+        Some(phone) => parse_chat(&phone),
+        None => Ok(chat),
+    }
 }
 
 /// Runs one call on the live connection, bounded in time.

@@ -11,6 +11,7 @@
 mod helpers;
 
 mod access;
+mod chats;
 mod forms;
 mod groups;
 mod linking;

@@ -338,6 +338,16 @@ async fn a_person_known_by_lid_and_then_by_number_is_one_chat_and_one_contact() 
         .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["data"].as_array().map(Vec::len), Some(4), "{page}");
+    // Named by her LID, it is the same chat.
+    let (status, by_lid) = gateway
+        .call(
+            Method::GET,
+            &format!("/sessions/{session}/chats/{ERIN_LID}@lid/messages"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{by_lid}");
+    assert_eq!(by_lid["data"], page["data"], "{by_lid}");
     // `lids` resolves both ways.
     let (status, mapping) = gateway
         .call(
