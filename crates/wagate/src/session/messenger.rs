@@ -19,7 +19,7 @@ use crate::domain::{ChatChange, Mute, PresenceState};
 use crate::messages::{MediaKind, UploadedMedia};
 
 /// Why an attempt to send failed, as the outbox acts on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SendFailure {
     /// Worth another try: the connection dropped, a query timed out.
     #[error("transient: {0}")]
@@ -27,6 +27,11 @@ pub enum SendFailure {
     /// Will never succeed as asked.
     #[error("refused: {0}")]
     Invalid(String),
+    /// The session runs on another node, which did not answer (`--nats`).
+    /// Only the API's calls through another node meet it; worth another
+    /// try.
+    #[error("the node that runs the session did not answer")]
+    OwnerUnreachable,
 }
 
 /// What the chat shows this account doing.
@@ -42,7 +47,7 @@ pub enum Typing {
 }
 
 /// Whether one number has WhatsApp, as WhatsApp answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContactCheck {
     /// The number as asked (digits).
     pub phone: String,
@@ -56,7 +61,7 @@ pub struct ContactCheck {
 
 /// The oldest message a session has of a chat, as an on-demand history
 /// request names it to the phone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OldestMessage {
     /// Its WhatsApp id.
     pub wa_id: String,

@@ -22,6 +22,7 @@ pub(crate) mod liveness;
 mod loopback_http;
 pub(crate) mod manager;
 pub(crate) mod messenger;
+pub(crate) mod remote;
 pub(crate) mod server;
 pub(crate) mod status_writer;
 pub(crate) mod supervisor;
