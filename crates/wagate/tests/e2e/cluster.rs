@@ -20,6 +20,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::helpers::*;
 use crate::messaging::has_whatsapp;
+use crate::webhook_receiver::Receiver;
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// Each node runs at most this many: nine sessions fill all three.
@@ -145,6 +146,7 @@ async fn three_nodes_on_one_database_act_as_one_gateway() {
     let env = |node: &'static str| {
         [
             ("WAGATE_LOG", "warn,wagate=info"),
+            ("WAGATE_ALLOW_PRIVATE_NETWORK", "true"),
             ("WAGATE_NATS_URL", nats.as_str()),
             ("WAGATE_NODE_ID", node),
             ("WAGATE_NODE_CAPACITY", capacity.as_str()),
@@ -237,6 +239,43 @@ async fn three_nodes_on_one_database_act_as_one_gateway() {
         .filter(|m| m.id == wa_id)
         .count();
     assert_eq!(shown, 1);
+
+    // Messages the phone sends to the session B runs reach a webhook
+    // (made through A) once each, though every node's dispatcher runs:
+    // only the session's owner delivers its queue.
+    let mut hook = Receiver::start().await;
+    let (status, created) = via_a
+        .call(
+            Method::POST,
+            "/webhooks",
+            Some(json!({ "url": hook.url, "sessions": [on_b], "events": ["message.received"] })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let mut sent = Vec::new();
+    for text in ["first", "second"] {
+        let wa_id = sim
+            .handle()
+            .phone_send_text(DAVE, ALICE, text)
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"));
+        // In order, so the second's delivery comes after any duplicate of
+        // the first would have.
+        hook.wait_until(&format!("{text} delivered"), |got| {
+            got.iter()
+                .any(|r| r.json()["data"]["wa_id"] == wa_id.as_str())
+        })
+        .await;
+        sent.push(wa_id);
+    }
+    for wa_id in &sent {
+        let deliveries = hook
+            .got
+            .iter()
+            .filter(|r| r.json()["data"]["wa_id"] == wa_id.as_str())
+            .count();
+        assert_eq!(deliveries, 1, "{wa_id} was delivered {deliveries} times");
+    }
 
     drop(events);
     for node in [a, b, c] {
