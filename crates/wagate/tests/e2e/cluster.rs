@@ -282,3 +282,109 @@ async fn three_nodes_on_one_database_act_as_one_gateway() {
         node.stop().await;
     }
 }
+
+/// A node killed with `SIGKILL` holds linked sessions: once their leases
+/// expire another node takes them, and they are `working` there within
+/// the lease time plus 10 s, on the same linked device (no QR code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
+    const ERIN: &str = "15550007005";
+    const FRANK: &str = "15550007006";
+    let Some(nats) = nats_url().await else {
+        return;
+    };
+    let Some(dir) = DataDir::postgres().await else {
+        return;
+    };
+    let sim = simulator().await;
+    // No capacity: the node a session is created through takes it.
+    let env = |node: &'static str| {
+        [
+            ("WAGATE_LOG", "warn,wagate=info"),
+            ("WAGATE_NATS_URL", nats.as_str()),
+            ("WAGATE_NODE_ID", node),
+            ("WAGATE_LEASE_TIME_MS", LEASE_MS),
+        ]
+    };
+    let ports = [free_port(), free_port()];
+    let a = GatewayProcess::serve(&dir, &sim, ports[0], &env(NODES[0])).await;
+    let startup = a
+        .output
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let token = printed_after(&startup, "API token for organization");
+    let b = GatewayProcess::serve(&dir, &sim, ports[1], &env(NODES[1])).await;
+    let [via_a, via_b] = ports.map(|port| Gateway::at(port, token.clone()));
+    let mut events = via_b.events().await;
+    let mut events_a = via_a.events().await;
+
+    let mut linked = Vec::new();
+    for phone in [ERIN, FRANK] {
+        let (status, body) = via_a
+            .call(Method::POST, "/sessions", Some(json!({ "label": "e2e" })))
+            .await;
+        assert_eq!(status, 201, "{body}\n{}", printed(&[&a, &b]));
+        let id = body["id"].as_str().unwrap_or_default().to_string();
+        events.status(&id, "scan_qr_code").await;
+        let code = qr_through(&via_b, &id).await;
+        sim.handle()
+            .scan_qr(phone, &code)
+            .unwrap_or_else(|e| panic!("scan: {e}"));
+        events.status(&id, "working").await;
+        linked.push((id, phone, device_of(&sim, phone)));
+    }
+    // Mostly A (the node they were created through, when it took them
+    // before B's next pass did): the node that owns the first is killed,
+    // and the other watched.
+    let owners = owners(&dir).await;
+    let victim_name = owners
+        .get(&linked[0].0)
+        .cloned()
+        .unwrap_or_else(|| panic!("{} has no owner", linked[0].0));
+    let (mut victim, survivor, survivor_name, survivor_api) = if victim_name == NODES[0] {
+        (a, b, NODES[1], via_b)
+    } else {
+        std::mem::swap(&mut events, &mut events_a);
+        (b, a, NODES[0], via_a)
+    };
+    drop(events_a);
+    let moved: Vec<_> = linked
+        .iter()
+        .filter(|(id, _, _)| owners.get(id) == Some(&victim_name))
+        .collect();
+
+    victim
+        .child
+        .start_kill()
+        .unwrap_or_else(|e| panic!("SIGKILL: {e}"));
+    let _ = victim.child.wait().await;
+    let killed = tokio::time::Instant::now();
+    let mut waiting: HashSet<&str> = moved.iter().map(|(id, _, _)| id.as_str()).collect();
+    while !waiting.is_empty() {
+        let event = events.next(&format!("working again: {waiting:?}")).await;
+        let session = event["session_id"].as_str().unwrap_or_default();
+        if event["event"] == "session.status" && waiting.contains(session) {
+            let status = event["data"]["status"].as_str().unwrap_or_default();
+            assert_ne!(status, "scan_qr_code", "{session} was asked to link again");
+            if status == "working" {
+                waiting.remove(session);
+            }
+        }
+    }
+    let took = killed.elapsed();
+    let lease = Duration::from_millis(LEASE_MS.parse().unwrap_or_default());
+    assert!(
+        took <= lease + Duration::from_secs(10),
+        "back after {took:?}\n{}",
+        printed(&[&survivor])
+    );
+    let owners = self::owners(&dir).await;
+    for (id, phone, device) in &linked {
+        assert_eq!(owners.get(id).map(String::as_str), Some(survivor_name));
+        assert_eq!(device_of(&sim, phone), *device, "{phone} linked again");
+        assert_eq!(survivor_api.session(id).await["status"], "working");
+    }
+    drop(events);
+    survivor.stop().await;
+}
