@@ -243,6 +243,7 @@ impl Application {
                 leases,
                 lease: policy.lease,
             });
+            let released = crate::cluster::Released::new(&nats);
             let link = crate::cluster::serve(
                 nats,
                 policy.node.clone(),
@@ -252,7 +253,7 @@ impl Application {
                 shutdown.child_token(),
             );
             extra.push(("NATS link", Box::pin(link)));
-            extra_leases = Some(keeper);
+            extra_leases = Some((keeper, released));
             tracing::info!(%addr, "wagate listening; sessions are taken by lease");
         } else {
             let resumed = sessions.resume_all().await.context("resuming sessions")?;
@@ -318,11 +319,14 @@ impl Application {
                 Ok(())
             }),
         ));
-        if let Some(keeper) = extra_leases {
+        if let Some((keeper, released)) = extra_leases {
             extra.push((
                 "lease keeper",
                 Box::pin(async move {
                     keeper.run().await;
+                    // Stopped: its sessions were released, for the other
+                    // nodes to take now rather than at their next pass.
+                    released.announce().await;
                     Ok(())
                 }),
             ));

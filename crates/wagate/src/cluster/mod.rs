@@ -150,6 +150,32 @@ async fn answer(
     }
 }
 
+/// Tells the other nodes, as this one stops, that the sessions it released
+/// wait for an owner.
+pub(crate) struct Released(async_nats::Client);
+
+impl Released {
+    pub(crate) fn new(client: &async_nats::Client) -> Self {
+        Self(client.clone())
+    }
+
+    pub(crate) async fn announce(self) {
+        let sent = async {
+            self.0.publish(PLACEMENT, "".into()).await?;
+            // Out before the process ends.
+            self.0.flush().await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not tell the other nodes this one left")
+            }
+            Err(_) => tracing::warn!("NATS did not take the notice that this node left in time"),
+        }
+    }
+}
+
 /// Builds what the manager sends calls through.
 pub(crate) fn peers(client: &async_nats::Client) -> Arc<NatsPeers> {
     Arc::new(NatsPeers::new(client.clone()))

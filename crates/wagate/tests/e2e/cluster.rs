@@ -285,7 +285,9 @@ async fn three_nodes_on_one_database_act_as_one_gateway() {
 
 /// A node killed with `SIGKILL` holds linked sessions: once their leases
 /// expire another node takes them, and they are `working` there within
-/// the lease time plus 10 s, on the same linked device (no QR code).
+/// the lease time plus 10 s, on the same linked device (no QR code). Then
+/// a third node joins and the second is stopped (`SIGTERM`): the third
+/// runs them, again without a new link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
     const ERIN: &str = "15550007005";
@@ -386,5 +388,32 @@ async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
         assert_eq!(survivor_api.session(id).await["status"], "working");
     }
     drop(events);
+
+    // A third node joins, and the survivor is stopped (SIGTERM): it lets
+    // its sessions go as it stops, and the newcomer runs them, on the
+    // same linked devices.
+    let port = free_port();
+    let c = GatewayProcess::serve(&dir, &sim, port, &env(NODES[2])).await;
+    let via_c = Gateway::at(port, token.clone());
+    let mut events = via_c.events().await;
     survivor.stop().await;
+    let mut waiting: HashSet<&str> = linked.iter().map(|(id, _, _)| id.as_str()).collect();
+    while !waiting.is_empty() {
+        let event = events.next(&format!("working on C: {waiting:?}")).await;
+        let session = event["session_id"].as_str().unwrap_or_default();
+        if event["event"] == "session.status" && waiting.contains(session) {
+            let status = event["data"]["status"].as_str().unwrap_or_default();
+            assert_ne!(status, "scan_qr_code", "{session} was asked to link again");
+            if status == "working" {
+                waiting.remove(session);
+            }
+        }
+    }
+    let owners = self::owners(&dir).await;
+    for (id, phone, device) in &linked {
+        assert_eq!(owners.get(id).map(String::as_str), Some(NODES[2]));
+        assert_eq!(device_of(&sim, phone), *device, "{phone} linked again");
+    }
+    drop(events);
+    c.stop().await;
 }
