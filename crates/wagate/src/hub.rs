@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use tokio::sync::{Notify, mpsc};
 
@@ -70,8 +70,16 @@ struct Registry {
     subscribers: HashMap<u64, Subscriber>,
 }
 
+/// Where a node of several (`--nats`) hands each event it publishes, for
+/// the other nodes' hubs. Must not block: the publisher is a commit path.
+pub trait Relay: Send + Sync {
+    fn relay(&self, published: &Published);
+}
+
 #[derive(Clone)]
 pub struct EventHub {
+    /// Set once when this process is one node of several.
+    relay: Arc<OnceLock<Arc<dyn Relay>>>,
     registry: Arc<Mutex<Registry>>,
     limits: HubLimits,
     /// Notified on every publish: an event was committed, so webhook
@@ -94,6 +102,7 @@ impl std::fmt::Debug for EventHub {
 impl EventHub {
     pub fn new(limits: HubLimits) -> Self {
         Self {
+            relay: Arc::default(),
             registry: Arc::default(),
             limits,
             committed: Arc::default(),
@@ -151,19 +160,62 @@ impl EventHub {
         })
     }
 
+    /// Sends every event published here to the other nodes too, from now
+    /// on (set once).
+    pub fn relay_to(&self, relay: Arc<dyn Relay>) {
+        if self.relay.set(relay).is_err() {
+            tracing::warn!("the hub already relays its events");
+        }
+    }
+
     /// Never blocks: a subscriber whose queue is full is dropped, and its
     /// connection closes with [`Closed::SlowConsumer`].
     pub fn publish(&self, envelope: Envelope) {
         self.committed.notify_one();
         self.metrics.observe_event(&envelope);
-        let json: Arc<str> = match serde_json::to_string(&envelope) {
-            Ok(json) => json.into(),
+        let Some(published) = Self::serialize(envelope) else {
+            return;
+        };
+        self.deliver(&published);
+        if let Some(relay) = self.relay.get() {
+            relay.relay(&published);
+        }
+    }
+
+    /// An event another node committed and published: delivered to this
+    /// node's subscribers (and it wakes the webhook dispatcher), not
+    /// counted again and not relayed back.
+    pub fn publish_relayed(&self, envelope: Envelope, json: Arc<str>) {
+        self.committed.notify_one();
+        self.deliver(&Arc::new(Published { envelope, json }));
+    }
+
+    /// Cuts every subscriber off as if it had fallen behind: each socket
+    /// reads what it missed from the event log and subscribes again. For a
+    /// node whose relayed events may have gaps (its link to the other
+    /// nodes was down).
+    pub fn resync(&self) {
+        let mut registry = self.lock();
+        for subscriber in registry.subscribers.values() {
+            subscriber.overflowed.store(true, Ordering::Release);
+        }
+        registry.subscribers.clear();
+    }
+
+    fn serialize(envelope: Envelope) -> Option<Arc<Published>> {
+        match serde_json::to_string(&envelope) {
+            Ok(json) => Some(Arc::new(Published {
+                envelope,
+                json: json.into(),
+            })),
             Err(error) => {
                 tracing::error!(%error, "could not serialize a realtime event");
-                return;
+                None
             }
-        };
-        let published = Arc::new(Published { envelope, json });
+        }
+    }
+
+    fn deliver(&self, published: &Arc<Published>) {
         let mut registry = self.lock();
         registry.subscribers.retain(|id, subscriber| {
             if subscriber.org_id != published.envelope.org_id
@@ -171,7 +223,7 @@ impl EventHub {
             {
                 return true;
             }
-            match subscriber.tx.try_send(Arc::clone(&published)) {
+            match subscriber.tx.try_send(Arc::clone(published)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(subscriber = id, "realtime client too slow, disconnecting");

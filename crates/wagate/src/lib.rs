@@ -9,7 +9,8 @@
 //! persistence seam; `webhooks` the delivery of events; `session` the
 //! per-session supervisors, the protocol seam and the whatsapp-rust
 //! adapter; `outbox` the per-session workers that send, run with the
-//! supervisors by `session::manager`; `config` the configuration; `app`
+//! supervisors by `session::manager`; `cluster` the NATS link between
+//! the nodes of several (`--nats`); `config` the configuration; `app`
 //! the state every handler reaches; `http` the API, `dashboard` the web UI
 //! served at `/`, `metrics::scrape` what Prometheus scrapes; `serve` wires
 //! and runs them; `cli` is the process's edge.
@@ -21,6 +22,7 @@
 pub mod admin;
 mod app;
 mod cli;
+mod cluster;
 mod config;
 mod dashboard;
 mod domain;

@@ -23,6 +23,7 @@ use crate::dashboard::state::Dashboard;
 use crate::http;
 use crate::retention::Retention;
 use crate::session::leases::LeaseKeeper;
+use crate::session::manager::ClusterLink;
 use crate::session::whatsapp::WhatsAppEngine;
 use crate::store::leases::StoreLeases;
 use crate::store::process_lock::{ProcessLock, Sharing, Whoami};
@@ -54,6 +55,8 @@ pub struct Application {
     /// How this node holds session leases, when it is one of several
     /// (`--nats`); `None` for the single process, which runs every session.
     leases: Option<crate::session::leases::LeasePolicy>,
+    /// The link to the other nodes (`--nats`).
+    nats: Option<async_nats::Client>,
     /// The in-process simulator and throwaway data of `serve --sandbox`;
     /// held so they live exactly as long as the gateway.
     #[cfg(feature = "sandbox")]
@@ -75,12 +78,6 @@ impl Application {
         } else {
             Sharing::Alone
         };
-        if sharing == Sharing::Node {
-            anyhow::bail!(
-                "--nats: serving one database from several processes is not finished in this \
-                 build; run one process without --nats"
-            );
-        }
         let process_lock =
             ProcessLock::acquire(&config.database_url(), sharing, &Whoami::this_process()).await?;
         let store = store::connect_with(&config.database_url(), config.database_pool_size)
@@ -113,7 +110,15 @@ impl Application {
             Arc::clone(&state.store),
             state.hub.clone(),
             config.delivery_policy(),
+            // One node of several: each delivers its own sessions' queues.
+            config.nats_url.as_ref().map(|_| config.node_id()),
         )?;
+        let nats = match &config.nats_url {
+            Some(url) => Some(
+                crate::cluster::connect(url.expose(), &config.node_id(), state.hub.clone()).await?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -140,6 +145,7 @@ impl Application {
             webhooks,
             process_lock,
             leases: (sharing == Sharing::Node).then(|| config.lease_policy()),
+            nats,
             #[cfg(feature = "sandbox")]
             sandbox,
         })
@@ -209,6 +215,7 @@ impl Application {
             webhooks,
             process_lock,
             leases,
+            nats,
             // Kept until the end: sessions must stop before their simulator.
             #[cfg(feature = "sandbox")]
                 sandbox: _sandbox,
@@ -217,16 +224,36 @@ impl Application {
         let shutdown = state.shutdown.clone();
         let sessions = state.sessions.clone();
         let mut extra_leases = None;
-        if let Some(policy) = leases {
+        if let (Some(policy), Some(nats)) = (leases, nats) {
             // One node of several: this node runs the sessions it takes
-            // by lease, which its lease keeper decides.
+            // by lease, which its lease keeper decides, and sends the
+            // calls for the others' sessions to them over NATS.
+            let leases: Arc<dyn crate::store::LeaseStore> =
+                Arc::new(StoreLeases(Arc::clone(&state.store)));
             let keeper = LeaseKeeper::new(
-                Arc::new(StoreLeases(Arc::clone(&state.store))),
+                Arc::clone(&leases),
                 Arc::new(sessions.clone()),
-                policy,
+                policy.clone(),
                 shutdown.child_token(),
             );
-            extra_leases = Some(keeper);
+            sessions.join_cluster(ClusterLink {
+                node: policy.node.clone(),
+                peers: crate::cluster::peers(&nats),
+                keeper: keeper.handle(),
+                leases,
+                lease: policy.lease,
+            });
+            let released = crate::cluster::Released::new(&nats);
+            let link = crate::cluster::serve(
+                nats,
+                policy.node.clone(),
+                sessions.clone(),
+                keeper.handle(),
+                state.hub.clone(),
+                shutdown.child_token(),
+            );
+            extra.push(("NATS link", Box::pin(link)));
+            extra_leases = Some((keeper, released));
             tracing::info!(%addr, "wagate listening; sessions are taken by lease");
         } else {
             let resumed = sessions.resume_all().await.context("resuming sessions")?;
@@ -292,11 +319,14 @@ impl Application {
                 Ok(())
             }),
         ));
-        if let Some(keeper) = extra_leases {
+        if let Some((keeper, released)) = extra_leases {
             extra.push((
                 "lease keeper",
                 Box::pin(async move {
                     keeper.run().await;
+                    // Stopped: its sessions were released, for the other
+                    // nodes to take now rather than at their next pass.
+                    released.announce().await;
                     Ok(())
                 }),
             ));

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 pub(crate) const MUTED_FOREVER: i64 = -1;
 
 /// How long a chat stays muted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mute {
     /// Not muted.
     Off,
@@ -70,7 +70,7 @@ super::named_enum! {
 }
 
 /// One change to a chat's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChatChange {
     Archive(bool),
     Pin(bool),

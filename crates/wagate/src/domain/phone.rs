@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// E.164 allows at most 15 digits; the shortest real numbers with a country
 /// code have 8.
@@ -20,9 +20,15 @@ pub(crate) const PHONE_PATTERN: &str = "^[1-9][0-9]{7,14}$";
 pub struct InvalidPhone;
 
 /// A phone number as digits only, country code first: `628123456789`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Phone(String);
+
+impl From<Phone> for String {
+    fn from(phone: Phone) -> Self {
+        phone.0
+    }
+}
 
 impl Phone {
     pub fn as_str(&self) -> &str {

@@ -46,7 +46,7 @@ fn parse_call(call: &str) -> Result<String, ApiError> {
         (status = 404, description = "No such session, or no such call rings it now (`call_not_found`)", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "WhatsApp did not take the reject; the call rings on", body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -69,6 +69,7 @@ pub(crate) struct HistoryRequested {
         (status = 415, body = ErrorBody),
         (status = 422, description = "Invalid body; also `invalid_count` for a count outside 1 to 100", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -79,6 +79,7 @@ macro_rules! setting_endpoint {
                 (status = 409, description = "The session is not `working`", body = ErrorBody),
                 (status = 422, body = ErrorBody),
                 (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+                (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
             ),
             security(("bearer" = []))
         )]
@@ -149,6 +150,7 @@ setting_endpoint!(
         (status = 415, body = ErrorBody),
         (status = 422, description = "Invalid body; also `invalid_until` for a time already past", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

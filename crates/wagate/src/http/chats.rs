@@ -106,6 +106,7 @@ pub(super) async fn on_whatsapp<T>(
 ) -> Result<T, ApiError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(value)) => Ok(value),
+        Ok(Err(SendFailure::OwnerUnreachable)) => Err(ApiError::OwnerUnreachable),
         Ok(Err(failure)) => Err(ApiError::Upstream(failure.to_string())),
         Err(_) => Err(ApiError::Upstream("WhatsApp did not answer in time".into())),
     }
@@ -135,6 +136,7 @@ pub(super) async fn on_whatsapp<T>(
         (status = 415, body = ErrorBody),
         (status = 422, description = "Invalid `message_ids` or `sender`; also `sender_required` in a group chat without `sender`, and `sender_not_allowed` with `sender` in a person's chat (which the body's schema cannot say, the chat being in the path)", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -244,6 +246,7 @@ pub(crate) async fn mark_read(
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -278,6 +281,7 @@ pub(crate) async fn typing(
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::domain::SessionStatus;
 use crate::messages::RequestError;
 use crate::session::manager::ManagerError;
+use crate::session::messenger::SendFailure;
 use crate::session::supervisor::CommandError;
 use crate::store::StoreError;
 
@@ -82,6 +83,10 @@ pub(crate) enum ApiError {
     Upstream(String),
     #[error("the gateway is shutting down")]
     Unavailable,
+    /// Several nodes (`--nats`): the node that runs the session did not
+    /// answer.
+    #[error("the gateway node that runs this session did not answer; try again")]
+    OwnerUnreachable,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -131,7 +136,7 @@ impl ApiError {
             Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::OwnerUnreachable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -162,6 +167,7 @@ impl ApiError {
             Self::UpgradeRequired => "upgrade_required",
             Self::Upstream(_) => "whatsapp_error",
             Self::Unavailable => "unavailable",
+            Self::OwnerUnreachable => "owner_unreachable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -216,12 +222,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message =
-            if status.is_server_error() && !matches!(self, Self::Unavailable | Self::Upstream(_)) {
-                "internal error".to_string()
-            } else {
-                self.to_string()
-            };
+        let message = if status.is_server_error()
+            && !matches!(
+                self,
+                Self::Unavailable | Self::OwnerUnreachable | Self::Upstream(_)
+            ) {
+            "internal error".to_string()
+        } else {
+            self.to_string()
+        };
         let body = json!({
             "error": {
                 "code": self.code(),
@@ -335,8 +344,11 @@ impl From<ManagerError> for ApiError {
                 message: "this Idempotency-Key was already used for a different request".into(),
                 status: None,
             },
+            ManagerError::Upstream(SendFailure::OwnerUnreachable)
+            | ManagerError::OwnerUnreachable => Self::OwnerUnreachable,
             ManagerError::Upstream(failure) => Self::Upstream(failure.to_string()),
             ManagerError::Store(error) => Self::internal(error),
+            error @ ManagerError::Remote(_) => Self::internal(error),
         }
     }
 }

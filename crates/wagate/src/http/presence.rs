@@ -41,6 +41,7 @@ pub(crate) struct PresenceRequest {
         (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "Kept, but WhatsApp could not be told now", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -121,6 +122,7 @@ async fn subscription(
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "Kept, but WhatsApp could not be told now (it is on the next connect)", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -148,6 +150,7 @@ pub(crate) async fn subscribe(
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "Forgotten, but WhatsApp could not be told now", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

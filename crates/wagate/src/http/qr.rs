@@ -77,6 +77,7 @@ pub(crate) struct PairingCodeRequest {
         )),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Not waiting for a scan: `already_linked`, `not_started`, `session_starting`, `session_failed`, `logged_out`, `qr_not_ready`", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -170,6 +171,7 @@ pub(crate) fn qr_image(
         (status = 409, description = "Not waiting for a link, or `pairing_code_outstanding`: a code requested earlier is still valid", body = ErrorBody),
         (status = 422, description = "`invalid_phone`", body = ErrorBody),
         (status = 502, description = "WhatsApp refused", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -177,6 +177,7 @@ fn parse_label(label: Option<String>) -> Result<Option<Label>, ApiError> {
         (status = 201, description = "Created; with `start` it reaches `scan_qr_code` on its own", body = Session),
         (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -303,7 +304,7 @@ pub(crate) async fn update(
     path = "/sessions/{id}",
     tag = "sessions",
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn delete(
@@ -322,7 +323,7 @@ pub(crate) async fn delete(
     path = "/sessions/{id}/start",
     tag = "sessions",
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn start(
@@ -339,7 +340,7 @@ pub(crate) async fn start(
     path = "/sessions/{id}/stop",
     tag = "sessions",
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn stop(
@@ -356,7 +357,7 @@ pub(crate) async fn stop(
     path = "/sessions/{id}/restart",
     tag = "sessions",
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Session), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn restart(
@@ -375,7 +376,7 @@ pub(crate) async fn restart(
     path = "/sessions/{id}/logout",
     tag = "sessions",
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 409, description = "`not_linked`", body = ErrorBody)),
+    responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 409, description = "`not_linked`", body = ErrorBody), (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub(crate) async fn logout(

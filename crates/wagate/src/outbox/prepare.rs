@@ -63,6 +63,7 @@ pub(super) async fn prepare(
                     SendFailure::Transient(reason) | SendFailure::Invalid(reason) => {
                         PrepareError::Retry(reason)
                     }
+                    SendFailure::OwnerUnreachable => PrepareError::Retry(failure.to_string()),
                 })?;
             Some(uploaded)
         }

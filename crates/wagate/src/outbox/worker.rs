@@ -386,6 +386,10 @@ impl OutboxWorker {
                 self.retry_later(id, attempts, &reason).await?;
                 Ok(Attempted::Held)
             }
+            Err(failure @ SendFailure::OwnerUnreachable) => {
+                self.retry_later(id, attempts, &failure.to_string()).await?;
+                Ok(Attempted::Held)
+            }
             Err(SendFailure::Invalid(reason)) => {
                 tracing::warn!(message_id = %id, %reason, "WhatsApp cannot send this message");
                 self.fail(id, Failure::new(FailureReason::Invalid)).await?;

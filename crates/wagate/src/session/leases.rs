@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +82,42 @@ pub(crate) struct LeaseKeeper {
     sessions: Arc<dyn OwnedSessions>,
     policy: LeasePolicy,
     cancel: CancellationToken,
+    /// What [`KeeperHandle`]s ask between passes; taken by `run`.
+    claims: Option<mpsc::Receiver<Claim>>,
+    handle: KeeperHandle,
+}
+
+/// A request to take one session now (see [`KeeperHandle::claim`]).
+struct Claim {
+    session: SessionId,
+    taken: oneshot::Sender<bool>,
+}
+
+/// What the rest of the node asks of its keeper between passes: a
+/// session created or started here gets an owner at once instead of at
+/// the next pass.
+#[derive(Clone)]
+pub(crate) struct KeeperHandle {
+    claims: mpsc::Sender<Claim>,
+    wake: Arc<Notify>,
+}
+
+impl KeeperHandle {
+    /// Takes `session` for this node if it is free and the node has room;
+    /// `true` when this node holds it now (taken or held already).
+    pub(crate) async fn claim(&self, session: SessionId) -> bool {
+        let (taken, answer) = oneshot::channel();
+        if self.claims.send(Claim { session, taken }).await.is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+
+    /// Runs a pass that takes free sessions now (another node created
+    /// some it could not take).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
 }
 
 impl LeaseKeeper {
@@ -90,19 +127,33 @@ impl LeaseKeeper {
         policy: LeasePolicy,
         cancel: CancellationToken,
     ) -> Self {
+        let (claims_tx, claims) = mpsc::channel(64);
         Self {
             leases,
             sessions,
             policy,
             cancel,
+            claims: Some(claims),
+            handle: KeeperHandle {
+                claims: claims_tx,
+                wake: Arc::default(),
+            },
         }
     }
 
-    pub(crate) async fn run(self) {
+    /// How the rest of the node reaches this keeper while it runs.
+    pub(crate) fn handle(&self) -> KeeperHandle {
+        self.handle.clone()
+    }
+
+    pub(crate) async fn run(mut self) {
+        let Some(mut claims) = self.claims.take() else {
+            return;
+        };
         let mut held: Vec<Held> = Vec::new();
         // Before this instant every lease in `held` is still ours.
         let mut deadline: Option<Instant> = None;
-        loop {
+        'passes: loop {
             if !held.is_empty() {
                 let sent = Instant::now();
                 let renewing = self
@@ -110,7 +161,7 @@ impl LeaseKeeper {
                     .renew(&self.policy.node, self.policy.lease, &held);
                 let until = deadline.unwrap_or(sent + self.policy.period());
                 let outcome = tokio::select! {
-                    () = self.cancel.cancelled() => break,
+                    () = self.cancel.cancelled() => break 'passes,
                     outcome = timeout_at(until, renewing) => outcome,
                 };
                 match outcome {
@@ -137,10 +188,20 @@ impl LeaseKeeper {
             }
             self.take(&mut held, &mut deadline).await;
             let next = Instant::now() + self.policy.period();
-            let wake = deadline.map_or(next, |d| d.min(next));
-            tokio::select! {
-                () = self.cancel.cancelled() => break,
-                () = sleep_until(wake) => {}
+            // Between passes: claims and wake-ups are served at once.
+            loop {
+                let wake = deadline.map_or(next, |d| d.min(next));
+                tokio::select! {
+                    () = self.cancel.cancelled() => break 'passes,
+                    () = sleep_until(wake) => break,
+                    () = self.handle.wake.notified() => {
+                        self.take(&mut held, &mut deadline).await;
+                    }
+                    Some(claim) = claims.recv() => {
+                        let taken = self.claim(claim.session, &mut held, &mut deadline).await;
+                        let _ = claim.taken.send(taken);
+                    }
+                }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.fence(&mut held, &mut deadline).await;
@@ -156,14 +217,57 @@ impl LeaseKeeper {
         }
     }
 
-    /// Takes free sessions up to the node's capacity and runs them.
-    async fn take(&self, held: &mut Vec<Held>, deadline: &mut Option<Instant>) {
-        let room = match self.policy.capacity {
+    /// Room for this many more sessions.
+    fn room(&self, held: &[Held]) -> u32 {
+        match self.policy.capacity {
             Some(capacity) => {
                 capacity.saturating_sub(u32::try_from(held.len()).unwrap_or(u32::MAX))
             }
             None => u32::MAX,
-        };
+        }
+    }
+
+    /// Takes one session now, if it is free and the node has room.
+    async fn claim(
+        &self,
+        session: SessionId,
+        held: &mut Vec<Held>,
+        deadline: &mut Option<Instant>,
+    ) -> bool {
+        if held.iter().any(|h| h.session == session) {
+            return true;
+        }
+        if self.room(held) == 0 {
+            return false;
+        }
+        let sent = Instant::now();
+        let until = deadline.map_or(sent + self.policy.period(), |d| {
+            d.min(sent + self.policy.period())
+        });
+        let taking = self
+            .leases
+            .take(&self.policy.node, session, self.policy.lease);
+        match timeout_at(until, taking).await {
+            Ok(Ok(Some(taken))) => {
+                tracing::info!(node = %self.policy.node, session_id = %session, "took a session");
+                held.push(taken);
+                let new = self.policy.deadline(sent);
+                *deadline = Some(deadline.map_or(new, |d| d.min(new)));
+                self.sessions.own(vec![taken]).await;
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(error)) => {
+                tracing::warn!(node = %self.policy.node, %error, "could not take a session");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes free sessions up to the node's capacity and runs them.
+    async fn take(&self, held: &mut Vec<Held>, deadline: &mut Option<Instant>) {
+        let room = self.room(held);
         if room == 0 {
             return;
         }
@@ -222,8 +326,6 @@ impl LeaseKeeper {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::store::StoreError;

@@ -3,7 +3,7 @@
 //! shutdown.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use super::engine::{ClientMemory, Engine};
 use super::leases::OwnedSessions;
 use super::messenger::{Messenger, SendFailure};
+use super::remote::{Answer, Call, Reply, Request};
 use super::status_writer::StatusWriter;
 use super::supervisor::{
     Command, CommandError, Expiring, Live, Supervisor, SupervisorDeps, SupervisorPolicy,
@@ -25,6 +26,7 @@ use crate::domain::{
 use crate::hub::EventHub;
 use crate::messages::{FetchConfig, MediaFetcher};
 use crate::outbox::{OutboxInputs, OutboxPolicy, OutboxWorker};
+pub(crate) use routing::ClusterLink;
 use wacore::request::RequestUtils;
 use whatsapp_rust::Jid;
 
@@ -62,6 +64,12 @@ pub enum ManagerError {
     Upstream(SendFailure),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The session runs on another node, which did not answer (`--nats`).
+    #[error("the node that runs the session did not answer")]
+    OwnerUnreachable,
+    /// The node that runs the session failed the call (its store).
+    #[error("the node that runs the session failed: {0}")]
+    Remote(String),
 }
 
 /// A validated message to send.
@@ -114,6 +122,8 @@ struct Inner {
     // every finished one until reaped.
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Set when this process is one node of several (`--nats`).
+    cluster: OnceLock<ClusterLink>,
 }
 
 impl std::fmt::Debug for SessionManager {
@@ -166,6 +176,7 @@ impl SessionManager {
                 pictures: super::pictures::PictureCache::default(),
                 tasks: TaskTracker::new(),
                 cancel,
+                cluster: OnceLock::new(),
             }),
         }
     }
@@ -210,9 +221,14 @@ impl SessionManager {
                 history,
             })
             .await?;
-        self.spawn(&record);
+        if let Some(cluster) = self.cluster() {
+            // Its owner runs it: this node if it has room.
+            self.place(cluster, record.id).await;
+        } else {
+            self.spawn(&record);
+        }
         if start {
-            self.send(record.id, Command::Start).await?;
+            self.perform(org, record.id, Call::Start).await?;
         }
         self.get(org, record.id).await
     }
@@ -253,9 +269,16 @@ impl SessionManager {
             .update_session(org, id, changes)
             .await?
             .ok_or(ManagerError::NotFound)?;
-        if let Some(handle) = self.inner.handles().get(&id) {
-            handle.pace.send_replace(record.pace);
-            handle.behaviour.send_replace(record.behaviour.clone());
+        let here = match self.inner.handles().get(&id) {
+            Some(handle) => {
+                handle.pace.send_replace(record.pace);
+                handle.behaviour.send_replace(record.behaviour.clone());
+                true
+            }
+            None => false,
+        };
+        if !here {
+            self.tell(org, id, Call::Refresh).await;
         }
         Ok(record)
     }
@@ -274,15 +297,8 @@ impl SessionManager {
             ..SessionChanges::default()
         };
         let record = self.update(org, id, &changes).await?;
-        let link = self
-            .working(id)
-            .and_then(|working| working.borrow().clone());
-        if let Some(messenger) = link.and_then(|link| link.messenger()) {
-            messenger
-                .set_presence(presence)
-                .await
-                .map_err(ManagerError::Upstream)?;
-        }
+        self.tell_live(org, id, Call::SetPresence { presence })
+            .await?;
         Ok(record)
     }
 
@@ -306,15 +322,15 @@ impl SessionManager {
         } else {
             presence.unsubscribe_presence(id, &key).await?
         };
-        let link = self
-            .working(id)
-            .and_then(|working| working.borrow().clone());
-        if let Some(messenger) = link.and_then(|link| link.messenger()) {
-            messenger
-                .subscribe_presence(contact, subscribe)
-                .await
-                .map_err(ManagerError::Upstream)?;
-        }
+        self.tell_live(
+            org,
+            id,
+            Call::SubscribePresence {
+                contact: contact.to_string(),
+                subscribe,
+            },
+        )
+        .await?;
         Ok(changed)
     }
 
@@ -326,8 +342,7 @@ impl SessionManager {
         call_id: String,
     ) -> Result<(), ManagerError> {
         self.get(org, id).await?;
-        self.send(id, |reply| Command::RejectCall { call_id, reply })
-            .await??;
+        self.perform(org, id, Call::Reject { call_id }).await?;
         Ok(())
     }
 
@@ -347,27 +362,24 @@ impl SessionManager {
     }
 
     pub async fn start(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
-        self.command(org, id, Command::Start).await
+        self.command(org, id, Call::Start).await
     }
 
     pub async fn stop(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
-        self.command(org, id, Command::Stop).await
+        self.command(org, id, Call::Stop).await
     }
 
     pub async fn restart(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
-        self.command(org, id, Command::Restart).await
+        self.command(org, id, Call::Restart).await
     }
 
     pub async fn logout(&self, org: OrgId, id: SessionId) -> Result<SessionRecord, ManagerError> {
-        self.get(org, id).await?;
-        self.send(id, Command::Logout).await??;
-        self.get(org, id).await
+        self.command(org, id, Call::Logout).await
     }
 
     pub async fn delete(&self, org: OrgId, id: SessionId) -> Result<(), ManagerError> {
         self.get(org, id).await?;
-        self.send(id, Command::Delete).await?;
-        self.inner.handles().remove(&id);
+        self.perform(org, id, Call::Delete).await?;
         if self.inner.store.sessions().delete_session(org, id).await? {
             Ok(())
         } else {
@@ -380,13 +392,7 @@ impl SessionManager {
         if record.status != SessionStatus::ScanQrCode {
             return Err(ManagerError::NoQrCode(record.status));
         }
-        let live = self
-            .inner
-            .handles()
-            .get(&id)
-            .map(|handle| handle.live.borrow().clone())
-            .unwrap_or_default();
-        live.qr.ok_or(ManagerError::QrNotReady)
+        expiring(self.perform(org, id, Call::Qr).await?)
     }
 
     pub async fn pairing_code(
@@ -396,9 +402,7 @@ impl SessionManager {
         phone: Phone,
     ) -> Result<Expiring, ManagerError> {
         self.get(org, id).await?;
-        Ok(self
-            .send(id, |reply| Command::PairingCode { phone, reply })
-            .await??)
+        expiring(self.perform(org, id, Call::PairingCode { phone }).await?)
     }
 
     /// Accepts a message into the session's outbox: stored (with its
@@ -439,8 +443,15 @@ impl SessionManager {
         match accepted {
             Accepted::Created { message, event } => {
                 self.inner.hub.publish(*event);
-                if let Some(handle) = self.inner.handles().get(&session) {
-                    handle.outbox.notify_one();
+                let here = match self.inner.handles().get(&session) {
+                    Some(handle) => {
+                        handle.outbox.notify_one();
+                        true
+                    }
+                    None => false,
+                };
+                if !here {
+                    self.tell(org, session, Call::WakeOutbox).await;
                 }
                 Ok((message, false))
             }
@@ -614,8 +625,14 @@ impl SessionManager {
         let link = self
             .working(session)
             .and_then(|working| working.borrow().clone());
-        link.and_then(|link| link.messenger())
-            .ok_or(ManagerError::NotWorking(record.status))
+        match link.and_then(|link| link.messenger()) {
+            Some(messenger) => Ok(messenger),
+            // Running on another node: its calls go there.
+            None if self.cluster().is_some() && record.status == SessionStatus::Working => {
+                Ok(self.remote_messenger(org, session))
+            }
+            None => Err(ManagerError::NotWorking(record.status)),
+        }
     }
 
     /// What each `working` session's client holds in memory, by its own
@@ -661,11 +678,163 @@ impl SessionManager {
         &self,
         org: OrgId,
         id: SessionId,
-        command: impl FnOnce(oneshot::Sender<()>) -> Command,
+        call: Call,
     ) -> Result<SessionRecord, ManagerError> {
         self.get(org, id).await?;
-        self.send(id, command).await?;
+        self.perform(org, id, call).await?;
         self.get(org, id).await
+    }
+
+    /// Tells the live connection, if the session is `working` wherever it
+    /// runs; a session not working has nothing to tell.
+    async fn tell_live(&self, org: OrgId, id: SessionId, call: Call) -> Result<(), ManagerError> {
+        match self.perform(org, id, call).await {
+            Ok(_) | Err(ManagerError::NotWorking(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Answers a call another node sent for a session this node runs.
+    pub(crate) async fn answer(&self, request: Request) -> Answer {
+        self.local(request.org, request.session, request.call)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Carries `call` out on this node's supervisor of the session;
+    /// [`ManagerError::NotFound`] when this node does not run it.
+    async fn local(&self, org: OrgId, id: SessionId, call: Call) -> Result<Reply, ManagerError> {
+        match call {
+            Call::Start => self.send(id, Command::Start).await?,
+            Call::Stop => self.send(id, Command::Stop).await?,
+            Call::Restart => self.send(id, Command::Restart).await?,
+            Call::Logout => self.send(id, Command::Logout).await??,
+            Call::Delete => {
+                self.send(id, Command::Delete).await?;
+                self.inner.handles().remove(&id);
+            }
+            Call::Qr => {
+                let live = self
+                    .inner
+                    .handles()
+                    .get(&id)
+                    .map(|handle| handle.live.borrow().clone())
+                    .ok_or(ManagerError::NotFound)?;
+                return live.qr.map(Reply::Code).ok_or(ManagerError::QrNotReady);
+            }
+            Call::PairingCode { phone } => {
+                let code = self
+                    .send(id, |reply| Command::PairingCode { phone, reply })
+                    .await??;
+                return Ok(Reply::Code(code));
+            }
+            Call::Reject { call_id } => {
+                self.send(id, |reply| Command::RejectCall { call_id, reply })
+                    .await??;
+            }
+            Call::Refresh => {
+                let record = self.get(org, id).await?;
+                let handles = self.inner.handles();
+                let handle = handles.get(&id).ok_or(ManagerError::NotFound)?;
+                handle.pace.send_replace(record.pace);
+                handle.behaviour.send_replace(record.behaviour.clone());
+            }
+            Call::WakeOutbox => {
+                let handles = self.inner.handles();
+                let handle = handles.get(&id).ok_or(ManagerError::NotFound)?;
+                handle.outbox.notify_one();
+            }
+            live => return self.on_link(org, id, live).await,
+        }
+        Ok(Reply::Done)
+    }
+
+    /// The calls made straight on the session's live connection here.
+    async fn on_link(&self, org: OrgId, id: SessionId, call: Call) -> Result<Reply, ManagerError> {
+        let working = self.working(id).ok_or(ManagerError::NotFound)?;
+        let link = working.borrow().clone();
+        let Some(messenger) = link.and_then(|link| link.messenger()) else {
+            let record = self.get(org, id).await?;
+            return Err(ManagerError::NotWorking(record.status));
+        };
+        let upstream = ManagerError::Upstream;
+        match call {
+            Call::MarkRead {
+                chat,
+                sender,
+                wa_ids,
+            } => {
+                let sender = sender.map(|s| jid(&s)).transpose()?;
+                messenger
+                    .mark_read(&jid(&chat)?, sender.as_ref(), &wa_ids)
+                    .await
+                    .map_err(upstream)?;
+            }
+            Call::Typing { chat, typing } => {
+                messenger
+                    .typing(&jid(&chat)?, typing)
+                    .await
+                    .map_err(upstream)?;
+            }
+            Call::CheckContacts { phones } => {
+                let checks = messenger.check_contacts(&phones).await.map_err(upstream)?;
+                return Ok(Reply::Contacts(checks));
+            }
+            Call::ChangeChat { chat, change } => {
+                messenger
+                    .change_chat(&jid(&chat)?, change)
+                    .await
+                    .map_err(upstream)?;
+            }
+            Call::RequestHistory {
+                chat,
+                oldest,
+                count,
+            } => {
+                messenger
+                    .request_history(&jid(&chat)?, &oldest, count)
+                    .await
+                    .map_err(upstream)?;
+            }
+            Call::SetPresence { presence } => {
+                messenger.set_presence(presence).await.map_err(upstream)?;
+            }
+            Call::SubscribePresence { contact, subscribe } => {
+                messenger
+                    .subscribe_presence(&jid(&contact)?, subscribe)
+                    .await
+                    .map_err(upstream)?;
+            }
+            Call::ContactProfile { contact } => {
+                let profile = messenger
+                    .contact_profile(&jid(&contact)?)
+                    .await
+                    .map_err(upstream)?;
+                return Ok(Reply::Profile(profile));
+            }
+            Call::DownloadPicture { picture } => {
+                use base64::Engine as _;
+                let bytes = messenger
+                    .download_picture(&picture)
+                    .await
+                    .map_err(upstream)?;
+                return Ok(Reply::Picture(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                ));
+            }
+            Call::Block { contact, block } => {
+                messenger
+                    .block(&jid(&contact)?, block)
+                    .await
+                    .map_err(upstream)?;
+            }
+            other => {
+                return Err(ManagerError::Remote(format!(
+                    "{other:?} is not a call on the live connection"
+                )));
+            }
+        }
+        Ok(Reply::Done)
     }
 
     /// Sends a command to the session's supervisor and waits for its reply.
@@ -812,5 +981,22 @@ impl OwnedSessions for SessionManager {
     }
 }
 
+/// A JID as a call carried it (written by `Jid`'s own `Display`).
+fn jid(text: &str) -> Result<Jid, ManagerError> {
+    text.parse()
+        .map_err(|_| ManagerError::Remote(format!("not a JID: {text}")))
+}
+
+/// The code a QR or pairing-code call gives back.
+fn expiring(reply: Reply) -> Result<Expiring, ManagerError> {
+    match reply {
+        Reply::Code(code) => Ok(code),
+        other => Err(ManagerError::Remote(format!(
+            "expected a code, the owner answered {other:?}"
+        ))),
+    }
+}
+
+mod routing;
 #[cfg(test)]
 mod tests;

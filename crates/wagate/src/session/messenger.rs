@@ -20,7 +20,7 @@ use crate::domain::{ChatChange, Mute, PresenceState};
 use crate::messages::{MediaKind, UploadedMedia};
 
 /// Why an attempt to send failed, as the outbox acts on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum SendFailure {
     /// Worth another try: the connection dropped, a query timed out.
     #[error("transient: {0}")]
@@ -28,6 +28,11 @@ pub enum SendFailure {
     /// Will never succeed as asked.
     #[error("refused: {0}")]
     Invalid(String),
+    /// The session runs on another node, which did not answer (`--nats`).
+    /// Only the API's calls through another node meet it; worth another
+    /// try.
+    #[error("the node that runs the session did not answer")]
+    OwnerUnreachable,
 }
 
 /// What the chat shows this account doing.
@@ -43,7 +48,7 @@ pub enum Typing {
 }
 
 /// Whether one number has WhatsApp, as WhatsApp answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContactCheck {
     /// The number as asked (digits).
     pub phone: String,
@@ -57,7 +62,7 @@ pub struct ContactCheck {
 
 /// What WhatsApp says of a person now: their about text and profile
 /// picture.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactProfile {
     /// `None` when they have none or do not share it.
     pub about: Option<String>,
@@ -67,7 +72,7 @@ pub struct ContactProfile {
 
 /// A profile picture as WhatsApp names it: an id that changes with the
 /// picture, and where to fetch it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfilePicture {
     pub id: String,
     pub url: String,
@@ -75,7 +80,7 @@ pub struct ProfilePicture {
 
 /// The oldest message a session has of a chat, as an on-demand history
 /// request names it to the phone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OldestMessage {
     /// Its WhatsApp id.
     pub wa_id: String,

@@ -23,6 +23,7 @@ mod loopback_http;
 pub(crate) mod manager;
 pub(crate) mod messenger;
 pub(crate) mod pictures;
+pub(crate) mod remote;
 pub(crate) mod server;
 pub(crate) mod status_writer;
 pub(crate) mod supervisor;

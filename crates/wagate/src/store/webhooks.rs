@@ -199,11 +199,13 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// Up to `limit` due deliveries of enabled webhooks, each the oldest
-    /// pending event of its (webhook, session), soonest due first.
+    /// pending event of its (webhook, session), soonest due first; with
+    /// `owner`, only of the sessions whose lease that node holds.
     async fn due_deliveries(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        owner: Option<&str>,
     ) -> Result<Vec<DueDelivery>, StoreError>;
     /// The pending deliveries queued behind `head` in its (webhook,
     /// session) queue, in order, as long as they are due at `now`: up to

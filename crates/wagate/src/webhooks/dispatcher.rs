@@ -106,6 +106,10 @@ struct Inner {
     hub: EventHub,
     policy: DeliveryPolicy,
     client: reqwest::Client,
+    /// One node of several (`--nats`): this node delivers only the queues
+    /// of the sessions it owns, so each queue has one dispatcher at a time
+    /// and moves with its session when that node dies.
+    owner: Option<String>,
 }
 
 #[derive(Clone)]
@@ -178,6 +182,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         hub: EventHub,
         policy: DeliveryPolicy,
+        owner: Option<String>,
     ) -> Result<Self, SetupError> {
         let client = policy
             .egress
@@ -197,6 +202,7 @@ impl Dispatcher {
                 hub,
                 policy,
                 client,
+                owner,
             }),
         })
     }
@@ -239,7 +245,7 @@ impl Dispatcher {
             .inner
             .store
             .webhooks()
-            .due_deliveries(Utc::now(), limit)
+            .due_deliveries(Utc::now(), limit, self.inner.owner.as_deref())
             .await
         {
             Ok(due) => due,

@@ -379,7 +379,7 @@ async fn settle(app: &TestApp, accepted: &[wagate::EventId]) {
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     loop {
         let due = webhooks
-            .due_deliveries(later, 100)
+            .due_deliveries(later, 100, None)
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
         if due.is_empty() {
@@ -486,7 +486,7 @@ async fn every_failed_delivery_since_a_time_is_queued_again_in_order() {
     let due: Vec<_> = app
         .store
         .webhooks()
-        .due_deliveries(chrono::Utc::now() + chrono::Duration::seconds(1), 100)
+        .due_deliveries(chrono::Utc::now() + chrono::Duration::seconds(1), 100, None)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"))
         .into_iter()

@@ -13,6 +13,7 @@ mod prometheus;
 mod actions;
 mod chat_state;
 mod chats;
+mod cluster;
 mod contacts;
 mod contract;
 mod crash;

@@ -19,7 +19,7 @@ const PAIRING_CODE_TTL: Duration = Duration::from_secs(180);
 const PAIRING_CODE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A code with its expiry, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Expiring {
     pub code: String,
     pub expires_at: DateTime<Utc>,
@@ -36,7 +36,7 @@ impl Expiring {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     #[error("the session has no linked device")]
     NotLinked,

@@ -453,6 +453,7 @@ impl WebhookStore for Backend {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        owner: Option<&str>,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         // The head of a queue is its oldest pending event; event ids are
         // stamped in commit order, so this is the order events happened.
@@ -467,10 +468,13 @@ impl WebhookStore for Backend {
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
                  WHERE p.webhook_id = d.webhook_id AND p.session_id = d.session_id \
                  AND p.status = 'pending' AND p.event_id < d.event_id) \
+             AND (CAST($3 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM session_leases l \
+                 WHERE l.session_id = d.session_id AND l.node = $3)) \
              ORDER BY d.next_attempt_at, d.event_id LIMIT $2",
         )
         .bind(millis(now))
         .bind(i64::from(limit))
+        .bind(owner)
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(|row| due_delivery(row, now)).collect()

@@ -177,7 +177,7 @@ async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), St
     let events = log_qrs(&store, org.id, &[a, a, b, a]).await?;
     let heads = |due: Vec<DueDelivery>| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
     let now = Utc::now() + Duration::seconds(1);
-    let due = store.due_deliveries(now, 10).await?;
+    let due = store.due_deliveries(now, 10, None).await?;
     assert_eq!(heads(due.clone()), vec![events[0], events[2]]);
     assert!(due[0].payload.contains(&events[0].to_string()));
 
@@ -192,7 +192,10 @@ async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), St
             None,
         )
         .await?;
-    assert_eq!(heads(store.due_deliveries(now, 10).await?), vec![events[2]]);
+    assert_eq!(
+        heads(store.due_deliveries(now, 10, None).await?),
+        vec![events[2]]
+    );
 
     // Given up: the queue moves on to the next event, in order.
     let first = DueDelivery {
@@ -203,7 +206,7 @@ async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), St
         .delivery_failed(&first, &failed_at(now), AfterFailure::GiveUp, None)
         .await?;
     assert_eq!(
-        heads(store.due_deliveries(now, 10).await?),
+        heads(store.due_deliveries(now, 10, None).await?),
         vec![events[1], events[2]]
     );
     let log = all_deliveries(&store, org.id, webhook.id).await;
@@ -252,7 +255,7 @@ async fn only_the_oldest_pending_event_of_each_session_is_due() -> Result<(), St
         .await?
         .unwrap_or_else(|| panic!("found"));
     assert_eq!(replayed.status, DeliveryStatus::Pending);
-    let mut due = heads(store.due_deliveries(now, 10).await?);
+    let mut due = heads(store.due_deliveries(now, 10, None).await?);
     due.sort();
     assert_eq!(due, vec![events[0], events[2]]);
     let other = store.create_org("other").await?;
@@ -278,7 +281,7 @@ async fn a_run_takes_the_due_deliveries_behind_the_head_in_order() -> Result<(),
     let events = log_qrs(&store, org.id, &[a, a, b, a, a, a]).await?;
     let ids = |due: &[DueDelivery]| due.iter().map(|d| d.event_id).collect::<Vec<_>>();
     let now = Utc::now() + Duration::seconds(1);
-    let due = store.due_deliveries(now, 10).await?;
+    let due = store.due_deliveries(now, 10, None).await?;
     let head = due
         .iter()
         .find(|d| d.session_id == a)
@@ -345,7 +348,7 @@ async fn a_run_takes_the_due_deliveries_behind_the_head_in_order() -> Result<(),
         assert_eq!(row.delivered_at.map(|t| t.timestamp_millis()), at, "{i}");
     }
     let later = now + Duration::hours(2);
-    let heads = store.due_deliveries(later, 10).await?;
+    let heads = store.due_deliveries(later, 10, None).await?;
     assert!(heads.iter().any(|d| d.event_id == events[4]));
     assert!(heads.iter().all(|d| d.event_id != events[5]));
     Ok(())
@@ -370,7 +373,7 @@ async fn disabling_logs_one_event_and_stops_the_queue() -> Result<(), StoreError
     store.append_event(&mut qr(org.id, a)).await?;
     store.append_event(&mut qr(org.id, b)).await?;
     let now = Utc::now() + Duration::seconds(1);
-    let due = store.due_deliveries(now, 10).await?;
+    let due = store.due_deliveries(now, 10, None).await?;
     assert_eq!(due.len(), 2);
     let mut disabled = Vec::new();
     for delivery in &due {
@@ -410,7 +413,9 @@ async fn disabling_logs_one_event_and_stops_the_queue() -> Result<(), StoreError
     assert!(record.failing_since.is_some());
     // Its deliveries stay pending but are not due while disabled; the
     // watcher gets the `webhook.disabled` event.
-    let due = store.due_deliveries(now + Duration::seconds(1), 10).await?;
+    let due = store
+        .due_deliveries(now + Duration::seconds(1), 10, None)
+        .await?;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].webhook_id, watcher.id);
     assert_eq!(due[0].event_id, event.id);
@@ -429,7 +434,9 @@ async fn disabling_logs_one_event_and_stops_the_queue() -> Result<(), StoreError
         .unwrap_or_else(|| panic!("kept"));
     assert_eq!(enabled.disabled_reason, None);
     assert_eq!(enabled.failing_since, None);
-    let due = store.due_deliveries(now + Duration::seconds(1), 10).await?;
+    let due = store
+        .due_deliveries(now + Duration::seconds(1), 10, None)
+        .await?;
     assert_eq!(due.iter().filter(|d| d.webhook_id == webhook.id).count(), 2);
     Ok(())
 }
@@ -455,11 +462,11 @@ async fn a_rotated_secret_signs_next_to_the_new_one_until_the_grace_ends() -> Re
     assert_eq!(rotated.previous_secret.as_ref(), Some(&webhook.secret));
     let secrets = |due: Vec<DueDelivery>| due[0].secrets.clone();
     let during = store
-        .due_deliveries(Utc::now() + Duration::seconds(1), 10)
+        .due_deliveries(Utc::now() + Duration::seconds(1), 10, None)
         .await?;
     assert_eq!(secrets(during), vec![new.clone(), webhook.secret.clone()]);
     let after = store
-        .due_deliveries(grace_ends + Duration::seconds(1), 10)
+        .due_deliveries(grace_ends + Duration::seconds(1), 10, None)
         .await?;
     assert_eq!(secrets(after), vec![new]);
     let other = store.create_org("other").await?;
