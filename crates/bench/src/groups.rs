@@ -13,8 +13,9 @@
 //!    the API, then sends `--sends` texts into it one at a time, each timed
 //!    from the request to its ack (`message.status` `sent`). The first
 //!    carries the sender key to every member's device; the simulator
-//!    counts those pairwise copies, which may grow after it only by a
-//!    device learnt later, never by the group again.
+//!    counts those pairwise copies, which may grow after it only by the
+//!    session's own devices (whatsapp-rust gives them the key with every
+//!    text), never by the group again.
 
 use std::time::Instant;
 
@@ -253,8 +254,10 @@ pub(crate) async fn run(_args: &Args, groups: &GroupsArgs, stack: &Stack) -> any
         }
         shares_by_text.push(shares);
     }
-    // A device learnt after the first text gets the key with the next
-    // one; the whole group getting it again would be a redistribution.
+    // whatsapp-rust sends the key to the account's own devices with every
+    // text (it never marks them as holding it, as WhatsApp Web), so the
+    // count grows by those; the whole group getting it again would be a
+    // redistribution.
     let extra = shares_by_text.last().copied().unwrap_or_default() - shares_after_first;
     if extra >= shares_after_first / 2 {
         bail!(
