@@ -32,6 +32,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::SessionId;
+use crate::store::leases::Census;
 use crate::store::{Held, LeaseStore};
 
 /// How this node holds leases.
@@ -73,6 +74,14 @@ pub(crate) trait OwnedSessions: Send + Sync + 'static {
     /// This node no longer owns `session`: disconnect it from WhatsApp,
     /// writing nothing, and return once it is disconnected.
     async fn disown(&self, session: SessionId);
+
+    /// Whether balancing may move `session` now: only one `working`
+    /// here. A session being linked would show the user a new QR code
+    /// (the one on screen going stale), one connecting would start over;
+    /// one not running costs nothing where it is.
+    fn movable(&self, _session: SessionId) -> bool {
+        true
+    }
 }
 
 /// One node's lease keeper. Run it as a supervised task; it ends when
@@ -186,7 +195,12 @@ impl LeaseKeeper {
                     Err(_) => self.fence(&mut held, &mut deadline).await,
                 }
             }
-            self.take(&mut held, &mut deadline).await;
+            // Balancing: hand a few over, or take no more than a share.
+            let cap = match self.balance(&mut held, deadline).await {
+                Balance::Released => Some(0),
+                Balance::TakeUpTo(cap) => cap,
+            };
+            self.take_up_to(&mut held, &mut deadline, cap).await;
             let next = Instant::now() + self.policy.period();
             // Between passes: claims and wake-ups are served at once.
             loop {
@@ -267,7 +281,63 @@ impl LeaseKeeper {
 
     /// Takes free sessions up to the node's capacity and runs them.
     async fn take(&self, held: &mut Vec<Held>, deadline: &mut Option<Instant>) {
-        let room = self.room(held);
+        self.take_up_to(held, deadline, None).await;
+    }
+
+    /// Counts the live nodes and, when another one has fewer than its
+    /// share of the sessions and room for more, hands a few of this
+    /// node's over (released, for the others to take), or at least takes
+    /// no more than this node's share.
+    async fn balance(&self, held: &mut Vec<Held>, deadline: Option<Instant>) -> Balance {
+        let until = deadline.map_or(Instant::now() + self.policy.period(), |d| {
+            d.min(Instant::now() + self.policy.period())
+        });
+        let counting =
+            self.leases
+                .census(&self.policy.node, self.policy.lease, self.policy.capacity);
+        let census = match timeout_at(until, counting).await {
+            Ok(Ok(census)) => census,
+            Ok(Err(error)) => {
+                tracing::warn!(node = %self.policy.node, %error, "could not count the nodes");
+                return Balance::TakeUpTo(None);
+            }
+            Err(_) => return Balance::TakeUpTo(None),
+        };
+        let plan = plan(&self.policy.node, held.len(), &census);
+        if plan.release == 0 {
+            return Balance::TakeUpTo(plan.take);
+        }
+        // The newest first, of those that may move.
+        let mut leaving = Vec::new();
+        for lease in held.iter().rev() {
+            if leaving.len() == plan.release {
+                break;
+            }
+            if self.sessions.movable(lease.session) {
+                leaving.push(*lease);
+            }
+        }
+        if leaving.is_empty() {
+            return Balance::TakeUpTo(plan.take);
+        }
+        held.retain(|lease| !leaving.contains(lease));
+        tracing::info!(node = %self.policy.node, handed_over = leaving.len(), "balancing: handing sessions over");
+        for lease in leaving {
+            self.sessions.disown(lease.session).await;
+            if let Err(error) = self.leases.release(&self.policy.node, lease).await {
+                tracing::warn!(session_id = %lease.session, %error, "could not release the lease; it expires");
+            }
+        }
+        Balance::Released
+    }
+
+    async fn take_up_to(
+        &self,
+        held: &mut Vec<Held>,
+        deadline: &mut Option<Instant>,
+        cap: Option<u32>,
+    ) {
+        let room = self.room(held).min(cap.unwrap_or(u32::MAX));
         if room == 0 {
             return;
         }
@@ -320,6 +390,54 @@ impl LeaseKeeper {
 
     async fn disown(&self, leases: &[Held]) {
         futures::future::join_all(leases.iter().map(|l| self.sessions.disown(l.session))).await;
+    }
+}
+
+/// What a keeper's pass does about balance.
+enum Balance {
+    /// Handed sessions over: take none back in this pass.
+    Released,
+    /// Take free sessions up to this many (`None`: up to capacity).
+    TakeUpTo(Option<u32>),
+}
+
+/// Sessions a node hands over in one pass at most: a few at a time, so
+/// the others take them in turn.
+const HAND_OVER_STEP: usize = 2;
+
+/// Balancing by count, decided by each node alone from the census.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    /// Sessions to hand over now.
+    release: usize,
+    /// Free sessions to take at most (`None`: up to capacity).
+    take: Option<u32>,
+}
+
+/// Another live node with fewer than `lo = sessions / nodes` and room for
+/// more is starved: then a node above `lo` hands over up to
+/// [`HAND_OVER_STEP`] (never going below `lo`), and no node takes past
+/// `ceil(sessions / nodes)`. With nobody starved nothing moves: a node
+/// never gives a session up for a node that could not take it.
+fn plan(me: &str, held: usize, census: &Census) -> Plan {
+    let nodes = census.nodes.len().max(1);
+    let sessions = census.sessions as usize;
+    let lo = sessions / nodes;
+    let hi = sessions.div_ceil(nodes);
+    let starved = census.nodes.iter().any(|n| {
+        n.node != me
+            && (n.held as usize) < lo
+            && n.capacity.is_none_or(|capacity| n.held < capacity)
+    });
+    if !starved {
+        return Plan {
+            release: 0,
+            take: None,
+        };
+    }
+    Plan {
+        release: held.saturating_sub(lo).min(HAND_OVER_STEP),
+        take: Some(u32::try_from(hi.saturating_sub(held)).unwrap_or(u32::MAX)),
     }
 }
 
@@ -404,6 +522,64 @@ mod tests {
         async fn lease(&self, _session: SessionId) -> Result<Option<LeaseRecord>, StoreError> {
             Ok(None)
         }
+
+        async fn census(
+            &self,
+            _node: &str,
+            _lease: Duration,
+            _capacity: Option<u32>,
+        ) -> Result<Census, StoreError> {
+            Ok(Census::default())
+        }
+    }
+
+    fn census(sessions: u32, nodes: &[(&str, u32, Option<u32>)]) -> Census {
+        Census {
+            sessions,
+            nodes: nodes
+                .iter()
+                .map(|(node, held, capacity)| crate::store::leases::NodeLoad {
+                    node: (*node).to_string(),
+                    held: *held,
+                    capacity: *capacity,
+                })
+                .collect(),
+        }
+    }
+
+    /// A node joining two that hold everything gets sessions handed over,
+    /// a few at a time, until none is starved; a node that could not take
+    /// more is not given any.
+    #[test]
+    fn balancing_hands_over_a_few_at_a_time_to_a_starved_node() {
+        let joined = census(30, &[("a", 15, None), ("b", 15, None), ("c", 0, None)]);
+        assert_eq!(
+            plan("a", 15, &joined),
+            Plan {
+                release: HAND_OVER_STEP,
+                take: Some(0)
+            }
+        );
+        // The newcomer itself is not held back: nobody else is starved.
+        assert_eq!(
+            plan("c", 0, &joined),
+            Plan {
+                release: 0,
+                take: None
+            }
+        );
+        let balanced = census(30, &[("a", 10, None), ("b", 10, None), ("c", 10, None)]);
+        assert_eq!(plan("a", 10, &balanced).release, 0);
+        assert_eq!(plan("a", 10, &balanced).take, None);
+        // Uneven by one is balanced enough.
+        let odd = census(7, &[("a", 3, None), ("b", 2, None), ("c", 2, None)]);
+        assert_eq!(plan("a", 3, &odd).release, 0);
+        // A node full at its capacity is not starved.
+        let full = census(30, &[("a", 25, None), ("c", 5, Some(5))]);
+        assert_eq!(plan("a", 25, &full).release, 0);
+        // Alone: nothing to balance.
+        let alone = census(30, &[("a", 30, None)]);
+        assert_eq!(plan("a", 30, &alone).release, 0);
     }
 
     /// Reports each session owned and disowned, with when.

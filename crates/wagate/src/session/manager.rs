@@ -972,6 +972,13 @@ impl OwnedSessions for SessionManager {
         futures::future::join_all(starts.into_iter().map(|id| self.send(id, Command::Start))).await;
     }
 
+    fn movable(&self, session: SessionId) -> bool {
+        self.inner
+            .handles()
+            .get(&session)
+            .is_some_and(|handle| handle.working.borrow().is_some())
+    }
+
     async fn disown(&self, session: SessionId) {
         let handle = self.inner.handles().remove(&session);
         if let Some(handle) = handle {

@@ -105,6 +105,31 @@ pub trait LeaseStore: Send + Sync {
 
     /// The session's lease row.
     async fn lease(&self, session: SessionId) -> Result<Option<LeaseRecord>, StoreError>;
+
+    /// Renews `node`'s heartbeat (for `lease` from the database's `now()`,
+    /// with its `capacity`) and counts what balancing needs: the live
+    /// nodes with the unexpired leases each holds, and the sessions.
+    async fn census(
+        &self,
+        node: &str,
+        lease: Duration,
+        capacity: Option<u32>,
+    ) -> Result<Census, StoreError>;
+}
+
+/// The nodes whose heartbeat has not expired and the sessions there are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Census {
+    pub nodes: Vec<NodeLoad>,
+    pub sessions: u32,
+}
+
+/// One live node: what it holds and may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub node: String,
+    pub held: u32,
+    pub capacity: Option<u32>,
 }
 
 /// The leases of a whole store, as the lease keeper holds them: refused
@@ -158,6 +183,15 @@ impl LeaseStore for StoreLeases {
 
     async fn lease(&self, session: SessionId) -> Result<Option<LeaseRecord>, StoreError> {
         self.leases()?.lease(session).await
+    }
+
+    async fn census(
+        &self,
+        node: &str,
+        lease: Duration,
+        capacity: Option<u32>,
+    ) -> Result<Census, StoreError> {
+        self.leases()?.census(node, lease, capacity).await
     }
 }
 

@@ -319,7 +319,6 @@ async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
     let b = GatewayProcess::serve(&dir, &sim, ports[1], &env(NODES[1])).await;
     let [via_a, via_b] = ports.map(|port| Gateway::at(port, token.clone()));
     let mut events = via_b.events().await;
-    let mut events_a = via_a.events().await;
 
     let mut linked = Vec::new();
     for phone in [ERIN, FRANK] {
@@ -336,10 +335,24 @@ async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
         events.status(&id, "working").await;
         linked.push((id, phone, device_of(&sim, phone)));
     }
-    // Mostly A (the node they were created through, when it took them
-    // before B's next pass did): the node that owns the first is killed,
-    // and the other watched.
-    let owners = owners(&dir).await;
+    // Balanced, one on each node (balancing hands one over if both went
+    // to the same): each move shows as the session working again.
+    let settled = async {
+        loop {
+            let owners = owners(&dir).await;
+            let placed = linked.iter().all(|(id, _, _)| owners.contains_key(id));
+            if placed && NODES[..2].iter().all(|n| owned_by(&owners, n).len() == 1) {
+                return owners;
+            }
+            events
+                .next(&format!("the sessions placed: {owners:?}"))
+                .await;
+        }
+    };
+    let owners = tokio::time::timeout(WAIT, settled)
+        .await
+        .unwrap_or_else(|_| panic!("never one session on each node\n{}", printed(&[&a, &b])));
+    // The node that owns the first is killed, and the other watched.
     let victim_name = owners
         .get(&linked[0].0)
         .cloned()
@@ -347,10 +360,11 @@ async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
     let (mut victim, survivor, survivor_name, survivor_api) = if victim_name == NODES[0] {
         (a, b, NODES[1], via_b)
     } else {
-        std::mem::swap(&mut events, &mut events_a);
         (b, a, NODES[0], via_a)
     };
-    drop(events_a);
+    // Watched from the survivor, from now on.
+    drop(events);
+    let mut events = survivor_api.events().await;
     let moved: Vec<_> = linked
         .iter()
         .filter(|(id, _, _)| owners.get(id) == Some(&victim_name))
@@ -416,4 +430,92 @@ async fn a_killed_nodes_sessions_work_on_another_without_relinking() {
     }
     drop(events);
     c.stop().await;
+}
+
+/// A node joining two that run every session gets its share of them
+/// handed over (balancing by count), a few at a time, each working on it
+/// without a new link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_gets_its_share_without_relinking() {
+    const PHONES: [&str; 6] = [
+        "15550007011",
+        "15550007012",
+        "15550007013",
+        "15550007014",
+        "15550007015",
+        "15550007016",
+    ];
+    let Some(nats) = nats_url().await else {
+        return;
+    };
+    let Some(dir) = DataDir::postgres().await else {
+        return;
+    };
+    let sim = simulator().await;
+    let env = |node: &'static str| {
+        [
+            ("WAGATE_LOG", "warn,wagate=info"),
+            ("WAGATE_NATS_URL", nats.as_str()),
+            ("WAGATE_NODE_ID", node),
+            ("WAGATE_LEASE_TIME_MS", LEASE_MS),
+        ]
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let a = GatewayProcess::serve(&dir, &sim, ports[0], &env(NODES[0])).await;
+    let startup = a
+        .output
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let token = printed_after(&startup, "API token for organization");
+    let b = GatewayProcess::serve(&dir, &sim, ports[1], &env(NODES[1])).await;
+    let via_a = Gateway::at(ports[0], token.clone());
+    let mut events = via_a.events().await;
+    let mut linked = Vec::new();
+    for phone in PHONES {
+        let id = link_by_qr(&via_a, &mut events, &sim, phone).await;
+        linked.push((id, phone, device_of(&sim, phone)));
+    }
+
+    let c = GatewayProcess::serve(&dir, &sim, ports[2], &env(NODES[2])).await;
+    // Each session handed over reconnects on its new node: wait on those
+    // until C holds its share (6 sessions over 3 nodes: 2).
+    let share = PHONES.len() / NODES.len();
+    let handed = async {
+        loop {
+            let owners = owners(&dir).await;
+            if owned_by(&owners, NODES[2]).len() >= share {
+                break;
+            }
+            let event = events
+                .next(&format!("sessions handed to node-c: {owners:?}"))
+                .await;
+            assert_ne!(
+                event["data"]["status"], "scan_qr_code",
+                "a session was asked to link again: {event}"
+            );
+        }
+    };
+    if tokio::time::timeout(WAIT, handed).await.is_err() {
+        panic!(
+            "node-c never got {share} sessions\n{}",
+            printed(&[&a, &b, &c])
+        );
+    }
+    let on_c: Vec<String> = owned_by(&owners(&dir).await, NODES[2])
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for id in &on_c {
+        if via_a.session(id).await["status"] != "working" {
+            events.status(id, "working").await;
+        }
+    }
+    for (_, phone, device) in &linked {
+        assert_eq!(device_of(&sim, phone), *device, "{phone} linked again");
+    }
+    drop(events);
+    for node in [a, b, c] {
+        node.stop().await;
+    }
 }

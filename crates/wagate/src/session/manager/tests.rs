@@ -366,6 +366,15 @@ impl crate::store::LeaseStore for CutOff {
     ) -> Result<Option<crate::store::leases::LeaseRecord>, StoreError> {
         Ok(None)
     }
+
+    async fn census(
+        &self,
+        _node: &str,
+        _lease: Duration,
+        _capacity: Option<u32>,
+    ) -> Result<crate::store::leases::Census, StoreError> {
+        Ok(crate::store::leases::Census::default())
+    }
 }
 
 /// A node whose database stops answering its lease renewals disconnects

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use crate::domain::SessionId;
-use crate::store::leases::{Held, LeaseRecord, LeaseStore, lease_millis};
+use crate::store::leases::{Census, Held, LeaseRecord, LeaseStore, NodeLoad, lease_millis};
 use crate::store::{StoreError, from_millis};
 
 fn held(row: &PgRow) -> Result<Held, StoreError> {
@@ -153,6 +153,45 @@ impl LeaseStore for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    async fn census(
+        &self,
+        node: &str,
+        lease: Duration,
+        capacity: Option<u32>,
+    ) -> Result<Census, StoreError> {
+        sqlx::query(
+            "INSERT INTO node_heartbeats (node, capacity, expires_at) \
+             VALUES ($1, $2, now() + $3 * interval '1 millisecond') \
+             ON CONFLICT (node) DO UPDATE SET capacity = EXCLUDED.capacity, \
+               expires_at = EXCLUDED.expires_at",
+        )
+        .bind(node)
+        .bind(capacity.map(i64::from))
+        .bind(lease_millis(lease))
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT h.node, h.capacity, \
+               (SELECT count(*) FROM session_leases l \
+                WHERE l.node = h.node AND l.expires_at > now()), \
+               (SELECT count(*) FROM sessions) \
+             FROM node_heartbeats h WHERE h.expires_at > now() ORDER BY h.node",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut census = Census::default();
+        for row in &rows {
+            census.sessions = count(row.try_get(3)?);
+            census.nodes.push(NodeLoad {
+                node: row.try_get(0)?,
+                capacity: row.try_get::<Option<i64>, _>(1)?.map(count),
+                held: count(row.try_get(2)?),
+            });
+        }
+        Ok(census)
     }
 }
 
