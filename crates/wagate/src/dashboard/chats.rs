@@ -21,6 +21,7 @@ use super::session::{describe, parse_id};
 use super::view::time;
 use crate::app::AppState;
 use crate::domain::{MessageId, Mute};
+use crate::http::extract::cut_page;
 use crate::messages::{Content, MAX_TEXT_CHARS, OutgoingMessage, Recipient};
 use crate::session::manager::Outgoing;
 use crate::store::MessageQuery;
@@ -58,10 +59,7 @@ pub(super) async fn list(
     let record = state.sessions.get(org, id).await?;
     let cursor = position(paging.cursor.as_deref())?;
     let mut chats = state.sessions.chats(org, id, cursor, PAGE + 1).await?;
-    let next = (chats.len() > PAGE as usize).then(|| {
-        chats.truncate(PAGE as usize);
-        chats.last().map(|c| c.last_message.id)
-    });
+    let next = cut_page(&mut chats, PAGE, |c| c.last_message.id);
     let title = record
         .label
         .as_ref()
@@ -89,7 +87,7 @@ pub(super) async fn list(
                     }
                 }
             }
-            @if let Some(Some(next)) = next {
+            @if let Some(next) = next {
                 p.pager { a data-older href={ "/sessions/" (id) "/chats?cursor=" (next) } { "Older chats →" } }
             }
         }
@@ -170,10 +168,7 @@ async fn chat_page(
         after: None,
     };
     let mut messages = state.sessions.messages(org, id, &query).await?;
-    let older = (messages.len() > PAGE as usize).then(|| {
-        messages.truncate(PAGE as usize);
-        messages.last().map(|m| m.id)
-    });
+    let older = cut_page(&mut messages, PAGE, |m| m.id);
     let heading = found.name.clone().unwrap_or_else(|| chat_name(&found.chat));
     let body = html! {
         div.page-head {
@@ -212,7 +207,7 @@ async fn chat_page(
                     }
                 }
             }
-            @if let Some(Some(older)) = older {
+            @if let Some(older) = older {
                 p.pager {
                     a data-older href={ "/sessions/" (id) "/chats/" (found.chat) "?before=" (older) } { "Older messages →" }
                 }

@@ -17,6 +17,7 @@ use super::session::parse_id;
 use super::view::{phone, time};
 use crate::app::AppState;
 use crate::domain::{GroupInfo, GroupMember, GroupRole};
+use crate::http::extract::cut_page;
 
 /// Groups a page shows; the next page follows the last one's id.
 const PAGE: u32 = 100;
@@ -66,12 +67,7 @@ pub(super) async fn list(
         .groups()
         .list_groups(id, query.after.as_deref(), PAGE + 1)
         .await?;
-    let next = if groups.len() > PAGE as usize {
-        groups.truncate(PAGE as usize);
-        groups.last().map(|g| g.id.clone())
-    } else {
-        None
-    };
+    let next = cut_page(&mut groups, PAGE, |g| g.id.clone());
     let title = title_of(&record);
     let body = html! {
         div.page-head {

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authenticated;
 use super::chats::CALL_TIMEOUT;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path, Query, page_limit};
+use super::extract::{Json, Path, Query, cut_page, page_limit};
 use super::presence::parse_contact;
 use crate::app::AppState;
 use crate::domain::SessionId;
@@ -221,12 +221,7 @@ pub(crate) async fn list(
             },
         )
         .await?;
-    let next_cursor = if records.len() > limit as usize {
-        records.truncate(limit as usize);
-        records.last().map(|last| last.jid.clone())
-    } else {
-        None
-    };
+    let next_cursor = cut_page(&mut records, limit, |last| last.jid.clone());
     Ok(Json(ContactList {
         data: records.into_iter().map(Contact::from).collect(),
         next_cursor,
