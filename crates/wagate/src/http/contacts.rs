@@ -248,6 +248,7 @@ pub(crate) async fn list(
         (status = 409, description = "The session is not `working`", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -299,6 +300,7 @@ pub(crate) async fn get(
         (status = 409, description = "The session is not `working`, and no picture was fetched before", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -385,6 +387,7 @@ async fn blocking(
         (status = 409, description = "The session is not `working`", body = ErrorBody),
         (status = 422, description = "Not a person, or `contact_unresolved`: the session does not know both of their ids", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -413,6 +416,7 @@ pub(crate) async fn block(
         (status = 409, description = "The session is not `working`", body = ErrorBody),
         (status = 422, description = "Not a person, or `contact_unresolved`: the session does not know both of their ids", body = ErrorBody),
         (status = 502, description = "WhatsApp failed or did not answer", body = ErrorBody),
+        (status = 503, description = "`owner_unreachable`: with several nodes (`--nats`), the node that runs the session did not answer; try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

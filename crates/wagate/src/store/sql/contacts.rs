@@ -63,12 +63,15 @@ fn contains(text: &str) -> String {
 }
 
 /// The session's row for `person`, by either id (the one keyed by number
-/// first).
-async fn find_in(
-    tx: &mut WriteTx,
+/// first): inside a write (`&mut **tx`) or on the reader.
+async fn find<'e, E>(
+    executor: E,
     session: SessionId,
     person: &Person,
-) -> Result<Option<ContactRecord>, StoreError> {
+) -> Result<Option<ContactRecord>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = super::Db>,
+{
     sqlx::query(select_contacts!(
         "WHERE c.session_id = $1 AND (c.jid = $2 OR c.jid = $3 OR c.phone = $4 OR c.lid = $5) "
         "ORDER BY (CASE WHEN c.phone IS NULL THEN 1 ELSE 0 END), c.jid LIMIT 1"
@@ -78,11 +81,19 @@ async fn find_in(
     .bind(person.lid.as_ref().map(|l| format!("{l}@lid")))
     .bind(person.phone.clone())
     .bind(person.lid.clone())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(executor)
     .await?
     .as_ref()
     .map(contact)
     .transpose()
+}
+
+async fn find_in(
+    tx: &mut WriteTx,
+    session: SessionId,
+    person: &Person,
+) -> Result<Option<ContactRecord>, StoreError> {
+    find(&mut **tx, session, person).await
 }
 
 /// Writes `record` as the session's row under its key.
@@ -294,20 +305,7 @@ impl ContactStore for Backend {
         session: SessionId,
         person: &Person,
     ) -> Result<Option<ContactRecord>, StoreError> {
-        sqlx::query(select_contacts!(
-            "WHERE c.session_id = $1 AND (c.jid = $2 OR c.jid = $3 OR c.phone = $4 OR c.lid = $5) "
-            "ORDER BY (CASE WHEN c.phone IS NULL THEN 1 ELSE 0 END), c.jid LIMIT 1"
-        ))
-        .bind(session.to_string())
-        .bind(person.phone.as_ref().map(|p| format!("{p}@s.whatsapp.net")))
-        .bind(person.lid.as_ref().map(|l| format!("{l}@lid")))
-        .bind(person.phone.clone())
-        .bind(person.lid.clone())
-        .fetch_optional(&self.reader)
-        .await?
-        .as_ref()
-        .map(contact)
-        .transpose()
+        find(&self.reader, session, person).await
     }
 
     async fn change_contact(
